@@ -1,0 +1,99 @@
+"""airlift-protocol: the shared vocabulary of Airlift.
+
+Pure Python (PyYAML only): models of Airflow objects normalized across Airflow 2 and 3, the tag
+names that link Dagster assets and runs to Airflow, and the migration-state file format.
+
+>>> from airlift_protocol import DAG_ID_TAG, TASK_ID_TAG
+>>> DAG_ID_TAG, TASK_ID_TAG
+('airlift/dag_id', 'airlift/task_id')
+"""
+
+from __future__ import annotations
+
+from airlift_protocol.errors import AirliftProtocolError, MigrationStateError, RestPayloadError
+from airlift_protocol.migration_state import (
+    VALID_FILE_EXAMPLE,
+    DagMigrationState,
+    MigrationState,
+    TaskMigrationState,
+    dump_dag_migration_state,
+    dump_migration_state_to_yaml,
+    load_dag_migration_state,
+    load_migration_state_from_yaml,
+    set_task_migrated,
+)
+from airlift_protocol.models import (
+    FINISHED_DAG_RUN_STATES,
+    FINISHED_TASK_INSTANCE_STATES,
+    ApiVersion,
+    DagInfo,
+    DagRun,
+    DagRunState,
+    TaskInfo,
+    TaskInstance,
+    TaskInstanceState,
+    parse_airflow_datetime,
+    with_upstream_task_ids,
+)
+from airlift_protocol.tags import (
+    AIRFLOW_DAG_ID_RUN_TAG,
+    AIRFLOW_INSTANCE_RUN_TAG,
+    AIRFLOW_MAP_INDEX_RUN_TAG,
+    AIRFLOW_RUN_ID_RUN_TAG,
+    AIRFLOW_TASK_ID_RUN_TAG,
+    AIRFLOW_TRY_NUMBER_RUN_TAG,
+    DAG_ID_TAG,
+    MIGRATING_DAG_TAG,
+    MIGRATION_DOC_MARKER,
+    TASK_ID_TAG,
+    AirflowTaskRef,
+    dagster_run_tags,
+    encode_tag_value,
+    parse_dagster_run_tags,
+    task_is_marked_migrated,
+    task_migration_doc,
+)
+from airlift_protocol.version import __version__
+
+__all__ = [
+    "AIRFLOW_DAG_ID_RUN_TAG",
+    "AIRFLOW_INSTANCE_RUN_TAG",
+    "AIRFLOW_MAP_INDEX_RUN_TAG",
+    "AIRFLOW_RUN_ID_RUN_TAG",
+    "AIRFLOW_TASK_ID_RUN_TAG",
+    "AIRFLOW_TRY_NUMBER_RUN_TAG",
+    "DAG_ID_TAG",
+    "FINISHED_DAG_RUN_STATES",
+    "FINISHED_TASK_INSTANCE_STATES",
+    "MIGRATING_DAG_TAG",
+    "MIGRATION_DOC_MARKER",
+    "TASK_ID_TAG",
+    "VALID_FILE_EXAMPLE",
+    "AirflowTaskRef",
+    "AirliftProtocolError",
+    "ApiVersion",
+    "DagInfo",
+    "DagMigrationState",
+    "DagRun",
+    "DagRunState",
+    "MigrationState",
+    "MigrationStateError",
+    "RestPayloadError",
+    "TaskInfo",
+    "TaskInstance",
+    "TaskInstanceState",
+    "TaskMigrationState",
+    "__version__",
+    "dagster_run_tags",
+    "dump_dag_migration_state",
+    "dump_migration_state_to_yaml",
+    "encode_tag_value",
+    "load_dag_migration_state",
+    "load_migration_state_from_yaml",
+    "parse_airflow_datetime",
+    "parse_dagster_run_tags",
+    "set_task_migrated",
+    "task_is_marked_migrated",
+    "task_migration_doc",
+    "with_upstream_task_ids",
+]

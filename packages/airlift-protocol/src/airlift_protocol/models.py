@@ -1,0 +1,410 @@
+"""Normalized models of the Airflow objects Airlift reads over REST.
+
+Airflow 2 serves its stable REST API under ``/api/v1`` and Airflow 3 under ``/api/v2``. The two
+generations name a few fields differently (``execution_date`` vs ``logical_date``, ``is_active`` vs
+``is_stale``, list-of-dicts tags, ...). Every model here is built with ``from_rest(raw, api=...)``
+from the raw JSON dict of either generation, so callers never need to know where it came from. The
+raw dict is kept unchanged on ``raw`` for display and debugging.
+
+Example::
+
+    >>> run = DagRun.from_rest(
+    ...     {"dag_id": "d", "dag_run_id": "manual__1", "state": "success",
+    ...      "logical_date": None, "start_date": "2026-01-01T00:00:00Z",
+    ...      "end_date": "2026-01-01T00:01:00Z", "run_type": "manual"},
+    ...     api=ApiVersion.V2,
+    ... )
+    >>> run.is_success, run.logical_date
+    (True, None)
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from airlift_protocol.errors import RestPayloadError
+
+__all__ = [
+    "FINISHED_DAG_RUN_STATES",
+    "FINISHED_TASK_INSTANCE_STATES",
+    "ApiVersion",
+    "DagInfo",
+    "DagRun",
+    "DagRunState",
+    "TaskInfo",
+    "TaskInstance",
+    "TaskInstanceState",
+    "parse_airflow_datetime",
+    "with_upstream_task_ids",
+]
+
+
+class ApiVersion(str, enum.Enum):
+    """The generation of Airflow's stable REST API: ``v1`` (Airflow 2) or ``v2`` (Airflow 3)."""
+
+    V1 = "v1"
+    V2 = "v2"
+
+    @property
+    def base_path(self) -> str:
+        """Path of the API below the webserver URL, e.g. ``/api/v2``."""
+        return f"/api/{self.value}"
+
+    @property
+    def airflow_major(self) -> int:
+        """The Airflow major version that serves this API generation."""
+        return 2 if self is ApiVersion.V1 else 3
+
+
+class DagRunState(str, enum.Enum):
+    """States of a DAG run (identical in Airflow 2 and 3)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+FINISHED_DAG_RUN_STATES: frozenset[str] = frozenset({DagRunState.SUCCESS, DagRunState.FAILED})
+
+
+class TaskInstanceState(str, enum.Enum):
+    """States of a task instance. ``None`` (no state yet) is represented as ``None`` on models."""
+
+    REMOVED = "removed"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+    UP_FOR_RETRY = "up_for_retry"
+    UP_FOR_RESCHEDULE = "up_for_reschedule"
+    UPSTREAM_FAILED = "upstream_failed"
+    SKIPPED = "skipped"
+    DEFERRED = "deferred"
+
+
+FINISHED_TASK_INSTANCE_STATES: frozenset[str] = frozenset(
+    {
+        TaskInstanceState.SUCCESS,
+        TaskInstanceState.FAILED,
+        TaskInstanceState.SKIPPED,
+        TaskInstanceState.UPSTREAM_FAILED,
+        TaskInstanceState.REMOVED,
+    }
+)
+
+_TZ_SUFFIX = re.compile(r"Z$")
+
+
+def parse_airflow_datetime(value: Any, *, what: str = "date") -> datetime | None:
+    """Parse an ISO-8601 timestamp as Airflow's REST API returns it; ``None`` stays ``None``.
+
+    Both ``...+00:00`` (Airflow 2) and ``...Z`` (Airflow 3) are accepted; naive values are taken as UTC.
+
+    >>> parse_airflow_datetime("2026-11-24T04:10:00.123456Z").isoformat()
+    '2026-11-24T04:10:00.123456+00:00'
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        text = _TZ_SUFFIX.sub("+00:00", value.strip())
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            # Python 3.10 accepts only 0, 3 or 6 fractional digits; normalize to microseconds.
+            match = re.match(r"^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(.*)$", text)
+            if not match:
+                raise RestPayloadError(f"{what}: {value!r} is not an ISO-8601 timestamp") from None
+            head, frac, tail = match.groups()
+            frac = ((frac or "") + "000000")[:6]
+            try:
+                parsed = datetime.fromisoformat(f"{head}.{frac}{tail}")
+            except ValueError:
+                raise RestPayloadError(f"{what}: {value!r} is not an ISO-8601 timestamp") from None
+    else:
+        raise RestPayloadError(f"{what}: expected an ISO-8601 string, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def _require(raw: Mapping[str, Any], key: str, what: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise RestPayloadError(f"{what}: expected a JSON object, got {type(raw).__name__}")
+    try:
+        value = raw[key]
+    except KeyError:
+        raise RestPayloadError(
+            f"{what}: the response has no {key!r} field (fields: {sorted(raw)[:20]})"
+        ) from None
+    if value is None:
+        raise RestPayloadError(f"{what}: field {key!r} is null")
+    return value
+
+
+def _state(value: Any) -> str | None:
+    if value is None or value == "" or value == "none":
+        return None
+    return str(value).lower()
+
+
+def _names(values: Any) -> tuple[str, ...]:
+    """Tags come as ``[{"name": ...}]`` (both generations); tolerate plain strings too."""
+    out: list[str] = []
+    for item in values or ():
+        if isinstance(item, Mapping):
+            name = item.get("name")
+            if name is not None:
+                out.append(str(name))
+        elif item is not None:
+            out.append(str(item))
+    return tuple(out)
+
+
+def _schedule(raw: Mapping[str, Any]) -> str | None:
+    for key in ("timetable_summary", "timetable_description"):
+        if raw.get(key):
+            return str(raw[key])
+    interval = raw.get("schedule_interval")
+    if isinstance(interval, Mapping):
+        value = interval.get("value")
+        if value is not None:
+            return str(value)
+        if interval.get("days") is not None or interval.get("seconds") is not None:
+            return f"{interval.get('days', 0)}d {interval.get('seconds', 0)}s"
+    elif interval is not None:
+        return str(interval)
+    return None
+
+
+@dataclass(frozen=True)
+class DagInfo:
+    """A DAG as listed by ``GET /dags``.
+
+    ``file_token`` is what ``/api/v1/dagSources/{file_token}`` needs (Airflow 3 reads sources by dag
+    id instead). ``is_active`` is ``False`` for DAGs whose file is gone (v1 ``is_active``, v2
+    ``is_stale``).
+    """
+
+    dag_id: str
+    api: ApiVersion
+    display_name: str
+    file_token: str | None
+    fileloc: str | None
+    tags: tuple[str, ...]
+    is_paused: bool
+    is_active: bool
+    owners: tuple[str, ...]
+    description: str | None
+    schedule: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_rest(cls, raw: Mapping[str, Any], *, api: ApiVersion) -> DagInfo:
+        """Parse one item of ``GET /dags`` (or ``GET /dags/{dag_id}``) of either API generation."""
+        dag_id = str(_require(raw, "dag_id", "DAG"))
+        what = f"DAG {dag_id!r}"
+        if api is ApiVersion.V2:
+            is_active = not bool(raw.get("is_stale", False))
+        else:
+            is_active = bool(raw.get("is_active", True))
+        return cls(
+            dag_id=dag_id,
+            api=api,
+            display_name=str(raw.get("dag_display_name") or dag_id),
+            file_token=raw.get("file_token"),
+            fileloc=raw.get("fileloc"),
+            tags=_names(raw.get("tags")),
+            is_paused=bool(raw.get("is_paused", False)),
+            is_active=is_active,
+            owners=tuple(str(o) for o in raw.get("owners") or ()),
+            description=raw.get("description"),
+            schedule=_schedule(raw) if isinstance(raw, Mapping) else None,
+            raw=_check_mapping(raw, what),
+        )
+
+
+def _check_mapping(raw: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise RestPayloadError(f"{what}: expected a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task of a DAG as listed by ``GET /dags/{dag_id}/tasks``.
+
+    The REST API only returns downstream ids; :func:`with_upstream_task_ids` fills
+    ``upstream_task_ids`` for a whole DAG's task list (the client does this for you).
+    """
+
+    dag_id: str
+    task_id: str
+    api: ApiVersion
+    operator: str | None
+    downstream_task_ids: tuple[str, ...]
+    upstream_task_ids: tuple[str, ...]
+    is_mapped: bool
+    retries: int | None
+    doc_md: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_rest(cls, raw: Mapping[str, Any], *, dag_id: str, api: ApiVersion) -> TaskInfo:
+        """Parse one item of ``GET /dags/{dag_id}/tasks`` of either API generation."""
+        task_id = str(_require(raw, "task_id", f"task of DAG {dag_id!r}"))
+        class_ref = raw.get("class_ref") or {}
+        operator = raw.get("operator_name") or (
+            class_ref.get("class_name") if isinstance(class_ref, Mapping) else None
+        )
+        retries = raw.get("retries")
+        return cls(
+            dag_id=dag_id,
+            task_id=task_id,
+            api=api,
+            operator=str(operator) if operator is not None else None,
+            downstream_task_ids=tuple(str(t) for t in raw.get("downstream_task_ids") or ()),
+            upstream_task_ids=(),
+            is_mapped=bool(raw.get("is_mapped", False)),
+            retries=int(retries) if isinstance(retries, (int, float)) else None,
+            doc_md=raw.get("doc_md"),
+            raw=raw,
+        )
+
+
+def with_upstream_task_ids(tasks: Iterable[TaskInfo]) -> list[TaskInfo]:
+    """Return the tasks of one DAG with ``upstream_task_ids`` derived from downstream links.
+
+    >>> a = TaskInfo("d", "a", ApiVersion.V1, None, ("b",), (), False, None, None, {})
+    >>> b = TaskInfo("d", "b", ApiVersion.V1, None, (), (), False, None, None, {})
+    >>> [t.upstream_task_ids for t in with_upstream_task_ids([a, b])]
+    [(), ('a',)]
+    """
+    task_list = list(tasks)
+    upstream: dict[str, list[str]] = {t.task_id: [] for t in task_list}
+    for task in task_list:
+        for downstream_id in task.downstream_task_ids:
+            upstream.setdefault(downstream_id, []).append(task.task_id)
+    return [replace(t, upstream_task_ids=tuple(sorted(upstream[t.task_id]))) for t in task_list]
+
+
+@dataclass(frozen=True)
+class DagRun:
+    """A DAG run. ``logical_date`` is v1's ``execution_date``/``logical_date`` or v2's ``logical_date``
+    (which Airflow 3 allows to be null); ``run_after`` is Airflow 3's scheduling key (falls back to the
+    logical date on Airflow 2)."""
+
+    dag_id: str
+    run_id: str
+    api: ApiVersion
+    state: str | None
+    run_type: str | None
+    logical_date: datetime | None
+    run_after: datetime | None
+    start_date: datetime | None
+    end_date: datetime | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_rest(cls, raw: Mapping[str, Any], *, api: ApiVersion) -> DagRun:
+        """Parse one DAG run of either API generation."""
+        dag_id = str(_require(raw, "dag_id", "DAG run"))
+        run_id = str(_require(raw, "dag_run_id", f"DAG run of {dag_id!r}"))
+        what = f"DAG run {dag_id}/{run_id}"
+        logical = raw.get("logical_date")
+        if logical is None and api is ApiVersion.V1:
+            logical = raw.get("execution_date")
+        logical_date = parse_airflow_datetime(logical, what=f"{what} logical_date")
+        run_after = parse_airflow_datetime(raw.get("run_after"), what=f"{what} run_after")
+        return cls(
+            dag_id=dag_id,
+            run_id=run_id,
+            api=api,
+            state=_state(raw.get("state")),
+            run_type=raw.get("run_type"),
+            logical_date=logical_date,
+            run_after=run_after or logical_date,
+            start_date=parse_airflow_datetime(raw.get("start_date"), what=f"{what} start_date"),
+            end_date=parse_airflow_datetime(raw.get("end_date"), what=f"{what} end_date"),
+            raw=raw,
+        )
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the run succeeded or failed."""
+        return self.state in FINISHED_DAG_RUN_STATES
+
+    @property
+    def is_success(self) -> bool:
+        """True when the run succeeded."""
+        return self.state == DagRunState.SUCCESS
+
+
+@dataclass(frozen=True)
+class TaskInstance:
+    """One try of one task (and map index) in one DAG run. ``map_index`` is -1 for unmapped tasks."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    api: ApiVersion
+    map_index: int
+    try_number: int
+    state: str | None
+    operator: str | None
+    logical_date: datetime | None
+    start_date: datetime | None
+    end_date: datetime | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_rest(cls, raw: Mapping[str, Any], *, api: ApiVersion) -> TaskInstance:
+        """Parse one task instance of either API generation."""
+        dag_id = str(_require(raw, "dag_id", "task instance"))
+        task_id = str(_require(raw, "task_id", f"task instance of DAG {dag_id!r}"))
+        run_id = str(_require(raw, "dag_run_id", f"task instance {dag_id}.{task_id}"))
+        what = f"task instance {dag_id}/{run_id}/{task_id}"
+        logical = raw.get("logical_date")
+        if logical is None and api is ApiVersion.V1:
+            logical = raw.get("execution_date")
+        map_index = raw.get("map_index")
+        try_number = raw.get("try_number")
+        return cls(
+            dag_id=dag_id,
+            task_id=task_id,
+            run_id=run_id,
+            api=api,
+            map_index=int(map_index) if isinstance(map_index, int) else -1,
+            try_number=int(try_number) if isinstance(try_number, int) else 0,
+            state=_state(raw.get("state")),
+            operator=raw.get("operator_name") or raw.get("operator"),
+            logical_date=parse_airflow_datetime(logical, what=f"{what} logical_date"),
+            start_date=parse_airflow_datetime(raw.get("start_date"), what=f"{what} start_date"),
+            end_date=parse_airflow_datetime(raw.get("end_date"), what=f"{what} end_date"),
+            raw=raw,
+        )
+
+    @property
+    def is_success(self) -> bool:
+        """True when this try succeeded."""
+        return self.state == TaskInstanceState.SUCCESS
+
+    @property
+    def is_finished(self) -> bool:
+        """True when the task instance reached a terminal state."""
+        return self.state in FINISHED_TASK_INSTANCE_STATES
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """Identity of the task instance across tries: (dag_id, run_id, task_id, map_index)."""
+        return (self.dag_id, self.run_id, self.task_id, self.map_index)
+

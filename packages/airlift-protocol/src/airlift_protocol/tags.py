@@ -1,0 +1,145 @@
+"""Tag names linking Dagster assets and runs to Airflow objects.
+
+Asset tags (set by ``dag_defs``/``task_defs`` on the Dagster side, read by the Airflow-side
+``DagsterOperator`` through Dagster's GraphQL API)::
+
+    airlift/dag_id  = <encoded dag id>
+    airlift/task_id = <encoded task id>
+
+Dagster's asset tag values must be at most 63 characters of ``[A-Za-z0-9_.-]``. Airflow ids may be
+longer (250) and may contain any Unicode word character, so both sides pass ids through
+:func:`encode_tag_value`, which keeps valid ids unchanged and maps the others to a stable digest.
+
+Run tags (set by ``DagsterOperator`` on each Dagster run it launches; they let the sensor skip task
+instances whose assets Dagster already materialized, and let a retried Airflow task re-attach to
+the run it launched before)::
+
+    >>> sorted(dagster_run_tags(dag_id="d", task_id="t", run_id="r", try_number=1))
+    ['airlift/airflow_dag_id', 'airlift/airflow_run_id', 'airlift/airflow_task_id', 'airlift/airflow_try_number']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "AIRFLOW_DAG_ID_RUN_TAG",
+    "AIRFLOW_INSTANCE_RUN_TAG",
+    "AIRFLOW_MAP_INDEX_RUN_TAG",
+    "AIRFLOW_RUN_ID_RUN_TAG",
+    "AIRFLOW_TASK_ID_RUN_TAG",
+    "AIRFLOW_TRY_NUMBER_RUN_TAG",
+    "DAG_ID_TAG",
+    "MIGRATING_DAG_TAG",
+    "MIGRATION_DOC_MARKER",
+    "TASK_ID_TAG",
+    "AirflowTaskRef",
+    "dagster_run_tags",
+    "encode_tag_value",
+    "parse_dagster_run_tags",
+    "task_is_marked_migrated",
+    "task_migration_doc",
+]
+
+DAG_ID_TAG = "airlift/dag_id"
+TASK_ID_TAG = "airlift/task_id"
+
+AIRFLOW_DAG_ID_RUN_TAG = "airlift/airflow_dag_id"
+AIRFLOW_TASK_ID_RUN_TAG = "airlift/airflow_task_id"
+AIRFLOW_RUN_ID_RUN_TAG = "airlift/airflow_run_id"
+AIRFLOW_TRY_NUMBER_RUN_TAG = "airlift/airflow_try_number"
+AIRFLOW_MAP_INDEX_RUN_TAG = "airlift/airflow_map_index"
+AIRFLOW_INSTANCE_RUN_TAG = "airlift/airflow_instance"
+
+#: Airflow DAG tag added to every DAG that ``mark_as_dagster_migrating`` patched.
+MIGRATING_DAG_TAG = "airlift:migrating"
+#: Invisible marker in a migrated task's ``doc_md`` (readable as ``doc_md`` in ``GET /dags/{id}/tasks``).
+MIGRATION_DOC_MARKER = "<!-- airlift:migrated -->"
+
+_STRICT_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+
+
+def encode_tag_value(airflow_id: str) -> str:
+    """Encode a DAG or task id as a valid Dagster asset-tag value; both sides must use this.
+
+    >>> encode_tag_value("team.sales-daily_v2")
+    'team.sales-daily_v2'
+    >>> encode_tag_value("x" * 100)[:7], len(encode_tag_value("x" * 100))
+    ('airlift', 48)
+    """
+    if _STRICT_VALUE.match(airflow_id) and not airflow_id.startswith("airlift-sha1-"):
+        return airflow_id
+    return "airlift-sha1-" + hashlib.sha1(airflow_id.encode("utf-8")).hexdigest()[:35]
+
+
+@dataclass(frozen=True)
+class AirflowTaskRef:
+    """The Airflow task instance a Dagster run was launched for."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int | None = None
+    map_index: int = -1
+    instance_name: str | None = None
+
+
+def dagster_run_tags(
+    *,
+    dag_id: str,
+    task_id: str,
+    run_id: str,
+    try_number: int | None = None,
+    map_index: int = -1,
+    instance_name: str | None = None,
+) -> dict[str, str]:
+    """Tags that ``DagsterOperator`` puts on the Dagster run it launches for one Airflow task try."""
+    tags = {
+        AIRFLOW_DAG_ID_RUN_TAG: dag_id,
+        AIRFLOW_TASK_ID_RUN_TAG: task_id,
+        AIRFLOW_RUN_ID_RUN_TAG: run_id,
+    }
+    if try_number is not None:
+        tags[AIRFLOW_TRY_NUMBER_RUN_TAG] = str(try_number)
+    if map_index != -1:
+        tags[AIRFLOW_MAP_INDEX_RUN_TAG] = str(map_index)
+    if instance_name:
+        tags[AIRFLOW_INSTANCE_RUN_TAG] = instance_name
+    return tags
+
+
+def parse_dagster_run_tags(tags: Mapping[str, str]) -> AirflowTaskRef | None:
+    """Read the Airflow task a Dagster run belongs to from its tags; ``None`` if it has none."""
+    try:
+        dag_id, task_id, run_id = (
+            tags[AIRFLOW_DAG_ID_RUN_TAG],
+            tags[AIRFLOW_TASK_ID_RUN_TAG],
+            tags[AIRFLOW_RUN_ID_RUN_TAG],
+        )
+    except KeyError:
+        return None
+    try_number = tags.get(AIRFLOW_TRY_NUMBER_RUN_TAG)
+    map_index = tags.get(AIRFLOW_MAP_INDEX_RUN_TAG)
+    return AirflowTaskRef(
+        dag_id=dag_id,
+        task_id=task_id,
+        run_id=run_id,
+        try_number=int(try_number) if try_number and try_number.isdigit() else None,
+        map_index=int(map_index) if map_index and map_index.lstrip("-").isdigit() else -1,
+        instance_name=tags.get(AIRFLOW_INSTANCE_RUN_TAG),
+    )
+
+
+def task_migration_doc(original_doc: str | None, *, dagster_url: str | None = None) -> str:
+    """The ``doc_md`` of a migrated task: the marker, a visible note, then the original docs."""
+    where = f" ([Dagster]({dagster_url}))" if dagster_url else ""
+    note = f"{MIGRATION_DOC_MARKER}\n**Migrated to Dagster**{where}: this task runs as a Dagster run of its assets."
+    return note + (f"\n\n{original_doc}" if original_doc else "")
+
+
+def task_is_marked_migrated(doc_md: str | None) -> bool:
+    """True when a task's ``doc_md`` (as read over REST) carries the migration marker."""
+    return bool(doc_md) and MIGRATION_DOC_MARKER in str(doc_md)
