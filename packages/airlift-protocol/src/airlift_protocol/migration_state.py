@@ -187,7 +187,7 @@ def _mapping_items(
         kind = "a list" if isinstance(node, yaml.SequenceNode) else f"the value {node.value!r}"
         raise _error(path, key_path, _line(node), f"expected a mapping, found {kind}.")
     seen: dict[str, int] = {}
-    items = []
+    items: list[tuple[str, yaml.Node, yaml.Node]] = []
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
             raise _error(path, key_path, _line(key_node), "keys must be plain names.")

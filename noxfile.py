@@ -1,0 +1,170 @@
+"""Test matrix of the Airlift monorepo, generated from ONE table.
+
+Every session below is generated from ``SUITES`` (what to test, where) crossed with the Airflow and
+Python versions in ``testing/airlift-testing/src/airlift_testing/versions.py``. CI reads the same
+sessions with ``nox --list --json``, so local runs and CI cannot drift.
+
+    uvx nox                      # everything CI runs (the README's test command)
+    uvx nox -l                   # list sessions
+    uvx nox -s unit-airlift-protocol
+    uvx nox -s "integration-airlift-client-airflow3"
+    uvx nox -s bench             # benchmark vs dagster-airlift (not part of the default run)
+
+Isolation rules the sessions keep (they model production):
+- a session testing airlift-airflow never installs dagster; one testing airlift-dagster never installs
+  apache-airflow into its own venv (real Airflow servers run from their own cached venvs, see
+  airlift_testing.venvs);
+- integration sessions start real Airflow 2/3 and Dagster servers on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+sys.path.insert(0, str(ROOT / "testing" / "airlift-testing" / "src"))
+
+from airlift_testing.versions import (  # noqa: E402
+    AIRFLOW_VERSIONS,
+    DEFAULT_PYTHON,
+    PYTHONS,
+    airflow_requirement,
+)
+
+nox.options.default_venv_backend = "uv"
+nox.options.error_on_missing_interpreters = True
+
+PKG = ROOT / "packages"
+TESTING = "testing/airlift-testing"
+PACKAGES = ("airlift-protocol", "airlift-client", "airlift-dagster", "airlift-airflow", "airlift-dbt")
+# Internal dependencies (one-way): installed editable together with the package under test.
+INTERNAL_DEPS = {
+    "airlift-protocol": (),
+    "airlift-client": ("airlift-protocol",),
+    "airlift-dagster": ("airlift-protocol", "airlift-client"),
+    "airlift-airflow": ("airlift-protocol",),
+    "airlift-dbt": ("airlift-protocol", "airlift-client", "airlift-dagster"),
+}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One row of the matrix: a test folder, what its venv holds, and where it runs."""
+
+    name: str
+    paths: tuple[str, ...]
+    install: tuple[str, ...]
+    marker: str = "not integration"
+    # "host": apache-airflow is installed INTO the test venv (code that runs inside Airflow).
+    # "server": real Airflow servers are started from their own venvs (the test venv has no Airflow).
+    # None: the suite does not depend on an Airflow version.
+    airflow: str | None = None
+    pythons: tuple[str, ...] = (DEFAULT_PYTHON,)
+    extra_pytest_args: tuple[str, ...] = field(default=())
+
+
+def _pkg(name: str, extras: str = "") -> tuple[str, ...]:
+    deps = [f"-e{PKG / d}" for d in INTERNAL_DEPS[name]]
+    return (*deps, f"-e{PKG / name}{extras}")
+
+
+_TEST_TOOLS = ("pytest>=8", f"-e{ROOT / TESTING}")
+
+SUITES: tuple[Suite, ...] = (
+    # unit tests (no network)
+    Suite("unit-airlift-protocol", ("packages/airlift-protocol",), _pkg("airlift-protocol"), pythons=PYTHONS),
+    Suite("unit-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa]"), pythons=PYTHONS),
+    Suite("unit-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster")),
+    Suite("unit-airlift-airflow", ("packages/airlift-airflow/tests",), _pkg("airlift-airflow"), airflow="host"),
+    Suite("unit-airlift-dbt", ("packages/airlift-dbt/tests",), (*_pkg("airlift-dbt", "[duckdb]"),)),
+    Suite("unit-airlift-testing", (f"{TESTING}/tests",), ()),
+    Suite("unit-repo", ("tests",), ("nox>=2024.4",)),
+    # integration tests against real servers on 127.0.0.1
+    Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server"),
+    Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa]"), marker="integration", airflow="server"),
+    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server"),
+    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests",), _pkg("airlift-protocol"), marker="integration", airflow="server"),
+)
+
+
+def _register(suite: Suite, python: str, airflow_generation: str | None) -> None:
+    name = suite.name
+    if suite.pythons != (DEFAULT_PYTHON,):
+        name += f"-py{python}"
+    if airflow_generation is not None:
+        name += f"-airflow{airflow_generation}"
+
+    def run(session: nox.Session) -> None:
+        install = list(suite.install) + list(_TEST_TOOLS)
+        if suite.airflow == "host" and airflow_generation is not None:
+            install.append(airflow_requirement(AIRFLOW_VERSIONS[airflow_generation]))
+        session.install(*install)
+        args = ["pytest", *suite.paths, "-m", suite.marker, *suite.extra_pytest_args]
+        env = {"AIRLIFT_REPO_ROOT": str(ROOT)}
+        if airflow_generation is not None:
+            args += ["--airflow-version", airflow_generation]
+            env["AIRLIFT_AIRFLOW_VERSION"] = airflow_generation
+        if suite.airflow == "host":
+            # Keep Airflow's own files out of ~/airflow; each session gets its own home.
+            env["AIRFLOW_HOME"] = str(Path(session.create_tmp()) / "airflow-home")
+            env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+            env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+        session.run(*args, *session.posargs, env=env)
+
+    run.__doc__ = f"pytest {' '.join(suite.paths)} -m '{suite.marker}'" + (
+        f" with Airflow {AIRFLOW_VERSIONS[airflow_generation]}" if airflow_generation else ""
+    )
+    nox.session(name=name, python=python)(run)
+
+
+for _suite in SUITES:
+    for _python in _suite.pythons:
+        for _gen in AIRFLOW_VERSIONS if _suite.airflow else (None,):
+            _register(_suite, _python, _gen)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check + format check over the whole repository."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over every package's src (each package's deps installed)."""
+    session.install(
+        "mypy>=1.10", "types-PyYAML", "types-requests", "boto3-stubs[mwaa]",
+        *_pkg("airlift-dbt", "[duckdb]"), f"-e{PKG / 'airlift-client'}[mwaa]",
+    )
+    session.run("mypy", *(str(PKG / p / "src") for p in PACKAGES if p != "airlift-airflow"))
+    # airlift-airflow runs inside Airflow: check it where Airflow is installed.
+    session.install(f"-e{PKG / 'airlift-airflow'}", airflow_requirement(AIRFLOW_VERSIONS["3"]))
+    session.run("mypy", str(PKG / "airlift-airflow" / "src"))
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def build(session: nox.Session) -> None:
+    """Build every package's sdist and wheel with hatchling; install each wheel in a fresh venv
+    (with only its declared dependencies, internal ones from the freshly built wheels) and import it.
+    Also proves the layering: airlift-airflow's install has no dagster, airlift-dagster's has no
+    apache-airflow, airlift-protocol's has nothing but PyYAML."""
+    session.install("build>=1.2", "hatchling>=1.21")
+    dist = Path(session.create_tmp()) / "dist"
+    if dist.exists():
+        for old in dist.iterdir():
+            old.unlink()
+    for package in PACKAGES:
+        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(dist), str(PKG / package))
+    session.run("python", str(ROOT / "tests" / "check_wheels.py"), str(dist), external=False)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def lowest(session: nox.Session) -> None:
+    """Unit tests of protocol and client with every dependency at its declared lower bound."""
+    session.install("--resolution", "lowest-direct", *_pkg("airlift-client", "[mwaa]"), *_TEST_TOOLS)
+    session.run("pytest", "packages/airlift-protocol", "packages/airlift-client/tests", "-m", "not integration")

@@ -1,0 +1,96 @@
+"""Repository-level checks: layering of the packages, and that CI runs what the README says."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ROOT / "packages"
+
+# package -> top-level imports its source must never contain
+FORBIDDEN_IMPORTS = {
+    "airlift-protocol": {"dagster", "airflow", "requests", "airlift_client", "airlift_dagster", "airlift_airflow", "airlift_dbt", "dagster_dbt"},
+    "airlift-client": {"dagster", "airflow", "airlift_dagster", "airlift_airflow", "airlift_dbt"},
+    "airlift-dagster": {"airflow", "airlift_airflow", "airlift_dbt"},
+    "airlift-airflow": {"dagster", "dagster_dbt", "dagster_graphql", "airlift_client", "airlift_dagster", "airlift_dbt"},
+    "airlift-dbt": {"airflow", "airlift_airflow"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN_IMPORTS))
+def test_layering(package: str) -> None:
+    src = PACKAGES / package / "src"
+    offenders = []
+    for file in sorted(src.rglob("*.py")):
+        bad = _imports(file) & FORBIDDEN_IMPORTS[package]
+        if bad:
+            offenders.append(f"{file.relative_to(ROOT)} imports {sorted(bad)}")
+    assert not offenders, f"{package} breaks the one-way layering:\n" + "\n".join(offenders)
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN_IMPORTS))
+def test_package_layout(package: str) -> None:
+    folder = PACKAGES / package
+    module = package.replace("-", "_")
+    for required in ("pyproject.toml", "README.md", "CHANGELOG.md", f"src/{module}/py.typed", f"src/{module}/__init__.py", f"src/{module}/version.py", "tests"):
+        assert (folder / required).exists(), f"{folder / required} is missing"
+    pyproject = (folder / "pyproject.toml").read_text()
+    assert 'build-backend = "hatchling.build"' in pyproject
+    assert f'name = "{package}"' in pyproject
+
+
+def _readme_test_command() -> str:
+    readme = (ROOT / "README.md").read_text()
+    commands = [line.strip() for line in readme.splitlines() if re.match(r"^\s*(uvx |uv run |python3? -m )?nox( |$)", line)]
+    assert commands, "README.md must show the test command (a nox command on a line of its own)"
+    return commands[0]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    command = _readme_test_command()
+    assert command in (ROOT / ".ci" / "run").read_text(), f".ci/run must run {command!r}"
+
+
+def test_github_workflow_reads_the_nox_table() -> None:
+    workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    assert "nox --list --json" in workflow or "nox -l --json" in workflow
+    assert "fromJSON" in workflow
+
+
+def test_nox_sessions_cover_every_package_and_airflow_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "nox", "--list", "--json", "-f", str(ROOT / "noxfile.py")],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    if out.returncode != 0 and "No module named nox" in out.stderr:
+        out = subprocess.run(["uvx", "nox", "--list", "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    names = {s["session"] for s in json.loads(out.stdout)}
+    sys.path.insert(0, str(ROOT / "testing" / "airlift-testing" / "src"))
+    from airlift_testing.versions import AIRFLOW_VERSIONS
+
+    for package in FORBIDDEN_IMPORTS:
+        assert any(n.startswith(f"unit-{package}") for n in names), f"no unit session for {package}"
+    for generation in AIRFLOW_VERSIONS:
+        for package in ("airlift-client", "airlift-dagster", "airlift-airflow"):
+            assert f"integration-{package}-airflow{generation}" in names
+        assert f"unit-airlift-airflow-airflow{generation}" in names
+    assert {"lint", "typecheck", "build"} <= names
