@@ -19,21 +19,19 @@ Isolation rules the sessions keep (they model production):
 
 from __future__ import annotations
 
-import sys
+import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
-sys.path.insert(0, str(ROOT / "testing" / "airlift-testing" / "src"))
-
-from airlift_testing.versions import (  # noqa: E402
-    AIRFLOW_VERSIONS,
-    DEFAULT_PYTHON,
-    PYTHONS,
-    airflow_requirement,
-)
+# The one version table, read as a plain file (nox's own environment has none of our dependencies).
+_VERSIONS = runpy.run_path(str(ROOT / "testing" / "airlift-testing" / "src" / "airlift_testing" / "versions.py"))
+AIRFLOW_VERSIONS: dict[str, str] = _VERSIONS["AIRFLOW_VERSIONS"]
+DEFAULT_PYTHON: str = _VERSIONS["DEFAULT_PYTHON"]
+PYTHONS: tuple[str, ...] = _VERSIONS["PYTHONS"]
+airflow_requirement = _VERSIONS["airflow_requirement"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True

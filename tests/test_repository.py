@@ -84,7 +84,6 @@ def test_nox_sessions_cover_every_package_and_airflow_version() -> None:
         out = subprocess.run(["uvx", "nox", "--list", "--json"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     names = {s["session"] for s in json.loads(out.stdout)}
-    sys.path.insert(0, str(ROOT / "testing" / "airlift-testing" / "src"))
     from airlift_testing.versions import AIRFLOW_VERSIONS
 
     for package in FORBIDDEN_IMPORTS:

@@ -1,0 +1,26 @@
+"""Internal test support for Airlift: real Airflow 2/3 and Dagster servers for integration tests."""
+
+from __future__ import annotations
+
+from airlift_testing.airflow import AirflowServer, airflow_venv
+from airlift_testing.dagster import DagsterServer, dagster_venv
+from airlift_testing.procs import ServerProcess, ServerStartError, free_port, wait_until
+from airlift_testing.venvs import ensure_venv, repo_root
+from airlift_testing.versions import AIRFLOW_VERSIONS, DAGSTER_REQUIREMENTS, DEFAULT_PYTHON, PYTHONS
+
+__all__ = [
+    "AIRFLOW_VERSIONS",
+    "DAGSTER_REQUIREMENTS",
+    "DEFAULT_PYTHON",
+    "PYTHONS",
+    "AirflowServer",
+    "DagsterServer",
+    "ServerProcess",
+    "ServerStartError",
+    "airflow_venv",
+    "dagster_venv",
+    "ensure_venv",
+    "free_port",
+    "repo_root",
+    "wait_until",
+]

@@ -1,0 +1,312 @@
+"""A real Airflow server (``airflow standalone``) for tests, with a small REST helper."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+
+from airlift_testing.procs import ServerProcess, ServerStartError, free_port, tail, wait_until
+from airlift_testing.venvs import ensure_venv
+from airlift_testing.versions import AIRFLOW_VERSIONS, DEFAULT_PYTHON, airflow_requirement
+
+__all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "AirflowServer", "airflow_venv"]
+
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "admin"
+_TIMEOUT = 30
+
+
+def _resolve_version(version: str) -> str:
+    return AIRFLOW_VERSIONS.get(str(version), str(version))
+
+
+def airflow_venv(version: str, extra_packages: Sequence[Path | str] = (), extra_requirements: Sequence[str] = ()) -> Path:
+    """The cached venv of an Airflow version (plus editable local packages and extra requirements)."""
+    full = _resolve_version(version)
+    return ensure_venv(
+        f"airflow-{full}",
+        [airflow_requirement(full), *extra_requirements],
+        python=DEFAULT_PYTHON,
+        editable=list(extra_packages),
+    )
+
+
+class AirflowServer:
+    """``airflow standalone`` on a free 127.0.0.1 port with a given DAG folder, SQLite, no examples,
+    and user admin/admin. Use as a context manager or call :meth:`start` / :meth:`stop`.
+
+    >>> with AirflowServer(version="3", dags_folder=Path("dags")) as airflow:  # doctest: +SKIP
+    ...     run_id = airflow.trigger("my_dag"); airflow.wait_for_run("my_dag", run_id)
+    """
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        dags_folder: Path,
+        home: Path | None = None,
+        extra_packages: Sequence[Path | str] = (),
+        extra_requirements: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        startup_timeout: float = 240.0,
+    ) -> None:
+        self.version = _resolve_version(version)
+        self.generation = int(self.version.split(".")[0])
+        self.dags_folder = Path(dags_folder).resolve()
+        self._own_home = home is None
+        self.home = Path(home) if home else Path(tempfile.mkdtemp(prefix=f"airflow-{self.version}-"))
+        self.extra_packages = list(extra_packages)
+        self.extra_requirements = list(extra_requirements)
+        self.extra_env = dict(extra_env or {})
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self.username = ADMIN_USER
+        self.password = ADMIN_PASSWORD
+        self.log_path = self.home / "standalone.log"
+        self.venv: Path | None = None
+        self._process: ServerProcess | None = None
+        self._session: requests.Session | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def url(self) -> str:
+        """Base URL of the webserver / API server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        """``<url>/api/v1`` on Airflow 2, ``<url>/api/v2`` on Airflow 3."""
+        return f"{self.url}/api/v{1 if self.generation == 2 else 2}"
+
+    def env(self) -> dict[str, str]:
+        """The environment the Airflow processes run with."""
+        assert self.venv is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "VIRTUAL_ENV"))}
+        env.update(
+            {
+                "PATH": f"{self.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+                "VIRTUAL_ENV": str(self.venv),
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "1",
+                "AIRFLOW__CORE__MIN_SERIALIZED_DAG_FETCH_INTERVAL": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if self.generation == 2:
+            env.update(
+                {
+                    "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth,airflow.api.auth.backend.session",
+                    "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
+                    "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.port),
+                    "AIRFLOW__WEBSERVER__BASE_URL": self.url,
+                    "AIRFLOW__WEBSERVER__WORKERS": "1",
+                    "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
+                    "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "2",
+                }
+            )
+        else:
+            passwords = self.home / "simple_auth_manager_passwords.json"
+            passwords.write_text(json.dumps({self.username: self.password}))
+            env.update(
+                {
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                    "AIRFLOW__API__HOST": "127.0.0.1",
+                    "AIRFLOW__API__PORT": str(self.port),
+                    "AIRFLOW__API__BASE_URL": self.url,
+                    "AIRFLOW__API__WORKERS": "1",
+                    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "2",
+                    "AIRFLOW__API_AUTH__JWT_SECRET": "airlift-test-secret-airlift-test-secret",
+                }
+            )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> AirflowServer:
+        """Build/reuse the venv, prepare the database and user, start standalone, wait for health."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.venv = airflow_venv(self.version, self.extra_packages, self.extra_requirements)
+        env = self.env()
+        airflow = str(self.venv / "bin" / "airflow")
+        self._run([airflow, "db", "migrate"], env)
+        if self.generation == 2:
+            self._run(
+                [airflow, "users", "create", "--username", self.username, "--password", self.password,
+                 "--role", "Admin", "--email", "admin@example.com", "--firstname", "Air", "--lastname", "Lift"],
+                env,
+            )
+        self._process = ServerProcess([airflow, "standalone"], log_path=self.log_path, env=env, cwd=self.home)
+        try:
+            wait_until(self._healthy, timeout=self.startup_timeout, what=f"Airflow {self.version} at {self.url}",
+                       process=self._process, interval=1.0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _run(self, args: list[str], env: Mapping[str, str]) -> None:
+        done = subprocess.run(args, env=dict(env), capture_output=True, text=True, cwd=self.home, timeout=600)
+        if done.returncode != 0:
+            raise ServerStartError(f"{' '.join(args[1:])} failed for Airflow {self.version}:\n{(done.stdout + done.stderr)[-3000:]}")
+
+    def _healthy(self) -> bool:
+        path = "/api/v1/health" if self.generation == 2 else "/api/v2/monitor/health"
+        response = requests.get(self.url + path, timeout=5)
+        if response.status_code != 200:
+            return False
+        health = response.json()
+        scheduler = (health.get("scheduler") or {}).get("status")
+        return bool(health.get("metadatabase", {}).get("status") == "healthy" and scheduler == "healthy")
+
+    def stop(self) -> None:
+        """Stop every process this server started (process group; SIGKILL after a timeout)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def cleanup(self) -> None:
+        """Stop and remove the home folder if this object created it."""
+        self.stop()
+        if self._own_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> AirflowServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 80) -> str:
+        """The end of the standalone log, for failure messages."""
+        return tail(self.log_path, lines)
+
+    # ------------------------------------------------------------------ REST helper
+    def session(self) -> requests.Session:
+        """An authenticated requests session (basic auth on Airflow 2, a JWT on Airflow 3)."""
+        if self._session is None:
+            session = requests.Session()
+            if self.generation == 2:
+                session.auth = (self.username, self.password)
+            else:
+                response = requests.post(
+                    f"{self.url}/auth/token", json={"username": self.username, "password": self.password}, timeout=_TIMEOUT
+                )
+                response.raise_for_status()
+                session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+            self._session = session
+        return self._session
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the REST API (``path`` relative to :attr:`api_base`); raise with the body on errors."""
+        kwargs.setdefault("timeout", _TIMEOUT)
+        response = self.session().request(method, self.api_base + path, **kwargs)
+        if response.status_code == 401 and self.generation == 3:
+            self._session = None  # token expired: get a new one once
+            response = self.session().request(method, self.api_base + path, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {self.api_base + path} -> {response.status_code}: {response.text[:500]}")
+        return response.json() if response.content else None
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PATCH", path, **kwargs)
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        """Current DAG import errors (file and stack trace)."""
+        return list(self.get("/importErrors").get("import_errors", []))
+
+    def wait_for_dags(self, dag_ids: Sequence[str], *, timeout: float = 180.0) -> None:
+        """Wait until every DAG id is parsed and listed; on timeout show the import errors."""
+        wanted = set(dag_ids)
+
+        def listed() -> bool:
+            found = {d["dag_id"] for d in self.get("/dags", params={"limit": 1000}).get("dags", [])}
+            return wanted <= found
+
+        try:
+            wait_until(listed, timeout=timeout, what=f"DAGs {sorted(wanted)} to be parsed", interval=1.0,
+                       process=self._process)
+        except ServerStartError as e:
+            raise ServerStartError(f"{e}\nimport errors: {json.dumps(self.import_errors(), indent=1)[:4000]}") from None
+
+    def unpause(self, dag_id: str) -> None:
+        """Unpause a DAG (Airflow DAGs start paused)."""
+        self.patch(f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, *, conf: Mapping[str, Any] | None = None, unpause: bool = True) -> str:
+        """Trigger a run (unpausing the DAG first) and return its run id."""
+        if unpause:
+            self.unpause(dag_id)
+        body: dict[str, Any] = {"conf": dict(conf or {})}
+        if self.generation == 3:
+            body["logical_date"] = None
+        return str(self.post(f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
+
+    def get_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/dags/{dag_id}/dagRuns/{run_id}"))
+
+    def wait_for_run(self, dag_id: str, run_id: str, *, timeout: float = 240.0) -> dict[str, Any]:
+        """Wait until a run is ``success`` or ``failed``; return the run dict."""
+
+        def finished() -> dict[str, Any] | None:
+            run = self.get_run(dag_id, run_id)
+            return run if run["state"] in ("success", "failed") else None
+
+        return wait_until(finished, timeout=timeout, what=f"run {dag_id}/{run_id} to finish", interval=1.0,
+                          process=self._process)
+
+    def trigger_and_wait(self, dag_id: str, *, conf: Mapping[str, Any] | None = None, timeout: float = 240.0) -> dict[str, Any]:
+        """Trigger a run and wait for it to finish; return the finished run dict."""
+        return self.wait_for_run(dag_id, self.trigger(dag_id, conf=conf), timeout=timeout)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of a run (all map indexes)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100, "offset": len(items)})
+            batch = page.get("task_instances", [])
+            items.extend(batch)
+            if not batch or len(items) >= page.get("total_entries", 0):
+                return items
+
+    def reparse(self, dag_file: Path, *, timeout: float = 120.0) -> None:
+        """Make Airflow re-parse a DAG file now-ish (touch it and wait for the new serialization)."""
+        before = time.time()
+        os.utime(dag_file, None)
+        log_dir = self.home / "logs"
+
+        def reparsed() -> bool:
+            # The DAG processor logs each processed file; fall back to elapsed time.
+            return time.time() - before > 12 or any(
+                p.stat().st_mtime > before for p in log_dir.rglob(f"{dag_file.name}*.log")
+            )
+
+        wait_until(reparsed, timeout=timeout, what=f"Airflow to re-parse {dag_file}")

@@ -1,0 +1,150 @@
+"""A real Dagster webserver + daemon for tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+
+from airlift_testing.procs import ServerProcess, ServerStartError, free_port, tail, wait_until
+from airlift_testing.venvs import ensure_venv, repo_root
+from airlift_testing.versions import DAGSTER_REQUIREMENTS, DEFAULT_PYTHON
+
+__all__ = ["DagsterServer", "dagster_venv"]
+
+_LOCATION_QUERY = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries { name
+    locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+def dagster_venv(extra_packages: Sequence[Path | str] = (), extra_requirements: Sequence[str] = ()) -> Path:
+    """The cached Dagster venv (DAGSTER_REQUIREMENTS + editable local packages + extras)."""
+    return ensure_venv("dagster", [*DAGSTER_REQUIREMENTS, *extra_requirements], python=DEFAULT_PYTHON,
+                       editable=list(extra_packages))
+
+
+def airlift_dagster_packages() -> list[Path]:
+    """Local packages a Dagster code location of Airlift needs (editable)."""
+    root = repo_root() / "packages"
+    return [root / p for p in ("airlift-protocol", "airlift-client", "airlift-dagster", "airlift-dbt")]
+
+
+class DagsterServer:
+    """``dagster-webserver`` and ``dagster-daemon run`` for one definitions file (``-f``) or
+    workspace (``-w``), with a temporary DAGSTER_HOME, on a free 127.0.0.1 port."""
+
+    def __init__(
+        self,
+        *,
+        defs_file: Path | None = None,
+        workspace_file: Path | None = None,
+        home: Path | None = None,
+        extra_packages: Sequence[Path | str] | None = None,
+        extra_requirements: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        with_daemon: bool = True,
+        startup_timeout: float = 180.0,
+    ) -> None:
+        if (defs_file is None) == (workspace_file is None):
+            raise ValueError("give exactly one of defs_file or workspace_file")
+        self.target = ["-f", str(Path(defs_file).resolve())] if defs_file else ["-w", str(Path(workspace_file).resolve())]  # type: ignore[arg-type]
+        self._own_home = home is None
+        self.home = Path(home) if home else Path(tempfile.mkdtemp(prefix="dagster-home-"))
+        self.extra_packages = airlift_dagster_packages() if extra_packages is None else list(extra_packages)
+        self.extra_requirements = list(extra_requirements)
+        self.extra_env = dict(extra_env or {})
+        self.port = port or free_port()
+        self.with_daemon = with_daemon
+        self.startup_timeout = startup_timeout
+        self.venv: Path | None = None
+        self._processes: list[ServerProcess] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.url}/graphql"
+
+    def env(self) -> dict[str, str]:
+        assert self.venv is not None
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "DAGSTER_HOME")}
+        env.update({
+            "PATH": f"{self.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": str(self.venv),
+            "DAGSTER_HOME": str(self.home),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> DagsterServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "dagster.yaml").write_text(
+            "telemetry:\n  enabled: false\n"
+            "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
+            "  config:\n    dequeue_interval_seconds: 1\n"
+        )
+        self.venv = dagster_venv(self.extra_packages, self.extra_requirements)
+        env = self.env()
+        bin_dir = self.venv / "bin"
+        self._processes.append(ServerProcess(
+            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), *self.target],
+            log_path=self.home / "webserver.log", env=env, cwd=self.home))
+        if self.with_daemon:
+            self._processes.append(ServerProcess(
+                [str(bin_dir / "dagster-daemon"), "run", *self.target],
+                log_path=self.home / "daemon.log", env=env, cwd=self.home))
+        try:
+            wait_until(self._loaded, timeout=self.startup_timeout, what=f"Dagster at {self.url}",
+                       process=self._processes[0], interval=1.0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _loaded(self) -> bool:
+        data = self.graphql(_LOCATION_QUERY)
+        entries = data["workspaceOrError"]["locationEntries"]
+        for entry in entries:
+            location = entry["locationOrLoadError"]
+            if location and location["__typename"] == "PythonError":
+                raise ServerStartError(f"Dagster code location {entry['name']!r} failed to load:\n{location['message']}")
+        return bool(entries) and all(e["locationOrLoadError"] for e in entries)
+
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None, *, timeout: float = 30) -> dict[str, Any]:
+        """POST a GraphQL query; return ``data`` or raise with the errors."""
+        response = requests.post(self.graphql_url, json={"query": query, "variables": dict(variables or {})}, timeout=timeout)
+        response.raise_for_status()
+        body = response.json()
+        if body.get("errors"):
+            raise RuntimeError(f"GraphQL errors from {self.graphql_url}: {body['errors']}")
+        return dict(body["data"])
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(f"--- {p.log_path.name} ---\n{tail(p.log_path, lines)}" for p in self._processes)
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            process.stop()
+        self._processes.clear()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> DagsterServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,69 @@
+"""pytest plugin: the ``integration`` marker, ``--airflow-version`` and real-server factories."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airlift_testing.airflow import AirflowServer
+from airlift_testing.dagster import DagsterServer
+from airlift_testing.versions import AIRFLOW_VERSIONS
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--airflow-version",
+        default=os.environ.get("AIRLIFT_AIRFLOW_VERSION", "3"),
+        choices=sorted({*AIRFLOW_VERSIONS, *AIRFLOW_VERSIONS.values()}),
+        help="Airflow generation (2|3) or exact version the integration tests run against.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: starts real Airflow and/or Dagster servers on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def airflow_version(request: pytest.FixtureRequest) -> str:
+    """The exact Airflow version under test (e.g. "3.3.2")."""
+    value = str(request.config.getoption("--airflow-version"))
+    return AIRFLOW_VERSIONS.get(value, value)
+
+
+@pytest.fixture(scope="session")
+def airflow_server_factory(airflow_version: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., AirflowServer]]:
+    """``factory(dags_folder, **kwargs)`` starts an AirflowServer of the version under test; every
+    server is stopped at the end of the session (even when tests fail)."""
+    servers: list[AirflowServer] = []
+
+    def factory(dags_folder: Path, **kwargs: Any) -> AirflowServer:
+        kwargs.setdefault("version", airflow_version)
+        kwargs.setdefault("home", tmp_path_factory.mktemp(f"airflow-{kwargs['version']}"))
+        server = AirflowServer(dags_folder=dags_folder, **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dagster_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., DagsterServer]]:
+    """``factory(defs_file=... | workspace_file=..., **kwargs)`` starts a DagsterServer; all are
+    stopped at the end of the session."""
+    servers: list[DagsterServer] = []
+
+    def factory(**kwargs: Any) -> DagsterServer:
+        kwargs.setdefault("home", tmp_path_factory.mktemp("dagster-home"))
+        server = DagsterServer(**kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield factory
+    for server in servers:
+        server.stop()

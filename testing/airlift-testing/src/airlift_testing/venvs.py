@@ -1,0 +1,86 @@
+"""Cached virtual environments built with uv (one per Airflow version, one for Dagster)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from filelock import FileLock
+
+from airlift_testing.versions import DEFAULT_PYTHON, find_python
+
+__all__ = ["VenvBuildError", "cache_dir", "ensure_venv", "repo_root", "uv_command"]
+
+
+class VenvBuildError(RuntimeError):
+    """uv could not build a test environment; the message has uv's output tail."""
+
+
+def repo_root() -> Path:
+    """The monorepo root (the folder holding noxfile.py); ``AIRLIFT_REPO_ROOT`` overrides."""
+    env = os.environ.get("AIRLIFT_REPO_ROOT")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "noxfile.py").exists() and (parent / "packages").is_dir():
+            return parent
+    raise RuntimeError(f"cannot find the Airlift repository root above {here}; set AIRLIFT_REPO_ROOT")
+
+
+def cache_dir() -> Path:
+    """Where cached venvs live: ``AIRLIFT_CACHE_DIR`` or ``<repo>/.airlift-cache``."""
+    return Path(os.environ.get("AIRLIFT_CACHE_DIR") or repo_root() / ".airlift-cache")
+
+
+def uv_command() -> list[str]:
+    """How to call uv: the ``uv`` on PATH, else ``python -m uv``."""
+    found = shutil.which("uv")
+    return [found] if found else [sys.executable, "-m", "uv"]
+
+
+def ensure_venv(
+    name: str,
+    requirements: Sequence[str],
+    *,
+    python: str = DEFAULT_PYTHON,
+    editable: Sequence[Path | str] = (),
+) -> Path:
+    """Build (or reuse) a venv holding ``requirements`` plus editable local ``editable`` folders.
+
+    The folder name carries a hash of the inputs, so a changed requirement list builds a new venv.
+    Concurrency-safe (file lock) and atomic (a ``.complete`` marker is written last; a venv without it
+    is rebuilt). Returns the venv folder.
+    """
+    paths = [str(Path(p).resolve()) for p in editable]
+    digest = hashlib.sha256("\n".join([python, *requirements, "--", *paths]).encode()).hexdigest()[:12]
+    root = cache_dir() / "venvs"
+    root.mkdir(parents=True, exist_ok=True)
+    venv = root / f"{name}-{digest}"
+    marker = venv / ".complete"
+    with FileLock(str(root / f"{venv.name}.lock"), timeout=1800):
+        if marker.exists():
+            return venv
+        if venv.exists():
+            shutil.rmtree(venv)
+        uv = uv_command()
+        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+        env.pop("VIRTUAL_ENV", None)
+        steps = [
+            [*uv, "venv", "-q", "-p", find_python(python), str(venv)],
+            [*uv, "pip", "install", "-q", "-p", str(venv / "bin" / "python"), *requirements,
+             *(arg for p in paths for arg in ("-e", p))],
+        ]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise VenvBuildError(
+                    f"building {venv} failed: {' '.join(step)}\n{(done.stdout + done.stderr)[-3000:]}"
+                )
+        marker.write_text("\n".join([*requirements, *paths]) + "\n")
+    return venv
