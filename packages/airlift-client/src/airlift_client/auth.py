@@ -1,0 +1,191 @@
+"""Auth backends: each gives the client an authenticated ``requests.Session`` for one webserver and
+refreshes it when the server says the credentials expired. None of them shows a secret in its
+``repr``, in logs or in errors.
+
+>>> BasicAuthBackend(webserver_url="http://localhost:8080/", username="admin", password="s3cret")
+BasicAuthBackend(webserver_url='http://localhost:8080', username='admin')
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import requests
+
+from airlift_client.errors import AirflowAuthError, AirflowUnreachableError
+from airlift_protocol import ApiVersion
+
+__all__ = ["AuthBackend", "BasicAuthBackend", "TokenAuthBackend", "jwt_expiry"]
+
+#: Refresh a bearer token this many seconds before the expiry written in it.
+EXPIRY_MARGIN = 30.0
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (epoch seconds) without verifying it; None if not a JWT."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, json.JSONDecodeError):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    return float(exp) if isinstance(exp, (int, float)) else None
+
+
+class AuthBackend(ABC):
+    """Gives the client an authenticated session for ``webserver_url``.
+
+    Subclasses implement :meth:`authenticate`; the client calls it before the first request, again
+    when :meth:`needs_refresh` says the credentials are about to expire, and with ``force=True``
+    once after a 401 (or a login page) before giving up.
+    """
+
+    webserver_url: str
+
+    def __init__(self, webserver_url: str) -> None:
+        self.webserver_url = webserver_url.rstrip("/")
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def authenticate(self, session: requests.Session, *, api_version: ApiVersion, timeout: float) -> None:
+        """Put fresh credentials on ``session`` (headers, auth or cookies) for ``api_version``."""
+
+    def needs_refresh(self) -> bool:
+        """True when the credentials on the session are known to expire soon."""
+        return False
+
+    def detect_api_version(self, *, timeout: float) -> ApiVersion | None:
+        """The API generation if the backend knows it (e.g. from a cloud API); None to probe."""
+        return None
+
+    def describe(self) -> str:
+        """Short text naming the backend and URL, safe for error messages."""
+        return f"{type(self).__name__} for {self.webserver_url}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(webserver_url={self.webserver_url!r})"
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class _BearerTokenMixin:
+    _token: str | None
+    _expires_at: float | None
+    clock: Callable[[], float]
+
+    def _set_bearer(self, session: requests.Session, token: str) -> None:
+        self._token = token
+        self._expires_at = jwt_expiry(token)
+        session.auth = None
+        session.headers["Authorization"] = f"Bearer {token}"
+
+    def needs_refresh(self) -> bool:
+        return self._expires_at is not None and self.clock() >= self._expires_at - EXPIRY_MARGIN
+
+
+class BasicAuthBackend(_BearerTokenMixin, AuthBackend):
+    """Username and password. On Airflow 2 this is HTTP basic auth (enable it with
+    ``AIRFLOW__API__AUTH_BACKENDS=airflow.api.auth.backend.basic_auth,airflow.api.auth.backend.session``);
+    on Airflow 3 the same object exchanges the credentials for a JWT at ``POST /auth/token`` and
+    gets a new one before it expires or after a 401, so the same code works on both.
+
+    >>> backend = BasicAuthBackend(webserver_url="http://localhost:8080", username="admin", password="admin")
+    """
+
+    def __init__(
+        self, webserver_url: str, username: str, password: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        super().__init__(webserver_url)
+        self.username = username
+        self._password = password
+        self._token = None
+        self._expires_at = None
+        self.clock = clock
+
+    def authenticate(self, session: requests.Session, *, api_version: ApiVersion, timeout: float) -> None:
+        if api_version is ApiVersion.V1:
+            session.auth = (self.username, self._password)
+            return
+        url = f"{self.webserver_url}/auth/token"
+        try:
+            response = requests.post(
+                url, json={"username": self.username, "password": self._password}, timeout=timeout
+            )
+        except requests.RequestException as e:
+            raise AirflowUnreachableError(f"{self.describe()}: cannot reach {url} ({type(e).__name__}).") from None
+        if response.status_code in (401, 403):
+            raise AirflowAuthError(
+                f"{self.describe()}: {url} refused the credentials of user {self.username!r} "
+                f"(HTTP {response.status_code}). Check the username and password.",
+                status=response.status_code,
+            )
+        if response.status_code >= 400:
+            raise AirflowAuthError(
+                f"{self.describe()}: getting a token from {url} failed with HTTP {response.status_code}.",
+                status=response.status_code,
+            )
+        try:
+            token = response.json()["access_token"]
+        except (ValueError, KeyError, TypeError):
+            raise AirflowAuthError(f"{self.describe()}: {url} did not return an access_token.") from None
+        self._set_bearer(session, str(token))
+
+    def describe(self) -> str:
+        return f"BasicAuthBackend (user {self.username!r}) for {self.webserver_url}"
+
+    def __repr__(self) -> str:
+        return f"BasicAuthBackend(webserver_url={self.webserver_url!r}, username={self.username!r})"
+
+
+class TokenAuthBackend(_BearerTokenMixin, AuthBackend):
+    """Bearer tokens: Astronomer deployment API tokens, Google access tokens for Cloud Composer,
+    Airflow 3 JWTs. Give a fixed ``token`` or a ``token_provider`` callable, which is called again
+    whenever the token expires or the server answers 401.
+
+    >>> backend = TokenAuthBackend(webserver_url="https://example.astronomer.run/d1", token_provider=lambda: "t")
+    """
+
+    def __init__(
+        self,
+        webserver_url: str,
+        *,
+        token: str | None = None,
+        token_provider: Callable[[], str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(webserver_url)
+        if (token is None) == (token_provider is None):
+            raise ValueError("TokenAuthBackend needs exactly one of token= or token_provider=")
+        self._static = token
+        self._provider = token_provider
+        self._token = None
+        self._expires_at = None
+        self.clock = clock
+
+    def authenticate(self, session: requests.Session, *, api_version: ApiVersion, timeout: float) -> None:
+        if self._provider is not None:
+            try:
+                token = self._provider()
+            except Exception as e:
+                name = getattr(self._provider, "__qualname__", repr(self._provider))
+                raise AirflowAuthError(
+                    f"{self.describe()}: the token_provider {name} raised {type(e).__name__}: {e}"
+                ) from e
+        else:
+            assert self._static is not None
+            token = self._static
+        self._set_bearer(session, str(token))
