@@ -1,7 +1,56 @@
-"""airlift-client: Airflow REST client for Airflow 2 (/api/v1) and Airflow 3 (/api/v2), with basic, token and MWAA auth."""
+"""airlift-client: one REST client for Airflow 2 (``/api/v1``) and Airflow 3 (``/api/v2``).
+
+>>> from airlift_client import AirflowInstance, BasicAuthBackend
+>>> airflow_instance = AirflowInstance(
+...     auth_backend=BasicAuthBackend(webserver_url="http://localhost:8080", username="admin", password="admin"),
+...     name="airflow_instance_one",
+... )
+
+``MwaaSessionAuthBackend`` (AWS MWAA) needs the ``[mwaa]`` extra (boto3) and is imported lazily.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from airlift_client.auth import AuthBackend, BasicAuthBackend, TokenAuthBackend
+from airlift_client.errors import (
+    AirflowAuthError,
+    AirflowLoginPageError,
+    AirflowNotFoundError,
+    AirflowResponseError,
+    AirflowRunTimeoutError,
+    AirflowUnreachableError,
+    AirliftClientError,
+)
+from airlift_client.instance import AirflowInstance
+from airlift_client.retry import RetryPolicy
 from airlift_client.version import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from airlift_client.mwaa import MwaaSessionAuthBackend
+
+__all__ = [
+    "AirflowAuthError",
+    "AirflowInstance",
+    "AirflowLoginPageError",
+    "AirflowNotFoundError",
+    "AirflowResponseError",
+    "AirflowRunTimeoutError",
+    "AirflowUnreachableError",
+    "AirliftClientError",
+    "AuthBackend",
+    "BasicAuthBackend",
+    "MwaaSessionAuthBackend",
+    "RetryPolicy",
+    "TokenAuthBackend",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MwaaSessionAuthBackend":
+        from airlift_client.mwaa import MwaaSessionAuthBackend
+
+        return MwaaSessionAuthBackend
+    raise AttributeError(f"module 'airlift_client' has no attribute {name!r}")

@@ -48,6 +48,8 @@ class AuthBackend(ABC):
     """
 
     webserver_url: str
+    #: Also re-authenticate once after a 403 (servers whose expired sessions answer 403).
+    refresh_on_forbidden: bool = False
 
     def __init__(self, webserver_url: str) -> None:
         self.webserver_url = webserver_url.rstrip("/")

@@ -8,8 +8,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 __all__ = ["RetryPolicy"]
 
@@ -35,7 +35,7 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based): full jitter over a capped exponential."""
         cap = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        return cap * self.rand()
+        return float(cap * self.rand())
 
     def retry_after(self, header: str | None) -> float | None:
         """Seconds from a Retry-After header (delta-seconds or HTTP date), capped; None if absent/invalid."""

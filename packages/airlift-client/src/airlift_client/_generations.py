@@ -1,0 +1,217 @@
+"""What differs between Airflow's REST generations, in one place per generation.
+
+``V1Rest`` (Airflow 2, ``/api/v1``) and ``V2Rest`` (Airflow 3, ``/api/v2``) implement the same small
+interface: request shapes (paths, query and body fields) and UI links. Everything else — sending,
+retrying, paging, parsing — is shared code in :mod:`airlift_client.instance`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from airlift_protocol import ApiVersion, DagInfo
+
+__all__ = ["GenerationRest", "V1Rest", "V2Rest", "rest_for"]
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _drop_none(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+class GenerationRest:
+    """Request shapes and UI links of one REST generation."""
+
+    api: ApiVersion
+    #: Order of ``POST /dags/~/dagRuns/list`` pages (a stable key in this generation).
+    runs_order_by: str
+
+    def __init__(self, webserver_url: str) -> None:
+        self.webserver_url = webserver_url
+
+    @property
+    def base(self) -> str:
+        return self.webserver_url + self.api.base_path
+
+    # ---- DAGs
+    def dags_params(
+        self, *, dag_id_pattern: str | None, tags: Sequence[str], paused: bool | None, include_inactive: bool
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:
+        """(path, headers) of the request returning the DAG file's source."""
+        raise NotImplementedError
+
+    # ---- runs and task instances (batch endpoints)
+    def runs_body(
+        self,
+        *,
+        dag_ids: Sequence[str] | None,
+        states: Sequence[str] | None,
+        end_date_gte: datetime | None,
+        end_date_lte: datetime | None,
+        start_date_gte: datetime | None,
+    ) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "order_by": self.runs_order_by,
+                "dag_ids": list(dag_ids) if dag_ids is not None else None,
+                "states": list(states) if states is not None else None,
+                "end_date_gte": _iso(end_date_gte),
+                "end_date_lte": _iso(end_date_lte),
+                "start_date_gte": _iso(start_date_gte),
+            }
+        )
+
+    def task_instances_body(
+        self,
+        *,
+        dag_ids: Sequence[str] | None,
+        run_ids: Sequence[str] | None,
+        task_ids: Sequence[str] | None,
+        states: Sequence[str] | None,
+        end_date_gte: datetime | None,
+        end_date_lte: datetime | None,
+    ) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "dag_ids": list(dag_ids) if dag_ids is not None else None,
+                "dag_run_ids": list(run_ids) if run_ids is not None else None,
+                "task_ids": list(task_ids) if task_ids is not None else None,
+                "state": list(states) if states is not None else None,
+                "end_date_gte": _iso(end_date_gte),
+                "end_date_lte": _iso(end_date_lte),
+            }
+        )
+
+    def trigger_body(
+        self, *, conf: Mapping[str, Any] | None, run_id: str | None, logical_date: datetime | None
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ---- UI links
+    def dag_url(self, dag_id: str) -> str:
+        raise NotImplementedError
+
+    def run_url(self, dag_id: str, run_id: str) -> str:
+        raise NotImplementedError
+
+    def task_instance_url(self, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1) -> str:
+        raise NotImplementedError
+
+    def log_url(self, dag_id: str, run_id: str, task_id: str, *, try_number: int, map_index: int = -1) -> str:
+        raise NotImplementedError
+
+
+class V1Rest(GenerationRest):
+    """Airflow 2: ``/api/v1``, grid-view UI links."""
+
+    api = ApiVersion.V1
+    runs_order_by = "end_date"
+
+    def dags_params(
+        self, *, dag_id_pattern: str | None, tags: Sequence[str], paused: bool | None, include_inactive: bool
+    ) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "order_by": "dag_id",
+                "dag_id_pattern": dag_id_pattern,
+                "tags": list(tags) or None,
+                "paused": None if paused is None else str(paused).lower(),
+                "only_active": "false" if include_inactive else "true",
+            }
+        )
+
+    def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:
+        if not dag.file_token:
+            raise ValueError(f"DAG {dag.dag_id!r} has no file_token; Airflow 2 needs it to read the source")
+        return f"/dagSources/{_q(dag.file_token)}", {"Accept": "application/json"}
+
+    def trigger_body(
+        self, *, conf: Mapping[str, Any] | None, run_id: str | None, logical_date: datetime | None
+    ) -> dict[str, Any]:
+        return _drop_none({"conf": dict(conf or {}), "dag_run_id": run_id, "logical_date": _iso(logical_date)})
+
+    def _grid(self, dag_id: str, **params: Any) -> str:
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        return f"{self.webserver_url}/dags/{_q(dag_id)}/grid" + (f"?{query}" if query else "")
+
+    def dag_url(self, dag_id: str) -> str:
+        return self._grid(dag_id)
+
+    def run_url(self, dag_id: str, run_id: str) -> str:
+        return self._grid(dag_id, dag_run_id=run_id)
+
+    def task_instance_url(self, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1) -> str:
+        return self._grid(dag_id, dag_run_id=run_id, task_id=task_id, map_index=map_index if map_index >= 0 else None)
+
+    def log_url(self, dag_id: str, run_id: str, task_id: str, *, try_number: int, map_index: int = -1) -> str:
+        return self._grid(
+            dag_id,
+            dag_run_id=run_id,
+            task_id=task_id,
+            map_index=map_index if map_index >= 0 else None,
+            tab="logs",
+            try_number=try_number,
+        )
+
+
+class V2Rest(GenerationRest):
+    """Airflow 3: ``/api/v2``, the React UI's path-style links."""
+
+    api = ApiVersion.V2
+    runs_order_by = "end_date"
+
+    def dags_params(
+        self, *, dag_id_pattern: str | None, tags: Sequence[str], paused: bool | None, include_inactive: bool
+    ) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "order_by": "dag_id",
+                "dag_id_pattern": dag_id_pattern,
+                "tags": list(tags) or None,
+                "paused": None if paused is None else str(paused).lower(),
+                "exclude_stale": "false" if include_inactive else "true",
+            }
+        )
+
+    def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:
+        return f"/dagSources/{_q(dag.dag_id)}", {"Accept": "application/json"}
+
+    def trigger_body(
+        self, *, conf: Mapping[str, Any] | None, run_id: str | None, logical_date: datetime | None
+    ) -> dict[str, Any]:
+        # Airflow 3 requires the logical_date key (null allowed) and rejects execution_date.
+        body: dict[str, Any] = {"conf": dict(conf or {}), "logical_date": _iso(logical_date)}
+        if run_id is not None:
+            body["dag_run_id"] = run_id
+        return body
+
+    def dag_url(self, dag_id: str) -> str:
+        return f"{self.webserver_url}/dags/{_q(dag_id)}"
+
+    def run_url(self, dag_id: str, run_id: str) -> str:
+        return f"{self.dag_url(dag_id)}/runs/{_q(run_id)}"
+
+    def task_instance_url(self, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1) -> str:
+        url = f"{self.run_url(dag_id, run_id)}/tasks/{_q(task_id)}"
+        return f"{url}/mapped/{map_index}" if map_index >= 0 else url
+
+    def log_url(self, dag_id: str, run_id: str, task_id: str, *, try_number: int, map_index: int = -1) -> str:
+        return f"{self.task_instance_url(dag_id, run_id, task_id, map_index=map_index)}?try_number={try_number}"
+
+
+def rest_for(api: ApiVersion, webserver_url: str) -> GenerationRest:
+    """The request shapes of ``api`` for a webserver."""
+    return (V1Rest if api is ApiVersion.V1 else V2Rest)(webserver_url)
