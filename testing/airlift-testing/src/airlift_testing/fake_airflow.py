@@ -1,0 +1,526 @@
+"""An in-process fake of Airflow's REST API, Airflow 2 (``/api/v1``) or Airflow 3 (``/api/v2``).
+
+For unit tests and scale benchmarks only (integration tests use real Airflow). It serves the
+endpoints Airlift reads with the response shapes of Airflow 2.11 / 3.3 (checked against Airflow's
+own OpenAPI spec by ``tests/test_fake_airflow_openapi.py``), Airflow's paging cap
+(``maximum_page_limit``), its auth behaviour (basic auth → 403 on Airflow 2, bearer JWT from
+``/auth/token`` → 401 on Airflow 3), optional latency per request, injected faults, and counts
+requests.
+
+>>> state = FakeAirflowState.generate(dags=3, tasks_per_dag=2)
+>>> with FakeAirflow(state, generation=3) as fake:  # doctest: +SKIP
+...     fake.url
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+__all__ = ["FakeAirflow", "FakeAirflowState", "FakeDag", "FakeRun", "FakeTask", "FakeTaskInstance", "iso"]
+
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def iso(value: datetime | None, generation: int = 2) -> str | None:
+    """Airflow's timestamp format: ``+00:00`` on Airflow 2, ``Z`` on Airflow 3."""
+    if value is None:
+        return None
+    text = value.astimezone(timezone.utc).isoformat()
+    return text.replace("+00:00", "Z") if generation == 3 else text
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass
+class FakeTask:
+    task_id: str
+    downstream: list[str] = field(default_factory=list)
+    operator: str = "PythonOperator"
+    is_mapped: bool = False
+    retries: int = 0
+    doc_md: str | None = None
+
+
+@dataclass
+class FakeDag:
+    dag_id: str
+    tasks: list[FakeTask] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    is_paused: bool = True
+    owners: list[str] = field(default_factory=lambda: ["airflow"])
+    description: str | None = None
+    fileloc: str = ""
+    source: str = ""
+
+    @property
+    def file_token(self) -> str:
+        return base64.urlsafe_b64encode(self.fileloc.encode()).decode().rstrip("=")
+
+
+@dataclass
+class FakeRun:
+    dag_id: str
+    run_id: str
+    state: str = "success"
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    logical_date: datetime | None = None
+    run_type: str = "manual"
+    conf: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FakeTaskInstance:
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+    try_number: int = 1
+    state: str | None = "success"
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    operator: str = "PythonOperator"
+
+
+@dataclass
+class FakeAirflowState:
+    """What the fake serves. Mutate it between requests to simulate a live Airflow."""
+
+    dags: list[FakeDag] = field(default_factory=list)
+    runs: list[FakeRun] = field(default_factory=list)
+    task_instances: list[FakeTaskInstance] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @classmethod
+    def generate(cls, *, dags: int, tasks_per_dag: int, runs_per_dag: int = 0, prefix: str = "dag") -> FakeAirflowState:
+        """``dags`` DAGs of ``tasks_per_dag`` chained tasks, each with ``runs_per_dag`` successful runs."""
+        state = cls()
+        for d in range(dags):
+            dag_id = f"{prefix}_{d:05d}"
+            tasks = [
+                FakeTask(task_id=f"task_{t:03d}", downstream=[f"task_{t + 1:03d}"] if t + 1 < tasks_per_dag else [])
+                for t in range(tasks_per_dag)
+            ]
+            source = f"# DAG {dag_id}\nfrom airflow import DAG\n"
+            state.dags.append(FakeDag(dag_id=dag_id, tasks=tasks, fileloc=f"/dags/{dag_id}.py", source=source, tags=["generated"]))
+            for r in range(runs_per_dag):
+                state.add_run(dag_id, start=EPOCH + timedelta(minutes=d * runs_per_dag + r))
+        return state
+
+    def dag(self, dag_id: str) -> FakeDag | None:
+        return next((d for d in self.dags if d.dag_id == dag_id), None)
+
+    def add_run(self, dag_id: str, *, start: datetime, state: str = "success", duration: timedelta = timedelta(seconds=30),
+                task_state: str = "success", map_count: int = 0) -> FakeRun:
+        """Add a finished (or running) run with one task instance per task."""
+        dag = self.dag(dag_id)
+        assert dag is not None, dag_id
+        with self.lock:
+            run = FakeRun(
+                dag_id=dag_id, run_id=f"manual__{start.isoformat()}", state=state, start_date=start,
+                end_date=start + duration if state in ("success", "failed") else None, logical_date=start,
+            )
+            self.runs.append(run)
+            step = duration / max(1, len(dag.tasks))
+            for i, task in enumerate(dag.tasks):
+                indexes = range(map_count) if task.is_mapped and map_count else [-1]
+                for map_index in indexes:
+                    ti_end = start + step * (i + 1) if task_state in ("success", "failed") else None
+                    self.task_instances.append(FakeTaskInstance(
+                        dag_id=dag_id, run_id=run.run_id, task_id=task.task_id, map_index=map_index,
+                        state=task_state, start_date=start + step * i, end_date=ti_end, operator=task.operator,
+                    ))
+        return run
+
+
+class FakeAirflow:
+    """Serve a :class:`FakeAirflowState` over HTTP on 127.0.0.1 as Airflow ``generation`` 2 or 3."""
+
+    def __init__(
+        self,
+        state: FakeAirflowState,
+        *,
+        generation: int = 3,
+        username: str = "admin",
+        password: str = "admin",
+        maximum_page_limit: int = 100,
+        latency: float = 0.0,
+        token_lifetime: float = 3600.0,
+    ) -> None:
+        self.state = state
+        self.generation = generation
+        self.username = username
+        self.password = password
+        self.maximum_page_limit = maximum_page_limit
+        self.latency = latency
+        self.token_lifetime = token_lifetime
+        self.requests: Counter[str] = Counter()
+        self.request_log: list[tuple[str, str, Any]] = []
+        self.faults: list[tuple[re.Pattern[str], int, dict[str, str]]] = []
+        self.login_page = False
+        self._tokens: dict[str, float] = {}
+        self._token_seq = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def api(self) -> str:
+        return "v1" if self.generation == 2 else "v2"
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def start(self) -> FakeAirflow:
+        handler = _handler_for(self)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-airflow", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeAirflow:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def fail_next(self, path_pattern: str, status: int, *, times: int = 1, headers: dict[str, str] | None = None) -> None:
+        """Answer the next ``times`` requests whose path matches with ``status``."""
+        for _ in range(times):
+            self.faults.append((re.compile(path_pattern), status, dict(headers or {})))
+
+    def expire_tokens(self) -> None:
+        """Make every issued Airflow 3 token invalid (the next request answers 401)."""
+        self._tokens.clear()
+
+    # ---------------------------------------------------------------- response shapes
+    def dag_json(self, dag: FakeDag) -> dict[str, Any]:
+        g = self.generation
+        tags = [{"name": t} if g == 2 else {"name": t, "dag_id": dag.dag_id} for t in dag.tags]
+        body: dict[str, Any] = {
+            "dag_id": dag.dag_id, "dag_display_name": dag.dag_id, "description": dag.description,
+            "file_token": dag.file_token, "fileloc": dag.fileloc, "is_paused": dag.is_paused,
+            "owners": list(dag.owners), "tags": tags, "has_import_errors": False,
+            "has_task_concurrency_limits": False, "max_active_runs": 16, "max_active_tasks": 16,
+            "max_consecutive_failed_dag_runs": 0, "last_expired": None,
+            "last_parsed_time": iso(EPOCH, g), "next_dagrun_data_interval_start": None,
+            "next_dagrun_data_interval_end": None, "timetable_description": "Never, external triggers only",
+        }
+        if g == 2:
+            body.update({"is_active": True, "is_subdag": False, "default_view": "grid", "last_pickled": None,
+                         "pickle_id": None, "root_dag_id": None, "scheduler_lock": None, "next_dagrun": None,
+                         "next_dagrun_create_after": None, "schedule_interval": None})
+        else:
+            body.update({"is_stale": False, "bundle_name": "dags-folder", "bundle_version": None,
+                         "relative_fileloc": dag.fileloc.rsplit("/", 1)[-1], "timetable_summary": None,
+                         "last_parse_duration": 0.01, "next_dagrun_logical_date": None, "next_dagrun_run_after": None,
+                         "is_backfillable": False, "allowed_run_types": None, "timetable_partitioned": False,
+                         "timetable_periodic": False})
+        return body
+
+    def task_json(self, dag: FakeDag, task: FakeTask) -> dict[str, Any]:
+        module = "airflow.operators.python" if self.generation == 2 else "airflow.providers.standard.operators.python"
+        body: dict[str, Any] = {
+            "task_id": task.task_id, "task_display_name": task.task_id, "owner": dag.owners[0],
+            "start_date": iso(EPOCH, self.generation), "end_date": None, "trigger_rule": "all_success",
+            "depends_on_past": False, "wait_for_downstream": False, "retries": float(task.retries),
+            "queue": "default", "pool": "default_pool", "pool_slots": 1.0, "execution_timeout": None,
+            "retry_delay": {"__type": "TimeDelta", "days": 0, "seconds": 300, "microseconds": 0},
+            "retry_exponential_backoff": False, "priority_weight": 1.0, "weight_rule": "downstream",
+            "ui_color": "#ffefeb", "ui_fgcolor": "#000", "template_fields": [], "downstream_task_ids": list(task.downstream),
+            "doc_md": task.doc_md, "operator_name": task.operator, "is_mapped": task.is_mapped,
+            "class_ref": {"class_name": task.operator, "module_path": module}, "extra_links": [], "params": {},
+        }
+        if self.generation == 2:
+            body["sub_dag"] = None
+        return body
+
+    def run_json(self, run: FakeRun) -> dict[str, Any]:
+        g = self.generation
+        body: dict[str, Any] = {
+            "dag_id": run.dag_id, "dag_run_id": run.run_id, "state": run.state, "run_type": run.run_type,
+            "start_date": iso(run.start_date, g), "end_date": iso(run.end_date, g),
+            "logical_date": iso(run.logical_date, g), "data_interval_start": iso(run.logical_date, g),
+            "data_interval_end": iso(run.logical_date, g), "last_scheduling_decision": iso(run.end_date, g),
+            "conf": run.conf, "note": None,
+        }
+        if g == 2:
+            body.update({"execution_date": iso(run.logical_date, g), "external_trigger": True})
+        else:
+            body.update({"run_after": iso(run.logical_date or run.start_date, g), "queued_at": iso(run.start_date, g),
+                         "triggered_by": "rest_api", "dag_versions": [], "bundle_version": None,
+                         "dag_display_name": run.dag_id, "duration": None, "triggering_user_name": "admin",
+                         "partition_key": None, "partition_date": None})
+        return body
+
+    def ti_json(self, ti: FakeTaskInstance, run: FakeRun | None) -> dict[str, Any]:
+        g = self.generation
+        body: dict[str, Any] = {
+            "dag_id": ti.dag_id, "dag_run_id": ti.run_id, "task_id": ti.task_id, "map_index": ti.map_index,
+            "try_number": ti.try_number, "state": ti.state, "start_date": iso(ti.start_date, g),
+            "end_date": iso(ti.end_date, g), "duration": 1.0, "hostname": "localhost", "unixname": "airflow",
+            "max_tries": 0, "pool": "default_pool", "pool_slots": 1, "queue": "default", "priority_weight": 1,
+            "operator": ti.operator, "queued_when": iso(ti.start_date, g), "pid": 1, "executor": None,
+            "executor_config": "{}", "note": None, "rendered_fields": {}, "rendered_map_index": None,
+            "trigger": None, "triggerer_job": None, "task_display_name": ti.task_id,
+        }
+        logical = run.logical_date if run else None
+        if g == 2:
+            body.update({"execution_date": iso(logical, g), "sla_miss": None})
+        else:
+            body.update({"id": f"0190{abs(hash(ti.dag_id + ti.run_id + ti.task_id + str(ti.map_index))) % 10**28:028d}",
+                         "logical_date": iso(logical, g), "run_after": iso(logical, g), "dag_version": None,
+                         "operator_name": ti.operator, "scheduled_when": iso(ti.start_date, g), "dag_display_name": ti.dag_id})
+        return body
+
+
+def _page(items: list[Any], offset: int, limit: int, cap: int) -> list[Any]:
+    return items[offset: offset + min(limit, cap)]
+
+
+def _in_window(value: datetime | None, gte: str | None, lte: str | None) -> bool:
+    if gte is None and lte is None:
+        return True
+    if value is None:
+        return False
+    low, high = _parse(gte), _parse(lte)
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # headers and body are separate writes: without this, Nagle + delayed ACK add ~40 ms per request
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence
+            pass
+
+        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None, content_type: str = "application/json") -> None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> Any:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if "json" in (self.headers.get("Content-Type") or ""):
+                return json.loads(raw or b"null")
+            return parse_qs(raw.decode())
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_PATCH(self) -> None:
+            self._dispatch("PATCH")
+
+        def _dispatch(self, method: str) -> None:
+            parsed = urlparse(self.path)
+            path = parsed.path
+            query = parse_qs(parsed.query)
+            body = self._body() if method in ("POST", "PATCH") else None
+            fake.requests[f"{method} {re.sub(r'/dags/[^/~]+', '/dags/{id}', path)}"] += 1
+            fake.request_log.append((method, self.path, body))
+            if fake.latency:
+                time.sleep(fake.latency)
+            for i, (pattern, status, headers) in enumerate(fake.faults):
+                if pattern.search(path):
+                    del fake.faults[i]
+                    self._send(status, {"detail": "injected fault", "status": status}, headers)
+                    return
+            try:
+                self._route(method, path, query, body)
+            except _HttpError as e:
+                self._send(e.status, {"detail": e.detail, "status": e.status, "title": e.detail} if fake.generation == 2 else {"detail": e.detail})
+
+        def _authorized(self) -> bool:
+            header = self.headers.get("Authorization") or ""
+            if fake.generation == 2:
+                expected = base64.b64encode(f"{fake.username}:{fake.password}".encode()).decode()
+                return header == f"Basic {expected}"
+            token = header.removeprefix("Bearer ")
+            expiry = fake._tokens.get(token)
+            return expiry is not None and expiry > time.time()
+
+        def _route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
+            g = fake.generation
+            api = f"/api/{fake.api}"
+            if path == "/api/v2/monitor/health" and g == 3 or path == "/api/v1/health" and g == 2:
+                self._send(200, {"metadatabase": {"status": "healthy"}, "scheduler": {"status": "healthy", "latest_scheduler_heartbeat": iso(EPOCH, g)}})
+                return
+            if path == "/auth/token" and g == 3 and method == "POST":
+                if body and body.get("username") == fake.username and body.get("password") == fake.password:
+                    fake._token_seq += 1
+                    exp = time.time() + fake.token_lifetime
+                    payload = base64.urlsafe_b64encode(json.dumps({"sub": fake.username, "exp": int(exp), "n": fake._token_seq}).encode()).decode().rstrip("=")
+                    token = f"eyJhbGciOiJIUzUxMiJ9.{payload}.sig"
+                    fake._tokens[token] = exp
+                    self._send(201, {"access_token": token})
+                else:
+                    self._send(401, {"detail": "Invalid credentials"})
+                return
+            if not path.startswith(api):
+                self._send(404, "<html><body>Not Found</body></html>", content_type="text/html")
+                return
+            if fake.login_page:
+                self._send(200, "<!DOCTYPE html><html><body><form action='/login'>Sign in</form></body></html>", content_type="text/html; charset=utf-8")
+                return
+            if not self._authorized():
+                if g == 2:
+                    raise _HttpError(403, "Forbidden")
+                raise _HttpError(401, "Not authenticated")
+            rest = path[len(api):]
+            state = fake.state
+            with state.lock:
+                self._route_api(method, rest, query, body, state)
+
+        def _route_api(self, method: str, rest: str, query: dict[str, list[str]], body: Any, state: FakeAirflowState) -> None:
+            g = fake.generation
+            cap = fake.maximum_page_limit
+            if rest == "/version":
+                self._send(200, {"version": "2.11.2" if g == 2 else "3.3.2", "git_version": None})
+                return
+            if rest == "/dags" and method == "GET":
+                dags = sorted(state.dags, key=lambda d: d.dag_id)
+                if "tags" in query:
+                    dags = [d for d in dags if set(d.tags) & set(query["tags"])]
+                if "paused" in query:
+                    wanted = query["paused"][0] == "true"
+                    dags = [d for d in dags if d.is_paused == wanted]
+                if "dag_id_pattern" in query:
+                    pattern = query["dag_id_pattern"][0].lower()
+                    dags = [d for d in dags if pattern in d.dag_id.lower()]
+                offset = int(query.get("offset", ["0"])[0])
+                limit = int(query.get("limit", ["100"])[0])
+                page = _page(dags, offset, limit, cap)
+                self._send(200, {"dags": [fake.dag_json(d) for d in page], "total_entries": len(dags)})
+                return
+            if rest == "/dags/~/dagRuns/list" and method == "POST":
+                runs = [r for r in state.runs
+                        if (body.get("dag_ids") is None or r.dag_id in body["dag_ids"])
+                        and (body.get("states") is None or r.state in body["states"])
+                        and _in_window(r.end_date, body.get("end_date_gte"), body.get("end_date_lte"))
+                        and _in_window(r.start_date, body.get("start_date_gte"), None)]
+                order = (body.get("order_by") or "id").lstrip("-")
+                if order == "execution_date" and g == 3:
+                    raise _HttpError(400, "Ordering with 'execution_date' is disallowed")
+                if order == "end_date":
+                    far = datetime.max.replace(tzinfo=timezone.utc)
+                    runs.sort(key=lambda r: (r.end_date or far))
+                page = _page(runs, int(body.get("page_offset", 0)), int(body.get("page_limit", 100)), cap)
+                self._send(200, {"dag_runs": [fake.run_json(r) for r in page], "total_entries": len(runs)})
+                return
+            if rest == "/dags/~/dagRuns/~/taskInstances/list" and method == "POST":
+                states = body.get("state")
+                tis = [t for t in state.task_instances
+                       if (body.get("dag_ids") is None or t.dag_id in body["dag_ids"])
+                       and (body.get("dag_run_ids") is None or t.run_id in body["dag_run_ids"])
+                       and (body.get("task_ids") is None or t.task_id in body["task_ids"])
+                       and (states is None or t.state in states)
+                       and _in_window(t.end_date, body.get("end_date_gte"), body.get("end_date_lte"))]
+                runs_by_key = {(r.dag_id, r.run_id): r for r in state.runs}
+                page = _page(tis, int(body.get("page_offset", 0)), int(body.get("page_limit", 100)), cap)
+                self._send(200, {"task_instances": [fake.ti_json(t, runs_by_key.get((t.dag_id, t.run_id))) for t in page],
+                                 "total_entries": len(tis)})
+                return
+            match = re.fullmatch(r"/dagSources/([^/]+)", rest)
+            if match and method == "GET":
+                key = unquote(match.group(1))
+                dag = next((d for d in state.dags if (d.file_token if g == 2 else d.dag_id) == key), None)
+                if dag is None:
+                    raise _HttpError(404, "Dag source not found")
+                if g == 2 and "json" not in (self.headers.get("Accept") or ""):
+                    self._send(200, dag.source, content_type="text/plain")
+                elif g == 2:
+                    self._send(200, {"content": dag.source})
+                else:
+                    self._send(200, {"content": dag.source, "dag_id": dag.dag_id, "version_number": 1, "dag_display_name": dag.dag_id})
+                return
+            match = re.fullmatch(r"/dags/([^/]+)(/tasks|/dagRuns|/dagRuns/([^/]+))?", rest)
+            if not match:
+                raise _HttpError(404, f"no route {rest}")
+            dag = state.dag(unquote(match.group(1)))
+            if dag is None:
+                raise _HttpError(404, f"The DAG with dag_id: {unquote(match.group(1))} was not found")
+            suffix, run_id = match.group(2), match.group(3)
+            if suffix is None and method == "GET":
+                self._send(200, fake.dag_json(dag))
+            elif suffix is None and method == "PATCH":
+                if "is_paused" in (body or {}):
+                    dag.is_paused = bool(body["is_paused"])
+                self._send(200, fake.dag_json(dag))
+            elif suffix == "/tasks":
+                self._send(200, {"tasks": [fake.task_json(dag, t) for t in dag.tasks], "total_entries": len(dag.tasks)})
+            elif suffix == "/dagRuns" and method == "POST":
+                if g == 3 and "logical_date" not in (body or {}):
+                    raise _HttpError(422, "Field required: logical_date")
+                if g == 3 and "execution_date" in (body or {}):
+                    raise _HttpError(422, "Extra inputs are not permitted: execution_date")
+                now = datetime.now(timezone.utc)
+                run = FakeRun(dag_id=dag.dag_id, run_id=(body or {}).get("dag_run_id") or f"manual__{now.isoformat()}",
+                              state="queued", logical_date=_parse((body or {}).get("logical_date")) or (now if g == 2 else None),
+                              conf=dict((body or {}).get("conf") or {}))
+                state.runs.append(run)
+                self._send(200, fake.run_json(run))
+            elif run_id is not None:
+                run = next((r for r in state.runs if r.dag_id == dag.dag_id and r.run_id == unquote(run_id)), None)
+                if run is None:
+                    raise _HttpError(404, f"DAGRun with DAG ID: '{dag.dag_id}' and DagRun ID: '{unquote(run_id)}' not found")
+                self._send(200, fake.run_json(run))
+            else:
+                raise _HttpError(405, "Method not allowed")
+
+    return Handler
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def all_paths(fake: FakeAirflow) -> Iterable[str]:
+    """Request paths seen so far (for assertions)."""
+    return (path for _, path, _ in fake.request_log)
