@@ -66,7 +66,7 @@ class MwaaSessionAuthBackend(AuthBackend):
     @property  # type: ignore[override]
     def webserver_url(self) -> str:
         if self._hostname is None:
-            self._hostname = self._environment()["WebserverUrl"]
+            self._environment()
         return f"{self.scheme}://{self._hostname}"
 
     @webserver_url.setter
@@ -93,6 +93,8 @@ class MwaaSessionAuthBackend(AuthBackend):
                 f"{self.describe()}: the MWAA API could not describe the environment ({type(e).__name__}: {e})"
             ) from e
         self._airflow_version = str(environment.get("AirflowVersion") or "")
+        if self._hostname is None and environment.get("WebserverUrl"):
+            self._hostname = str(environment["WebserverUrl"])
         return dict(environment)
 
     @property
@@ -119,7 +121,9 @@ class MwaaSessionAuthBackend(AuthBackend):
         login_url = f"{self.webserver_url}/{'pluginsv2/' if v3 else ''}aws_mwaa/login"
         login = requests.Session()
         try:
-            response = login.post(login_url, data={"token": token_response["WebToken"]}, timeout=timeout)
+            response = login.post(
+                login_url, data={"token": token_response["WebToken"]}, timeout=timeout, allow_redirects=False
+            )
         except requests.RequestException as e:
             raise AirflowUnreachableError(f"{self.describe()}: cannot reach {login_url} ({type(e).__name__})") from None
         cookie_name = "_token" if v3 else "session"
@@ -135,7 +139,7 @@ class MwaaSessionAuthBackend(AuthBackend):
             session.headers["Authorization"] = f"Bearer {cookie}"
             expiry = jwt_expiry(cookie)
         else:
-            session.cookies.set("session", cookie, domain=self._hostname)
+            session.cookies.set("session", cookie)
             expiry = None
         self._expires_at = expiry if expiry is not None else self.clock() + self.session_max_age
 
