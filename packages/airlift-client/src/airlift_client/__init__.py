@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airlift_client._generations import GenerationRest as AirflowUiLinks
+from airlift_client._generations import rest_for as ui_links_for
 from airlift_client.auth import AuthBackend, BasicAuthBackend, TokenAuthBackend
 from airlift_client.errors import (
     AirflowAuthError,
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AirflowAuthError",
     "AirflowInstance",
+    "AirflowUiLinks",
     "AirflowLoginPageError",
     "AirflowNotFoundError",
     "AirflowResponseError",
@@ -45,6 +48,7 @@ __all__ = [
     "RetryPolicy",
     "TokenAuthBackend",
     "__version__",
+    "ui_links_for",
 ]
 
 

@@ -102,6 +102,11 @@ class AirflowInstance:
         return self._transport.request_count
 
     # ------------------------------------------------------------------ generation
+    def assume_api_version(self, api: ApiVersion) -> None:
+        """Use ``api`` without probing (e.g. known from cached state); ignored once detected."""
+        if self._rest is None and self._forced_api is None:
+            self._forced_api = api
+
     @property
     def api_version(self) -> ApiVersion:
         """``ApiVersion.V1`` (Airflow 2) or ``ApiVersion.V2`` (Airflow 3), detected once."""

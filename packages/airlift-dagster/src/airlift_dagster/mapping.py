@@ -1,0 +1,76 @@
+"""``dag_defs`` and ``task_defs``: link Dagster definitions to the Airflow tasks that build them.
+
+Both set asset tags (``airlift/dag_id``, ``airlift/task_id``; values through
+:func:`airlift_protocol.encode_tag_value`) and asset metadata holding the exact ids, on AssetSpecs,
+executable asset definitions and multi-assets alike.
+
+>>> from dagster import AssetSpec
+>>> defs = dag_defs("rebuild_customers_list", task_defs("load_raw_customers", AssetSpec(key=["raw_data", "raw_customers"])))
+>>> [s.tags for s in defs.assets]
+[{'airlift/task_id': 'load_raw_customers', 'airlift/dag_id': 'rebuild_customers_list'}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dagster import AssetsDefinition, AssetSpec, Definitions
+
+from airlift_dagster._compat import preview_api
+from airlift_dagster.errors import AirliftDagsterError
+from airlift_protocol import DAG_ID_TAG, TASK_ID_TAG, encode_tag_value
+
+__all__ = ["DAG_ID_METADATA_KEY", "TASK_ID_METADATA_KEY", "dag_defs", "map_specs", "task_defs", "task_handle_of"]
+
+DAG_ID_METADATA_KEY = "airlift/dag_id"
+TASK_ID_METADATA_KEY = "airlift/task_id"
+
+TaskDefsInput = AssetSpec | AssetsDefinition | Definitions
+
+
+def _as_definitions(items: Iterable[Any], where: str) -> Definitions:
+    assets: list[Any] = []
+    merged: list[Definitions] = []
+    for item in items:
+        if isinstance(item, Definitions):
+            merged.append(item)
+        elif isinstance(item, (AssetSpec, AssetsDefinition)):
+            assets.append(item)
+        else:
+            raise AirliftDagsterError(
+                f"{where}: expected AssetSpec, asset definitions or Definitions, got {type(item).__name__}"
+            )
+    return Definitions.merge(Definitions(assets=assets), *merged)
+
+
+def map_specs(defs: Definitions, func: Callable[[AssetSpec], AssetSpec]) -> Definitions:
+    """``Definitions.map_asset_specs`` (Dagster's documented way; preview in Dagster 1.13)."""
+    with preview_api():
+        return defs.map_asset_specs(func=func)
+
+
+def _tag(defs: Definitions, tag: str, key: str, value: str) -> Definitions:
+    def add(spec: AssetSpec) -> AssetSpec:
+        return spec.merge_attributes(tags={tag: encode_tag_value(value)}, metadata={key: value})
+
+    return map_specs(defs, add)
+
+
+def task_defs(task_id: str, *defs: TaskDefsInput) -> Definitions:
+    """Definitions built by the Airflow task ``task_id`` (use inside :func:`dag_defs`)."""
+    return _tag(_as_definitions(defs, f"task_defs({task_id!r})"), TASK_ID_TAG, TASK_ID_METADATA_KEY, task_id)
+
+
+def dag_defs(dag_id: str, *defs: Definitions | AssetSpec | AssetsDefinition) -> Definitions:
+    """Definitions of the DAG ``dag_id``: usually a list of :func:`task_defs`."""
+    return _tag(_as_definitions(defs, f"dag_defs({dag_id!r})"), DAG_ID_TAG, DAG_ID_METADATA_KEY, dag_id)
+
+
+def task_handle_of(spec: AssetSpec) -> tuple[str, str] | None:
+    """(dag_id, task_id) an asset is mapped to, or None."""
+    dag_id = spec.metadata.get(DAG_ID_METADATA_KEY)
+    task_id = spec.metadata.get(TASK_ID_METADATA_KEY)
+    if dag_id is None or task_id is None:
+        return None
+    return str(getattr(dag_id, "value", dag_id)), str(getattr(task_id, "value", task_id))
