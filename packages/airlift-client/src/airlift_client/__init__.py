@@ -35,11 +35,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AirflowAuthError",
     "AirflowInstance",
-    "AirflowUiLinks",
     "AirflowLoginPageError",
     "AirflowNotFoundError",
     "AirflowResponseError",
     "AirflowRunTimeoutError",
+    "AirflowUiLinks",
     "AirflowUnreachableError",
     "AirliftClientError",
     "AuthBackend",

@@ -122,4 +122,4 @@ def _select(fn: Callable[[DagInfo], bool], dag: DagInfo) -> bool:
 
 def raw_json(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON-safe copy of a raw REST dict (for metadata)."""
-    return json.loads(json.dumps(raw, default=str))
+    return dict(json.loads(json.dumps(raw, default=str)))

@@ -326,7 +326,7 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
             # headers and body are separate writes: without this, Nagle + delayed ACK add ~40 ms per request
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _send(self, status: int, body: Any, headers: dict[str, str] | None = None, content_type: str = "application/json") -> None:
@@ -386,7 +386,7 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
         def _route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
             g = fake.generation
             api = f"/api/{fake.api}"
-            if path == "/api/v2/monitor/health" and g == 3 or path == "/api/v1/health" and g == 2:
+            if (path == "/api/v2/monitor/health" and g == 3) or (path == "/api/v1/health" and g == 2):
                 self._send(200, {"metadatabase": {"status": "healthy"}, "scheduler": {"status": "healthy", "latest_scheduler_heartbeat": iso(EPOCH, g)}})
                 return
             if path == "/auth/token" and g == 3 and method == "POST":

@@ -131,7 +131,7 @@ def wait_until(
             )
         try:
             result = predicate()
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
+        except Exception as e:
             last_error = e
         else:
             if result:

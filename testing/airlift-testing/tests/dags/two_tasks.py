@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 try:  # Airflow 3
-    from airflow.sdk import DAG
     from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG
 except ImportError:  # Airflow 2
     from airflow import DAG
     from airflow.operators.python import PythonOperator
