@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+from dagster import AssetKey, AssetSpec, Definitions, asset, multi_asset
+
+from airlift_client import AirflowInstance, BasicAuthBackend
+from airlift_dagster import (
+    AirflowInstanceState,
+    AirliftDagsterError,
+    build_defs_from_airflow_instance,
+    dag_asset_key,
+    dag_defs,
+    task_defs,
+)
+from airlift_protocol import MIGRATION_DOC_MARKER, encode_tag_value
+from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState
+
+
+def test_tags_on_specs_assets_and_multi_assets() -> None:
+    @asset
+    def executable() -> None: ...
+
+    @multi_asset(specs=[AssetSpec("m1"), AssetSpec("m2")])
+    def multi():  # type: ignore[no-untyped-def]  # dagster reads the (absent) annotation
+        ...
+
+    long_dag = "d" * 80
+    defs = dag_defs(
+        long_dag,
+        task_defs("t1", AssetSpec(["raw", "c"])),
+        task_defs("t.2", executable, Definitions(assets=[multi])),
+    )
+    specs = {s.key: s for s in defs.resolve_all_asset_specs()}
+    assert specs[AssetKey(["raw", "c"])].tags == {"airlift/dag_id": encode_tag_value(long_dag), "airlift/task_id": "t1"}
+    assert specs[AssetKey("m2")].tags["airlift/task_id"] == "t.2"
+    assert specs[AssetKey("executable")].metadata["airlift/dag_id"] == long_dag
+    with pytest.raises(AirliftDagsterError, match=r"task_defs\('t'\): expected AssetSpec"):
+        task_defs("t", "not an asset")  # type: ignore[arg-type]
+
+
+def test_peer_defs_shape(instance: AirflowInstance, fake: FakeAirflow) -> None:
+    fake.state.dags[0].tasks[1].doc_md = f"{MIGRATION_DOC_MARKER}\nmigrated"
+    defs = build_defs_from_airflow_instance(
+        airflow_instance=instance,
+        defs=dag_defs("dag_00000", task_defs("task_000", AssetSpec("a")), task_defs("task_001", AssetSpec("b", deps=["a"]))),
+    )
+    specs = {s.key: s for s in defs.resolve_all_asset_specs()}
+    dag_key = dag_asset_key("inst", "dag_00000")
+    assert dag_key == AssetKey(["inst", "dag", "dag_00000"])
+    assert {d.asset_key for d in specs[dag_key].deps} == {AssetKey("a"), AssetKey("b")}
+    meta = specs[dag_key].metadata
+    assert "dag_00000" in meta["Source code"].value
+    assert meta["Airflow DAG"].value.endswith("/dags/dag_00000" + ("/grid" if fake.generation == 2 else ""))
+    assert meta["Raw DAG (REST)"].value["dag_id"] == "dag_00000"
+    assert specs[AssetKey("b")].metadata["Migrated to Dagster"] is True
+    assert specs[AssetKey("a")].metadata["Migrated to Dagster"] is False
+    assert specs[AssetKey("a")].metadata["Airflow task (raw)"].value["task_id"] == "task_000"
+    assert defs.resolve_sensor_def("inst__airflow_sensor").minimum_interval_seconds == 30
+    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    assert checks == {"airflow_dag_run_succeeded", "airflow_task_succeeded"}
+
+
+def test_dag_selector(instance: AirflowInstance) -> None:
+    defs = build_defs_from_airflow_instance(airflow_instance=instance, dag_selector_fn=lambda d: d.dag_id.endswith("1"))
+    assert [s.key for s in defs.resolve_all_asset_specs()] == [dag_asset_key("inst", "dag_00001")]
+
+    def broken(_: object) -> bool:
+        raise KeyError("x")
+
+    with pytest.raises(AirliftDagsterError, match="dag_selector_fn .*broken raised KeyError for DAG 'dag_00000'"):
+        build_defs_from_airflow_instance(airflow_instance=instance, dag_selector_fn=broken)
+
+
+def test_two_instances_merge_without_clashes() -> None:
+    with FakeAirflow(FakeAirflowState.generate(dags=2, tasks_per_dag=1), generation=2) as one, \
+         FakeAirflow(FakeAirflowState.generate(dags=2, tasks_per_dag=1), generation=3) as two:
+        defs = Definitions.merge(*(
+            build_defs_from_airflow_instance(
+                airflow_instance=AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=f.url, username="admin", password="admin"), name=n)
+            )
+            for f, n in ((one, "airflow_instance_one"), (two, "airflow_instance_two"))
+        ))
+        keys = {s.key for s in defs.resolve_all_asset_specs()}
+        assert len(keys) == 4
+        assert {defs.resolve_sensor_def(f"{n}__airflow_sensor").name for n in ("airflow_instance_one", "airflow_instance_two")}
+
+
+def test_state_round_trip(instance: AirflowInstance) -> None:
+    from airlift_dagster import fetch_airflow_state
+
+    state = fetch_airflow_state(instance)
+    again = AirflowInstanceState.from_json(state.to_json())
+    assert again == state
+    assert [t.upstream_task_ids for t in again.tasks["dag_00000"]] == [(), ("task_000",), ("task_001",)]
+
+
+def test_unreachable_airflow_at_load_is_clear() -> None:
+    from airlift_client import RetryPolicy
+    from airlift_testing.procs import free_port
+
+    inst = AirflowInstance(
+        auth_backend=BasicAuthBackend(webserver_url=f"http://127.0.0.1:{free_port()}", username="a", password="b"),
+        name="down", retry_policy=RetryPolicy(max_attempts=1),
+    )
+    with pytest.raises(AirliftDagsterError, match="could not load the state of Airflow instance 'down'"):
+        build_defs_from_airflow_instance(airflow_instance=inst)
