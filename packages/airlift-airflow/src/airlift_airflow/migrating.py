@@ -1,0 +1,146 @@
+"""``mark_as_dagster_migrating``: swap migrated tasks for ``DagsterOperator`` when Airflow parses a DAG file.
+
+Rules (the migration-state folder is shared by every DAG file next to it):
+
+- every DAG found in ``global_vars`` (or registered by a ``with DAG(...):`` / ``@dag`` in the same file)
+  whose id has a ``<dag_id>.yaml`` gets its ``migrated: true`` tasks replaced;
+- a task id in the YAML that the DAG does not have is an error raised at parse time (Airflow shows it
+  as an import error of the DAG file, naming the file and the id);
+- DAG ids in the folder that this file does not define are left for the files that do; when the
+  caller lists ``dag_ids`` it expects, a missing one is an error.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airlift_airflow.operator import DEFAULT_CONN_ID, DagsterOperator
+from airlift_airflow.version_compat import DAG, autoregistered_dags, remove_task, set_dag_tags
+from airlift_protocol import MIGRATING_DAG_TAG, DagMigrationState, MigrationState, task_migration_doc
+
+__all__ = ["AirliftMigrationError", "mark_as_dagster_migrating"]
+
+# Scheduling settings a migrated task keeps (only those the operator's constructor accepts are passed).
+KEPT_SETTINGS = (
+    "owner", "email", "email_on_retry", "email_on_failure", "retries", "retry_delay", "retry_exponential_backoff",
+    "max_retry_delay", "start_date", "end_date", "depends_on_past", "wait_for_past_depends_before_skipping",
+    "wait_for_downstream", "priority_weight", "queue", "pool", "pool_slots", "sla",
+    "execution_timeout", "on_execute_callback", "on_failure_callback", "on_success_callback", "on_retry_callback",
+    "trigger_rule", "max_active_tis_per_dag", "max_active_tis_per_dagrun", "executor", "executor_config",
+    "run_as_user", "do_xcom_push", "inlets", "outlets",
+)
+
+
+class AirliftMigrationError(ValueError):
+    """The migration state does not match the DAG file (names the file, DAG and task)."""
+
+
+def _init_params(cls: type) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names.update(p for p in inspect.signature(init).parameters if p not in ("self", "args", "kwargs"))
+    return names
+
+
+def _find_dags(global_vars: Mapping[str, Any]) -> list[Any]:
+    found: dict[int, Any] = {}
+    for value in global_vars.values():
+        if isinstance(value, DAG):
+            found[id(value)] = value
+    here = global_vars.get("__file__")
+    for dag in autoregistered_dags():
+        if id(dag) not in found and (here is None or getattr(dag, "fileloc", None) == here):
+            found[id(dag)] = dag
+    return list(found.values())
+
+
+def _state_doc(state: DagMigrationState, dag: Any) -> str:
+    lines = ["### Migration to Dagster (Airlift)", "", "| task | runs in |", "|---|---|"]
+    for task_id in sorted(dag.task_dict):
+        migrated = state.is_task_migrated(task_id)
+        lines.append(f"| `{task_id}` | {'Dagster' if migrated else 'Airflow'} |")
+    return "\n".join(lines)
+
+
+def _replace(dag: Any, task_id: str, operator_class: type, extra: Mapping[str, Any]) -> Any:
+    old = dag.task_dict[task_id]
+    upstream = set(old.upstream_task_ids)
+    downstream = set(old.downstream_task_ids)
+    accepted = _init_params(operator_class)
+    kwargs = {name: getattr(old, name) for name in KEPT_SETTINGS if name in accepted and hasattr(old, name)}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("execution_timeout", "sla")}
+    group = getattr(old, "task_group", None)
+    label = getattr(old, "label", task_id)
+    remove_task(dag, task_id)
+    for up in upstream:
+        dag.task_dict[up].downstream_task_ids.discard(task_id)
+    for down in downstream:
+        dag.task_dict[down].upstream_task_ids.discard(task_id)
+    new = operator_class(
+        task_id=label if group is not None and not group.is_root else task_id,
+        dag=dag,
+        task_group=group,
+        doc_md=task_migration_doc(getattr(old, "doc_md", None)),
+        **kwargs,
+        **extra,
+    )
+    # weight_rule is stored as a loaded strategy object that the constructor does not take back.
+    for name in ("weight_rule", "priority_weight_strategy"):
+        if hasattr(old, name):
+            try:
+                setattr(new, name, getattr(old, name))
+            except (AttributeError, TypeError):
+                pass
+    if new.task_id != task_id:
+        raise AirliftMigrationError(f"replacing task {task_id!r} of DAG {dag.dag_id!r} produced task id {new.task_id!r}")
+    for up in upstream:
+        dag.task_dict[up].set_downstream(new)
+    for down in downstream:
+        new.set_downstream(dag.task_dict[down])
+    return new
+
+
+def mark_as_dagster_migrating(
+    *,
+    global_vars: Mapping[str, Any],
+    migration_state: MigrationState,
+    dagster_operator_class: type = DagsterOperator,
+    dagster_conn_id: str = DEFAULT_CONN_ID,
+    dag_ids: Iterable[str] | None = None,
+) -> None:
+    """Swap every ``migrated: true`` task of the DAGs in ``global_vars`` for a DagsterOperator.
+
+    Call it at the bottom of a DAG file::
+
+        mark_as_dagster_migrating(
+            global_vars=globals(),
+            migration_state=load_migration_state_from_yaml(Path(__file__).parent / "migration_state"),
+        )
+    """
+    where = global_vars.get("__file__", "<DAG file>")
+    if not issubclass(dagster_operator_class, DagsterOperator):
+        raise AirliftMigrationError(f"{where}: dagster_operator_class must be a subclass of DagsterOperator")
+    dags = _find_dags(global_vars)
+    if dag_ids is not None:
+        missing = sorted(set(dag_ids) - {d.dag_id for d in dags})
+        if missing:
+            raise AirliftMigrationError(f"{where}: DAG id(s) {missing} are expected but not defined in this file")
+    for dag in dags:
+        state = migration_state.dag_state(dag.dag_id)
+        if state is None:
+            continue
+        unknown = [t for t in state.tasks if t not in dag.task_dict]
+        if unknown:
+            raise AirliftMigrationError(
+                f"{where}: the migration state of DAG {dag.dag_id!r} names task(s) {unknown} that the DAG does not have "
+                f"(its tasks: {sorted(dag.task_dict)}); fix or remove the entries in {dag.dag_id}.yaml"
+            )
+        for task_id in state.migrated_task_ids:
+            _replace(dag, task_id, dagster_operator_class, {"dagster_conn_id": dagster_conn_id})
+        set_dag_tags(dag, {MIGRATING_DAG_TAG})
+        doc = _state_doc(state, dag)
+        dag.doc_md = f"{dag.doc_md}\n\n{doc}" if dag.doc_md else doc

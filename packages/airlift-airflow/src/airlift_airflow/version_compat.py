@@ -1,0 +1,75 @@
+"""Every Airflow-version branch of airlift-airflow, in one place.
+
+Airflow 3 moved the authoring API to ``airflow.sdk``; Airflow 2 keeps it in ``airflow.models`` and
+``airflow.hooks``. Everything else in this package imports from here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow import __version__ as AIRFLOW_VERSION
+
+__all__ = [
+    "AIRFLOW_V_3_0_PLUS",
+    "AIRFLOW_VERSION",
+    "BaseHook",
+    "BaseOperator",
+    "DAG",
+    "autoregistered_dags",
+    "connection_not_found_errors",
+    "remove_task",
+    "set_dag_tags",
+]
+
+AIRFLOW_V_3_0_PLUS = int(AIRFLOW_VERSION.split(".")[0]) >= 3
+
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk import DAG, BaseHook, BaseOperator
+    from airflow.sdk.definitions._internal.contextmanager import DagContext
+else:
+    from airflow.hooks.base import BaseHook
+    from airflow.models import DAG, BaseOperator
+    from airflow.models.dag import DagContext
+
+
+def connection_not_found_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions ``BaseHook.get_connection`` raises for an unknown conn id."""
+    from airflow.exceptions import AirflowNotFoundException
+
+    errors: list[type[BaseException]] = [AirflowNotFoundException]
+    if AIRFLOW_V_3_0_PLUS:
+        try:
+            from airflow.sdk.exceptions import AirflowRuntimeError
+
+            errors.append(AirflowRuntimeError)
+        except ImportError:  # pragma: no cover - depends on the Airflow 3 minor version
+            pass
+    return tuple(errors)
+
+
+def autoregistered_dags() -> list[Any]:
+    """DAGs created with ``with DAG(...):`` (or ``@dag``) that were not assigned to a variable."""
+    registered = getattr(DagContext, "autoregistered_dags", None) or set()
+    return [entry[0] for entry in registered]
+
+
+def remove_task(dag: Any, task_id: str) -> Any:
+    """Take a task out of its DAG and task group (leaving its neighbours' links to be fixed)."""
+    task = dag.task_dict.pop(task_id)
+    group = getattr(task, "task_group", None)
+    if group is not None:
+        group.children.pop(task.node_id, None)
+    dag.task_group.used_group_ids.discard(task_id)
+    return task
+
+
+def set_dag_tags(dag: Any, tags: set[str]) -> None:
+    """Add tags to a DAG (a list on Airflow 2, a set on Airflow 3)."""
+    current = dag.tags
+    if current is None:
+        dag.tags = sorted(tags) if not AIRFLOW_V_3_0_PLUS else set(tags)
+    elif isinstance(current, list):
+        current.extend(t for t in sorted(tags) if t not in current)
+    else:
+        current.update(tags)
