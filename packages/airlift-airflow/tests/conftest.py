@@ -83,7 +83,7 @@ class FakeDagster:
             return {"runOrError": {"__typename": "Run", "runId": variables["runId"], "status": status}}
         if name == "AirliftRunFailure":
             return {"logsForRun": {"__typename": "EventConnection", "events": [
-                {"__typename": "ExecutionStepFailureEvent", "stepKey": "customers", "error": {"message": "duckdb.CatalogException: table missing"}},
+                {"__typename": "ExecutionStepFailureEvent", "stepKey": "customers", "error": {"message": "Error occurred while executing op", "causes": [{"message": "duckdb.CatalogException: table missing"}]}},
             ]}}
         raise AssertionError(name)
 

@@ -67,7 +67,7 @@ query AirliftRunFailure($runId: ID!) {
     ... on EventConnection {
       events {
         __typename
-        ... on ExecutionStepFailureEvent { stepKey error { message } }
+        ... on ExecutionStepFailureEvent { stepKey error { message causes { message } } }
         ... on RunFailureEvent { message }
       }
     }
@@ -220,7 +220,11 @@ class DagsterGraphQLClient:
         messages = []
         for event in logs.get("events") or []:
             if event["__typename"] == "ExecutionStepFailureEvent":
-                messages.append(f"step {event.get('stepKey')}: {(event.get('error') or {}).get('message', '').strip()}")
+                error = event.get("error") or {}
+                # the root cause (the user's exception) is the last of the causes
+                causes = [c.get("message", "").strip() for c in error.get("causes") or []]
+                detail = causes[-1] if causes else error.get("message", "").strip()
+                messages.append(f"step {event.get('stepKey')}: {detail}")
             elif event["__typename"] == "RunFailureEvent" and event.get("message"):
                 messages.append(event["message"])
         return "\n".join(messages) or "(no failure events)"

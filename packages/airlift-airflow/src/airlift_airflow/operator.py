@@ -63,7 +63,7 @@ class DagsterOperator(BaseOperator):
         self,
         *,
         dagster_conn_id: str = DEFAULT_CONN_ID,
-        poll_interval: float = 5.0,
+        poll_interval: float = 2.0,
         run_timeout: float | None = None,
         airflow_instance_name: str | None = None,
         **kwargs: Any,
