@@ -85,7 +85,7 @@ SUITES: tuple[Suite, ...] = (
     Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server"),
     Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa]"), marker="integration", airflow="server"),
     Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server"),
-    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests",), _pkg("airlift-protocol"), marker="integration", airflow="server"),
+    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server"),
 )
 
 

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dag_shapes import constructor_dag, context_manager_dag, decorator_dag  # noqa: E402
+from dag_shapes import constructor_dag, context_manager_dag, decorator_dag
 
-from airlift_airflow import (  # noqa: E402
+from airlift_airflow import (
     AirliftMigrationError,
     DagsterOperator,
     mark_as_dagster_migrating,
 )
-from airlift_protocol import MIGRATING_DAG_TAG, MigrationState, task_is_marked_migrated  # noqa: E402
+from airlift_protocol import MIGRATING_DAG_TAG, MigrationState, task_is_marked_migrated
 
 
 def _state(dag_id: str, **tasks: bool) -> MigrationState:

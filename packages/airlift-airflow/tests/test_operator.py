@@ -5,12 +5,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from conftest import FakeDagster  # type: ignore[import-not-found]
 
-from airlift_airflow import DagsterApiError, DagsterOperator, DagsterRunFailedError, DagsterUnreachableError
+from airlift_airflow import (
+    DagsterApiError,
+    DagsterOperator,
+    DagsterRunFailedError,
+    DagsterUnreachableError,
+)
 from airlift_airflow.dagster_api import DagsterGraphQLClient
 from airlift_testing.procs import free_port
-
-from conftest import FakeDagster  # type: ignore[import-not-found]
 
 
 def _context(try_number: int = 1) -> dict[str, Any]:

@@ -22,7 +22,13 @@ from dagster import (
 )
 
 from airlift_client import AirflowInstance
-from airlift_dagster import AirliftDagsterError, AirliftSensorCursor, build_defs_from_airflow_instance, dag_defs, task_defs
+from airlift_dagster import (
+    AirliftDagsterError,
+    AirliftSensorCursor,
+    build_defs_from_airflow_instance,
+    dag_defs,
+    task_defs,
+)
 from airlift_protocol import dagster_run_tags
 from airlift_testing.fake_airflow import FakeAirflow
 

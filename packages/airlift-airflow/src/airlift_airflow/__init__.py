@@ -13,7 +13,11 @@ talks to Dagster's GraphQL API over HTTP.
 
 from __future__ import annotations
 
-from airlift_airflow.dagster_api import DagsterApiError, DagsterGraphQLClient, DagsterUnreachableError
+from airlift_airflow.dagster_api import (
+    DagsterApiError,
+    DagsterGraphQLClient,
+    DagsterUnreachableError,
+)
 from airlift_airflow.migrating import AirliftMigrationError, mark_as_dagster_migrating
 from airlift_airflow.operator import DagsterOperator, DagsterRunFailedError
 from airlift_airflow.version import __version__

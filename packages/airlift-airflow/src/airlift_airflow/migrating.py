@@ -18,7 +18,12 @@ from typing import Any
 
 from airlift_airflow.operator import DEFAULT_CONN_ID, DagsterOperator
 from airlift_airflow.version_compat import DAG, autoregistered_dags, remove_task, set_dag_tags
-from airlift_protocol import MIGRATING_DAG_TAG, DagMigrationState, MigrationState, task_migration_doc
+from airlift_protocol import (
+    MIGRATING_DAG_TAG,
+    DagMigrationState,
+    MigrationState,
+    task_migration_doc,
+)
 
 __all__ = ["AirliftMigrationError", "mark_as_dagster_migrating"]
 

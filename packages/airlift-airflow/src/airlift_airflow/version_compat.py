@@ -11,11 +11,11 @@ from typing import Any
 from airflow import __version__ as AIRFLOW_VERSION
 
 __all__ = [
-    "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_VERSION",
+    "AIRFLOW_V_3_0_PLUS",
+    "DAG",
     "BaseHook",
     "BaseOperator",
-    "DAG",
     "autoregistered_dags",
     "connection_not_found_errors",
     "remove_task",

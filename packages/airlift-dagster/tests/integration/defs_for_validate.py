@@ -4,7 +4,13 @@ import os
 
 from dagster import AssetSpec
 
-from airlift_dagster import AirflowInstance, BasicAuthBackend, build_defs_from_airflow_instance, dag_defs, task_defs
+from airlift_dagster import (
+    AirflowInstance,
+    BasicAuthBackend,
+    build_defs_from_airflow_instance,
+    dag_defs,
+    task_defs,
+)
 
 airflow_instance = AirflowInstance(
     auth_backend=BasicAuthBackend(webserver_url=os.environ["AIRLIFT_TEST_AIRFLOW_URL"], username="admin", password="admin"),

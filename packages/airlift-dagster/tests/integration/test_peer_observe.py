@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetCheckEvaluation, AssetKey, AssetMaterialization, AssetSpec, DagsterInstance, Definitions, build_sensor_context
+from dagster import (
+    AssetCheckEvaluation,
+    AssetKey,
+    AssetMaterialization,
+    AssetSpec,
+    DagsterInstance,
+    Definitions,
+    build_sensor_context,
+)
 
 from airlift_dagster import (
     AirflowInstance,
