@@ -1,0 +1,1 @@
+"""The Airlift tutorial: an Airflow DAG that loads, transforms (dbt) and exports customers."""

@@ -1,0 +1,1 @@
+"""Dagster definitions for each step of the guide: `dagster dev -f <step>.py`."""

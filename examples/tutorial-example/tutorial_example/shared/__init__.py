@@ -1,0 +1,1 @@
+"""Code shared by the Airflow DAG and the Dagster definitions (no Airflow or Dagster imports)."""
