@@ -108,7 +108,7 @@ def _register(suite: Suite, python: str, airflow_generation: str | None) -> None
             env["AIRLIFT_AIRFLOW_VERSION"] = airflow_generation
         if suite.airflow == "host":
             # Keep Airflow's own files out of ~/airflow; each session gets its own home.
-            env["AIRFLOW_HOME"] = str(Path(session.create_tmp()) / "airflow-home")
+            env["AIRFLOW_HOME"] = str(Path(session.create_tmp()).resolve() / "airflow-home")
             env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
             env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
         session.run(*args, *session.posargs, env=env)
