@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -97,6 +98,12 @@ class DagsterServer:
         self.venv = dagster_venv(self.extra_packages, self.extra_requirements)
         env = self.env()
         bin_dir = self.venv / "bin"
+        # Create the instance's storage once, before two processes race to migrate the same SQLite
+        # files (which leaves alembic with two heads and the code location unloadable).
+        migrate = subprocess.run([str(bin_dir / "dagster"), "instance", "migrate"], env=env, cwd=self.home,
+                                 capture_output=True, text=True, timeout=300)
+        if migrate.returncode != 0:
+            raise ServerStartError(f"dagster instance migrate failed in {self.home}:\n{(migrate.stdout + migrate.stderr)[-3000:]}")
         self._processes.append(ServerProcess(
             [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), *self.target],
             log_path=self.home / "webserver.log", env=env, cwd=self.home))

@@ -1,0 +1,139 @@
+"""Walk the whole user guide on real Airflow and real Dagster: peer, observe, migrate task by task,
+roll one task back. Dagster's sensor is evaluated in this process; migrated tasks run in a real
+Dagster webserver + daemon."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import AssetMaterialization, DagsterInstance, Definitions, build_sensor_context
+
+from airlift_protocol import AIRFLOW_RUN_ID_RUN_TAG, MIGRATION_DOC_MARKER, set_task_migrated
+from airlift_testing import AirflowServer, DagsterServer, free_port, repo_root, wait_until
+
+pytestmark = pytest.mark.integration
+EXAMPLE = Path(__file__).resolve().parent.parent
+DAG_ID = "rebuild_customers_list"
+TASKS = ["load_raw_customers", "run_dbt_model", "export_customers"]
+DBT_ASSETS = {"raw_data/raw_orders", "raw_data/raw_payments", "stg_customers", "stg_orders", "stg_payments", "customers"}
+RUNS = """query($tag: String!) { runsOrError(filter: {tags: [{key: "%s", value: $tag}]}) {
+  ... on Runs { results { runId status tags { key value } assetMaterializations { assetKey { path } } } } } }""" % AIRFLOW_RUN_ID_RUN_TAG
+
+
+@pytest.fixture(scope="module")
+def world(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("tutorial")
+    dagster_port = free_port()  # the migrate step's Dagster; Airflow's DagsterOperator is told up front
+    dags = tmp / "airflow_dags"
+    shutil.copytree(EXAMPLE / "airflow_dags", dags)
+    env = {
+        "TUTORIAL_DUCKDB_PATH": str(tmp / "jaffle_shop.duckdb"),
+        "TUTORIAL_EXPORT_DIR": str(tmp / "export"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    os.environ.update(env)
+    project = EXAMPLE / "dbt_project"
+    subprocess.run([str(Path(sys.executable).parent / "dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project)],
+                   check=True, capture_output=True)
+    packages = repo_root() / "packages"
+    airflow = airflow_server_factory(
+        dags,
+        extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow", EXAMPLE],
+        extra_requirements=["dbt-core>=1.8,<1.12", "dbt-duckdb>=1.8", "duckdb>=1.0"],
+        extra_env={**env, "AIRFLOW_CONN_DAGSTER_DEFAULT": f"http://127.0.0.1:{dagster_port}"},
+    )
+    airflow.wait_for_dags([DAG_ID])
+    os.environ["TUTORIAL_AIRFLOW_URL"] = airflow.url
+    yield {"airflow": airflow, "dags": dags, "env": env, "tmp": tmp, "dagster_port": dagster_port}
+
+
+def _defs(step: str) -> Definitions:
+    module = importlib.import_module(f"tutorial_example.dagster_defs.{step}")
+    module = importlib.reload(module)
+    return module.defs  # type: ignore[no-any-return]
+
+
+def _tick(defs: Definitions, instance: DagsterInstance, cursor: str | None) -> tuple[list[AssetMaterialization], str | None]:
+    sensor = defs.resolve_sensor_def("airflow_instance_one__airflow_sensor")
+    result = sensor(build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
+    return [e for e in result.asset_events if isinstance(e, AssetMaterialization)], result.cursor
+
+
+def test_peer_then_observe(world: dict[str, Any]) -> None:
+    airflow: AirflowServer = world["airflow"]
+    with DagsterInstance.ephemeral() as instance:
+        peer = _defs("peer")
+        _, cursor = _tick(peer, instance, None)
+        run = airflow.trigger_and_wait(DAG_ID, timeout=400)
+        assert run["state"] == "success", airflow.log_tail()
+        events, cursor = _tick(peer, instance, cursor)
+        assert [e.asset_key.to_user_string() for e in events] == [f"airflow_instance_one/dag/{DAG_ID}"]
+        assert events[0].metadata["Airflow run"].value.startswith(airflow.url)
+
+    for step in ("observe", "observe_with_factory"):
+        with DagsterInstance.ephemeral() as instance:
+            observe = _defs(step)
+            _, cursor = _tick(observe, instance, None)
+            run = airflow.trigger_and_wait(DAG_ID, timeout=400)
+            assert run["state"] == "success"
+            events, _ = _tick(observe, instance, cursor)
+            counts = Counter(e.asset_key.to_user_string() for e in events)
+            assert counts == Counter({"raw_data/raw_customers": 1, **{k: 1 for k in DBT_ASSETS}, "customers_csv": 1,
+                                      f"airflow_instance_one/dag/{DAG_ID}": 1}), step
+            order = [e.asset_key.to_user_string() for e in events]
+            assert order.index("raw_data/raw_customers") < order.index("stg_customers") < order.index("customers") < order.index("customers_csv")
+            csv_event = next(e for e in events if e.asset_key.to_user_string() == "customers_csv")
+            assert "export_customers" in csv_event.metadata["Airflow task log"].value
+    assert (world["tmp"] / "export" / "customers.csv").read_text().count("\n") == 51
+
+
+def test_migrate_task_by_task_and_roll_back(world: dict[str, Any], dagster_server_factory: Callable[..., DagsterServer]) -> None:
+    airflow: AirflowServer = world["airflow"]
+    packages = repo_root() / "packages"
+    dagster = dagster_server_factory(
+        defs_file=EXAMPLE / "tutorial_example" / "dagster_defs" / "migrate.py",
+        extra_packages=[*(packages / p for p in ("airlift-protocol", "airlift-client", "airlift-dagster", "airlift-dbt")), EXAMPLE],
+        extra_env={**world["env"], "TUTORIAL_AIRFLOW_URL": airflow.url},
+        port=world["dagster_port"],
+    )
+    state_dir = world["dags"] / "migration_state"
+
+    def reparse(task_id: str, migrated: bool) -> None:
+        set_task_migrated(state_dir, dag_id=DAG_ID, task_id=task_id, migrated=migrated)
+        (world["dags"] / "rebuild_customers_list.py").touch()
+
+        def parsed() -> bool:
+            task = next(t for t in airflow.get(f"/dags/{DAG_ID}/tasks")["tasks"] if t["task_id"] == task_id)
+            return (MIGRATION_DOC_MARKER in (task.get("doc_md") or "")) == migrated
+
+        wait_until(parsed, timeout=180, what=f"Airflow to re-parse with {task_id} migrated={migrated}", interval=2)
+
+    migrated_so_far: list[str] = []
+    for task_id in TASKS:
+        reparse(task_id, True)
+        migrated_so_far.append(task_id)
+        run = airflow.trigger_and_wait(DAG_ID, timeout=600)
+        assert run["state"] == "success", airflow.log_tail()
+        dagster_runs = dagster.graphql(RUNS, {"tag": run["dag_run_id"]})["runsOrError"]["results"]
+        by_task = {next(t["value"] for t in r["tags"] if t["key"] == "airlift/airflow_task_id"): r for r in dagster_runs}
+        assert sorted(by_task) == sorted(migrated_so_far)
+        assert all(r["status"] == "SUCCESS" for r in dagster_runs)
+        built = {"/".join(m["assetKey"]["path"]) for r in dagster_runs for m in r["assetMaterializations"]}
+        expected = {"load_raw_customers": {"raw_data/raw_customers"}, "run_dbt_model": DBT_ASSETS, "export_customers": {"customers_csv"}}
+        assert built == set().union(*(expected[t] for t in migrated_so_far))
+
+    # roll back the dbt task: Airflow runs dbt again, Dagster runs the two others
+    reparse("run_dbt_model", False)
+    run = airflow.trigger_and_wait(DAG_ID, timeout=600)
+    assert run["state"] == "success"
+    dagster_runs = dagster.graphql(RUNS, {"tag": run["dag_run_id"]})["runsOrError"]["results"]
+    assert sorted(next(t["value"] for t in r["tags"] if t["key"] == "airlift/airflow_task_id") for r in dagster_runs) == ["export_customers", "load_raw_customers"]
