@@ -27,25 +27,21 @@ AIRFLOW_V_3_0_PLUS = int(AIRFLOW_VERSION.split(".")[0]) >= 3
 if AIRFLOW_V_3_0_PLUS:
     from airflow.sdk import DAG, BaseHook, BaseOperator
     from airflow.sdk.definitions._internal.contextmanager import DagContext
-else:
-    from airflow.hooks.base import BaseHook
-    from airflow.models import DAG, BaseOperator
-    from airflow.models.dag import DagContext
+else:  # Airflow 2 (mypy runs against Airflow 3, where these names moved)
+    from airflow.hooks.base import BaseHook  # type: ignore[attr-defined,no-redef]
+    from airflow.models import DAG, BaseOperator  # type: ignore[assignment]
+    from airflow.models.dag import DagContext  # type: ignore[attr-defined,no-redef]
 
 
 def connection_not_found_errors() -> tuple[type[BaseException], ...]:
     """Exceptions ``BaseHook.get_connection`` raises for an unknown conn id."""
-    from airflow.exceptions import AirflowNotFoundException
+    if not AIRFLOW_V_3_0_PLUS:
+        from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined]
 
-    errors: list[type[BaseException]] = [AirflowNotFoundException]
-    if AIRFLOW_V_3_0_PLUS:
-        try:
-            from airflow.sdk.exceptions import AirflowRuntimeError
+        return (AirflowNotFoundException,)
+    from airflow.sdk.exceptions import AirflowNotFoundException as SdkNotFound
 
-            errors.append(AirflowRuntimeError)
-        except ImportError:  # pragma: no cover - depends on the Airflow 3 minor version
-            pass
-    return tuple(errors)
+    return (SdkNotFound,)
 
 
 def autoregistered_dags() -> list[Any]:
