@@ -2,94 +2,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import sys
 import tempfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
 
 import pytest
+
+# Test helpers (fake_dagster, dag_shapes) are plain modules next to this file.
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_dagster import FakeDagster
 
 # Airflow must not write ~/airflow; nox sets AIRFLOW_HOME, this covers direct pytest runs.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airlift-airflow-unit-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-
-
-class FakeDagster:
-    """Plays Dagster's GraphQL API for the operations DagsterOperator sends."""
-
-    def __init__(self) -> None:
-        self.assets: list[dict[str, Any]] = []
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.status_script: list[str] = ["STARTED", "SUCCESS"]
-        self.launched: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.fail_http: int = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.headers.append(dict(self.headers))
-                if outer.fail_http:
-                    outer.fail_http -= 1
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                data = outer.answer(body["query"], body.get("variables") or {})
-                raw = json.dumps({"data": data}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def add_asset(self, path: list[str], *, dag_id: str, task_id: str, location: str = "loc", executable: bool = True) -> None:
-        self.assets.append({
-            "assetKey": {"path": path}, "isExecutable": executable,
-            "tags": [{"key": "airlift/dag_id", "value": dag_id}, {"key": "airlift/task_id", "value": task_id}],
-            "repository": {"name": "__repository__", "location": {"name": location}},
-        })
-
-    def answer(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        name = re.search(r"(query|mutation) (\w+)", query).group(2)  # type: ignore[union-attr]
-        if name == "AirliftAssets":
-            return {"assetNodes": self.assets}
-        if name == "AirliftLaunch":
-            params = variables["executionParams"]
-            run_id = f"run-{len(self.launched) + 1}"
-            self.launched.append(params)
-            tags = {t["key"]: t["value"] for t in params["executionMetadata"]["tags"]}
-            self.runs[run_id] = {"tags": tags, "script": list(self.status_script)}
-            return {"launchRun": {"__typename": "LaunchRunSuccess", "run": {"runId": run_id}}}
-        if name == "AirliftRuns":
-            wanted = {t["key"]: t["value"] for t in variables["filter"]["tags"]}
-            results = [
-                {"runId": rid, "status": run["script"][0], "tags": [{"key": k, "value": v} for k, v in run["tags"].items()]}
-                for rid, run in self.runs.items() if all(run["tags"].get(k) == v for k, v in wanted.items())
-            ]
-            return {"runsOrError": {"__typename": "Runs", "results": results}}
-        if name == "AirliftRun":
-            run = self.runs[variables["runId"]]
-            status = run["script"].pop(0) if len(run["script"]) > 1 else run["script"][0]
-            return {"runOrError": {"__typename": "Run", "runId": variables["runId"], "status": status}}
-        if name == "AirliftRunFailure":
-            return {"logsForRun": {"__typename": "EventConnection", "events": [
-                {"__typename": "ExecutionStepFailureEvent", "stepKey": "customers", "error": {"message": "Error occurred while executing op", "causes": [{"message": "duckdb.CatalogException: table missing"}]}},
-            ]}}
-        raise AssertionError(name)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

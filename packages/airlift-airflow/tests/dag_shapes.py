@@ -8,11 +8,13 @@ from typing import Any
 from airlift_airflow.version_compat import AIRFLOW_V_3_0_PLUS, DAG
 
 if AIRFLOW_V_3_0_PLUS:
+    from airflow.dag_processing.dagbag import DagBag
     from airflow.providers.standard.operators.bash import BashOperator
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import TaskGroup, dag, task
 else:
     from airflow.decorators import dag, task
+    from airflow.models.dagbag import DagBag
     from airflow.operators.bash import BashOperator
     from airflow.operators.empty import EmptyOperator
     from airflow.utils.task_group import TaskGroup
@@ -55,3 +57,45 @@ def decorator_dag() -> dict[str, Any]:
         second(first())
 
     return {"decorated_dag": decorated(), "__file__": "/dags/decorated.py"}
+
+
+def mapped_dag() -> dict[str, Any]:
+    with DAG("mapped", start_date=START, schedule=None) as d:
+        @task
+        def double(x: int) -> int:
+            return 2 * x
+
+        @task
+        def total(values: list[int]) -> int:
+            return sum(values)
+
+        total(double.expand(x=[1, 2, 3]))
+    return {"dag": d, "__file__": "/dags/mapped.py"}
+
+
+def dag_file(dag_id: str, task_ids: tuple[str, ...], *, assign: bool) -> str:
+    """Source of a DAG file as users write it, ending with the mark_as_dagster_migrating call."""
+    chain = " >> ".join(f'EmptyOperator(task_id="{t}")' for t in task_ids)
+    with_line = f'with DAG("{dag_id}", start_date=datetime(2024, 1, 1), schedule=None)' + (" as dag:" if assign else ":")
+    return f"""
+from datetime import datetime
+from pathlib import Path
+from airlift_airflow import load_migration_state_from_yaml, mark_as_dagster_migrating
+from airlift_airflow.version_compat import DAG
+from dag_shapes import EmptyOperator
+
+{with_line}
+    {chain}
+
+mark_as_dagster_migrating(
+    global_vars=globals(),
+    migration_state=load_migration_state_from_yaml(Path(__file__).parent / "migration_state"),
+)
+"""
+
+
+def parse_dag_folder(folder: Any) -> Any:
+    """Parse a DAG folder the way Airflow's DAG processor does (DagBag)."""
+    if AIRFLOW_V_3_0_PLUS:
+        return DagBag(dag_folder=str(folder))  # Airflow 3 never loads the examples here
+    return DagBag(dag_folder=str(folder), include_examples=False)

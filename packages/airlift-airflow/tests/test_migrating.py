@@ -1,21 +1,30 @@
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from dag_shapes import constructor_dag, context_manager_dag, decorator_dag
+from dag_shapes import (
+    constructor_dag,
+    context_manager_dag,
+    dag_file,
+    decorator_dag,
+    mapped_dag,
+    parse_dag_folder,
+)
 
 from airlift_airflow import (
     AirliftMigrationError,
     DagsterOperator,
     mark_as_dagster_migrating,
 )
-from airlift_protocol import MIGRATING_DAG_TAG, MigrationState, task_is_marked_migrated
+from airlift_protocol import (
+    MIGRATING_DAG_TAG,
+    MigrationState,
+    set_task_migrated,
+    task_is_marked_migrated,
+)
 
 
 def _state(dag_id: str, **tasks: bool) -> MigrationState:
@@ -117,3 +126,86 @@ def test_dags_from_other_files_are_ignored() -> None:
     state = _state("plain_dag", b=True).with_task(dag_id="defined_elsewhere", task_id="x", migrated=True)
     mark_as_dagster_migrating(global_vars=g, migration_state=state)
     assert isinstance(g["my_dag"].task_dict["b"], DagsterOperator)
+
+
+def test_more_settings_are_kept() -> None:
+    g = context_manager_dag()
+    dag = g["dag"]
+    old = dag.task_dict["export"]
+    old.pool_slots = 2
+    old.max_active_tis_per_dag = 1
+    old.retry_exponential_backoff = True
+    old.on_failure_callback = _on_failure
+    old.depends_on_past = True
+    mark_as_dagster_migrating(global_vars=g, migration_state=_state("ctx.dag-1", export=True), dagster_conn_id="dagster_prod")
+    new = dag.task_dict["export"]
+    assert isinstance(new, DagsterOperator)
+    assert new.dagster_conn_id == "dagster_prod"
+    assert (new.pool_slots, new.max_active_tis_per_dag, new.retry_exponential_backoff, new.depends_on_past) == (2, 1, True, True)
+    assert new.on_failure_callback in (_on_failure, [_on_failure])
+    assert new.upstream_task_ids == {"build"}
+    assert dag.task_dict["build"].downstream_task_ids == {"grp.inner", "export"}
+    assert new.dag is dag
+    assert new.task_group.is_root
+    assert set(dag.task_group.children) == {"load", "build", "grp", "export"}
+
+
+def _on_failure(context: Any) -> None:
+    pass
+
+
+def test_a_second_call_changes_nothing() -> None:
+    g = context_manager_dag()
+    state = _state("ctx.dag-1", load=True)
+    mark_as_dagster_migrating(global_vars=g, migration_state=state)
+    first = g["dag"].task_dict["load"]
+    doc, tags = g["dag"].doc_md, sorted(g["dag"].tags)
+    mark_as_dagster_migrating(global_vars=g, migration_state=state)
+    assert g["dag"].task_dict["load"] is first
+    assert (g["dag"].doc_md, sorted(g["dag"].tags)) == (doc, tags)
+    assert g["dag"].doc_md.count("### Migration to Dagster") == 1
+
+
+def test_mapped_task_becomes_one_dagster_run() -> None:
+    g = mapped_dag()
+    mark_as_dagster_migrating(global_vars=g, migration_state=_state("mapped", double=True))
+    dag = g["dag"]
+    assert isinstance(dag.task_dict["double"], DagsterOperator)
+    assert dag.task_dict["double"].downstream_task_ids == {"total"}
+
+
+def test_dag_without_state_file_is_untouched() -> None:
+    g = context_manager_dag()
+    mark_as_dagster_migrating(global_vars=g, migration_state=_state("another_dag", x=True))
+    assert MIGRATING_DAG_TAG not in set(g["dag"].tags)
+    assert g["dag"].doc_md is None
+
+
+def test_dag_folder_parsed_by_airflow(tmp_path: Path) -> None:
+    """Real parsing (DagBag): a ``with DAG(...):`` not assigned to a variable is found, a DAG id of
+    another file is left alone, and a bad task id is an import error naming the file and the id."""
+    (tmp_path / "unnamed.py").write_text(dag_file("unnamed", ("a", "b"), assign=False))
+    (tmp_path / "named.py").write_text(dag_file("named", ("x", "y"), assign=True))
+    (tmp_path / "broken.py").write_text(dag_file("broken", ("p", "q"), assign=True))
+    state = tmp_path / "migration_state"
+    set_task_migrated(state, dag_id="unnamed", task_id="b", migrated=True)
+    set_task_migrated(state, dag_id="named", task_id="x", migrated=False)
+    set_task_migrated(state, dag_id="broken", task_id="q_renamed", migrated=True)
+    set_task_migrated(state, dag_id="in_some_other_folder", task_id="t", migrated=True)
+
+    bag = parse_dag_folder(tmp_path)
+    assert isinstance(bag.dags["unnamed"].task_dict["b"], DagsterOperator)
+    assert bag.dags["unnamed"].task_dict["b"].upstream_task_ids == {"a"}
+    assert type(bag.dags["named"].task_dict["x"]).__name__ == "EmptyOperator"
+    assert MIGRATING_DAG_TAG in set(bag.dags["named"].tags)
+    assert "broken" not in bag.dags
+    [(path, error)] = bag.import_errors.items()
+    assert path.endswith("broken.py")
+    assert "AirliftMigrationError" in error
+    assert "'q_renamed'" in error and "broken.yaml" in error
+
+    # roll back: flip the flag, Airflow re-parses, the original operator is back
+    set_task_migrated(state, dag_id="unnamed", task_id="b", migrated=False)
+    bag = parse_dag_folder(tmp_path)
+    assert type(bag.dags["unnamed"].task_dict["b"]).__name__ == "EmptyOperator"
+    assert not task_is_marked_migrated(bag.dags["unnamed"].task_dict["b"].doc_md)

@@ -13,17 +13,21 @@ talks to Dagster's GraphQL API over HTTP.
 
 from __future__ import annotations
 
-from airlift_airflow.dagster_api import (
+from airlift_airflow.dagster_api import DagsterGraphQLClient
+from airlift_airflow.errors import (
+    AirliftAirflowError,
+    AirliftMigrationError,
     DagsterApiError,
-    DagsterGraphQLClient,
+    DagsterRunFailedError,
     DagsterUnreachableError,
 )
-from airlift_airflow.migrating import AirliftMigrationError, mark_as_dagster_migrating
-from airlift_airflow.operator import DagsterOperator, DagsterRunFailedError
+from airlift_airflow.migrating import mark_as_dagster_migrating
+from airlift_airflow.operator import DagsterOperator
 from airlift_airflow.version import __version__
 from airlift_protocol import MigrationState, load_migration_state_from_yaml, set_task_migrated
 
 __all__ = [
+    "AirliftAirflowError",
     "AirliftMigrationError",
     "DagsterApiError",
     "DagsterGraphQLClient",

@@ -3,11 +3,14 @@
 Rules (the migration-state folder is shared by every DAG file next to it):
 
 - every DAG found in ``global_vars`` (or registered by a ``with DAG(...):`` / ``@dag`` in the same file)
-  whose id has a ``<dag_id>.yaml`` gets its ``migrated: true`` tasks replaced;
+  whose id has a ``<dag_id>.yaml`` gets its ``migrated: true`` tasks replaced; ``migrated: false``
+  and tasks without an entry run as before;
 - a task id in the YAML that the DAG does not have is an error raised at parse time (Airflow shows it
-  as an import error of the DAG file, naming the file and the id);
-- DAG ids in the folder that this file does not define are left for the files that do; when the
-  caller lists ``dag_ids`` it expects, a missing one is an error.
+  as an import error of the DAG file, naming the file, the DAG and the id);
+- DAG ids in the folder that this file does not define are left for the files that do (the folder
+  is shared, so one file cannot tell a stale DAG id from one defined next door); a caller that
+  passes ``dag_ids`` (the DAGs this file defines) gets an error when one of them is not found in the
+  file, so a renamed DAG cannot silently lose its migration.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airlift_airflow.errors import AirliftMigrationError
 from airlift_airflow.operator import DEFAULT_CONN_ID, DagsterOperator
 from airlift_airflow.version_compat import DAG, autoregistered_dags, remove_task, set_dag_tags
 from airlift_protocol import (
@@ -25,7 +29,9 @@ from airlift_protocol import (
     task_migration_doc,
 )
 
-__all__ = ["AirliftMigrationError", "mark_as_dagster_migrating"]
+__all__ = ["mark_as_dagster_migrating"]
+
+DOC_HEADING = "### Migration to Dagster (Airlift)"
 
 # Scheduling settings a migrated task keeps (only those the operator's constructor accepts are passed).
 KEPT_SETTINGS = (
@@ -36,10 +42,6 @@ KEPT_SETTINGS = (
     "trigger_rule", "max_active_tis_per_dag", "max_active_tis_per_dagrun", "executor", "executor_config",
     "run_as_user", "do_xcom_push", "inlets", "outlets",
 )
-
-
-class AirliftMigrationError(ValueError):
-    """The migration state does not match the DAG file (names the file, DAG and task)."""
 
 
 def _init_params(cls: type) -> set[str]:
@@ -64,7 +66,7 @@ def _find_dags(global_vars: Mapping[str, Any]) -> list[Any]:
 
 
 def _state_doc(state: DagMigrationState, dag: Any) -> str:
-    lines = ["### Migration to Dagster (Airlift)", "", "| task | runs in |", "|---|---|"]
+    lines = [DOC_HEADING, "", "| task | runs in |", "|---|---|"]
     for task_id in sorted(dag.task_dict):
         migrated = state.is_task_migrated(task_id)
         lines.append(f"| `{task_id}` | {'Dagster' if migrated else 'Airflow'} |")
@@ -119,15 +121,36 @@ def mark_as_dagster_migrating(
 ) -> None:
     """Swap every ``migrated: true`` task of the DAGs in ``global_vars`` for a DagsterOperator.
 
-    Call it at the bottom of a DAG file::
+    Call it at the bottom of a DAG file, after the DAGs are defined (``with DAG(...)``, ``@dag`` or a
+    plain ``DAG(...)``)::
+
+        from pathlib import Path
+        from airlift_airflow import load_migration_state_from_yaml, mark_as_dagster_migrating
 
         mark_as_dagster_migrating(
             global_vars=globals(),
             migration_state=load_migration_state_from_yaml(Path(__file__).parent / "migration_state"),
         )
+
+    A migrated task keeps its task id, upstream/downstream links, task group, retries, retry delay,
+    pool, pool slots, queue, owner, trigger rule, priority, execution timeout, callbacks and other
+    scheduling settings; its doc (``doc_md``) gains the migration marker. Every DAG with a state
+    file gets the ``airlift:migrating`` tag and a doc section listing where each task runs.
+    Rolling back is flipping the flag to false: on the next parse the original operator is back.
+
+    Args:
+        global_vars: the DAG file's ``globals()``.
+        migration_state: the state of the migration-state folder (shared by the DAG files next to it).
+        dagster_operator_class: a ``DagsterOperator`` subclass to use instead.
+        dagster_conn_id: Airflow connection to Dagster the operators use.
+        dag_ids: the DAG ids this file defines; one that is not found is an error.
+
+    Raises:
+        AirliftMigrationError: at parse time (an Airflow import error of the file), when the state
+            names a task a DAG of this file does not have, or ``dag_ids`` names a DAG not found.
     """
     where = global_vars.get("__file__", "<DAG file>")
-    if not issubclass(dagster_operator_class, DagsterOperator):
+    if not (isinstance(dagster_operator_class, type) and issubclass(dagster_operator_class, DagsterOperator)):
         raise AirliftMigrationError(f"{where}: dagster_operator_class must be a subclass of DagsterOperator")
     dags = _find_dags(global_vars)
     if dag_ids is not None:
@@ -145,7 +168,9 @@ def mark_as_dagster_migrating(
                 f"(its tasks: {sorted(dag.task_dict)}); fix or remove the entries in {dag.dag_id}.yaml"
             )
         for task_id in state.migrated_task_ids:
-            _replace(dag, task_id, dagster_operator_class, {"dagster_conn_id": dagster_conn_id})
+            if not isinstance(dag.task_dict[task_id], DagsterOperator):  # a second call changes nothing
+                _replace(dag, task_id, dagster_operator_class, {"dagster_conn_id": dagster_conn_id})
         set_dag_tags(dag, {MIGRATING_DAG_TAG})
+        original = (dag.doc_md or "").split(DOC_HEADING)[0].rstrip()
         doc = _state_doc(state, dag)
-        dag.doc_md = f"{dag.doc_md}\n\n{doc}" if dag.doc_md else doc
+        dag.doc_md = f"{original}\n\n{doc}" if original else doc

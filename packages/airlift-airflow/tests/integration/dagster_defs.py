@@ -1,6 +1,7 @@
-"""Dagster side of the end-to-end test: the middle task's asset, tagged by hand."""
+"""Dagster side of the end-to-end tests: the assets of the migrated tasks, tagged by hand."""
 
 import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -14,4 +15,13 @@ def middle_table() -> None:
     (markers / "dagster_ran_middle").write_text("dagster")
 
 
-defs = dg.Definitions(assets=[middle_table])
+@dg.asset(key=["e2e", "slow_table"], tags={"airlift/dag_id": "e2e_reattach", "airlift/task_id": "slow"})
+def slow_table() -> None:
+    """Outlives the Airflow task's execution_timeout, so the retry must re-attach to this run."""
+    time.sleep(12)
+    markers = Path(os.environ["AIRLIFT_E2E_MARKERS"])
+    with (markers / "slow_table_runs").open("a") as f:
+        f.write("ran\n")
+
+
+defs = dg.Definitions(assets=[middle_table, slow_table])

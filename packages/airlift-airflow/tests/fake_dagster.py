@@ -1,0 +1,92 @@
+"""A local fake of Dagster's GraphQL API (http.server on 127.0.0.1) for DagsterOperator's unit tests."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["FakeDagster"]
+
+
+class FakeDagster:
+    """Plays Dagster's GraphQL API for the operations DagsterOperator sends."""
+
+    def __init__(self) -> None:
+        self.assets: list[dict[str, Any]] = []
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.status_script: list[str] = ["STARTED", "SUCCESS"]
+        self.launched: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.fail_http: int = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.headers.append(dict(self.headers))
+                if outer.fail_http:
+                    outer.fail_http -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                data = outer.answer(body["query"], body.get("variables") or {})
+                raw = json.dumps({"data": data}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add_asset(self, path: list[str], *, dag_id: str, task_id: str, location: str = "loc", executable: bool = True) -> None:
+        self.assets.append({
+            "assetKey": {"path": path}, "isExecutable": executable,
+            "tags": [{"key": "airlift/dag_id", "value": dag_id}, {"key": "airlift/task_id", "value": task_id}],
+            "repository": {"name": "__repository__", "location": {"name": location}},
+        })
+
+    def add_run(self, run_id: str, *, status: str, tags: dict[str, str]) -> None:
+        """A run that an earlier try launched (its worker died before it saw the end)."""
+        self.runs[run_id] = {"tags": dict(tags), "script": [status]}
+
+    def answer(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        name = re.search(r"(query|mutation) (\w+)", query).group(2)  # type: ignore[union-attr]
+        if name == "AirliftAssets":
+            return {"assetNodes": self.assets}
+        if name == "AirliftLaunch":
+            params = variables["executionParams"]
+            run_id = f"run-{len(self.launched) + 1}"
+            assert run_id not in self.runs
+            self.launched.append(params)
+            tags = {t["key"]: t["value"] for t in params["executionMetadata"]["tags"]}
+            self.runs[run_id] = {"tags": tags, "script": list(self.status_script)}
+            return {"launchRun": {"__typename": "LaunchRunSuccess", "run": {"runId": run_id}}}
+        if name == "AirliftRuns":
+            wanted = {t["key"]: t["value"] for t in variables["filter"]["tags"]}
+            results = [
+                {"runId": rid, "status": run["script"][0], "tags": [{"key": k, "value": v} for k, v in run["tags"].items()]}
+                for rid, run in self.runs.items() if all(run["tags"].get(k) == v for k, v in wanted.items())
+            ]
+            return {"runsOrError": {"__typename": "Runs", "results": results}}
+        if name == "AirliftRun":
+            run = self.runs[variables["runId"]]
+            status = run["script"].pop(0) if len(run["script"]) > 1 else run["script"][0]
+            return {"runOrError": {"__typename": "Run", "runId": variables["runId"], "status": status}}
+        if name == "AirliftRunFailure":
+            return {"logsForRun": {"__typename": "EventConnection", "cursor": "c1", "hasMore": False, "events": [
+                {"__typename": "ExecutionStepFailureEvent", "stepKey": "customers", "error": {"message": "Error occurred while executing op", "causes": [{"message": "duckdb.CatalogException: table missing"}]}},
+            ]}}
+        raise AssertionError(name)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,26 @@
+"""One migrated task whose Dagster run outlives the task's execution_timeout: the retry re-attaches."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airlift_airflow import load_migration_state_from_yaml, mark_as_dagster_migrating
+
+try:  # Airflow 3
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.operators.empty import EmptyOperator
+
+
+with DAG("e2e_reattach", start_date=datetime(2024, 1, 1), schedule=None, catchup=False) as dag:
+    EmptyOperator(
+        task_id="slow", execution_timeout=timedelta(seconds=6), retries=4, retry_delay=timedelta(seconds=1)
+    )
+
+mark_as_dagster_migrating(
+    global_vars=globals(),
+    migration_state=load_migration_state_from_yaml(Path(__file__).parent / "migration_state"),
+)
