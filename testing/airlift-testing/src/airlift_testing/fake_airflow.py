@@ -360,6 +360,9 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
             path = parsed.path
             query = parse_qs(parsed.query)
             body = self._body() if method in ("POST", "PATCH") else None
+            if path == "/__bench/requests":  # control endpoint for benchmarks; not counted
+                self._send(200, {"total": fake.total_requests})
+                return
             fake.requests[f"{method} {re.sub(r'/dags/[^/~]+', '/dags/{id}', path)}"] += 1
             fake.request_log.append((method, self.path, body))
             if fake.latency:
@@ -420,6 +423,9 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
             cap = fake.maximum_page_limit
             if rest == "/version":
                 self._send(200, {"version": "2.11.2" if g == 2 else "3.3.2", "git_version": None})
+                return
+            if rest in ("/datasets", "/assets") and method == "GET":  # Airflow 2 datasets / Airflow 3 assets: none here
+                self._send(200, {rest.strip("/"): [], "total_entries": 0})
                 return
             if rest == "/dags" and method == "GET":
                 dags = sorted(state.dags, key=lambda d: d.dag_id)
