@@ -34,8 +34,13 @@ def measure(phase: dict[str, Any], url: str, fn: Any) -> Any:
 
 
 def reconstruct(build: Any, metadata: dict[str, str]) -> Any:
-    from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext, DefinitionsLoadType
-    from dagster._core.definitions.repository_definition.repository_definition import RepositoryLoadData
+    from dagster._core.definitions.definitions_load_context import (
+        DefinitionsLoadContext,
+        DefinitionsLoadType,
+    )
+    from dagster._core.definitions.repository_definition.repository_definition import (
+        RepositoryLoadData,
+    )
 
     DefinitionsLoadContext.set(
         DefinitionsLoadContext(
@@ -55,7 +60,13 @@ def main() -> None:
 
     mapped = config["mapped"]  # {dag_id: [task_id, ...]} one asset per mapped task
     if side == "airlift":
-        from airlift_dagster import AirflowInstance, BasicAuthBackend, build_defs_from_airflow_instance, dag_defs, task_defs
+        from airlift_dagster import (
+            AirflowInstance,
+            BasicAuthBackend,
+            build_defs_from_airflow_instance,
+            dag_defs,
+            task_defs,
+        )
 
         def build() -> Definitions:
             instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=url, username="admin", password="admin"), name="bench")
@@ -64,7 +75,12 @@ def main() -> None:
             ))
             return build_defs_from_airflow_instance(airflow_instance=instance, defs=user)
     else:
-        from dagster_airlift.core import AirflowBasicAuthBackend, AirflowInstance, assets_with_task_mappings, build_defs_from_airflow_instance
+        from dagster_airlift.core import (
+            AirflowBasicAuthBackend,
+            AirflowInstance,
+            assets_with_task_mappings,
+            build_defs_from_airflow_instance,
+        )
 
         def build() -> Definitions:
             instance = AirflowInstance(auth_backend=AirflowBasicAuthBackend(webserver_url=url, username="admin", password="admin"), name="bench")
@@ -99,7 +115,9 @@ def _resolved(defs: Any) -> Any:
 
 
 def _reconstruction_metadata(defs: Any) -> dict[str, str]:
-    from dagster._core.definitions.metadata.metadata_value import CodeLocationReconstructionMetadataValue
+    from dagster._core.definitions.metadata.metadata_value import (
+        CodeLocationReconstructionMetadataValue,
+    )
 
     return {k: v.value for k, v in (defs.metadata or {}).items() if isinstance(v, CodeLocationReconstructionMetadataValue)}
 

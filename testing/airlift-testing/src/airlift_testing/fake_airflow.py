@@ -226,7 +226,7 @@ class FakeAirflow:
     # ---------------------------------------------------------------- response shapes
     def dag_json(self, dag: FakeDag) -> dict[str, Any]:
         g = self.generation
-        tags = [{"name": t} if g == 2 else {"name": t, "dag_id": dag.dag_id} for t in dag.tags]
+        tags = [{"name": t} if g == 2 else {"name": t, "dag_id": dag.dag_id, "dag_display_name": dag.dag_id} for t in dag.tags]
         body: dict[str, Any] = {
             "dag_id": dag.dag_id, "dag_display_name": dag.dag_id, "description": dag.description,
             "file_token": dag.file_token, "fileloc": dag.fileloc, "is_paused": dag.is_paused,
@@ -261,8 +261,8 @@ class FakeAirflow:
             "doc_md": task.doc_md, "operator_name": task.operator, "is_mapped": task.is_mapped,
             "class_ref": {"class_name": task.operator, "module_path": module}, "extra_links": [], "params": {},
         }
-        if self.generation == 2:
-            body["sub_dag"] = None
+        if self.generation == 3:
+            body["retry_exponential_backoff"] = 0.0  # a multiplier in Airflow 3.3
         return body
 
     def run_json(self, run: FakeRun) -> dict[str, Any]:
