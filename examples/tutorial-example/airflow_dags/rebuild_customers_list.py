@@ -7,11 +7,12 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from airlift_airflow import load_migration_state_from_yaml, mark_as_dagster_migrating
 from tutorial_example.airflow_operators import LoadCSVToDuckDB
 from tutorial_example.shared.load_csv_to_duckdb import export_table_to_csv
 from tutorial_example.shared.paths import dbt_project_path, duckdb_path, export_path
 from tutorial_example.shared.tutorial_loads import raw_customers_load
+
+from airlift_airflow import load_migration_state_from_yaml, mark_as_dagster_migrating
 
 try:  # Airflow 3
     from airflow.providers.standard.operators.bash import BashOperator

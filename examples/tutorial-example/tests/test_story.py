@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ RUNS = """query($tag: String!) { runsOrError(filter: {tags: [{key: "%s", value: 
 
 
 @pytest.fixture(scope="module")
-def world(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def world(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("tutorial")
     dagster_port = free_port()  # the migrate step's Dagster; Airflow's DagsterOperator is told up front
     dags = tmp / "airflow_dags"
@@ -53,7 +53,7 @@ def world(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory
     )
     airflow.wait_for_dags([DAG_ID])
     os.environ["TUTORIAL_AIRFLOW_URL"] = airflow.url
-    yield {"airflow": airflow, "dags": dags, "env": env, "tmp": tmp, "dagster_port": dagster_port}
+    return {"airflow": airflow, "dags": dags, "env": env, "tmp": tmp, "dagster_port": dagster_port}
 
 
 def _defs(step: str) -> Definitions:

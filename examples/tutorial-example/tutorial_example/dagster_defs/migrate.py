@@ -1,8 +1,8 @@
-from airlift_dagster import build_defs_from_airflow_instance, dag_defs, task_defs
-from airlift_dbt import dbt_defs
 from dagster import AssetSpec, Definitions, multi_asset
 from dagster_dbt import DbtProject
 
+from airlift_dagster import build_defs_from_airflow_instance, dag_defs, task_defs
+from airlift_dbt import dbt_defs
 from tutorial_example.dagster_defs.airflow_instance import airflow_instance
 from tutorial_example.dagster_defs.factories import load_csv_to_duckdb_defs
 from tutorial_example.shared.load_csv_to_duckdb import export_table_to_csv

@@ -1,5 +1,4 @@
 from airlift_dagster import build_defs_from_airflow_instance
-
 from tutorial_example.dagster_defs.airflow_instance import airflow_instance
 
 defs = build_defs_from_airflow_instance(airflow_instance=airflow_instance)

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dagster import (
-    AssetCheckResult,
     AssetCheckKey,
+    AssetCheckResult,
     AssetCheckSpec,
     AssetKey,
     AssetsDefinition,
