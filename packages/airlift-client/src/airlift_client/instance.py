@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
+import requests.adapters
 
 from airlift_client._generations import GenerationRest, rest_for
 from airlift_client._transport import Transport
@@ -38,6 +39,15 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
+def _pooled_session(connections: int) -> requests.Session:
+    """A session whose connection pool fits the worker pool (requests' default keeps only 10)."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=connections, pool_maxsize=connections)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 class AirflowInstance:
     """An Airflow deployment, for Airflow 2 (``/api/v1``) and Airflow 3 (``/api/v2``) alike.
 
@@ -62,9 +72,9 @@ class AirflowInstance:
         timeout: float = 30.0,
         retry_policy: RetryPolicy | None = None,
         page_size: int = 100,
-        max_workers: int = 8,
+        max_workers: int = 16,
         api_version: ApiVersion | str | None = None,
-        session_factory: Callable[[], requests.Session] = requests.Session,
+        session_factory: Callable[[], requests.Session] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -82,7 +92,10 @@ class AirflowInstance:
         self._clock = clock
         self._sleep = sleep
         self._transport = Transport(
-            auth_backend, timeout=timeout, retry_policy=retry_policy or RetryPolicy(), session_factory=session_factory
+            auth_backend,
+            timeout=timeout,
+            retry_policy=retry_policy or RetryPolicy(),
+            session_factory=session_factory or (lambda: _pooled_session(max_workers)),
         )
         self._forced_api = ApiVersion(api_version) if api_version is not None else None
         self._rest: GenerationRest | None = None
