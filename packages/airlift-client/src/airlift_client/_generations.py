@@ -44,10 +44,21 @@ class GenerationRest:
         return self.webserver_url + self.api.base_path
 
     # ---- DAGs
+    #: Query parameter (true by default on the server) that hides DAGs whose file is gone.
+    hide_inactive_param: str
+
     def dags_params(
         self, *, dag_id_pattern: str | None, tags: Sequence[str], paused: bool | None, include_inactive: bool
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        return _drop_none(
+            {
+                "order_by": "dag_id",
+                "dag_id_pattern": dag_id_pattern,
+                "tags": list(tags) or None,
+                "paused": None if paused is None else str(paused).lower(),
+                self.hide_inactive_param: "false" if include_inactive else "true",
+            }
+        )
 
     def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:
         """(path, headers) of the request returning the DAG file's source."""
@@ -119,19 +130,7 @@ class V1Rest(GenerationRest):
 
     api = ApiVersion.V1
     runs_order_by = "end_date"
-
-    def dags_params(
-        self, *, dag_id_pattern: str | None, tags: Sequence[str], paused: bool | None, include_inactive: bool
-    ) -> dict[str, Any]:
-        return _drop_none(
-            {
-                "order_by": "dag_id",
-                "dag_id_pattern": dag_id_pattern,
-                "tags": list(tags) or None,
-                "paused": None if paused is None else str(paused).lower(),
-                "only_active": "false" if include_inactive else "true",
-            }
-        )
+    hide_inactive_param = "only_active"
 
     def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:
         if not dag.file_token:
@@ -172,19 +171,7 @@ class V2Rest(GenerationRest):
 
     api = ApiVersion.V2
     runs_order_by = "end_date"
-
-    def dags_params(
-        self, *, dag_id_pattern: str | None, tags: Sequence[str], paused: bool | None, include_inactive: bool
-    ) -> dict[str, Any]:
-        return _drop_none(
-            {
-                "order_by": "dag_id",
-                "dag_id_pattern": dag_id_pattern,
-                "tags": list(tags) or None,
-                "paused": None if paused is None else str(paused).lower(),
-                "exclude_stale": "false" if include_inactive else "true",
-            }
-        )
+    hide_inactive_param = "exclude_stale"
 
     def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:
         return f"/dagSources/{_q(dag.dag_id)}", {"Accept": "application/json"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ from airlift_client import (
     TokenAuthBackend,
 )
 from airlift_protocol import ApiVersion
-from airlift_testing import AirflowServer
+from airlift_testing import SAMPLE_DAGS, AirflowServer
 
 pytestmark = pytest.mark.integration
 DAGS = Path(__file__).parent / "dags"
@@ -25,8 +26,11 @@ DAG_IDS = ["team.sales-daily_v2", "mapped_dag", "failing_dag", "wide_dag"]
 
 
 @pytest.fixture(scope="module")
-def airflow(airflow_server_factory: Callable[..., AirflowServer]) -> AirflowServer:
-    server = airflow_server_factory(DAGS)
+def airflow(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> AirflowServer:
+    dags = tmp_path_factory.mktemp("dags")
+    shutil.copy(SAMPLE_DAGS, dags)
+    shutil.copy(DAGS / "wide_dag.py", dags)
+    server = airflow_server_factory(dags)
     server.wait_for_dags(DAG_IDS)
     return server
 

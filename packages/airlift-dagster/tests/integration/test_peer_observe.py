@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -29,7 +30,7 @@ from airlift_dagster import (
     dag_defs,
     task_defs,
 )
-from airlift_testing import AirflowServer
+from airlift_testing import SAMPLE_DAGS, AirflowServer
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -37,8 +38,10 @@ DAG_IDS = ["team.sales-daily_v2", "mapped_dag", "failing_dag"]
 
 
 @pytest.fixture(scope="module")
-def airflow(airflow_server_factory: Callable[..., AirflowServer]) -> AirflowServer:
-    server = airflow_server_factory(HERE / "dags")
+def airflow(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> AirflowServer:
+    dags = tmp_path_factory.mktemp("dags")
+    shutil.copy(SAMPLE_DAGS, dags)
+    server = airflow_server_factory(dags)
     server.wait_for_dags(DAG_IDS)
     return server
 

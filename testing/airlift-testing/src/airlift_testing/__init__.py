@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path as _Path
+
 from airlift_testing.airflow import AirflowServer, airflow_venv
 from airlift_testing.dagster import DagsterServer, dagster_venv
 from airlift_testing.procs import ServerProcess, ServerStartError, free_port, wait_until
 from airlift_testing.venvs import ensure_venv, repo_root
 from airlift_testing.versions import AIRFLOW_VERSIONS, DAGSTER_REQUIREMENTS, DEFAULT_PYTHON, PYTHONS
 
+#: DAGs with the shapes real deployments have (dotted ids, branches, a mapped task, a failing task with a retry).
+SAMPLE_DAGS = _Path(__file__).parent / "sample_dags" / "shapes.py"
+
 __all__ = [
     "AIRFLOW_VERSIONS",
     "DAGSTER_REQUIREMENTS",
     "DEFAULT_PYTHON",
     "PYTHONS",
+    "SAMPLE_DAGS",
     "AirflowServer",
     "DagsterServer",
     "ServerProcess",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 
@@ -19,11 +19,20 @@ from airlift_testing.procs import ServerProcess, ServerStartError, free_port, ta
 from airlift_testing.venvs import ensure_venv
 from airlift_testing.versions import AIRFLOW_VERSIONS, DEFAULT_PYTHON, airflow_requirement
 
-__all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "AirflowServer", "airflow_venv"]
+__all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "AirflowServer", "AirflowUser", "airflow_venv"]
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"
 _TIMEOUT = 30
+_ROLES = ("viewer", "user", "op", "admin")
+
+
+class AirflowUser(NamedTuple):
+    """An extra login of a test server; ``role`` is one of viewer, user, op, admin."""
+
+    username: str
+    password: str
+    role: str = "viewer"
 
 
 def _resolve_version(version: str) -> str:
@@ -39,6 +48,10 @@ def airflow_venv(version: str, extra_packages: Sequence[Path | str] = (), extra_
         python=DEFAULT_PYTHON,
         editable=list(extra_packages),
     )
+
+
+def _same_file(fileloc: str, filename: str) -> bool:
+    return bool(fileloc and filename) and (fileloc == filename or fileloc.endswith("/" + filename.lstrip("/")))
 
 
 class AirflowServer:
@@ -58,6 +71,7 @@ class AirflowServer:
         extra_packages: Sequence[Path | str] = (),
         extra_requirements: Sequence[str] = (),
         extra_env: Mapping[str, str] | None = None,
+        extra_users: Sequence[AirflowUser] = (),
         port: int | None = None,
         startup_timeout: float = 240.0,
     ) -> None:
@@ -69,6 +83,10 @@ class AirflowServer:
         self.extra_packages = list(extra_packages)
         self.extra_requirements = list(extra_requirements)
         self.extra_env = dict(extra_env or {})
+        for user in extra_users:
+            if user.role not in _ROLES:
+                raise ValueError(f"unknown role {user.role!r} for user {user.username!r}; use one of {_ROLES}")
+        self.extra_users = list(extra_users)
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.username = ADMIN_USER
@@ -124,10 +142,11 @@ class AirflowServer:
             )
         else:
             passwords = self.home / "simple_auth_manager_passwords.json"
-            passwords.write_text(json.dumps({self.username: self.password}))
+            passwords.write_text(json.dumps({self.username: self.password, **{u.username: u.password for u in self.extra_users}}))
+            users = ",".join([f"{self.username}:admin", *(f"{u.username}:{u.role}" for u in self.extra_users)])
             env.update(
                 {
-                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
                     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
                     "AIRFLOW__API__HOST": "127.0.0.1",
                     "AIRFLOW__API__PORT": str(self.port),
@@ -150,11 +169,14 @@ class AirflowServer:
         airflow = str(self.venv / "bin" / "airflow")
         self._run([airflow, "db", "migrate"], env)
         if self.generation == 2:
-            self._run(
-                [airflow, "users", "create", "--username", self.username, "--password", self.password,
-                 "--role", "Admin", "--email", "admin@example.com", "--firstname", "Air", "--lastname", "Lift"],
-                env,
-            )
+            # Users exist before standalone starts, so it does not invent an admin with a random password.
+            for user in [AirflowUser(self.username, self.password, "admin"), *self.extra_users]:
+                self._run(
+                    [airflow, "users", "create", "--username", user.username, "--password", user.password,
+                     "--role", user.role.capitalize(), "--email", f"{user.username}@example.com",
+                     "--firstname", user.username, "--lastname", "Airlift"],
+                    env,
+                )
         self._process = ServerProcess([airflow, "standalone"], log_path=self.log_path, env=env, cwd=self.home)
         try:
             wait_until(self._healthy, timeout=self.startup_timeout, what=f"Airflow {self.version} at {self.url}",
@@ -205,19 +227,23 @@ class AirflowServer:
 
     # ------------------------------------------------------------------ REST helper
     def session(self) -> requests.Session:
-        """An authenticated requests session (basic auth on Airflow 2, a JWT on Airflow 3)."""
+        """An authenticated requests session of the admin (basic auth on Airflow 2, a JWT on Airflow 3)."""
         if self._session is None:
-            session = requests.Session()
-            if self.generation == 2:
-                session.auth = (self.username, self.password)
-            else:
-                response = requests.post(
-                    f"{self.url}/auth/token", json={"username": self.username, "password": self.password}, timeout=_TIMEOUT
-                )
-                response.raise_for_status()
-                session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
-            self._session = session
+            self._session = self.login(self.username, self.password)
         return self._session
+
+    def login(self, username: str, password: str) -> requests.Session:
+        """A new requests session logged in as ``username`` (raises naming the URL if refused)."""
+        session = requests.Session()
+        if self.generation == 2:
+            session.auth = (username, password)
+            return session
+        response = requests.post(f"{self.url}/auth/token", json={"username": username, "password": password},
+                                 timeout=_TIMEOUT)
+        if response.status_code >= 400:
+            raise RuntimeError(f"POST {self.url}/auth/token as {username!r} -> {response.status_code}: {response.text[:300]}")
+        session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        return session
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the REST API (``path`` relative to :attr:`api_base`); raise with the body on errors."""
@@ -240,22 +266,55 @@ class AirflowServer:
         return self.request("PATCH", path, **kwargs)
 
     def import_errors(self) -> list[dict[str, Any]]:
-        """Current DAG import errors (file and stack trace)."""
-        return list(self.get("/importErrors").get("import_errors", []))
+        """Current DAG import errors (file name and stack trace), all pages."""
+        return self._all_pages("/importErrors", "import_errors")
+
+    def dags(self) -> list[dict[str, Any]]:
+        """Every DAG the server lists (all pages)."""
+        return self._all_pages("/dags", "dags")
+
+    def _all_pages(self, path: str, key: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.get(path, params={"limit": 100, "offset": len(items)})
+            batch = list(page.get(key, []))
+            items.extend(batch)
+            if not batch or len(items) >= int(page.get("total_entries") or 0):
+                return items
 
     def wait_for_dags(self, dag_ids: Sequence[str], *, timeout: float = 180.0) -> None:
-        """Wait until every DAG id is parsed and listed; on timeout show the import errors."""
+        """Wait until every DAG id is parsed and listed, and its file has no import error.
+
+        On timeout (or an import error in one of their files) the error shows ``/importErrors``.
+        """
         wanted = set(dag_ids)
+        files: set[str] = set()
 
         def listed() -> bool:
-            found = {d["dag_id"] for d in self.get("/dags", params={"limit": 1000}).get("dags", [])}
-            return wanted <= found
+            found = {d["dag_id"]: d for d in self.dags()}
+            if not wanted <= set(found):
+                return False
+            files.update(str(found[d].get("fileloc") or "") for d in wanted)
+            return True
 
         try:
             wait_until(listed, timeout=timeout, what=f"DAGs {sorted(wanted)} to be parsed", interval=1.0,
                        process=self._process)
         except ServerStartError as e:
-            raise ServerStartError(f"{e}\nimport errors: {json.dumps(self.import_errors(), indent=1)[:4000]}") from None
+            raise ServerStartError(f"{e}\n--- {self.api_base}/importErrors ---\n{self._import_errors_text()}") from None
+        # Airflow 2 names the absolute path, Airflow 3 the path relative to the DAG bundle.
+        broken = [e for e in self.import_errors() if any(_same_file(f, str(e.get("filename") or "")) for f in files)]
+        if broken:
+            raise ServerStartError(
+                f"DAGs {sorted(wanted)} are listed but their files have import errors "
+                f"({self.api_base}/importErrors):\n{json.dumps(broken, indent=1)[:4000]}"
+            )
+
+    def _import_errors_text(self) -> str:
+        try:
+            return json.dumps(self.import_errors(), indent=1)[:4000]
+        except Exception as e:  # the server may be down: say so instead of hiding the first error
+            return f"(could not read import errors: {e})"
 
     def unpause(self, dag_id: str) -> None:
         """Unpause a DAG (Airflow DAGs start paused)."""
