@@ -22,7 +22,11 @@ def _q(value: str) -> str:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"give a timezone-aware datetime (e.g. datetime.now(timezone.utc)), not {value!r}")
+    return value.isoformat()
 
 
 def _drop_none(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -33,8 +37,11 @@ class GenerationRest:
     """Request shapes and UI links of one REST generation."""
 
     api: ApiVersion
-    #: Order of ``POST /dags/~/dagRuns/list`` pages (a stable key in this generation).
-    runs_order_by: str
+    #: Order of ``POST /dags/~/dagRuns/list`` pages: the run's primary key, unique in both
+    #: generations and growing with new runs, so pages neither overlap nor shift when runs are
+    #: added. (Airflow 2 sorts by the one column it is given, so ``end_date`` ties would make
+    #: pages overlap at random.)
+    runs_order_by: str = "id"
 
     def __init__(self, webserver_url: str) -> None:
         self.webserver_url = webserver_url
@@ -129,7 +136,6 @@ class V1Rest(GenerationRest):
     """Airflow 2: ``/api/v1``, grid-view UI links."""
 
     api = ApiVersion.V1
-    runs_order_by = "end_date"
     hide_inactive_param = "only_active"
 
     def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:
@@ -170,7 +176,6 @@ class V2Rest(GenerationRest):
     """Airflow 3: ``/api/v2``, the React UI's path-style links."""
 
     api = ApiVersion.V2
-    runs_order_by = "end_date"
     hide_inactive_param = "exclude_stale"
 
     def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:

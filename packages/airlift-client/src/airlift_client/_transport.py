@@ -60,9 +60,25 @@ class Transport:
         self.retry = retry_policy
         self._session_factory = session_factory
         self._session: requests.Session | None = None
+        self._anonymous: requests.Session | None = None
         self._api: ApiVersion | None = None
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self.request_count = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sessions and locks are rebuilt after unpickling; credentials stay in the auth backend.
+        state = dict(self.__dict__)
+        for key in ("_lock", "_count_lock", "_session", "_anonymous"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._session = None
+        self._anonymous = None
 
     def bind(self, api: ApiVersion) -> None:
         """Use ``api`` for authentication from now on (called once after detection)."""
@@ -80,7 +96,11 @@ class Transport:
 
     def raw(self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any) -> requests.Response:
         """Unauthenticated request with retries (used to probe the API generation)."""
-        return self._send(lambda: requests.request(method, url, timeout=self.timeout, **kwargs), method, url, idempotent)
+        with self._lock:
+            if self._anonymous is None:
+                self._anonymous = self._session_factory()
+            session = self._anonymous
+        return self._send(lambda: session.request(method, url, timeout=self.timeout, **kwargs), method, url, idempotent)
 
     def _send(self, do: Callable[[], requests.Response], method: str, url: str, idempotent: bool) -> requests.Response:
         attempts = self.retry.max_attempts if idempotent else 1
@@ -88,7 +108,8 @@ class Transport:
         while True:
             attempt += 1
             try:
-                self.request_count += 1
+                with self._count_lock:
+                    self.request_count += 1
                 response = do()
             except (requests.ConnectionError, requests.Timeout) as e:
                 if attempt >= attempts:

@@ -124,8 +124,12 @@ class BasicAuthBackend(_BearerTokenMixin, AuthBackend):
             return
         url = f"{self.webserver_url}/auth/token"
         try:
-            response = requests.post(
-                url, json={"username": self.username, "password": self._password}, timeout=timeout
+            # Through the client's own session (its adapters and pool), without the expired bearer.
+            response = session.post(
+                url,
+                json={"username": self.username, "password": self._password},
+                headers={"Authorization": None},  # type: ignore[dict-item]
+                timeout=timeout,
             )
         except requests.RequestException as e:
             raise AirflowUnreachableError(f"{self.describe()}: cannot reach {url} ({type(e).__name__}).") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -30,9 +32,11 @@ from airlift_protocol import (
 
 __all__ = ["AirflowInstance"]
 
+log = logging.getLogger("airlift_client")
+
 T = TypeVar("T")
-#: How often a paged scan starts over when the total changed under it (items moved between pages).
-MAX_RESCANS = 3
+#: How often a paged scan starts over when the total changed under it or pages overlapped.
+MAX_RESCANS = 8
 
 
 def _q(value: str) -> str:
@@ -95,7 +99,7 @@ class AirflowInstance:
             auth_backend,
             timeout=timeout,
             retry_policy=retry_policy or RetryPolicy(),
-            session_factory=session_factory or (lambda: _pooled_session(max_workers)),
+            session_factory=session_factory or functools.partial(_pooled_session, max_workers),
         )
         self._forced_api = ApiVersion(api_version) if api_version is not None else None
         self._rest: GenerationRest | None = None
@@ -103,6 +107,15 @@ class AirflowInstance:
 
     def __repr__(self) -> str:
         return f"AirflowInstance(name={self.name!r}, auth_backend={self.auth_backend!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_detect_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._detect_lock = threading.Lock()
 
     @property
     def webserver_url(self) -> str:
@@ -176,15 +189,19 @@ class AirflowInstance:
         """Yield every item of a paged list exactly once.
 
         The offset advances by the number of items actually received (servers cap ``limit`` at their
-        ``maximum_page_limit``). Items are de-duplicated by identity; if the total changes during the
-        scan (items inserted or removed before the offset), the scan starts over, yielding only items
-        not yet seen, so an item that moved to an earlier page is not lost.
+        ``maximum_page_limit``). Items are de-duplicated by identity. The scan starts over (yielding
+        only items not yet seen) when the total changes during it (items inserted or removed before
+        the offset) or when it saw fewer distinct items than the total (pages overlapped: the server
+        has no stable order for this list, e.g. Airflow 2's task instance batch endpoint), so an item
+        that moved to an earlier page is not lost.
         """
         seen: set[Hashable] = set()
         for _ in range(MAX_RESCANS + 1):
             offset = 0
             first_total: int | None = None
+            total: Any = None
             shifted = False
+            this_pass: set[Hashable] = set()
             while True:
                 page = fetch(offset, self.page_size)
                 items = page.get(items_key)
@@ -197,14 +214,21 @@ class AirflowInstance:
                     shifted = True
                 for item in items:
                     key = identity(item)
+                    this_pass.add(key)
                     if key not in seen:
                         seen.add(key)
                         yield item
                 offset += len(items)
                 if not items or (isinstance(total, int) and offset >= total):
                     break
+            if isinstance(total, int) and len(this_pass) < total:
+                shifted = True
             if not shifted:
                 return
+        log.warning(
+            "%s: the list of %s kept changing while it was read; gave up after %d scans with %d item(s)",
+            self.webserver_url, items_key, MAX_RESCANS + 1, len(seen),
+        )
 
     # ------------------------------------------------------------------ DAGs and tasks
     def iter_dags(
@@ -289,8 +313,16 @@ class AirflowInstance:
         end_date_lte: datetime | None = None,
         start_date_gte: datetime | None = None,
     ) -> Iterator[DagRun]:
-        """DAG runs across DAGs through the batch endpoint ``POST /dags/~/dagRuns/list``, ordered by
-        end date. Give tz-aware datetimes. Pass an ``end_date_lte`` to scan a stable window."""
+        """DAG runs across DAGs through the batch endpoint ``POST /dags/~/dagRuns/list``, in the order
+        Airflow created them (sort by ``end_date`` yourself if you need it). Datetimes must be
+        timezone-aware (``ValueError`` otherwise). Pass an ``end_date_lte`` to scan a fixed window.
+
+        >>> from datetime import datetime, timedelta, timezone
+        >>> now = datetime.now(timezone.utc)
+        >>> finished = airflow_instance.iter_dag_runs(  # doctest: +SKIP
+        ...     states=["success", "failed"], end_date_gte=now - timedelta(hours=1), end_date_lte=now
+        ... )
+        """
         rest = self._generation()
         body = rest.runs_body(
             dag_ids=dag_ids, states=states, end_date_gte=end_date_gte, end_date_lte=end_date_lte, start_date_gte=start_date_gte

@@ -87,13 +87,19 @@ def test_runs_and_task_instances(inst: AirflowInstance, finished_runs: dict[str,
         "team.sales-daily_v2": "success", "mapped_dag": "success", "failing_dag": "failed", "wide_dag": "failed",
     }
     assert sorted(r.dag_id for r in inst.iter_dag_runs(states=["failed"])) == ["failing_dag", "wide_dag"]
-    ends = [r.end_date for r in inst.iter_dag_runs()]
-    assert ends == sorted(ends)
+    every_run = [(r.dag_id, r.run_id) for r in AirflowInstance(auth_backend=inst.auth_backend, name="paged", page_size=1).iter_dag_runs()]
+    assert len(every_run) == len(set(every_run)) == len(DAG_IDS), "one run per DAG, across pages of one"
     assert inst.get_dag_run("failing_dag", finished_runs["failing_dag"]).state == "failed"
 
     wide = list(inst.iter_task_instances(dag_ids=["wide_dag"], run_ids=[finished_runs["wide_dag"]]))
-    assert len(wide) == 261, "every task instance across three pages, once"
-    assert sorted(t.task_id for t in wide if t.state == "upstream_failed") == [f"t_{i:03d}" for i in range(260)]
+    assert len(wide) == len({t.key for t in wide}) == 266, "every task instance across three pages, once"
+    mapped_260 = [t for t in wide if t.task_id == "mapped"]
+    assert sorted(t.map_index for t in mapped_260) == list(range(260)), "all map indexes across pages"
+    assert {t.state for t in mapped_260} == {"upstream_failed"}
+    assert [(t.task_id, t.state) for t in wide if t.task_id == "gate"] == [("gate", "failed")]
+    small = AirflowInstance(auth_backend=inst.auth_backend, name="small", page_size=7)
+    again = list(small.iter_task_instances(dag_ids=["wide_dag"], task_ids=["mapped"]))
+    assert sorted(t.map_index for t in again) == list(range(260)), "same with 38 pages of 7"
     paged = AirflowInstance(auth_backend=inst.auth_backend, name="paged", page_size=2)
     mapped = [t for t in paged.iter_task_instances(dag_ids=["mapped_dag"]) if t.task_id == "process"]
     assert sorted(t.map_index for t in mapped) == [0, 1, 2], "map indexes across pages"

@@ -1,5 +1,6 @@
-"""260 tasks behind a failing gate: more task instances than one page holds, without running them
-(the scheduler marks them upstream_failed)."""
+"""More task instances than one page holds, without running them: a task mapped over 260 literal
+items (Airflow creates map indexes 0..259 with the run) and 5 plain tasks, all behind a failing gate,
+so the scheduler marks them upstream_failed."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ def _closed() -> None:
     raise RuntimeError("the gate is closed")
 
 
-with DAG("wide_dag", start_date=datetime(2024, 1, 1), schedule=None, catchup=False):
+def _item(i: int) -> int:
+    return i
+
+
+with DAG("wide_dag", start_date=datetime(2024, 1, 1), schedule=None, catchup=False, max_active_tasks=300):
     gate = PythonOperator(task_id="gate", python_callable=_closed)
-    gate >> [EmptyOperator(task_id=f"t_{i:03d}") for i in range(260)]
+    mapped = PythonOperator.partial(task_id="mapped", python_callable=_item).expand(op_args=[[i] for i in range(260)])
+    gate >> mapped
+    gate >> [EmptyOperator(task_id=f"t_{i}") for i in range(5)]
