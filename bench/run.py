@@ -64,6 +64,7 @@ def main() -> None:
         state, mapped = build_state(dags, args.tasks)  # same fresh server for each side
         with FakeAirflow(state, generation=2, latency=args.latency) as fake:
             results[side] = run_side(python, side, fake.url, mapped)
+        print(f"{side}: {json.dumps(results[side])}", flush=True)
     for side, data in results.items():
         data["latency_s"] = round(DEFAULT_INTERVAL[side] / 2 + data["sensor_tick"]["seconds"], 2)
     ours, theirs = results["airlift"], results["competitor"]
