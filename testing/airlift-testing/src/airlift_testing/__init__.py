@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path as _Path
 
-from airlift_testing.airflow import AirflowServer, airflow_venv
+from airlift_testing.airflow import AirflowServer, AirflowUser, airflow_venv
 from airlift_testing.dagster import DagsterServer, dagster_venv
 from airlift_testing.procs import ServerProcess, ServerStartError, free_port, wait_until
 from airlift_testing.venvs import ensure_venv, repo_root
@@ -20,6 +20,7 @@ __all__ = [
     "PYTHONS",
     "SAMPLE_DAGS",
     "AirflowServer",
+    "AirflowUser",
     "DagsterServer",
     "ServerProcess",
     "ServerStartError",

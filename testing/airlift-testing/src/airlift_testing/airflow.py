@@ -9,9 +9,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import requests
 
@@ -95,6 +97,7 @@ class AirflowServer:
         self.venv: Path | None = None
         self._process: ServerProcess | None = None
         self._session: requests.Session | None = None
+        self.startup_seconds: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -162,14 +165,20 @@ class AirflowServer:
         return env
 
     def start(self) -> AirflowServer:
-        """Build/reuse the venv, prepare the database and user, start standalone, wait for health."""
+        """Build/reuse the venv, prepare the database and user, start standalone, wait for health.
+
+        Sets :attr:`startup_seconds` (from ``db migrate`` to a healthy API; venv build excluded).
+        """
         self.home.mkdir(parents=True, exist_ok=True)
         self.venv = airflow_venv(self.version, self.extra_packages, self.extra_requirements)
         env = self.env()
         airflow = str(self.venv / "bin" / "airflow")
+        started = time.monotonic()
         self._run([airflow, "db", "migrate"], env)
         if self.generation == 2:
             # Users exist before standalone starts, so it does not invent an admin with a random password.
+            if self.extra_users:
+                self._run([airflow, "sync-perm"], env)  # creates the Viewer/User/Op roles
             for user in [AirflowUser(self.username, self.password, "admin"), *self.extra_users]:
                 self._run(
                     [airflow, "users", "create", "--username", user.username, "--password", user.password,
@@ -181,15 +190,25 @@ class AirflowServer:
         try:
             wait_until(self._healthy, timeout=self.startup_timeout, what=f"Airflow {self.version} at {self.url}",
                        process=self._process, interval=1.0)
+            if self.generation == 2 and (self.home / "standalone_admin_password.txt").exists():
+                raise ServerStartError(
+                    f"airflow standalone created its own admin with a random password in {self.home}; "
+                    "the user created before it was not found"
+                )
         except BaseException:
             self.stop()
             raise
+        self.startup_seconds = time.monotonic() - started
         return self
 
     def _run(self, args: list[str], env: Mapping[str, str]) -> None:
         done = subprocess.run(args, env=dict(env), capture_output=True, text=True, cwd=self.home, timeout=600)
         if done.returncode != 0:
-            raise ServerStartError(f"{' '.join(args[1:])} failed for Airflow {self.version}:\n{(done.stdout + done.stderr)[-3000:]}")
+            shown = ["***" if i and args[i - 1] == "--password" else a for i, a in enumerate(args)]
+            raise ServerStartError(
+                f"`airflow {' '.join(shown[1:])}` failed for Airflow {self.version} (AIRFLOW_HOME={self.home}):\n"
+                f"{(done.stdout + done.stderr)[-3000:]}"
+            )
 
     def _healthy(self) -> bool:
         path = "/api/v1/health" if self.generation == 2 else "/api/v2/monitor/health"
@@ -257,12 +276,15 @@ class AirflowServer:
         return response.json() if response.content else None
 
     def get(self, path: str, **kwargs: Any) -> Any:
+        """GET ``path`` (relative to :attr:`api_base`); the decoded JSON."""
         return self.request("GET", path, **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> Any:
+        """POST ``path`` (relative to :attr:`api_base`); the decoded JSON."""
         return self.request("POST", path, **kwargs)
 
     def patch(self, path: str, **kwargs: Any) -> Any:
+        """PATCH ``path`` (relative to :attr:`api_base`); the decoded JSON."""
         return self.request("PATCH", path, **kwargs)
 
     def import_errors(self) -> list[dict[str, Any]]:
@@ -330,7 +352,8 @@ class AirflowServer:
         return str(self.post(f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
 
     def get_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        return dict(self.get(f"/dags/{dag_id}/dagRuns/{run_id}"))
+        """One DAG run as the REST API returns it."""
+        return dict(self.get(f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"))
 
     def wait_for_run(self, dag_id: str, run_id: str, *, timeout: float = 240.0) -> dict[str, Any]:
         """Wait until a run is ``success`` or ``failed``; return the run dict."""
@@ -350,22 +373,31 @@ class AirflowServer:
         """Every task instance of a run (all map indexes)."""
         items: list[dict[str, Any]] = []
         while True:
-            page = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100, "offset": len(items)})
+            page = self.get(f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances", params={"limit": 100, "offset": len(items)})
             batch = page.get("task_instances", [])
             items.extend(batch)
             if not batch or len(items) >= page.get("total_entries", 0):
                 return items
 
     def reparse(self, dag_file: Path, *, timeout: float = 120.0) -> None:
-        """Make Airflow re-parse a DAG file now-ish (touch it and wait for the new serialization)."""
-        before = time.time()
-        os.utime(dag_file, None)
-        log_dir = self.home / "logs"
+        """Touch a DAG file and wait until Airflow parsed it again: every DAG listed from that file has
+        a ``last_parsed_time`` after the touch, or a fresh import error names the file."""
+        path = Path(dag_file).resolve()
+        touched = datetime.now(timezone.utc)
+        os.utime(path, None)
 
         def reparsed() -> bool:
-            # The DAG processor logs each processed file; fall back to elapsed time.
-            return time.time() - before > 12 or any(
-                p.stat().st_mtime > before for p in log_dir.rglob(f"{dag_file.name}*.log")
-            )
+            errors = [e for e in self.import_errors() if _same_file(str(path), str(e.get("filename") or ""))]
+            if any(_parse_time(e.get("timestamp")) >= touched for e in errors):
+                return True
+            mine = [d for d in self.dags() if d.get("fileloc") and Path(d["fileloc"]).resolve() == path]
+            return bool(mine) and all(_parse_time(d.get("last_parsed_time")) >= touched for d in mine)
 
-        wait_until(reparsed, timeout=timeout, what=f"Airflow to re-parse {dag_file}")
+        wait_until(reparsed, timeout=timeout, what=f"Airflow to re-parse {path}", interval=1.0, process=self._process)
+
+
+def _parse_time(value: object) -> datetime:
+    """An Airflow timestamp (``...+00:00`` on v1, ``...Z`` on v2); the epoch when missing."""
+    if not isinstance(value, str) or not value:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -29,9 +29,9 @@ import requests
 from airlift_testing.airflow import AirflowServer, AirflowUser
 from airlift_testing.versions import AIRFLOW_VERSIONS
 
-__all__ = ["SAMPLE_DAGS", "capture", "main"]
+__all__ = ["SAMPLE_DAGS_FOLDER", "capture", "main"]
 
-SAMPLE_DAGS = Path(__file__).parent / "sample_dags"
+SAMPLE_DAGS_FOLDER = Path(__file__).parent / "sample_dags"
 SALES = "team.sales-daily_v2"
 MAPPED = "mapped_dag"
 FAILING = "failing_dag"
@@ -46,7 +46,8 @@ def capture(generation: str, out: Path) -> Described:
     folder = out / f"airflow{generation}"
     folder.mkdir(parents=True, exist_ok=True)
     described: Described = {}
-    with AirflowServer(version=generation, dags_folder=SAMPLE_DAGS, extra_users=[VIEWER]) as airflow:
+    airflow = AirflowServer(version=generation, dags_folder=SAMPLE_DAGS_FOLDER, extra_users=[VIEWER])
+    with airflow:
         airflow.wait_for_dags([SALES, MAPPED, FAILING])
         runs = {d: airflow.trigger(d) for d in (SALES, MAPPED, FAILING)}
         for dag_id, run_id in runs.items():
@@ -117,7 +118,12 @@ def capture(generation: str, out: Path) -> Described:
              f"/dags/{FAILING}/dagRuns/{quote(runs[FAILING], safe='')}/taskInstances/broken/tries")
         log_path = f"/dags/{FAILING}/dagRuns/{quote(runs[FAILING], safe='')}/taskInstances/broken/logs/1?full_content=true"
         save("task_log", "log of try 1 of a failed task as JSON", "GET", log_path, accept="application/json")
-        save("task_log_text", "log of try 1 of a failed task as text", "GET", log_path, accept="text/plain")
+        if v1:
+            save("task_log_text", "log of try 1 of a failed task as text", "GET", log_path, accept="text/plain")
+        else:
+            save("task_log_ndjson", "log of try 1 of a failed task as NDJSON (one JSON event per line)", "GET",
+                 log_path, accept="application/x-ndjson")
+            save("error_406_task_log_text", "v2 logs refuse text/plain", "GET", log_path, accept="text/plain")
 
         # --- trigger and errors
         trigger_body: dict[str, Any] = {"conf": {"k": "v"}}
@@ -160,6 +166,7 @@ def capture(generation: str, out: Path) -> Described:
         health = "/api/v1/health" if v1 else "/api/v2/monitor/health"
         save("health", "health of metadatabase and scheduler (no auth needed)", "GET", health, absolute=True)
         save("version", "server version", "GET", "/version")
+    airflow.cleanup()  # the temporary AIRFLOW_HOME; kept when a capture fails, for its logs
     return described
 
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,11 @@ __all__ = ["DagsterServer", "dagster_venv"]
 _LOCATION_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name
     locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+_DAEMON_QUERY = """
+{ instance { daemonHealth { daemonStatus(daemonType: "QUEUED_RUN_COORDINATOR") { healthy } } } }
 """
 
 
@@ -67,16 +73,20 @@ class DagsterServer:
         self.startup_timeout = startup_timeout
         self.venv: Path | None = None
         self._processes: list[ServerProcess] = []
+        self.startup_seconds: float | None = None
 
     @property
     def url(self) -> str:
+        """Base URL of the webserver."""
         return f"http://127.0.0.1:{self.port}"
 
     @property
     def graphql_url(self) -> str:
+        """The GraphQL endpoint (``<url>/graphql``)."""
         return f"{self.url}/graphql"
 
     def env(self) -> dict[str, str]:
+        """The environment both processes run with."""
         assert self.venv is not None
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "DAGSTER_HOME")}
         env.update({
@@ -89,6 +99,8 @@ class DagsterServer:
         return env
 
     def start(self) -> DagsterServer:
+        """Build/reuse the venv, migrate the instance, start webserver (+ daemon) and wait until the
+        code location is loaded (and the daemon's run queue is healthy). Sets :attr:`startup_seconds`."""
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "dagster.yaml").write_text(
             "telemetry:\n  enabled: false\n"
@@ -98,6 +110,7 @@ class DagsterServer:
         self.venv = dagster_venv(self.extra_packages, self.extra_requirements)
         env = self.env()
         bin_dir = self.venv / "bin"
+        started = time.monotonic()
         # Create the instance's storage once, before two processes race to migrate the same SQLite
         # files (which leaves alembic with two heads and the code location unloadable).
         migrate = subprocess.run([str(bin_dir / "dagster"), "instance", "migrate"], env=env, cwd=self.home,
@@ -114,10 +127,19 @@ class DagsterServer:
         try:
             wait_until(self._loaded, timeout=self.startup_timeout, what=f"Dagster at {self.url}",
                        process=self._processes[0], interval=1.0)
+            if self.with_daemon:
+                wait_until(self._daemon_healthy, timeout=self.startup_timeout,
+                           what=f"the Dagster daemon's run queue ({self.home / 'daemon.log'})",
+                           process=self._processes[1], interval=1.0)
         except BaseException:
             self.stop()
             raise
+        self.startup_seconds = time.monotonic() - started
         return self
+
+    def _daemon_healthy(self) -> bool:
+        data = self.graphql(_DAEMON_QUERY)
+        return bool(data["instance"]["daemonHealth"]["daemonStatus"]["healthy"])
 
     def _loaded(self) -> bool:
         data = self.graphql(_LOCATION_QUERY)
@@ -138,14 +160,17 @@ class DagsterServer:
         return dict(body["data"])
 
     def log_tail(self, lines: int = 80) -> str:
+        """The end of the webserver and daemon logs, for failure messages."""
         return "\n".join(f"--- {p.log_path.name} ---\n{tail(p.log_path, lines)}" for p in self._processes)
 
     def stop(self) -> None:
+        """Stop daemon and webserver (each by process group; SIGKILL after a timeout)."""
         for process in reversed(self._processes):
             process.stop()
         self._processes.clear()
 
     def cleanup(self) -> None:
+        """Stop and remove the DAGSTER_HOME folder if this object created it."""
         self.stop()
         if self._own_home:
             shutil.rmtree(self.home, ignore_errors=True)

@@ -14,7 +14,7 @@ from filelock import FileLock
 
 from airlift_testing.versions import DEFAULT_PYTHON, find_python
 
-__all__ = ["VenvBuildError", "cache_dir", "ensure_venv", "repo_root", "uv_command"]
+__all__ = ["VenvBuildError", "cache_dir", "ensure_venv", "repo_root", "uv_command", "venv_dir", "venv_key"]
 
 
 class VenvBuildError(RuntimeError):
@@ -44,6 +44,18 @@ def uv_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "uv"]
 
 
+def venv_key(requirements: Sequence[str], *, python: str = DEFAULT_PYTHON, editable: Sequence[Path | str] = ()) -> str:
+    """Short hash of what a venv holds: Python version, requirements (in order) and editable paths."""
+    paths = [str(Path(p).resolve()) for p in editable]
+    return hashlib.sha256("\n".join([python, *requirements, "--", *paths]).encode()).hexdigest()[:12]
+
+
+def venv_dir(name: str, requirements: Sequence[str], *, python: str = DEFAULT_PYTHON,
+             editable: Sequence[Path | str] = ()) -> Path:
+    """Where :func:`ensure_venv` keeps the venv for these inputs (it may not exist yet)."""
+    return cache_dir() / "venvs" / f"{name}-{venv_key(requirements, python=python, editable=editable)}"
+
+
 def ensure_venv(
     name: str,
     requirements: Sequence[str],
@@ -53,18 +65,23 @@ def ensure_venv(
 ) -> Path:
     """Build (or reuse) a venv holding ``requirements`` plus editable local ``editable`` folders.
 
-    The folder name carries a hash of the inputs, so a changed requirement list builds a new venv.
-    Concurrency-safe (file lock) and atomic (a ``.complete`` marker is written last; a venv without it
-    is rebuilt). Returns the venv folder.
+    The folder name carries a hash of the inputs, so a changed requirement list builds a new venv;
+    editable installs mean source edits of those folders need no rebuild. Concurrency-safe (file
+    lock next to the venv) and atomic (a ``.complete`` marker is written last; a venv without it is
+    removed and rebuilt). Returns the venv folder.
     """
     paths = [str(Path(p).resolve()) for p in editable]
-    digest = hashlib.sha256("\n".join([python, *requirements, "--", *paths]).encode()).hexdigest()[:12]
-    root = cache_dir() / "venvs"
+    for path in paths:
+        if not Path(path).is_dir():
+            raise VenvBuildError(f"editable package folder {path} does not exist (venv {name!r})")
+    venv = venv_dir(name, requirements, python=python, editable=paths)
+    root = venv.parent
     root.mkdir(parents=True, exist_ok=True)
-    venv = root / f"{name}-{digest}"
     marker = venv / ".complete"
+    if marker.exists():
+        return venv
     with FileLock(str(root / f"{venv.name}.lock"), timeout=1800):
-        if marker.exists():
+        if marker.exists():  # built by another process while we waited
             return venv
         if venv.exists():
             shutil.rmtree(venv)
@@ -77,10 +94,13 @@ def ensure_venv(
              *(arg for p in paths for arg in ("-e", p))],
         ]
         for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True, env=env)
+            try:
+                done = subprocess.run(step, capture_output=True, text=True, env=env)
+            except FileNotFoundError as e:
+                raise VenvBuildError(f"cannot run uv ({step[0]}): {e}; install uv or `pip install uv`") from None
             if done.returncode != 0:
                 raise VenvBuildError(
                     f"building {venv} failed: {' '.join(step)}\n{(done.stdout + done.stderr)[-3000:]}"
                 )
-        marker.write_text("\n".join([*requirements, *paths]) + "\n")
+        marker.write_text("\n".join([f"python {python}", *requirements, *(f"-e {p}" for p in paths)]) + "\n")
     return venv

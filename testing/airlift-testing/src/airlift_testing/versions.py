@@ -34,10 +34,21 @@ def airflow_requirement(version: str) -> str:
     return f"apache-airflow=={AIRFLOW_VERSIONS.get(version, version)}"
 
 
+def _patch_level(path: str) -> tuple[int, ...]:
+    name = os.path.basename(os.path.dirname(os.path.dirname(path)))
+    return tuple(int(part) if part.isdigit() else -1 for part in name.split("."))
+
+
 def find_python(version: str) -> str:
-    """Path of a CPython ``version`` ("3.11"): PATH first, then pyenv's versions folder."""
+    """Path of a CPython ``version`` ("3.11").
+
+    Looks in pyenv's versions folder (``$PYENV_ROOT/versions/X.Y.*/bin/python``, newest patch
+    release first) and then for ``pythonX.Y`` on PATH, skipping pyenv shims: a shim of a version
+    that is not pyenv's global one fails when run. Raises ``RuntimeError`` naming both places.
+    """
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    for candidate in sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{version}.*", "bin", "python"))):
+    candidates = glob.glob(os.path.join(pyenv_root, "versions", f"{version}.*", "bin", "python"))
+    for candidate in sorted(candidates, key=_patch_level, reverse=True):
         if os.access(candidate, os.X_OK):
             return candidate
     found = shutil.which(f"python{version}")

@@ -1,0 +1,85 @@
+"""What the servers are configured with, checked without starting them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from airlift_testing.airflow import AirflowServer, AirflowUser, _same_file
+from airlift_testing.dagster import DagsterServer
+
+
+def _server(tmp_path: Path, version: str, **kwargs: object) -> AirflowServer:
+    server = AirflowServer(version=version, dags_folder=tmp_path / "dags", home=tmp_path / "home", **kwargs)  # type: ignore[arg-type]
+    server.home.mkdir()
+    server.venv = tmp_path / "venv"
+    return server
+
+
+def test_airflow2_environment(tmp_path: Path) -> None:
+    server = _server(tmp_path, "2")
+    env = server.env()
+    assert server.version.startswith("2.") and server.generation == 2
+    assert server.api_base == f"http://127.0.0.1:{server.port}/api/v1"
+    assert env["PATH"].startswith(str(tmp_path / "venv" / "bin"))
+    assert env["AIRFLOW_HOME"] == str(tmp_path / "home")
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert "basic_auth" in env["AIRFLOW__API__AUTH_BACKENDS"]
+    assert env["AIRFLOW__WEBSERVER__WEB_SERVER_PORT"] == str(server.port)
+    assert env["AIRFLOW__WEBSERVER__WEB_SERVER_HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL"]
+    ports = {env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"], env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"], str(server.port)}
+    assert len(ports) == 3, "every instance gets its own log-server ports"
+
+
+def test_airflow3_environment_and_users(tmp_path: Path) -> None:
+    server = _server(tmp_path, "3", extra_users=[AirflowUser("viewer", "pw", "viewer")], extra_env={"X_EXTRA": "1"})
+    env = server.env()
+    assert server.generation == 3
+    assert server.api_base.endswith("/api/v2")
+    assert env["AIRFLOW__API__PORT"] == str(server.port)
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{server.port}/execution/"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin,viewer:viewer"
+    passwords = json.loads(Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
+    assert passwords == {"admin": "admin", "viewer": "pw"}
+    assert env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"]
+    assert env["X_EXTRA"] == "1"
+
+
+def test_outer_airflow_settings_do_not_leak_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_HOME", "/somewhere/else")
+    monkeypatch.setenv("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+    env = _server(tmp_path, "3").env()
+    assert env["AIRFLOW_HOME"] == str(tmp_path / "home")
+    assert "AIRFLOW__CORE__UNIT_TEST_MODE" not in env
+
+
+def test_unknown_role_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown role 'boss' for user 'x'"):
+        _server(tmp_path, "3", extra_users=[AirflowUser("x", "y", "boss")])
+
+
+@pytest.mark.parametrize(
+    ("fileloc", "filename", "same"),
+    [
+        ("/dags/a.py", "/dags/a.py", True),  # Airflow 2: absolute
+        ("/dags/sub/a.py", "sub/a.py", True),  # Airflow 3: relative to the bundle
+        ("/dags/other_a.py", "a.py", False),
+        ("", "a.py", False),
+    ],
+)
+def test_import_error_file_matching(fileloc: str, filename: str, same: bool) -> None:
+    assert _same_file(fileloc, filename) is same
+
+
+def test_dagster_needs_exactly_one_target(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="exactly one of defs_file or workspace_file"):
+        DagsterServer()
+    with pytest.raises(ValueError, match="exactly one"):
+        DagsterServer(defs_file=tmp_path / "d.py", workspace_file=tmp_path / "w.yaml")
+    server = DagsterServer(workspace_file=tmp_path / "workspace.yaml", home=tmp_path, extra_packages=[])
+    assert server.target == ["-w", str((tmp_path / "workspace.yaml").resolve())]
+    assert server.graphql_url == f"http://127.0.0.1:{server.port}/graphql"
