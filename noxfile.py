@@ -129,7 +129,7 @@ for _suite in SUITES:
 
 @nox.session(python=DEFAULT_PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff check + format check over the whole repository."""
+    """ruff check (lint rules and import order) over the whole repository."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")
 

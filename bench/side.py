@@ -1,39 +1,59 @@
-"""One side of the benchmark, run in its own process (and venv): `python side.py airlift|competitor URL CONFIG_JSON`.
+"""One side of the benchmark, run in its own process (and venv): ``python side.py airlift|competitor URL CONFIG_JSON``.
 
-Prints one JSON line with the measurements. Requests are counted by the scale server
-(GET /__bench/requests)."""
+CONFIG_JSON: ``{"mapped": {dag_id: [task_id, ...]}, "phases": ["load", "cached_reload", "sensor_tick"],
+"cursor": <Airlift sensor cursor or null>}``. Prints one JSON line per phase as soon as it is measured
+(``{"phase": ..., "seconds": ..., "requests": ..., "peak_mb": ...}``) and ``{"phase": "tick_start"}``
+before the sensor tick, so the caller can stop a tick that runs past its budget and still keep the rest.
+HTTP requests are counted on the client (every ``requests`` adapter send), so the count is the same
+against the scale server and a real Airflow.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import tracemalloc
 import warnings
 from typing import Any
 
-import requests
+import requests.adapters
 
 warnings.simplefilter("ignore")
 
+_sent = 0
+_lock = threading.Lock()
+_original_send = requests.adapters.HTTPAdapter.send
 
-def server_requests(url: str) -> int:
-    return int(requests.get(f"{url}/__bench/requests", timeout=30).json()["total"])
+
+def _counting_send(self: Any, *args: Any, **kwargs: Any) -> Any:
+    global _sent
+    with _lock:
+        _sent += 1
+    return _original_send(self, *args, **kwargs)
 
 
-def measure(phase: dict[str, Any], url: str, fn: Any) -> Any:
-    before = server_requests(url)
+requests.adapters.HTTPAdapter.send = _counting_send  # type: ignore[method-assign]
+
+
+def emit(data: dict[str, Any]) -> None:
+    print(json.dumps(data), flush=True)
+
+
+def measure(phase: str, fn: Any) -> tuple[dict[str, Any], Any]:
+    before = _sent
     tracemalloc.start()
     started = time.perf_counter()
     result = fn()
-    phase["seconds"] = round(time.perf_counter() - started, 3)
-    phase["peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    phase["requests"] = server_requests(url) - before - 0
-    return result
+    return {"phase": phase, "seconds": round(seconds, 3), "requests": _sent - before, "peak_mb": round(peak / 2**20, 1)}, result
 
 
 def reconstruct(build: Any, metadata: dict[str, str]) -> Any:
+    """Build definitions the way a Dagster code server reloads them (reconstruction metadata given)."""
     from dagster._core.definitions.definitions_load_context import (
         DefinitionsLoadContext,
         DefinitionsLoadType,
@@ -54,11 +74,9 @@ def reconstruct(build: Any, metadata: dict[str, str]) -> Any:
         DefinitionsLoadContext.set(DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION))
 
 
-def main() -> None:
-    side, url, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    from dagster import AssetSpec, DagsterInstance, Definitions, build_sensor_context
+def builder(side: str, url: str, mapped: dict[str, list[str]], user: str, password: str) -> Any:
+    from dagster import AssetSpec, Definitions
 
-    mapped = config["mapped"]  # {dag_id: [task_id, ...]} one asset per mapped task
     if side == "airlift":
         from airlift_dagster import (
             AirflowInstance,
@@ -69,44 +87,83 @@ def main() -> None:
         )
 
         def build() -> Definitions:
-            instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=url, username="admin", password="admin"), name="bench")
-            user = Definitions.merge(*(
+            instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=url, username=user, password=password), name="bench")
+            defs = Definitions.merge(*(
                 dag_defs(dag_id, *(task_defs(t, AssetSpec([dag_id, t])) for t in tasks)) for dag_id, tasks in mapped.items()
             ))
-            return build_defs_from_airflow_instance(airflow_instance=instance, defs=user)
-    else:
-        from dagster_airlift.core import (
-            AirflowBasicAuthBackend,
-            AirflowInstance,
-            assets_with_task_mappings,
-            build_defs_from_airflow_instance,
-        )
+            return build_defs_from_airflow_instance(airflow_instance=instance, defs=defs)
 
-        def build() -> Definitions:
-            instance = AirflowInstance(auth_backend=AirflowBasicAuthBackend(webserver_url=url, username="admin", password="admin"), name="bench")
-            user = Definitions(assets=[
-                spec for dag_id, tasks in mapped.items()
-                for spec in assets_with_task_mappings(dag_id=dag_id, task_mappings={t: [AssetSpec([dag_id, t])] for t in tasks})
-            ])
-            return build_defs_from_airflow_instance(airflow_instance=instance, defs=user)
+        return build
 
-    out: dict[str, Any] = {"side": side}
-    load: dict[str, Any] = {}
-    defs = measure(load, url, lambda: _resolved(build()))
-    out["load"] = load
-    metadata = _reconstruction_metadata(defs)
-    reload: dict[str, Any] = {}
-    measure(reload, url, lambda: _resolved(reconstruct(build, metadata)))
-    out["cached_reload"] = reload
+    from dagster_airlift.core import (
+        AirflowBasicAuthBackend,
+        AirflowInstance,
+        assets_with_task_mappings,
+        build_defs_from_airflow_instance,
+    )
+
+    def build_competitor() -> Definitions:
+        instance = AirflowInstance(auth_backend=AirflowBasicAuthBackend(webserver_url=url, username=user, password=password), name="bench")
+        defs = Definitions(assets=[
+            spec for dag_id, tasks in mapped.items()
+            for spec in assets_with_task_mappings(dag_id=dag_id, task_mappings={t: [AssetSpec([dag_id, t])] for t in tasks})
+        ])
+        return build_defs_from_airflow_instance(airflow_instance=instance, defs=defs)
+
+    return build_competitor
+
+
+def main() -> None:
+    side, url, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    phases = config.get("phases", ["load", "cached_reload", "sensor_tick"])
+    build = builder(side, url, config["mapped"], config.get("user", "admin"), config.get("password", "admin"))
+    result, defs = measure("load", lambda: _resolved(build()))
+    if "load" in phases:
+        emit(result)
+    if "cached_reload" in phases:
+        metadata = _reconstruction_metadata(defs)
+        result, _ = measure("cached_reload", lambda: _resolved(reconstruct(build, metadata)))
+        emit(result)
+    if "sensor_tick" in phases:
+        sensor_ticks(side, defs, config)
+
+
+def sensor_ticks(side: str, defs: Any, config: dict[str, Any]) -> None:
+    """The first tick (``sensor_tick``), then more ticks with the cursor each returns, back to back, until
+    one reports nothing new (``catch_up``: ticks, seconds spent in ticks, materializations)."""
+    from dagster import DagsterInstance, build_sensor_context
+
     repo = defs.get_repository_def()
     sensor = next(s for s in repo.sensor_defs if "sensor" in s.name)
-    tick: dict[str, Any] = {"sensor": sensor.name}
+    cursor = _start_cursor(side, config.get("cursor"))
+    total = {"phase": "catch_up", "ticks": 0, "seconds": 0.0, "requests": 0, "peak_mb": 0.0, "materializations": 0,
+             "productive_ticks": 0, "productive_seconds": 0.0, "tick_seconds": []}
     with DagsterInstance.ephemeral() as instance:
-        context = build_sensor_context(instance=instance, repository_def=repo, cursor=_start_cursor(side))
-        result = measure(tick, url, lambda: sensor.evaluate_tick(context))
-    tick["materializations"] = sum(1 for e in (result.asset_events or []) if type(e).__name__ == "AssetMaterialization")
-    out["sensor_tick"] = tick
-    print(json.dumps(out))
+        emit({"phase": "tick_start"})
+        for _ in range(int(config.get("max_ticks", 100))):
+            context = build_sensor_context(instance=instance, repository_def=repo, cursor=cursor)
+            result, tick = measure("sensor_tick", lambda context=context: sensor.evaluate_tick(context))
+            events = [type(e).__name__ for e in (tick.asset_events or [])]
+            result["materializations"] = events.count("AssetMaterialization")
+            result["check_evaluations"] = events.count("AssetCheckEvaluation")
+            result["failed_checks"] = sum(1 for e in (tick.asset_events or []) if getattr(e, "passed", True) is False)
+            cursor = tick.cursor if tick.cursor is not None else context.cursor
+            result["cursor_bytes"] = len(cursor or "")
+            if total["ticks"] == 0:
+                emit(result)
+            total["ticks"] += 1
+            total["seconds"] = round(total["seconds"] + result["seconds"], 3)
+            total["requests"] += result["requests"]
+            total["peak_mb"] = max(total["peak_mb"], result["peak_mb"])
+            total["materializations"] += result["materializations"]
+            if result["materializations"]:
+                total["productive_ticks"] += 1
+                total["productive_seconds"] = round(total["productive_seconds"] + result["seconds"], 3)
+                total["tick_seconds"].append(result["seconds"])
+            emit({**total, "phase": "catch_up_progress"})
+            if not result["materializations"]:
+                break
+    emit(total)
 
 
 def _resolved(defs: Any) -> Any:
@@ -122,10 +179,11 @@ def _reconstruction_metadata(defs: Any) -> dict[str, str]:
     return {k: v.value for k, v in (defs.metadata or {}).items() if isinstance(v, CodeLocationReconstructionMetadataValue)}
 
 
-def _start_cursor(side: str) -> str | None:
-    """Both sensors start one hour back (dagster-airlift's own default looks back one minute)."""
+def _start_cursor(side: str, cursor: str | None) -> str | None:
+    """Airlift: the given cursor (none: its first tick looks back a day). dagster-airlift: one hour back
+    (its own default looks back one minute, which would miss the runs)."""
     if side == "airlift":
-        return None  # Airlift's first tick looks back a day
+        return cursor
     from dagster._serdes import serialize_value
     from dagster_airlift.core.sensor.sensor_builder import AirflowPollingSensorCursor
 

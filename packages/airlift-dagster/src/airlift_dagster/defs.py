@@ -146,10 +146,13 @@ def build_defs_from_airflow_instance(
 
     annotated = map_specs(user_defs, annotate)
 
+    task_keys_by_dag: dict[str, list[AssetKey]] = {}
+    for (dag_id, _task_id), keys in mapped.by_task.items():
+        task_keys_by_dag.setdefault(dag_id, []).extend(keys)
     dag_specs = []
     check_specs = []
     for dag in state.dags:
-        deps = [key for (dag_id, _), keys in mapped.by_task.items() if dag_id == dag.dag_id for key in keys]
+        deps = task_keys_by_dag.get(dag.dag_id, [])
         source = state.sources.get(dag.dag_id)
         metadata: dict[str, object] = {
             "Airflow DAG": MetadataValue.url(links.dag_url(dag.dag_id)),
