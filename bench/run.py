@@ -221,9 +221,11 @@ def bench_history(args: argparse.Namespace, py: dict[str, str]) -> list[dict[str
 
 def print_history(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"\n2. Airlift sensor tick vs history behind the cursor ({args.dags} new runs, {args.dags * args.tasks} new task instances)")
-    print(f"{'older runs per DAG':>20s} {'older task instances':>22s} {'tick (s)':>10s} {'requests':>10s} {'peak MB':>10s} {'materializations':>18s}")
+    print(f"{'older runs per DAG':>20s} {'older task instances':>22s} {'tick (s)':>10s} {'tick CPU (s)':>13s} {'requests':>10s} "
+          f"{'peak MB':>10s} {'materializations':>18s}")
     for row in rows:
         print(f"{row['older_runs_per_dag']:>20d} {row['older_task_instances']:>22d} {row.get('seconds', 'n/a')!s:>10s} "
+              f"{row.get('cpu_s', 'n/a')!s:>13s} "
               f"{row.get('requests', 'n/a')!s:>10s} {row.get('peak_mb', 'n/a')!s:>10s} {row.get('materializations', 'n/a')!s:>18s}")
 
 

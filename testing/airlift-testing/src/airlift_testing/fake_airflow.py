@@ -107,6 +107,30 @@ class FakeAirflowState:
     runs: list[FakeRun] = field(default_factory=list)
     task_instances: list[FakeTaskInstance] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _index: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def _indexed(self, name: str, items: list[Any], key: Any) -> dict[Any, list[tuple[int, Any]]]:
+        """An index of ``items`` by ``key`` (position kept, for stable paging), rebuilt when the list is
+        replaced or changes length (like a database index, so large fakes answer in time that does not
+        grow with history). Renaming ids in place after the first request needs a new state."""
+        stamp = (id(items), len(items))
+        cached = self._index.get(name)
+        if cached is None or cached[0] != stamp:
+            index: dict[Any, list[tuple[int, Any]]] = {}
+            for position, item in enumerate(items):
+                index.setdefault(key(item), []).append((position, item))
+            cached = self._index[name] = (stamp, index)
+        return cached[1]  # type: ignore[no-any-return]
+
+    def task_instances_of(self, dag_ids: Iterable[str], run_ids: Iterable[str]) -> list[FakeTaskInstance]:
+        """Task instances of the given DAG ids x run ids, in insertion order."""
+        index = self._indexed("tis", self.task_instances, lambda t: (t.dag_id, t.run_id))
+        found = [entry for d in set(dag_ids) for r in set(run_ids) for entry in index.get((d, r), ())]
+        return [ti for _, ti in sorted(found, key=lambda e: e[0])]
+
+    def run_of(self, dag_id: str, run_id: str) -> FakeRun | None:
+        entries = self._indexed("runs", self.runs, lambda r: (r.dag_id, r.run_id)).get((dag_id, run_id))
+        return entries[-1][1] if entries else None
 
     @classmethod
     def generate(cls, *, dags: int, tasks_per_dag: int, runs_per_dag: int = 0, prefix: str = "dag") -> FakeAirflowState:
@@ -443,8 +467,9 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"dags": [fake.dag_json(d) for d in page], "total_entries": len(dags)})
                 return
             if rest == "/dags/~/dagRuns/list" and method == "POST":
+                wanted_dags = set(body["dag_ids"]) if body.get("dag_ids") is not None else None
                 runs = [r for r in state.runs
-                        if (body.get("dag_ids") is None or r.dag_id in body["dag_ids"])
+                        if (wanted_dags is None or r.dag_id in wanted_dags)
                         and (body.get("states") is None or r.state in body["states"])
                         and _in_window(r.end_date, body.get("end_date_gte"), body.get("end_date_lte"))
                         and _in_window(r.start_date, body.get("start_date_gte"), None)]
@@ -459,15 +484,18 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 return
             if rest == "/dags/~/dagRuns/~/taskInstances/list" and method == "POST":
                 states = body.get("state")
-                tis = [t for t in state.task_instances
-                       if (body.get("dag_ids") is None or t.dag_id in body["dag_ids"])
-                       and (body.get("dag_run_ids") is None or t.run_id in body["dag_run_ids"])
-                       and (body.get("task_ids") is None or t.task_id in body["task_ids"])
+                dag_ids, run_ids, task_ids = (set(body[k]) if body.get(k) is not None else None
+                                              for k in ("dag_ids", "dag_run_ids", "task_ids"))
+                candidates = (state.task_instances if dag_ids is None or run_ids is None
+                              else state.task_instances_of(dag_ids, run_ids))
+                tis = [t for t in candidates
+                       if (dag_ids is None or t.dag_id in dag_ids)
+                       and (run_ids is None or t.run_id in run_ids)
+                       and (task_ids is None or t.task_id in task_ids)
                        and (states is None or t.state in states)
                        and _in_window(t.end_date, body.get("end_date_gte"), body.get("end_date_lte"))]
-                runs_by_key = {(r.dag_id, r.run_id): r for r in state.runs}
                 page = _page(tis, int(body.get("page_offset", 0)), int(body.get("page_limit", 100)), cap)
-                self._send(200, {"task_instances": [fake.ti_json(t, runs_by_key.get((t.dag_id, t.run_id))) for t in page],
+                self._send(200, {"task_instances": [fake.ti_json(t, state.run_of(t.dag_id, t.run_id)) for t in page],
                                  "total_entries": len(tis)})
                 return
             match = re.fullmatch(r"/dagSources/([^/]+)", rest)
