@@ -90,10 +90,13 @@ def run_side(python: str, side: str, url: str, config: dict[str, Any], *, budget
             results[data.pop("phase")] = data
         results.pop("catch_up_progress", None)
         proc.wait()
+        stderr.seek(0)
+        log_lines = stderr.read().decode(errors="replace").strip().splitlines()
+        retries = [line for line in log_lines if "; retry " in line]  # the Airlift client's retry warnings
+        if retries:
+            results["retries"] = {"count": len(retries), "first": retries[:3]}
         if proc.returncode not in (0, -9) and "error" not in results:
-            stderr.seek(0)
-            tail = stderr.read().decode(errors="replace").strip().splitlines()
-            results["error"] = (tail[-1] if tail else f"exit code {proc.returncode}")[:300]
+            results["error"] = (log_lines[-1] if log_lines else f"exit code {proc.returncode}")[:300]
         return results
 
 

@@ -119,6 +119,9 @@ def builder(side: str, url: str, mapped: dict[str, list[str]], user: str, passwo
 
 
 def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     side, url, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     phases = config.get("phases", ["load", "cached_reload", "sensor_tick"])
     build = builder(side, url, config["mapped"], config.get("user", "admin"), config.get("password", "admin"))

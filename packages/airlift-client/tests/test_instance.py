@@ -279,3 +279,44 @@ def test_bad_names_and_arguments() -> None:
         AirflowInstance(auth_backend=backend, name="has-dash")
     with pytest.raises(ValueError, match="exactly one"):
         TokenAuthBackend(webserver_url="http://x")
+
+
+def test_airflow2_basic_auth_logs_in_once_and_uses_the_session_cookie() -> None:
+    """Basic auth makes Airflow 2 hash the password on every request; a web session does not."""
+    with FakeAirflow(FakeAirflowState.generate(dags=3, tasks_per_dag=2), generation=2) as fake:
+        backend = BasicAuthBackend(webserver_url=fake.url, username="admin", password="admin")
+        inst = AirflowInstance(auth_backend=backend, name="af2")
+        assert len(inst.list_tasks_for_dags([d.dag_id for d in inst.list_dags()])) == 3
+        assert backend.v1_mode == "session"
+        assert fake.requests["POST /login/"] == 1
+        fake.password = "changed"  # basic auth would now fail: the API calls below ride on the cookie
+        assert len(inst.list_dags()) == 3
+        fake.password = "admin"
+        fake.expire_sessions()  # the server forgets the session: one new login, then it goes on
+        assert len(inst.list_dags()) == 3
+        assert fake.requests["POST /login/"] == 2
+
+
+def test_airflow2_without_session_backend_falls_back_to_basic_auth() -> None:
+    with FakeAirflow(FakeAirflowState.generate(dags=2, tasks_per_dag=1), generation=2) as fake:
+        fake.session_backend = False
+        backend = BasicAuthBackend(webserver_url=fake.url, username="admin", password="admin")
+        assert len(AirflowInstance(auth_backend=backend, name="af2").list_dags()) == 2
+        assert backend.v1_mode == "basic"
+
+
+def test_airflow2_wrong_password_with_web_login_is_a_clear_auth_error() -> None:
+    with FakeAirflow(FakeAirflowState.generate(dags=1, tasks_per_dag=1), generation=2) as fake:
+        backend = BasicAuthBackend(webserver_url=fake.url, username="admin", password="nope")
+        with pytest.raises(AirflowAuthError) as err:
+            AirflowInstance(auth_backend=backend, name="af2").list_dags()
+        assert "nope" not in str(err.value)
+        assert backend.v1_mode == "basic"
+
+
+def test_airflow2_web_login_can_be_turned_off() -> None:
+    with FakeAirflow(FakeAirflowState.generate(dags=1, tasks_per_dag=1), generation=2) as fake:
+        backend = BasicAuthBackend(webserver_url=fake.url, username="admin", password="admin", web_login=False)
+        assert len(AirflowInstance(auth_backend=backend, name="af2").list_dags()) == 1
+        assert backend.v1_mode == "basic"
+        assert fake.requests["GET /login/"] == 0

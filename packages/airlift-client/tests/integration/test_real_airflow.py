@@ -58,6 +58,9 @@ def finished_runs(inst: AirflowInstance) -> dict[str, str]:
 
 def test_generation_and_dags(inst: AirflowInstance, airflow: AirflowServer) -> None:
     assert inst.api_version is (ApiVersion.V1 if airflow.generation == 2 else ApiVersion.V2)
+    inst.list_dags()
+    if airflow.generation == 2:  # one web login; the API accepts its session cookie (no password hash per request)
+        assert inst.auth_backend.v1_mode == "session"  # type: ignore[attr-defined]
     dags = {d.dag_id: d for d in inst.iter_dags()}
     assert set(dags) == set(DAG_IDS)
     assert dags["team.sales-daily_v2"].tags and set(dags["team.sales-daily_v2"].tags) == {"sales", "daily"}
@@ -137,12 +140,14 @@ def test_wrong_credentials_are_a_clear_error(airflow: AirflowServer) -> None:
     with pytest.raises(AirflowAuthError) as info:
         bad.list_dags()
     assert "not-the-password" not in str(info.value)
+    if airflow.generation == 2:
+        assert bad.auth_backend.v1_mode == "basic"  # type: ignore[attr-defined]  # the web login was refused
     assert airflow.url in str(info.value)
 
 
 def test_token_backend(airflow: AirflowServer) -> None:
-    if airflow.generation == 2:
-        backend = BasicAuthBackend(webserver_url=airflow.url, username="admin", password="admin")
+    if airflow.generation == 2:  # basic auth on every request (no web session)
+        backend = BasicAuthBackend(webserver_url=airflow.url, username="admin", password="admin", web_login=False)
     else:
         def provider() -> str:
             return str(requests.post(f"{airflow.url}/auth/token", json={"username": "admin", "password": "admin"}, timeout=30).json()["access_token"])

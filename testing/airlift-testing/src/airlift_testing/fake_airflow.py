@@ -199,6 +199,10 @@ class FakeAirflow:
         self.request_log: list[tuple[str, str, Any]] = []
         self.faults: list[tuple[re.Pattern[str], int, dict[str, str]]] = []
         self.login_page = False
+        #: Airflow 2 only: the webserver's form login (``/login/``) gives a session cookie that the REST API
+        #: accepts, as with ``AIRFLOW__API__AUTH_BACKENDS=...basic_auth,...session``. False: no session backend.
+        self.session_backend = True
+        self._sessions: set[str] = set()
         self._tokens: dict[str, float] = {}
         self._token_seq = 0
         self._server: ThreadingHTTPServer | None = None
@@ -242,6 +246,10 @@ class FakeAirflow:
         """Answer the next ``times`` requests whose path matches with ``status``."""
         for _ in range(times):
             self.faults.append((re.compile(path_pattern), status, dict(headers or {})))
+
+    def expire_sessions(self) -> None:
+        """Forget every Airflow 2 web session (the next cookie request gets 403, like an expired session)."""
+        self._sessions.clear()
 
     def expire_tokens(self) -> None:
         """Make every issued Airflow 3 token invalid (the next request answers 401)."""
@@ -404,6 +412,9 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
         def _authorized(self) -> bool:
             header = self.headers.get("Authorization") or ""
             if fake.generation == 2:
+                cookie = re.search(r"(?:^|;\s*)session=([^;]+)", self.headers.get("Cookie") or "")
+                if not header and cookie and fake.session_backend and cookie.group(1) in fake._sessions:
+                    return True
                 expected = base64.b64encode(f"{fake.username}:{fake.password}".encode()).decode()
                 return header == f"Basic {expected}"
             token = header.removeprefix("Bearer ")
@@ -426,6 +437,21 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                     self._send(201, {"access_token": token})
                 else:
                     self._send(401, {"detail": "Invalid credentials"})
+                return
+            if path == "/login/" and g == 2:
+                if method == "GET":
+                    self._send(200, '<form method="post"><input id="csrf_token" name="csrf_token" type="hidden" value="fake-csrf">'
+                                    '<input name="username"><input name="password" type="password"></form>', content_type="text/html")
+                    return
+                form = {k: v[0] for k, v in (body or {}).items()} if isinstance(body, dict) else {}
+                if form.get("csrf_token") != "fake-csrf":
+                    self._send(400, "The CSRF token is missing.", content_type="text/html")
+                    return
+                cookie = f"s{len(fake._sessions) + 1}"
+                if form.get("username") == fake.username and form.get("password") == fake.password:
+                    fake._sessions.add(cookie)  # a wrong password still gets an (anonymous) session
+                self._send(302, "", {"Location": "/home" if cookie in fake._sessions else "/login/",
+                                     "Set-Cookie": f"session={cookie}; HttpOnly; Path=/"}, content_type="text/html")
                 return
             if not path.startswith(api):
                 self._send(404, "<html><body>Not Found</body></html>", content_type="text/html")
