@@ -35,6 +35,7 @@ from airlift_protocol.models import (
     parse_airflow_datetime,
     with_upstream_task_ids,
 )
+from airlift_protocol.retry import NO_RETRY, RETRY_STATUSES, RetryPolicy
 from airlift_protocol.tags import (
     AIRFLOW_DAG_ID_RUN_TAG,
     AIRFLOW_INSTANCE_RUN_TAG,
@@ -67,6 +68,8 @@ __all__ = [
     "FINISHED_TASK_INSTANCE_STATES",
     "MIGRATING_DAG_TAG",
     "MIGRATION_DOC_MARKER",
+    "NO_RETRY",
+    "RETRY_STATUSES",
     "TASK_ID_TAG",
     "VALID_FILE_EXAMPLE",
     "AirflowTaskRef",
@@ -79,6 +82,7 @@ __all__ = [
     "MigrationState",
     "MigrationStateError",
     "RestPayloadError",
+    "RetryPolicy",
     "TaskInfo",
     "TaskInstance",
     "TaskInstanceState",
