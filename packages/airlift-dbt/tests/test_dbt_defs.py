@@ -74,15 +74,39 @@ def test_assets_execute_dbt_build(project: Path) -> None:
         assert con.execute("SELECT count(*) FROM main.customers").fetchone() == (2,)
 
 
-def test_missing_and_stale_manifest_errors(project: Path) -> None:
+def test_missing_and_stale_manifest_errors(project: Path, caplog: pytest.LogCaptureFixture) -> None:
     manifest = project / "target" / "manifest.json"
     with pytest.raises(AirliftDbtError, match=r"does not exist: produce it with `dbt parse"):
         dbt_defs(manifest=project / "nope.json", project=DbtProject(project))
-    model = project / "models" / "customers.sql"
+    # Modification times alone (image layers, checkouts, `dbt deps`) never fail a load.
     future = time.time() + 100
-    os.utime(model, (future, future))
-    with pytest.raises(AirliftDbtError, match=r"is older than .*customers.sql.*dbt parse"):
+    for path in project.rglob("*"):
+        if "target" not in path.relative_to(project).parts:
+            os.utime(path, (future, future))
+    dbt_defs(manifest=manifest, project=DbtProject(project))
+    assert "is older than" in caplog.text and ".yml" in caplog.text
+    # Installed packages are not checked.
+    package_model = project / "dbt_packages" / "utils" / "models" / "helper.sql"
+    package_model.parent.mkdir(parents=True)
+    package_model.write_text("select 1")
+    dbt_defs(manifest=manifest, project=DbtProject(project))
+    # Changed content, a new model and a deleted model each fail with the file named.
+    model = project / "models" / "customers.sql"
+    original = model.read_text()
+    model.write_text(original + "\n-- changed\n")
+    with pytest.raises(AirliftDbtError, match=r"customers.sql changed since the manifest was built.*dbt parse"):
         dbt_defs(manifest=manifest, project=DbtProject(project))
+    model.write_text("\n" + original + "\n\n")  # whitespace around the code: dbt's checksum strips it
+    dbt_defs(manifest=manifest, project=DbtProject(project))
+    extra = project / "models" / "new_model.sql"
+    extra.write_text("select 1 as x")
+    with pytest.raises(AirliftDbtError, match=r"new_model.sql is not in the manifest"):
+        dbt_defs(manifest=manifest, project=DbtProject(project))
+    extra.unlink()
+    model.unlink()
+    with pytest.raises(AirliftDbtError, match=r"customers.sql is in the manifest but no longer exists"):
+        dbt_defs(manifest=manifest, project=DbtProject(project))
+    model.write_text(original)
     manifest.write_text("{not json")
     with pytest.raises(AirliftDbtError, match="cannot be read"):
         dbt_defs(manifest=manifest, project=DbtProject(project))
