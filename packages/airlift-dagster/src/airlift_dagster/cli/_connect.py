@@ -19,7 +19,13 @@ from typing import Any, TypeVar
 import click
 from dagster import AssetKey, AssetsDefinition, AssetSpec, Definitions
 
-from airlift_client import AirflowInstance, AuthBackend, BasicAuthBackend, RetryPolicy, TokenAuthBackend
+from airlift_client import (
+    AirflowInstance,
+    AuthBackend,
+    BasicAuthBackend,
+    RetryPolicy,
+    TokenAuthBackend,
+)
 from airlift_dagster.cli._errors import CliError
 from airlift_dagster.mapping import task_handle_of
 

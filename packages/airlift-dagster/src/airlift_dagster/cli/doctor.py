@@ -14,7 +14,12 @@ import requests
 from rich.markup import escape
 from rich.table import Table
 
-from airlift_client import AirflowAuthError, AirflowInstance, AirliftClientError, AirflowUnreachableError
+from airlift_client import (
+    AirflowAuthError,
+    AirflowInstance,
+    AirflowUnreachableError,
+    AirliftClientError,
+)
 from airlift_dagster.cli._connect import Connection, connection_options
 from airlift_dagster.cli._errors import EXIT_OK, EXIT_PROBLEMS, CliError
 from airlift_dagster.cli._output import Output, first_line, json_option

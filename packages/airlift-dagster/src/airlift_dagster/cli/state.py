@@ -17,7 +17,12 @@ from airlift_dagster.cli._airflow import LiveDag, fetch_live_dags, latest_task_i
 from airlift_dagster.cli._connect import Connection, UserCode, connection_options
 from airlift_dagster.cli._errors import EXIT_OK, EXIT_PROBLEMS, CliError
 from airlift_dagster.cli._output import Output, first_line, json_option, plain
-from airlift_dagster.cli._yaml_edit import create_state_file, edit_state_file, state_file_for, unified_diff
+from airlift_dagster.cli._yaml_edit import (
+    create_state_file,
+    edit_state_file,
+    state_file_for,
+    unified_diff,
+)
 from airlift_protocol import (
     AIRFLOW_DAG_ID_RUN_TAG,
     AIRFLOW_TASK_ID_RUN_TAG,
