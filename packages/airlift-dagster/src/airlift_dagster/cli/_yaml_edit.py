@@ -165,6 +165,6 @@ def unified_diff(before: str, after: str, path: Path) -> str:
     """A unified diff of a state file's edit (empty when nothing changed)."""
     return "".join(
         difflib.unified_diff(
-            before.splitlines(keepends=True), after.splitlines(keepends=True), fromfile=f"a/{path}", tofile=f"b/{path}"
+            before.splitlines(keepends=True), after.splitlines(keepends=True), fromfile=str(path), tofile=str(path)
         )
     )
