@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner, Result
+from dagster import DagsterInstance, asset, materialize
 
 from airlift_dagster.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, cli
-from airlift_protocol import MIGRATING_DAG_TAG, load_dag_migration_state, task_migration_doc
+from airlift_protocol import MIGRATING_DAG_TAG, dagster_run_tags, load_dag_migration_state, task_migration_doc
 from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState, FakeDag, FakeTask
 
 DAG = "dag_00001"
@@ -309,3 +313,77 @@ def test_missing_connection_and_usage_errors() -> None:
     assert none.exit_code == EXIT_ERROR and "no Airflow to talk to" in none.output
     usage = run({}, "state", "set", "d", "t")
     assert usage.exit_code == 2
+
+
+class _FakeDagsterGraphql(BaseHTTPRequestHandler):
+    """Answers the two queries the command line sends to Dagster's /graphql (shapes of Dagster 1.13)."""
+
+    runs: ClassVar[dict[tuple[str, str], list[dict[str, str]]]] = {}
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body["query"].strip() == "{ version }":
+            data: dict[str, Any] = {"version": "1.13.0"}
+        else:
+            tags = {t["key"]: t["value"] for t in body["variables"]["tags"]}
+            key = (tags["airlift/airflow_dag_id"], tags["airlift/airflow_task_id"])
+            data = {"runsOrError": {"results": self.runs.get(key, [])[:1]}}
+        payload = json.dumps({"data": data}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def dagster_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeDagsterGraphql)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_doctor_and_status_read_dagster_over_graphql(env: dict[str, str], tmp_path: Path, dagster_url: str) -> None:
+    doctor = run(env, "doctor", "--json", "--dagster-url", dagster_url)
+    assert doctor.exit_code == EXIT_OK, doctor.output
+    dagster = json.loads(doctor.output)["checks"][-1]
+    assert (dagster["status"], dagster["detail"]) == ("OK", f"{dagster_url} (Dagster 1.13.0)")
+    assert f"AIRFLOW_CONN_DAGSTER_DEFAULT='{dagster_url}'" in dagster["hint"]
+
+    scaffold(env, tmp_path)
+    _FakeDagsterGraphql.runs = {(DAG, "task_001"): [{"runId": "0123456789abcdef", "status": "SUCCESS"}]}
+    status = run(env, "state", "status", "-d", str(tmp_path), "--json", "--dagster-url", dagster_url)
+    assert status.exit_code == EXIT_OK, status.output
+    rows = {(r["dag_id"], r["task_id"]): r for r in json.loads(status.output)["tasks"]}
+    assert rows[(DAG, "task_001")]["last_dagster_run"] == "SUCCESS 01234567"
+    assert rows[(DAG, "task_000")]["last_dagster_run"] is None
+
+
+@pytest.mark.parametrize("fake", [3], indirect=True)  # reading Dagster does not depend on Airflow's generation
+def test_status_reads_the_local_dagster_instance_with_defs(env: dict[str, str], fake: FakeAirflow, tmp_path: Path) -> None:
+    scaffold(env, tmp_path)
+    defs = tmp_path / "defs.py"
+    defs.write_text(DEFS_FILE)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+
+    @asset(key="raw")
+    def raw() -> None:
+        pass
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        result = materialize([raw], instance=instance, tags=dagster_run_tags(dag_id=DAG, task_id="task_000", run_id="r1"))
+        run_id = result.run_id
+    status = run({"FAKE_URL": fake.url, "DAGSTER_HOME": str(home)}, "state", "status", "-d", str(tmp_path), "--defs", str(defs), "--json")
+    assert status.exit_code == EXIT_OK, status.output
+    report = json.loads(status.output)
+    rows = {(r["dag_id"], r["task_id"]): r for r in report["tasks"]}
+    assert report["dagster"] == f"DAGSTER_HOME={home}"
+    assert rows[(DAG, "task_000")]["last_dagster_run"] == f"SUCCESS {run_id[:8]}"
+    assert rows[(DAG, "task_001")]["last_dagster_run"] is None

@@ -55,8 +55,9 @@ def _skew(response: requests.Response, sent: float, received: float) -> float | 
     header = response.headers.get("Date")
     if not header:
         return None
-    server = parsedate_to_datetime(header).timestamp()
-    # The Date header has one-second resolution: compare with the middle of the request.
+    # The Date header is truncated to the second: the server's time was in [Date, Date + 1), so take
+    # its middle, and compare with the middle of the request.
+    server = parsedate_to_datetime(header).timestamp() + 0.5
     return server - (sent + received) / 2
 
 

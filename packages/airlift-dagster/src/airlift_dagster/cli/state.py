@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -144,8 +145,23 @@ def _drift(task_id: str, migrated: bool | None, live: LiveDag | None, code: User
     return shown, warnings
 
 
+def _local_dagster_runs(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The latest run in the Dagster instance of ``DAGSTER_HOME`` for each (dag_id, task_id)."""
+    from dagster import DagsterInstance, RunsFilter
+
+    result: dict[tuple[str, str], str] = {}
+    with DagsterInstance.get() as instance:
+        for dag_id, task_id in pairs:
+            tags = {AIRFLOW_DAG_ID_RUN_TAG: dag_id, AIRFLOW_TASK_ID_RUN_TAG: task_id}
+            runs = instance.get_runs(filters=RunsFilter(tags=tags), limit=1)
+            if runs:
+                result[(dag_id, task_id)] = f"{runs[0].status.value} {runs[0].run_id[:8]}"
+    return result
+
+
 def _dagster_runs(dagster_url: str, pairs: Sequence[tuple[str, str]], timeout: float) -> dict[tuple[str, str], str]:
-    """The latest Dagster run launched for each (dag_id, task_id), as ``STATUS run_id``."""
+    """The latest Dagster run launched for each (dag_id, task_id), as ``STATUS run_id``, read from
+    the webserver's GraphQL API."""
     query = (
         "query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}, limit: 1) "
         "{ ... on Runs { results { runId status } } } }"
@@ -172,7 +188,8 @@ def _dagster_runs(dagster_url: str, pairs: Sequence[tuple[str, str]], timeout: f
 @json_option
 def status(conn: Connection, dags_folder: str, state_dir: str | None, days: float, as_json: bool) -> None:
     """Per DAG and task: migrated or not, mapped assets (with --defs), the latest Airflow try, the
-    latest Dagster run (with --dagster-url) and drift between the files and what Airflow runs.
+    latest Dagster run launched for it (from --dagster-url, or with --defs from the Dagster instance of
+    DAGSTER_HOME) and drift between the files and what Airflow runs.
 
     \b
     Example:
@@ -206,14 +223,23 @@ def status(conn: Connection, dags_folder: str, state_dir: str | None, days: floa
                 last_airflow_run=runs[dag_id].run_id if dag_id in runs and ti else None,
                 warnings=warnings,
             ))
+    pairs = [(r.dag_id, r.task_id) for r in rows]
+    dagster_source: str | None = None
+    dagster: dict[tuple[str, str], str] = {}
     if conn.dagster_url:
-        dagster = _dagster_runs(conn.dagster_url, [(r.dag_id, r.task_id) for r in rows], conn.timeout)
+        dagster_source = conn.dagster_url
+        dagster = _dagster_runs(conn.dagster_url, pairs, conn.timeout)
+    elif code is not None and os.environ.get("DAGSTER_HOME"):
+        dagster_source = f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
+        dagster = _local_dagster_runs(pairs)
+    if dagster_source is not None:
         for row in rows:
             row.last_dagster_run = dagster.get((row.dag_id, row.task_id))
     if as_json:
         out.emit_json({
             "state_dir": str(folder),
             "airflow": instance.webserver_url,
+            "dagster": dagster_source,
             "dags": [{"dag_id": d, "warnings": w} for d, w in dag_warnings.items()],
             "tasks": [asdict(r) for r in rows],
         })
@@ -227,7 +253,7 @@ def status(conn: Connection, dags_folder: str, state_dir: str | None, days: floa
             escape(row.dag_id), escape(row.task_id), mark,
             escape(plain(row.assets)) if code else "[dim]--defs[/]",
             escape(row.last_airflow_state or "-"),
-            escape(row.last_dagster_run or "-") if conn.dagster_url else "[dim]--dagster-url[/]",
+            escape(row.last_dagster_run or "-") if dagster_source else "[dim]--dagster-url[/]",
             Text("; ".join(row.warnings), style="yellow"),
         )
     out.print(table)
