@@ -15,7 +15,12 @@ from click.testing import CliRunner, Result
 from dagster import DagsterInstance, asset, materialize
 
 from airlift_dagster.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, cli
-from airlift_protocol import MIGRATING_DAG_TAG, dagster_run_tags, load_dag_migration_state, task_migration_doc
+from airlift_protocol import (
+    MIGRATING_DAG_TAG,
+    dagster_run_tags,
+    load_dag_migration_state,
+    task_migration_doc,
+)
 from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState, FakeDag, FakeTask
 
 DAG = "dag_00001"
