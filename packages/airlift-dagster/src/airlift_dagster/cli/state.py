@@ -218,7 +218,7 @@ def status(conn: Connection, dags_folder: str, state_dir: str | None, days: floa
             ti = tis.get((dag_id, task_id))
             rows.append(TaskStatus(
                 dag_id=dag_id, task_id=task_id, migrated=migrated, airflow_shows_migrated=shown,
-                assets=[k.to_user_string() for k in (code.assets_by_task.get((dag_id, task_id), []) if code else [])],
+                assets=sorted(k.to_user_string() for k in (code.assets_by_task.get((dag_id, task_id), []) if code else [])),
                 last_airflow_state=(f"{ti.state or 'none'} (try {ti.try_number})" if ti else None),
                 last_airflow_run=runs[dag_id].run_id if dag_id in runs and ti else None,
                 warnings=warnings,
@@ -264,7 +264,7 @@ def status(conn: Connection, dags_folder: str, state_dir: str | None, days: floa
 # -------------------------------------------------------------------------------- set / rollback
 def _diff_text(diff: str) -> Text:
     text = Text()
-    for line in diff.splitlines(keepends=True):
+    for line in diff.rstrip("\n").splitlines(keepends=True):
         style = "green" if line.startswith("+") and not line.startswith("+++") else (
             "red" if line.startswith("-") and not line.startswith("---") else "")
         text.append(line, style=style)
