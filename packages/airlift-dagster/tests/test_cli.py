@@ -392,3 +392,28 @@ def test_status_reads_the_local_dagster_instance_with_defs(env: dict[str, str], 
     assert report["dagster"] == f"DAGSTER_HOME={home}"
     assert rows[(DAG, "task_000")]["last_dagster_run"] == f"SUCCESS {run_id[:8]}"
     assert rows[(DAG, "task_001")]["last_dagster_run"] is None
+
+
+def test_module_option_and_errors_printed_verbatim(fake: FakeAirflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    module = f"cli_defs_{fake.generation}"
+    (tmp_path / f"{module}.py").write_text(DEFS_FILE)
+    scaffold({"FAKE_URL": fake.url, "AIRLIFT_DEFS_MODULE": module}, tmp_path)
+    status = run({"FAKE_URL": fake.url}, "state", "status", "-m", module, "--json")
+    assert status.exit_code == EXIT_OK, status.output
+    assert json.loads(status.output)["airflow"] == fake.url
+
+    (tmp_path / "odd.py").write_text("raise ValueError('use [bold]this[/bold] literally')\n")
+    odd = run({}, "state", "status", "--defs", "odd.py")
+    assert odd.exit_code == EXIT_ERROR and "use [bold]this[/bold] literally" in odd.output
+
+
+def test_doctor_names_an_mwaa_environment_it_cannot_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    env = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+    result = run(env, "doctor", "--json", "--mwaa-env", "my_env", "--mwaa-region", "eu-west-1")
+    assert result.exit_code == EXIT_PROBLEMS
+    first = json.loads(result.output)["checks"][0]
+    assert (first["name"], first["status"]) == ("Airflow location", "FAIL")
+    assert "MWAA environment 'my_env'" in first["detail"]

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
 
 __all__ = ["Output", "json_option"]
 
@@ -41,7 +42,7 @@ class Output:
 
     def error(self, message: str) -> None:
         """One line on stderr."""
-        self.err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+        self.err.print(Text.assemble(("error:", "bold red"), " ", message))
 
     def map_with_progress(
         self, description: str, keys: Sequence[K], work: Callable[[K], V], *, workers: int = 8

@@ -102,7 +102,11 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
     if code is not None:
         checks.append(Check("Dagster definitions", "OK", f"{code.source}: {len(code.assets_by_task)} task(s) mapped to assets"))
 
-    url = instance.webserver_url
+    try:
+        url = instance.webserver_url  # MWAA: asks the MWAA API
+    except AirliftClientError as e:
+        checks.append(Check("Airflow location", "FAIL", first_line(e), "check the MWAA environment name, region and AWS credentials"))
+        return checks + _dagster_checks(conn.dagster_url, timeout)
     if url:
         try:
             sent = time.time()
