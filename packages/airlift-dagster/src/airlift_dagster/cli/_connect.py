@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from dagster import AssetKey, AssetsDefinition, AssetSpec, Definitions
+from dagster import AssetKey, Definitions
 
 from airlift_client import (
     AirflowInstance,
@@ -47,14 +47,8 @@ class UserCode:
 
 
 def _mapping(defs: Definitions) -> dict[tuple[str, str], list[AssetKey]]:
-    specs: list[AssetSpec] = []
-    for item in defs.assets or ():
-        if isinstance(item, AssetSpec):
-            specs.append(item)
-        elif isinstance(item, AssetsDefinition):
-            specs.extend(item.specs)
     mapping: dict[tuple[str, str], list[AssetKey]] = {}
-    for spec in specs:
+    for spec in defs.resolve_all_asset_specs():
         handle = task_handle_of(spec)
         if handle is not None:
             mapping.setdefault(handle, []).append(spec.key)
