@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from dagster import DagsterInstance, asset, materialize
 
 from airlift_dagster.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, cli
+from airlift_dagster.cli._connect import Connection
 from airlift_protocol import (
     MIGRATING_DAG_TAG,
     dagster_run_tags,
@@ -78,6 +79,21 @@ def test_scaffold_writes_every_live_dag_and_never_overwrites(env: dict[str, str]
     text = edited.read_text()
     assert text.startswith("# mine\n") and text.endswith("  task_new:\n    migrated: false\n")
     assert not [p for p in state_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_scaffold_writes_nothing_when_an_existing_file_is_invalid(env: dict[str, str], tmp_path: Path) -> None:
+    state_dir = tmp_path / "migration_state"
+    state_dir.mkdir()
+    (state_dir / "dag_00002.yaml").write_text("tasks:\n  task_000:\n    migrated: maybe\n")
+    result = run(env, "state", "scaffold", str(tmp_path), "--update")
+    assert result.exit_code == EXIT_ERROR
+    assert "dag_00002.yaml, line 3, key 'tasks.task_000.migrated'" in result.output
+    assert [p.name for p in state_dir.iterdir()] == ["dag_00002.yaml"]
+
+
+def test_connection_repr_hides_secrets() -> None:
+    conn = Connection(url="http://x", username="admin", password="s3cret", token="t0ken")
+    assert "s3cret" not in repr(conn) and "t0ken" not in repr(conn)
 
 
 def test_scaffold_pattern_selects_dags(env: dict[str, str], tmp_path: Path) -> None:

@@ -125,8 +125,8 @@ class Connection:
     url: str | None = None
     auth: str = "basic"
     username: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
     mwaa_env: str | None = None
     mwaa_region: str | None = None
     defs_path: str | None = None

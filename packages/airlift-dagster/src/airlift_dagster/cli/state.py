@@ -90,6 +90,9 @@ def scaffold(conn: Connection, dags_folder: str, patterns: tuple[str, ...], upda
     if not live:
         raise CliError(f"no DAG in {conn.instance().webserver_url} matches {plain(patterns)}; nothing written.")
     folder = Path(dags_folder) / STATE_FOLDER_NAME
+    for dag_id in live:  # every existing file must be valid before anything is written
+        if state_file_for(folder, dag_id).exists():
+            load_dag_migration_state(state_file_for(folder, dag_id))
     created, updated, kept = 0, 0, 0
     for dag_id, dag in live.items():
         path = state_file_for(folder, dag_id)
