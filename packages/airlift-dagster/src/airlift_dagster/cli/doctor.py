@@ -1,0 +1,221 @@
+"""``airlift doctor``: can this machine, with these credentials, do what Airlift needs?"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import click
+import requests
+from rich.markup import escape
+from rich.table import Table
+
+from airlift_client import (
+    AirflowAuthError,
+    AirflowInstance,
+    AirflowUnreachableError,
+    AirliftClientError,
+)
+from airlift_dagster.cli._connect import Connection, connection_options
+from airlift_dagster.cli._errors import EXIT_OK, EXIT_PROBLEMS, CliError
+from airlift_dagster.cli._output import Output, first_line, json_option
+from airlift_protocol import ApiVersion, DagInfo
+
+__all__ = ["Check", "doctor", "run_checks"]
+
+#: Clock skew above which the sensor's time windows can miss or repeat runs.
+MAX_SKEW_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report: ``status`` is OK, WARN or FAIL; ``hint`` says what to do."""
+
+    name: str
+    status: str
+    detail: str
+    hint: str = ""
+
+
+def _health(url: str, timeout: float) -> requests.Response:
+    last: requests.Response | None = None
+    for path in ("/api/v2/monitor/health", "/api/v1/health"):
+        last = requests.get(url + path, timeout=timeout)
+        if last.status_code == 200:
+            return last
+    assert last is not None
+    return last
+
+
+def _skew(response: requests.Response, sent: float, received: float) -> float | None:
+    header = response.headers.get("Date")
+    if not header:
+        return None
+    # The Date header is truncated to the second: the server's time was in [Date, Date + 1), so take
+    # its middle, and compare with the middle of the request.
+    server = parsedate_to_datetime(header).timestamp() + 0.5
+    return server - (sent + received) / 2
+
+
+def _airflow_version(instance: AirflowInstance, timeout: float) -> str:
+    session = requests.Session()
+    api = instance.api_version
+    instance.auth_backend.authenticate(session, api_version=api, timeout=timeout)
+    base = "/api/v2" if api is ApiVersion.V2 else "/api/v1"
+    response = session.get(instance.webserver_url + base + "/version", timeout=timeout)
+    response.raise_for_status()
+    return str(response.json().get("version", "unknown"))
+
+
+def _dagster_checks(dagster_url: str | None, timeout: float) -> list[Check]:
+    if not dagster_url:
+        return [Check("Dagster", "WARN", "not checked", "give --dagster-url (or AIRLIFT_DAGSTER_URL) to check it")]
+    url = dagster_url.rstrip("/")
+    hint = (
+        f"Airflow reaches Dagster through the connection AIRFLOW_CONN_DAGSTER_DEFAULT='{url}' "
+        "(the URL must resolve from the Airflow workers too)"
+    )
+    try:
+        response = requests.post(url + "/graphql", json={"query": "{ version }"}, timeout=timeout)
+        version = response.json()["data"]["version"] if response.status_code == 200 else None
+    except (requests.RequestException, ValueError, KeyError, TypeError) as e:
+        return [Check("Dagster", "FAIL", f"{url}: {first_line(e)}", "start dagster-webserver or fix --dagster-url")]
+    if not version:
+        return [Check("Dagster", "FAIL", f"{url}/graphql answered {response.status_code}", "is this a Dagster webserver?")]
+    return [Check("Dagster", "OK", f"{url} (Dagster {version})", hint)]
+
+
+def run_checks(conn: Connection, out: Output) -> list[Check]:
+    """Run every check in order; a failed prerequisite skips the checks that need it."""
+    checks: list[Check] = []
+    timeout = conn.timeout
+    try:
+        instance = conn.instance()
+    except (CliError, AirliftClientError) as e:
+        checks.append(Check("Configuration", "FAIL", first_line(e), "see `airlift doctor --help` for the connection options"))
+        return checks + _dagster_checks(conn.dagster_url, timeout)
+    code = conn.user_code() if conn.has_user_code else None
+    if code is not None:
+        checks.append(Check("Dagster definitions", "OK", f"{code.source}: {len(code.assets_by_task)} task(s) mapped to assets"))
+
+    try:
+        url = instance.webserver_url  # MWAA: asks the MWAA API
+    except AirliftClientError as e:
+        checks.append(Check("Airflow location", "FAIL", first_line(e), "check the MWAA environment name, region and AWS credentials"))
+        return checks + _dagster_checks(conn.dagster_url, timeout)
+    if url:
+        try:
+            sent = time.time()
+            health = _health(url, timeout)
+            received = time.time()
+        except requests.RequestException as e:
+            checks.append(Check("Reachable", "FAIL", f"{url}: {type(e).__name__}", "is the webserver running, and is --url right?"))
+            return checks + _dagster_checks(conn.dagster_url, timeout)
+        elapsed = (received - sent) * 1000
+        checks.append(Check("Reachable", "OK", f"{url} answered HTTP {health.status_code} in {elapsed:.0f} ms"))
+    else:
+        health, sent, received = None, 0.0, 0.0
+
+    def step(name: str, action: Callable[[], str], hint: str) -> bool:
+        try:
+            checks.append(Check(name, "OK", action()))
+            return True
+        except AirflowAuthError as e:
+            checks.append(Check(name, "FAIL", first_line(e), "check the user, password or token"))
+        except AirflowUnreachableError as e:
+            checks.append(Check(name, "FAIL", first_line(e), "is the webserver running, and is --url right?"))
+        except (AirliftClientError, requests.RequestException, ValueError) as e:
+            checks.append(Check(name, "FAIL", first_line(e), hint))
+        return False
+
+    def generation() -> str:
+        api = instance.api_version
+        return f"Airflow {'3' if api is ApiVersion.V2 else '2'} REST API ({'/api/v2' if api is ApiVersion.V2 else '/api/v1'})"
+
+    if not step("REST API", generation, "pass the Airflow webserver's base URL"):
+        return checks + _dagster_checks(conn.dagster_url, timeout)
+    first: list[DagInfo] = []
+
+    def auth() -> str:
+        first.extend(d for _, d in zip(range(1), instance.iter_dags(), strict=False))
+        return f"{instance.auth_backend.describe()}: accepted"
+
+    if not step("Authentication", auth, "check the credentials"):
+        return checks + _dagster_checks(conn.dagster_url, timeout)
+    step("Airflow version", lambda: _airflow_version(instance, timeout), "the user needs read access to /version")
+
+    permissions: list[tuple[str, Callable[[], Any]]] = [("list DAGs", lambda: None)]
+    if first:
+        dag = first[0]
+        permissions += [
+            ("read tasks", lambda: instance.list_tasks(dag.dag_id)),
+            ("read DAG source", lambda: instance.get_dag_source(dag)),
+            ("list DAG runs (batch)", lambda: next(iter(instance.iter_dag_runs(dag_ids=[dag.dag_id])), None)),
+            ("list task instances (batch)", lambda: next(iter(instance.iter_task_instances(dag_ids=[dag.dag_id])), None)),
+        ]
+        refused = []
+        for what, action in permissions:
+            try:
+                action()
+            except AirliftClientError as e:
+                refused.append(f"{what} ({first_line(e)})")
+        if refused:
+            checks.append(Check("API permissions", "FAIL", "refused: " + "; ".join(refused),
+                                "give the user read access to DAGs, DAG runs, task instances and DAG code (Viewer role)"))
+        else:
+            checks.append(Check("API permissions", "OK", ", ".join(w for w, _ in permissions)))
+    else:
+        checks.append(Check("API permissions", "WARN", "the user sees no DAGs, so runs and tasks could not be checked",
+                            "check the DAG folder is parsed and the user may read DAGs"))
+
+    skew = _skew(health, sent, received) if health is not None else None
+    if skew is None:
+        checks.append(Check("Clock skew", "WARN", "Airflow sent no Date header", ""))
+    else:
+        status = "OK" if abs(skew) <= MAX_SKEW_SECONDS else "FAIL"
+        detail = (
+            "Airflow's clock agrees with this machine's (to the second its Date header gives)"
+            if abs(skew) < 1.5 else f"Airflow's clock is {round(skew):+d} s from this machine's"
+        )
+        checks.append(Check("Clock skew", status, detail,
+                            "" if status == "OK" else "sync both clocks (NTP)"))
+    return checks + _dagster_checks(conn.dagster_url, timeout)
+
+
+_STYLE = {"OK": "[green]OK[/]", "WARN": "[yellow]WARN[/]", "FAIL": "[bold red]FAIL[/]"}
+
+
+@click.command()
+@connection_options
+@json_option
+def doctor(conn: Connection, as_json: bool) -> None:
+    """Check that Airlift can talk to Airflow (and Dagster) from here.
+
+    Checks reachability, the REST generation, the Airflow version, the credentials, the API
+    permissions the sensor needs, clock skew, and Dagster's webserver. Exit code 1 when a check
+    fails.
+
+    \b
+    Example:
+        AIRLIFT_AIRFLOW_URL=http://localhost:8080 AIRLIFT_AIRFLOW_USERNAME=admin \\
+        AIRLIFT_AIRFLOW_PASSWORD=admin airlift doctor --dagster-url http://localhost:3000
+    """
+    out = Output(as_json=as_json)
+    checks = run_checks(conn, out)
+    if as_json:
+        out.emit_json({"checked_at": datetime.now(timezone.utc).isoformat(), "checks": [asdict(c) for c in checks]})
+    else:
+        table = Table(show_header=False, box=None, pad_edge=False)
+        for column in ("status", "check", "detail"):
+            table.add_column(column, overflow="fold")
+        for check in checks:
+            detail = escape(check.detail) + (f"\n[dim]→ {escape(check.hint)}[/]" if check.hint and check.status != "OK" else "")
+            if check.status == "OK" and check.hint:
+                detail += f"\n[dim]{escape(check.hint)}[/]"
+            table.add_row(_STYLE[check.status], check.name, detail)
+        out.print(table)
+    raise SystemExit(EXIT_PROBLEMS if any(c.status == "FAIL" for c in checks) else EXIT_OK)

@@ -1,0 +1,25 @@
+"""Two tasks whose migration state the command-line tests change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from airlift_airflow import load_migration_state_from_yaml, mark_as_dagster_migrating
+
+try:  # Airflow 3
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.operators.empty import EmptyOperator
+
+with DAG("cli_pipeline", start_date=datetime(2024, 1, 1), schedule=None, catchup=False) as dag:
+    extract = EmptyOperator(task_id="extract")
+    publish = EmptyOperator(task_id="publish")
+    extract >> publish
+
+mark_as_dagster_migrating(
+    global_vars=globals(),
+    migration_state=load_migration_state_from_yaml(Path(__file__).parent / "migration_state"),
+)

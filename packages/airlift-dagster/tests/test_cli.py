@@ -1,0 +1,435 @@
+"""The ``airlift`` command line against the fake Airflow (both REST generations)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from click.testing import CliRunner, Result
+from dagster import DagsterInstance, asset, materialize
+
+from airlift_dagster.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, cli
+from airlift_dagster.cli._connect import Connection
+from airlift_protocol import (
+    MIGRATING_DAG_TAG,
+    dagster_run_tags,
+    load_dag_migration_state,
+    task_migration_doc,
+)
+from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState, FakeDag, FakeTask
+
+DAG = "dag_00001"
+
+
+@pytest.fixture(params=[2, 3], ids=["airflow2", "airflow3"])
+def fake(request: pytest.FixtureRequest) -> Iterator[FakeAirflow]:
+    state = FakeAirflowState.generate(dags=3, tasks_per_dag=3)
+    state.add_run(DAG, start=datetime.now(timezone.utc) - timedelta(hours=1), state="failed", task_state="failed")
+    with FakeAirflow(state, generation=int(request.param)) as server:
+        yield server
+
+
+@pytest.fixture
+def env(fake: FakeAirflow) -> dict[str, str]:
+    return {
+        "AIRLIFT_AIRFLOW_URL": fake.url,
+        "AIRLIFT_AIRFLOW_USERNAME": "admin",
+        "AIRLIFT_AIRFLOW_PASSWORD": "admin",
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
+
+
+def run(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def scaffold(env: dict[str, str], folder: Path, *extra: str) -> Path:
+    result = run(env, "state", "scaffold", str(folder), *extra)
+    assert result.exit_code == EXIT_OK, result.output
+    return folder / "migration_state"
+
+
+def test_scaffold_writes_every_live_dag_and_never_overwrites(env: dict[str, str], fake: FakeAirflow, tmp_path: Path) -> None:
+    state_dir = scaffold(env, tmp_path)
+    assert sorted(p.name for p in state_dir.iterdir()) == ["dag_00000.yaml", "dag_00001.yaml", "dag_00002.yaml"]
+    state = load_dag_migration_state(state_dir / f"{DAG}.yaml")
+    assert [(t.task_id, t.migrated) for t in state.tasks.values()] == [
+        ("task_000", False), ("task_001", False), ("task_002", False)
+    ]
+
+    edited = state_dir / f"{DAG}.yaml"
+    edited.write_text("# mine\n" + edited.read_text())
+    before = edited.read_text()
+    again = run(env, "state", "scaffold", str(tmp_path), "--dag", DAG)
+    assert again.exit_code == EXIT_OK
+    assert "exists" in again.output and edited.read_text() == before
+
+    # a task added in Airflow: --update appends it, keeps the comment and the flags
+    fake.state.dag(DAG).tasks.append(FakeTask("task_new"))  # type: ignore[union-attr]
+    updated = run(env, "state", "scaffold", str(tmp_path), "--dag", DAG, "--update")
+    assert updated.exit_code == EXIT_OK, updated.output
+    assert "+  task_new:" in updated.output
+    text = edited.read_text()
+    assert text.startswith("# mine\n") and text.endswith("  task_new:\n    migrated: false\n")
+    assert not [p for p in state_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_scaffold_writes_nothing_when_an_existing_file_is_invalid(env: dict[str, str], tmp_path: Path) -> None:
+    state_dir = tmp_path / "migration_state"
+    state_dir.mkdir()
+    (state_dir / "dag_00002.yaml").write_text("tasks:\n  task_000:\n    migrated: maybe\n")
+    result = run(env, "state", "scaffold", str(tmp_path), "--update")
+    assert result.exit_code == EXIT_ERROR
+    assert "dag_00002.yaml, line 3, key 'tasks.task_000.migrated'" in result.output
+    assert [p.name for p in state_dir.iterdir()] == ["dag_00002.yaml"]
+
+
+def test_connection_repr_hides_secrets() -> None:
+    conn = Connection(url="http://x", username="admin", password="s3cret", token="t0ken")
+    assert "s3cret" not in repr(conn) and "t0ken" not in repr(conn)
+
+
+def test_scaffold_pattern_selects_dags(env: dict[str, str], tmp_path: Path) -> None:
+    state_dir = scaffold(env, tmp_path, "--dag", "*02")
+    assert [p.name for p in state_dir.iterdir()] == ["dag_00002.yaml"]
+    nothing = run(env, "state", "scaffold", str(tmp_path / "other"), "--dag", "nope_*")
+    assert nothing.exit_code == EXIT_ERROR
+    assert "matches nope_*" in nothing.output and not (tmp_path / "other").exists()
+
+
+def test_set_and_rollback_edit_in_place_keeping_comments(env: dict[str, str], tmp_path: Path) -> None:
+    state_dir = scaffold(env, tmp_path)
+    path = state_dir / f"{DAG}.yaml"
+    path.write_text(
+        "# owned by the data team\ntasks:\n  task_000:  # extract\n    migrated: false\n"
+        "  task_001:\n    migrated: false   # next one\n  task_002:\n    migrated: false\n"
+    )
+    result = run(env, "state", "set", "-d", str(tmp_path), DAG, "task_000", "task_001", "--migrated")
+    assert result.exit_code == EXIT_OK, result.output
+    assert "-    migrated: false" in result.output and "+    migrated: true" in result.output
+    assert path.read_text() == (
+        "# owned by the data team\ntasks:\n  task_000:  # extract\n    migrated: true\n"
+        "  task_001:\n    migrated: true    # next one\n  task_002:\n    migrated: false\n"
+    )
+    assert load_dag_migration_state(path).migrated_task_ids == ("task_000", "task_001")
+
+    same = run(env, "state", "set", "-d", str(tmp_path), DAG, "task_000", "--migrated")
+    assert same.exit_code == EXIT_OK and "nothing changed" in same.output
+
+    one = run(env, "state", "rollback", "-d", str(tmp_path), DAG, "task_001")
+    assert one.exit_code == EXIT_OK, one.output
+    assert load_dag_migration_state(path).migrated_task_ids == ("task_000",)
+    every = run(env, "state", "rollback", "-d", str(tmp_path), DAG)
+    assert every.exit_code == EXIT_OK, every.output
+    assert load_dag_migration_state(path).migrated_task_ids == ()
+    assert "# extract" in path.read_text() and "# next one" in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("nodag", "t"), "no migration-state file for DAG 'nodag'"),
+        ((DAG, "nope"), "DAG 'dag_00001' has no task 'nope' in Airflow"),
+    ],
+)
+def test_set_rejects_unknown_dag_or_task_without_writing(
+    env: dict[str, str], tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    state_dir = scaffold(env, tmp_path)
+    before = {p.name: p.read_text() for p in state_dir.iterdir()}
+    result = run(env, "state", "set", "-d", str(tmp_path), *args, "--migrated")
+    assert result.exit_code == EXIT_ERROR
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert {p.name: p.read_text() for p in state_dir.iterdir()} == before
+
+
+def test_a_dag_gone_from_airflow_is_refused_unless_offline(env: dict[str, str], fake: FakeAirflow, tmp_path: Path) -> None:
+    state_dir = scaffold(env, tmp_path)
+    fake.state.dags = [d for d in fake.state.dags if d.dag_id != DAG]
+    refused = run(env, "state", "set", "-d", str(tmp_path), DAG, "task_000", "--migrated")
+    assert refused.exit_code == EXIT_ERROR and f"DAG {DAG!r} is not in" in refused.output
+    offline = run(env, "state", "set", "-d", str(tmp_path), DAG, "task_000", "--migrated", "--offline")
+    assert offline.exit_code == EXIT_OK
+    assert load_dag_migration_state(state_dir / f"{DAG}.yaml").migrated_task_ids == ("task_000",)
+
+
+def test_bad_yaml_is_one_line_naming_file_and_line(env: dict[str, str], tmp_path: Path) -> None:
+    state_dir = scaffold(env, tmp_path)
+    bad = state_dir / f"{DAG}.yaml"
+    bad.write_text("tasks:\n  task_000:\n    migrated: yes\n")
+    result = run(env, "state", "set", "-d", str(tmp_path), DAG, "task_001", "--migrated")
+    assert result.exit_code == EXIT_ERROR
+    assert result.output.strip() == (
+        f"error: {bad}, line 3, key 'tasks.task_000.migrated': expected true or false, found 'yes'."
+    )
+    assert bad.read_text() == "tasks:\n  task_000:\n    migrated: yes\n"
+
+    validate = run(env, "state", "validate", "-d", str(tmp_path))
+    assert validate.exit_code == EXIT_PROBLEMS
+    assert f"error: {bad}: line 3, key 'tasks.task_000.migrated'" in validate.output
+
+
+def test_validate_against_live_dags(env: dict[str, str], fake: FakeAirflow, tmp_path: Path) -> None:
+    state_dir = scaffold(env, tmp_path)
+    ok = run(env, "state", "validate", "-d", str(tmp_path))
+    assert ok.exit_code == EXIT_OK, ok.output
+    assert "3 state file(s) checked: 0 error(s), 0 warning(s)" in ok.output
+
+    (state_dir / "ghost.yaml").write_text("tasks:\n  a:\n    migrated: false\n")
+    (state_dir / f"{DAG}.yaml").write_text("tasks:\n  task_000:\n    migrated: false\n  gone:\n    migrated: false\n")
+    result = run(env, "state", "validate", "-d", str(tmp_path), "--json")
+    assert result.exit_code == EXIT_PROBLEMS
+    report = json.loads(result.output)
+    assert not report["ok"]
+    messages = {(p["level"], Path(p["where"]).name, p["message"]) for p in report["problems"]}
+    assert messages == {
+        ("error", "ghost.yaml", "DAG 'ghost' is not in Airflow"),
+        ("error", f"{DAG}.yaml", f"task 'gone' is not in Airflow's DAG {DAG!r}"),
+        ("warning", f"{DAG}.yaml", "tasks not listed (they run in Airflow): task_001, task_002"),
+    }
+    offline = run(env, "state", "validate", "-d", str(tmp_path), "--offline", "--url", "http://127.0.0.1:9")
+    assert offline.exit_code == EXIT_OK, offline.output
+
+
+DEFS_FILE = '''
+import os
+from dagster import AssetSpec, Definitions
+from airlift_dagster import AirflowInstance, BasicAuthBackend, dag_defs, task_defs
+
+airflow_instance = AirflowInstance(
+    auth_backend=BasicAuthBackend(webserver_url=os.environ["FAKE_URL"], username="admin", password="admin"),
+    name="fake_airflow",
+)
+defs = Definitions.merge(
+    dag_defs("dag_00001", task_defs("task_000", AssetSpec("raw")), task_defs("task_001", AssetSpec("clean"))),
+    dag_defs("dag_00002", task_defs("no_such_task", AssetSpec("orphan"))),
+)
+'''
+
+
+def test_validate_and_status_against_the_dagster_mapping(env: dict[str, str], fake: FakeAirflow, tmp_path: Path) -> None:
+    scaffold(env, tmp_path)
+    defs = tmp_path / "defs.py"
+    defs.write_text(DEFS_FILE)
+    # the Airflow instance comes from the definitions: no URL or credentials needed
+    code_env = {"FAKE_URL": fake.url, "NO_COLOR": "1", "COLUMNS": "200"}
+    assert run(code_env, "state", "set", "-d", str(tmp_path), "dag_00000", "task_000", "--migrated", "--defs", str(defs)).exit_code == 0
+    result = run(code_env, "state", "validate", "-d", str(tmp_path), "--defs", str(defs), "--json")
+    assert result.exit_code == EXIT_PROBLEMS
+    messages = {p["message"] for p in json.loads(result.output)["problems"]}
+    assert messages == {
+        f"task 'task_000' is migrated but no Dagster asset is mapped to it in {defs.resolve()}",
+        "assets orphan are mapped to task 'no_such_task' of DAG 'dag_00002', which Airflow does not have",
+    }
+
+    status = run(code_env, "state", "status", "-d", str(tmp_path), "--defs", str(defs), "--json")
+    assert status.exit_code == EXIT_OK, status.output
+    rows = {(r["dag_id"], r["task_id"]): r for r in json.loads(status.output)["tasks"]}
+    assert rows[(DAG, "task_000")]["assets"] == ["raw"]
+    assert rows[(DAG, "task_000")]["last_airflow_state"] == "failed (try 1)"
+    assert rows[("dag_00000", "task_000")]["migrated"] is True
+    assert rows[("dag_00000", "task_000")]["last_airflow_state"] is None
+    assert set(rows[("dag_00000", "task_000")]["warnings"]) == {
+        "Airflow still runs the original operator (not deployed or not re-parsed yet)",
+        "migrated, but no Dagster asset is mapped to it",
+    }
+
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    failed = run(code_env, "state", "status", "-d", str(tmp_path), "--defs", str(broken))
+    assert failed.exit_code == EXIT_ERROR
+    assert failed.output.strip() == f"error: {broken.resolve()}: loading your definitions failed: RuntimeError: boom"
+
+
+def test_status_table_and_drift(env: dict[str, str], fake: FakeAirflow, tmp_path: Path) -> None:
+    scaffold(env, tmp_path)
+    # Airflow already runs task_002 in Dagster (its doc carries the marker), the file says it should not
+    task = fake.state.dag(DAG).tasks[2]  # type: ignore[union-attr]
+    task.doc_md = task_migration_doc(None)
+    result = run(env, "state", "status", "-d", str(tmp_path))
+    assert result.exit_code == EXIT_OK, result.output
+    assert "\x1b[" not in result.output  # NO_COLOR and not a terminal: plain text
+    line = next(x for x in result.output.splitlines() if "task_002" in x and DAG in x)
+    assert "failed (try 1)" in line and "Airflow still runs it in Dagster" in line
+
+
+def test_diff_shows_what_a_deploy_changes(env: dict[str, str], fake: FakeAirflow, tmp_path: Path) -> None:
+    scaffold(env, tmp_path)
+    dag = fake.state.dag(DAG)
+    assert dag is not None
+    dag.tags.append(MIGRATING_DAG_TAG)
+    dag.tasks[2].doc_md = task_migration_doc("exports")
+    assert run(env, "state", "set", "-d", str(tmp_path), DAG, "task_000", "--migrated").exit_code == 0
+    fake.state.dags.append(FakeDag("orphan_dag", tasks=[FakeTask("t", doc_md=task_migration_doc(None))], tags=[MIGRATING_DAG_TAG]))
+
+    result = run(env, "state", "diff", "-d", str(tmp_path), "--json", "--exit-code")
+    assert result.exit_code == EXIT_PROBLEMS
+    changes = {c["dag_id"]: c for c in json.loads(result.output)["changes"]}
+    assert changes[DAG]["to_dagster"] == ["task_000"] and changes[DAG]["back_to_airflow"] == ["task_002"]
+    assert changes["orphan_dag"]["back_to_airflow"] == ["t"]
+    assert "no state file" in changes["orphan_dag"]["note"]
+    assert "not tagged" in changes["dag_00000"]["note"] and not changes["dag_00000"]["to_dagster"]
+
+    text = run(env, "state", "diff", "-d", str(tmp_path))
+    assert text.exit_code == EXIT_OK
+    assert "+ task_000  Airflow → Dagster" in text.output and "- task_002  Dagster → Airflow" in text.output
+
+
+def test_doctor_reports_each_check(env: dict[str, str], fake: FakeAirflow) -> None:
+    result = run(env, "doctor", "--json")
+    assert result.exit_code == EXIT_OK, result.output
+    checks = {c["name"]: c for c in json.loads(result.output)["checks"]}
+    assert [c["status"] for c in checks.values()] == ["OK"] * 6 + ["WARN"]
+    assert checks["REST API"]["detail"].startswith(f"Airflow {fake.generation} REST API")
+    assert checks["Airflow version"]["detail"] == ("2.11.2" if fake.generation == 2 else "3.3.2")
+    assert "list task instances (batch)" in checks["API permissions"]["detail"]
+    table = run(env, "doctor")
+    assert table.exit_code == EXIT_OK and "OK    Clock skew" in table.output
+
+
+def test_doctor_fails_on_wrong_password_and_refused_permissions(env: dict[str, str], fake: FakeAirflow) -> None:
+    wrong = run({**env, "AIRLIFT_AIRFLOW_PASSWORD": "s3cret-x"}, "doctor", "--json")
+    assert wrong.exit_code == EXIT_PROBLEMS
+    checks = {c["name"]: c for c in json.loads(wrong.output)["checks"]}
+    assert checks["Authentication"]["status"] == "FAIL" and "s3cret-x" not in wrong.output
+    assert "Airflow version" not in checks
+
+    fake.fail_next(r"taskInstances/list", 403, times=2)
+    refused = run(env, "doctor", "--json")
+    assert refused.exit_code == EXIT_PROBLEMS
+    checks = {c["name"]: c for c in json.loads(refused.output)["checks"]}
+    assert checks["API permissions"]["status"] == "FAIL"
+    assert "list task instances (batch)" in checks["API permissions"]["detail"]
+
+
+def test_doctor_checks_dagster(env: dict[str, str]) -> None:
+    result = run(env, "doctor", "--json", "--dagster-url", "http://127.0.0.1:9")
+    assert result.exit_code == EXIT_PROBLEMS
+    dagster = json.loads(result.output)["checks"][-1]
+    assert dagster["name"] == "Dagster" and dagster["status"] == "FAIL"
+
+
+def test_unreachable_and_wrong_password_are_one_line_and_write_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    down = run({**env, "AIRLIFT_AIRFLOW_URL": "http://127.0.0.1:9", "AIRLIFT_TIMEOUT": "2"}, "state", "scaffold", str(tmp_path))
+    assert down.exit_code == EXIT_ERROR
+    assert len(down.output.strip().splitlines()) == 1 and "cannot reach Airflow at http://127.0.0.1:9" in down.output
+    wrong = run({**env, "AIRLIFT_AIRFLOW_PASSWORD": "s3cret-wrong"}, "state", "scaffold", str(tmp_path))
+    assert wrong.exit_code == EXIT_ERROR
+    assert len(wrong.output.strip().splitlines()) == 1 and "refused" in wrong.output
+    assert "s3cret-wrong" not in wrong.output
+    assert not (tmp_path / "migration_state").exists()
+    doctor = run({**env, "AIRLIFT_AIRFLOW_URL": "http://127.0.0.1:9"}, "doctor")
+    assert doctor.exit_code == EXIT_PROBLEMS and "FAIL  Reachable" in doctor.output
+
+
+def test_missing_connection_and_usage_errors() -> None:
+    none = run({"NO_COLOR": "1"}, "state", "scaffold", "x")
+    assert none.exit_code == EXIT_ERROR and "no Airflow to talk to" in none.output
+    usage = run({}, "state", "set", "d", "t")
+    assert usage.exit_code == 2
+
+
+class _FakeDagsterGraphql(BaseHTTPRequestHandler):
+    """Answers the two queries the command line sends to Dagster's /graphql (shapes of Dagster 1.13)."""
+
+    runs: ClassVar[dict[tuple[str, str], list[dict[str, str]]]] = {}
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body["query"].strip() == "{ version }":
+            data: dict[str, Any] = {"version": "1.13.0"}
+        else:
+            tags = {t["key"]: t["value"] for t in body["variables"]["tags"]}
+            key = (tags["airlift/airflow_dag_id"], tags["airlift/airflow_task_id"])
+            data = {"runsOrError": {"results": self.runs.get(key, [])[:1]}}
+        payload = json.dumps({"data": data}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def dagster_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeDagsterGraphql)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_doctor_and_status_read_dagster_over_graphql(env: dict[str, str], tmp_path: Path, dagster_url: str) -> None:
+    doctor = run(env, "doctor", "--json", "--dagster-url", dagster_url)
+    assert doctor.exit_code == EXIT_OK, doctor.output
+    dagster = json.loads(doctor.output)["checks"][-1]
+    assert (dagster["status"], dagster["detail"]) == ("OK", f"{dagster_url} (Dagster 1.13.0)")
+    assert f"AIRFLOW_CONN_DAGSTER_DEFAULT='{dagster_url}'" in dagster["hint"]
+
+    scaffold(env, tmp_path)
+    _FakeDagsterGraphql.runs = {(DAG, "task_001"): [{"runId": "0123456789abcdef", "status": "SUCCESS"}]}
+    status = run(env, "state", "status", "-d", str(tmp_path), "--json", "--dagster-url", dagster_url)
+    assert status.exit_code == EXIT_OK, status.output
+    rows = {(r["dag_id"], r["task_id"]): r for r in json.loads(status.output)["tasks"]}
+    assert rows[(DAG, "task_001")]["last_dagster_run"] == "SUCCESS 01234567"
+    assert rows[(DAG, "task_000")]["last_dagster_run"] is None
+
+
+@pytest.mark.parametrize("fake", [3], indirect=True)  # reading Dagster does not depend on Airflow's generation
+def test_status_reads_the_local_dagster_instance_with_defs(env: dict[str, str], fake: FakeAirflow, tmp_path: Path) -> None:
+    scaffold(env, tmp_path)
+    defs = tmp_path / "defs.py"
+    defs.write_text(DEFS_FILE)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+
+    @asset(key="raw")
+    def raw() -> None:
+        pass
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        result = materialize([raw], instance=instance, tags=dagster_run_tags(dag_id=DAG, task_id="task_000", run_id="r1"))
+        run_id = result.run_id
+    status = run({"FAKE_URL": fake.url, "DAGSTER_HOME": str(home)}, "state", "status", "-d", str(tmp_path), "--defs", str(defs), "--json")
+    assert status.exit_code == EXIT_OK, status.output
+    report = json.loads(status.output)
+    rows = {(r["dag_id"], r["task_id"]): r for r in report["tasks"]}
+    assert report["dagster"] == f"DAGSTER_HOME={home}"
+    assert rows[(DAG, "task_000")]["last_dagster_run"] == f"SUCCESS {run_id[:8]}"
+    assert rows[(DAG, "task_001")]["last_dagster_run"] is None
+
+
+def test_module_option_and_errors_printed_verbatim(fake: FakeAirflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    module = f"cli_defs_{fake.generation}"
+    (tmp_path / f"{module}.py").write_text(DEFS_FILE)
+    scaffold({"FAKE_URL": fake.url, "AIRLIFT_DEFS_MODULE": module}, tmp_path)
+    status = run({"FAKE_URL": fake.url}, "state", "status", "-m", module, "--json")
+    assert status.exit_code == EXIT_OK, status.output
+    assert json.loads(status.output)["airflow"] == fake.url
+
+    (tmp_path / "odd.py").write_text("raise ValueError('use [bold]this[/bold] literally')\n")
+    odd = run({}, "state", "status", "--defs", "odd.py")
+    assert odd.exit_code == EXIT_ERROR and "use [bold]this[/bold] literally" in odd.output
+
+
+def test_doctor_names_an_mwaa_environment_it_cannot_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    env = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+    result = run(env, "doctor", "--json", "--mwaa-env", "my_env", "--mwaa-region", "eu-west-1")
+    assert result.exit_code == EXIT_PROBLEMS
+    first = json.loads(result.output)["checks"][0]
+    assert (first["name"], first["status"]) == ("Airflow location", "FAIL")
+    assert "MWAA environment 'my_env'" in first["detail"]
