@@ -295,14 +295,17 @@ def pick_python(side: str, console: Console) -> str:
         base = Path(sys.base_prefix) / "bin" / f"python{here}"
         return str(base if base.exists() else Path(sys.executable).resolve())
     uv = shutil.which("uv")
-    if uv and os.environ.get("UV_PYTHON_DOWNLOADS", "").lower() != "never":
-        console.say(f"No Python {', '.join(supported)} on PATH; asking uv to fetch Python {supported[0]} ...")
-        done = subprocess.run([uv, "python", "find", "--python-preference", "managed", supported[0]], capture_output=True, text=True)
-        if done.returncode != 0:
+    if uv:
+        for version in supported:  # Pythons uv installed earlier (not on PATH)
+            done = subprocess.run([uv, "python", "find", "--no-python-downloads", version], capture_output=True, text=True)
+            if done.returncode == 0 and done.stdout.strip():
+                return done.stdout.strip()
+        if os.environ.get("UV_PYTHON_DOWNLOADS", "").lower() != "never":
+            console.say(f"No Python {', '.join(supported)} found; asking uv to install Python {supported[0]} ...")
             subprocess.run([uv, "python", "install", supported[0]], check=False)
-            done = subprocess.run([uv, "python", "find", supported[0]], capture_output=True, text=True)
-        if done.returncode == 0 and done.stdout.strip():
-            return done.stdout.strip()
+            done = subprocess.run([uv, "python", "find", "--no-python-downloads", supported[0]], capture_output=True, text=True)
+            if done.returncode == 0 and done.stdout.strip():
+                return done.stdout.strip()
     raise TutorialError(
         f"the {side.replace('airflow', 'Airflow ')} side needs Python {' or '.join(sorted(supported))}, and none is on PATH "
         f"(this script runs on Python {here}). Install one (e.g. `uv python install {supported[0]}` or your OS package), "
@@ -456,7 +459,7 @@ def run(args: argparse.Namespace, console: Console, guard: SignalGuard) -> int:
     recorder = GroupRecorder(state_file, airflow, dagster)
     recorder.start()
     try:
-        with console.step(f"Starting Airflow on {airflow.url} (about 30-60 s)"):
+        with console.step(f"Starting Airflow on {airflow.url} (about a minute; a new database takes longer)"):
             airflow.start()
         with console.step(f"Waiting for DAG {DAG_ID} to be parsed, then unpausing it"):
             airflow.wait_for_dags([DAG_ID])

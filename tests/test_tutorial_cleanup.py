@@ -117,3 +117,28 @@ def test_port_taken_by_another_program_says_so(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"port {port} on 127.0.0.1, wanted for Airflow, is in use by another program" in done.stdout
     assert f"--airflow-port {port + 1}" in done.stdout
+
+
+def _only_python(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str) -> None:
+    """A machine whose only Python is ``version`` (no pyenv, no uv-managed Pythons)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / f"python{version}").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+
+
+def test_each_side_picks_a_python_it_supports(tutorial: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    _only_python(monkeypatch, tmp_path, here)
+    console = tutorial.Console(io.StringIO())
+    for side in ("airflow2", "airflow3", "dagster"):
+        if here in tutorial.SUPPORTED_PYTHONS[side]:
+            assert tutorial.pick_python(side, console) == here
+
+
+def test_no_supported_python_says_which_are_needed(tutorial: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _only_python(monkeypatch, tmp_path, "3.9")
+    monkeypatch.setitem(tutorial.SUPPORTED_PYTHONS, "airflow2", ("3.98", "3.99"))  # not the one running this test
+    with pytest.raises(tutorial.TutorialError, match=r"the Airflow 2 side needs Python 3\.98 or 3\.99, and none is on PATH"):
+        tutorial.pick_python("airflow2", tutorial.Console(io.StringIO()))
