@@ -40,7 +40,8 @@ os.environ.setdefault("AIRLIFT_REPO_ROOT", str(ROOT))
 
 from airlift_testing.airflow import AirflowServer, airflow_venv  # noqa: E402
 from airlift_testing.dagster import DagsterServer, dagster_venv  # noqa: E402
-from airlift_testing.procs import link_host  # noqa: E402
+from airlift_testing.procs import ServerStartError, link_host  # noqa: E402
+from airlift_testing.venvs import VenvBuildError  # noqa: E402
 from airlift_testing.versions import AIRFLOW_VERSIONS, find_python  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "tutorial-example"
@@ -433,7 +434,16 @@ def run(args: argparse.Namespace, console: Console, guard: SignalGuard) -> int:
     env = tutorial_env(state_dir, f"http://{host}:{args.airflow_port}", f"http://{host}:{args.dagster_port}")
     state_file.write(pid=os.getpid(), airflow=args.airflow, step=args.step, host=args.host, process_groups=[],
                      started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    try:
+        return start_and_wait(args, console, guard, state_file, state_dir, env)
+    finally:
+        state_file.remove()  # every server it lists has been stopped by now
 
+
+def start_and_wait(args: argparse.Namespace, console: Console, guard: SignalGuard, state_file: StateFile,
+                   state_dir: Path, env: dict[str, str]) -> int:
+    """Build the environments, start both servers, print the banner, wait for a signal; always stops
+    what it started."""
     with console.step("Choosing Python for each side") as note:
         airflow_python = pick_python(f"airflow{args.airflow}", console)
         dagster_python = pick_python("dagster", console)
@@ -442,8 +452,10 @@ def run(args: argparse.Namespace, console: Console, guard: SignalGuard) -> int:
         venv = dagster_venv(DAGSTER_SIDE, python=dagster_python)
     with console.step("dbt parse (the manifest Dagster reads)"):
         project = EXAMPLE / "dbt_project"
-        subprocess.run([str(venv / "bin" / "dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project)],
-                       check=True, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        parsed = subprocess.run([str(venv / "bin" / "dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project)],
+                                env={**os.environ, **env}, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if parsed.returncode != 0:
+            raise TutorialError(f"`dbt parse` failed in {project}:\n{(parsed.stdout + parsed.stderr)[-3000:]}")
     with console.step(f"Airflow {AIRFLOW_VERSIONS[args.airflow]} environment (uv; minutes the first time)"):
         airflow_venv(args.airflow, AIRFLOW_SIDE, AIRFLOW_REQUIREMENTS, python=airflow_python)
 
@@ -487,7 +499,6 @@ def run(args: argparse.Namespace, console: Console, guard: SignalGuard) -> int:
             recorder.stop()
             dagster.stop()
             airflow.stop()
-        state_file.remove()
 
 
 class GroupRecorder(threading.Thread):
@@ -550,6 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     except StopRequested:
         console.say("Stopped before any server started.")
         return 0
+    except (ServerStartError, VenvBuildError) as e:
+        console.say(f"error: {e}")
+        return 1
     except KeyboardInterrupt:
         return 130
 
