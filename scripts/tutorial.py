@@ -204,6 +204,9 @@ def stop_group(pgid: int, timeout: float = 20.0) -> None:
     if group_alive(pgid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and group_alive(pgid):
+            time.sleep(0.2)
 
 
 # ------------------------------------------------------------------------------------------ state file
@@ -437,7 +440,8 @@ def run(args: argparse.Namespace, console: Console, guard: SignalGuard) -> int:
     try:
         return start_and_wait(args, console, guard, state_file, state_dir, env)
     finally:
-        state_file.remove()  # every server it lists has been stopped by now
+        if not live_leftovers(state_file.read() or {})[1]:  # keep the record of anything still running
+            state_file.remove()
 
 
 def start_and_wait(args: argparse.Namespace, console: Console, guard: SignalGuard, state_file: StateFile,
@@ -499,6 +503,11 @@ def start_and_wait(args: argparse.Namespace, console: Console, guard: SignalGuar
             recorder.stop()
             dagster.stop()
             airflow.stop()
+            for group in recorder.known:  # whatever a server's own stop left in its process group
+                if group_alive(group["pgid"]):
+                    stop_group(group["pgid"], timeout=5)
+            if still := [g for g in recorder.known if group_alive(g["pgid"])]:
+                raise TutorialError(f"could not stop {describe(still)}; they stay listed in {state_file.path}")
 
 
 class GroupRecorder(threading.Thread):

@@ -93,6 +93,11 @@ class ServerProcess:
                     os.killpg(pgid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+                # SIGKILL is not instant (a process in uninterruptible I/O dies when the I/O ends).
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and _group_alive(pgid):
+                    self.popen.poll()
+                    time.sleep(0.2)
         try:
             self.popen.wait(timeout=10)
         except subprocess.TimeoutExpired:
