@@ -413,14 +413,17 @@ def run(args: argparse.Namespace, console: Console, guard: SignalGuard) -> int:
     if previous is not None:
         owner, groups = live_leftovers(previous)
         if owner is not None or groups:
-            what = (f"another tutorial is running (pid {owner}, Airflow {previous.get('airflow')}, step {previous.get('step')}); "
-                    "press Ctrl-C in its terminal" if owner is not None
-                    else f"servers left by an earlier tutorial are still running: {describe(groups)}")
+            if owner is not None:
+                what = f"another tutorial is running (pid {owner}, Airflow {previous.get('airflow')}, step {previous.get('step')})"
+                how = "press Ctrl-C in its terminal, or run `uv run scripts/tutorial.py --stop`, then start again"
+            else:
+                what = f"servers left by an earlier tutorial are still running: {describe(groups)}"
+                how = "stop them with `uv run scripts/tutorial.py --stop`, then start again"
             console.say(f"{what[0].upper()}{what[1:]}.")
             if ask("Stop them now? [Y/n] "):
                 stop_leftovers(state_file, console)
             else:
-                raise TutorialError(f"{what}; or stop it all with `uv run scripts/tutorial.py --stop`, then start again")
+                raise TutorialError(f"{what}; {how}")
         else:
             state_file.remove()
     for port, what, flag in ((args.airflow_port, "Airflow", "--airflow-port"), (args.dagster_port, "Dagster", "--dagster-port")):
