@@ -419,7 +419,8 @@ def run(args: argparse.Namespace, console: Console, guard: SignalGuard) -> int:
             else:
                 what = f"servers left by an earlier tutorial are still running: {describe(groups)}"
                 how = "stop them with `uv run scripts/tutorial.py --stop`, then start again"
-            console.say(f"{what[0].upper()}{what[1:]}.")
+            if sys.stdin.isatty():
+                console.say(f"{what[0].upper()}{what[1:]}.")
             if ask("Stop them now? [Y/n] "):
                 stop_leftovers(state_file, console)
             else:
