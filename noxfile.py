@@ -87,6 +87,8 @@ SUITES: tuple[Suite, ...] = (
     Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server"),
     Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server"),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
+    # scripts/tutorial.py as a user runs it: start, trigger, see the materialization, two Ctrl-C, nothing left
+    Suite("tutorial-script", ("tests/test_tutorial_script.py",), (), marker="integration", airflow="server"),
     Suite("tutorial", ("examples/tutorial-example/tests",), (*_pkg("airlift-dbt", "[duckdb]"), f"-e{ROOT / 'examples' / 'tutorial-example'}"), marker="integration", airflow="server"),
 )
 

@@ -83,3 +83,19 @@ def test_dagster_needs_exactly_one_target(tmp_path: Path) -> None:
     server = DagsterServer(workspace_file=tmp_path / "workspace.yaml", home=tmp_path, extra_packages=[])
     assert server.target == ["-w", str((tmp_path / "workspace.yaml").resolve())]
     assert server.graphql_url == f"http://127.0.0.1:{server.port}/graphql"
+
+
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_host_sets_the_listen_address_and_every_link(tmp_path: Path, version: str) -> None:
+    server = _server(tmp_path, version, host="localhost", python="3.12")
+    env = server.env()
+    assert server.url == f"http://localhost:{server.port}" and server.python == "3.12"
+    listen = "AIRFLOW__WEBSERVER__WEB_SERVER_HOST" if version == "2" else "AIRFLOW__API__HOST"
+    base = "AIRFLOW__WEBSERVER__BASE_URL" if version == "2" else "AIRFLOW__API__BASE_URL"
+    assert env[listen] == "localhost" and env[base] == server.url
+
+
+def test_dagster_host_and_no_process_groups_before_start(tmp_path: Path) -> None:
+    server = DagsterServer(workspace_file=tmp_path / "workspace.yaml", home=tmp_path / "home", host="localhost")
+    assert server.url == f"http://localhost:{server.port}" and server.process_group_ids() == []
+    assert _server(tmp_path, "3").process_group_ids() == []

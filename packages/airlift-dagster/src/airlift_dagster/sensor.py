@@ -48,6 +48,7 @@ from dagster import (
 from airlift_client import AirflowInstance, AirflowUiLinks, AirliftClientError, ui_links_for
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.state import AirflowInstanceState
+from airlift_dagster.ticks import build_sensor_result
 from airlift_protocol import (
     AIRFLOW_RUN_ID_RUN_TAG,
     DagRun,
@@ -394,6 +395,6 @@ def build_airflow_sensor(
             )
         check_keys = sorted({k for key in outcome.materialized for k in plan.user_check_keys.get(key, ())}, key=str)
         run_requests = [RunRequest(asset_selection=[], asset_check_keys=check_keys)] if check_keys else []
-        return SensorResult(asset_events=outcome.events, cursor=outcome.cursor.serialize(), run_requests=run_requests)
+        return build_sensor_result(asset_events=outcome.events, cursor=outcome.cursor.serialize(), run_requests=run_requests)
 
     return _airflow_sensor

@@ -17,7 +17,14 @@ from urllib.parse import quote
 
 import requests
 
-from airlift_testing.procs import ServerProcess, ServerStartError, free_port, tail, wait_until
+from airlift_testing.procs import (
+    ServerProcess,
+    ServerStartError,
+    free_port,
+    link_host,
+    tail,
+    wait_until,
+)
 from airlift_testing.venvs import ensure_venv
 from airlift_testing.versions import AIRFLOW_VERSIONS, DEFAULT_PYTHON, airflow_requirement
 
@@ -41,13 +48,15 @@ def _resolve_version(version: str) -> str:
     return AIRFLOW_VERSIONS.get(str(version), str(version))
 
 
-def airflow_venv(version: str, extra_packages: Sequence[Path | str] = (), extra_requirements: Sequence[str] = ()) -> Path:
-    """The cached venv of an Airflow version (plus editable local packages and extra requirements)."""
+def airflow_venv(version: str, extra_packages: Sequence[Path | str] = (), extra_requirements: Sequence[str] = (),
+                 *, python: str = DEFAULT_PYTHON) -> Path:
+    """The cached venv of an Airflow version (plus editable local packages and extra requirements);
+    ``python`` is a version ("3.11") or an interpreter path."""
     full = _resolve_version(version)
     return ensure_venv(
         f"airflow-{full}",
         [airflow_requirement(full), *extra_requirements],
-        python=DEFAULT_PYTHON,
+        python=python,
         editable=list(extra_packages),
     )
 
@@ -76,7 +85,11 @@ class AirflowServer:
         extra_users: Sequence[AirflowUser] = (),
         port: int | None = None,
         startup_timeout: float = 240.0,
+        python: str = DEFAULT_PYTHON,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.python = python
+        self.host = host
         self.version = _resolve_version(version)
         self.generation = int(self.version.split(".")[0])
         self.dags_folder = Path(dags_folder).resolve()
@@ -103,7 +116,7 @@ class AirflowServer:
     @property
     def url(self) -> str:
         """Base URL of the webserver / API server."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{link_host(self.host)}:{self.port}"
 
     @property
     def api_base(self) -> str:
@@ -135,7 +148,7 @@ class AirflowServer:
             env.update(
                 {
                     "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth,airflow.api.auth.backend.session",
-                    "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
+                    "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": self.host,
                     "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.port),
                     "AIRFLOW__WEBSERVER__BASE_URL": self.url,
                     "AIRFLOW__WEBSERVER__WORKERS": "1",
@@ -151,7 +164,7 @@ class AirflowServer:
                 {
                     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
                     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-                    "AIRFLOW__API__HOST": "127.0.0.1",
+                    "AIRFLOW__API__HOST": self.host,
                     "AIRFLOW__API__PORT": str(self.port),
                     "AIRFLOW__API__BASE_URL": self.url,
                     "AIRFLOW__API__WORKERS": "1",
@@ -170,7 +183,7 @@ class AirflowServer:
         Sets :attr:`startup_seconds` (from ``db migrate`` to a healthy API; venv build excluded).
         """
         self.home.mkdir(parents=True, exist_ok=True)
-        self.venv = airflow_venv(self.version, self.extra_packages, self.extra_requirements)
+        self.venv = airflow_venv(self.version, self.extra_packages, self.extra_requirements, python=self.python)
         env = self.env()
         airflow = str(self.venv / "bin" / "airflow")
         started = time.monotonic()
@@ -227,6 +240,10 @@ class AirflowServer:
         if self._process is not None:
             self._process.stop()
             self._process = None
+
+    def process_group_ids(self) -> list[int]:
+        """Process groups of the running server (one: ``airflow standalone`` and its children)."""
+        return [self._process.pid] if self._process is not None and self._process.running() else []
 
     def cleanup(self) -> None:
         """Stop and remove the home folder if this object created it."""

@@ -14,7 +14,14 @@ from typing import Any
 
 import requests
 
-from airlift_testing.procs import ServerProcess, ServerStartError, free_port, tail, wait_until
+from airlift_testing.procs import (
+    ServerProcess,
+    ServerStartError,
+    free_port,
+    link_host,
+    tail,
+    wait_until,
+)
 from airlift_testing.venvs import ensure_venv, repo_root
 from airlift_testing.versions import DAGSTER_REQUIREMENTS, DEFAULT_PYTHON
 
@@ -31,9 +38,11 @@ _DAEMON_QUERY = """
 """
 
 
-def dagster_venv(extra_packages: Sequence[Path | str] = (), extra_requirements: Sequence[str] = ()) -> Path:
-    """The cached Dagster venv (DAGSTER_REQUIREMENTS + editable local packages + extras)."""
-    return ensure_venv("dagster", [*DAGSTER_REQUIREMENTS, *extra_requirements], python=DEFAULT_PYTHON,
+def dagster_venv(extra_packages: Sequence[Path | str] = (), extra_requirements: Sequence[str] = (),
+                 *, python: str = DEFAULT_PYTHON) -> Path:
+    """The cached Dagster venv (DAGSTER_REQUIREMENTS + editable local packages + extras); ``python`` is a
+    version ("3.11") or an interpreter path."""
+    return ensure_venv("dagster", [*DAGSTER_REQUIREMENTS, *extra_requirements], python=python,
                        editable=list(extra_packages))
 
 
@@ -59,7 +68,11 @@ class DagsterServer:
         port: int | None = None,
         with_daemon: bool = True,
         startup_timeout: float = 180.0,
+        python: str = DEFAULT_PYTHON,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.python = python
+        self.host = host
         if (defs_file is None) == (workspace_file is None):
             raise ValueError("give exactly one of defs_file or workspace_file")
         self.target = ["-f", str(Path(defs_file).resolve())] if defs_file else ["-w", str(Path(workspace_file).resolve())]  # type: ignore[arg-type]
@@ -78,7 +91,7 @@ class DagsterServer:
     @property
     def url(self) -> str:
         """Base URL of the webserver."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{link_host(self.host)}:{self.port}"
 
     @property
     def graphql_url(self) -> str:
@@ -107,7 +120,7 @@ class DagsterServer:
             "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
             "  config:\n    dequeue_interval_seconds: 1\n"
         )
-        self.venv = dagster_venv(self.extra_packages, self.extra_requirements)
+        self.venv = dagster_venv(self.extra_packages, self.extra_requirements, python=self.python)
         env = self.env()
         bin_dir = self.venv / "bin"
         started = time.monotonic()
@@ -118,7 +131,7 @@ class DagsterServer:
         if migrate.returncode != 0:
             raise ServerStartError(f"dagster instance migrate failed in {self.home}:\n{(migrate.stdout + migrate.stderr)[-3000:]}")
         self._processes.append(ServerProcess(
-            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), *self.target],
+            [str(bin_dir / "dagster-webserver"), "-h", self.host, "-p", str(self.port), *self.target],
             log_path=self.home / "webserver.log", env=env, cwd=self.home))
         if self.with_daemon:
             self._processes.append(ServerProcess(
@@ -168,6 +181,10 @@ class DagsterServer:
         for process in reversed(self._processes):
             process.stop()
         self._processes.clear()
+
+    def process_group_ids(self) -> list[int]:
+        """Process groups of the running webserver and daemon (each in its own)."""
+        return [p.pid for p in self._processes if p.running()]
 
     def cleanup(self) -> None:
         """Stop and remove the DAGSTER_HOME folder if this object created it."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["ServerProcess", "ServerStartError", "free_port", "tail", "wait_until"]
+__all__ = ["ServerProcess", "ServerStartError", "free_port", "link_host", "tail", "wait_until"]
 
 T = TypeVar("T")
 
@@ -25,6 +25,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def link_host(host: str) -> str:
+    """The host name links use for a server listening on ``host``: the machine's name for a wildcard
+    address (``0.0.0.0``, ``::``), else ``host`` itself.
+
+    >>> link_host("127.0.0.1")
+    '127.0.0.1'
+    """
+    if host in ("0.0.0.0", "::", ""):
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
 
 
 def tail(path: Path, lines: int = 60) -> str:
@@ -81,6 +93,11 @@ class ServerProcess:
                     os.killpg(pgid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+                # SIGKILL is not instant (a process in uninterruptible I/O dies when the I/O ends).
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and _group_alive(pgid):
+                    self.popen.poll()
+                    time.sleep(0.2)
         try:
             self.popen.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -68,7 +68,8 @@ def ensure_venv(
     The folder name carries a hash of the inputs, so a changed requirement list builds a new venv;
     editable installs mean source edits of those folders need no rebuild. Concurrency-safe (file
     lock next to the venv) and atomic (a ``.complete`` marker is written last; a venv without it is
-    removed and rebuilt). Returns the venv folder.
+    removed and rebuilt). ``python`` is a version found with :func:`find_python` or an interpreter
+    path. Returns the venv folder.
     """
     paths = [str(Path(p).resolve()) for p in editable]
     for path in paths:
@@ -89,7 +90,7 @@ def ensure_venv(
         env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
         env.pop("VIRTUAL_ENV", None)
         steps = [
-            [*uv, "venv", "-q", "-p", find_python(python), str(venv)],
+            [*uv, "venv", "-q", "-p", python if os.sep in python else find_python(python), str(venv)],
             [*uv, "pip", "install", "-q", "-p", str(venv / "bin" / "python"), *requirements,
              *(arg for p in paths for arg in ("-e", p))],
         ]

@@ -1,0 +1,144 @@
+"""The tutorial script's cleanup without servers: signals after the first never interrupt the stop,
+and leftovers recorded in the state file are found on start and stopped by ``--stop``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "tutorial.py"
+
+
+@pytest.fixture(scope="module")
+def tutorial() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tutorial_script", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def restore_signals() -> Iterator[None]:
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.usefixtures("restore_signals")
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_only_the_first_signal_interrupts(tutorial: Any, first: int) -> None:
+    console = tutorial.Console(io.StringIO())
+    guard = tutorial.SignalGuard(console)
+    guard.install()
+    def signal_self() -> None:
+        os.kill(os.getpid(), first)
+        time.sleep(1)  # the handler runs at the next bytecode, well before this ends
+
+    with pytest.raises(tutorial.StopRequested):
+        signal_self()
+    output = console.stream
+    for again in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        os.kill(os.getpid(), again)  # arrives "during the stop": must not raise
+        time.sleep(0.05)
+    assert guard.received == first
+    if first != signal.SIGHUP:  # after SIGHUP the terminal is gone: nothing is printed
+        assert output.getvalue().count("already stopping, please wait") == 4
+
+
+@pytest.fixture
+def leftover(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """A process group recorded in a state file whose owner is gone, as after ``kill -9`` of the script."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    state = {"pid": 999999999, "airflow": "3", "step": "peer", "process_groups": [
+        {"name": "Airflow", "pgid": process.pid, "executable": sys.executable, "url": "http://127.0.0.1:1"}]}
+    (tmp_path / "tutorial.json").write_text(json.dumps(state))
+    yield tmp_path, process.pid
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=120, env={**os.environ, "AIRLIFT_REPO_ROOT": str(ROOT)})
+
+
+def test_start_names_leftovers_and_how_to_stop_them(leftover: tuple[Path, int], tutorial: Any) -> None:
+    state_dir, pgid = leftover
+    done = _run("--state-dir", str(state_dir), "--airflow-port", "1", "--dagster-port", "2")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"Airflow (process group {pgid}, http://127.0.0.1:1)" in done.stdout
+    assert "uv run scripts/tutorial.py --stop" in done.stdout
+    assert tutorial.group_alive(pgid)
+
+
+def test_stop_stops_leftovers_and_removes_the_state_file(leftover: tuple[Path, int], tutorial: Any) -> None:
+    state_dir, pgid = leftover
+    done = _run("--state-dir", str(state_dir), "--stop")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Stopping Airflow (process group {pgid})" in done.stdout
+    assert not tutorial.group_alive(pgid)
+    assert not (state_dir / "tutorial.json").exists()
+    again = _run("--state-dir", str(state_dir), "--stop")
+    assert "Nothing to stop" in again.stdout
+
+
+def test_a_reused_process_group_id_is_not_ours(leftover: tuple[Path, int], tutorial: Any) -> None:
+    state_dir, _ = leftover
+    state = json.loads((state_dir / "tutorial.json").read_text())
+    state["process_groups"][0]["executable"] = "/nonexistent/venv"
+    owner, groups = tutorial.live_leftovers(state)
+    assert owner is None and groups == []
+
+
+def test_port_taken_by_another_program_says_so(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _run("--state-dir", str(tmp_path), "--airflow-port", str(port), "--dagster-port", "2")
+    assert done.returncode == 2
+    assert f"port {port} on 127.0.0.1, wanted for Airflow, is in use by another program" in done.stdout
+    assert f"--airflow-port {port + 1}" in done.stdout
+
+
+def _only_python(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str) -> None:
+    """A machine whose only Python is ``version`` (no pyenv, no uv-managed Pythons)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / f"python{version}").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+
+
+def test_each_side_picks_a_python_it_supports(tutorial: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    _only_python(monkeypatch, tmp_path, here)
+    console = tutorial.Console(io.StringIO())
+    for side in ("airflow2", "airflow3", "dagster"):
+        if here in tutorial.SUPPORTED_PYTHONS[side]:
+            assert tutorial.pick_python(side, console) == here
+
+
+def test_no_supported_python_says_which_are_needed(tutorial: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _only_python(monkeypatch, tmp_path, "3.9")
+    monkeypatch.setitem(tutorial.SUPPORTED_PYTHONS, "airflow2", ("3.98", "3.99"))  # not the one running this test
+    with pytest.raises(tutorial.TutorialError, match=r"the Airflow 2 side needs Python 3\.98 or 3\.99, and none is on PATH"):
+        tutorial.pick_python("airflow2", tutorial.Console(io.StringIO()))

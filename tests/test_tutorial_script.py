@@ -1,0 +1,126 @@
+"""``scripts/tutorial.py`` as a user runs it: ``uv run`` in a terminal's process group, both servers up,
+a triggered DAG run materialized in Dagster, then two quick Ctrl-C that leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from airlift_testing import AirflowServer, free_port, wait_until
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
+DAG_ID = "rebuild_customers_list"
+BANNER_END = "Press Ctrl-C to stop both servers."
+MATERIALIZATIONS = """query($path: [String!]!) { assetOrError(assetKey: {path: $path}) {
+  ... on Asset { assetMaterializations(limit: 5) { runOrError { __typename } metadataEntries { label
+    ... on UrlMetadataEntry { url } } } } } }"""
+
+
+def _output(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    for entry in Path("/proc").iterdir():  # zombies do not count
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if fields[2] == str(pgid) and fields[0] != "Z":
+                return True
+    return False
+
+
+@pytest.fixture
+def tutorial(airflow_version: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    uv = shutil.which("uv")
+    assert uv, "uv must be on PATH (the README's first step installs it)"
+    ports = {"airflow": free_port(), "dagster": free_port()}
+    state_dir = tmp_path / "state"
+    log = tmp_path / "tutorial.out"
+    with log.open("wb") as out:
+        # A terminal runs the command in its own process group; Ctrl-C signals that whole group.
+        process = subprocess.Popen(
+            [uv, "run", str(ROOT / "scripts" / "tutorial.py"), "--airflow", airflow_version.split(".")[0],
+             "--airflow-port", str(ports["airflow"]), "--dagster-port", str(ports["dagster"]), "--state-dir", str(state_dir)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
+        )
+    world = {"process": process, "ports": ports, "state_file": state_dir / "tutorial.json", "log": log, "groups": []}
+    try:
+        yield world
+    finally:
+        if process.poll() is None:  # the test failed half-way: do not leave servers behind
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=120)
+        for pgid in world["groups"]:
+            if _group_alive(pgid):
+                os.killpg(pgid, signal.SIGKILL)
+
+
+def test_start_trigger_materialize_then_two_ctrl_c_leave_nothing(tutorial: dict[str, Any], airflow_version: str) -> None:
+    process: subprocess.Popen[bytes] = tutorial["process"]
+    log: Path = tutorial["log"]
+
+    deadline = time.monotonic() + 1500  # a cold cache builds both environments first
+    while BANNER_END not in _output(log):
+        assert process.poll() is None, f"tutorial.py exited with {process.returncode}:\n{_output(log)}"
+        assert time.monotonic() < deadline, f"no banner after 1500 s:\n{_output(log)}"
+        time.sleep(2)
+    output = _output(log)
+    airflow_url = f"http://127.0.0.1:{tutorial['ports']['airflow']}"
+    dagster_url = f"http://127.0.0.1:{tutorial['ports']['dagster']}"
+    assert f"{airflow_url}/dags/{DAG_ID}" in output and f"{dagster_url}/asset-groups" in output, output
+    state = json.loads(tutorial["state_file"].read_text())
+    tutorial["groups"] = [g["pgid"] for g in state["process_groups"]]
+    assert [g["name"] for g in state["process_groups"]] == ["Airflow", "Dagster webserver", "Dagster daemon"], state
+
+    # Trigger as a user would (the tutorial unpaused the DAG) and wait for Airflow to finish the run.
+    airflow = AirflowServer(version=airflow_version, dags_folder=ROOT / "examples" / "tutorial-example" / "airflow_dags",
+                            home=log.parent / "client-only", port=tutorial["ports"]["airflow"])
+    assert not any(d["is_paused"] for d in airflow.dags() if d["dag_id"] == DAG_ID)
+    run_id = airflow.trigger(DAG_ID, unpause=False)
+    run = airflow.wait_for_run(DAG_ID, run_id, timeout=600)
+    assert run["state"] == "success", _output(log)
+
+    def materialized() -> list[dict[str, Any]] | None:
+        response = requests.post(f"{dagster_url}/graphql", timeout=30, json={
+            "query": MATERIALIZATIONS, "variables": {"path": ["airflow_instance_one", "dag", DAG_ID]}})
+        events = response.json()["data"]["assetOrError"].get("assetMaterializations") or []
+        return events or None
+
+    events = wait_until(materialized, timeout=300, what="the DAG asset's materialization in Dagster", interval=3.0)
+    links = [e.get("url", "") for ev in events for e in ev["metadataEntries"] if e["label"] == "Airflow run"]
+    assert links and all(link.startswith(airflow_url) for link in links), links  # links match the banner's host
+
+    # Two quick Ctrl-C to the terminal's process group (uv and the script both get them).
+    os.killpg(process.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=180) == 0, _output(log)
+    assert not [pgid for pgid in tutorial["groups"] if _group_alive(pgid)], _output(log)
+    assert not _listening(tutorial["ports"]["airflow"]) and not _listening(tutorial["ports"]["dagster"])
+    assert not tutorial["state_file"].exists()
+    assert "Stopping Dagster and Airflow" in _output(log)
