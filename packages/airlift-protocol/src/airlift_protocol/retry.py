@@ -38,7 +38,7 @@ class RetryPolicy:
     wait would end past it is not attempted.
 
     >>> clock = iter([0.0, 0.0, 9.0]).__next__
-    >>> policy = RetryPolicy(max_attempts=5, deadline=10.0, clock=clock, rand=lambda: 1.0)
+    >>> policy = RetryPolicy(max_attempts=5, deadline=9.5, clock=clock, rand=lambda: 1.0)
     >>> start = policy.start()
     >>> policy.delay_for(1, start=start), policy.delay_for(2, start=start)
     (0.5, None)
