@@ -452,3 +452,10 @@ def test_not_dagster_is_a_clear_error() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_run_being_canceled_is_not_reattached(fake_dagster: FakeDagster) -> None:
+    """Try 1 was killed (on_kill asked Dagster to terminate): try 2 launches anew."""
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.add_run("run-0", status="CANCELING", tags=_run_tags(1))
+    assert _operator(retries=1).execute(_context(try_number=2, max_tries=1)) == ["run-1"]

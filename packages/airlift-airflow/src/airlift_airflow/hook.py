@@ -207,7 +207,7 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
             mine = [r for r in existing if r.tags.get(DAGSTER_CODE_LOCATION_RUN_TAG) == location
                     and first_try <= _int(r.tags.get(AIRFLOW_TRY_NUMBER_RUN_TAG), 0) <= try_number]
             same_try = [r for r in mine if _int(r.tags.get(AIRFLOW_TRY_NUMBER_RUN_TAG), 0) == try_number]
-            in_flight = [r for r in mine if not r.finished]
+            in_flight = [r for r in mine if not r.finished and r.status != "CANCELING"]  # canceling ends canceled
             succeeded = [r for r in mine if r.status == "SUCCESS"]
             if same_try:
                 plans.append(LaunchPlan(location, repository, paths, same_try[0], f"launched by this try ({same_try[0].status})"))
