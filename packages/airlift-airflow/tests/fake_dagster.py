@@ -93,6 +93,9 @@ class FakeDagster:
             run = self.runs.get(variables["runId"])
             if run is None:
                 return {"terminateRun": {"__typename": "RunNotFoundError", "message": "no such run"}}
+            if run["script"][0] == "STARTING" and variables.get("policy") != "MARK_AS_CANCELED_IMMEDIATELY":
+                return {"terminateRun": {"__typename": "TerminateRunFailure",
+                                         "message": "could not be terminated due to having status STARTING."}}
             self.terminated.append(variables["runId"])
             run["script"] = ["CANCELED"]
             return {"terminateRun": {"__typename": "TerminateRunSuccess"}}

@@ -459,3 +459,15 @@ def test_a_run_being_canceled_is_not_reattached(fake_dagster: FakeDagster) -> No
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
     fake_dagster.add_run("run-0", status="CANCELING", tags=_run_tags(1))
     assert _operator(retries=1).execute(_context(try_number=2, max_tries=1)) == ["run-1"]
+
+
+def test_on_kill_marks_a_starting_run_canceled(fake_dagster: FakeDagster) -> None:
+    """Dagster cannot terminate a STARTING run: it is marked canceled (its worker then skips it)."""
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.status_script = ["STARTING"]
+    operator = _operator(run_timeout=0.05)
+    with pytest.raises(DagsterRunFailedError):
+        operator.execute(_context())
+    operator.on_kill()
+    assert fake_dagster.terminated == ["run-1"]
+    assert fake_dagster.operations.count("AirliftTerminate") == 2

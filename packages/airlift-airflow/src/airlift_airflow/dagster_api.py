@@ -63,8 +63,8 @@ mutation AirliftLaunch($executionParams: ExecutionParams!) {
 """
 
 TERMINATE_MUTATION = """
-mutation AirliftTerminate($runId: String!) {
-  terminateRun(runId: $runId) {
+mutation AirliftTerminate($runId: String!, $policy: TerminateRunPolicy) {
+  terminateRun(runId: $runId, terminatePolicy: $policy) {
     __typename
     ... on TerminateRunFailure { message }
     ... on Error { message }
@@ -320,9 +320,12 @@ class DagsterGraphQLClient:
             )
         return str(result["run"]["runId"])
 
-    def terminate_run(self, run_id: str) -> str | None:
-        """Ask Dagster to terminate a run; ``None`` on success, else Dagster's reason."""
-        result = self.query(TERMINATE_MUTATION, {"runId": run_id})["terminateRun"]
+    def terminate_run(self, run_id: str, *, force: bool = False) -> str | None:
+        """Ask Dagster to terminate a run; ``None`` on success, else Dagster's reason. ``force`` marks
+        it canceled even when it cannot be stopped now (e.g. still STARTING: a run worker that starts
+        after that ignores the run)."""
+        policy = "MARK_AS_CANCELED_IMMEDIATELY" if force else "SAFE_TERMINATE"
+        result = self.query(TERMINATE_MUTATION, {"runId": run_id, "policy": policy})["terminateRun"]
         if result.get("__typename") == "TerminateRunSuccess":
             return None
         return f"{result.get('__typename')}: {result.get('message', '')}".strip()

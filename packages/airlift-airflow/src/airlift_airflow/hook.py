@@ -291,14 +291,19 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
             sleep(poll_interval)
 
     def terminate(self, run_ids: Sequence[str]) -> dict[str, str | None]:
-        """Terminate the runs still in flight; run id → ``None`` (terminated) or why not."""
+        """Terminate the runs still in flight; run id → ``None`` (terminated) or why not. A run that
+        Dagster cannot stop right now (still STARTING) is marked canceled: its run worker, when it
+        starts, sees the run finished and does nothing."""
         client = self.get_conn()
         outcome: dict[str, str | None] = {}
         for run_id in run_ids:
             try:
                 if client.run_status(run_id) in ("SUCCESS", "FAILURE", "CANCELED"):
                     continue
-                outcome[run_id] = client.terminate_run(run_id)
+                problem = client.terminate_run(run_id)
+                if problem is not None and client.run_status(run_id) not in ("SUCCESS", "FAILURE", "CANCELED"):
+                    problem = client.terminate_run(run_id, force=True)
+                outcome[run_id] = problem
             except DagsterApiError as e:
                 outcome[run_id] = str(e)
         return outcome
