@@ -334,10 +334,10 @@ DAILY = {"type": "TIME_WINDOW", "fmt": "%Y-%m-%d", "description": "Daily, starti
 
 
 def test_daily_partition_key_from_the_data_interval(fake_dagster: FakeDagster) -> None:
-    from datetime import datetime, timezone
+    import pendulum  # what Airflow puts in the context
 
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID, partitions=DAILY)
-    start, end = datetime(2024, 3, 5, tzinfo=timezone.utc), datetime(2024, 3, 6, tzinfo=timezone.utc)
+    start, end = pendulum.datetime(2024, 3, 5, tz="UTC"), pendulum.datetime(2024, 3, 6, tz="UTC")
     _operator().execute(_context(logical_date=start, data_interval_start=start, data_interval_end=end))
     tags = {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]}
     assert tags["dagster/partition"] == "2024-03-05"

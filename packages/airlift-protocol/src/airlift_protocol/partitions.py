@@ -76,7 +76,7 @@ class TimeWindowPartitioning:
 
     def window_start(self, when: datetime) -> datetime:
         """Start (naive, in the definition's timezone) of the window holding the aware instant ``when``."""
-        local = when.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None)
+        local = _wall_clock(when, self.timezone)
         if local < self.start:
             raise PartitionKeyError(
                 f"{when.isoformat()} is before the first partition ({self.start:{self.fmt}} {self.timezone})"
@@ -97,6 +97,14 @@ class TimeWindowPartitioning:
         if self.schedule == "Monthly":
             return _add_months(start, 1)
         return None
+
+
+def _wall_clock(when: datetime, tz: str) -> datetime:
+    """A plain naive ``datetime`` of the instant's wall-clock time in ``tz`` (also for datetime
+    subclasses such as pendulum's, whose arithmetic differs)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(when.timestamp(), tz=ZoneInfo(tz)).replace(tzinfo=None)
 
 
 def _add_months(moment: datetime, months: int) -> datetime:
@@ -130,11 +138,10 @@ def partition_key_for_airflow_run(
     start = partitioning.window_start(anchor)
     end = partitioning.window_end(start)
     if end is not None and data_interval_end is not None and data_interval_start is not None:
-        interval_end = data_interval_end if data_interval_end.tzinfo else data_interval_end.replace(tzinfo=timezone.utc)
-        local_end = interval_end.astimezone(ZoneInfo(partitioning.timezone)).replace(tzinfo=None)
+        local_end = _wall_clock(data_interval_end, partitioning.timezone)
         if local_end > end:
             raise PartitionKeyError(
-                f"{where} has data interval {anchor.isoformat()} - {interval_end.isoformat()}, longer than one "
+                f"{where} has data interval {anchor.isoformat()} - {data_interval_end.isoformat()}, longer than one "
                 f"{partitioning.schedule} partition ({start:{partitioning.fmt}}); align the DAG's schedule with the "
                 "assets' partitions"
             )
