@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from airlift_airflow.dagster_api import (
@@ -79,6 +80,7 @@ def _int(value: Any, default: int) -> int:
         return default
 
 
+@dataclass(frozen=True)
 class LaunchPlan:
     """What one task try does in one code location: ``launch`` a run, or use ``run`` (re-attach/reuse).
 
@@ -86,9 +88,11 @@ class LaunchPlan:
     True
     """
 
-    def __init__(self, location: str, repository: str, paths: Sequence[tuple[str, ...]], run: DagsterRun | None = None,
-                 reason: str = "") -> None:
-        self.location, self.repository, self.paths, self.run, self.reason = location, repository, list(paths), run, reason
+    location: str
+    repository: str
+    paths: Sequence[tuple[str, ...]]
+    run: DagsterRun | None = None
+    reason: str = ""
 
     @property
     def launch(self) -> bool:
