@@ -48,7 +48,7 @@ def loc_one_table() -> None:
     tags={"airlift/dag_id": "e2e_daily", "airlift/task_id": "daily"},
 )
 def daily_table(context: dg.AssetExecutionContext) -> None:
-    (_markers() / "daily_partition").write_text(context.partition_key)
+    (_markers() / f"daily_partition_{context.partition_key}").write_text(context.run.run_id)
 
 
 @dg.asset(key=["e2e", "whole_table"], tags={"airlift/dag_id": "e2e_whole"})
