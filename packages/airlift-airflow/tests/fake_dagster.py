@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,6 +22,13 @@ class FakeDagster:
         self.launched: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.fail_http: int = 0
+        # launches that Dagster performs but answers too late (after the client's timeout) or with a 503
+        self.slow_launches: int = 0
+        self.slow_seconds: float = 0.0
+        self.failed_launches_after_create: int = 0
+        self.terminated: list[str] = []
+        self.operations: list[str] = []
+        self.response_bytes: int = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -33,10 +41,21 @@ class FakeDagster:
                 if outer.fail_http:
                     outer.fail_http -= 1
                     self.send_response(503)
+                    self.send_header("Retry-After", "0")
                     self.end_headers()
                     return
                 data = outer.answer(body["query"], body.get("variables") or {})
+                name = outer.operations[-1]
+                if name == "AirliftLaunch" and outer.failed_launches_after_create:
+                    outer.failed_launches_after_create -= 1
+                    self.send_response(502)
+                    self.end_headers()
+                    return
+                if name == "AirliftLaunch" and outer.slow_launches:
+                    outer.slow_launches -= 1
+                    time.sleep(outer.slow_seconds)
                 raw = json.dumps({"data": data}).encode()
+                outer.response_bytes += len(raw)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
@@ -47,10 +66,14 @@ class FakeDagster:
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def add_asset(self, path: list[str], *, dag_id: str, task_id: str, location: str = "loc", executable: bool = True) -> None:
+    def add_asset(self, path: list[str], *, dag_id: str, task_id: str | None, location: str = "loc",
+                  executable: bool = True, partitions: dict[str, str] | None = None) -> None:
+        tags = [{"key": "airlift/dag_id", "value": dag_id}]
+        if task_id is not None:
+            tags.append({"key": "airlift/task_id", "value": task_id})
         self.assets.append({
-            "assetKey": {"path": path}, "isExecutable": executable,
-            "tags": [{"key": "airlift/dag_id", "value": dag_id}, {"key": "airlift/task_id", "value": task_id}],
+            "assetKey": {"path": path}, "isExecutable": executable, "tags": tags,
+            "partitionDefinition": partitions,
             "repository": {"name": "__repository__", "location": {"name": location}},
         })
 
@@ -60,8 +83,22 @@ class FakeDagster:
 
     def answer(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         name = re.search(r"(query|mutation) (\w+)", query).group(2)  # type: ignore[union-attr]
-        if name == "AirliftAssets":
-            return {"assetNodes": self.assets}
+        self.operations.append(name)
+        if name == "AirliftAssetsByTag":
+            return {"assetNodes": [{"assetKey": a["assetKey"], "tags": a["tags"]} for a in self.assets]}
+        if name == "AirliftAssetsByKey":
+            wanted = [k["path"] for k in variables["keys"]]
+            return {"assetNodes": [a for a in self.assets if a["assetKey"]["path"] in wanted]}
+        if name == "AirliftTerminate":
+            run = self.runs.get(variables["runId"])
+            if run is None:
+                return {"terminateRun": {"__typename": "RunNotFoundError", "message": "no such run"}}
+            if run["script"][0] == "STARTING" and variables.get("policy") != "MARK_AS_CANCELED_IMMEDIATELY":
+                return {"terminateRun": {"__typename": "TerminateRunFailure",
+                                         "message": "could not be terminated due to having status STARTING."}}
+            self.terminated.append(variables["runId"])
+            run["script"] = ["CANCELED"]
+            return {"terminateRun": {"__typename": "TerminateRunSuccess"}}
         if name == "AirliftLaunch":
             params = variables["executionParams"]
             run_id = f"run-{len(self.launched) + 1}"
@@ -74,7 +111,7 @@ class FakeDagster:
             wanted = {t["key"]: t["value"] for t in variables["filter"]["tags"]}
             results = [
                 {"runId": rid, "status": run["script"][0], "tags": [{"key": k, "value": v} for k, v in run["tags"].items()]}
-                for rid, run in self.runs.items() if all(run["tags"].get(k) == v for k, v in wanted.items())
+                for rid, run in reversed(list(self.runs.items())) if all(run["tags"].get(k) == v for k, v in wanted.items())
             ]
             return {"runsOrError": {"__typename": "Runs", "results": results}}
         if name == "AirliftRun":

@@ -21,6 +21,8 @@ from airlift_airflow import (
 )
 from airlift_protocol import (
     MIGRATING_DAG_TAG,
+    WHOLE_DAG_TASK_ID,
+    DagMigrationState,
     MigrationState,
     set_task_migrated,
     task_is_marked_migrated,
@@ -166,12 +168,37 @@ def test_a_second_call_changes_nothing() -> None:
     assert g["dag"].doc_md.count("### Migration to Dagster") == 1
 
 
-def test_mapped_task_becomes_one_dagster_run() -> None:
+def test_mapped_task_is_refused_at_parse_time_with_what_to_do() -> None:
     g = mapped_dag()
-    mark_as_dagster_migrating(global_vars=g, migration_state=_state("mapped", double=True))
+    with pytest.raises(AirliftMigrationError, match=r"/dags/mapped.py: task\(s\) \['double'\] of DAG 'mapped' are dynamically mapped"
+                       r"(.|\n)*migrated: false in mapped.yaml, or migrate the whole DAG"):
+        mark_as_dagster_migrating(global_vars=g, migration_state=_state("mapped", double=True))
+    # the task it maps over, and its consumer, can be migrated
+    g = mapped_dag()
+    mark_as_dagster_migrating(global_vars=g, migration_state=_state("mapped", total=True))
+    assert isinstance(g["dag"].task_dict["total"], DagsterOperator)
+
+
+def test_whole_dag_migration_and_rollback() -> None:
+    g = context_manager_dag()
+    dag_id = g["dag"].dag_id
+    before = sorted(g["dag"].task_dict)
+    state = MigrationState({dag_id: DagMigrationState(dag_id, dag_migrated=True)})
+    mark_as_dagster_migrating(global_vars=g, migration_state=state)
     dag = g["dag"]
-    assert isinstance(dag.task_dict["double"], DagsterOperator)
-    assert dag.task_dict["double"].downstream_task_ids == {"total"}
+    assert list(dag.task_dict) == [WHOLE_DAG_TASK_ID]
+    only = dag.task_dict[WHOLE_DAG_TASK_ID]
+    assert isinstance(only, DagsterOperator) and only.whole_dag
+    assert task_is_marked_migrated(only.doc_md)
+    assert "The whole DAG runs in Dagster" in dag.doc_md
+    mark_as_dagster_migrating(global_vars=g, migration_state=state)  # a second call changes nothing
+    assert list(dag.task_dict) == [WHOLE_DAG_TASK_ID]
+    # rollback: a re-parse with the switch off leaves the DAG as written
+    g = context_manager_dag()
+    state = MigrationState({dag_id: DagMigrationState(dag_id, dag_migrated=False)})
+    mark_as_dagster_migrating(global_vars=g, migration_state=state)
+    assert sorted(g["dag"].task_dict) == before
+    assert not any(isinstance(t, DagsterOperator) for t in g["dag"].task_dict.values())
 
 
 def test_dag_without_state_file_is_untouched() -> None:

@@ -18,25 +18,34 @@ from airlift_airflow import (
     DagsterUnreachableError,
 )
 from airlift_airflow.dagster_api import DagsterGraphQLClient
+from airlift_airflow.hook import DagsterHook
+from airlift_protocol import RetryPolicy
 from airlift_testing.procs import free_port
 
 DAG_ID, TASK_ID, RUN_ID = "rebuild.customers", "load_raw", "manual__2026-01-01T00:00:00+00:00"
 TOKEN = "dagster-token-SENTINEL"
 
 
-def _context(try_number: int = 1, max_tries: int | None = None) -> dict[str, Any]:
-    ti = SimpleNamespace(dag_id=DAG_ID, task_id=TASK_ID, try_number=try_number, map_index=-1,
+def _context(try_number: int = 1, max_tries: int | None = None, map_index: int = -1, **extra: Any) -> dict[str, Any]:
+    ti = SimpleNamespace(dag_id=DAG_ID, task_id=TASK_ID, try_number=try_number, map_index=map_index,
                          max_tries=max_tries if max_tries is not None else 0)
-    return {"ti": ti, "run_id": RUN_ID}
+    return {"ti": ti, "run_id": RUN_ID, **extra}
 
 
 def _operator(**kwargs: Any) -> DagsterOperator:
+    kwargs.setdefault("request_backoff", 0.001)
     return DagsterOperator(task_id=TASK_ID, poll_interval=0.01, **kwargs)
 
 
-def _run_tags(try_number: int) -> dict[str, str]:
+def _run_tags(try_number: int, location: str = "loc") -> dict[str, str]:
     return {"airlift/airflow_dag_id": DAG_ID, "airlift/airflow_task_id": TASK_ID,
-            "airlift/airflow_run_id": RUN_ID, "airlift/airflow_try_number": str(try_number)}
+            "airlift/airflow_run_id": RUN_ID, "airlift/airflow_try_number": str(try_number),
+            "airlift/airflow_instance": "airflow", "airlift/airflow_map_index": "-1",
+            "airlift/dagster_code_location": location}
+
+
+def _hook(url: str, **retry: Any) -> DagsterHook:
+    return DagsterHook(url=url, timeout=2, retry=RetryPolicy(sleep=lambda s: None, **retry))
 
 
 def _logged(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> str:
@@ -65,12 +74,35 @@ def test_launches_one_run_of_the_tagged_assets_with_airflow_tags(
     assert TOKEN not in logged
 
 
+def test_instance_name_and_map_index_are_in_the_identity(fake_dagster: FakeDagster, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    monkeypatch.setenv("AIRLIFT_AIRFLOW_INSTANCE_NAME", "prod")
+    _operator().execute(_context(map_index=3))
+    tags = {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]}
+    assert tags["airlift/airflow_instance"] == "prod" and tags["airlift/airflow_map_index"] == "3"
+    _operator(airflow_instance_name="east").execute(_context(map_index=3))
+    tags = {t["key"]: t["value"] for t in fake_dagster.launched[1]["executionMetadata"]["tags"]}
+    assert tags["airlift/airflow_instance"] == "east"
+
+
 def test_one_run_per_code_location(fake_dagster: FakeDagster) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID, location="loc_one")
     fake_dagster.add_asset(["b"], dag_id=DAG_ID, task_id=TASK_ID, location="loc_two")
     assert _operator().execute(_context()) == ["run-1", "run-2"]
     assert [p["selector"]["repositoryLocationName"] for p in fake_dagster.launched] == ["loc_one", "loc_two"]
     assert [p["selector"]["assetSelection"] for p in fake_dagster.launched] == [[{"path": ["a"]}], [{"path": ["b"]}]]
+
+
+def test_own_assets_by_key_read_only_those_nodes(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    for i in range(50):
+        fake_dagster.add_asset([f"x{i}"], dag_id="other", task_id="t")
+    assert _operator(asset_keys=[["a"]]).execute(_context()) == ["run-1"]
+    assert "AirliftAssetsByTag" not in fake_dagster.operations
+    with pytest.raises(DagsterApiError, match=r"not mapped to Airflow task"):
+        _operator(asset_keys=[["x1"]]).execute(_context())
+    with pytest.raises(DagsterApiError, match=r"has no asset\(s\) \['nope'\]"):
+        _operator(asset_keys=[["nope"]]).execute(_context())
 
 
 def test_failed_run_fails_the_task_with_link_and_error(
@@ -115,6 +147,46 @@ def test_spec_only_assets_cannot_be_migrated(fake_dagster: FakeDagster) -> None:
         _operator().execute(_context())
 
 
+# -- one run per task try and code location ------------------------------------------------------
+
+
+def test_launch_answered_late_is_found_by_its_tags_not_launched_again(
+    fake_dagster: FakeDagster, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.slow_launches, fake_dagster.slow_seconds = 1, 1.5
+    with caplog.at_level(logging.INFO):
+        assert _operator(request_timeout=0.5).execute(_context()) == ["run-1"]
+    assert len(fake_dagster.launched) == 1, "the timed-out launch is not sent again"
+    logged = _logged(caplog, capsys)
+    assert "looking the run up by its tags" in logged and "Dagster had created the run" in logged
+
+
+def test_launch_answered_5xx_after_creating_the_run_is_found(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.failed_launches_after_create = 1
+    assert _operator().execute(_context()) == ["run-1"]
+    assert fake_dagster.operations.count("AirliftLaunch") == 1
+
+
+def test_launch_that_never_reached_dagster_is_sent_again(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    hook = _hook(fake_dagster.url)
+    real = hook.get_conn().launch_run
+    calls = []
+
+    def lost(**kwargs: Any) -> str:
+        calls.append(kwargs)
+        if len(calls) == 1:
+            from airlift_airflow import DagsterLaunchUnknownError
+            raise DagsterLaunchUnknownError("launching a run got no answer (ConnectionError)")
+        return real(**kwargs)
+
+    hook.get_conn().launch_run = lost  # type: ignore[method-assign]
+    run_id = hook.launch(location="loc", repository="__repository__", asset_paths=[("a",)], tags=_run_tags(1))
+    assert run_id == "run-1" and len(calls) == 2 and len(fake_dagster.launched) == 1
+
+
 def test_retry_reattaches_to_the_run_in_flight(fake_dagster: FakeDagster) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
     # try 1 launched run-0, then its worker died; the Dagster run goes on
@@ -131,6 +203,15 @@ def test_retry_reuses_a_run_that_already_succeeded(fake_dagster: FakeDagster) ->
     assert fake_dagster.launched == []
 
 
+def test_same_try_never_launches_twice(fake_dagster: FakeDagster) -> None:
+    """The same try running again (a lost worker, the scheduler re-queued it) uses its own run, even failed."""
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.add_run("run-0", status="FAILURE", tags=_run_tags(2))
+    with pytest.raises(DagsterRunFailedError, match="run-0"):
+        _operator(retries=2).execute(_context(try_number=2, max_tries=2))
+    assert fake_dagster.launched == []
+
+
 def test_retry_after_a_failed_run_launches_a_new_one(fake_dagster: FakeDagster) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
     fake_dagster.add_run("run-0", status="FAILURE", tags=_run_tags(1))
@@ -138,18 +219,28 @@ def test_retry_after_a_failed_run_launches_a_new_one(fake_dagster: FakeDagster) 
     assert {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]} == _run_tags(2)
 
 
-def test_partly_failed_earlier_try_is_run_again_in_full(fake_dagster: FakeDagster) -> None:
+def test_retry_completes_only_the_failed_code_location(fake_dagster: FakeDagster) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID, location="loc_one")
     fake_dagster.add_asset(["b"], dag_id=DAG_ID, task_id=TASK_ID, location="loc_two")
-    fake_dagster.add_run("run-0a", status="SUCCESS", tags=_run_tags(1))
-    fake_dagster.add_run("run-0b", status="FAILURE", tags=_run_tags(1))
-    assert _operator(retries=1).execute(_context(try_number=2, max_tries=1)) == ["run-1", "run-2"]
+    fake_dagster.add_run("run-0a", status="SUCCESS", tags=_run_tags(1, "loc_one"))
+    fake_dagster.add_run("run-0b", status="FAILURE", tags=_run_tags(1, "loc_two"))
+    assert _operator(retries=1).execute(_context(try_number=2, max_tries=1)) == ["run-0a", "run-1"]
+    assert [p["selector"]["repositoryLocationName"] for p in fake_dagster.launched] == ["loc_two"]
+
+
+def test_retry_launches_a_location_whose_launch_never_happened(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID, location="loc_one")
+    fake_dagster.add_asset(["b"], dag_id=DAG_ID, task_id=TASK_ID, location="loc_two")
+    fake_dagster.add_run("run-0a", status="SUCCESS", tags=_run_tags(1, "loc_one"))
+    assert _operator(retries=1).execute(_context(try_number=2, max_tries=1)) == ["run-0a", "run-1"]
+    assert [p["selector"]["repositoryLocationName"] for p in fake_dagster.launched] == ["loc_two"]
 
 
 def test_cleared_task_runs_again(fake_dagster: FakeDagster) -> None:
-    """After a clear (Airflow sets max_tries = try_number + retries), earlier successes are not reused."""
+    """After a clear (Airflow sets max_tries = try_number + retries), earlier runs are not reused."""
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
     fake_dagster.add_run("run-0", status="SUCCESS", tags=_run_tags(1))
+    fake_dagster.add_run("run-00", status="STARTED", tags=_run_tags(1))
     # try 1 succeeded, then the user cleared the task: max_tries = 1 + 2, the next try is 2
     assert _operator(retries=2).execute(_context(try_number=2, max_tries=3)) == ["run-1"]
 
@@ -160,6 +251,121 @@ def test_runs_of_other_airflow_runs_are_ignored(fake_dagster: FakeDagster) -> No
     assert _operator().execute(_context()) == ["run-1"]
 
 
+# -- on_kill ----------------------------------------------------------------------------------------
+
+
+def test_on_kill_terminates_the_runs_and_says_so(
+    fake_dagster: FakeDagster, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.status_script = ["STARTED"]
+    operator = _operator(run_timeout=0.05)
+    with pytest.raises(DagsterRunFailedError):
+        operator.execute(_context())
+    with caplog.at_level(logging.INFO):
+        operator.on_kill()
+    assert fake_dagster.terminated == ["run-1"]
+    assert f"terminate run run-1: {fake_dagster.url}/runs/run-1" in _logged(caplog, capsys)
+    operator.on_kill()  # already canceled: nothing more to do
+    assert fake_dagster.terminated == ["run-1"]
+    _operator().on_kill()  # nothing launched: no request
+    assert fake_dagster.operations.count("AirliftTerminate") == 1
+
+
+# -- deferrable ---------------------------------------------------------------------------------------
+
+
+def test_deferrable_defers_to_the_trigger_and_completes_the_same(
+    fake_dagster: FakeDagster, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from airlift_airflow import DagsterRunTrigger
+
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    operator = _operator(deferrable=True)
+    with caplog.at_level(logging.INFO), pytest.raises(BaseException) as deferred:
+        operator.execute(_context())
+    assert type(deferred.value).__name__ == "TaskDeferred"
+    trigger = deferred.value.trigger  # type: ignore[attr-defined]
+    assert isinstance(trigger, DagsterRunTrigger) and trigger.run_ids == ["run-1"]
+    _, kwargs = trigger.serialize()
+    assert TOKEN not in json.dumps(kwargs)
+
+    async def first_event() -> Any:
+        async for event in DagsterRunTrigger(**kwargs).run():
+            return event
+
+    event = asyncio.run(first_event())
+    assert event.payload == {"statuses": {"run-1": "SUCCESS"}, "timed_out": False}
+    assert operator.execute_complete(_context(), event.payload) == ["run-1"]
+    logged = _logged(caplog, capsys)
+    assert "Deferring: the triggerer waits for Dagster run(s) run-1" in logged
+    assert f"Dagster run run-1 succeeded: {fake_dagster.url}/runs/run-1" in logged
+
+
+def test_deferred_failure_fails_like_waiting(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.add_run("run-0", status="FAILURE", tags=_run_tags(1))
+    with pytest.raises(DagsterRunFailedError, match="step customers: duckdb.CatalogException"):
+        _operator(deferrable=True).execute_complete(_context(), {"statuses": {"run-0": "FAILURE"}, "timed_out": False})
+    with pytest.raises(DagsterApiError, match="cannot reach"):
+        _operator(deferrable=True).execute_complete(_context(), {"error": "cannot reach Dagster"})
+
+
+def test_trigger_reports_an_unreachable_dagster(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from airlift_airflow import DagsterRunTrigger
+
+    monkeypatch.setenv("AIRFLOW_CONN_DAGSTER_DEFAULT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setattr("airlift_airflow.triggers.RetryPolicy", lambda: RetryPolicy(max_attempts=2, base_delay=0.001))
+
+    async def first_event() -> Any:
+        async for event in DagsterRunTrigger(run_ids=["r"]).run():
+            return event
+
+    assert "cannot reach Dagster's GraphQL API" in asyncio.run(first_event()).payload["error"]
+
+
+# -- partitions ---------------------------------------------------------------------------------------
+
+DAILY = {"type": "TIME_WINDOW", "fmt": "%Y-%m-%d", "description": "Daily, starting 2024-01-01 UTC."}
+
+
+def test_daily_partition_key_from_the_data_interval(fake_dagster: FakeDagster) -> None:
+    import pendulum  # what Airflow puts in the context
+
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID, partitions=DAILY)
+    start, end = pendulum.datetime(2024, 3, 5, tz="UTC"), pendulum.datetime(2024, 3, 6, tz="UTC")
+    _operator().execute(_context(logical_date=start, data_interval_start=start, data_interval_end=end))
+    tags = {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]}
+    assert tags["dagster/partition"] == "2024-03-05"
+
+
+def test_partitions_mismatch_and_missing_logical_date_are_clear_errors(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID, partitions=DAILY)
+    with pytest.raises(DagsterApiError, match="no logical date"):
+        _operator().execute(_context(logical_date=None))
+    fake_dagster.add_asset(["b"], dag_id=DAG_ID, task_id=TASK_ID)
+    with pytest.raises(DagsterApiError, match=r"partitioned differently \(a: Daily.*b: not partitioned"):
+        _operator().execute(_context())
+    assert fake_dagster.launched == []
+
+
+# -- whole DAG ----------------------------------------------------------------------------------------
+
+
+def test_whole_dag_runs_the_assets_mapped_to_the_dag(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["dag_level"], dag_id=DAG_ID, task_id=None)
+    fake_dagster.add_asset(["task_level"], dag_id=DAG_ID, task_id=TASK_ID)
+    assert _operator(whole_dag=True).execute(_context()) == ["run-1"]
+    assert fake_dagster.launched[0]["selector"]["assetSelection"] == [{"path": ["dag_level"]}]
+
+
+# -- the hook -----------------------------------------------------------------------------------------
+
+
 def test_unreachable_dagster_retries_then_fails(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
@@ -168,41 +374,50 @@ def test_unreachable_dagster_retries_then_fails(monkeypatch: pytest.MonkeyPatch,
     operator = _operator(request_attempts=3, request_backoff=0.01, request_timeout=2)
     with caplog.at_level(logging.INFO), pytest.raises(DagsterUnreachableError) as raised:
         operator.execute(_context())
-    assert f"cannot reach Dagster's GraphQL API at {url}/graphql after 3 attempts" in str(raised.value)
-    assert "retry 2/2" in caplog.text
+    assert f"cannot reach Dagster's GraphQL API at {url}/graphql after 3 attempt(s)" in str(raised.value)
+    assert "retry 2 in" in caplog.text
     assert TOKEN not in str(raised.value) + _logged(caplog, capsys)
 
 
-def test_backoff_is_bounded_and_injectable() -> None:
+def test_backoff_comes_from_the_shared_policy() -> None:
     sleeps: list[float] = []
-    client = DagsterGraphQLClient(f"http://127.0.0.1:{free_port()}", max_attempts=4, sleep=sleeps.append, timeout=2)
+    policy = RetryPolicy(max_attempts=4, base_delay=1.0, sleep=sleeps.append, rand=lambda: 1.0)
+    client = DagsterGraphQLClient(f"http://127.0.0.1:{free_port()}", retry=policy, timeout=2)
     with pytest.raises(DagsterUnreachableError):
-        client.assets_for_task(dag_id="d", task_id="t")
+        client.run_status("r")
     assert sleeps == [1.0, 2.0, 4.0]
 
 
-def test_5xx_is_retried(fake_dagster: FakeDagster) -> None:
+def test_5xx_is_retried_honouring_retry_after(fake_dagster: FakeDagster) -> None:
     fake_dagster.add_asset(["a"], dag_id="d", task_id="t")
     fake_dagster.fail_http = 2
-    client = DagsterGraphQLClient(fake_dagster.url, sleep=lambda s: None)
-    assert [a.path for a in client.assets_for_task(dag_id="d", task_id="t")] == [("a",)]
+    sleeps: list[float] = []
+    client = DagsterGraphQLClient(fake_dagster.url, retry=RetryPolicy(sleep=sleeps.append))
+    assert client.asset_keys_with_tags({"airlift/dag_id": "d"}) == [("a",)]
     assert len(fake_dagster.headers) == 3
+    assert sleeps == [0.0, 0.0], "Retry-After: 0 wins over the backoff"
 
 
 def test_persistent_5xx_is_unreachable(fake_dagster: FakeDagster) -> None:
     fake_dagster.fail_http = 10
-    client = DagsterGraphQLClient(fake_dagster.url, max_attempts=2, sleep=lambda s: None)
-    with pytest.raises(DagsterUnreachableError, match=r"after 2 attempts \(HTTP 503\)"):
-        client.assets_for_task(dag_id="d", task_id="t")
+    client = DagsterGraphQLClient(fake_dagster.url, retry=RetryPolicy(max_attempts=2, sleep=lambda s: None))
+    with pytest.raises(DagsterUnreachableError, match=r"after 2 attempt\(s\) \(HTTP 503\)"):
+        client.run_status("r")
+
+
+def test_one_session_per_hook(fake_dagster: FakeDagster) -> None:
+    hook = DagsterHook()
+    assert hook.get_conn() is hook.get_conn()
+    assert hook.get_conn().session is hook.get_conn().session
 
 
 def test_url_and_token_from_connection_or_env(monkeypatch: pytest.MonkeyPatch, fake_dagster: FakeDagster) -> None:
-    assert _operator().get_dagster_client().url == fake_dagster.url
+    assert DagsterHook().get_conn().url == fake_dagster.url
     monkeypatch.setenv("AIRFLOW_CONN_DAGSTER_DEFAULT", json.dumps({"conn_type": "http", "host": "dagster.example.com",
                                                                    "schema": "prod", "extra": {"api_token": TOKEN}}))
-    assert _operator().get_dagster_client().url == "http://dagster.example.com/prod"
-    monkeypatch.setenv("AIRFLOW_CONN_MY_DAGSTER", "https://plus.dagster.cloud")
-    assert _operator(dagster_conn_id="my_dagster").get_dagster_client().url == "https://plus.dagster.cloud"
+    assert DagsterHook().url_and_token() == ("http://dagster.example.com/prod", TOKEN)
+    monkeypatch.setenv("AIRFLOW_CONN_MY_DAGSTER", json.dumps({"conn_type": "http", "extra": {"url": "https://plus.dagster.cloud/prod"}}))
+    assert DagsterHook("my_dagster").get_conn().url == "https://plus.dagster.cloud/prod"
     monkeypatch.delenv("AIRFLOW_CONN_DAGSTER_DEFAULT")
     monkeypatch.setenv("AIRLIFT_DAGSTER_URL", fake_dagster.url)
     monkeypatch.setenv("AIRLIFT_DAGSTER_API_TOKEN", TOKEN)
@@ -211,8 +426,8 @@ def test_url_and_token_from_connection_or_env(monkeypatch: pytest.MonkeyPatch, f
     assert fake_dagster.headers[-1].get("Dagster-Cloud-Api-Token") == TOKEN
     monkeypatch.delenv("AIRLIFT_DAGSTER_URL")
     with pytest.raises(DagsterApiError, match="no Dagster URL.*AIRFLOW_CONN_DAGSTER_DEFAULT"):
-        _operator().get_dagster_client()
-    assert TOKEN not in repr(DagsterGraphQLClient("http://x", api_token=TOKEN))
+        DagsterHook().get_conn()
+    assert TOKEN not in repr(DagsterGraphQLClient("http://x", api_token=TOKEN)) + repr(DagsterHook())
 
 
 def test_not_dagster_is_a_clear_error() -> None:
@@ -231,9 +446,28 @@ def test_not_dagster_is_a_clear_error() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Html)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = DagsterGraphQLClient(f"http://127.0.0.1:{server.server_address[1]}", sleep=lambda s: None)
+        client = DagsterGraphQLClient(f"http://127.0.0.1:{server.server_address[1]}", retry=RetryPolicy(sleep=lambda s: None))
         with pytest.raises(DagsterApiError, match="not JSON"):
-            client.assets_for_task(dag_id="d", task_id="t")
+            client.run_status("r")
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_run_being_canceled_is_not_reattached(fake_dagster: FakeDagster) -> None:
+    """Try 1 was killed (on_kill asked Dagster to terminate): try 2 launches anew."""
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.add_run("run-0", status="CANCELING", tags=_run_tags(1))
+    assert _operator(retries=1).execute(_context(try_number=2, max_tries=1)) == ["run-1"]
+
+
+def test_on_kill_marks_a_starting_run_canceled(fake_dagster: FakeDagster) -> None:
+    """Dagster cannot terminate a STARTING run: it is marked canceled (its worker then skips it)."""
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.status_script = ["STARTING"]
+    operator = _operator(run_timeout=0.05)
+    with pytest.raises(DagsterRunFailedError):
+        operator.execute(_context())
+    operator.on_kill()
+    assert fake_dagster.terminated == ["run-1"]
+    assert fake_dagster.operations.count("AirliftTerminate") == 2

@@ -27,7 +27,9 @@ def test_load_valid_folder() -> None:
         "team.sales-daily_v2",
         "empty_tasks",
         "null_tasks",
+        "whole_dag_nightly",
     }
+    assert state.dag_state("whole_dag_nightly") == DagMigrationState("whole_dag_nightly", dag_migrated=True)
     dag = state.dag_state("rebuild_customers_list")
     assert dag is not None
     assert list(dag.tasks) == ["load_raw_customers", "run_dbt_model", "export_customers"]
@@ -172,3 +174,27 @@ def test_state_objects_are_immutable() -> None:
     with pytest.raises(TypeError):
         state.dags["x"] = DagMigrationState("x")  # type: ignore[index]
     assert MigrationState().dag_ids == ()
+
+
+def test_whole_dag_switch_round_trips_and_rolls_back(tmp_path: Path) -> None:
+    from airlift_protocol import set_dag_migrated
+
+    state = set_dag_migrated(tmp_path, dag_id="nightly", migrated=True)
+    assert state.dag_migrated is True and dict(state.tasks) == {}
+    assert (tmp_path / "nightly.yaml").read_text() == "migrated: true\n"
+    assert load_migration_state_from_yaml(tmp_path).dag_state("nightly") == state
+    assert set_dag_migrated(tmp_path, dag_id="nightly", migrated=False).dag_migrated is False
+    with pytest.raises(MigrationStateError, match="switched as a whole"):
+        set_task_migrated(tmp_path, dag_id="nightly", task_id="a", migrated=True)
+
+
+def test_whole_dag_switch_next_to_tasks_and_unknown_keys_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "d.yaml").write_text("migrated: true\ntasks:\n  a:\n    migrated: false\n")
+    with pytest.raises(MigrationStateError, match=r"d.yaml, line 1, key 'migrated': a DAG-level 'migrated' switch cannot sit next to 'tasks'"):
+        load_migration_state_from_yaml(tmp_path)
+    (tmp_path / "d.yaml").write_text("migrated: yes\n")
+    with pytest.raises(MigrationStateError, match=r"key 'migrated': expected true or false, found 'yes'"):
+        load_migration_state_from_yaml(tmp_path)
+    (tmp_path / "d.yaml").write_text("migrate: true\n")
+    with pytest.raises(MigrationStateError, match=r"key 'migrate': unknown key; the only top-level keys are 'tasks', 'migrated'"):
+        load_migration_state_from_yaml(tmp_path)

@@ -66,3 +66,19 @@ def test_migration_doc_marker() -> None:
     assert not task_is_marked_migrated("Loads customers.")
     assert not task_is_marked_migrated(None)
     assert task_is_marked_migrated(task_migration_doc(None))
+
+
+def test_operator_run_tags_carry_the_whole_identity_and_parse_back() -> None:
+    from airlift_protocol import (
+        DAGSTER_CODE_LOCATION_RUN_TAG,
+        operator_run_tags,
+        parse_dagster_run_tags,
+    )
+
+    tags = operator_run_tags(instance_name="prod", dag_id="d", task_id="t", run_id="r", try_number=3,
+                             map_index=-1, location="defs")
+    assert tags["airlift/airflow_map_index"] == "-1" and tags[DAGSTER_CODE_LOCATION_RUN_TAG] == "defs"
+    ref = parse_dagster_run_tags(tags)
+    assert ref is not None
+    assert (ref.instance_name, ref.dag_id, ref.task_id, ref.run_id, ref.try_number, ref.map_index) == (
+        "prod", "d", "t", "r", 3, -1)

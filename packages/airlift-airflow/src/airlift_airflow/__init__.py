@@ -18,25 +18,37 @@ from airlift_airflow.errors import (
     AirliftAirflowError,
     AirliftMigrationError,
     DagsterApiError,
+    DagsterLaunchUnknownError,
     DagsterRunFailedError,
     DagsterUnreachableError,
 )
+from airlift_airflow.hook import DagsterHook
 from airlift_airflow.migrating import mark_as_dagster_migrating
 from airlift_airflow.operator import DagsterOperator
+from airlift_airflow.triggers import DagsterRunTrigger
 from airlift_airflow.version import __version__
-from airlift_protocol import MigrationState, load_migration_state_from_yaml, set_task_migrated
+from airlift_protocol import (
+    MigrationState,
+    load_migration_state_from_yaml,
+    set_dag_migrated,
+    set_task_migrated,
+)
 
 __all__ = [
     "AirliftAirflowError",
     "AirliftMigrationError",
     "DagsterApiError",
     "DagsterGraphQLClient",
+    "DagsterHook",
+    "DagsterLaunchUnknownError",
     "DagsterOperator",
     "DagsterRunFailedError",
+    "DagsterRunTrigger",
     "DagsterUnreachableError",
     "MigrationState",
     "__version__",
     "load_migration_state_from_yaml",
     "mark_as_dagster_migrating",
+    "set_dag_migrated",
     "set_task_migrated",
 ]

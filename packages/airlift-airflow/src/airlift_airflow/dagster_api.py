@@ -1,44 +1,72 @@
-"""Dagster's GraphQL API over plain HTTP (no dagster install needed inside Airflow)."""
+"""Dagster's GraphQL API over plain HTTP (no dagster install needed inside Airflow).
+
+One :class:`requests.Session` per client, one :class:`~airlift_protocol.RetryPolicy` (jitter,
+``Retry-After``, per-call deadline) for every idempotent request. Launching a run is not idempotent:
+:meth:`DagsterGraphQLClient.launch_run` sends the mutation once and reports an ambiguous outcome
+(timeout, dropped connection, 5xx) as :class:`DagsterLaunchUnknownError`, which the caller resolves
+by looking the run up by its tags (see :class:`airlift_airflow.DagsterHook`).
+"""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
-from airlift_airflow.errors import DagsterApiError, DagsterUnreachableError
-from airlift_protocol import DAG_ID_TAG, TASK_ID_TAG, encode_tag_value
+from airlift_airflow.errors import (
+    DagsterApiError,
+    DagsterLaunchUnknownError,
+    DagsterUnreachableError,
+)
+from airlift_protocol import RetryPolicy
 
-__all__ = ["DagsterAsset", "DagsterGraphQLClient", "DagsterRun", "DagsterRunResult"]
+__all__ = [
+    "FINISHED_STATUSES",
+    "DagsterAsset",
+    "DagsterGraphQLClient",
+    "DagsterRun",
+    "DagsterRunResult",
+    "failure_lines",
+]
 
 log = logging.getLogger("airlift_airflow")
 
-# Dagster's RunStatus values that end a run; every other status (QUEUED, NOT_STARTED, MANAGED,
-# STARTING, STARTED, SUSPENDED, CANCELING) means the run is still in flight.
+#: Dagster's RunStatus values that end a run; every other status (QUEUED, NOT_STARTED, MANAGED,
+#: STARTING, STARTED, SUSPENDED, CANCELING) means the run is still in flight.
 FINISHED_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
-RETRIED_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 FAILURE_EVENT_PAGES = 20
 
-ASSETS_QUERY = """
-query AirliftAssets {
-  assetNodes {
+ASSET_FIELDS = """
     assetKey { path }
     isExecutable
     tags { key value }
+    partitionDefinition { type fmt description }
     repository { name location { name } }
-  }
-}
 """
+
+# Only the asset nodes named by key: the answer grows with the task, not with the deployment.
+ASSETS_BY_KEY_QUERY = "query AirliftAssetsByKey($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) {%s} }" % ASSET_FIELDS
+# Dagster's GraphQL cannot filter asset nodes by tag: without known keys the slim node list is read once.
+ASSETS_BY_TAG_QUERY = "query AirliftAssetsByTag { assetNodes { assetKey { path } tags { key value } } }"
 
 LAUNCH_MUTATION = """
 mutation AirliftLaunch($executionParams: ExecutionParams!) {
   launchRun(executionParams: $executionParams) {
     __typename
     ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+
+TERMINATE_MUTATION = """
+mutation AirliftTerminate($runId: String!, $policy: TerminateRunPolicy) {
+  terminateRun(runId: $runId, terminatePolicy: $policy) {
+    __typename
+    ... on TerminateRunFailure { message }
     ... on Error { message }
   }
 }
@@ -86,6 +114,9 @@ query AirliftRunFailure($runId: ID!, $afterCursor: String) {
 class DagsterAsset:
     """An asset node of Dagster, as far as launching it goes.
 
+    ``partition_type`` is Dagster's PartitionDefinitionType (``TIME_WINDOW``, ``STATIC``, ...) or
+    ``None``; ``partition_fmt``/``partition_description`` describe a time-window definition.
+
     >>> DagsterAsset(path=("raw", "customers"), location="defs", repository="__repository__", executable=True).path
     ('raw', 'customers')
     """
@@ -94,6 +125,10 @@ class DagsterAsset:
     location: str
     repository: str
     executable: bool
+    tags: Mapping[str, str] = field(default_factory=dict)
+    partition_type: str | None = None
+    partition_fmt: str | None = None
+    partition_description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,13 +163,12 @@ class DagsterRunResult:
 
 
 class DagsterGraphQLClient:
-    """Dagster's GraphQL API (``<url>/graphql``) over plain HTTP, for what ``DagsterOperator`` needs.
+    """Dagster's GraphQL API (``<url>/graphql``) over one HTTP session, for what ``DagsterOperator`` needs.
 
-    Every request has a timeout. Connection errors, timeouts, 429 and 5xx are retried up to
-    ``max_attempts`` times with exponential backoff (``backoff``, ``2*backoff``, ... capped at 30 s),
-    then :class:`DagsterUnreachableError` says so. ``sleep`` and ``clock`` are injectable so tests
-    never wait. The API token is sent as the ``Dagster-Cloud-Api-Token`` header and never appears in
-    logs, reprs or error messages.
+    Every request has a timeout. Idempotent requests (queries, termination) are retried on connection
+    errors, timeouts, 429 and 5xx as ``retry`` says (full jitter, ``Retry-After``, deadline), then
+    :class:`DagsterUnreachableError` names the URL. The launch mutation is sent once. The API token is
+    sent as the ``Dagster-Cloud-Api-Token`` header and never appears in logs, reprs or error messages.
 
     >>> client = DagsterGraphQLClient("http://dagster:3000/", api_token="secret")
     >>> client
@@ -149,20 +183,15 @@ class DagsterGraphQLClient:
         *,
         api_token: str | None = None,
         timeout: float = 30.0,
-        max_attempts: int = 5,
-        backoff: float = 1.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self.url = url.rstrip("/")
         self._token = api_token
         self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.sleep = sleep
-        self.clock = clock
+        self.retry = retry or RetryPolicy()
+        self.session = session or requests.Session()
+        self.requests_sent = 0
 
     def __repr__(self) -> str:
         return f"DagsterGraphQLClient(url={self.url!r})"
@@ -175,38 +204,52 @@ class DagsterGraphQLClient:
         """Link to a run in Dagster's UI."""
         return f"{self.url}/runs/{run_id}"
 
-    def query(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """POST one GraphQL document; returns its ``data`` or raises :class:`DagsterApiError`."""
+    def headers(self) -> dict[str, str]:
+        """Request headers (with the Dagster+ token when there is one)."""
         headers = {"Content-Type": "application/json"}
         if self._token:
             headers["Dagster-Cloud-Api-Token"] = self._token
-        endpoint = self.graphql_url
+        return headers
+
+    def _post(self, payload: Mapping[str, Any]) -> requests.Response:
+        self.requests_sent += 1
+        return self.session.post(self.graphql_url, json=payload, headers=self.headers(), timeout=self.timeout)
+
+    def query(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """POST one idempotent GraphQL document with retries; returns its ``data`` or raises
+        :class:`DagsterApiError`."""
         payload = {"query": query, "variables": dict(variables or {})}
-        last = ""
-        for attempt in range(1, self.max_attempts + 1):
+        start = self.retry.start()
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: str | None = None
             try:
-                response = requests.post(endpoint, json=payload, headers=headers, timeout=self.timeout)
+                response = self._post(payload)
             except (requests.ConnectionError, requests.Timeout) as e:
                 last = type(e).__name__
             except requests.RequestException as e:
-                raise DagsterApiError(f"cannot call Dagster's GraphQL API at {endpoint}: {type(e).__name__}") from e
+                raise DagsterApiError(f"cannot call Dagster's GraphQL API at {self.graphql_url}: {type(e).__name__}") from e
             else:
-                if response.status_code not in RETRIED_HTTP_STATUSES:
-                    break
+                if not self.retry.should_retry_status(response.status_code):
+                    return self._data(response)
                 last = f"HTTP {response.status_code}"
-            if attempt < self.max_attempts:
-                delay = min(30.0, self.backoff * 2 ** (attempt - 1))
-                log.warning("Dagster at %s: %s; retry %d/%d in %.1fs", endpoint, last, attempt, self.max_attempts - 1, delay)
-                self.sleep(delay)
-        else:
-            raise DagsterUnreachableError(
-                f"cannot reach Dagster's GraphQL API at {endpoint} after {self.max_attempts} attempts ({last}); "
-                "check the Airflow connection to Dagster (default dagster_default) or AIRLIFT_DAGSTER_URL, "
-                "and that the Dagster webserver is up"
-            )
+                retry_after = response.headers.get("Retry-After")
+            delay = self.retry.delay_for(attempt, start=start, retry_after=retry_after)
+            if delay is None:
+                raise DagsterUnreachableError(
+                    f"cannot reach Dagster's GraphQL API at {self.graphql_url} after {attempt} attempt(s) ({last}); "
+                    "check the Airflow connection to Dagster (default dagster_default) and that the Dagster webserver is up"
+                )
+            log.warning("Dagster at %s: %s; retry %d in %.1fs", self.graphql_url, last, attempt, delay)
+            self.retry.sleep(delay)
+
+    def _data(self, response: requests.Response) -> dict[str, Any]:
+        endpoint = self.graphql_url
         if response.status_code in (401, 403):
             raise DagsterApiError(
-                f"Dagster at {endpoint} refused the request (HTTP {response.status_code}); check the API token"
+                f"Dagster at {endpoint} refused the request (HTTP {response.status_code}); check the API token "
+                "(password or extra api_token of the Airflow connection)"
             )
         if response.status_code >= 400:
             raise DagsterApiError(f"Dagster at {endpoint} answered HTTP {response.status_code}: {response.text[:300]}")
@@ -221,29 +264,34 @@ class DagsterGraphQLClient:
             raise DagsterApiError(f"Dagster at {endpoint} answered GraphQL errors: {body['errors']}")
         return dict(body.get("data") or {})
 
-    def assets_for_task(self, *, dag_id: str, task_id: str) -> list[DagsterAsset]:
-        """Assets tagged ``airlift/dag_id`` + ``airlift/task_id`` for this task, in every code location."""
-        wanted = {DAG_ID_TAG: encode_tag_value(dag_id), TASK_ID_TAG: encode_tag_value(task_id)}
+    def assets_by_key(self, paths: Sequence[Sequence[str]]) -> list[DagsterAsset]:
+        """The asset nodes with these keys (those Dagster does not know are absent from the answer)."""
+        if not paths:
+            return []
+        nodes = self.query(ASSETS_BY_KEY_QUERY, {"keys": [{"path": list(p)} for p in paths]}).get("assetNodes") or []
+        return [_asset(node) for node in nodes]
+
+    def asset_keys_with_tags(self, wanted: Mapping[str, str], *, without: Sequence[str] = ()) -> list[tuple[str, ...]]:
+        """Keys of the asset nodes carrying all ``wanted`` tags and none of the tag keys in ``without``.
+        One request; Dagster cannot filter by tag, so the slim list of every node is read."""
         found = []
-        for node in self.query(ASSETS_QUERY).get("assetNodes") or []:
+        for node in self.query(ASSETS_BY_TAG_QUERY).get("assetNodes") or []:
             tags = {t["key"]: t["value"] for t in node.get("tags") or []}
-            if all(tags.get(k) == v for k, v in wanted.items()):
-                repository = node["repository"]
-                found.append(
-                    DagsterAsset(
-                        path=tuple(node["assetKey"]["path"]),
-                        location=repository["location"]["name"],
-                        repository=repository["name"],
-                        executable=bool(node.get("isExecutable", True)),
-                    )
-                )
+            if all(tags.get(k) == v for k, v in wanted.items()) and not any(k in tags for k in without):
+                found.append(tuple(node["assetKey"]["path"]))
         return found
 
     def launch_run(
-        self, *, location: str, repository: str, asset_paths: Sequence[Sequence[str]], tags: Mapping[str, str]
+        self,
+        *,
+        location: str,
+        repository: str,
+        asset_paths: Sequence[Sequence[str]],
+        tags: Mapping[str, str],
     ) -> str:
-        """Launch one run of exactly these assets of one code location (implicit ``__ASSET_JOB``);
-        returns the run id. Never retried blindly: a launch is not idempotent."""
+        """Send the launch mutation ONCE for exactly these assets of one code location (implicit
+        ``__ASSET_JOB``); returns the run id. A timeout, dropped connection or 5xx raises
+        :class:`DagsterLaunchUnknownError`: the run may exist, look it up by its tags."""
         params = {
             "selector": {
                 "repositoryLocationName": location,
@@ -254,12 +302,33 @@ class DagsterGraphQLClient:
             "runConfigData": {},
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         }
-        result = self.query(LAUNCH_MUTATION, {"executionParams": params})["launchRun"]
+        payload = {"query": LAUNCH_MUTATION, "variables": {"executionParams": params}}
+        try:
+            response = self._post(payload)
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise DagsterLaunchUnknownError(
+                f"launching a run at {self.graphql_url} got no answer ({type(e).__name__})"
+            ) from e
+        except requests.RequestException as e:
+            raise DagsterApiError(f"cannot call Dagster's GraphQL API at {self.graphql_url}: {type(e).__name__}") from e
+        if self.retry.should_retry_status(response.status_code):
+            raise DagsterLaunchUnknownError(f"launching a run at {self.graphql_url} answered HTTP {response.status_code}")
+        result = self._data(response)["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
             raise DagsterApiError(
                 f"Dagster at {self.url} did not launch the run ({result['__typename']}): {result.get('message', '')}"
             )
         return str(result["run"]["runId"])
+
+    def terminate_run(self, run_id: str, *, force: bool = False) -> str | None:
+        """Ask Dagster to terminate a run; ``None`` on success, else Dagster's reason. ``force`` marks
+        it canceled even when it cannot be stopped now (e.g. still STARTING: a run worker that starts
+        after that ignores the run)."""
+        policy = "MARK_AS_CANCELED_IMMEDIATELY" if force else "SAFE_TERMINATE"
+        result = self.query(TERMINATE_MUTATION, {"runId": run_id, "policy": policy})["terminateRun"]
+        if result.get("__typename") == "TerminateRunSuccess":
+            return None
+        return f"{result.get('__typename')}: {result.get('message', '')}".strip()
 
     def runs_with_tags(self, tags: Mapping[str, str]) -> list[DagsterRun]:
         """Runs carrying all these tags (newest first, as Dagster lists them)."""
@@ -288,7 +357,7 @@ class DagsterGraphQLClient:
                 logs = self.query(FAILURE_QUERY, {"runId": run_id, "afterCursor": cursor})["logsForRun"]
                 if logs.get("__typename") != "EventConnection":
                     return f"(could not read the run's events: {logs.get('message', logs.get('__typename'))})"
-                messages.extend(_failure_lines(logs.get("events") or []))
+                messages.extend(failure_lines(logs.get("events") or []))
                 if not logs.get("hasMore") or not logs.get("cursor"):
                     break
                 cursor = logs["cursor"]
@@ -296,24 +365,34 @@ class DagsterGraphQLClient:
             return f"(could not read the run's events: {e})"
         return "\n".join(messages) or "(Dagster reported no failure events)"
 
-    def wait_for_run(self, run_id: str, *, poll_interval: float, timeout: float | None) -> DagsterRunResult:
-        """Poll ``runOrError`` until the run ends (or ``timeout`` seconds pass: the result then keeps
-        the in-flight status and says so in ``error``)."""
-        deadline = None if timeout is None else self.clock() + timeout
-        while True:
-            status = self.run_status(run_id)
-            if status in FINISHED_STATUSES:
-                error = self.failure_message(run_id) if status == "FAILURE" else None
-                return DagsterRunResult(run_id=run_id, status=status, url=self.run_url(run_id), error=error)
-            if deadline is not None and self.clock() >= deadline:
-                return DagsterRunResult(
-                    run_id=run_id, status=status, url=self.run_url(run_id),
-                    error=f"still {status} after {timeout:g}s (run_timeout); the Dagster run goes on",
-                )
-            self.sleep(poll_interval)
+    def result(self, run_id: str, status: str, *, error: str | None = None) -> DagsterRunResult:
+        """A run's result (with Dagster's failure message for a failed run)."""
+        if status == "FAILURE" and error is None:
+            error = self.failure_message(run_id)
+        return DagsterRunResult(run_id=run_id, status=status, url=self.run_url(run_id), error=error)
 
 
-def _failure_lines(events: Sequence[Mapping[str, Any]]) -> list[str]:
+def _asset(node: Mapping[str, Any]) -> DagsterAsset:
+    repository = node["repository"]
+    partitions = node.get("partitionDefinition") or {}
+    return DagsterAsset(
+        path=tuple(node["assetKey"]["path"]),
+        location=repository["location"]["name"],
+        repository=repository["name"],
+        executable=bool(node.get("isExecutable", True)),
+        tags={t["key"]: t["value"] for t in node.get("tags") or []},
+        partition_type=partitions.get("type"),
+        partition_fmt=partitions.get("fmt"),
+        partition_description=partitions.get("description"),
+    )
+
+
+def failure_lines(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per failed step (the user's own exception) or run failure, from ``logsForRun`` events.
+
+    >>> failure_lines([{"__typename": "RunFailureEvent", "message": "boom"}])
+    ['boom']
+    """
     lines = []
     for event in events:
         if event.get("__typename") == "ExecutionStepFailureEvent":

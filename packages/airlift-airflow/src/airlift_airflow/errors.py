@@ -11,6 +11,7 @@ __all__ = [
     "AirliftAirflowError",
     "AirliftMigrationError",
     "DagsterApiError",
+    "DagsterLaunchUnknownError",
     "DagsterRunFailedError",
     "DagsterUnreachableError",
 ]
@@ -59,4 +60,14 @@ class DagsterRunFailedError(AirliftAirflowError):
 
     >>> str(DagsterRunFailedError("Dagster run FAILURE: http://dagster:3000/runs/abc"))
     'Dagster run FAILURE: http://dagster:3000/runs/abc'
+    """
+
+
+class DagsterLaunchUnknownError(DagsterApiError):
+    """A launch got no usable answer (timeout, dropped connection, 5xx): the run may or may not exist.
+    :class:`~airlift_airflow.DagsterHook` resolves it by looking the run up by its tags before
+    launching again; the mutation itself is never retried blindly.
+
+    >>> issubclass(DagsterLaunchUnknownError, DagsterApiError)
+    True
     """

@@ -10,7 +10,13 @@ Rules (the migration-state folder is shared by every DAG file next to it):
 - DAG ids in the folder that this file does not define are left for the files that do (the folder
   is shared, so one file cannot tell a stale DAG id from one defined next door); a caller that
   passes ``dag_ids`` (the DAGs this file defines) gets an error when one of them is not found in the
-  file, so a renamed DAG cannot silently lose its migration.
+  file, so a renamed DAG cannot silently lose its migration;
+- a DAG-level ``migrated: true`` replaces every task of the DAG by one ``DagsterOperator``
+  (task id ``run_dag_in_dagster``, ``whole_dag=True``) that runs the assets mapped to the DAG itself
+  with ``dag_defs``; flipping it to ``false`` brings the original tasks back on the next parse;
+- a dynamically mapped task (``.expand()``) cannot be migrated: its downstream tasks read one XCom
+  per map index, which one Dagster run cannot give back. Marking one ``migrated: true`` is an
+  error at parse time that says so (migrate the whole DAG instead).
 """
 
 from __future__ import annotations
@@ -21,9 +27,16 @@ from typing import Any
 
 from airlift_airflow.errors import AirliftMigrationError
 from airlift_airflow.operator import DEFAULT_CONN_ID, DagsterOperator
-from airlift_airflow.version_compat import DAG, autoregistered_dags, remove_task, set_dag_tags
+from airlift_airflow.version_compat import (
+    DAG,
+    autoregistered_dags,
+    is_mapped,
+    remove_task,
+    set_dag_tags,
+)
 from airlift_protocol import (
     MIGRATING_DAG_TAG,
+    WHOLE_DAG_TASK_ID,
     DagMigrationState,
     MigrationState,
     task_migration_doc,
@@ -66,6 +79,8 @@ def _find_dags(global_vars: Mapping[str, Any]) -> list[Any]:
 
 
 def _state_doc(state: DagMigrationState, dag: Any) -> str:
+    if state.dag_migrated:
+        return "\n".join([DOC_HEADING, "", f"The whole DAG runs in Dagster (task `{WHOLE_DAG_TASK_ID}`)."])
     lines = [DOC_HEADING, "", "| task | runs in |", "|---|---|"]
     for task_id in sorted(dag.task_dict):
         migrated = state.is_task_migrated(task_id)
@@ -109,6 +124,27 @@ def _replace(dag: Any, task_id: str, operator_class: type, extra: Mapping[str, A
     for down in downstream:
         new.set_downstream(dag.task_dict[down])
     return new
+
+
+def _replace_whole_dag(dag: Any, operator_class: type, extra: Mapping[str, Any]) -> None:
+    """Swap every task of the DAG for one DagsterOperator running the DAG's own assets."""
+    if WHOLE_DAG_TASK_ID in dag.task_dict and isinstance(dag.task_dict[WHOLE_DAG_TASK_ID], DagsterOperator):
+        return  # a second call changes nothing
+    for task_id in list(dag.task_dict):
+        task = remove_task(dag, task_id)
+        task.upstream_task_ids.clear()
+        task.downstream_task_ids.clear()
+    defaults = dict(getattr(dag, "default_args", None) or {})
+    accepted = _init_params(operator_class)
+    kwargs = {k: v for k, v in defaults.items() if k in KEPT_SETTINGS and k in accepted}
+    operator_class(
+        task_id=WHOLE_DAG_TASK_ID,
+        dag=dag,
+        whole_dag=True,
+        doc_md=task_migration_doc("Runs the assets mapped to this DAG (dag_defs) as one Dagster run."),
+        **kwargs,
+        **extra,
+    )
 
 
 def mark_as_dagster_migrating(
@@ -161,11 +197,26 @@ def mark_as_dagster_migrating(
         state = migration_state.dag_state(dag.dag_id)
         if state is None:
             continue
+        if state.dag_migrated:
+            _replace_whole_dag(dag, dagster_operator_class, {"dagster_conn_id": dagster_conn_id})
+            set_dag_tags(dag, {MIGRATING_DAG_TAG})
+            original = (dag.doc_md or "").split(DOC_HEADING)[0].rstrip()
+            doc = _state_doc(state, dag)
+            dag.doc_md = f"{original}\n\n{doc}" if original else doc
+            continue
         unknown = [t for t in state.tasks if t not in dag.task_dict]
         if unknown:
             raise AirliftMigrationError(
                 f"{where}: the migration state of DAG {dag.dag_id!r} names task(s) {unknown} that the DAG does not have "
                 f"(its tasks: {sorted(dag.task_dict)}); fix or remove the entries in {dag.dag_id}.yaml"
+            )
+        mapped = [t for t in state.migrated_task_ids if is_mapped(dag.task_dict[t])]
+        if mapped:
+            raise AirliftMigrationError(
+                f"{where}: task(s) {mapped} of DAG {dag.dag_id!r} are dynamically mapped (.expand()) and cannot be "
+                "migrated one by one: their downstream tasks read one result per map index, which one Dagster run "
+                f"does not give back. Set them to migrated: false in {dag.dag_id}.yaml, or migrate the whole DAG "
+                "(top-level migrated: true)"
             )
         for task_id in state.migrated_task_ids:
             if not isinstance(dag.task_dict[task_id], DagsterOperator):  # a second call changes nothing

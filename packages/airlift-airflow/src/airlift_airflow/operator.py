@@ -1,45 +1,32 @@
-"""``DagsterOperator``: runs an Airflow task's assets as one Dagster run and mirrors its outcome."""
+"""``DagsterOperator``: runs an Airflow task's assets in Dagster and mirrors the outcome."""
 
 from __future__ import annotations
 
-import json
 import os
+import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airlift_airflow.dagster_api import DagsterGraphQLClient, DagsterRun
+from airlift_airflow.dagster_api import FINISHED_STATUSES, DagsterAsset, DagsterRunResult
 from airlift_airflow.errors import DagsterApiError, DagsterRunFailedError
-from airlift_airflow.version_compat import BaseHook, BaseOperator, connection_not_found_errors
-from airlift_protocol import AIRFLOW_MAP_INDEX_RUN_TAG, AIRFLOW_TRY_NUMBER_RUN_TAG, dagster_run_tags
+from airlift_airflow.hook import DEFAULT_CONN_ID, TOKEN_ENV, URL_ENV, DagsterHook
+from airlift_airflow.version_compat import BaseOperator
+from airlift_protocol import (
+    AIRFLOW_MAP_INDEX_RUN_TAG,
+    DAGSTER_PARTITION_TAG,
+    PartitionKeyError,
+    RetryPolicy,
+    TimeWindowPartitioning,
+    dagster_run_tags,
+    operator_run_tags,
+    partition_key_for_airflow_run,
+)
 
-__all__ = ["DEFAULT_CONN_ID", "TOKEN_ENV", "URL_ENV", "DagsterOperator"]
+__all__ = ["DEFAULT_CONN_ID", "INSTANCE_ENV", "TOKEN_ENV", "URL_ENV", "DagsterOperator"]
 
-DEFAULT_CONN_ID = "dagster_default"
-URL_ENV = "AIRLIFT_DAGSTER_URL"
-TOKEN_ENV = "AIRLIFT_DAGSTER_API_TOKEN"
-
-
-def _connection_url_and_token(conn_id: str) -> tuple[str | None, str | None]:
-    """URL and token of an Airflow connection (``None, None`` when the connection does not exist)."""
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except connection_not_found_errors():
-        return None, None
-    extra: Mapping[str, Any]
-    try:
-        extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else json.loads(conn.extra or "{}")
-    except ValueError:
-        extra = {}
-    url = extra.get("url")
-    if not url and conn.host:
-        host = str(conn.host).rstrip("/")
-        if "://" not in host:
-            scheme = extra.get("scheme") or ("https" if conn.conn_type == "https" else "http")
-            host = f"{scheme}://{host}"
-        url = host + (f":{conn.port}" if conn.port else "") + (f"/{conn.schema.strip('/')}" if conn.schema else "")
-    token = conn.password or extra.get("api_token")
-    return url, token
+INSTANCE_ENV = "AIRLIFT_AIRFLOW_INSTANCE_NAME"
+DEFAULT_INSTANCE_NAME = "airflow"
 
 
 def _int(value: Any, default: int) -> int:
@@ -50,34 +37,40 @@ def _int(value: Any, default: int) -> int:
 
 
 class DagsterOperator(BaseOperator):
-    """Materializes, in Dagster, the assets tagged with this task's DAG and task id.
+    """Materializes, in Dagster, the assets mapped to this task (or, with ``whole_dag=True``, to its DAG).
 
     ``mark_as_dagster_migrating`` puts it in place of every ``migrated: true`` task; you rarely
     create one yourself. At execute it:
 
-    1. asks Dagster's GraphQL API for the asset nodes tagged ``airlift/dag_id`` + ``airlift/task_id``
-       (no such asset is an error naming the task and the Dagster URL);
+    1. asks Dagster's GraphQL API for this task's own asset nodes: those named by ``asset_keys``, or
+       those tagged ``airlift/dag_id`` + ``airlift/task_id`` (none is an error naming the task and URL);
     2. launches one run of exactly those assets per code location on the implicit ``__ASSET_JOB``,
-       tagged with the Airflow DAG, task, run id, try number (and map index), and logs its link
-       ``<dagster_url>/runs/<run_id>``;
-    3. polls the run until it ends and fails the Airflow task, with the run link and Dagster's error,
-       when it fails or is canceled. It returns (and pushes as XCom) the Dagster run ids.
+       tagged with the Airflow instance, DAG, run id, task, try number, map index and code location
+       (and ``dagster/partition`` for time-partitioned assets), and logs its link;
+    3. waits for the runs (on the worker, or with ``deferrable=True`` in the triggerer) and fails the
+       Airflow task, with the run link and Dagster's error, when one fails or is canceled. It returns
+       (and pushes as XCom) the Dagster run ids.
 
-    Retries are idempotent: a try first looks for Dagster runs of the same Airflow DAG/task/run. It
-    re-attaches to one still in flight (whatever try launched it), and reuses one that already
-    succeeded when an earlier try of the current attempt launched it (a worker died, the run went
-    on). After a user clears the task, the runs of earlier attempts are not reused: a cleared task
-    materializes again. Failed and canceled runs are never reused.
+    One Dagster run per task try and code location: a launch whose answer was lost (timeout, 5xx)
+    is looked up by its tags before it is sent again. Per code location, a try uses the run of its
+    own try if there is one; else it re-attaches to a run of an earlier try of the same attempt still
+    in flight, or reuses one that succeeded; a failed or canceled run (or none) gets a new run, so a
+    retry completes only the locations that are missing or failed. A user clear starts a new attempt:
+    its tries ignore the runs of earlier attempts and launch new runs.
 
-    The Dagster URL and optional Dagster+ API token come from the Airflow connection
-    ``dagster_conn_id`` (default ``dagster_default``: host, port and schema, or extra ``url``;
-    password or extra ``api_token``), else from ``AIRLIFT_DAGSTER_URL`` / ``AIRLIFT_DAGSTER_API_TOKEN``.
-    The token is sent as ``Dagster-Cloud-Api-Token`` and never logged.
+    Partitions: when the assets are time-window partitioned, the run materializes the partition
+    holding the Airflow run's data interval start (else logical date); see
+    :func:`airlift_protocol.partition_key_for_airflow_run`. Mixed or non-time partitioning is an error.
 
-    Subclass it to customise, e.g. override :meth:`get_dagster_client`, and pass the subclass as
-    ``mark_as_dagster_migrating(..., dagster_operator_class=MyOperator)``.
+    ``on_kill`` (execution timeout, "mark failed", a killed worker) terminates the Dagster runs the
+    try was waiting for and says so in the task log.
 
-    >>> op = DagsterOperator(task_id="load_raw", poll_interval=5.0)  # doctest: +SKIP
+    The Dagster URL and optional Dagster+ API token come from :class:`~airlift_airflow.DagsterHook`
+    (connection ``dagster_conn_id``, else ``AIRLIFT_DAGSTER_URL`` / ``AIRLIFT_DAGSTER_API_TOKEN``).
+    ``airflow_instance_name`` (else ``AIRLIFT_AIRFLOW_INSTANCE_NAME``, else ``airflow``) should be
+    the name of the ``AirflowInstance`` on the Dagster side: it is part of every run's identity.
+
+    >>> op = DagsterOperator(task_id="load_raw", poll_interval=5.0, deferrable=True)  # doctest: +SKIP
     >>> # AIRFLOW_CONN_DAGSTER_DEFAULT='http://dagster-webserver:3000' in the Airflow environment
     """
 
@@ -94,6 +87,9 @@ class DagsterOperator(BaseOperator):
         request_attempts: int = 5,
         request_backoff: float = 1.0,
         airflow_instance_name: str | None = None,
+        asset_keys: Sequence[Sequence[str]] | None = None,
+        whole_dag: bool = False,
+        deferrable: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -104,24 +100,19 @@ class DagsterOperator(BaseOperator):
         self.request_attempts = request_attempts
         self.request_backoff = request_backoff
         self.airflow_instance_name = airflow_instance_name
+        self.asset_keys = [list(k) for k in asset_keys] if asset_keys is not None else None
+        self.whole_dag = whole_dag
+        self.deferrable = deferrable
+        self._run_ids: list[str] = []
 
-    def get_dagster_client(self) -> DagsterGraphQLClient:
-        """The GraphQL client for this task's Dagster (from the connection, else the env vars)."""
-        url, token = _connection_url_and_token(self.dagster_conn_id)
-        url = url or os.environ.get(URL_ENV)
-        token = token or os.environ.get(TOKEN_ENV)
-        if not url:
-            raise DagsterApiError(
-                f"no Dagster URL for task {self.task_id!r}: create the Airflow connection {self.dagster_conn_id!r} "
-                f"(e.g. AIRFLOW_CONN_{self.dagster_conn_id.upper()}='http://dagster-host:3000') or set {URL_ENV}"
-            )
-        return DagsterGraphQLClient(
-            url,
-            api_token=token,
-            timeout=self.request_timeout,
-            max_attempts=self.request_attempts,
-            backoff=self.request_backoff,
-        )
+    def get_hook(self) -> DagsterHook:
+        """The hook to Dagster (override to customise the connection or retry policy)."""
+        retry = RetryPolicy(max_attempts=self.request_attempts, base_delay=self.request_backoff)
+        return DagsterHook(self.dagster_conn_id, timeout=self.request_timeout, retry=retry)
+
+    @property
+    def instance_name(self) -> str:
+        return self.airflow_instance_name or os.environ.get(INSTANCE_ENV) or DEFAULT_INSTANCE_NAME
 
     def execute(self, context: Any) -> list[str]:
         ti = context["ti"]
@@ -131,82 +122,132 @@ class DagsterOperator(BaseOperator):
         # The first try of the current attempt: Airflow sets max_tries = try_number + retries when a
         # task is cleared, so runs launched before a clear have smaller try numbers.
         max_tries = getattr(ti, "max_tries", None)
-        first_try = try_number if max_tries is None else _int(max_tries, 0) - _int(self.retries, 0) + 1
-        client = self.get_dagster_client()
-        run_tags = dagster_run_tags(
-            dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index, instance_name=self.airflow_instance_name
-        )
-        run_ids = self._existing_runs(client, run_tags, map_index=map_index, first_try=first_try)
-        if not run_ids:
-            run_ids = self._launch(client, dag_id=dag_id, task_id=task_id, tags={
-                **run_tags, AIRFLOW_TRY_NUMBER_RUN_TAG: str(try_number)
-            })
+        first_try = try_number if max_tries is None else max(1, _int(max_tries, 0) - _int(self.retries, 0) + 1)
+        hook = self.get_hook()
+        client = hook.get_conn()
+        assets = hook.task_assets(dag_id=dag_id, task_id=None if self.whole_dag else task_id, asset_keys=self.asset_keys)
+        what = f"Airflow DAG {dag_id}" if self.whole_dag else f"Airflow task {dag_id}.{task_id}"
+        self._check_assets(assets, what=what, url=client.url)
+        partition = self._partition_key(assets, context, what=what)
+        groups: dict[tuple[str, str], list[tuple[str, ...]]] = defaultdict(list)
+        for asset in assets:
+            groups[(asset.location, asset.repository)].append(asset.path)
+        identity = dagster_run_tags(dag_id=dag_id, task_id=task_id, run_id=run_id, instance_name=self.instance_name)
+        identity[AIRFLOW_MAP_INDEX_RUN_TAG] = str(map_index)
+        run_ids = []
+        for plan in hook.plan(groups, identity=identity, try_number=try_number, first_try=first_try):
+            if plan.run is not None:
+                self.log.info("Using Dagster run %s for code location %s (%s): %s",
+                              plan.run.run_id, plan.location, plan.reason, client.run_url(plan.run.run_id))
+                run_ids.append(plan.run.run_id)
+                continue
+            tags = operator_run_tags(instance_name=self.instance_name, dag_id=dag_id, task_id=task_id, run_id=run_id,
+                                     try_number=try_number, map_index=map_index, location=plan.location)
+            if partition is not None:
+                tags[DAGSTER_PARTITION_TAG] = partition
+            new_run = hook.launch(location=plan.location, repository=plan.repository, asset_paths=plan.paths, tags=tags,
+                                  say=self.log.warning)
+            self.log.info(
+                "Launched Dagster run %s for %d asset(s) of %s in code location %s%s: %s",
+                new_run, len(plan.paths), what, plan.location,
+                f" (partition {partition})" if partition is not None else "", client.run_url(new_run),
+            )
+            run_ids.append(new_run)
+        self._run_ids = run_ids
+        if self.deferrable:
+            from airlift_airflow.triggers import DagsterRunTrigger
+
+            self.log.info("Deferring: the triggerer waits for Dagster run(s) %s", ", ".join(run_ids))
+            end_time = None if self.run_timeout is None else time.time() + self.run_timeout
+            self.defer(
+                trigger=DagsterRunTrigger(run_ids=run_ids, dagster_conn_id=self.dagster_conn_id,
+                                          poll_interval=self.poll_interval, end_time=end_time,
+                                          request_timeout=self.request_timeout),
+                method_name="execute_complete",
+            )
+        results = hook.wait(run_ids, poll_interval=self.poll_interval, timeout=self.run_timeout)
+        return self._finish(results, what=what)
+
+    def execute_complete(self, context: Any, event: Mapping[str, Any]) -> list[str]:
+        """Resumes a deferred task with the trigger's event; same results and log lines as waiting."""
+        ti = context["ti"]
+        what = f"Airflow DAG {ti.dag_id}" if self.whole_dag else f"Airflow task {ti.dag_id}.{ti.task_id}"
+        if event.get("error"):
+            raise DagsterApiError(f"waiting for the Dagster run(s) of {what}: {event['error']}")
+        client = self.get_hook().get_conn()
+        statuses: Mapping[str, str] = event["statuses"]
+        self._run_ids = list(statuses)
+        late = f"still in flight after {self.run_timeout:g}s (run_timeout); the Dagster run goes on" if self.run_timeout else None
+        results = [
+            client.result(r, s, error=None if s in FINISHED_STATUSES else late) for r, s in statuses.items()
+        ]
+        return self._finish(results, what=what)
+
+    def _finish(self, results: Sequence[DagsterRunResult], *, what: str) -> list[str]:
         failures = []
-        for dagster_run_id in run_ids:
-            result = client.wait_for_run(dagster_run_id, poll_interval=self.poll_interval, timeout=self.run_timeout)
+        for result in results:
             if result.status == "SUCCESS":
-                self.log.info("Dagster run %s succeeded: %s", dagster_run_id, result.url)
+                self.log.info("Dagster run %s succeeded: %s", result.run_id, result.url)
             else:
                 failures.append(f"Dagster run {result.status}: {result.url}\n{result.error or ''}".strip())
-                self.log.error("Dagster run %s ended %s: %s", dagster_run_id, result.status, result.url)
+                self.log.error("Dagster run %s ended %s: %s", result.run_id, result.status, result.url)
         if failures:
-            raise DagsterRunFailedError(f"the Dagster run of Airflow task {dag_id}.{task_id} did not succeed:\n" + "\n".join(failures))
-        return run_ids
+            raise DagsterRunFailedError(f"the Dagster run of {what} did not succeed:\n" + "\n".join(failures))
+        return [r.run_id for r in results]
 
-    def _launch(self, client: DagsterGraphQLClient, *, dag_id: str, task_id: str, tags: Mapping[str, str]) -> list[str]:
-        assets = client.assets_for_task(dag_id=dag_id, task_id=task_id)
+    def on_kill(self) -> None:
+        """Terminate the Dagster runs this try launched or re-attached to, and say so in the log."""
+        if not self._run_ids:
+            return
+        hook = self.get_hook()
+        for run_id, problem in hook.terminate(self._run_ids).items():
+            url = hook.get_conn().run_url(run_id)
+            if problem is None:
+                self.log.warning("Task killed: asked Dagster to terminate run %s: %s", run_id, url)
+            else:
+                self.log.error("Task killed: could not terminate Dagster run %s (%s): %s", run_id, problem, url)
+
+    @staticmethod
+    def _check_assets(assets: Sequence[DagsterAsset], *, what: str, url: str) -> None:
         if not assets:
             raise DagsterApiError(
-                f"no Dagster assets are tagged for Airflow task {dag_id}.{task_id} at {client.url}: tag its assets "
-                f"(e.g. task_defs / tags airlift/dag_id and airlift/task_id) and reload the code location, "
+                f"no Dagster assets are tagged for {what} at {url}: tag its assets "
+                "(e.g. task_defs / tags airlift/dag_id and airlift/task_id) and reload the code location, "
                 "or set migrated: false"
             )
         not_executable = [a for a in assets if not a.executable]
         if not_executable:
             names = ", ".join("/".join(a.path) for a in not_executable)
             raise DagsterApiError(
-                f"the Dagster assets of Airflow task {dag_id}.{task_id} at {client.url} are not executable ({names}): "
+                f"the Dagster assets of {what} at {url} are not executable ({names}): "
                 "replace the AssetSpecs with asset definitions before migrating the task"
             )
-        by_location: dict[tuple[str, str], list[tuple[str, ...]]] = defaultdict(list)
-        for asset in assets:
-            by_location[(asset.location, asset.repository)].append(asset.path)
-        run_ids = []
-        for (location, repository), paths in sorted(by_location.items()):
-            new_run = client.launch_run(location=location, repository=repository, asset_paths=paths, tags=tags)
-            self.log.info(
-                "Launched Dagster run %s for %d asset(s) of %s.%s in code location %s: %s",
-                new_run, len(paths), dag_id, task_id, location, client.run_url(new_run),
+
+    @staticmethod
+    def _partition_key(assets: Sequence[DagsterAsset], context: Mapping[str, Any], *, what: str) -> str | None:
+        kinds = {(a.partition_type, a.partition_fmt, a.partition_description) for a in assets}
+        if kinds == {(None, None, None)}:
+            return None
+        if len(kinds) > 1:
+            listed = "; ".join(f"{'/'.join(a.path)}: {a.partition_description or 'not partitioned'}" for a in assets)
+            raise DagsterApiError(
+                f"the Dagster assets of {what} are partitioned differently ({listed}); one Airflow run materializes "
+                "one partition of one partitioning: give them the same partitions definition or map them to different tasks"
             )
-            run_ids.append(new_run)
-        return run_ids
-
-    def _existing_runs(
-        self, client: DagsterGraphQLClient, tags: Mapping[str, str], *, map_index: int, first_try: int
-    ) -> list[str]:
-        """Runs of this Airflow task run to re-attach to instead of launching duplicates.
-
-        Only the runs of the latest try that launched any count (one run per code location): all of
-        them when one is still in flight, or when all succeeded and that try belongs to the current
-        attempt; otherwise none (a new run is launched).
-        """
-        runs = [r for r in client.runs_with_tags(tags) if r.tags.get(AIRFLOW_MAP_INDEX_RUN_TAG, "-1") == str(map_index)]
-        if not runs:
-            return []
-        latest_try = max(_int(_try(r), 0) for r in runs)
-        latest = [r for r in runs if _int(_try(r), 0) == latest_try]
-        described = ", ".join(f"{client.run_url(r.run_id)} ({r.status})" for r in latest)
-        if any(not r.finished for r in latest):
-            self.log.info("Re-attaching to the Dagster run(s) launched by try %d, still in flight: %s", latest_try, described)
-            return [r.run_id for r in latest]
-        if latest_try >= first_try and all(r.status == "SUCCESS" for r in latest):
-            self.log.info(
-                "Try %d of this attempt already ran the task in Dagster successfully; not launching another: %s",
-                latest_try, described,
+        asset = assets[0]
+        if asset.partition_type != "TIME_WINDOW" or not asset.partition_fmt or not asset.partition_description:
+            raise DagsterApiError(
+                f"the Dagster assets of {what} have {asset.partition_type} partitions; only time-window partitions "
+                "follow from an Airflow run (its data interval)"
             )
-            return [r.run_id for r in latest]
-        return []
-
-
-def _try(run: DagsterRun) -> str:
-    return run.tags.get(AIRFLOW_TRY_NUMBER_RUN_TAG, "0")
+        try:
+            partitioning = TimeWindowPartitioning.from_dagster(fmt=asset.partition_fmt, description=asset.partition_description)
+            return partition_key_for_airflow_run(
+                partitioning,
+                logical_date=context.get("logical_date"),
+                data_interval_start=context.get("data_interval_start"),
+                data_interval_end=context.get("data_interval_end"),
+                run_id=str(context.get("run_id", "")),
+            )
+        except PartitionKeyError as e:
+            raise DagsterApiError(f"{what}: {e}") from e

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow import __version__ as AIRFLOW_VERSION
+from airflow.triggers.base import BaseTrigger, TriggerEvent  # core on both generations
 
 __all__ = [
     "AIRFLOW_VERSION",
@@ -16,8 +17,11 @@ __all__ = [
     "DAG",
     "BaseHook",
     "BaseOperator",
+    "BaseTrigger",
+    "TriggerEvent",
     "autoregistered_dags",
     "connection_not_found_errors",
+    "is_mapped",
     "remove_task",
     "set_dag_tags",
 ]
@@ -69,3 +73,8 @@ def set_dag_tags(dag: Any, tags: set[str]) -> None:
         current.extend(t for t in sorted(tags) if t not in current)
     else:
         current.update(tags)
+
+
+def is_mapped(task: Any) -> bool:
+    """True for a dynamically mapped task (``.expand()`` / ``.partial()``)."""
+    return type(task).__name__ in ("MappedOperator", "DecoratedMappedOperator") or bool(getattr(task, "is_mapped", False))

@@ -7,21 +7,55 @@ from pathlib import Path
 import dagster as dg
 
 
+def _markers() -> Path:
+    return Path(os.environ["AIRLIFT_E2E_MARKERS"])
+
+
 @dg.asset(key=["e2e", "middle_table"], tags={"airlift/dag_id": "e2e_pipeline", "airlift/task_id": "middle"})
 def middle_table() -> None:
-    markers = Path(os.environ["AIRLIFT_E2E_MARKERS"])
-    if (markers / "make_dagster_fail").exists():
+    if (_markers() / "make_dagster_fail").exists():
         raise RuntimeError("middle_table failed on purpose")
-    (markers / "dagster_ran_middle").write_text("dagster")
+    (_markers() / "dagster_ran_middle").write_text("dagster")
 
 
-@dg.asset(key=["e2e", "slow_table"], tags={"airlift/dag_id": "e2e_reattach", "airlift/task_id": "slow"})
+@dg.asset(key=["e2e", "slow_table"], tags={"airlift/dag_id": "e2e_kill", "airlift/task_id": "slow"})
 def slow_table() -> None:
-    """Outlives the Airflow task's execution_timeout, so the retry must re-attach to this run."""
-    time.sleep(12)
-    markers = Path(os.environ["AIRLIFT_E2E_MARKERS"])
-    with (markers / "slow_table_runs").open("a") as f:
+    """Outlives the Airflow task's execution_timeout: the task's on_kill terminates this run."""
+    time.sleep(300)
+    (_markers() / "slow_table_finished").write_text("1")
+
+
+@dg.asset(key=["e2e", "proxied_table"], tags={"airlift/dag_id": "e2e_slow_launch", "airlift/task_id": "via_proxy"})
+def proxied_table() -> None:
+    with (_markers() / "proxied_table_runs").open("a") as f:
         f.write("ran\n")
 
 
-defs = dg.Definitions(assets=[middle_table, slow_table])
+@dg.asset(key=["e2e", "deferred_table"], tags={"airlift/dag_id": "e2e_deferred", "airlift/task_id": "deferred"})
+def deferred_table() -> None:
+    time.sleep(8)
+
+
+@dg.asset(key=["e2e", "loc_one_table"], tags={"airlift/dag_id": "e2e_two_locations", "airlift/task_id": "both"})
+def loc_one_table() -> None:
+    with (_markers() / "loc_one_runs").open("a") as f:
+        f.write("ran\n")
+
+
+@dg.asset(
+    key=["e2e", "daily_table"],
+    partitions_def=dg.DailyPartitionsDefinition(start_date="2024-01-01"),
+    tags={"airlift/dag_id": "e2e_daily", "airlift/task_id": "daily"},
+)
+def daily_table(context: dg.AssetExecutionContext) -> None:
+    (_markers() / f"daily_partition_{context.partition_key}").write_text(context.run.run_id)
+
+
+@dg.asset(key=["e2e", "whole_table"], tags={"airlift/dag_id": "e2e_whole"})
+def whole_table() -> None:
+    (_markers() / "dagster_ran_whole").write_text("dagster")
+
+
+defs = dg.Definitions(
+    assets=[middle_table, slow_table, proxied_table, deferred_table, loc_one_table, daily_table, whole_table]
+)

@@ -1,20 +1,33 @@
-"""Real Airflow (2.11 or 3.3) and a real Dagster: migrate a task, fail it, roll it back, re-attach.
+"""Real Airflow (2.11 or 3.3) and a real Dagster webserver + daemon (two code locations): migrate a
+task, fail it, clear it, roll it back; kill a task; a launch answered late; a retry after one code
+location failed; deferrable; a daily partition; a whole DAG migrated and rolled back.
 
-The test venv has neither airflow nor dagster: both servers are driven over HTTP.
+The test venv has neither airflow nor dagster: both servers are driven over HTTP. One Airflow and
+one Dagster serve the whole module; the DAG runs are triggered together and checked one by one.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from airlift_protocol import AIRFLOW_RUN_ID_RUN_TAG, MIGRATION_DOC_MARKER, set_task_migrated
+from airlift_protocol import (
+    AIRFLOW_DAG_ID_RUN_TAG,
+    AIRFLOW_RUN_ID_RUN_TAG,
+    MIGRATION_DOC_MARKER,
+    WHOLE_DAG_TASK_ID,
+    set_dag_migrated,
+    set_task_migrated,
+)
 from airlift_testing import AirflowServer, DagsterServer, repo_root, wait_until
 
 pytestmark = pytest.mark.integration
@@ -23,6 +36,44 @@ DAG_ID = "e2e_pipeline"
 
 RUNS = """query($tag: String!) { runsOrError(filter: {tags: [{key: "%s", value: $tag}]}) {
   ... on Runs { results { runId status tags { key value } assetMaterializations { assetKey { path } } } } } }""" % AIRFLOW_RUN_ID_RUN_TAG
+DAG_RUNS = RUNS.replace(AIRFLOW_RUN_ID_RUN_TAG, AIRFLOW_DAG_ID_RUN_TAG)
+LAUNCH_DELAY = 15.0  # the proxy answers launches this late; the operator's request timeout is 5 s
+
+
+class DelayingProxy:
+    """Forwards GraphQL to Dagster; answers launch mutations LAUNCH_DELAY seconds after Dagster did."""
+
+    def __init__(self, target: str) -> None:
+        self.launches = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "dagster-cloud-api-token")}
+                answer = requests.post(f"{target}/graphql", data=body, headers=headers, timeout=60)
+                if b"AirliftLaunch" in body:
+                    outer.launches += 1
+                    time.sleep(LAUNCH_DELAY)
+                try:
+                    self.send_response(answer.status_code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer.content)))
+                    self.end_headers()
+                    self.wfile.write(answer.content)
+                except OSError:
+                    pass  # the client gave up waiting
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _task_log(airflow: AirflowServer, run_id: str, task_id: str) -> str:
@@ -36,6 +87,25 @@ class Servers:
     dagster: DagsterServer
     dags: Path
     markers: Path
+    proxy: DelayingProxy
+    runs: dict[str, str] = field(default_factory=dict)  # DAG id -> its triggered run
+
+    def trigger(self, dag_id: str) -> str:
+        self.runs[dag_id] = self.airflow.trigger(dag_id)
+        return self.runs[dag_id]
+
+    def wait(self, dag_id: str) -> dict[str, Any]:
+        if dag_id not in self.runs:
+            self.trigger(dag_id)
+        return self.airflow.wait_for_run(dag_id, self.runs[dag_id], timeout=400)
+
+    def dagster_runs(self, airflow_run_id: str) -> list[dict[str, Any]]:
+        """Dagster runs of one Airflow run, oldest first, with their tags as a dict."""
+        runs = self.dagster.graphql(RUNS, {"tag": airflow_run_id})["runsOrError"]["results"]
+        return [{**r, "tags": {t["key"]: t["value"] for t in r["tags"]}} for r in reversed(runs)]
+
+
+MIGRATED_DAGS = ("e2e_kill", "e2e_slow_launch", "e2e_two_locations", "e2e_deferred", "e2e_daily", "e2e_whole")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +113,7 @@ def servers(
     airflow_server_factory: Callable[..., AirflowServer],
     dagster_server_factory: Callable[..., DagsterServer],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Servers:
+) -> Iterator[Servers]:
     root = tmp_path_factory.mktemp("airlift-airflow-e2e")
     markers = root / "markers"
     markers.mkdir()
@@ -53,18 +123,23 @@ def servers(
     set_task_migrated(state_folder, dag_id=DAG_ID, task_id="first", migrated=False)
     set_task_migrated(state_folder, dag_id=DAG_ID, task_id="middle", migrated=True)
     set_task_migrated(state_folder, dag_id=DAG_ID, task_id="last", migrated=False)
-    set_task_migrated(state_folder, dag_id="e2e_reattach", task_id="slow", migrated=True)
+    for dag_id, task_id in (("e2e_kill", "slow"), ("e2e_slow_launch", "via_proxy"), ("e2e_deferred", "deferred"),
+                            ("e2e_two_locations", "both"), ("e2e_daily", "daily")):
+        set_task_migrated(state_folder, dag_id=dag_id, task_id=task_id, migrated=True)
+    set_dag_migrated(state_folder, dag_id="e2e_whole", migrated=True)
 
     env = {"AIRLIFT_E2E_MARKERS": str(markers)}
-    dagster = dagster_server_factory(defs_file=HERE / "dagster_defs.py", extra_packages=[], extra_env=env)
+    dagster = dagster_server_factory(workspace_file=HERE / "workspace.yaml", extra_packages=[], extra_env=env)
+    proxy = DelayingProxy(dagster.url)
     packages = repo_root() / "packages"
     airflow = airflow_server_factory(
         dags,
         extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow"],
-        extra_env={**env, "AIRFLOW_CONN_DAGSTER_DEFAULT": dagster.url},
+        extra_env={**env, "AIRFLOW_CONN_DAGSTER_DEFAULT": dagster.url, "AIRFLOW_CONN_DAGSTER_SLOW": proxy.url},
     )
-    airflow.wait_for_dags([DAG_ID, "e2e_reattach"])
-    return Servers(airflow=airflow, dagster=dagster, dags=dags, markers=markers)
+    airflow.wait_for_dags([DAG_ID, *MIGRATED_DAGS])
+    yield Servers(airflow=airflow, dagster=dagster, dags=dags, markers=markers, proxy=proxy)
+    proxy.stop()
 
 
 def test_migrate_fail_and_roll_back(servers: Servers) -> None:
@@ -100,6 +175,15 @@ def test_migrate_fail_and_roll_back(servers: Servers) -> None:
     print("\n--- Airflow task log of the proxied task (migrated) ---")
     print("\n".join(line for line in log.splitlines() if "Dagster" in line))
 
+    # 1b. a user clears the task: the new try launches a new Dagster run (the old one is not reused)
+    airflow.post(f"/dags/{DAG_ID}/clearTaskInstances", json={
+        "dry_run": False, "task_ids": ["middle"], "dag_run_id": run["dag_run_id"], "only_failed": False,
+        "reset_dag_runs": True})
+    again = airflow.wait_for_run(DAG_ID, run["dag_run_id"], timeout=300)
+    assert again["state"] == "success", airflow.log_tail()
+    cleared = servers.dagster_runs(run["dag_run_id"])
+    assert [(r["tags"]["airlift/airflow_try_number"], r["status"]) for r in cleared] == [("1", "SUCCESS"), ("2", "SUCCESS")]
+
     # 2. the Dagster asset fails: the Airflow task fails with the run link
     (markers / "make_dagster_fail").write_text("1")
     failed = airflow.trigger_and_wait(DAG_ID, timeout=300)
@@ -132,21 +216,101 @@ def test_migrate_fail_and_roll_back(servers: Servers) -> None:
     assert dagster.graphql(RUNS, {"tag": back["dag_run_id"]})["runsOrError"]["results"] == []
 
 
-def test_retry_reattaches_to_the_dagster_run_in_flight(servers: Servers) -> None:
-    """Try 1 hits its execution_timeout while the Dagster run goes on; the next tries re-attach to
-    that run (or, if it ended in between, reuse its success) instead of launching another."""
-    airflow, dagster = servers.airflow, servers.dagster
-    run = airflow.trigger_and_wait("e2e_reattach", timeout=300)
-    [ti] = airflow.task_instances("e2e_reattach", run["dag_run_id"])
-    assert run["state"] == "success", (ti, airflow.log_tail())
-    assert ti["try_number"] >= 2
-    dagster_runs = dagster.graphql(RUNS, {"tag": run["dag_run_id"]})["runsOrError"]["results"]
-    assert [r["status"] for r in dagster_runs] == ["SUCCESS"], "one Dagster run, no duplicate"
-    tags = {t["key"]: t["value"] for t in dagster_runs[0]["tags"]}
-    assert tags["airlift/airflow_try_number"] == "1"
-    assert (servers.markers / "slow_table_runs").read_text() == "ran\n"
-    log = _task_log(airflow, run["dag_run_id"], "slow")
-    assert "Re-attaching to the Dagster run(s) launched by try 1" in log or "Try 1 of this attempt already ran" in log
-    assert log.count("Launched Dagster run") == 1
-    print("\n--- Airflow task log of the re-attached task (both tries) ---")
+
+
+def _ti(servers: Servers, dag_id: str) -> dict[str, Any]:
+    [ti] = servers.airflow.task_instances(dag_id, servers.runs[dag_id])
+    return ti
+
+
+def test_killed_task_terminates_its_dagster_run(servers: Servers) -> None:
+    """The task hits its execution_timeout while its Dagster run goes on: on_kill terminates the run."""
+    run = servers.wait("e2e_kill")
+    assert run["state"] == "failed"
+    [dagster_run] = servers.dagster_runs(run["dag_run_id"])
+
+    def canceled() -> bool:
+        return servers.dagster_runs(run["dag_run_id"])[0]["status"] == "CANCELED"
+
+    wait_until(canceled, timeout=120, what="the killed task's Dagster run to be canceled", interval=2)
+    assert not (servers.markers / "slow_table_finished").exists()
+    log = _task_log(servers.airflow, run["dag_run_id"], "slow")
+    assert f"Task killed: asked Dagster to terminate run {dagster_run['runId']}" in log
+    print("\n--- Airflow task log of the killed task ---")
     print("\n".join(line for line in log.splitlines() if "Dagster" in line or "imeout" in line)[:3000])
+
+
+def test_launch_answered_late_creates_exactly_one_run(servers: Servers) -> None:
+    run = servers.wait("e2e_slow_launch")
+    assert run["state"] == "success", servers.airflow.log_tail()
+    dagster_runs = servers.dagster_runs(run["dag_run_id"])
+    assert [r["status"] for r in dagster_runs] == ["SUCCESS"], "one Dagster run for one launch"
+    assert servers.proxy.launches == 1
+    assert (servers.markers / "proxied_table_runs").read_text() == "ran\n"
+    log = _task_log(servers.airflow, run["dag_run_id"], "via_proxy")
+    assert "looking the run up by its tags" in log and "Dagster had created the run" in log
+
+
+def test_retry_launches_only_the_failed_code_location(servers: Servers) -> None:
+    run = servers.wait("e2e_two_locations")
+    assert run["state"] == "success", servers.airflow.log_tail()
+    assert _ti(servers, "e2e_two_locations")["try_number"] == 2
+    seen = [(r["tags"]["airlift/airflow_try_number"], r["tags"]["airlift/dagster_code_location"], r["status"])
+            for r in servers.dagster_runs(run["dag_run_id"])]
+    assert sorted(seen) == [("1", "e2e_main", "SUCCESS"), ("1", "e2e_two", "FAILURE"), ("2", "e2e_two", "SUCCESS")]
+    assert (servers.markers / "loc_one_runs").read_text() == "ran\n"
+
+
+def test_deferrable_frees_the_worker_and_finishes_the_same(servers: Servers) -> None:
+    airflow, dag_id = servers.airflow, "e2e_deferred"
+    servers.trigger(dag_id)
+    wait_until(lambda: _ti(servers, dag_id)["state"] in ("deferred", "success", "failed"), timeout=300,
+               what="the deferred task to defer", interval=0.5)
+    states = {_ti(servers, dag_id)["state"]}
+    run = servers.wait(dag_id)
+    assert run["state"] == "success", airflow.log_tail()
+    assert "deferred" in states, "the task waited in the triggerer, not on a worker"
+    [dagster_run] = servers.dagster_runs(run["dag_run_id"])
+    assert dagster_run["status"] == "SUCCESS"
+    log = _task_log(airflow, run["dag_run_id"], "deferred")
+    link = f"{servers.dagster.url}/runs/{dagster_run['runId']}"
+    assert f"Launched Dagster run {dagster_run['runId']}" in log
+    assert "Deferring: the triggerer waits for Dagster run(s)" in log
+    assert f"Dagster run {dagster_run['runId']} succeeded: {link}" in log
+    triggerer = log + (airflow.home / "standalone.log").read_text(errors="replace")
+    assert "Polled Dagster from the triggerer" in triggerer
+    print("\n--- Airflow task log of the deferred migrated task ---")
+    print("\n".join(line for line in log.splitlines() if "Dagster" in line or "efer" in line or "trigger" in line)[:4000])
+
+
+def test_daily_partitioned_asset_gets_the_run_partition(servers: Servers) -> None:
+    airflow = servers.airflow
+    airflow.unpause("e2e_daily")
+    created = airflow.post("/dags/e2e_daily/dagRuns", json={"logical_date": "2024-03-05T00:00:00Z", "conf": {}})
+    run = airflow.wait_for_run("e2e_daily", created["dag_run_id"], timeout=400)
+    assert run["state"] == "success", airflow.log_tail()
+    expected = str(run["data_interval_start"])[:10]
+    [dagster_run] = servers.dagster_runs(run["dag_run_id"])
+    assert dagster_run["tags"]["dagster/partition"] == expected
+    # (unpausing the DAG also scheduled its latest interval: that run built its own partition)
+    assert (servers.markers / f"daily_partition_{expected}").read_text() == dagster_run["runId"]
+    print(f"\nAirflow run {run['dag_run_id']} (data interval start {run['data_interval_start']}) -> partition {expected}")
+
+
+def test_whole_dag_migration_and_rollback(servers: Servers) -> None:
+    airflow, dag_id = servers.airflow, "e2e_whole"
+    run = servers.wait(dag_id)
+    assert run["state"] == "success", airflow.log_tail()
+    assert [t["task_id"] for t in airflow.task_instances(dag_id, run["dag_run_id"])] == [WHOLE_DAG_TASK_ID]
+    [dagster_run] = servers.dagster_runs(run["dag_run_id"])
+    assert [m["assetKey"]["path"] for m in dagster_run["assetMaterializations"]] == [["e2e", "whole_table"]]
+    assert not (servers.markers / "airflow_ran_whole").exists()
+    # roll back: the original tasks are back after a re-parse
+    set_dag_migrated(servers.dags / "migration_state", dag_id=dag_id, migrated=False)
+    airflow.reparse(servers.dags / "e2e_shapes.py")
+    wait_until(lambda: {t["task_id"] for t in airflow.get(f"/dags/{dag_id}/tasks")["tasks"]} == {"extract", "load"},
+               timeout=180, what="the rolled-back DAG's tasks", interval=2)
+    back = airflow.trigger_and_wait(dag_id, timeout=400)
+    assert back["state"] == "success"
+    assert (servers.markers / "airflow_ran_whole").read_text() == "airflow"
+    assert servers.dagster_runs(back["dag_run_id"]) == []

@@ -10,7 +10,11 @@ A valid file::
 
 ``migrated: true`` makes ``mark_as_dagster_migrating`` (airlift-airflow) run that task as a Dagster
 run of its assets; ``false`` (or no entry) keeps the original Airflow operator. An optional top-level
-``dag_id`` key must equal the file name. Only ``true``/``false`` are booleans (``yes``/``on`` are
+``dag_id`` key must equal the file name.
+
+Whole-DAG migration: a top-level ``migrated: true`` (instead of ``tasks``) replaces every task of
+the DAG by one task that runs the assets mapped to the DAG itself (``dag_defs``); ``migrated: false``
+rolls it back. A DAG-level switch next to ``tasks`` is an error (one file, one way). Only ``true``/``false`` are booleans (``yes``/``on`` are
 rejected, not guessed). Every problem raises :class:`MigrationStateError` naming the file, key path
 and line.
 
@@ -44,6 +48,7 @@ __all__ = [
     "dump_migration_state_to_yaml",
     "load_dag_migration_state",
     "load_migration_state_from_yaml",
+    "set_dag_migrated",
     "set_task_migrated",
 ]
 
@@ -55,7 +60,9 @@ A valid migration-state file is named <dag_id>.yaml and looks like:
     <task_id>:
       migrated: true    # or false
     <other_task_id>:
-      migrated: false"""
+      migrated: false
+or, to run the whole DAG as one Dagster run of the assets mapped to the DAG:
+  migrated: true    # or false"""
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -95,9 +102,15 @@ class DagMigrationState:
 
     dag_id: str
     tasks: Mapping[str, TaskMigrationState] = field(default_factory=dict)
+    #: The DAG-level switch (``None`` when the file has per-task entries instead).
+    dag_migrated: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", MappingProxyType(dict(self.tasks)))
+        if self.dag_migrated is not None and self.tasks:
+            raise MigrationStateError(
+                f"DAG {self.dag_id!r}: a DAG-level 'migrated' switch cannot sit next to task entries; keep one"
+            )
 
     def is_task_migrated(self, task_id: str) -> bool | None:
         """``True``/``False`` from the file, ``None`` when the task has no entry."""
@@ -115,13 +128,19 @@ class DagMigrationState:
         tasks[task_id] = TaskMigrationState(task_id=task_id, migrated=migrated)
         return DagMigrationState(dag_id=self.dag_id, tasks=tasks)
 
+    def with_dag_migrated(self, migrated: bool) -> DagMigrationState:
+        """A copy with the DAG-level switch set (and no task entries)."""
+        return DagMigrationState(dag_id=self.dag_id, dag_migrated=migrated)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DagMigrationState):
             return NotImplemented
-        return self.dag_id == other.dag_id and list(self.tasks.items()) == list(other.tasks.items())
+        return (self.dag_id, self.dag_migrated) == (other.dag_id, other.dag_migrated) and list(
+            self.tasks.items()
+        ) == list(other.tasks.items())
 
     def __hash__(self) -> int:
-        return hash((self.dag_id, tuple(self.tasks.items())))
+        return hash((self.dag_id, self.dag_migrated, tuple(self.tasks.items())))
 
 
 @dataclass(frozen=True)
@@ -202,6 +221,13 @@ def _mapping_items(
     return items
 
 
+def _bool(path: Path, key_path: str, node: yaml.Node) -> bool:
+    if not (isinstance(node, yaml.ScalarNode) and node.tag == _BOOL_TAG):
+        shown = node.value if isinstance(node, yaml.ScalarNode) else "a collection"
+        raise _error(path, key_path, _line(node), f"expected true or false, found {shown!r}.")
+    return str(node.value).lower() == "true"
+
+
 def _parse_text(text: str, path: Path, expected_dag_id: str) -> DagMigrationState:
     try:
         root = yaml.compose(text, Loader=_StrictLoader)
@@ -214,9 +240,12 @@ def _parse_text(text: str, path: Path, expected_dag_id: str) -> DagMigrationStat
         raise _error(path, None, None, "the file is empty.")
     dag_id = expected_dag_id
     tasks_node: yaml.Node | None = None
+    dag_switch: tuple[yaml.Node, yaml.Node] | None = None
     for key, key_node, value_node in _mapping_items(root, path, None):
         if key == "tasks":
             tasks_node = value_node
+        elif key == "migrated":
+            dag_switch = (key_node, value_node)
         elif key == "dag_id":
             if value_node.value != expected_dag_id:
                 raise _error(
@@ -228,8 +257,21 @@ def _parse_text(text: str, path: Path, expected_dag_id: str) -> DagMigrationStat
                 )
         else:
             raise _error(
-                path, key, _line(key_node), "unknown key; the only top-level keys are 'tasks' and 'dag_id'."
+                path,
+                key,
+                _line(key_node),
+                "unknown key; the only top-level keys are 'tasks', 'migrated' (whole DAG) and 'dag_id'.",
             )
+    if dag_switch is not None:
+        if tasks_node is not None:
+            raise _error(
+                path,
+                "migrated",
+                _line(dag_switch[0]),
+                "a DAG-level 'migrated' switch cannot sit next to 'tasks'; migrate the whole DAG "
+                "(keep 'migrated', remove 'tasks') or task by task (keep 'tasks', remove 'migrated').",
+            )
+        return DagMigrationState(dag_id=dag_id, dag_migrated=_bool(path, "migrated", dag_switch[1]))
     if tasks_node is None:
         raise _error(path, "tasks", _line(root), "the file has no 'tasks' key.")
     tasks: dict[str, TaskMigrationState] = {}
@@ -243,15 +285,7 @@ def _parse_text(text: str, path: Path, expected_dag_id: str) -> DagMigrationStat
                 raise _error(
                     path, f"{task_path}.{key}", _line(k_node), "unknown key; a task has only 'migrated'."
                 )
-            if not (isinstance(v_node, yaml.ScalarNode) and v_node.tag == _BOOL_TAG):
-                shown = v_node.value if isinstance(v_node, yaml.ScalarNode) else "a collection"
-                raise _error(
-                    path,
-                    f"{task_path}.migrated",
-                    _line(v_node),
-                    f"expected true or false, found {shown!r}.",
-                )
-            migrated = str(v_node.value).lower() == "true"
+            migrated = _bool(path, f"{task_path}.migrated", v_node)
         if migrated is None:
             raise _error(path, f"{task_path}.migrated", _line(key_node), "missing 'migrated'.")
         tasks[task_id] = TaskMigrationState(task_id=task_id, migrated=migrated)
@@ -303,7 +337,11 @@ def load_migration_state_from_yaml(path: str | os.PathLike[str]) -> MigrationSta
 
 def dump_dag_migration_state(state: DagMigrationState) -> str:
     """The YAML text of one DAG's state (what :func:`load_dag_migration_state` reads back)."""
-    body = {"tasks": {t.task_id: {"migrated": t.migrated} for t in state.tasks.values()}}
+    body: dict[str, object]
+    if state.dag_migrated is not None:
+        body = {"migrated": state.dag_migrated}
+    else:
+        body = {"tasks": {t.task_id: {"migrated": t.migrated} for t in state.tasks.values()}}
     return yaml.safe_dump(body, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
@@ -344,7 +382,33 @@ def set_task_migrated(
         folder / f"{dag_id}.yaml",
     )
     current = load_dag_migration_state(file) if file.exists() else DagMigrationState(dag_id)
+    if current.dag_migrated is not None:
+        raise MigrationStateError(
+            f"{file}: DAG {dag_id!r} is switched as a whole ('migrated: {str(current.dag_migrated).lower()}'); "
+            "use set_dag_migrated, or replace the switch by 'tasks' to migrate task by task"
+        )
     updated = current.with_task(task_id, migrated=migrated)
     folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(file, dump_dag_migration_state(updated))
+    return updated
+
+
+def set_dag_migrated(path: str | os.PathLike[str], *, dag_id: str, migrated: bool) -> DagMigrationState:
+    """Set the DAG-level switch in ``<folder>/<dag_id>.yaml`` (the file then holds only that switch):
+    ``True`` runs the whole DAG as one Dagster run of the assets mapped to it, ``False`` rolls back.
+
+    >>> import tempfile
+    >>> set_dag_migrated(tempfile.mkdtemp(), dag_id="nightly", migrated=True).dag_migrated
+    True
+    """
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    file = next(
+        (folder / f"{dag_id}{s}" for s in MIGRATION_STATE_SUFFIXES if (folder / f"{dag_id}{s}").exists()),
+        folder / f"{dag_id}.yaml",
+    )
+    if file.exists():
+        load_dag_migration_state(file)  # a broken file is reported, not overwritten
+    updated = DagMigrationState(dag_id).with_dag_migrated(migrated)
     _atomic_write(file, dump_dag_migration_state(updated))
     return updated

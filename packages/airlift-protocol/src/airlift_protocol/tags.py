@@ -32,13 +32,16 @@ __all__ = [
     "AIRFLOW_RUN_ID_RUN_TAG",
     "AIRFLOW_TASK_ID_RUN_TAG",
     "AIRFLOW_TRY_NUMBER_RUN_TAG",
+    "DAGSTER_CODE_LOCATION_RUN_TAG",
     "DAG_ID_TAG",
     "MIGRATING_DAG_TAG",
     "MIGRATION_DOC_MARKER",
     "TASK_ID_TAG",
+    "WHOLE_DAG_TASK_ID",
     "AirflowTaskRef",
     "dagster_run_tags",
     "encode_tag_value",
+    "operator_run_tags",
     "parse_dagster_run_tags",
     "task_is_marked_migrated",
     "task_migration_doc",
@@ -143,3 +146,37 @@ def task_migration_doc(original_doc: str | None, *, dagster_url: str | None = No
 def task_is_marked_migrated(doc_md: str | None) -> bool:
     """True when a task's ``doc_md`` (as read over REST) carries the migration marker."""
     return bool(doc_md) and MIGRATION_DOC_MARKER in str(doc_md)
+
+
+# Operator tags: set by ``DagsterOperator`` next to the identity tags above on every run it launches.
+
+#: The Dagster code location a run was launched in: one run per (task try, code location).
+DAGSTER_CODE_LOCATION_RUN_TAG = "airlift/dagster_code_location"
+#: Task id of the one task that runs a whole migrated DAG (DAG-level ``migrated: true``).
+WHOLE_DAG_TASK_ID = "run_dag_in_dagster"
+
+
+def operator_run_tags(
+    *,
+    instance_name: str,
+    dag_id: str,
+    task_id: str,
+    run_id: str,
+    try_number: int,
+    map_index: int,
+    location: str,
+) -> dict[str, str]:
+    """Every tag ``DagsterOperator`` puts on a run: the full identity (instance, DAG, run, task,
+    try, map index, always present) and the code location. Together they are the launch's
+    idempotency key: a launch whose answer was lost is found again by these tags.
+
+    >>> sorted(operator_run_tags(instance_name="prod", dag_id="d", task_id="t", run_id="r", try_number=2,
+    ...                          map_index=-1, location="defs").values())
+    ['-1', '2', 'd', 'defs', 'prod', 'r', 't']
+    """
+    tags = dagster_run_tags(
+        dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=try_number, instance_name=instance_name
+    )
+    tags[AIRFLOW_MAP_INDEX_RUN_TAG] = str(map_index)
+    tags[DAGSTER_CODE_LOCATION_RUN_TAG] = location
+    return tags

@@ -1,4 +1,4 @@
-"""One migrated task whose Dagster run outlives the task's execution_timeout: the retry re-attaches."""
+"""One migrated task whose Dagster run outlives the task's execution_timeout: on_kill terminates it."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ except ImportError:  # Airflow 2
     from airflow.operators.empty import EmptyOperator
 
 
-with DAG("e2e_reattach", start_date=datetime(2024, 1, 1), schedule=None, catchup=False) as dag:
-    EmptyOperator(
-        task_id="slow", execution_timeout=timedelta(seconds=6), retries=4, retry_delay=timedelta(seconds=1)
-    )
+with DAG("e2e_kill", start_date=datetime(2024, 1, 1), schedule=None, catchup=False) as dag:
+    EmptyOperator(task_id="slow", execution_timeout=timedelta(seconds=45), retries=0)
 
 mark_as_dagster_migrating(
     global_vars=globals(),

@@ -1,0 +1,35 @@
+"""A migrated task talking to Dagster through a proxy that answers launches late (request timeout 5 s)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from airlift_airflow import (
+    DagsterOperator,
+    load_migration_state_from_yaml,
+    mark_as_dagster_migrating,
+)
+
+try:  # Airflow 3
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.operators.empty import EmptyOperator
+
+
+class ThroughSlowProxy(DagsterOperator):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "dagster_conn_id": "dagster_slow", "request_timeout": 5.0})
+
+
+with DAG("e2e_slow_launch", start_date=datetime(2024, 1, 1), schedule=None, catchup=False) as dag:
+    EmptyOperator(task_id="via_proxy")
+
+mark_as_dagster_migrating(
+    global_vars=globals(),
+    migration_state=load_migration_state_from_yaml(Path(__file__).parent / "migration_state"),
+    dagster_operator_class=ThroughSlowProxy,
+)
