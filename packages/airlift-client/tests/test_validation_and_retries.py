@@ -483,3 +483,23 @@ def test_login_page_after_a_relogin_is_retried_then_named() -> None:
     adapter = ScriptAdapter({("GET", "/api/v2/dags"): lambda r, n: page})
     with pytest.raises(AirflowLoginPageError, match="login page"):
         _instance(adapter, attempts=2).list_dags()
+
+
+def test_public_surface_is_documented_and_has_no_private_aliases() -> None:
+    import ast
+    from pathlib import Path
+
+    import airlift_client
+
+    for name in airlift_client.__all__:
+        value = getattr(airlift_client, name)
+        if isinstance(value, type) or callable(value):
+            assert not value.__module__.split(".")[-1].startswith("_"), f"{name} is a private object"
+            assert (value.__doc__ or "").strip(), f"{name} has no docstring"
+    links = airlift_client.ui_links_for(ApiVersion.V2, URL + "/")
+    assert isinstance(links, airlift_client.AirflowUiLinks)
+    assert links.log_url("d", "r", "t", try_number=2) == f"{URL}/dags/d/runs/r/tasks/t?try_number=2"
+    for path in Path(airlift_client.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id != "print", f"{path.name}:{node.lineno} prints; log through logging"
