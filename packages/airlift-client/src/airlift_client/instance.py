@@ -21,11 +21,12 @@ from airlift_client._schemas import SCHEMAS
 from airlift_client._transport import Transport
 from airlift_client.auth import AuthBackend
 from airlift_client.errors import (
-    AirflowAuthError,
     AirflowBadResponseError,
     AirflowNotFoundError,
     AirflowResponseError,
     AirflowRunTimeoutError,
+    AirflowUnreachableError,
+    AirliftClientError,
 )
 from airlift_client.retry import RetryPolicy
 from airlift_protocol import (
@@ -239,10 +240,10 @@ class AirflowInstance:
         for api in order:
             try:
                 problem = self._confirm(api)
-            except AirflowAuthError:
-                if api is hint:
+            except AirliftClientError as e:
+                if api is hint or isinstance(e, AirflowUnreachableError):
                     raise
-                problems.append(f"{api.base_path}: the credentials were refused")
+                problems.append(f"{api.base_path}: {e}")
                 continue
             if problem is None:
                 return api
