@@ -86,6 +86,8 @@ SUITES: tuple[Suite, ...] = (
     Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa]"), marker="integration", airflow="server"),
     Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server"),
     Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server"),
+    # real Airflow behind a fault-injection proxy (30% of requests, seeds 1-3): exact materializations, clear errors
+    Suite("faults", ("testing/fault-suite",), _pkg("airlift-dagster"), marker="integration", airflow="server"),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
     Suite("tutorial", ("examples/tutorial-example/tests",), (*_pkg("airlift-dbt", "[duckdb]"), f"-e{ROOT / 'examples' / 'tutorial-example'}"), marker="integration", airflow="server"),
 )
