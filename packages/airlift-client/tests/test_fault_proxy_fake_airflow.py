@@ -32,7 +32,7 @@ def _instance(url: str) -> AirflowInstance:
     return AirflowInstance(
         auth_backend=BasicAuthBackend(webserver_url=url, username="admin", password=SECRET),
         name="faulty",
-        timeout=1.0,
+        timeout=0.6,
         max_workers=4,
         retry_policy=RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05, max_retry_after=0.05),
     )
@@ -43,7 +43,7 @@ def test_reads_through_faults_equal_the_fault_free_reads(generation: int, seed: 
     fake = FakeAirflow(FakeAirflowState.generate(dags=6, tasks_per_dag=3, runs_per_dag=2), generation=generation, password=SECRET).start()
     try:
         expected = _reads(_instance(fake.url))
-        with FaultProxy(fake.url, seed=seed, rate=0.3, slow_seconds=1.3, retry_after=0.01) as proxy, caplog.at_level(logging.DEBUG):
+        with FaultProxy(fake.url, seed=seed, rate=0.3, slow_seconds=0.7, retry_after=0.01) as proxy, caplog.at_level(logging.DEBUG):
             errors: list[Exception] = []
             got = _retry_reads(lambda: _reads(_instance(proxy.url)), errors)
             credentials, url = proxy.credentials, proxy.url
