@@ -113,7 +113,7 @@ def history(airflow: AirflowServer) -> tuple[str, Counter[Key]]:
         start_cursor = _tick(defs, instance, None).cursor
         run_ids = {dag_id: airflow.trigger(dag_id) for dag_id in DAG_IDS}
         for dag_id, run_id in run_ids.items():
-            airflow.wait_for_run(dag_id, run_id)
+            airflow.wait_for_run(dag_id, run_id, timeout=600)
         expected: Counter[Key] = Counter()
         cursor = start_cursor
         for _ in range(10):
@@ -142,6 +142,7 @@ class _Restarter(threading.Thread):
             while self.proxy.requests < self.after:
                 time.sleep(0.05)
             self.stopped_at_request = self.proxy.requests
+            self.airflow.startup_timeout = max(self.airflow.startup_timeout, 600.0)  # a cold start on a busy CI machine
             self.airflow.stop()
             self.airflow.start()
         except BaseException as e:  # re-raised by the test
