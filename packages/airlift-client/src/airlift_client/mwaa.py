@@ -124,11 +124,12 @@ class MwaaSessionAuthBackend(AuthBackend):
         # Through the client's own session: its TLS, CA bundle and proxy settings apply to the login
         # too. The old credentials are left out of the login request.
         session.cookies.clear()
+        no_bearer: dict[str, Any] = {"Authorization": None}
         try:
             response = session.post(
                 login_url,
                 data={"token": token_response["WebToken"]},
-                headers={"Authorization": None},  # type: ignore[dict-item]
+                headers=no_bearer,
                 timeout=timeout,
                 allow_redirects=False,
             )
