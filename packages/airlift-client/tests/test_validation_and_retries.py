@@ -503,3 +503,14 @@ def test_public_surface_is_documented_and_has_no_private_aliases() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id != "print", f"{path.name}:{node.lineno} prints; log through logging"
+
+
+def test_detection_on_a_busy_server_says_so_instead_of_guessing() -> None:
+    adapter = ScriptAdapter({
+        ("GET", "/api/v2/monitor/health"): lambda r, n: (503, {"detail": "busy"}),
+        ("GET", "/api/v1/health"): lambda r, n: (503, {"detail": "busy"}),
+        ("POST", "/auth/token"): lambda r, n: (503, {"detail": "busy"}),
+    }, generation=3)
+    with pytest.raises(AirflowResponseError, match=r"/auth/token failed with HTTP 503.*2 attempt\(s\)") as info:
+        _instance(adapter, api=None, attempts=2).list_dags()  # type: ignore[arg-type]
+    assert "does not look like" not in str(info.value)

@@ -28,7 +28,7 @@ from airlift_client.errors import (
     AirflowUnreachableError,
     AirliftClientError,
 )
-from airlift_client.retry import RetryPolicy
+from airlift_client.retry import RETRY_STATUSES, RetryPolicy
 from airlift_protocol import (
     ApiVersion,
     DagInfo,
@@ -241,8 +241,8 @@ class AirflowInstance:
             try:
                 problem = self._confirm(api)
             except AirliftClientError as e:
-                if api is hint or isinstance(e, AirflowUnreachableError):
-                    raise
+                if api is hint or isinstance(e, AirflowUnreachableError) or e.status in RETRY_STATUSES:
+                    raise  # the server is down or busy: guessing the other generation would mislead
                 problems.append(f"{api.base_path}: {e}")
                 continue
             if problem is None:
