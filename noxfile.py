@@ -86,6 +86,8 @@ SUITES: tuple[Suite, ...] = (
     Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa]"), marker="integration", airflow="server"),
     Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server"),
     Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server"),
+    # real Airflow behind a fault-injection proxy (30% of requests, seeds 1-3): exact materializations, clear errors
+    Suite("faults", ("testing/fault-suite",), _pkg("airlift-dagster"), marker="integration", airflow="server"),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
     # scripts/tutorial.py as a user runs it: start, trigger, see the materialization, two Ctrl-C, nothing left
     Suite("tutorial-script", ("tests/test_tutorial_script.py",), (), marker="integration", airflow="server"),

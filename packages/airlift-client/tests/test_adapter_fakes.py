@@ -28,7 +28,11 @@ class RouteAdapter(requests.adapters.BaseAdapter):
 
     def __init__(self, routes: Mapping[tuple[str, str], Handler]) -> None:
         super().__init__()
-        self.routes: dict[tuple[str, str], Handler] = {("POST", "/auth/token"): lambda r: (201, {"access_token": "jwt"})}
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/auth/token"): lambda r: (201, {"access_token": "jwt"}),
+            ("GET", "/api/v1/version"): lambda r: (200, {"version": "2.11.2", "git_version": None}),
+            ("GET", "/api/v2/version"): lambda r: (200, {"version": "3.3.2", "git_version": None}),
+        }
         self.routes.update(routes)
         self.calls: dict[tuple[str, str], int] = {}
 
@@ -93,7 +97,9 @@ def test_detection_goes_through_the_injected_session(health_path: str, expected:
     inst = _instance(adapter)
     assert inst.api_version is expected
     assert inst.api_version is expected
-    assert sum(adapter.calls.values()) == inst.request_count <= 2
+    # the health hint, one login and the authenticated, validated GET /version
+    assert sum(adapter.calls.values()) == inst.request_count <= 4
+    assert adapter.calls[("GET", f"{expected.base_path}/version")] == 1
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -162,3 +162,19 @@ def test_mwaa_errors_name_the_environment_and_hide_the_token() -> None:
         inst.list_dags()
     assert WEB_TOKEN not in str(info.value)
     assert "env" in repr(backend)
+
+
+def test_mwaa_login_goes_through_the_session_factory(mwaa: tuple[MwaaSessionAuthBackend, Stubber, MwaaWebServer]) -> None:
+    backend, _, web = mwaa
+    sent: list[str] = []
+
+    def factory() -> requests.Session:
+        session = requests.Session()
+        session.hooks["response"].append(lambda r, *a, **k: sent.append(f"{r.request.method} {r.request.path_url}"))
+        return session
+
+    inst = AirflowInstance(auth_backend=backend, name="mwaa_env", session_factory=factory)
+    assert len(inst.list_dags()) == 3
+    login = f"POST /{'pluginsv2/' if web.fake.generation == 3 else ''}aws_mwaa/login"
+    assert login in sent, "the MWAA login uses the instance's sessions (CA bundle, proxies)"
+    assert web.logins == 1

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airlift_client._generations import GenerationRest as AirflowUiLinks
-from airlift_client._generations import rest_for as ui_links_for
 from airlift_client.auth import AuthBackend, BasicAuthBackend, TokenAuthBackend
 from airlift_client.errors import (
     AirflowAuthError,
+    AirflowBadResponseError,
     AirflowLoginPageError,
     AirflowNotFoundError,
     AirflowResponseError,
@@ -26,6 +25,7 @@ from airlift_client.errors import (
     AirliftClientError,
 )
 from airlift_client.instance import AirflowInstance
+from airlift_client.links import AirflowUiLinks, ui_links_for
 from airlift_client.retry import RetryPolicy
 from airlift_client.version import __version__
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AirflowAuthError",
+    "AirflowBadResponseError",
     "AirflowInstance",
     "AirflowLoginPageError",
     "AirflowNotFoundError",

@@ -1,28 +1,49 @@
-"""The one request path of the client: timeouts, auth (and its refresh), retries, error mapping."""
+"""The one request path of the client: timeouts, TLS, auth (and its refresh), retries, validation,
+error mapping.
+
+Every request, and every login, goes through :class:`airlift_protocol.retry.RetryPolicy`:
+
+- retried (idempotent requests only): connection errors and resets, timeouts, connections closed
+  mid-answer (``ChunkedEncodingError``), 429 (honouring ``Retry-After``) and 500/502/503/504, and a
+  2xx answer whose body is not complete JSON (truncated, or a proxy's HTML page);
+- never retried blindly: a non-idempotent request (a trigger) is sent once;
+- a 401 (or a login page, or a 403 for backends whose expired sessions answer 403) logs in again
+  once and repeats the request; when many threads see it at once, one of them logs in and the others
+  reuse its credentials;
+- the final error names the method, URL, status, what was asked for, and the attempt count.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
+from pydantic import BaseModel
 
+from airlift_client._schemas import problems
 from airlift_client.auth import AuthBackend
 from airlift_client.errors import (
     AirflowAuthError,
+    AirflowBadResponseError,
     AirflowLoginPageError,
     AirflowNotFoundError,
     AirflowResponseError,
     AirflowUnreachableError,
+    AirliftClientError,
 )
-from airlift_client.retry import RetryPolicy
+from airlift_client.retry import RETRY_STATUSES, RetryPolicy
 from airlift_protocol import ApiVersion
 
-__all__ = ["Transport"]
+__all__ = ["Transport", "excerpt", "looks_like_html"]
 
 log = logging.getLogger("airlift_client")
+
+#: Characters of a body shown in an error.
+EXCERPT_CHARS = 160
 
 _AUTH_HINT = {
     ApiVersion.V1: (
@@ -35,13 +56,61 @@ _AUTH_HINT = {
     ),
 }
 
+# Failures after which the same idempotent request may simply be sent again.
+_TRANSIENT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+_SECRET_PATTERNS = (
+    re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),  # JWTs
+    re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
+    re.compile(r"(?i)((?:access_token|token|password|passwd|secret|session|csrf_token|_token|cookie)\"?\s*[:=]\s*\"?)[^\s\"',;&]+"),
+)
 
-def _looks_like_html(response: requests.Response) -> bool:
+
+def looks_like_html(response: requests.Response) -> bool:
+    """True when the answer is an HTML page (a login page, a proxy's error page)."""
     content_type = response.headers.get("Content-Type", "")
     if "html" in content_type:
         return True
     head = response.content[:200].lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html"))
+
+
+def excerpt(body: bytes | str, secrets: tuple[str, ...] = ()) -> str:
+    """The first characters of a body for an error message, with secrets removed.
+
+    >>> excerpt('{"access_token": "abc.def", "x": 1}')
+    '{"access_token": "***", "x": 1}'
+    """
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
+    text = " ".join(text.split())
+    return text[:EXCERPT_CHARS] + ("…" if len(text) > EXCERPT_CHARS else "")
+
+
+def with_attempts(error: AirliftClientError, attempts: int) -> AirliftClientError:
+    """``error`` with the attempt count in its message and ``attempts`` attribute."""
+    if error.attempts is None:
+        error.attempts = attempts
+        error.args = (f"{error.args[0] if error.args else error} (gave up after {attempts} attempt(s))",)
+    return error
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth retrying; ``final`` is the error if no retry is left."""
+
+    def __init__(self, reason: str, final: AirliftClientError, retry_after: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.final = final
+        self.retry_after = retry_after
 
 
 class Transport:
@@ -62,9 +131,12 @@ class Transport:
         self._session: requests.Session | None = None
         self._anonymous: requests.Session | None = None
         self._api: ApiVersion | None = None
+        # bumped by every login: a thread that saw a 401 logs in again only if nobody did since
+        self._auth_epoch = 0
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()
         self.request_count = 0
+        self.login_count = 0
 
     def __getstate__(self) -> dict[str, Any]:
         # Sessions and locks are rebuilt after unpickling; credentials stay in the auth backend.
@@ -81,53 +153,75 @@ class Transport:
         self._anonymous = None
 
     def bind(self, api: ApiVersion) -> None:
-        """Use ``api`` for authentication from now on (called once after detection)."""
-        self._api = api
+        """Use ``api`` for authentication from now on; a change drops the current login."""
+        with self._lock:
+            if self._api is not api and self._session is not None:
+                self._session.close()
+                self._session = None
+            self._api = api
 
-    def _authenticated(self, *, force: bool = False) -> requests.Session:
+    def new_session(self) -> requests.Session:
+        """A session from the instance's factory (TLS and proxy settings applied)."""
+        return self._session_factory()
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self.request_count += 1
+
+    # ------------------------------------------------------------------ auth
+    def _login(self, session: requests.Session) -> None:
+        """Log in through the backend, retried like any request (caller holds ``_lock``)."""
+        assert self._api is not None, "bind() the API version first"
+        start = self.retry.start()
+        attempt = 0
+        while True:
+            attempt += 1
+            self._count()
+            try:
+                self.backend.authenticate(session, api_version=self._api, timeout=self.timeout)
+            except AirliftClientError as e:
+                transient = isinstance(e, (AirflowUnreachableError, AirflowBadResponseError)) or e.status in RETRY_STATUSES
+                delay = self.retry.delay_for(attempt, start=start) if transient else None
+                if delay is None:
+                    raise with_attempts(e, attempt) if transient else e
+                log.warning("%s: login failed (%s); retry %d in %.1fs", self.backend.describe(), type(e).__name__, attempt, delay)
+                self.retry.sleep(delay)
+                continue
+            self._auth_epoch += 1
+            with self._count_lock:
+                self.login_count += 1
+            return
+
+    def _authenticated(self) -> tuple[requests.Session, int]:
         with self._lock:
             if self._session is None:
-                self._session = self._session_factory()
-                force = True
-            if force or self.backend.needs_refresh():
-                assert self._api is not None, "bind() the API version first"
-                self.backend.authenticate(self._session, api_version=self._api, timeout=self.timeout)
-            return self._session
+                session = self._session_factory()
+                self._login(session)
+                self._session = session
+            elif self.backend.needs_refresh():
+                self._login(self._session)
+            return self._session, self._auth_epoch
 
-    def raw(self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any) -> requests.Response:
-        """Unauthenticated request with retries (used to probe the API generation)."""
+    def _relogin(self, seen_epoch: int) -> None:
+        """Log in again after a 401 seen with credentials of ``seen_epoch``, unless another thread
+        already did."""
+        with self._lock:
+            if self._session is not None and self._auth_epoch == seen_epoch:
+                self._login(self._session)
+
+    # ------------------------------------------------------------------ requests
+    def raw(self, method: str, url: str, **kwargs: Any) -> requests.Response | None:
+        """One unauthenticated request without retries (a hint for generation detection); None when
+        nothing answered."""
         with self._lock:
             if self._anonymous is None:
                 self._anonymous = self._session_factory()
             session = self._anonymous
-        return self._send(lambda: session.request(method, url, timeout=self.timeout, **kwargs), method, url, idempotent)
-
-    def _send(self, do: Callable[[], requests.Response], method: str, url: str, idempotent: bool) -> requests.Response:
-        attempts = self.retry.max_attempts if idempotent else 1
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                with self._count_lock:
-                    self.request_count += 1
-                response = do()
-            except (requests.ConnectionError, requests.Timeout) as e:
-                if attempt >= attempts:
-                    raise AirflowUnreachableError(
-                        f"cannot reach Airflow at {url} ({type(e).__name__}) after {attempt} attempt(s); "
-                        f"check that the webserver_url {self.backend.webserver_url!r} is right and the server is up"
-                    ) from None
-                delay = self.retry.backoff(attempt)
-                log.warning("%s %s failed (%s); retry %d in %.1fs", method, url, type(e).__name__, attempt, delay)
-                self.retry.sleep(delay)
-                continue
-            if idempotent and self.retry.should_retry_status(response.status_code) and attempt < attempts:
-                retry_after = self.retry.retry_after(response.headers.get("Retry-After"))
-                delay = self.retry.backoff(attempt) if retry_after is None else retry_after
-                log.warning("%s %s answered %d; retry %d in %.1fs", method, url, response.status_code, attempt, delay)
-                self.retry.sleep(delay)
-                continue
-            return response
+        self._count()
+        try:
+            return session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException:
+            return None
 
     def request(
         self,
@@ -139,69 +233,138 @@ class Transport:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
+        model: type[BaseModel] | None = None,
     ) -> Any:
-        """Send an authenticated request and return its JSON body.
+        """Send an authenticated request and return its JSON body, validated against ``model``.
 
-        ``what`` names the object for error messages (e.g. "DAG 'x'"). A 401 (or a login page)
-        re-authenticates once and repeats the request, even a non-idempotent one: the server refused
-        it before doing anything.
+        ``what`` names the object for error messages (e.g. "DAG 'x'").
         """
-        api = self._api or ApiVersion.V1
-        refreshed = False
+        start = self.retry.start()
+        attempt = 0
+        relogged = False
         while True:
-            session = self._authenticated(force=False)
-            response = self._send(
-                lambda s=session: s.request(  # type: ignore[misc]
-                    method, url, params=params, json=json, headers=dict(headers or {}), timeout=self.timeout
-                ),
-                method,
-                url,
-                idempotent,
+            session, epoch = self._authenticated()
+            attempt += 1
+            self._count()
+            try:
+                try:
+                    response = session.request(
+                        method, url, params=params, json=json, headers=dict(headers or {}), timeout=self.timeout
+                    )
+                except requests.exceptions.SSLError as e:
+                    raise AirflowUnreachableError(
+                        f"{method} {url} for {what}: TLS failed ({_reason(e)}). If the server uses a private CA, "
+                        "pass ca_bundle='/path/to/ca.pem' to AirflowInstance (or set REQUESTS_CA_BUNDLE)",
+                        method=method, url=url, attempts=attempt,
+                    ) from None
+                except _TRANSIENT as e:
+                    raise _Retry(
+                        type(e).__name__,
+                        AirflowUnreachableError(
+                            f"cannot get an answer from Airflow for {what}: {method} {url} failed ({type(e).__name__}); "
+                            f"check that the webserver_url {self.backend.webserver_url!r} is right and the server is up",
+                            method=method, url=url,
+                        ),
+                    ) from None
+                status = response.status_code
+                refused = status == 401 or (status == 403 and self.backend.refresh_on_forbidden)
+                login_page = status < 300 and looks_like_html(response)
+                if (refused or login_page) and not relogged:
+                    relogged = True
+                    self._relogin(epoch)
+                    continue
+                return self._answer(response, method, url, what, idempotent=idempotent, model=model)
+            except _Retry as retry:
+                delay = self.retry.delay_for(attempt, start=start, retry_after=retry.retry_after) if idempotent else None
+                if delay is None:
+                    raise with_attempts(retry.final, attempt) from None
+                log.warning("%s %s: %s; retry %d in %.1fs", method, url, retry.reason, attempt, delay)
+                self.retry.sleep(delay)
+                if retry.reason == "login page":
+                    self._relogin(epoch)
+
+    def _answer(
+        self,
+        response: requests.Response,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        idempotent: bool,
+        model: type[BaseModel] | None,
+    ) -> Any:
+        status = response.status_code
+        api = self._api or ApiVersion.V1
+        where: dict[str, Any] = {"method": method, "url": url, "status": status}
+        if status in RETRY_STATUSES and idempotent:
+            raise _Retry(
+                f"HTTP {status}",
+                AirflowResponseError(f"{method} {url} for {what} failed with HTTP {status}: {self._excerpt(response)}", **where),
+                retry_after=response.headers.get("Retry-After"),
             )
-            status = response.status_code
-            unauthorized = (
-                status == 401
-                or (status == 403 and self.backend.refresh_on_forbidden)
-                or (status == 200 and _looks_like_html(response))
-            )
-            if unauthorized and not refreshed:
-                refreshed = True
-                self._authenticated(force=True)
-                continue
-            break
         if status in (401, 403):
             raise AirflowAuthError(
                 f"{self.backend.describe()}: {method} {url} was refused with HTTP {status} "
                 f"({'not authenticated' if status == 401 else 'wrong credentials or missing permission'}). "
                 f"{_AUTH_HINT[api]}.",
-                status=status,
+                **where,
             )
         if status == 404:
-            raise AirflowNotFoundError(f"{what} was not found in Airflow ({method} {url} answered 404)", status=404)
-        if _looks_like_html(response):
-            raise AirflowLoginPageError(
+            raise AirflowNotFoundError(f"{what} was not found in Airflow ({method} {url} answered 404)", **where)
+        html = looks_like_html(response)
+        if html and status < 300:
+            error: AirliftClientError = AirflowLoginPageError(
                 f"{self.backend.describe()}: {method} {url} answered with an HTML page (HTTP {status}), "
                 f"most likely a login page, instead of JSON: the REST API does not accept these credentials. "
                 f"{_AUTH_HINT[api]}.",
-                status=status,
+                **where,
             )
+            if idempotent:
+                raise _Retry("login page", error)
+            raise error
         if status >= 400:
-            raise AirflowResponseError(
-                f"{method} {url} for {what} failed with HTTP {status}: {_detail(response)}", status=status
-            )
-        if not response.content:
+            raise AirflowResponseError(f"{method} {url} for {what} failed with HTTP {status}: {_detail(response, self.backend.secret_values())}", **where)
+        if not response.content and model is None:
             return None
+        content_type = response.headers.get("Content-Type", "")
         try:
-            return response.json()
-        except ValueError:
-            return response.text
+            if "json" not in content_type:
+                raise ValueError(f"Content-Type {content_type or 'missing'!r}, not JSON")
+            body = response.json()
+        except ValueError as e:
+            error = AirflowBadResponseError(
+                f"{method} {url} for {what} answered HTTP {status} with a body that is not JSON "
+                f"({_reason(e)}): {self._excerpt(response)!r}",
+                **where,
+            )
+            if idempotent:
+                raise _Retry("incomplete or non-JSON body", error) from None
+            raise error from None
+        if model is not None:
+            problem = problems(model, body)
+            if problem is not None:
+                raise AirflowBadResponseError(
+                    f"{method} {url} for {what} answered HTTP {status} with JSON that is not an Airflow "
+                    f"{api.value} {model.__name__.strip('_')} ({problem}): {self._excerpt(response)!r}. "
+                    "Check that webserver_url points at Airflow itself and that api_version (if given) is right",
+                    **where,
+                )
+        return body
+
+    def _excerpt(self, response: requests.Response) -> str:
+        return excerpt(response.content, self.backend.secret_values())
 
 
-def _detail(response: requests.Response) -> str:
+def _reason(error: Exception) -> str:
+    text = str(error).split("\n")[0]
+    return text[:120]
+
+
+def _detail(response: requests.Response, secrets: tuple[str, ...]) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300]
-    if isinstance(body, dict):
-        return str(body.get("detail") or body.get("title") or body)[:500]
-    return str(body)[:500]
+        body = None
+    if isinstance(body, dict) and (body.get("detail") or body.get("title")):
+        return excerpt(str(body.get("detail") or body.get("title")), secrets)
+    return excerpt(response.content, secrets)

@@ -16,11 +16,19 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import requests
 
-from airlift_client.errors import AirflowAuthError, AirflowUnreachableError
+from airlift_client._schemas import Token, problems
+from airlift_client.errors import (
+    AirflowAuthError,
+    AirflowBadResponseError,
+    AirflowResponseError,
+    AirflowUnreachableError,
+)
 from airlift_protocol import ApiVersion
+from airlift_protocol.retry import RETRY_STATUSES
 
 __all__ = ["AuthBackend", "BasicAuthBackend", "TokenAuthBackend", "jwt_expiry"]
 
@@ -76,6 +84,11 @@ class AuthBackend(ABC):
     def describe(self) -> str:
         """Short text naming the backend and URL, safe for error messages."""
         return f"{type(self).__name__} for {self.webserver_url}"
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The secrets this backend holds (passwords, tokens, cookies), so the client can remove
+        them from any text it shows. Override it in backends that hold secrets."""
+        return ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(webserver_url={self.webserver_url!r})"
@@ -144,8 +157,10 @@ class BasicAuthBackend(_BearerTokenMixin, AuthBackend):
             self.v1_mode, self.refresh_on_forbidden = "basic", False
             return
         url = f"{self.webserver_url}/auth/token"
+        where: dict[str, Any] = {"method": "POST", "url": url}
         try:
-            # Through the client's own session (its adapters and pool), without the expired bearer.
+            # Through the client's own session (its adapters, pool, TLS and proxy settings), without
+            # the expired bearer.
             response = session.post(
                 url,
                 json={"username": self.username, "password": self._password},
@@ -153,22 +168,31 @@ class BasicAuthBackend(_BearerTokenMixin, AuthBackend):
                 timeout=timeout,
             )
         except requests.RequestException as e:
-            raise AirflowUnreachableError(f"{self.describe()}: cannot reach {url} ({type(e).__name__}).") from None
-        if response.status_code in (401, 403):
+            raise AirflowUnreachableError(f"{self.describe()}: cannot reach Airflow at {url} ({type(e).__name__}).", **where) from None
+        status = response.status_code
+        if status in (401, 403):
             raise AirflowAuthError(
                 f"{self.describe()}: {url} refused the credentials of user {self.username!r} "
-                f"(HTTP {response.status_code}). Check the username and password.",
-                status=response.status_code,
+                f"(HTTP {status}). Check the username and password.",
+                status=status, **where,
             )
-        if response.status_code >= 400:
+        if status in RETRY_STATUSES:
+            raise AirflowResponseError(f"{self.describe()}: getting a token from {url} failed with HTTP {status}.", status=status, **where)
+        if status >= 400:
             raise AirflowAuthError(
-                f"{self.describe()}: getting a token from {url} failed with HTTP {response.status_code}.",
-                status=response.status_code,
+                f"{self.describe()}: getting a token from {url} failed with HTTP {status}.", status=status, **where
             )
         try:
-            token = response.json()["access_token"]
-        except (ValueError, KeyError, TypeError):
-            raise AirflowAuthError(f"{self.describe()}: {url} did not return an access_token.") from None
+            body = response.json()
+        except ValueError:
+            body = None
+        problem = "not JSON" if body is None else problems(Token, body)
+        if problem is not None:
+            raise AirflowBadResponseError(
+                f"{self.describe()}: POST {url} answered HTTP {status} without an access_token ({problem}).",
+                status=status, **where,
+            )
+        token = body["access_token"]
         self._set_bearer(session, str(token))
 
     def _web_session(self, session: requests.Session, *, timeout: float) -> bool:
@@ -187,6 +211,7 @@ class BasicAuthBackend(_BearerTokenMixin, AuthBackend):
         session.cookies.clear()
         try:
             page = session.get(login_url, headers=no_auth, timeout=timeout)  # type: ignore[arg-type]
+            _raise_if_transient(page, "GET", login_url, self.describe())
             field = _CSRF_INPUT.search(page.text) if page.status_code == 200 else None
             value = _VALUE.search(field.group(0)) if field else None
             if value is None:
@@ -198,12 +223,17 @@ class BasicAuthBackend(_BearerTokenMixin, AuthBackend):
                 timeout=timeout,
                 allow_redirects=False,
             )
+            _raise_if_transient(done, "POST", login_url, self.describe())
             if done.status_code not in (301, 302, 303) or not session.cookies:
                 return False
-            probe = session.get(f"{self.webserver_url}/api/v1/dags", params={"limit": 1}, headers=no_auth, timeout=timeout)  # type: ignore[arg-type]
+            probe_url = f"{self.webserver_url}/api/v1/dags"
+            probe = session.get(probe_url, params={"limit": 1}, headers=no_auth, timeout=timeout)  # type: ignore[arg-type]
+            _raise_if_transient(probe, "GET", probe_url, self.describe())
         except requests.RequestException as e:
-            log.debug("%s: web login not available (%s); using basic auth", self.describe(), type(e).__name__)
-            return False
+            # the client retries the login like any request
+            raise AirflowUnreachableError(
+                f"{self.describe()}: cannot reach Airflow at {login_url} ({type(e).__name__}).", method="POST", url=login_url
+            ) from None
         if probe.status_code == 200 and "json" in probe.headers.get("Content-Type", ""):
             return True
         log.debug("%s: the REST API did not accept the web session (HTTP %s); using basic auth", self.describe(), probe.status_code)
@@ -211,6 +241,9 @@ class BasicAuthBackend(_BearerTokenMixin, AuthBackend):
 
     def describe(self) -> str:
         return f"BasicAuthBackend (user {self.username!r}) for {self.webserver_url}"
+
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(v for v in (self._password, self._token) if v)
 
     def __repr__(self) -> str:
         return f"BasicAuthBackend(webserver_url={self.webserver_url!r}, username={self.username!r})"
@@ -254,3 +287,15 @@ class TokenAuthBackend(_BearerTokenMixin, AuthBackend):
             assert self._static is not None
             token = self._static
         self._set_bearer(session, str(token))
+
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(v for v in (self._static, self._token) if v)
+
+
+def _raise_if_transient(response: requests.Response, method: str, url: str, backend: str) -> None:
+    """Raise for a 429/5xx answer during a login, so the client retries the login."""
+    if response.status_code in RETRY_STATUSES:
+        raise AirflowResponseError(
+            f"{backend}: {method} {url} answered HTTP {response.status_code} during login",
+            method=method, url=url, status=response.status_code,
+        )

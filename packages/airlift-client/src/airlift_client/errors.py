@@ -1,10 +1,19 @@
 """Errors raised by airlift-client. Every error derives from :class:`AirliftClientError`; none of
-them ever contains a password, token or cookie."""
+them ever contains a password, token or cookie.
+
+Errors about one request carry what is known about it: ``method``, ``url``, ``status`` (the last
+HTTP status, ``None`` when no answer came) and ``attempts`` (how many times it was sent).
+
+>>> error = AirflowBadResponseError("GET http://airflow/api/v2/dags answered ...", method="GET", url="http://airflow/api/v2/dags", status=200, attempts=5)
+>>> (error.method, error.status, error.attempts)
+('GET', 200, 5)
+"""
 
 from __future__ import annotations
 
 __all__ = [
     "AirflowAuthError",
+    "AirflowBadResponseError",
     "AirflowLoginPageError",
     "AirflowNotFoundError",
     "AirflowResponseError",
@@ -17,17 +26,35 @@ __all__ = [
 class AirliftClientError(Exception):
     """Base class of every airlift-client error."""
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.status = status
+        self.attempts = attempts
+
 
 class AirflowUnreachableError(AirliftClientError):
-    """The Airflow webserver could not be reached (connection refused, DNS, timeouts) after retries."""
+    """The Airflow webserver could not be reached (connection refused or reset, DNS, timeouts, a
+    connection closed mid-answer) after retries; the message gives the URL and the attempt count."""
 
 
 class AirflowResponseError(AirliftClientError):
     """Airflow answered with an unexpected status or body. ``status`` holds the HTTP status."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+
+class AirflowBadResponseError(AirflowResponseError):
+    """Airflow answered with a body the client cannot use: not JSON, truncated JSON, or JSON whose
+    fields do not match the REST API's model. The message names the method, URL, status, the DAG or
+    run when known, and a short excerpt of the body (secrets removed)."""
 
 
 class AirflowAuthError(AirflowResponseError):

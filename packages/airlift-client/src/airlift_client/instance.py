@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -16,10 +17,18 @@ import requests
 import requests.adapters
 
 from airlift_client._generations import GenerationRest, rest_for
+from airlift_client._schemas import SCHEMAS
 from airlift_client._transport import Transport
 from airlift_client.auth import AuthBackend
-from airlift_client.errors import AirflowResponseError, AirflowRunTimeoutError
-from airlift_client.retry import RetryPolicy
+from airlift_client.errors import (
+    AirflowBadResponseError,
+    AirflowNotFoundError,
+    AirflowResponseError,
+    AirflowRunTimeoutError,
+    AirflowUnreachableError,
+    AirliftClientError,
+)
+from airlift_client.retry import RETRY_STATUSES, RetryPolicy
 from airlift_protocol import (
     ApiVersion,
     DagInfo,
@@ -52,6 +61,37 @@ def _pooled_session(connections: int) -> requests.Session:
     return session
 
 
+_insecure_warned = threading.Event()
+
+
+def _tls_session(factory: Callable[[], requests.Session], verify: bool | str) -> requests.Session:
+    """A session from ``factory`` with the instance's certificate check. Standard proxy variables
+    (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``) and ``REQUESTS_CA_BUNDLE`` stay honoured: the
+    session trusts the environment unless the factory says otherwise."""
+    session = factory()
+    if verify is not True:
+        session.verify = verify
+    return session
+
+
+def _model_for(api: ApiVersion, method: str, path: str) -> Any:
+    """The response model of a REST path (one table for every call, so each body is checked)."""
+    schemas = SCHEMAS[api]
+    for pattern, verb, model in (
+        (r"/dags", "GET", schemas.dags),
+        (r"/dags/[^/]+", None, schemas.dag),
+        (r"/dags/[^/]+/tasks", "GET", schemas.tasks),
+        (r"/dags/~/dagRuns/list", "POST", schemas.runs),
+        (r"/dags/~/dagRuns/~/taskInstances/list", "POST", schemas.task_instances),
+        (r"/dags/[^/]+/dagRuns(/[^/]+)?", None, schemas.run),
+        (r"/dagSources/[^/]+", "GET", schemas.source),
+        (r"/version", "GET", schemas.version),
+    ):
+        if (verb is None or verb == method) and re.fullmatch(pattern, path):
+            return model
+    return None
+
+
 class AirflowInstance:
     """An Airflow deployment, for Airflow 2 (``/api/v1``) and Airflow 3 (``/api/v2``) alike.
 
@@ -78,6 +118,8 @@ class AirflowInstance:
         page_size: int = 100,
         max_workers: int = 16,
         api_version: ApiVersion | str | None = None,
+        verify: bool = True,
+        ca_bundle: str | None = None,
         session_factory: Callable[[], requests.Session] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -95,13 +137,29 @@ class AirflowInstance:
         self.max_workers = max_workers
         self._clock = clock
         self._sleep = sleep
+        if not verify and ca_bundle:
+            raise ValueError("give ca_bundle= or verify=False, not both")
+        if not verify and not _insecure_warned.is_set():
+            _insecure_warned.set()
+            log.warning(
+                "AirflowInstance %r: verify=False turns off TLS certificate checks; anyone on the network "
+                "path can read the credentials. Prefer ca_bundle='/path/to/ca.pem'.", name,
+            )
         self._transport = Transport(
             auth_backend,
             timeout=timeout,
             retry_policy=retry_policy or RetryPolicy(),
-            session_factory=session_factory or functools.partial(_pooled_session, max_workers),
+            session_factory=functools.partial(
+                _tls_session,
+                session_factory or functools.partial(_pooled_session, max_workers),
+                ca_bundle or verify,
+            ),
         )
-        self._forced_api = ApiVersion(api_version) if api_version is not None else None
+        try:
+            self._forced_api = ApiVersion(api_version) if api_version is not None else None
+        except ValueError:
+            raise ValueError(f"api_version={api_version!r}: use 'v1' (Airflow 2) or 'v2' (Airflow 3)") from None
+        self._assumed_api: ApiVersion | None = None
         self._rest: GenerationRest | None = None
         self._detect_lock = threading.Lock()
 
@@ -129,9 +187,10 @@ class AirflowInstance:
 
     # ------------------------------------------------------------------ generation
     def assume_api_version(self, api: ApiVersion) -> None:
-        """Use ``api`` without probing (e.g. known from cached state); ignored once detected."""
+        """Use ``api`` without probing (e.g. known from cached state); ignored once detected or when
+        ``api_version=`` was given."""
         if self._rest is None and self._forced_api is None:
-            self._forced_api = api
+            self._assumed_api = api
 
     @property
     def api_version(self) -> ApiVersion:
@@ -142,42 +201,86 @@ class AirflowInstance:
         if self._rest is None:
             with self._detect_lock:
                 if self._rest is None:
-                    api = self._forced_api or self.auth_backend.detect_api_version(timeout=self._transport.timeout)
-                    api = api or self._probe_api_version()
+                    api = self._choose_api()
                     self._transport.bind(api)
                     self._rest = rest_for(api, self.webserver_url)
         return self._rest
 
-    def _probe_api_version(self) -> ApiVersion:
-        # Both health endpoints are public. Airflow 3 serves /api/v2/monitor/health and answers 404 on
-        # /api/v1; Airflow 2 has no /api/v2.
+    def _choose_api(self) -> ApiVersion:
+        if self._forced_api is not None:
+            problem = self._confirm(self._forced_api)
+            if problem is not None:
+                other = ApiVersion.V2 if self._forced_api is ApiVersion.V1 else ApiVersion.V1
+                raise AirflowResponseError(
+                    f"api_version={self._forced_api.value!r} was given, but {problem}. If this is Airflow "
+                    f"{3 if other is ApiVersion.V2 else 2}, pass api_version={other.value!r} (or leave it out "
+                    "to detect it).",
+                    url=self.webserver_url + self._forced_api.base_path,
+                )
+            return self._forced_api
+        if self._assumed_api is not None:
+            return self._assumed_api
+        known = self.auth_backend.detect_api_version(timeout=self._transport.timeout)
+        return known or self._detect_api_version()
+
+    def _detect_api_version(self) -> ApiVersion:
+        # The public health endpoints give a hint (Airflow 3 serves /api/v2/monitor/health, Airflow 2
+        # /api/v1/health); the generation is only taken after an authenticated, validated
+        # GET /version of it reports the matching major version. An auth proxy, a garbled answer or
+        # a missing health endpoint cannot make it pick the wrong one.
         url = self.webserver_url
-        v2 = self._transport.raw("GET", f"{url}/api/v2/monitor/health")
-        if v2.status_code == 200 and "json" in v2.headers.get("Content-Type", ""):
-            return ApiVersion.V2
-        v1 = self._transport.raw("GET", f"{url}/api/v1/health")
-        if v1.status_code == 200 and "json" in v1.headers.get("Content-Type", ""):
-            return ApiVersion.V1
-        if v2.status_code in (401, 403):
-            return ApiVersion.V2
-        if v1.status_code in (401, 403):
-            return ApiVersion.V1
+        hint: ApiVersion | None = None
+        for api, path in ((ApiVersion.V2, "/api/v2/monitor/health"), (ApiVersion.V1, "/api/v1/health")):
+            response = self._transport.raw("GET", url + path)
+            if response is not None and response.status_code == 200 and "json" in response.headers.get("Content-Type", ""):
+                hint = api
+                break
+        order = [ApiVersion.V2, ApiVersion.V1] if hint is not ApiVersion.V1 else [ApiVersion.V1, ApiVersion.V2]
+        problems = []
+        for api in order:
+            try:
+                problem = self._confirm(api)
+            except AirliftClientError as e:
+                if api is hint or isinstance(e, AirflowUnreachableError) or e.status in RETRY_STATUSES:
+                    raise  # the server is down or busy: guessing the other generation would mislead
+                problems.append(f"{api.base_path}: {e}")
+                continue
+            if problem is None:
+                return api
+            problems.append(problem)
         raise AirflowResponseError(
-            f"{url} does not look like an Airflow webserver: /api/v2/monitor/health answered "
-            f"{v2.status_code} and /api/v1/health answered {v1.status_code}. Check webserver_url, or pass "
-            "api_version='v1' (Airflow 2) or 'v2' (Airflow 3) to AirflowInstance.",
-            status=v1.status_code,
+            f"{url} does not look like an Airflow 2 or 3 webserver: {'; '.join(problems)}. Check webserver_url, "
+            "or pass api_version='v1' (Airflow 2) or 'v2' (Airflow 3) to AirflowInstance.",
+            url=url,
         )
+
+    def _confirm(self, api: ApiVersion) -> str | None:
+        """None if an authenticated ``GET {base}/version`` says this is Airflow of ``api``'s
+        generation; otherwise what it said instead."""
+        self._transport.bind(api)
+        url = f"{self.webserver_url}{api.base_path}/version"
+        try:
+            body = self._transport.request("GET", url, what="the Airflow version", model=SCHEMAS[api].version)
+        except (AirflowNotFoundError, AirflowBadResponseError) as e:
+            return f"{url} did not answer like Airflow ({type(e).__name__}, HTTP {e.status})"
+        version = str(body["version"])
+        expected = "2" if api is ApiVersion.V1 else "3"
+        if version.split(".")[0] != expected:
+            return f"{url} reports Airflow {version}"
+        return None
 
     def _call(self, method: str, path: str, *, what: str, idempotent: bool = True, **kwargs: Any) -> Any:
         rest = self._generation()
+        kwargs.setdefault("model", _model_for(rest.api, method, path.split("?", 1)[0]))
         return self._transport.request(method, rest.base + path, what=what, idempotent=idempotent, **kwargs)
 
     def _parse(self, parser: Callable[[], T], what: str) -> T:
         try:
             return parser()
         except RestPayloadError as e:
-            raise AirflowResponseError(f"{self.webserver_url}: unexpected response for {what}: {e}") from e
+            raise AirflowBadResponseError(
+                f"{self.webserver_url}: unexpected response for {what}: {e}", url=self.webserver_url
+            ) from None
 
     # ------------------------------------------------------------------ paging
     def _paged(
@@ -285,9 +388,7 @@ class AirflowInstance:
         info = dag if isinstance(dag, DagInfo) else self.get_dag(dag)
         path, headers = self._generation().source_request(info)
         body = self._call("GET", path, what=f"the source of DAG {info.dag_id!r}", headers=headers)
-        if isinstance(body, Mapping):
-            return str(body.get("content") or "")
-        return str(body or "")
+        return str(body.get("content") or "")
 
     def get_dag_sources(self, dags: Iterable[DagInfo]) -> dict[str, str]:
         """Sources of many DAGs (one request per file, concurrently; DAGs sharing a file share it)."""

@@ -23,8 +23,9 @@ from typing import Any
 import requests
 
 from airlift_client.auth import EXPIRY_MARGIN, AuthBackend, jwt_expiry
-from airlift_client.errors import AirflowAuthError, AirflowUnreachableError
+from airlift_client.errors import AirflowAuthError, AirflowResponseError, AirflowUnreachableError
 from airlift_protocol import ApiVersion
+from airlift_protocol.retry import RETRY_STATUSES
 
 __all__ = ["MwaaSessionAuthBackend"]
 
@@ -59,6 +60,7 @@ class MwaaSessionAuthBackend(AuthBackend):
         self._hostname: str | None = None
         self._expires_at: float | None = None
         self._airflow_version: str | None = None
+        self._cookie: str | None = None
         super().__init__(webserver_url="")
         self.webserver_url = ""  # known after the first call to the MWAA API
 
@@ -119,22 +121,38 @@ class MwaaSessionAuthBackend(AuthBackend):
         self._hostname = token_response["WebServerHostname"]
         v3 = api_version is ApiVersion.V2
         login_url = f"{self.webserver_url}/{'pluginsv2/' if v3 else ''}aws_mwaa/login"
-        login = requests.Session()
+        # Through the client's own session: its TLS, CA bundle and proxy settings apply to the login
+        # too. The old credentials are left out of the login request.
+        session.cookies.clear()
+        no_bearer: dict[str, Any] = {"Authorization": None}
         try:
-            response = login.post(
-                login_url, data={"token": token_response["WebToken"]}, timeout=timeout, allow_redirects=False
+            response = session.post(
+                login_url,
+                data={"token": token_response["WebToken"]},
+                headers=no_bearer,
+                timeout=timeout,
+                allow_redirects=False,
             )
         except requests.RequestException as e:
-            raise AirflowUnreachableError(f"{self.describe()}: cannot reach {login_url} ({type(e).__name__})") from None
+            raise AirflowUnreachableError(
+                f"{self.describe()}: cannot reach {login_url} ({type(e).__name__})", method="POST", url=login_url
+            ) from None
         cookie_name = "_token" if v3 else "session"
-        cookie = login.cookies.get(cookie_name) or response.cookies.get(cookie_name)
+        cookie = response.cookies.get(cookie_name) or session.cookies.get(cookie_name)
+        if response.status_code in RETRY_STATUSES:
+            raise AirflowResponseError(
+                f"{self.describe()}: the MWAA login at {login_url} answered HTTP {response.status_code}",
+                method="POST", url=login_url, status=response.status_code,
+            )
         if response.status_code >= 400 or not cookie:
             raise AirflowAuthError(
                 f"{self.describe()}: the MWAA login at {login_url} answered HTTP {response.status_code} "
                 f"without a {cookie_name!r} cookie",
-                status=response.status_code,
+                method="POST", url=login_url, status=response.status_code,
             )
+        self._cookie = cookie
         session.auth = None
+        session.cookies.clear()
         if v3:
             session.headers["Authorization"] = f"Bearer {cookie}"
             expiry = jwt_expiry(cookie)
@@ -145,6 +163,9 @@ class MwaaSessionAuthBackend(AuthBackend):
 
     def needs_refresh(self) -> bool:
         return self._expires_at is not None and self.clock() >= self._expires_at - EXPIRY_MARGIN
+
+    def secret_values(self) -> tuple[str, ...]:
+        return (self._cookie,) if self._cookie else ()
 
     def describe(self) -> str:
         return f"MwaaSessionAuthBackend for MWAA environment {self.environment_name!r}"

@@ -1,4 +1,5 @@
-"""Dagster APIs Airlift relies on that Dagster 1.13 marks as preview, used in one place."""
+"""Every Dagster API airlift-dagster uses that is private or marked preview, in one place (checked by
+``tests/test_compat.py`` against the installed Dagster)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from contextlib import contextmanager
 
 from dagster import PreviewWarning
 
-__all__ = ["preview_api"]
+# Dagster's reconstruction-metadata mechanism (Definitions.with_reconstruction_metadata is public;
+# its load context is not re-exported at the top level in 1.13).
+from dagster._core.definitions.definitions_load_context import (
+    DefinitionsLoadContext,
+    DefinitionsLoadType,
+)
+
+__all__ = ["DefinitionsLoadContext", "DefinitionsLoadType", "preview_api"]
 
 
 @contextmanager

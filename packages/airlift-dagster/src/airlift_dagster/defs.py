@@ -19,15 +19,8 @@ from dagster import (
     multi_asset_check,
 )
 
-# Dagster's reconstruction-metadata mechanism (Definitions.with_reconstruction_metadata is public;
-# its load context is not re-exported at the top level in 1.13).
-from dagster._core.definitions.definitions_load_context import (
-    DefinitionsLoadContext,
-    DefinitionsLoadType,
-)
-
 from airlift_client import AirflowInstance, ui_links_for
-from airlift_dagster._compat import preview_api
+from airlift_dagster._compat import DefinitionsLoadContext, DefinitionsLoadType, preview_api
 from airlift_dagster.mapping import map_specs, task_handle_of
 from airlift_dagster.sensor import (
     DAG_RUN_CHECK_NAME,

@@ -277,7 +277,12 @@ def _run_events(
 
 @dataclass
 class TickOutcome:
-    """What one evaluation produced (exposed for tests and benchmarks)."""
+    """What one :func:`evaluate_tick` produced: the Dagster events, the new cursor, the asset keys
+    materialized, and how many finished runs were processed or left for the next tick.
+
+    >>> TickOutcome(events=[], cursor=AirliftSensorCursor(), materialized=set(), runs_processed=0, runs_pending=0).runs_pending
+    0
+    """
 
     events: list[Any]
     cursor: AirliftSensorCursor

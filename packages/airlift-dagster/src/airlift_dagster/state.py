@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -91,7 +90,7 @@ def fetch_airflow_state(
     try:
         dags = [d for d in instance.iter_dags() if dag_selector_fn is None or _select(dag_selector_fn, d)]
         if len(dags) > 50:  # a progress line on the code server's console for large instances
-            print(f"airlift: {instance.name}: {len(dags)} DAGs listed, reading their tasks and sources...", file=sys.stderr, flush=True)
+            log.info("airlift: %s: %d DAGs listed, reading their tasks and sources...", instance.name, len(dags))
         tasks = instance.list_tasks_for_dags([d.dag_id for d in dags])
         sources = instance.get_dag_sources(dags) if include_sources else {}
     except AirliftClientError as e:
