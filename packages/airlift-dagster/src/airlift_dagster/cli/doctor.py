@@ -136,7 +136,17 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
         api = instance.api_version
         return f"Airflow {'3' if api is ApiVersion.V2 else '2'} REST API ({'/api/v2' if api is ApiVersion.V2 else '/api/v1'})"
 
-    if not step("REST API", generation, "pass the Airflow webserver's base URL"):
+    try:
+        # The generation is confirmed with an authenticated request: refused credentials show up here.
+        detected = generation()
+    except AirflowAuthError as e:
+        checks.append(Check("Authentication", "FAIL", first_line(e), "check the user, password or token"))
+        return checks + _dagster_checks(conn.dagster_url, timeout)
+    except (AirliftClientError, requests.RequestException, ValueError):
+        detected = None
+    if detected is not None:
+        checks.append(Check("REST API", "OK", detected))
+    elif not step("REST API", generation, "pass the Airflow webserver's base URL"):
         return checks + _dagster_checks(conn.dagster_url, timeout)
     first: list[DagInfo] = []
 
