@@ -391,6 +391,26 @@ def test_dag_added_to_the_selector_later_gets_its_history(instance: AirflowInsta
     assert with_it.counts() == Counter({("inst/dag/dag_00001", old.run_id): 1})
 
 
+def test_dag_added_to_the_mapping_later_gets_its_task_history(instance: AirflowInstance, fake: FakeAirflow,
+                                                             dagster_instance: DagsterInstance) -> None:
+    clock = Clock()
+    old = fake.state.add_run("dag_00001", start=NOW - timedelta(hours=2))
+    before = Ticker(_defs(instance, clock), dagster_instance)
+    before.tick()
+    assert before.counts() == Counter({("inst/dag/dag_00001", old.run_id): 1})
+    mapped = Definitions.merge(_defs_body(), dag_defs("dag_00001", task_defs("task_002", AssetSpec("late_mapped"))))
+    after = Ticker(build_defs_from_airflow_instance(airflow_instance=instance, defs=mapped,
+                                                    sensor_settings=SensorSettings(clock=clock)), dagster_instance)
+    after.cursor = before.cursor  # a code-location reload with the new mapping
+    after.tick()
+    after.tick()
+    assert after.counts() == Counter({("late_mapped", old.run_id): 1}), "the DAG asset is not reported twice"
+
+
+def _defs_body() -> Definitions:
+    return dag_defs("dag_00000", task_defs("task_000", AssetSpec("a")))
+
+
 def test_running_runs_are_observed_once_and_failures_fail_checks(ticker: Ticker, fake: FakeAirflow) -> None:
     running = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=1), state="running", task_state="running")
     failed = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=8), state="failed", task_state="failed")
@@ -419,16 +439,16 @@ def test_cursor_is_small_whatever_the_run_rate(ticker: Ticker, fake: FakeAirflow
 def test_plan_tick_windows_sweep_and_backfill() -> None:
     settings = SensorSettings(history_window=timedelta(hours=3), lateness_window=timedelta(hours=1))
     now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
-    first = plan_tick(Cursor(), now=now, dag_ids=["a", "b"], settings=settings)
+    first = plan_tick(Cursor(), now=now, coverage={"a": _digest("a"), "b": _digest("b")}, settings=settings)
     assert first.first_start and first.fresh == (now - timedelta(hours=3), now - settings.settle) and not first.backfill
     window = SweepWindow(now - timedelta(hours=2), now - timedelta(minutes=61), 3, 7)
     later = Cursor(high_water=now - timedelta(minutes=1), pending=[window], dags=frozenset({_digest("a")}))
-    plan = plan_tick(later, now=now, dag_ids=["a", "b"], settings=settings)
+    plan = plan_tick(later, now=now, coverage={"a": _digest("a"), "b": _digest("b")}, settings=settings)
     assert plan.fresh is not None and plan.fresh[0] > now - timedelta(minutes=1)
     assert plan.sweep == window
     assert plan.backfill == ("b",)
     not_yet = plan_tick(Cursor(high_water=now, pending=[SweepWindow(now - timedelta(minutes=30), now, 1, 1)], dags=frozenset({_digest("a")})),
-                        now=now, dag_ids=["a"], settings=settings)
+                        now=now, coverage={"a": _digest("a")}, settings=settings)
     assert not_yet.sweep is None and not_yet.fresh is None
 
 
@@ -445,9 +465,9 @@ def test_advance_cursor_remembers_windows_and_merges_them() -> None:
     now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
     cursor = Cursor(high_water=now - timedelta(hours=10), dags=frozenset({_digest("a")}))
     for i in range(100):
-        plan = plan_tick(cursor, now=now - timedelta(hours=10) + timedelta(minutes=i + 1), dag_ids=["a"], settings=settings)
+        plan = plan_tick(cursor, now=now - timedelta(hours=10) + timedelta(minutes=i + 1), coverage={"a": _digest("a")}, settings=settings)
         assert plan.fresh is not None
-        cursor = advance_cursor(cursor, plan, Fetched(fresh=plan.fresh), dag_ids=["a"], tick_started=1.0, settings=settings)
+        cursor = advance_cursor(cursor, plan, Fetched(fresh=plan.fresh), coverage={"a": _digest("a")}, tick_started=1.0, settings=settings)
     assert len(cursor.pending) <= 32
     assert cursor.pending[0].lo < cursor.pending[-1].hi
     assert all(a.hi < b.lo for a, b in zip(cursor.pending, cursor.pending[1:], strict=False)), "windows stay disjoint and ordered"

@@ -232,6 +232,9 @@ def build_defs_from_airflow_instance(
         for check_key in getattr(checks_def, "check_keys", ()):
             user_check_keys.setdefault(check_key.asset_key, []).append(check_key)
 
+    mapped_task_ids: dict[str, list[str]] = {}
+    for dag_id, task_id in mapped.by_task:
+        mapped_task_ids.setdefault(dag_id, []).append(task_id)
     plan = SensorPlan.build(
         instance_name=name,
         api=state.api,
@@ -251,7 +254,9 @@ def build_defs_from_airflow_instance(
     )
     peered = Definitions(assets=dag_specs, asset_checks=assets_checks, sensors=[sensor])
     with preview_api():
-        return Definitions.merge(annotated, peered).with_reconstruction_metadata({_metadata_key(name): state.to_json()})
+        return Definitions.merge(annotated, peered).with_reconstruction_metadata(
+            {_metadata_key(name): state.to_reconstruction_json(mapped_task_ids)}
+        )
 
 
 def _check_known_ids(

@@ -104,8 +104,8 @@ DAG_RUN_CHECK_NAME = "airflow_dag_run_succeeded"
 MAX_SWEEP_WINDOWS = 32
 #: DAGs new to the mapping backfilled per tick.
 BACKFILL_DAGS_PER_TICK = 20
-#: Margin (seconds of Dagster's clock) when looking for events stored by the previous tick.
-STORE_MARGIN = 120.0
+#: Margin (seconds of Dagster's clock) when looking for events stored since the previous tick started.
+STORE_MARGIN = 5.0
 _TICK = timedelta(microseconds=1)
 
 
@@ -121,9 +121,10 @@ def _from_us(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, tz=timezone.utc)
 
 
-def dag_digest(dag_id: str) -> str:
-    """8 hex characters standing for a DAG id in the cursor."""
-    return hashlib.sha1(dag_id.encode()).hexdigest()[:8]
+def dag_digest(dag_id: str, mapped_task_ids: Iterable[str] = ()) -> str:
+    """8 hex characters standing in the cursor for a DAG and the tasks mapped to assets in it (a
+    DAG whose digest the cursor lacks joined the selector or the mapping: its history is backfilled)."""
+    return hashlib.sha1("\x1f".join([dag_id, *sorted(mapped_task_ids)]).encode()).hexdigest()[:8]
 
 
 # ---------------------------------------------------------------------------------------- settings
@@ -261,6 +262,7 @@ class SensorPlan:
     task_rank: Mapping[tuple[str, str], int]
     dag_asset_keys: Mapping[str, AssetKey]
     user_check_keys: Mapping[AssetKey, Sequence[AssetCheckKey]]
+    coverage: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -280,7 +282,11 @@ class SensorPlan:
         for dag_id, tasks in upstream.items():
             for position, task_id in enumerate(_topological(tasks)):
                 rank[(dag_id, task_id)] = position
+        mapped: dict[str, list[str]] = defaultdict(list)
+        for dag_id, task_id in by_task:
+            mapped[dag_id].append(task_id)
         return cls(
+            coverage={dag_id: dag_digest(dag_id, mapped.get(dag_id, ())) for dag_id in dag_asset_keys},
             instance_name=instance_name,
             api=api,
             webserver_url=webserver_url,
@@ -331,11 +337,11 @@ class TickPlan:
     first_start: bool
 
 
-def plan_tick(cursor: AirliftSensorCursor, *, now: datetime, dag_ids: Iterable[str], settings: SensorSettings) -> TickPlan:
-    """Step 1 (pure): what to read this tick.
+def plan_tick(cursor: AirliftSensorCursor, *, now: datetime, coverage: Mapping[str, str], settings: SensorSettings) -> TickPlan:
+    """Step 1 (pure): what to read this tick. ``coverage``: DAG id → :func:`dag_digest`.
 
     >>> now = datetime(2026, 1, 2, tzinfo=timezone.utc)
-    >>> plan = plan_tick(AirliftSensorCursor(), now=now, dag_ids=["d"], settings=SensorSettings())
+    >>> plan = plan_tick(AirliftSensorCursor(), now=now, coverage={"d": dag_digest("d")}, settings=SensorSettings())
     >>> plan.first_start, plan.fresh[0] == now - timedelta(days=1)
     (True, True)
     """
@@ -345,7 +351,7 @@ def plan_tick(cursor: AirliftSensorCursor, *, now: datetime, dag_ids: Iterable[s
     sweep = cursor.pending[0] if cursor.pending and cursor.pending[0].hi <= now - settings.lateness_window else None
     backfill: tuple[str, ...] = ()
     if not first:
-        backfill = tuple(sorted(d for d in dag_ids if dag_digest(d) not in cursor.dags))[:BACKFILL_DAGS_PER_TICK]
+        backfill = tuple(sorted(d for d, digest in coverage.items() if digest not in cursor.dags))[:BACKFILL_DAGS_PER_TICK]
     return TickPlan(fresh=(lo, hi) if hi >= lo else None, sweep=sweep, backfill=backfill,
                     backfill_since=now - settings.history_window, first_start=first)
 
@@ -611,7 +617,7 @@ def advance_cursor(
     plan: TickPlan,
     fetched: Fetched,
     *,
-    dag_ids: Iterable[str],
+    coverage: Mapping[str, str],
     tick_started: float,
     settings: SensorSettings,
 ) -> AirliftSensorCursor:
@@ -632,11 +638,11 @@ def advance_cursor(
         if len(merged) == len(pending):
             break
         pending = merged
-    all_dags = {dag_digest(d) for d in dag_ids}
+    current = set(coverage.values())
     if plan.first_start:
-        dags = frozenset(all_dags)
+        dags = frozenset(current)
     else:
-        dags = frozenset((cursor.dags & all_dags) | {dag_digest(d) for d in plan.backfill})
+        dags = frozenset((cursor.dags & current) | {coverage[d] for d in plan.backfill})
     return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags)
 
 
@@ -679,7 +685,7 @@ def evaluate_tick(
     started = time.time()
     cursor = AirliftSensorCursor.parse(context.cursor)
     now = now or settings.clock()
-    tick = plan_tick(cursor, now=now, dag_ids=plan.dag_ids, settings=settings)
+    tick = plan_tick(cursor, now=now, coverage=plan.coverage, settings=settings)
     airflow_instance.assume_api_version(plan.api)
     try:
         fetched = fetch_changes(airflow_instance, tick, dag_ids=plan.dag_ids, settings=settings)
@@ -715,7 +721,7 @@ def evaluate_tick(
         if new_late:
             log.warning("Airlift sensor %s: rows committed late were found when re-reading %s..%s",
                         plan.instance_name, _iso(tick.sweep.lo), _iso(tick.sweep.hi))  # type: ignore[union-attr]
-    new_cursor = advance_cursor(cursor, tick, fetched, dag_ids=plan.dag_ids, tick_started=started, settings=settings)
+    new_cursor = advance_cursor(cursor, tick, fetched, coverage=plan.coverage, tick_started=started, settings=settings)
     events = [e.event for e in kept]
     caught_up = fetched.fresh is None or (tick.fresh is not None and fetched.fresh[1] >= tick.fresh[1])
     return TickOutcome(
