@@ -433,6 +433,9 @@ def test_cursor_is_small_whatever_the_run_rate(ticker: Ticker, fake: FakeAirflow
     assert '"v":2' in (ticker.cursor or "")
     with pytest.raises(AirliftDagsterError, match="reset the sensor's cursor"):
         AirliftSensorCursor.parse("garbage")
+    upgraded = AirliftSensorCursor.parse('{"v":1,"hw":"2026-01-01T00:00:00+00:00","done":{},"running":[]}')
+    assert upgraded.high_water is not None and upgraded.dags is None, "continues from the old mark, no backfill"
+    assert AirliftSensorCursor.parse(upgraded.serialize()) == upgraded
 
 
 # ------------------------------------------------------------------- the pure steps, one by one

@@ -199,7 +199,8 @@ class AirliftSensorCursor:
     ``high_water``: every row changed up to here (Airflow's ``updated_at``) was processed;
     ``tick_started``: when the tick that wrote the cursor started (Dagster's clock);
     ``pending``: windows to read again after the lateness window; ``dags``: digests of the DAGs the
-    sensor covers (a DAG new to the mapping gets its history backfilled).
+    sensor covers (a DAG new to the mapping gets its history backfilled; ``None``: take the current
+    ones as covered, as after an upgrade from the end-date cursor of earlier releases).
 
     >>> AirliftSensorCursor.parse(AirliftSensorCursor().serialize()).high_water is None
     True
@@ -208,7 +209,7 @@ class AirliftSensorCursor:
     high_water: datetime | None = None
     tick_started: float = 0.0
     pending: list[SweepWindow] = field(default_factory=list)
-    dags: frozenset[str] = frozenset()
+    dags: frozenset[str] | None = frozenset()
 
     def serialize(self) -> str:
         return json.dumps(
@@ -217,7 +218,7 @@ class AirliftSensorCursor:
                 "hw": _iso(self.high_water) if self.high_water else None,
                 "at": round(self.tick_started, 3),
                 "sw": [[_us(w.lo), _us(w.hi), w.rows, w.digest] for w in self.pending],
-                "dags": "".join(sorted(self.dags)),
+                "dags": None if self.dags is None else "".join(sorted(self.dags)),
             },
             separators=(",", ":"),
         )
@@ -231,16 +232,17 @@ class AirliftSensorCursor:
             version = data.get("v")
             if version == 1:  # the end-date cursor of earlier releases: continue from its mark
                 hw = data.get("hw")
-                return cls(high_water=datetime.fromisoformat(hw) if hw else None)
+                return cls(high_water=datetime.fromisoformat(hw) if hw else None, dags=None)
             if version != CURSOR_VERSION:
                 raise ValueError(f"cursor format {version!r}")
             hw = data.get("hw")
-            dags = str(data.get("dags") or "")
+            raw_dags = data.get("dags")
+            dags = None if raw_dags is None else str(raw_dags)
             return cls(
                 high_water=datetime.fromisoformat(hw) if hw else None,
                 tick_started=float(data.get("at") or 0.0),
                 pending=[SweepWindow(_from_us(lo), _from_us(hi), int(n), int(d)) for lo, hi, n, d in data.get("sw") or []],
-                dags=frozenset(dags[i: i + 8] for i in range(0, len(dags), 8)),
+                dags=None if dags is None else frozenset(dags[i: i + 8] for i in range(0, len(dags), 8)),
             )
         except (ValueError, TypeError, AttributeError) as e:
             raise AirliftDagsterError(
@@ -350,7 +352,7 @@ def plan_tick(cursor: AirliftSensorCursor, *, now: datetime, coverage: Mapping[s
     hi = now - settings.settle
     sweep = cursor.pending[0] if cursor.pending and cursor.pending[0].hi <= now - settings.lateness_window else None
     backfill: tuple[str, ...] = ()
-    if not first:
+    if not first and cursor.dags is not None:
         backfill = tuple(sorted(d for d, digest in coverage.items() if digest not in cursor.dags))[:BACKFILL_DAGS_PER_TICK]
     return TickPlan(fresh=(lo, hi) if hi >= lo else None, sweep=sweep, backfill=backfill,
                     backfill_since=now - settings.history_window, first_start=first)
@@ -639,7 +641,7 @@ def advance_cursor(
             break
         pending = merged
     current = set(coverage.values())
-    if plan.first_start:
+    if plan.first_start or cursor.dags is None:
         dags = frozenset(current)
     else:
         dags = frozenset((cursor.dags & current) | {coverage[d] for d in plan.backfill})
