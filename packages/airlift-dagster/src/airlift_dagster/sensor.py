@@ -703,6 +703,7 @@ def evaluate_tick(
     skew = settings.lateness_window
     recent = (cursor.tick_started - STORE_MARGIN) if cursor.tick_started else (now - settings.history_window - skew).timestamp()
     emissions: list[Emission] = []
+    late: list[Emission] = []
     late_found = 0
     if fetched.backfill_runs:
         emissions += build_emissions(plan, links, fetched.backfill_runs, fetched.backfill_tis, built=built, recent_since=recent,
@@ -718,11 +719,12 @@ def evaluate_tick(
     wanted = [e for e in emissions if e.event_id is not None and e.held_since is not None]
     held = read_held_events(context.instance, plan.instance_name, min(e.held_since for e in wanted if e.held_since is not None)) if wanted else set()
     kept = drop_held(emissions, held)
-    if late_found:
-        new_late = len([e for e in kept if isinstance(e.event, AssetMaterialization)]) if tick.sweep else 0
+    if late_found and tick.sweep is not None:
+        late_ids = {id(e) for e in late}
+        new_late = sum(1 for e in kept if id(e) in late_ids and isinstance(e.event, AssetMaterialization))
         if new_late:
-            log.warning("Airlift sensor %s: rows committed late were found when re-reading %s..%s",
-                        plan.instance_name, _iso(tick.sweep.lo), _iso(tick.sweep.hi))  # type: ignore[union-attr]
+            log.warning("Airlift sensor %s: %d materialization(s) of rows committed late, found when re-reading the "
+                        "changes of %s..%s", plan.instance_name, new_late, _iso(tick.sweep.lo), _iso(tick.sweep.hi))
     new_cursor = advance_cursor(cursor, tick, fetched, coverage=plan.coverage, tick_started=started, settings=settings)
     events = [e.event for e in kept]
     caught_up = fetched.fresh is None or (tick.fresh is not None and fetched.fresh[1] >= tick.fresh[1])
