@@ -175,6 +175,13 @@ def lowest(session: nox.Session) -> None:
 
 
 @nox.session(python=DEFAULT_PYTHON, default=False)
+def bench_sensor(session: nox.Session) -> None:
+    """The sensor's catch-up of a 100,000 task-instance backlog and the reconstruction metadata size."""
+    session.install(*_pkg("airlift-dagster"), *_TEST_TOOLS)
+    session.run("python", "bench/sensor.py", *session.posargs, env={"AIRLIFT_REPO_ROOT": str(ROOT)})
+
+
+@nox.session(python=DEFAULT_PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Airlift vs dagster-airlift 0.29 at 1,000 DAGs x 10 tasks (``-- --quick`` for 100 DAGs)."""
     session.install(*_pkg("airlift-dagster"), *_TEST_TOOLS)

@@ -210,7 +210,7 @@ def _plain(value: Any) -> tuple[str, float | None]:
 def bench_history(args: argparse.Namespace, py: dict[str, str]) -> list[dict[str, Any]]:
     from airlift_dagster.sensor import AirliftSensorCursor
 
-    cursor = AirliftSensorCursor(high_water=datetime.now(timezone.utc) - timedelta(hours=1)).serialize()
+    cursor = AirliftSensorCursor(high_water=datetime.now(timezone.utc) - timedelta(hours=1), dags=None).serialize()
     rows = []
     for history in args.history:
         state, mapped = scale_state(args.dags, args.tasks, history=history)

@@ -104,3 +104,47 @@ def test_unreachable_airflow_at_load_is_clear() -> None:
     )
     with pytest.raises(AirliftDagsterError, match="could not load the state of Airflow instance 'down'"):
         build_defs_from_airflow_instance(airflow_instance=inst)
+
+
+def test_run_workers_rebuild_from_slim_metadata_without_airflow(instance: AirflowInstance, fake: FakeAirflow) -> None:
+    from dagster._core.definitions.definitions_load_context import (
+        DefinitionsLoadContext,
+        DefinitionsLoadType,
+    )
+    from dagster._core.definitions.metadata.metadata_value import (
+        CodeLocationReconstructionMetadataValue,
+    )
+    from dagster._core.definitions.repository_definition.repository_definition import (
+        RepositoryLoadData,
+    )
+
+    fake.state.dags[0].tasks[1].doc_md = f"{MIGRATION_DOC_MARKER}\nmigrated"
+    mapping = dag_defs("dag_00000", task_defs("task_000", AssetSpec("a")), task_defs("task_001", AssetSpec("b", deps=["a"])))
+    defs = build_defs_from_airflow_instance(airflow_instance=instance, defs=mapping)
+    metadata = {k: v.value for k, v in (defs.metadata or {}).items() if isinstance(v, CodeLocationReconstructionMetadataValue)}
+    text = metadata["airlift/state/inst"]
+    assert "dag_00000" in text and "Source" not in text and "task_002" not in text, "ids and mapped tasks only"
+    before = fake.total_requests
+    DefinitionsLoadContext.set(DefinitionsLoadContext(
+        load_type=DefinitionsLoadType.RECONSTRUCTION,
+        repository_load_data=RepositoryLoadData(cacheable_asset_data={}, reconstruction_metadata=metadata),
+    ))
+    try:
+        rebuilt = build_defs_from_airflow_instance(airflow_instance=instance, defs=mapping)
+    finally:
+        DefinitionsLoadContext.set(DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION))
+    assert fake.total_requests == before, "a run worker does not call Airflow"
+    assert {s.key for s in rebuilt.resolve_all_asset_specs()} == {s.key for s in defs.resolve_all_asset_specs()}
+    assert rebuilt.resolve_asset_graph().asset_check_keys == defs.resolve_asset_graph().asset_check_keys
+    specs = {s.key: s for s in rebuilt.resolve_all_asset_specs()}
+    assert specs[AssetKey("b")].metadata["Migrated to Dagster"] is True
+
+
+def test_ids_airflow_does_not_have_are_an_error_unless_allowed(instance: AirflowInstance) -> None:
+    with pytest.raises(AirliftDagsterError, match=r"dag_defs\('nope'\): Airflow instance 'inst' .* has no DAG 'nope'.*allow_unknown_ids"):
+        build_defs_from_airflow_instance(airflow_instance=instance, defs=dag_defs("nope", task_defs("t", AssetSpec("x"))))
+    with pytest.raises(AirliftDagsterError, match=r"task_defs\('nope'\) in dag_defs\('dag_00000'\).*has no task 'nope'"):
+        build_defs_from_airflow_instance(airflow_instance=instance, defs=dag_defs("dag_00000", task_defs("nope", AssetSpec("x"))))
+    defs = build_defs_from_airflow_instance(airflow_instance=instance, defs=dag_defs("nope", task_defs("t", AssetSpec("x"))),
+                                            allow_unknown_ids=["nope"])
+    assert AssetKey("x") in {s.key for s in defs.resolve_all_asset_specs()}

@@ -1,8 +1,13 @@
-"""Exactly-once sensor semantics against the fake Airflow (both REST generations)."""
+"""Exactly-once sensor semantics against the fake Airflow (both REST generations).
+
+The ``Ticker`` plays Dagster's daemon: it evaluates the sensor, STORES the events in the Dagster
+instance (as the daemon does before saving the cursor), then keeps the cursor.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -10,6 +15,7 @@ import pytest
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckResult,
+    AssetKey,
     AssetMaterialization,
     AssetObservation,
     AssetSpec,
@@ -21,7 +27,7 @@ from dagster import (
     build_sensor_context,
 )
 
-from airlift_client import AirflowInstance
+from airlift_client import AirflowInstance, BasicAuthBackend, RetryPolicy
 from airlift_dagster import (
     AirliftDagsterError,
     AirliftSensorCursor,
@@ -29,48 +35,93 @@ from airlift_dagster import (
     dag_defs,
     task_defs,
 )
+from airlift_dagster.sensor import (
+    AirliftSensorCursor as Cursor,
+)
+from airlift_dagster.sensor import (
+    SensorSettings,
+    SweepWindow,
+    advance_cursor,
+    drop_held,
+    plan_tick,
+)
 from airlift_protocol import dagster_run_tags
-from airlift_testing.fake_airflow import FakeAirflow
+from airlift_protocol.tags import AirflowEventId, airflow_event_key_of
+from airlift_testing.fake_airflow import FakeAirflow, FakeRun
 
 NOW = datetime.now(timezone.utc)
 
 
-def _defs(instance: AirflowInstance) -> Definitions:
+class Clock:
+    """The sensor's clock in these tests: starts at NOW, moves one minute after every tick."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _defs(instance: AirflowInstance, clock: Clock | None = None, **knobs: Any) -> Definitions:
     @asset_check(asset="b")
     def b_is_fine() -> AssetCheckResult:
         return AssetCheckResult(passed=True)
 
+    selector = knobs.pop("dag_selector_fn", None)
     return build_defs_from_airflow_instance(
         airflow_instance=instance,
         defs=dag_defs(
             "dag_00000",
+            # declared in reverse: the order must come from Airflow's task dependencies, not the specs
+            task_defs("task_002", AssetSpec("c"), AssetSpec("c2")),
+            task_defs("task_001", AssetSpec("b"), Definitions(asset_checks=[b_is_fine])),
             task_defs("task_000", AssetSpec("a")),
-            task_defs("task_001", AssetSpec("b", deps=["a"]), Definitions(asset_checks=[b_is_fine])),
-            task_defs("task_002", AssetSpec("c", deps=["b"]), AssetSpec("c2", deps=["b"])),
         ),
+        dag_selector_fn=selector,
+        sensor_settings=SensorSettings(clock=clock or Clock(), **knobs),
     )
 
 
 class Ticker:
-    def __init__(self, defs: Definitions, dagster_instance: DagsterInstance) -> None:
+    def __init__(self, defs: Definitions, dagster_instance: DagsterInstance, name: str = "inst", clock: Clock | None = None) -> None:
+        self.clock = clock or _clock_of(defs, name)
         self.defs = defs
         self.instance = dagster_instance
-        self.sensor = defs.resolve_sensor_def("inst__airflow_sensor")
+        self.sensor = defs.resolve_sensor_def(f"{name}__airflow_sensor")
         self.cursor: str | None = None
         self.events: list[Any] = []
 
-    def tick(self) -> SensorResult:
+    def evaluate(self) -> SensorResult:
         result = self.sensor(build_sensor_context(instance=self.instance, definitions=self.defs, cursor=self.cursor))
         assert isinstance(result, SensorResult)
-        self.cursor = result.cursor
-        self.events.extend(result.asset_events)
         return result
 
-    def materializations(self) -> Counter[tuple[str, str]]:
-        return Counter(
-            (e.asset_key.to_user_string(), str(e.metadata["Airflow run id"].value))
+    def store(self, result: SensorResult) -> None:
+        for event in result.asset_events:
+            self.instance.report_runless_asset_event(event)
+        self.events.extend(result.asset_events)
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now
+
+    def tick(self) -> SensorResult:
+        result = self.evaluate()
+        self.store(result)  # the daemon stores the events first ...
+        self.cursor = result.cursor  # ... then saves the cursor
+        self.clock.now += timedelta(minutes=1)
+        return result
+
+    def materializations(self) -> list[tuple[str, str, int]]:
+        """(asset, Airflow run id, try number) of every materialization emitted, in order."""
+        return [
+            (e.asset_key.to_user_string(), str(e.metadata["Airflow run id"].value),
+             int(e.metadata["Try number"].value) if "Try number" in e.metadata else 0)
             for e in self.events if isinstance(e, AssetMaterialization)
-        )
+        ]
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        return Counter((k, r) for k, r, _ in self.materializations())
 
 
 @pytest.fixture
@@ -78,142 +129,373 @@ def ticker(instance: AirflowInstance, dagster_instance: DagsterInstance) -> Tick
     return Ticker(_defs(instance), dagster_instance)
 
 
-def test_success_run_materializes_in_dependency_order(ticker: Ticker, fake: FakeAirflow) -> None:
-    run = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=5))
+def _tis(fake: FakeAirflow, run: FakeRun) -> dict[str, Any]:
+    return {t.task_id: t for t in fake.state.tis_of_run(run)}
+
+
+def _clear_and_rerun(fake: FakeAirflow, run: FakeRun, task_ids: list[str], *, at: datetime) -> None:
+    """What Airflow does when tasks are cleared and run again: new try, new end dates, the run
+    becomes successful again with a new end date."""
+    tis = _tis(fake, run)
+    fake.state.touch(run, at, state="queued", end_date=None)
+    for i, task_id in enumerate(task_ids):
+        ti = tis[task_id]
+        fake.state.touch(ti, at, state=None, end_date=None)
+        end = at + timedelta(seconds=10 * (i + 1))
+        fake.state.touch(ti, end, state="success", try_number=ti.try_number + 1, start_date=end - timedelta(seconds=5), end_date=end)
+    fake.state.touch(run, at + timedelta(seconds=10 * (len(task_ids) + 1)), state="success",
+                     end_date=at + timedelta(seconds=10 * (len(task_ids) + 1)))
+
+
+ALL = ["a", "b", "c", "c2", "inst/dag/dag_00000"]
+
+
+def test_success_run_materializes_in_airflow_task_order_with_identity(ticker: Ticker, fake: FakeAirflow) -> None:
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
     result = ticker.tick()
     keys = [e.asset_key.to_user_string() for e in result.asset_events if isinstance(e, AssetMaterialization)]
-    assert keys[:2] == ["a", "b"]
-    assert set(keys[2:4]) == {"c", "c2"}
-    assert keys[4] == "inst/dag/dag_00000"
+    assert keys == ALL
     first = next(e for e in result.asset_events if isinstance(e, AssetMaterialization))
     assert first.metadata["Airflow run"].value.startswith(fake.url)
     assert "task_000" in first.metadata["Airflow task log"].value
     assert first.metadata["Try number"].value == 1
-    assert first.metadata["Start date"].value <= first.metadata["End date"].value
+    assert airflow_event_key_of(first.tags) == AirflowEventId("inst", "dag_00000", run.run_id, task_id="task_000", try_number=1).key
+    dag_event = [e for e in result.asset_events if isinstance(e, AssetMaterialization)][-1]
+    assert airflow_event_key_of(dag_event.tags) == AirflowEventId("inst", "dag_00000", run.run_id, run_end_date=run.end_date.isoformat()).key  # type: ignore[union-attr]
     checks = [e for e in result.asset_events if isinstance(e, AssetCheckEvaluation)]
-    assert all(c.passed for c in checks)
-    # the user's check on b runs because b got a new materialization
-    assert [str(k) for r in result.run_requests or [] for k in r.asset_check_keys or []] == ["b:b_is_fine"] or \
-        [k.name for r in result.run_requests or [] for k in r.asset_check_keys or []] == ["b_is_fine"]
-    assert ticker.materializations()[("a", run.run_id)] == 1
+    assert checks and all(c.passed for c in checks)
+    assert [k.name for r in result.run_requests or [] for k in r.asset_check_keys or []] == ["b_is_fine"]
+    assert not [e for e in ticker.tick().asset_events if isinstance(e, AssetMaterialization)], "nothing new, nothing emitted"
 
 
-def test_restart_ties_and_out_of_order_finishes_are_exactly_once(ticker: Ticker, fake: FakeAirflow) -> None:
-    same_end = NOW - timedelta(minutes=3)
-    r1 = fake.state.add_run("dag_00000", start=same_end - timedelta(seconds=30))
-    r2 = fake.state.add_run("dag_00001", start=same_end - timedelta(seconds=30))  # tie on end date
+def test_cleared_task_rerun_is_one_new_try_and_one_dag_success(ticker: Ticker, fake: FakeAirflow) -> None:
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=10))
     ticker.tick()
-    saved = ticker.cursor
-    # a run that STARTED earlier but finishes after the first tick (out of order), and a long run
-    late = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=30), duration=timedelta(minutes=29, seconds=50))
+    _clear_and_rerun(fake, run, ["task_001"], at=ticker.now - timedelta(seconds=55))
     ticker.tick()
     ticker.tick()
-    # restart: a new sensor process with the persisted cursor sees nothing new
-    restarted = Ticker(ticker.defs, ticker.instance)
-    restarted.cursor = saved
-    restarted.tick()
-    counts = ticker.materializations()
-    assert counts[("inst/dag/dag_00000", r1.run_id)] == 1
-    assert counts[("inst/dag/dag_00001", r2.run_id)] == 1
-    assert counts[("a", late.run_id)] == 1
-    assert all(n == 1 for n in counts.values())
-    assert restarted.materializations() == Counter({("inst/dag/dag_00000", late.run_id): 1, ("a", late.run_id): 1,
-                                                     ("b", late.run_id): 1, ("c", late.run_id): 1, ("c2", late.run_id): 1})
+    assert ticker.materializations() == [
+        ("a", run.run_id, 1), ("b", run.run_id, 1), ("c", run.run_id, 1), ("c2", run.run_id, 1), ("inst/dag/dag_00000", run.run_id, 0),
+        ("b", run.run_id, 2), ("inst/dag/dag_00000", run.run_id, 0),
+    ]
 
 
-def test_late_committed_run_inside_overlap_is_not_lost(ticker: Ticker, fake: FakeAirflow) -> None:
-    fake.state.add_run("dag_00001", start=NOW - timedelta(minutes=2))
+def test_clear_with_downstream_reports_each_new_try_in_task_order(ticker: Ticker, fake: FakeAirflow) -> None:
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=10))
     ticker.tick()
-    # committed late with an end date before the high-water mark
-    late = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=6), duration=timedelta(seconds=20))
+    _clear_and_rerun(fake, run, ["task_001", "task_002"], at=ticker.now - timedelta(seconds=55))
     ticker.tick()
-    assert ticker.materializations()[("inst/dag/dag_00000", late.run_id)] == 1
+    assert ticker.materializations()[5:] == [("b", run.run_id, 2), ("c", run.run_id, 2), ("c2", run.run_id, 2), ("inst/dag/dag_00000", run.run_id, 0)]
 
 
-def test_running_and_failed_runs_are_visible(ticker: Ticker, fake: FakeAirflow) -> None:
-    running = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=1), state="running", task_state="running")
-    failed = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=8), state="failed", task_state="failed")
+def test_marking_a_failed_task_and_a_failed_run_success(ticker: Ticker, fake: FakeAirflow) -> None:
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=30), state="failed")
+    tis = _tis(fake, run)
+    fake.state.touch(tis["task_002"], tis["task_002"].updated_at, state="failed")
+    first = ticker.tick()
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in first.asset_events if isinstance(e, AssetCheckEvaluation)}
+    assert checks[("c", "airflow_task_succeeded")] is False
+    assert checks[("inst/dag/dag_00000", "airflow_dag_run_succeeded")] is False
+    # hand-marking keeps the end dates (Airflow does); the rows' updated_at moves
+    fake.state.touch(tis["task_002"], ticker.now - timedelta(seconds=30), state="success")
+    fake.state.touch(run, ticker.now - timedelta(seconds=30), state="success")
+    second = ticker.tick()
+    assert ticker.materializations() == [
+        ("a", run.run_id, 1), ("b", run.run_id, 1),
+        ("c", run.run_id, 1), ("c2", run.run_id, 1), ("inst/dag/dag_00000", run.run_id, 0),
+    ]
+    marked = [e for e in second.asset_events if isinstance(e, AssetMaterialization)]
+    assert all("Marked in Airflow" in e.metadata for e in marked)
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in second.asset_events if isinstance(e, AssetCheckEvaluation)}
+    assert checks[("c", "airflow_task_succeeded")] is True
+    assert checks[("inst/dag/dag_00000", "airflow_dag_run_succeeded")] is True
+    # a later note (row changes again, same try) adds nothing
+    fake.state.touch(tis["task_000"], ticker.now - timedelta(seconds=30))
+    ticker.tick()
+    assert len(ticker.materializations()) == 5
+
+
+def test_late_commit_is_caught_once_the_lateness_window_passed(instance: AirflowInstance, fake: FakeAirflow,
+                                                               dagster_instance: DagsterInstance) -> None:
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5)), dagster_instance)
+    early = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=20))
+    ticker.tick()
+    # committed after that tick, with update times the tick already read past
+    late = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=19), committed_at=ticker.now - timedelta(minutes=18))
+    ticker.tick()
+    assert ticker.counts() == Counter({(k, early.run_id): 1 for k in ALL}), "not yet: it is behind the high-water mark"
+    for _ in range(6):
+        ticker.tick()
+    # the window holding it was read again once the lateness window had passed: reported once
+    assert ticker.counts() == Counter({(k, early.run_id): 1 for k in ALL} | {(k, late.run_id): 1 for k in ALL})
+
+
+def test_clock_skew_airflow_ahead_delays_but_loses_nothing(instance: AirflowInstance, fake: FakeAirflow,
+                                                          dagster_instance: DagsterInstance) -> None:
+    from airlift_dagster.sensor import evaluate_tick
+
+    defs = _defs(instance)
+    sensor_plan = _plan_of(defs)
+    ahead = fake.state.add_run("dag_00000", start=NOW + timedelta(minutes=2))  # Airflow's clock runs 3 minutes ahead
+    cursor = None
+    emitted: list[str] = []
+    for now in (NOW, NOW + timedelta(minutes=1), NOW + timedelta(minutes=4)):
+        context = build_sensor_context(instance=dagster_instance, cursor=cursor)
+        outcome = evaluate_tick(context=context, airflow_instance=instance, plan=sensor_plan, now=now)
+        for event in outcome.events:
+            dagster_instance.report_runless_asset_event(event)
+        emitted += [e.asset_key.to_user_string() for e in outcome.events if isinstance(e, AssetMaterialization)]
+        cursor = outcome.cursor.serialize()
+        if now == NOW:
+            assert not emitted, "rows stamped after 'now' wait for a later tick"
+    assert emitted == ALL
+    assert ahead.run_id
+
+
+def _closure_value(defs: Definitions, type_name: str, name: str = "inst") -> Any:
+    sensor_def = defs.resolve_sensor_def(f"{name}__airflow_sensor")
+    closure = sensor_def._raw_fn.__closure__  # type: ignore[attr-defined]
+    return next(c.cell_contents for c in closure or () if type(c.cell_contents).__name__ == type_name)
+
+
+def _plan_of(defs: Definitions) -> Any:
+    return _closure_value(defs, "SensorPlan")
+
+
+def _clock_of(defs: Definitions, name: str = "inst") -> Clock:
+    clock = _closure_value(defs, "SensorSettings", name).clock
+    assert isinstance(clock, Clock)
+    return clock
+
+
+def test_crash_between_stored_events_and_saved_cursor_emits_nothing_twice(ticker: Ticker, fake: FakeAirflow) -> None:
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
+    ticker.tick()
+    run2 = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50))
+    crashed = ticker.evaluate()
+    ticker.store(crashed)  # stored, then the daemon dies before saving the cursor
+    replay = ticker.tick()  # same cursor as the crashed tick
+    assert not [e for e in replay.asset_events if isinstance(e, AssetMaterialization)]
+    assert ticker.counts() == Counter({(k, run.run_id): 1 for k in ALL} | {(k, run2.run_id): 1 for k in ALL})
+
+
+def test_airflow_down_or_paging_failure_leaves_cursor_and_next_tick_catches_up(ticker: Ticker, fake: FakeAirflow) -> None:
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
+    ticker.tick()
+    before = ticker.cursor
+    run2 = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50))
+    fake.fail_next(r"dagRuns/~/taskInstances$", 500, times=2)  # = the retry policy's attempts
+    with pytest.raises(AirliftDagsterError, match="cursor did not move"):
+        ticker.tick()
+    assert ticker.cursor == before
+    ticker.tick()
+    counts = ticker.counts()
+    assert counts[("a", run.run_id)] == 1
+    assert counts[("a", run2.run_id)] == 1
+
+
+def test_a_list_that_keeps_changing_fails_the_tick_not_a_partial_list(ticker: Ticker, fake: FakeAirflow,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=9 - i))
+    fake.maximum_page_limit = 2
+    ticker.tick()
+    before = ticker.cursor
+    for i in range(3):
+        fake.state.add_run("dag_00001", start=ticker.now - timedelta(seconds=55 - 5 * i), duration=timedelta(seconds=5))
+    original = fake.state.changed_between
+    calls = {"n": 0}
+
+    def shifting(name: str, gte: str | None, lte: str | None) -> list[Any]:
+        calls["n"] += 1
+        rows = original(name, gte, lte)
+        return rows[calls["n"] % 2:]  # the total changes on every page
+
+    monkeypatch.setattr(fake.state, "changed_between", shifting)
+    with pytest.raises(AirliftDagsterError, match="kept changing"):
+        ticker.tick()
+    assert ticker.cursor == before
+
+
+def test_backlog_is_worked_off_in_bounded_ticks_exactly_once(instance: AirflowInstance, fake: FakeAirflow,
+                                                            dagster_instance: DagsterInstance) -> None:
+    ticker = Ticker(_defs(instance, max_rows_per_tick=200), dagster_instance)
+    runs = [fake.state.add_run("dag_00000", start=ticker.now - timedelta(hours=5) + timedelta(minutes=2 * i)) for i in range(120)]
+    ticks = 0
+    rows_per_tick: list[int] = []
+    while True:
+        ticks += 1
+        before = len(ticker.events)
+        ticker.tick()
+        rows_per_tick.append(len(ticker.events) - before)
+        cursor = AirliftSensorCursor.parse(ticker.cursor)
+        if (cursor.high_water is not None and cursor.high_water >= ticker.now - timedelta(minutes=2)) or ticks > 50:
+            break
+    assert ticks >= 4, "the per-tick budget split the backlog"
+    assert ticker.counts() == Counter({(k, r.run_id): 1 for r in runs for k in ALL})
+    assert len(ticker.cursor or "") < 4000
+
+
+def test_migrated_or_not_is_decided_per_airflow_run_from_dagster_run_tags(ticker: Ticker, fake: FakeAirflow) -> None:
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=9))
+    other = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=8))
+    rolled_back = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=7))
+    # the DagsterOperator built task_001 of `run`; a Dagster run of ANOTHER instance with the same ids
+    # does not count; the task was rolled back before `rolled_back` ran (no Dagster run): reported
+    ticker.instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="a" * 8 + "-0000-0000-0000-000000000000", tags=dagster_run_tags(
+        dag_id="dag_00000", task_id="task_001", run_id=run.run_id, try_number=1, instance_name="inst")))
+    ticker.instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="b" * 8 + "-0000-0000-0000-000000000000", tags=dagster_run_tags(
+        dag_id="dag_00000", task_id="task_001", run_id=other.run_id, try_number=1, instance_name="staging")))
+    ticker.tick()
+    counts = ticker.counts()
+    assert counts[("b", run.run_id)] == 0
+    assert counts[("a", run.run_id)] == 1
+    assert counts[("inst/dag/dag_00000", run.run_id)] == 1
+    assert counts[("b", other.run_id)] == 1
+    assert counts[("b", rolled_back.run_id)] == 1
+
+
+def test_two_instances_with_the_same_ids_stay_independent(fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    def client(name: str) -> AirflowInstance:
+        return AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=fake.url, username="admin", password="admin"), name=name,
+                               retry_policy=RetryPolicy(max_attempts=2, sleep=lambda s: None))
+
+    clock = Clock()
+
+    def only_dag(name: str) -> Definitions:
+        return build_defs_from_airflow_instance(
+            airflow_instance=client(name), defs=dag_defs("dag_00000", task_defs("task_000", AssetSpec([name, "a"]))),
+            sensor_settings=SensorSettings(clock=clock))
+
+    staging = Ticker(only_dag("staging"), dagster_instance, "staging")
+    prod = Ticker(only_dag("prod"), dagster_instance, "prod")
+    run = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=5))
+    staging.tick()
+    prod.tick()
+    assert staging.counts()[("staging/a", run.run_id)] == 1
+    assert prod.counts()[("prod/a", run.run_id)] == 1
+    assert prod.counts()[("prod/dag/dag_00000", run.run_id)] == 1
+
+
+def test_dag_added_to_the_selector_later_gets_its_history(instance: AirflowInstance, fake: FakeAirflow,
+                                                         dagster_instance: DagsterInstance) -> None:
+    clock = Clock()
+    old = fake.state.add_run("dag_00001", start=NOW - timedelta(hours=2))
+    without = Ticker(_defs(instance, clock, dag_selector_fn=lambda d: d.dag_id != "dag_00001"), dagster_instance)
+    without.tick()
+    assert not [m for m in without.materializations() if m[1] == old.run_id]
+    with_it = Ticker(_defs(instance, clock), dagster_instance)
+    with_it.cursor = without.cursor  # a code-location reload: same sensor, same cursor
+    with_it.tick()
+    with_it.tick()
+    assert with_it.counts() == Counter({("inst/dag/dag_00001", old.run_id): 1})
+
+
+def test_dag_added_to_the_mapping_later_gets_its_task_history(instance: AirflowInstance, fake: FakeAirflow,
+                                                             dagster_instance: DagsterInstance) -> None:
+    clock = Clock()
+    old = fake.state.add_run("dag_00001", start=NOW - timedelta(hours=2))
+    before = Ticker(_defs(instance, clock), dagster_instance)
+    before.tick()
+    assert before.counts() == Counter({("inst/dag/dag_00001", old.run_id): 1})
+    mapped = Definitions.merge(_defs_body(), dag_defs("dag_00001", task_defs("task_002", AssetSpec("late_mapped"))))
+    after = Ticker(build_defs_from_airflow_instance(airflow_instance=instance, defs=mapped,
+                                                    sensor_settings=SensorSettings(clock=clock)), dagster_instance)
+    after.cursor = before.cursor  # a code-location reload with the new mapping
+    after.tick()
+    after.tick()
+    assert after.counts() == Counter({("late_mapped", old.run_id): 1}), "the DAG asset is not reported twice"
+
+
+def _defs_body() -> Definitions:
+    return dag_defs("dag_00000", task_defs("task_000", AssetSpec("a")))
+
+
+def test_running_runs_are_observed_once_and_failures_fail_checks(ticker: Ticker, fake: FakeAirflow) -> None:
+    running = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=1), state="running", task_state="running")
+    failed = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=8), state="failed", task_state="failed")
     result = ticker.tick()
     observations = [e for e in result.asset_events if isinstance(e, AssetObservation)]
-    assert [o.metadata["Airflow run"].value.endswith(running.run_id.replace(":", "%3A").replace("+", "%2B")) for o in observations] == [True]
+    assert len(observations) == 1
+    assert running.run_id.replace(":", "%3A").replace("+", "%2B") in observations[0].metadata["Airflow run"].value
     checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.asset_events if isinstance(e, AssetCheckEvaluation)}
     assert checks[("inst/dag/dag_00000", "airflow_dag_run_succeeded")].passed is False
     assert failed.run_id in (checks[("inst/dag/dag_00000", "airflow_dag_run_succeeded")].description or "")
     assert checks[("a", "airflow_task_succeeded")].passed is False
     assert not [e for e in result.asset_events if isinstance(e, AssetMaterialization)]
-    again = ticker.tick()
-    assert not [e for e in again.asset_events if isinstance(e, AssetObservation)], "a running run is reported once"
 
 
-def test_airflow_down_leaves_cursor_and_next_tick_catches_up(ticker: Ticker, fake: FakeAirflow) -> None:
-    run = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=5))
-    ticker.tick()  # warm up (nothing lost either way)
-    before = ticker.cursor
-    run2 = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=4))
-    fake.fail_next(r"dagRuns/~/taskInstances/list", 500, times=2)  # = the retry policy's attempts
-    with pytest.raises(AirliftDagsterError, match="cursor did not move"):
-        ticker.tick()
-    assert ticker.cursor == before
+def test_cursor_is_small_whatever_the_run_rate(ticker: Ticker, fake: FakeAirflow) -> None:
+    for i in range(300):
+        fake.state.add_run("dag_00001", start=ticker.now - timedelta(minutes=50) + timedelta(seconds=5 * i), duration=timedelta(seconds=2))
     ticker.tick()
-    counts = ticker.materializations()
-    assert counts[("a", run.run_id)] == 1
-    assert counts[("a", run2.run_id)] == 1
-
-
-def test_time_budget_resumes_where_it_stopped(instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
-    from airlift_dagster.sensor import evaluate_tick
-
-    defs = _defs(instance)
-    runs = [fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=60) + timedelta(seconds=10 * i), duration=timedelta(seconds=5)) for i in range(120)]
-    plan = defs.resolve_sensor_def("inst__airflow_sensor")  # the sensor carries the plan in its closure
-    assert plan is not None
-    cursor = None
-    seen: Counter[str] = Counter()
-    ticks = 0
-    from airlift_dagster import defs as defs_module
-
-    state = defs_module.load_airflow_state(instance)
-    sensor_plan = defs_module.SensorPlan.build(
-        state=state, by_task={("dag_00000", "task_000"): [__import__("dagster").AssetKey("a")]}, specs=[AssetSpec("a")],
-        dag_asset_keys={d.dag_id: defs_module.dag_asset_key("inst", d.dag_id) for d in state.dags}, user_check_keys={},
-    )
-    while True:
-        ticks += 1
-        outcome = evaluate_tick(context=build_sensor_context(instance=dagster_instance, cursor=cursor), airflow_instance=instance,
-                                plan=sensor_plan, time_budget=0.0)
-        cursor = outcome.cursor.serialize()
-        for e in outcome.events:
-            if isinstance(e, AssetMaterialization) and e.asset_key.to_user_string() == "a":
-                seen[str(e.metadata["Airflow run id"].value)] += 1
-        if not outcome.runs_pending:
-            break
-    assert ticks >= 3, "the budget split the work over several ticks"
-    assert sorted(seen) == sorted(r.run_id for r in runs)
-    assert set(seen.values()) == {1}
-    assert len(AirliftSensorCursor.parse(cursor).done) <= 120
-
-
-def test_migrated_task_is_not_materialized_twice(ticker: Ticker, fake: FakeAirflow) -> None:
-    run = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=5))
-    # the Airflow-side DagsterOperator launched a Dagster run for task_001 of this Airflow run
-    ticker.instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="r" * 8 + "-0000-0000-0000-000000000000",
-                                       tags=dagster_run_tags(dag_id="dag_00000", task_id="task_001", run_id=run.run_id, try_number=1)))
-    ticker.tick()
-    counts = ticker.materializations()
-    assert counts[("a", run.run_id)] == 1
-    assert counts[("b", run.run_id)] == 0
-    assert counts[("inst/dag/dag_00000", run.run_id)] == 1
-
-
-def test_cursor_is_small_and_versioned(ticker: Ticker, fake: FakeAirflow) -> None:
-    for i in range(30):
-        fake.state.add_run("dag_00001", start=NOW - timedelta(days=2) + timedelta(minutes=i))  # outside the lookback
-    for i in range(5):
-        fake.state.add_run("dag_00001", start=NOW - timedelta(minutes=50 - i))
-    ticker.tick()
-    parsed = AirliftSensorCursor.parse(ticker.cursor)
-    assert parsed.high_water is not None
-    assert len(parsed.done) <= 5, "only runs inside the overlap window are remembered"
-    assert '"v":1' in (ticker.cursor or "")
+    assert len(ticker.cursor or "") < 1000
+    assert '"v":2' in (ticker.cursor or "")
     with pytest.raises(AirliftDagsterError, match="reset the sensor's cursor"):
         AirliftSensorCursor.parse("garbage")
+    upgraded = AirliftSensorCursor.parse('{"v":1,"hw":"2026-01-01T00:00:00+00:00","done":{},"running":[]}')
+    assert upgraded.high_water is not None and upgraded.dags is None, "continues from the old mark, no backfill"
+    assert AirliftSensorCursor.parse(upgraded.serialize()) == upgraded
+
+
+# ------------------------------------------------------------------- the pure steps, one by one
+def test_plan_tick_windows_sweep_and_backfill() -> None:
+    settings = SensorSettings(history_window=timedelta(hours=3), lateness_window=timedelta(hours=1))
+    now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
+    first = plan_tick(Cursor(), now=now, coverage={"a": _digest("a"), "b": _digest("b")}, settings=settings)
+    assert first.first_start and first.fresh == (now - timedelta(hours=3), now - settings.settle) and not first.backfill
+    window = SweepWindow(now - timedelta(hours=2), now - timedelta(minutes=61), 3, 7)
+    later = Cursor(high_water=now - timedelta(minutes=1), pending=[window], dags=frozenset({_digest("a")}))
+    plan = plan_tick(later, now=now, coverage={"a": _digest("a"), "b": _digest("b")}, settings=settings)
+    assert plan.fresh is not None and plan.fresh[0] > now - timedelta(minutes=1)
+    assert plan.sweep == window
+    assert plan.backfill == ("b",)
+    not_yet = plan_tick(Cursor(high_water=now, pending=[SweepWindow(now - timedelta(minutes=30), now, 1, 1)], dags=frozenset({_digest("a")})),
+                        now=now, coverage={"a": _digest("a")}, settings=settings)
+    assert not_yet.sweep is None and not_yet.fresh is None
+
+
+def _digest(dag_id: str) -> str:
+    from airlift_dagster.sensor import dag_digest
+
+    return dag_digest(dag_id)
+
+
+def test_advance_cursor_remembers_windows_and_merges_them() -> None:
+    from airlift_dagster.sensor import Fetched
+
+    settings = SensorSettings()
+    now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
+    cursor = Cursor(high_water=now - timedelta(hours=10), dags=frozenset({_digest("a")}))
+    for i in range(100):
+        plan = plan_tick(cursor, now=now - timedelta(hours=10) + timedelta(minutes=i + 1), coverage={"a": _digest("a")}, settings=settings)
+        assert plan.fresh is not None
+        cursor = advance_cursor(cursor, plan, Fetched(fresh=plan.fresh), coverage={"a": _digest("a")}, tick_started=1.0, settings=settings)
+    assert len(cursor.pending) <= 32
+    assert cursor.pending[0].lo < cursor.pending[-1].hi
+    assert all(a.hi < b.lo for a, b in zip(cursor.pending, cursor.pending[1:], strict=False)), "windows stay disjoint and ordered"
+    assert Cursor.parse(cursor.serialize()) == cursor
+
+
+def test_drop_held_keeps_new_and_unidentified_events() -> None:
+    from airlift_dagster.sensor import Emission
+
+    held_id = AirflowEventId("i", "d", "r", task_id="t", try_number=1)
+    new_id = AirflowEventId("i", "d", "r", task_id="t", try_number=2)
+    emissions = [Emission("held", held_id, 0.0), Emission("new", new_id, 0.0), Emission("check", None, None)]
+    assert [e.event for e in drop_held(emissions, {held_id.key})] == ["new", "check"]
+
+
+def test_checks_are_evaluated_by_a_dagster_run_only_for_the_migrated_task(instance: AirflowInstance) -> None:
+    from dagster import AssetSelection, materialize
+
+    defs = _defs(instance)
+    checks_def = next(c for c in defs.asset_checks or [] if any(k.name == "airflow_task_succeeded" for k in c.check_keys))
+    keys: Callable[[Any], dict[str, bool]] = lambda result: {  # noqa: E731
+        f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
+    with DagsterInstance.ephemeral() as dagster:
+        manual = materialize([checks_def], instance=dagster, selection=AssetSelection.checks_for_assets(AssetKey("a")), raise_on_error=True)
+        assert keys(manual) == {}, "a manual run does not pass Airflow's check"
+        migrated = materialize([checks_def], instance=dagster, selection=AssetSelection.checks_for_assets(AssetKey("a")),
+                               tags=dagster_run_tags(dag_id="dag_00000", task_id="task_000", run_id="r1", try_number=1, instance_name="inst"))
+        assert keys(migrated) == {"a:airflow_task_succeeded": True}

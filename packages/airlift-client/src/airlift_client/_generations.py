@@ -118,6 +118,25 @@ class GenerationRest:
     ) -> dict[str, Any]:
         raise NotImplementedError
 
+    #: Stable page order of ``GET /dags/~/dagRuns/~/taskInstances`` (None: the server has no
+    #: ``order_by`` there; the pager then detects overlapping pages and rescans).
+    updated_tis_order_by: str | None = None
+
+    def updated_params(
+        self, *, updated_at_gte: datetime, updated_at_lte: datetime, states: Sequence[str] | None, order_by: str | None
+    ) -> dict[str, Any]:
+        """Query of the ``GET`` lists of DAG runs / task instances changed in ``[gte, lte]``: both
+        generations filter on the row's ``updated_at`` (Airflow 2.6+, 3.x), which moves when a task
+        is cleared, re-run or marked, unlike the end date."""
+        return _drop_none(
+            {
+                "updated_at_gte": _iso(updated_at_gte),
+                "updated_at_lte": _iso(updated_at_lte),
+                "state": list(states) if states is not None else None,
+                "order_by": order_by,
+            }
+        )
+
     # ---- UI links
     def dag_url(self, dag_id: str) -> str:
         raise NotImplementedError
@@ -177,6 +196,7 @@ class V2Rest(GenerationRest):
 
     api = ApiVersion.V2
     hide_inactive_param = "exclude_stale"
+    updated_tis_order_by = "id"
 
     def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:
         return f"/dagSources/{_q(dag.dag_id)}", {"Accept": "application/json"}

@@ -288,6 +288,8 @@ class AirflowInstance:
         fetch: Callable[[int, int], Mapping[str, Any]],
         items_key: str,
         identity: Callable[[Mapping[str, Any]], Hashable],
+        *,
+        strict: bool = False,
     ) -> Iterator[Mapping[str, Any]]:
         """Yield every item of a paged list exactly once.
 
@@ -328,6 +330,11 @@ class AirflowInstance:
                 shifted = True
             if not shifted:
                 return
+        if strict:
+            raise AirflowResponseError(
+                f"{self.webserver_url}: the list of {items_key} kept changing while it was read "
+                f"({MAX_RESCANS + 1} scans, {len(seen)} item(s)); nothing was kept, read it again later"
+            )
         log.warning(
             "%s: the list of %s kept changing while it was read; gave up after %d scans with %d item(s)",
             self.webserver_url, items_key, MAX_RESCANS + 1, len(seen),
@@ -466,6 +473,72 @@ class AirflowInstance:
         )
         for raw in self._paged(fetch, "task_instances", identity):
             yield self._parse(lambda raw=raw: TaskInstance.from_rest(raw, api=rest.api), "a task instance")  # type: ignore[misc]
+
+    def _updated_page(self, path: str, params: Mapping[str, Any], offset: int, limit: int, what: str) -> Mapping[str, Any]:
+        return dict(self._call("GET", path, what=what, params={**params, "limit": limit, "offset": offset}))
+
+    def iter_updated_dag_runs(
+        self, *, updated_at_gte: datetime, updated_at_lte: datetime, states: Sequence[str] | None = None
+    ) -> Iterator[DagRun]:
+        """DAG runs of every DAG whose row changed (``updated_at``) in ``[updated_at_gte,
+        updated_at_lte]``: finished, cleared, marked or re-run (``GET /dags/~/dagRuns``). A list that
+        keeps changing while it is paged raises :class:`AirflowResponseError` (never a partial list).
+
+        >>> from datetime import datetime, timedelta, timezone
+        >>> now = datetime.now(timezone.utc)
+        >>> changed = airflow_instance.iter_updated_dag_runs(  # doctest: +SKIP
+        ...     updated_at_gte=now - timedelta(minutes=5), updated_at_lte=now
+        ... )
+        """
+        rest = self._generation()
+        params = rest.updated_params(updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte, states=states,
+                                     order_by=rest.runs_order_by)
+        fetch = functools.partial(self._updated_page, "/dags/~/dagRuns", params, what="the changed DAG runs")
+        for raw in self._paged(fetch, "dag_runs", lambda r: (r.get("dag_id"), r.get("dag_run_id")), strict=True):
+            yield self._parse(lambda raw=raw: DagRun.from_rest(raw, api=rest.api), "a DAG run")  # type: ignore[misc]
+
+    def iter_updated_task_instances(
+        self, *, updated_at_gte: datetime, updated_at_lte: datetime, states: Sequence[str] | None = None
+    ) -> Iterator[TaskInstance]:
+        """Task instances (every map index, current try) of every DAG whose row changed in
+        ``[updated_at_gte, updated_at_lte]`` (``GET /dags/~/dagRuns/~/taskInstances``); strict
+        paging like :meth:`iter_updated_dag_runs`.
+
+        >>> from datetime import datetime, timedelta, timezone
+        >>> now = datetime.now(timezone.utc)
+        >>> done = airflow_instance.iter_updated_task_instances(  # doctest: +SKIP
+        ...     updated_at_gte=now - timedelta(minutes=5), updated_at_lte=now, states=["success"]
+        ... )
+        """
+        rest = self._generation()
+        params = rest.updated_params(updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte, states=states,
+                                     order_by=rest.updated_tis_order_by)
+        fetch = functools.partial(self._updated_page, "/dags/~/dagRuns/~/taskInstances", params, what="the changed task instances")
+        identity: Callable[[Mapping[str, Any]], Hashable] = lambda t: (  # noqa: E731
+            t.get("dag_id"), t.get("dag_run_id"), t.get("task_id"), t.get("map_index"),
+        )
+        for raw in self._paged(fetch, "task_instances", identity, strict=True):
+            yield self._parse(lambda raw=raw: TaskInstance.from_rest(raw, api=rest.api), "a task instance")  # type: ignore[misc]
+
+    def count_updated(self, *, updated_at_gte: datetime, updated_at_lte: datetime) -> int:
+        """How many DAG runs plus task instances changed in ``[updated_at_gte, updated_at_lte]`` (two
+        one-item requests; lets a caller size a window before reading it).
+
+        >>> from datetime import datetime, timedelta, timezone
+        >>> now = datetime.now(timezone.utc)
+        >>> airflow_instance.count_updated(updated_at_gte=now - timedelta(hours=1), updated_at_lte=now)  # doctest: +SKIP
+        12
+        """
+        rest = self._generation()
+        params = rest.updated_params(updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte, states=None, order_by=None)
+        total = 0
+        for path, key in (("/dags/~/dagRuns", "dag_runs"), ("/dags/~/dagRuns/~/taskInstances", "task_instances")):
+            page = self._updated_page(path, params, 0, 1, what=f"the number of changed {key}")
+            count = page.get("total_entries")
+            if not isinstance(count, int):
+                raise AirflowResponseError(f"{self.webserver_url}: the list of {key} has no total_entries")
+            total += count
+        return total
 
     def get_dag_run(self, dag_id: str, run_id: str) -> DagRun:
         """One DAG run."""

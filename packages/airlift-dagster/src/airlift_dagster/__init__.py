@@ -28,7 +28,7 @@ from airlift_dagster.defs import (
 )
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.mapping import dag_defs, task_defs
-from airlift_dagster.sensor import AirliftSensorCursor, TickOutcome, evaluate_tick
+from airlift_dagster.sensor import AirliftSensorCursor, SensorSettings, TickOutcome, evaluate_tick
 from airlift_dagster.state import AirflowInstanceState, fetch_airflow_state
 from airlift_dagster.version import __version__
 
@@ -42,6 +42,7 @@ __all__ = [
     "AirliftSensorCursor",
     "BasicAuthBackend",
     "MwaaSessionAuthBackend",
+    "SensorSettings",
     "TickOutcome",
     "TokenAuthBackend",
     "__version__",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from dagster import (
     AssetCheckKey,
@@ -21,15 +22,17 @@ from dagster import (
 
 from airlift_client import AirflowInstance, ui_links_for
 from airlift_dagster._compat import DefinitionsLoadContext, DefinitionsLoadType, preview_api
+from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.mapping import map_specs, task_handle_of
 from airlift_dagster.sensor import (
     DAG_RUN_CHECK_NAME,
     TASK_RUN_CHECK_NAME,
     SensorPlan,
+    SensorSettings,
     build_airflow_sensor,
 )
 from airlift_dagster.state import AirflowInstanceState, fetch_airflow_state, raw_json
-from airlift_protocol import DagInfo, task_is_marked_migrated
+from airlift_protocol import DagInfo, parse_dagster_run_tags, task_is_marked_migrated
 
 __all__ = [
     "DAG_RUN_CHECK_NAME",
@@ -104,6 +107,11 @@ def build_defs_from_airflow_instance(
     dag_selector_fn: Callable[[DagInfo], bool] | None = None,
     default_sensor_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
     refresh: bool | None = None,
+    history_window: timedelta = SensorSettings.history_window,
+    lateness_window: timedelta = SensorSettings.lateness_window,
+    max_rows_per_tick: int = SensorSettings.max_rows_per_tick,
+    allow_unknown_ids: bool | Collection[str] = False,
+    sensor_settings: SensorSettings | None = None,
 ) -> Definitions:
     """Dagster definitions for an Airflow instance.
 
@@ -112,18 +120,32 @@ def build_defs_from_airflow_instance(
     - your ``defs`` (built with :func:`dag_defs` / :func:`task_defs`), with task-mapped assets
       annotated (task link, raw task dict, migration status);
     - asset checks ``airflow_dag_run_succeeded`` (on DAG assets) and ``airflow_task_succeeded`` (on
-      task-mapped assets) that the sensor evaluates from Airflow runs: a failed run shows as a failed
-      check with the run link;
-    - one sensor that turns finished Airflow runs into materializations.
+      task-mapped assets) that the sensor evaluates from Airflow's task tries: a failed try shows as a
+      failed check with the run link. A Dagster run evaluates them only when the
+      ``DagsterOperator`` launched it for the asset's Airflow task (a migrated task);
+    - one sensor (every ``sensor_minimum_interval_seconds``) that turns each successful Airflow task
+      try into one materialization per mapped asset and each DAG run success into one of the DAG
+      asset. ``history_window``: how far back its first tick, and the first tick after a DAG joins
+      the mapping, reports; ``lateness_window``: how late a commit is still caught; and
+      ``max_rows_per_tick``: the runs + task instances one tick reads (see the guide for costs).
+    ``sensor_settings`` (a :class:`SensorSettings`) replaces those three and adds the rest.
+
+    A ``dag_defs``/``task_defs`` id that the Airflow instance does not have (or that
+    ``dag_selector_fn`` leaves out) is an error naming it; ``allow_unknown_ids`` lists the DAG ids
+    (or ``True``: all) that may appear later.
 
     >>> defs = build_defs_from_airflow_instance(airflow_instance=airflow_instance)  # doctest: +SKIP
     """
+    settings = sensor_settings or SensorSettings(
+        history_window=history_window, lateness_window=lateness_window, max_rows_per_tick=max_rows_per_tick
+    )
     name = airflow_instance.name
     state = load_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, refresh=refresh)
     links = ui_links_for(state.api, state.webserver_url)
     user_defs = defs or Definitions()
     mapped = _mapped_assets(user_defs)
     known_dags = {d.dag_id for d in state.dags}
+    _check_known_ids(name, state, mapped.by_task, allow_unknown_ids)
 
     def annotate(spec: AssetSpec) -> AssetSpec:
         handle = task_handle_of(spec)
@@ -176,17 +198,25 @@ def build_defs_from_airflow_instance(
     assets_checks = []
     if check_specs:
 
+        task_of_key = {key: handle for handle, keys in mapped.by_task.items() for key in keys}
+
         @multi_asset_check(specs=check_specs, name=f"{name}__airflow_run_checks", can_subset=True)
         def _airflow_run_checks(context):  # type: ignore[no-untyped-def]  # dagster validates the annotation
-            # The sensor evaluates these checks from Airflow runs. They only execute inside a Dagster
-            # run that built their asset (a migrated task), which then succeeded in Dagster.
+            # The sensor evaluates these checks from Airflow's task tries. A Dagster run evaluates one
+            # only when the DagsterOperator launched that run for the Airflow task mapped to the asset
+            # (a migrated task, which the run just built); otherwise the check is left to the sensor.
+            ref = parse_dagster_run_tags(context.run.tags)
+            if ref is None or (ref.instance_name is not None and ref.instance_name != name):
+                return
             for key in sorted(context.selected_asset_check_keys, key=str):
-                yield AssetCheckResult(
-                    asset_key=key.asset_key,
-                    check_name=key.name,
-                    passed=True,
-                    description="Built by this Dagster run (the task is migrated).",
-                )
+                if key.name == TASK_RUN_CHECK_NAME and task_of_key.get(key.asset_key) == (ref.dag_id, ref.task_id):
+                    yield AssetCheckResult(
+                        asset_key=key.asset_key,
+                        check_name=key.name,
+                        passed=True,
+                        description=f"Built by this Dagster run for Airflow task {ref.dag_id}.{ref.task_id} in run {ref.run_id}.",
+                        metadata={"Airflow run id": ref.run_id, "Try number": ref.try_number if ref.try_number is not None else -1},
+                    )
 
         assets_checks.append(_airflow_run_checks)
 
@@ -195,8 +225,14 @@ def build_defs_from_airflow_instance(
         for check_key in getattr(checks_def, "check_keys", ()):
             user_check_keys.setdefault(check_key.asset_key, []).append(check_key)
 
+    mapped_task_ids: dict[str, list[str]] = {}
+    for dag_id, task_id in mapped.by_task:
+        mapped_task_ids.setdefault(dag_id, []).append(task_id)
     plan = SensorPlan.build(
-        state=state,
+        instance_name=name,
+        api=state.api,
+        webserver_url=state.webserver_url,
+        upstream={dag_id: {t.task_id: t.upstream_task_ids for t in tasks} for dag_id, tasks in state.tasks.items()},
         by_task={k: v for k, v in mapped.by_task.items() if k[0] in known_dags},
         specs=[*mapped.specs, *dag_specs],
         dag_asset_keys={d.dag_id: dag_asset_key(name, d.dag_id) for d in state.dags},
@@ -207,7 +243,35 @@ def build_defs_from_airflow_instance(
         plan=plan,
         minimum_interval_seconds=sensor_minimum_interval_seconds,
         default_status=default_sensor_status,
+        settings=settings,
     )
     peered = Definitions(assets=dag_specs, asset_checks=assets_checks, sensors=[sensor])
     with preview_api():
-        return Definitions.merge(annotated, peered).with_reconstruction_metadata({_metadata_key(name): state.to_json()})
+        return Definitions.merge(annotated, peered).with_reconstruction_metadata(
+            {_metadata_key(name): state.to_reconstruction_json(mapped_task_ids)}
+        )
+
+
+def _check_known_ids(
+    name: str, state: AirflowInstanceState, by_task: Mapping[tuple[str, str], Sequence[AssetKey]], allow: bool | Collection[str]
+) -> None:
+    """A mapped DAG or task id that Airflow does not have is an error (unless allowed)."""
+    if allow is True:
+        return
+    allowed = set() if allow is False else set(allow)  # type: ignore[arg-type]
+    known_dags = {d.dag_id for d in state.dags}
+    for dag_id, task_id in sorted(by_task):
+        if dag_id in allowed:
+            continue
+        if dag_id not in known_dags:
+            raise AirliftDagsterError(
+                f"dag_defs({dag_id!r}): Airflow instance {name!r} ({state.webserver_url}) has no DAG {dag_id!r}"
+                f"{' that dag_selector_fn keeps' if known_dags else ''}; fix the id, or pass "
+                f"allow_unknown_ids=[{dag_id!r}] to build_defs_from_airflow_instance if the DAG will appear later"
+            )
+        if state.task(dag_id, task_id) is None:
+            raise AirliftDagsterError(
+                f"task_defs({task_id!r}) in dag_defs({dag_id!r}): DAG {dag_id!r} of Airflow instance {name!r} has no task "
+                f"{task_id!r}; fix the id, or pass allow_unknown_ids=[{dag_id!r}] to build_defs_from_airflow_instance "
+                "if the task will appear later"
+            )

@@ -1,27 +1,42 @@
 """The sensor that turns Airflow history into Dagster events, exactly once.
 
-Each tick reads DAG runs that finished in ``[high_water - overlap, now]`` (batch endpoint, ordered by
-end date), skips those already processed (their keys stay in the cursor while inside the overlap
-window), reads the task instances of the new runs in batches, and emits, per run in end-date order:
+The unit of truth is the task-instance TRY, ``(instance, dag_id, run_id, task_id, map_index,
+try_number)``: one successful try gives one materialization per mapped asset; one DAG run becoming
+successful, ``(instance, dag_id, run_id, end_date)``, gives one materialization of the DAG asset.
+Every materialization carries its identity in its tags (:class:`airlift_protocol.tags.AirflowEventId`).
 
-1. one ``AssetMaterialization`` per asset of each successful task instance (dependency order;
-   per map index for mapped tasks), unless Dagster itself built it (a migrated task);
-2. for a successful run, one materialization of the DAG asset;
-3. ``AssetCheckEvaluation``s of the ``airflow_task_succeeded`` / ``airflow_dag_run_succeeded`` checks:
-   failures show up in Dagster as failed checks with the Airflow run link.
+Airflow history is mutable (tasks are cleared and re-run, runs and tasks are marked, commits land
+late), so a tick reads what CHANGED rather than what finished: rows whose ``updated_at`` moved. A tick
+is five steps, each testable alone:
 
-Running DAG runs are reported once as ``AssetObservation``s of the DAG asset. The cursor only moves
-with the events of the runs actually processed, so a tick that fails (Airflow down) or runs out of
-its time budget loses nothing: the next tick resumes where it stopped. The ``overlap`` window covers
-runs whose end date is committed late (clock skew, slow transactions) without emitting twice.
+1. :func:`plan_tick` (pure): the ``updated_at`` window after the cursor's high-water mark, an older
+   window to re-read once the lateness window has passed, DAGs new to the mapping to backfill;
+2. :func:`fetch_changes` (Airflow I/O): the window is first sized (halved until it holds at most
+   ``max_rows_per_tick`` rows), then read with strict paging: a failing or changing page fails the
+   tick, the cursor does not move;
+3. :func:`build_emissions` (pure): events in Airflow's execution order, run by run: task assets by the
+   DAG's task dependencies and end dates, then the DAG asset; tries built by a Dagster run that the
+   ``DagsterOperator`` launched (run tags, per Airflow run and try) are not materialized again;
+4. :func:`read_held_events` + :func:`drop_held` (one batched read of the Dagster event log): drop
+   identities the Dagster instance already holds (Dagster stores a tick's events before it saves the
+   cursor, so a crash in between re-sends them; a row can also change again without a new try);
+5. :func:`advance_cursor` (pure): move the high-water mark over what was read and emitted.
+
+Late commits: a window read by step 2 is remembered as (bounds, row count, digest) and read once more
+when ``lateness_window`` has passed; if its rows differ, the difference is emitted (after step 4).
+The cursor stays a few kilobytes whatever the run rate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import time
+import warnings
+import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -35,7 +50,10 @@ from dagster import (
     AssetObservation,
     AssetSelection,
     AssetSpec,
+    DagsterEventType,
+    DagsterInstance,
     DefaultSensorStatus,
+    EventRecordsFilter,
     MetadataValue,
     RunRequest,
     RunsFilter,
@@ -47,49 +65,163 @@ from dagster import (
 
 from airlift_client import AirflowInstance, AirflowUiLinks, AirliftClientError, ui_links_for
 from airlift_dagster.errors import AirliftDagsterError
-from airlift_dagster.state import AirflowInstanceState
 from airlift_dagster.ticks import build_sensor_result
 from airlift_protocol import (
     AIRFLOW_RUN_ID_RUN_TAG,
+    ApiVersion,
     DagRun,
     TaskInstance,
     parse_dagster_run_tags,
-    task_is_marked_migrated,
 )
+from airlift_protocol.tags import AirflowEventId, airflow_event_key_of
 
-__all__ = ["CURSOR_VERSION", "AirliftSensorCursor", "SensorPlan", "build_airflow_sensor", "evaluate_tick"]
+__all__ = [
+    "CURSOR_VERSION",
+    "DAG_RUN_CHECK_NAME",
+    "TASK_RUN_CHECK_NAME",
+    "AirliftSensorCursor",
+    "Emission",
+    "SensorPlan",
+    "SensorSettings",
+    "SweepWindow",
+    "TickOutcome",
+    "TickPlan",
+    "advance_cursor",
+    "build_airflow_sensor",
+    "build_emissions",
+    "drop_held",
+    "evaluate_tick",
+    "fetch_changes",
+    "plan_tick",
+    "read_held_events",
+]
 
-CURSOR_VERSION = 1
+log = logging.getLogger("airlift_dagster")
+
+CURSOR_VERSION = 2
 TASK_RUN_CHECK_NAME = "airflow_task_succeeded"
 DAG_RUN_CHECK_NAME = "airflow_dag_run_succeeded"
-RUN_BATCH = 50
+#: Windows remembered for the lateness re-read before neighbours are merged (keeps the cursor small).
+MAX_SWEEP_WINDOWS = 32
+#: DAGs new to the mapping backfilled per tick.
+BACKFILL_DAGS_PER_TICK = 20
+#: Margin (seconds of Dagster's clock) when looking for events stored since the previous tick started.
+STORE_MARGIN = 5.0
+_TICK = timedelta(microseconds=1)
 
 
 def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat()
 
 
-def _run_key(run: DagRun) -> str:
-    return f"{run.dag_id}\x1f{run.run_id}\x1f{_iso(run.end_date) if run.end_date else ''}"
+def _us(value: datetime) -> int:
+    return int(value.timestamp() * 1_000_000)
+
+
+def _from_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, tz=timezone.utc)
+
+
+def dag_digest(dag_id: str, mapped_task_ids: Iterable[str] = ()) -> str:
+    """8 hex characters standing in the cursor for a DAG and the tasks mapped to assets in it (a
+    DAG whose digest the cursor lacks joined the selector or the mapping: its history is backfilled)."""
+    return hashlib.sha1("\x1f".join([dag_id, *sorted(mapped_task_ids)]).encode()).hexdigest()[:8]
+
+
+# ---------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class SensorSettings:
+    """The sensor's knobs (see the guide for costs).
+
+    - ``history_window``: how far back the first tick (and the first tick after a DAG joins the
+      mapping) reports;
+    - ``lateness_window``: how long after a row's ``updated_at`` a late commit is still caught (each
+      changed row is read twice: once when it appears, once ``lateness_window`` later);
+    - ``max_rows_per_tick``: runs + task instances read per tick (bounds tick time and memory);
+    - ``settle``: rows changed in the last ``settle`` are left for the next tick (commits in flight);
+    - ``clock``: the current time (injectable for tests).
+
+    >>> SensorSettings(lateness_window=timedelta(hours=12)).max_rows_per_tick
+    5000
+    """
+
+    history_window: timedelta = timedelta(days=1)
+    lateness_window: timedelta = timedelta(hours=6)
+    max_rows_per_tick: int = 5000
+    settle: timedelta = timedelta(seconds=10)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("history_window", "lateness_window", "settle"):
+            value = getattr(self, name)
+            if not isinstance(value, timedelta) or value < timedelta(0):
+                raise AirliftDagsterError(f"sensor setting {name} must be a timedelta of zero or more, got {value!r}")
+        if not isinstance(self.max_rows_per_tick, int) or self.max_rows_per_tick < 10:
+            raise AirliftDagsterError(f"sensor setting max_rows_per_tick must be an int of at least 10, got {self.max_rows_per_tick!r}")
+
+
+# ------------------------------------------------------------------------------------------ cursor
+@dataclass(frozen=True)
+class SweepWindow:
+    """An ``updated_at`` window already read, to read once more after the lateness window:
+    its bounds, how many rows it held and an order-free digest of them."""
+
+    lo: datetime
+    hi: datetime
+    rows: int
+    digest: int
+
+    def merged(self, other: SweepWindow) -> SweepWindow:
+        return SweepWindow(lo=self.lo, hi=other.hi, rows=self.rows + other.rows, digest=self.digest ^ other.digest)
+
+
+def rows_digest(runs: Iterable[DagRun], tis: Iterable[TaskInstance]) -> tuple[int, int]:
+    """(count, digest) of the finished rows a window holds (running rows change all the time and are
+    not events); the digest of two windows' union is the XOR of theirs."""
+    count = 0
+    digest = 0
+    for run in runs:
+        if not run.is_finished:
+            continue
+        count += 1
+        digest ^= zlib.crc32(f"r\x1f{run.dag_id}\x1f{run.run_id}\x1f{run.state}\x1f{run.end_date}".encode())
+    for ti in tis:
+        if not ti.is_finished:
+            continue
+        count += 1
+        digest ^= zlib.crc32(f"t\x1f{ti.dag_id}\x1f{ti.run_id}\x1f{ti.task_id}\x1f{ti.map_index}\x1f{ti.try_number}\x1f{ti.state}".encode())
+    return count, digest
 
 
 @dataclass
 class AirliftSensorCursor:
-    """The sensor's progress: a small versioned JSON record.
+    """The sensor's progress: a small versioned JSON record (kilobytes at any run rate).
 
-    ``high_water``: latest end date processed; ``done``: keys (dag, run, end date) of runs processed
-    whose end date is inside the overlap window; ``running``: runs already reported as running.
+    ``high_water``: every row changed up to here (Airflow's ``updated_at``) was processed;
+    ``tick_started``: when the tick that wrote the cursor started (Dagster's clock);
+    ``pending``: windows to read again after the lateness window; ``dags``: digests of the DAGs the
+    sensor covers (a DAG new to the mapping gets its history backfilled; ``None``: take the current
+    ones as covered, as after an upgrade from the end-date cursor of earlier releases).
+
+    >>> AirliftSensorCursor.parse(AirliftSensorCursor().serialize()).high_water is None
+    True
     """
 
     high_water: datetime | None = None
-    done: dict[str, str] = field(default_factory=dict)
-    running: list[str] = field(default_factory=list)
+    tick_started: float = 0.0
+    pending: list[SweepWindow] = field(default_factory=list)
+    dags: frozenset[str] | None = frozenset()
 
     def serialize(self) -> str:
         return json.dumps(
-            {"v": CURSOR_VERSION, "hw": _iso(self.high_water) if self.high_water else None, "done": self.done, "running": self.running},
+            {
+                "v": CURSOR_VERSION,
+                "hw": _iso(self.high_water) if self.high_water else None,
+                "at": round(self.tick_started, 3),
+                "sw": [[_us(w.lo), _us(w.hi), w.rows, w.digest] for w in self.pending],
+                "dags": None if self.dags is None else "".join(sorted(self.dags)),
+            },
             separators=(",", ":"),
-            sort_keys=True,
         )
 
     @classmethod
@@ -98,13 +230,20 @@ class AirliftSensorCursor:
             return cls()
         try:
             data = json.loads(text)
-            if data.get("v") != CURSOR_VERSION:
-                raise ValueError(f"cursor format {data.get('v')!r}")
+            version = data.get("v")
+            if version == 1:  # the end-date cursor of earlier releases: continue from its mark
+                hw = data.get("hw")
+                return cls(high_water=datetime.fromisoformat(hw) if hw else None, dags=None)
+            if version != CURSOR_VERSION:
+                raise ValueError(f"cursor format {version!r}")
             hw = data.get("hw")
+            raw_dags = data.get("dags")
+            dags = None if raw_dags is None else str(raw_dags)
             return cls(
                 high_water=datetime.fromisoformat(hw) if hw else None,
-                done=dict(data.get("done") or {}),
-                running=list(data.get("running") or []),
+                tick_started=float(data.get("at") or 0.0),
+                pending=[SweepWindow(_from_us(lo), _from_us(hi), int(n), int(d)) for lo, hi, n, d in data.get("sw") or []],
+                dags=None if dags is None else frozenset(dags[i: i + 8] for i in range(0, len(dags), 8)),
             )
         except (ValueError, TypeError, AttributeError) as e:
             raise AirliftDagsterError(
@@ -112,169 +251,413 @@ class AirliftSensorCursor:
             ) from e
 
 
+# -------------------------------------------------------------------------------------------- plan
 @dataclass(frozen=True)
 class SensorPlan:
     """Everything a tick needs that is known when definitions are built (no I/O)."""
 
     instance_name: str
+    api: ApiVersion
+    webserver_url: str
     dag_ids: frozenset[str]
     by_task: Mapping[tuple[str, str], Sequence[AssetKey]]
     order: Mapping[AssetKey, int]
+    task_rank: Mapping[tuple[str, str], int]
     dag_asset_keys: Mapping[str, AssetKey]
     user_check_keys: Mapping[AssetKey, Sequence[AssetCheckKey]]
-    migrated_tasks: frozenset[tuple[str, str]]
-    api_state: AirflowInstanceState
+    coverage: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(
         cls,
         *,
-        state: AirflowInstanceState,
+        instance_name: str,
+        api: ApiVersion,
+        webserver_url: str,
+        upstream: Mapping[str, Mapping[str, Sequence[str]]],
         by_task: Mapping[tuple[str, str], Sequence[AssetKey]],
         specs: Sequence[AssetSpec],
         dag_asset_keys: Mapping[str, AssetKey],
         user_check_keys: Mapping[AssetKey, Sequence[AssetCheckKey]],
     ) -> SensorPlan:
+        """``upstream``: per DAG, each task's upstream task ids (Airflow's dependencies)."""
+        rank: dict[tuple[str, str], int] = {}
+        for dag_id, tasks in upstream.items():
+            for position, task_id in enumerate(_topological(tasks)):
+                rank[(dag_id, task_id)] = position
+        mapped: dict[str, list[str]] = defaultdict(list)
+        for dag_id, task_id in by_task:
+            mapped[dag_id].append(task_id)
         return cls(
-            instance_name=state.instance_name,
-            dag_ids=frozenset(d.dag_id for d in state.dags),
-            by_task=dict(by_task),
+            coverage={dag_id: dag_digest(dag_id, mapped.get(dag_id, ())) for dag_id in dag_asset_keys},
+            instance_name=instance_name,
+            api=api,
+            webserver_url=webserver_url,
+            dag_ids=frozenset(dag_asset_keys),
+            by_task={k: tuple(v) for k, v in by_task.items()},
             order=_topological_order(specs),
+            task_rank=rank,
             dag_asset_keys=dict(dag_asset_keys),
-            user_check_keys=dict(user_check_keys),
-            migrated_tasks=frozenset(
-                (dag_id, t.task_id) for dag_id, tasks in state.tasks.items() for t in tasks if task_is_marked_migrated(t.doc_md)
-            ),
-            api_state=state,
+            user_check_keys={k: tuple(v) for k, v in user_check_keys.items()},
         )
+
+
+def _topological(deps: Mapping[Any, Sequence[Any]]) -> list[Any]:
+    order: list[Any] = []
+    done: set[Any] = set()
+    visiting: set[Any] = set()
+
+    def visit(node: Any) -> None:
+        if node in done or node in visiting:
+            return
+        visiting.add(node)
+        for dep in sorted(deps.get(node, ()), key=str):
+            visit(dep)
+        visiting.discard(node)
+        done.add(node)
+        order.append(node)
+
+    for node in sorted(deps, key=str):
+        visit(node)
+    return order
 
 
 def _topological_order(specs: Sequence[AssetSpec]) -> dict[AssetKey, int]:
     deps = {spec.key: [d.asset_key for d in spec.deps] for spec in specs}
-    order: dict[AssetKey, int] = {}
-    visiting: set[AssetKey] = set()
-
-    def visit(key: AssetKey) -> None:
-        if key in order or key in visiting:
-            return
-        visiting.add(key)
-        for dep in deps.get(key, ()):
-            visit(dep)
-        visiting.discard(key)
-        order[key] = len(order)
-
-    for key in sorted(deps, key=lambda k: k.to_user_string()):
-        visit(key)
-    return order
+    return {key: i for i, key in enumerate(_topological(deps))}
 
 
-def _dagster_built(context: SensorEvaluationContext, runs: Sequence[DagRun]) -> set[tuple[str, str, str]]:
-    """(dag, task, run) of Airflow task runs that launched a Dagster run (migrated tasks)."""
-    if context.instance is None or not runs:
-        return set()
-    records = context.instance.get_run_records(filters=RunsFilter(tags={AIRFLOW_RUN_ID_RUN_TAG: [r.run_id for r in runs]}))
-    built = set()
-    for record in records:
-        ref = parse_dagster_run_tags(record.dagster_run.tags)
-        if ref is not None:
-            built.add((ref.dag_id, ref.task_id, ref.run_id))
-    return built
+@dataclass(frozen=True)
+class TickPlan:
+    """What one tick reads: ``fresh`` (``updated_at`` window after the high-water mark, its upper
+    bound may shrink when sized), ``sweep`` (a window to read again), ``backfill`` (DAGs new to the
+    mapping, with their history from ``backfill_since``)."""
+
+    fresh: tuple[datetime, datetime] | None
+    sweep: SweepWindow | None
+    backfill: tuple[str, ...]
+    backfill_since: datetime
+    first_start: bool
 
 
-def _latest_tries(tis: Iterable[TaskInstance]) -> list[TaskInstance]:
-    latest: dict[tuple[str, str, str, int], TaskInstance] = {}
-    for ti in tis:
-        current = latest.get(ti.key)
-        if current is None or ti.try_number >= current.try_number:
-            latest[ti.key] = ti
-    return list(latest.values())
+def plan_tick(cursor: AirliftSensorCursor, *, now: datetime, coverage: Mapping[str, str], settings: SensorSettings) -> TickPlan:
+    """Step 1 (pure): what to read this tick. ``coverage``: DAG id → :func:`dag_digest`.
+
+    >>> now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    >>> plan = plan_tick(AirliftSensorCursor(), now=now, coverage={"d": dag_digest("d")}, settings=SensorSettings())
+    >>> plan.first_start, plan.fresh[0] == now - timedelta(days=1)
+    (True, True)
+    """
+    first = cursor.high_water is None
+    lo = now - settings.history_window if cursor.high_water is None else cursor.high_water + _TICK
+    hi = now - settings.settle
+    sweep = cursor.pending[0] if cursor.pending and cursor.pending[0].hi <= now - settings.lateness_window else None
+    backfill: tuple[str, ...] = ()
+    if not first and cursor.dags is not None:
+        backfill = tuple(sorted(d for d, digest in coverage.items() if digest not in cursor.dags))[:BACKFILL_DAGS_PER_TICK]
+    return TickPlan(fresh=(lo, hi) if hi >= lo else None, sweep=sweep, backfill=backfill,
+                    backfill_since=now - settings.history_window, first_start=first)
 
 
-def _run_events(
+# ------------------------------------------------------------------------------------------- fetch
+@dataclass
+class Fetched:
+    """Rows read from Airflow for one tick."""
+
+    fresh: tuple[datetime, datetime] | None = None
+    fresh_runs: list[DagRun] = field(default_factory=list)
+    fresh_tis: list[TaskInstance] = field(default_factory=list)
+    sweep_runs: list[DagRun] = field(default_factory=list)
+    sweep_tis: list[TaskInstance] = field(default_factory=list)
+    backfill_runs: list[DagRun] = field(default_factory=list)
+    backfill_tis: list[TaskInstance] = field(default_factory=list)
+
+
+def size_window(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, budget: int) -> datetime:
+    """The largest ``hi' <= hi`` (halving) whose window ``[lo, hi']`` holds at most ``budget`` rows.
+    Rows sharing one instant cannot be split: such a window is read whole."""
+    while True:
+        count = airflow_instance.count_updated(updated_at_gte=lo, updated_at_lte=hi)
+        if count <= budget or hi - lo <= _TICK:
+            return hi
+        hi = lo + (hi - lo) / 2
+
+
+def _changed(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, dag_ids: frozenset[str]) -> tuple[list[DagRun], list[TaskInstance]]:
+    runs = [r for r in airflow_instance.iter_updated_dag_runs(updated_at_gte=lo, updated_at_lte=hi) if r.dag_id in dag_ids]
+    tis = [t for t in airflow_instance.iter_updated_task_instances(updated_at_gte=lo, updated_at_lte=hi) if t.dag_id in dag_ids]
+    return runs, tis
+
+
+def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids: frozenset[str], settings: SensorSettings) -> Fetched:
+    """Step 2 (I/O): read the planned windows; any client error propagates (nothing partial)."""
+    out = Fetched()
+    if plan.fresh is not None:
+        lo, hi = plan.fresh
+        hi = size_window(airflow_instance, lo, hi, settings.max_rows_per_tick)
+        out.fresh = (lo, hi)
+        out.fresh_runs, out.fresh_tis = _changed(airflow_instance, lo, hi, dag_ids)
+    if plan.sweep is not None:
+        out.sweep_runs, out.sweep_tis = _changed(airflow_instance, plan.sweep.lo, plan.sweep.hi, dag_ids)
+    if plan.backfill:
+        upper = out.fresh[0] - _TICK if out.fresh else None
+        runs = list(airflow_instance.iter_dag_runs(dag_ids=list(plan.backfill), states=["success", "failed"],
+                                                   end_date_gte=plan.backfill_since, end_date_lte=upper))
+        out.backfill_runs = runs
+        if runs:
+            wanted = {(r.dag_id, r.run_id) for r in runs}
+            out.backfill_tis = [
+                t for t in airflow_instance.iter_task_instances(dag_ids=sorted({r.dag_id for r in runs}), run_ids=sorted({r.run_id for r in runs}))
+                if (t.dag_id, t.run_id) in wanted
+            ]
+    return out
+
+
+# ------------------------------------------------------------------------------------------- build
+@dataclass(frozen=True)
+class Emission:
+    """One event to emit. ``event_id`` (with ``held_since``: from when on Dagster's clock an earlier
+    copy could have been stored) lets step 4 drop what the instance already holds; a check
+    evaluation shares the id of the materialization it goes with."""
+
+    event: Any
+    event_id: AirflowEventId | None = None
+    held_since: float | None = None
+
+
+@dataclass(frozen=True)
+class BuiltTries:
+    """Tries that a Dagster run launched by the ``DagsterOperator`` built (from the run tags):
+    (dag, run, task, map index) → try numbers (``None``: a run tagged without a try number)."""
+
+    tries: Mapping[tuple[str, str, str, int], frozenset[int | None]] = field(default_factory=dict)
+
+    def built(self, ti: TaskInstance) -> bool:
+        found = self.tries.get((ti.dag_id, ti.run_id, ti.task_id, ti.map_index))
+        return bool(found) and (ti.try_number in found or None in found)  # type: ignore[operator]
+
+
+def _when(value: datetime | None) -> float:
+    return value.timestamp() if value else 0.0
+
+
+def build_emissions(
     plan: SensorPlan,
     links: AirflowUiLinks,
-    run: DagRun,
+    runs: Sequence[DagRun],
     tis: Sequence[TaskInstance],
-    dagster_built: set[tuple[str, str, str]],
-) -> tuple[list[Any], set[AssetKey]]:
-    run_url = links.run_url(run.dag_id, run.run_id)
-    materializations: list[tuple[int, AssetMaterialization]] = []
-    checks: list[AssetCheckEvaluation] = []
-    by_task: dict[str, list[TaskInstance]] = defaultdict(list)
+    *,
+    built: BuiltTries,
+    recent_since: float,
+    changed_after: datetime | None,
+    skew: timedelta,
+    with_checks: bool = True,
+) -> list[Emission]:
+    """Step 3 (pure): the ordered events of the given rows.
+
+    A row whose event (end) happened before ``changed_after`` changed after the fact (marked, noted,
+    committed late or backfilled): an earlier copy may be anywhere since its end date minus ``skew``,
+    so its ``held_since`` reaches back that far; other rows only since ``recent_since``.
+    """
+    groups: dict[tuple[str, str], list[TaskInstance]] = defaultdict(list)
     for ti in tis:
-        by_task[ti.task_id].append(ti)
-    for task_id, task_tis in sorted(by_task.items()):
-        keys = plan.by_task.get((run.dag_id, task_id))
-        if not keys:
-            continue
-        migrated = (run.dag_id, task_id, run.run_id) in dagster_built or (run.dag_id, task_id) in plan.migrated_tasks
-        for ti in sorted(task_tis, key=lambda t: t.map_index):
-            if not ti.is_success or migrated:
-                continue
-            metadata: dict[str, Any] = {
-                "Airflow run": MetadataValue.url(run_url),
-                "Airflow task log": MetadataValue.url(links.log_url(run.dag_id, run.run_id, task_id, try_number=ti.try_number, map_index=ti.map_index)),
-                "Try number": ti.try_number,
-                "Airflow run id": run.run_id,
-            }
-            if ti.start_date:
-                metadata["Start date"] = MetadataValue.timestamp(ti.start_date)
-            if ti.end_date:
-                metadata["End date"] = MetadataValue.timestamp(ti.end_date)
-            if ti.map_index >= 0:
-                metadata["Map index"] = ti.map_index
-            for key in keys:
-                materializations.append(
-                    (plan.order.get(key, 0), AssetMaterialization(
-                        asset_key=key,
-                        description=f"Airflow task {run.dag_id}.{task_id} succeeded in run {run.run_id}",
-                        metadata=metadata,
-                    ))
-                )
-        finished = [t for t in task_tis if t.is_finished and t.state != "skipped"]
-        if finished:
-            failed = [t for t in finished if not t.is_success]
-            for key in keys:
-                checks.append(
-                    AssetCheckEvaluation(
-                        asset_key=key,
-                        check_name=TASK_RUN_CHECK_NAME,
-                        passed=not failed,
-                        severity=AssetCheckSeverity.ERROR,
-                        metadata={
-                            "Airflow run": MetadataValue.url(run_url),
-                            "Task state": ", ".join(sorted({str(t.state) for t in finished})),
-                        },
-                        description=(
-                            f"Airflow task {run.dag_id}.{task_id} ended {failed[0].state} in run {run.run_id}: {run_url}"
-                            if failed else None
-                        ),
-                    )
-                )
-    events: list[Any] = [m for _, m in sorted(materializations, key=lambda pair: pair[0])]
-    materialized = {m.asset_key for m in events}
-    dag_key = plan.dag_asset_keys[run.dag_id]
-    run_metadata: dict[str, Any] = {"Airflow run": MetadataValue.url(run_url), "Airflow run id": run.run_id, "Run type": run.run_type or ""}
-    if run.start_date:
-        run_metadata["Start date"] = MetadataValue.timestamp(run.start_date)
-    if run.end_date:
-        run_metadata["End date"] = MetadataValue.timestamp(run.end_date)
-    if run.is_success:
-        events.append(AssetMaterialization(asset_key=dag_key, description=f"Airflow DAG run {run.run_id} succeeded", metadata=run_metadata))
-        materialized.add(dag_key)
-    checks.append(
-        AssetCheckEvaluation(
-            asset_key=dag_key,
-            check_name=DAG_RUN_CHECK_NAME,
-            passed=run.is_success,
-            severity=AssetCheckSeverity.ERROR,
-            metadata=run_metadata,
-            description=None if run.is_success else f"Airflow DAG run {run.run_id} failed: {run_url}",
+        groups[(ti.dag_id, ti.run_id)].append(ti)
+    run_rows = {(r.dag_id, r.run_id): r for r in runs}
+    order: list[tuple[tuple[float, str, str], tuple[str, str]]] = []
+    for key in {*groups, *run_rows}:
+        ends = [_when(t.end_date) for t in groups.get(key, ())]
+        run = run_rows.get(key)
+        if run is not None:
+            ends.append(_when(run.end_date or run.start_date))
+        order.append(((max(ends, default=0.0), key[0], key[1]), key))
+    out: list[Emission] = []
+    for _, key in sorted(order):
+        dag_id, run_id = key
+        run_url = links.run_url(dag_id, run_id)
+        task_rows = sorted(groups.get(key, ()), key=lambda t: (plan.task_rank.get((t.dag_id, t.task_id), 1 << 30), _when(t.end_date),
+                                                                t.task_id, t.map_index))
+        for ti in task_rows:
+            out.extend(_task_emissions(plan, links, run_url, ti, built=built, recent_since=recent_since,
+                                       changed_after=changed_after, skew=skew, with_checks=with_checks))
+        run = run_rows.get(key)
+        if run is not None:
+            out.extend(_run_emissions(plan, run_url, run, recent_since=recent_since, changed_after=changed_after, skew=skew,
+                                      with_checks=with_checks))
+    return out
+
+
+def _held_since(end: datetime | None, *, recent_since: float, changed_after: datetime | None, skew: timedelta) -> tuple[float, bool]:
+    if end is not None and changed_after is not None and end < changed_after:
+        return (end - skew).timestamp(), True
+    return recent_since, False
+
+
+def _task_emissions(
+    plan: SensorPlan, links: AirflowUiLinks, run_url: str, ti: TaskInstance, *, built: BuiltTries, recent_since: float,
+    changed_after: datetime | None, skew: timedelta, with_checks: bool,
+) -> list[Emission]:
+    keys = plan.by_task.get((ti.dag_id, ti.task_id))
+    if not keys or not ti.is_finished or ti.state == "skipped":
+        return []
+    since, changed = _held_since(ti.end_date, recent_since=recent_since, changed_after=changed_after, skew=skew)
+    event_id = AirflowEventId(plan.instance_name, ti.dag_id, ti.run_id, task_id=ti.task_id, map_index=ti.map_index, try_number=ti.try_number)
+    out: list[Emission] = []
+    if ti.is_success and not built.built(ti):
+        metadata: dict[str, Any] = {
+            "Airflow run": MetadataValue.url(run_url),
+            "Airflow task log": MetadataValue.url(links.log_url(ti.dag_id, ti.run_id, ti.task_id, try_number=ti.try_number, map_index=ti.map_index)),
+            "Airflow run id": ti.run_id,
+            "Try number": ti.try_number,
+        }
+        if ti.map_index >= 0:
+            metadata["Map index"] = ti.map_index
+        if ti.start_date:
+            metadata["Start date"] = MetadataValue.timestamp(ti.start_date)
+        if ti.end_date:
+            metadata["End date"] = MetadataValue.timestamp(ti.end_date)
+        if changed or ti.start_date is None:
+            metadata["Marked in Airflow"] = "success set after the task ended or without running it (e.g. mark success)"
+        for key in sorted(keys, key=lambda k: plan.order.get(k, 0)):
+            out.append(Emission(AssetMaterialization(
+                asset_key=key, description=f"Airflow task {ti.dag_id}.{ti.task_id} try {ti.try_number} succeeded in run {ti.run_id}",
+                metadata=metadata, tags=event_id.tags(),
+            ), event_id, since))
+    if with_checks and (not changed or out):
+        failed = not ti.is_success
+        out.extend(
+            Emission(AssetCheckEvaluation(
+                asset_key=key, check_name=TASK_RUN_CHECK_NAME, passed=not failed, severity=AssetCheckSeverity.ERROR,
+                metadata={"Airflow run": MetadataValue.url(run_url), "Task state": str(ti.state), "Try number": ti.try_number},
+                description=f"Airflow task {ti.dag_id}.{ti.task_id} ended {ti.state} in run {ti.run_id}: {run_url}" if failed else None,
+            ), event_id if not failed else None, since)
+            for key in keys
         )
-    )
-    return events + checks, materialized
+    return out
 
 
+def _run_emissions(
+    plan: SensorPlan, run_url: str, run: DagRun, *, recent_since: float, changed_after: datetime | None, skew: timedelta, with_checks: bool,
+) -> list[Emission]:
+    dag_key = plan.dag_asset_keys[run.dag_id]
+    if run.state == "running":
+        if changed_after is not None and run.start_date is not None and run.start_date >= changed_after:
+            return [Emission(AssetObservation(
+                asset_key=dag_key, description=f"Airflow DAG run {run.run_id} is running",
+                metadata={"Airflow run": MetadataValue.url(run_url), "Airflow run state": "running"},
+            ))]
+        return []
+    if not run.is_finished or run.end_date is None:
+        return []
+    since, changed = _held_since(run.end_date, recent_since=recent_since, changed_after=changed_after, skew=skew)
+    metadata: dict[str, Any] = {"Airflow run": MetadataValue.url(run_url), "Airflow run id": run.run_id, "Run type": run.run_type or ""}
+    if run.start_date:
+        metadata["Start date"] = MetadataValue.timestamp(run.start_date)
+    metadata["End date"] = MetadataValue.timestamp(run.end_date)
+    out: list[Emission] = []
+    event_id = AirflowEventId(plan.instance_name, run.dag_id, run.run_id, run_end_date=_iso(run.end_date))
+    if run.is_success:
+        if changed:
+            metadata["Marked in Airflow"] = "success set after the run ended (e.g. mark success)"
+        out.append(Emission(AssetMaterialization(asset_key=dag_key, description=f"Airflow DAG run {run.run_id} succeeded",
+                                                 metadata=metadata, tags=event_id.tags()), event_id, since))
+    if with_checks and (not changed or out):
+        out.append(Emission(AssetCheckEvaluation(
+            asset_key=dag_key, check_name=DAG_RUN_CHECK_NAME, passed=run.is_success, severity=AssetCheckSeverity.ERROR, metadata=metadata,
+            description=None if run.is_success else f"Airflow DAG run {run.run_id} failed: {run_url}",
+        ), event_id if run.is_success else None, since))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- dedupe
+def read_held_events(instance: DagsterInstance | None, instance_name: str, since: float, *, page: int = 1000) -> set[str]:
+    """Step 4a (one batched read, paged by storage id): identity digests
+    (:attr:`AirflowEventId.key`) of the materializations of this Airflow instance that Dagster
+    stored since ``since`` (seconds, Dagster's clock)."""
+    held: set[str] = set()
+    if instance is None:
+        return held
+    after: int | None = None
+    while True:
+        records_filter = EventRecordsFilter(event_type=DagsterEventType.ASSET_MATERIALIZATION, after_timestamp=since,
+                                            after_cursor=after)
+        with warnings.catch_warnings():  # Dagster suggests its per-asset-key API; this reads all keys at once
+            warnings.simplefilter("ignore")
+            records = instance.get_event_records(records_filter, limit=page, ascending=True)
+        for record in records:
+            materialization = record.asset_materialization
+            key = airflow_event_key_of(materialization.tags if materialization else None, instance_name=instance_name)
+            if key is not None:
+                held.add(key)
+        if len(records) < page:
+            return held
+        after = records[-1].storage_id
+
+
+def drop_held(emissions: Sequence[Emission], held: set[str]) -> list[Emission]:
+    """Step 4b (pure): the emissions whose identity the instance does not hold yet."""
+    return [e for e in emissions if e.event_id is None or e.event_id.key not in held]
+
+
+def dagster_built_tries(instance: DagsterInstance | None, instance_name: str, run_ids: Iterable[str]) -> BuiltTries:
+    """Tries built by Dagster runs that carry the ``DagsterOperator``'s run tags for these Airflow
+    runs (one read). A run tagged with another instance's name does not count; one tagged without
+    an instance name (older operators) does."""
+    wanted = sorted(set(run_ids))
+    if instance is None or not wanted:
+        return BuiltTries()
+    tries: dict[tuple[str, str, str, int], set[int | None]] = defaultdict(set)
+    for record in instance.get_run_records(filters=RunsFilter(tags={AIRFLOW_RUN_ID_RUN_TAG: wanted})):
+        ref = parse_dagster_run_tags(record.dagster_run.tags)
+        if ref is None or (ref.instance_name is not None and ref.instance_name != instance_name):
+            continue
+        tries[(ref.dag_id, ref.run_id, ref.task_id, ref.map_index)].add(ref.try_number)
+    return BuiltTries({k: frozenset(v) for k, v in tries.items()})
+
+
+# ------------------------------------------------------------------------------------------ advance
+def advance_cursor(
+    cursor: AirliftSensorCursor,
+    plan: TickPlan,
+    fetched: Fetched,
+    *,
+    coverage: Mapping[str, str],
+    tick_started: float,
+    settings: SensorSettings,
+) -> AirliftSensorCursor:
+    """Step 5 (pure): the cursor after a tick whose events were all emitted."""
+    pending = list(cursor.pending)
+    if plan.sweep is not None and pending and pending[0] == plan.sweep:
+        pending.pop(0)
+    high_water = cursor.high_water
+    if fetched.fresh is not None:
+        lo, hi = fetched.fresh
+        rows, digest = rows_digest(fetched.fresh_runs, fetched.fresh_tis)
+        pending.append(SweepWindow(lo, hi, rows, digest))
+        high_water = hi
+    elif high_water is None and plan.fresh is None:
+        high_water = plan.backfill_since
+    while len(pending) > MAX_SWEEP_WINDOWS:
+        merged = _merge_smallest(pending, settings.max_rows_per_tick)
+        if len(merged) == len(pending):
+            break
+        pending = merged
+    current = set(coverage.values())
+    if plan.first_start or cursor.dags is None:
+        dags = frozenset(current)
+    else:
+        dags = frozenset((cursor.dags & current) | {coverage[d] for d in plan.backfill})
+    return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags)
+
+
+def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow]:
+    """Merge the adjacent pair with the fewest rows (it stays readable in one tick if it fits)."""
+    best = min(range(len(pending) - 1), key=lambda i: pending[i].rows + pending[i + 1].rows)
+    if pending[best].rows + pending[best + 1].rows > budget and len(pending) <= MAX_SWEEP_WINDOWS * 4:
+        return pending
+    return [*pending[:best], pending[best].merged(pending[best + 1]), *pending[best + 2:]]
+
+
+# -------------------------------------------------------------------------------------------- tick
 @dataclass
 class TickOutcome:
     """What one :func:`evaluate_tick` produced: the Dagster events, the new cursor, the asset keys
@@ -287,8 +670,10 @@ class TickOutcome:
     events: list[Any]
     cursor: AirliftSensorCursor
     materialized: set[AssetKey]
-    runs_processed: int
-    runs_pending: int
+    rows_read: int
+    caught_up: bool
+    late_found: int = 0
+    dropped_held: int = 0
 
 
 def evaluate_tick(
@@ -296,81 +681,68 @@ def evaluate_tick(
     context: SensorEvaluationContext,
     airflow_instance: AirflowInstance,
     plan: SensorPlan,
+    settings: SensorSettings | None = None,
     now: datetime | None = None,
-    overlap: timedelta = timedelta(minutes=10),
-    initial_lookback: timedelta = timedelta(days=1),
-    time_budget: float = 40.0,
 ) -> TickOutcome:
-    """One sensor evaluation; raises :class:`AirliftDagsterError` (cursor unchanged) if Airflow fails."""
+    """One sensor evaluation; raises :class:`AirliftDagsterError` (cursor unchanged) if Airflow fails.
+
+    >>> outcome = evaluate_tick(context=context, airflow_instance=airflow_instance, plan=plan)  # doctest: +SKIP
+    >>> outcome.cursor.serialize()  # doctest: +SKIP
+    """
+    settings = settings or SensorSettings()
+    started = time.time()
     cursor = AirliftSensorCursor.parse(context.cursor)
-    now = now or datetime.now(timezone.utc)
-    deadline = time.monotonic() + time_budget
-    start = (cursor.high_water - overlap) if cursor.high_water else now - initial_lookback
-    links = ui_links_for(plan.api_state.api, plan.api_state.webserver_url)
-    airflow_instance.assume_api_version(plan.api_state.api)
+    now = now or settings.clock()
+    tick = plan_tick(cursor, now=now, coverage=plan.coverage, settings=settings)
+    airflow_instance.assume_api_version(plan.api)
     try:
-        runs = [
-            r for r in airflow_instance.iter_dag_runs(states=["success", "failed"], end_date_gte=start, end_date_lte=now)
-            if r.dag_id in plan.dag_ids and r.end_date is not None and _run_key(r) not in cursor.done
-        ]
-        running = [r for r in airflow_instance.iter_dag_runs(states=["running"]) if r.dag_id in plan.dag_ids]
+        fetched = fetch_changes(airflow_instance, tick, dag_ids=plan.dag_ids, settings=settings)
     except AirliftClientError as e:
         raise AirliftDagsterError(
             f"Airlift sensor for Airflow instance {plan.instance_name!r}: {e}. The cursor did not move; the next tick catches up."
         ) from e
-    runs.sort(key=lambda r: (r.end_date, r.dag_id, r.run_id))
-    events: list[Any] = []
-    materialized: set[AssetKey] = set()
-    processed: list[DagRun] = []
-    mapped_dags = {dag_id for dag_id, _ in plan.by_task}
-    for offset in range(0, len(runs), RUN_BATCH):
-        if processed and time.monotonic() > deadline:
-            break
-        batch = runs[offset: offset + RUN_BATCH]
-        tis_by_run: dict[tuple[str, str], list[TaskInstance]] = defaultdict(list)
-        needs_tis = [r for r in batch if r.dag_id in mapped_dags]
-        if needs_tis:
-            wanted = {(r.dag_id, r.run_id) for r in needs_tis}
-            try:
-                for ti in airflow_instance.iter_task_instances(
-                    dag_ids=sorted({r.dag_id for r in needs_tis}), run_ids=sorted({r.run_id for r in needs_tis})
-                ):
-                    if (ti.dag_id, ti.run_id) in wanted:
-                        tis_by_run[(ti.dag_id, ti.run_id)].append(ti)
-            except AirliftClientError as e:
-                if not processed:
-                    raise AirliftDagsterError(
-                        f"Airlift sensor for Airflow instance {plan.instance_name!r}: {e}. The cursor did not move; the next tick catches up."
-                    ) from e
-                break  # keep what is done; the rest comes next tick
-        built = _dagster_built(context, needs_tis)
-        for run in batch:
-            run_events, run_materialized = _run_events(plan, links, run, _latest_tries(tis_by_run.get((run.dag_id, run.run_id), ())), built)
-            events.extend(run_events)
-            materialized |= run_materialized
-            processed.append(run)
-    running_keys = [f"{r.dag_id}\x1f{r.run_id}" for r in running]
-    for run, key in zip(running, running_keys, strict=True):
-        if key not in cursor.running:
-            events.append(
-                AssetObservation(
-                    asset_key=plan.dag_asset_keys[run.dag_id],
-                    description=f"Airflow DAG run {run.run_id} is running",
-                    metadata={"Airflow run": MetadataValue.url(links.run_url(run.dag_id, run.run_id)), "Airflow run state": "running"},
-                )
-            )
-    done = dict(cursor.done)
-    high_water = cursor.high_water
-    for run in processed:
-        assert run.end_date is not None
-        done[_run_key(run)] = _iso(run.end_date)
-        high_water = max(high_water, run.end_date) if high_water else run.end_date
-    if high_water is not None:
-        floor = high_water - overlap
-        done = {k: v for k, v in done.items() if datetime.fromisoformat(v) >= floor}
-    new_cursor = AirliftSensorCursor(high_water=high_water, done=done, running=running_keys)
-    return TickOutcome(events=events, cursor=new_cursor, materialized=materialized, runs_processed=len(processed),
-                       runs_pending=len(runs) - len(processed))
+    links = ui_links_for(plan.api, plan.webserver_url)
+    all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fetched.fresh_runs]
+    all_tis = [*fetched.backfill_tis, *fetched.sweep_tis, *fetched.fresh_tis]
+    built = dagster_built_tries(context.instance, plan.instance_name,
+                                [t.run_id for t in all_tis if t.is_success and (t.dag_id, t.task_id) in plan.by_task])
+    skew = settings.lateness_window
+    recent = (cursor.tick_started - STORE_MARGIN) if cursor.tick_started else (now - settings.history_window - skew).timestamp()
+    emissions: list[Emission] = []
+    late: list[Emission] = []
+    late_found = 0
+    if fetched.backfill_runs:
+        emissions += build_emissions(plan, links, fetched.backfill_runs, fetched.backfill_tis, built=built, recent_since=recent,
+                                     changed_after=now, skew=skew, with_checks=False)
+    if tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest):
+        late = build_emissions(plan, links, fetched.sweep_runs, fetched.sweep_tis, built=built, recent_since=recent,
+                               changed_after=now, skew=skew)
+        emissions += late
+        late_found = len(late)
+    if fetched.fresh is not None:
+        emissions += build_emissions(plan, links, fetched.fresh_runs, fetched.fresh_tis, built=built, recent_since=recent,
+                                     changed_after=fetched.fresh[0] - settings.settle, skew=skew)
+    wanted = [e for e in emissions if e.event_id is not None and e.held_since is not None]
+    held = read_held_events(context.instance, plan.instance_name, min(e.held_since for e in wanted if e.held_since is not None)) if wanted else set()
+    kept = drop_held(emissions, held)
+    if late_found and tick.sweep is not None:
+        late_ids = {id(e) for e in late}
+        new_late = sum(1 for e in kept if id(e) in late_ids and isinstance(e.event, AssetMaterialization))
+        if new_late:
+            log.warning("Airlift sensor %s: %d materialization(s) of rows committed late, found when re-reading the "
+                        "changes of %s..%s", plan.instance_name, new_late, _iso(tick.sweep.lo), _iso(tick.sweep.hi))
+    new_cursor = advance_cursor(cursor, tick, fetched, coverage=plan.coverage, tick_started=started, settings=settings)
+    events = [e.event for e in kept]
+    caught_up = fetched.fresh is None or (tick.fresh is not None and fetched.fresh[1] >= tick.fresh[1])
+    return TickOutcome(
+        events=events,
+        cursor=new_cursor,
+        materialized={e.asset_key for e in events if isinstance(e, AssetMaterialization)},
+        rows_read=len(all_runs) + len(all_tis),
+        caught_up=caught_up and not tick.backfill,
+        late_found=late_found,
+        dropped_held=len(emissions) - len(kept),
+    )
 
 
 def build_airflow_sensor(
@@ -379,24 +751,28 @@ def build_airflow_sensor(
     plan: SensorPlan,
     minimum_interval_seconds: int = 30,
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
-    time_budget: float = 40.0,
+    settings: SensorSettings | None = None,
 ) -> SensorDefinition:
-    """The polling sensor of one Airflow instance (name ``<instance>__airflow_sensor``)."""
+    """The polling sensor of one Airflow instance (name ``<instance>__airflow_sensor``).
+
+    >>> sensor_def = build_airflow_sensor(airflow_instance=airflow_instance, plan=plan)  # doctest: +SKIP
+    """
     all_user_checks = sorted({k for keys in plan.user_check_keys.values() for k in keys}, key=str)
+    settings = settings or SensorSettings()
 
     @sensor(
         name=f"{plan.instance_name}__airflow_sensor",
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
-        description=f"Polls Airflow instance {plan.instance_name!r} for finished runs and turns them into Dagster events.",
+        description=f"Polls Airflow instance {plan.instance_name!r} for changed runs and task instances and turns them into Dagster events.",
         asset_selection=AssetSelection.checks(*all_user_checks) if all_user_checks else None,
     )
     def _airflow_sensor(context: SensorEvaluationContext) -> SensorResult:
-        outcome = evaluate_tick(context=context, airflow_instance=airflow_instance, plan=plan, time_budget=time_budget)
-        if outcome.runs_processed or outcome.runs_pending:
+        outcome = evaluate_tick(context=context, airflow_instance=airflow_instance, plan=plan, settings=settings)
+        if outcome.events or not outcome.caught_up:
             context.log.info(
-                f"processed {outcome.runs_processed} Airflow runs ({outcome.runs_pending} left for the next tick), "
-                f"{len(outcome.events)} events"
+                f"read {outcome.rows_read} changed Airflow rows, emitted {len(outcome.events)} events "
+                f"({outcome.dropped_held} already in Dagster){'' if outcome.caught_up else '; more next tick'}"
             )
         check_keys = sorted({k for key in outcome.materialized for k in plan.user_check_keys.get(key, ())}, key=str)
         run_requests = [RunRequest(asset_selection=[], asset_check_keys=check_keys)] if check_keys else []

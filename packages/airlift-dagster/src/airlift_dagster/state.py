@@ -10,18 +10,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from airlift_client import AirflowInstance, AirliftClientError
 from airlift_dagster.errors import AirliftDagsterError
-from airlift_protocol import ApiVersion, DagInfo, TaskInfo, with_upstream_task_ids
+from airlift_protocol import (
+    MIGRATION_DOC_MARKER,
+    ApiVersion,
+    DagInfo,
+    TaskInfo,
+    task_is_marked_migrated,
+    with_upstream_task_ids,
+)
 
 __all__ = ["STATE_FORMAT_VERSION", "AirflowInstanceState", "fetch_airflow_state"]
 
 log = logging.getLogger("airlift_dagster")
 STATE_FORMAT_VERSION = 1
+#: The slim record carried to run workers (:meth:`AirflowInstanceState.to_reconstruction_json`).
+RECONSTRUCTION_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -58,10 +67,56 @@ class AirflowInstanceState:
             separators=(",", ":"),
         )
 
+    def to_reconstruction_json(self, mapped_tasks: Mapping[str, Iterable[str]]) -> str:
+        """The slim record Dagster carries to run workers (and keeps in run snapshots): DAG ids and
+        descriptions, and only the mapped tasks (id, mapped or not, migrated or not); no sources, no raw
+        REST dicts, no unmapped tasks. Run workers need nothing else (the sensor runs in the code server).
+
+        >>> from airlift_protocol import ApiVersion
+        >>> state = AirflowInstanceState("prod", ApiVersion.V2, "http://airflow:8080", (), {})
+        >>> AirflowInstanceState.from_json(state.to_reconstruction_json({})).instance_name
+        'prod'
+        """
+        tasks: dict[str, list[list[Any]]] = {}
+        for dag_id, task_ids in mapped_tasks.items():
+            for task_id in sorted(set(task_ids)):
+                task = self.task(dag_id, task_id)
+                if task is not None:
+                    tasks.setdefault(dag_id, []).append([task.task_id, int(task.is_mapped), int(task_is_marked_migrated(task.doc_md))])
+        return json.dumps(
+            {
+                "v": RECONSTRUCTION_FORMAT_VERSION,
+                "instance_name": self.instance_name,
+                "api": self.api.value,
+                "webserver_url": self.webserver_url,
+                "fetched_at": self.fetched_at,
+                "dags": [[d.dag_id, d.description] if d.description else [d.dag_id] for d in self.dags],
+                "tasks": tasks,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def _from_reconstruction(cls, data: Mapping[str, Any]) -> AirflowInstanceState:
+        api = ApiVersion(data["api"])
+        dags = tuple(DagInfo.from_rest({"dag_id": row[0], "description": row[1] if len(row) > 1 else None}, api=api) for row in data["dags"])
+        tasks = {
+            dag_id: tuple(
+                TaskInfo.from_rest({"task_id": task_id, "is_mapped": bool(is_mapped), "doc_md": MIGRATION_DOC_MARKER if migrated else None},
+                                   dag_id=dag_id, api=api)
+                for task_id, is_mapped, migrated in rows
+            )
+            for dag_id, rows in data["tasks"].items()
+        }
+        return cls(instance_name=data["instance_name"], api=api, webserver_url=data["webserver_url"], dags=dags, tasks=tasks,
+                   fetched_at=float(data.get("fetched_at") or 0.0))
+
     @classmethod
     def from_json(cls, text: str) -> AirflowInstanceState:
-        """Inverse of :meth:`to_json`; a record of another format version is an error."""
+        """Inverse of :meth:`to_json` and :meth:`to_reconstruction_json`; another format version is an error."""
         data = json.loads(text)
+        if data.get("v") == RECONSTRUCTION_FORMAT_VERSION:
+            return cls._from_reconstruction(data)
         if data.get("v") != STATE_FORMAT_VERSION:
             raise AirliftDagsterError(f"cached Airflow state has format {data.get('v')!r}, expected {STATE_FORMAT_VERSION}")
         api = ApiVersion(data["api"])

@@ -180,3 +180,83 @@ def operator_run_tags(
     tags[AIRFLOW_MAP_INDEX_RUN_TAG] = str(map_index)
     tags[DAGSTER_CODE_LOCATION_RUN_TAG] = location
     return tags
+
+
+# ---- identity of the events Airlift reports (materialization tags) -----------------------------
+#
+# Every materialization Airlift reports for an Airflow object carries the same identity as the run
+# tags above, so any reader (the polling sensor, a push listener, the CLI) can tell whether an event
+# already exists: a task-instance try is (instance, dag, run, task, map index, try number); a DAG
+# run becoming successful is (instance, dag, run, end date of that success). Dagster's event tag
+# values must be short ``[A-Za-z0-9_.-]`` strings, so the values go through encode_tag_value and the
+# whole identity is also one digest, ``airlift/airflow_event``: compare events by it.
+
+#: Digest of the whole identity of a reported event (see :attr:`AirflowEventId.key`).
+AIRFLOW_EVENT_TAG = "airlift/airflow_event"
+#: End date of the DAG run success a DAG-asset materialization stands for (encoded).
+AIRFLOW_RUN_END_DATE_TAG = "airlift/airflow_run_end_date"
+
+__all__ += ["AIRFLOW_EVENT_TAG", "AIRFLOW_RUN_END_DATE_TAG", "AirflowEventId", "airflow_event_key_of"]
+
+
+@dataclass(frozen=True, order=True)
+class AirflowEventId:
+    """The identity of one reported Airflow event (a successful try, or a DAG run success).
+
+    >>> event = AirflowEventId("prod", "d", "manual__2026-01-01T00:00:00+00:00", task_id="t", try_number=2)
+    >>> event.is_task, len(event.key)
+    (True, 40)
+    >>> airflow_event_key_of(event.tags()) == event.key
+    True
+    """
+
+    instance_name: str
+    dag_id: str
+    run_id: str
+    task_id: str = ""
+    map_index: int = -1
+    try_number: int = 0
+    run_end_date: str = ""
+
+    @property
+    def is_task(self) -> bool:
+        return bool(self.task_id)
+
+    @property
+    def key(self) -> str:
+        """40 hex characters standing for the whole identity (the ``airlift/airflow_event`` tag)."""
+        parts = (self.instance_name, self.dag_id, self.run_id, self.task_id, str(self.map_index), str(self.try_number), self.run_end_date)
+        return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+    def tags(self) -> dict[str, str]:
+        """Materialization tags carrying this identity (valid Dagster event tags).
+
+        >>> sorted(AirflowEventId("prod", "d", "r", run_end_date="2026-01-01T00:00:00+00:00").tags())
+        ['airlift/airflow_dag_id', 'airlift/airflow_event', 'airlift/airflow_instance', 'airlift/airflow_run_end_date', 'airlift/airflow_run_id']
+        """
+        tags = {
+            AIRFLOW_EVENT_TAG: self.key,
+            AIRFLOW_INSTANCE_RUN_TAG: encode_tag_value(self.instance_name),
+            AIRFLOW_DAG_ID_RUN_TAG: encode_tag_value(self.dag_id),
+            AIRFLOW_RUN_ID_RUN_TAG: encode_tag_value(self.run_id),
+        }
+        if self.is_task:
+            tags[AIRFLOW_TASK_ID_RUN_TAG] = encode_tag_value(self.task_id)
+            tags[AIRFLOW_TRY_NUMBER_RUN_TAG] = str(self.try_number)
+            tags[AIRFLOW_MAP_INDEX_RUN_TAG] = str(self.map_index)
+        else:
+            tags[AIRFLOW_RUN_END_DATE_TAG] = encode_tag_value(self.run_end_date)
+        return tags
+
+
+def airflow_event_key_of(tags: Mapping[str, str] | None, *, instance_name: str | None = None) -> str | None:
+    """The identity digest an event's tags carry (``None`` if none, or another instance's).
+
+    >>> airflow_event_key_of(AirflowEventId("prod", "d", "r").tags(), instance_name="staging") is None
+    True
+    """
+    if not tags or AIRFLOW_EVENT_TAG not in tags:
+        return None
+    if instance_name is not None and tags.get(AIRFLOW_INSTANCE_RUN_TAG) != encode_tag_value(instance_name):
+        return None
+    return tags[AIRFLOW_EVENT_TAG]

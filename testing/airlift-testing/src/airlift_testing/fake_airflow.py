@@ -15,6 +15,7 @@ requests.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import re
 import socket
@@ -84,6 +85,8 @@ class FakeRun:
     logical_date: datetime | None = None
     run_type: str = "manual"
     conf: dict[str, Any] = field(default_factory=dict)
+    #: When the row last changed (Airflow's ``updated_at``: filterable, not returned by the API).
+    updated_at: datetime | None = None
 
 
 @dataclass
@@ -97,6 +100,8 @@ class FakeTaskInstance:
     start_date: datetime | None = None
     end_date: datetime | None = None
     operator: str = "PythonOperator"
+    #: When the row last changed (Airflow's ``updated_at``: filterable, not returned by the API).
+    updated_at: datetime | None = None
 
 
 @dataclass
@@ -108,6 +113,7 @@ class FakeAirflowState:
     task_instances: list[FakeTaskInstance] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _index: dict[str, Any] = field(default_factory=dict, repr=False)
+    _touches: int = field(default=0, repr=False)
 
     def _indexed(self, name: str, items: list[Any], key: Any) -> dict[Any, list[tuple[int, Any]]]:
         """An index of ``items`` by ``key`` (position kept, for stable paging), rebuilt when the list is
@@ -127,6 +133,34 @@ class FakeAirflowState:
         index = self._indexed("tis", self.task_instances, lambda t: (t.dag_id, t.run_id))
         found = [entry for d in set(dag_ids) for r in set(run_ids) for entry in index.get((d, r), ())]
         return [ti for _, ti in sorted(found, key=lambda e: e[0])]
+
+    def changed_between(self, name: str, gte: str | None, lte: str | None) -> list[Any]:
+        """Runs (``name="runs"``) or task instances (``"tis"``) whose ``updated_at`` is in the window,
+        in insertion order, through an index sorted by ``updated_at`` (rebuilt when rows are added or
+        :meth:`touch` changed one)."""
+        items = self.runs if name == "runs" else self.task_instances
+        stamp = (id(items), len(items), self._touches)
+        cached = self._index.get("updated:" + name)
+        if cached is None or cached[0] != stamp:
+            far = datetime.min.replace(tzinfo=timezone.utc)
+            ordered = sorted(((item.updated_at or far, position, item) for position, item in enumerate(items)), key=lambda e: e[:2])
+            cached = self._index["updated:" + name] = (stamp, ordered, [e[0] for e in ordered])
+        _, ordered, keys = cached
+        low = bisect.bisect_left(keys, _parse(gte)) if gte else 0
+        high = bisect.bisect_right(keys, _parse(lte)) if lte else len(keys)
+        return [item for _, _, item in sorted(ordered[low:high], key=lambda e: e[1])]
+
+    def touch(self, row: FakeRun | FakeTaskInstance, when: datetime, **changes: Any) -> None:
+        """Change a run or task instance as Airflow would (clear, re-run, mark): apply ``changes``
+        and set its ``updated_at`` to ``when``."""
+        with self.lock:
+            for key, value in changes.items():
+                setattr(row, key, value)
+            row.updated_at = when
+            self._touches += 1
+
+    def tis_of_run(self, run: FakeRun) -> list[FakeTaskInstance]:
+        return self.task_instances_of([run.dag_id], [run.run_id])
 
     def run_of(self, dag_id: str, run_id: str) -> FakeRun | None:
         entries = self._indexed("runs", self.runs, lambda r: (r.dag_id, r.run_id)).get((dag_id, run_id))
@@ -152,8 +186,9 @@ class FakeAirflowState:
         return next((d for d in self.dags if d.dag_id == dag_id), None)
 
     def add_run(self, dag_id: str, *, start: datetime, state: str = "success", duration: timedelta = timedelta(seconds=30),
-                task_state: str = "success", map_count: int = 0) -> FakeRun:
-        """Add a finished (or running) run with one task instance per task."""
+                task_state: str = "success", map_count: int = 0, committed_at: datetime | None = None) -> FakeRun:
+        """Add a finished (or running) run with one task instance per task. Rows get ``updated_at`` =
+        their end (or start) date, or ``committed_at`` for all of them (a late commit)."""
         dag = self.dag(dag_id)
         assert dag is not None, dag_id
         with self.lock:
@@ -161,6 +196,7 @@ class FakeAirflowState:
                 dag_id=dag_id, run_id=f"manual__{start.isoformat()}", state=state, start_date=start,
                 end_date=start + duration if state in ("success", "failed") else None, logical_date=start,
             )
+            run.updated_at = committed_at or run.end_date or start
             self.runs.append(run)
             step = duration / max(1, len(dag.tasks))
             for i, task in enumerate(dag.tasks):
@@ -170,6 +206,7 @@ class FakeAirflowState:
                     self.task_instances.append(FakeTaskInstance(
                         dag_id=dag_id, run_id=run.run_id, task_id=task.task_id, map_index=map_index,
                         state=task_state, start_date=start + step * i, end_date=ti_end, operator=task.operator,
+                        updated_at=committed_at or ti_end or start + step * i,
                     ))
         return run
 
@@ -507,6 +544,20 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                     runs.sort(key=lambda r: (r.end_date or far))
                 page = _page(runs, int(body.get("page_offset", 0)), int(body.get("page_limit", 100)), cap)
                 self._send(200, {"dag_runs": [fake.run_json(r) for r in page], "total_entries": len(runs)})
+                return
+            if rest in ("/dags/~/dagRuns", "/dags/~/dagRuns/~/taskInstances") and method == "GET":
+                # Airflow 2.6+ and 3.x filter these lists on the rows' updated_at
+                is_runs = rest == "/dags/~/dagRuns"
+                rows = state.changed_between("runs" if is_runs else "tis", query.get("updated_at_gte", [None])[0],
+                                             query.get("updated_at_lte", [None])[0])
+                if "state" in query:
+                    rows = [r for r in rows if r.state in query["state"]]
+                page = _page(rows, int(query.get("offset", ["0"])[0]), int(query.get("limit", ["100"])[0]), cap)
+                if is_runs:
+                    self._send(200, {"dag_runs": [fake.run_json(r) for r in page], "total_entries": len(rows)})
+                else:
+                    self._send(200, {"task_instances": [fake.ti_json(t, state.run_of(t.dag_id, t.run_id)) for t in page],
+                                     "total_entries": len(rows)})
                 return
             if rest == "/dags/~/dagRuns/~/taskInstances/list" and method == "POST":
                 states = body.get("state")

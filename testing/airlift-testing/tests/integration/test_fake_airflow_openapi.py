@@ -80,6 +80,9 @@ def fake_and_validator(airflow_version: str) -> Any:
         ("GET", "/dags/dag_00000/tasks", "/dags/{dag_id}/tasks", None),
         ("POST", "/dags/~/dagRuns/list", "/dags/~/dagRuns/list", {"page_limit": 100}),
         ("POST", "/dags/~/dagRuns/~/taskInstances/list", "/dags/~/dagRuns/~/taskInstances/list", {"page_limit": 100}),
+        ("GET", "/dags/~/dagRuns?updated_at_gte=2020-01-01T00:00:00%2B00:00", "/dags/{dag_id}/dagRuns", None),
+        ("GET", "/dags/~/dagRuns/~/taskInstances?updated_at_gte=2020-01-01T00:00:00%2B00:00",
+         "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances", None),
     ],
 )
 def test_fake_responses_match_the_spec(fake_and_validator: Any, method: str, path: str, spec_path: str, body: Any) -> None:

@@ -1,0 +1,48 @@
+"""Listings of the DAG runs and task instances whose rows changed (``updated_at``), both generations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from airlift_client import AirflowInstance, AirflowResponseError
+from airlift_testing.fake_airflow import EPOCH, FakeAirflow, FakeAirflowState
+
+
+def test_changed_rows_in_a_window_all_pages_and_counted(fake_factory: Callable[..., FakeAirflow],
+                                                       instance_for: Callable[..., AirflowInstance]) -> None:
+    state = FakeAirflowState.generate(dags=3, tasks_per_dag=4, runs_per_dag=30)
+    fake = fake_factory(state, maximum_page_limit=7)
+    instance = instance_for(fake)
+    lo, hi = EPOCH + timedelta(minutes=10), EPOCH + timedelta(minutes=40)
+    expected_runs = {(r.dag_id, r.run_id) for r in state.runs if r.updated_at is not None and lo <= r.updated_at <= hi}
+    expected_tis = {(t.dag_id, t.run_id, t.task_id) for t in state.task_instances if t.updated_at is not None and lo <= t.updated_at <= hi}
+    runs = list(instance.iter_updated_dag_runs(updated_at_gte=lo, updated_at_lte=hi))
+    tis = list(instance.iter_updated_task_instances(updated_at_gte=lo, updated_at_lte=hi, states=["success"]))
+    assert {(r.dag_id, r.run_id) for r in runs} == expected_runs and len(runs) == len(expected_runs)
+    assert {(t.dag_id, t.run_id, t.task_id) for t in tis} == expected_tis and len(tis) == len(expected_tis)
+    assert instance.count_updated(updated_at_gte=lo, updated_at_lte=hi) == len(expected_runs) + len(expected_tis)
+    # a row changed later (cleared, marked) moves into a later window
+    touched = state.task_instances[0]
+    state.touch(touched, EPOCH + timedelta(days=10), state="failed")
+    later = list(instance.iter_updated_task_instances(updated_at_gte=EPOCH + timedelta(days=9), updated_at_lte=EPOCH + timedelta(days=11)))
+    assert [(t.task_id, t.state) for t in later] == [(touched.task_id, "failed")]
+
+
+def test_a_list_that_keeps_changing_is_an_error_not_a_partial_list(fake_factory: Callable[..., FakeAirflow],
+                                                                   instance_for: Callable[..., AirflowInstance],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    state = FakeAirflowState.generate(dags=2, tasks_per_dag=2, runs_per_dag=5)
+    fake = fake_factory(state, maximum_page_limit=3)
+    original = state.changed_between
+    calls = {"n": 0}
+
+    def shifting(name: str, gte: str | None, lte: str | None) -> list[object]:
+        calls["n"] += 1
+        return original(name, gte, lte)[calls["n"] % 2:]
+
+    monkeypatch.setattr(state, "changed_between", shifting)
+    with pytest.raises(AirflowResponseError, match="kept changing while it was read"):
+        list(instance_for(fake).iter_updated_dag_runs(updated_at_gte=EPOCH, updated_at_lte=EPOCH + timedelta(days=1)))
