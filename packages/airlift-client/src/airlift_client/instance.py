@@ -83,6 +83,8 @@ def _model_for(api: ApiVersion, method: str, path: str) -> Any:
         (r"/dags/[^/]+/tasks", "GET", schemas.tasks),
         (r"/dags/~/dagRuns/list", "POST", schemas.runs),
         (r"/dags/~/dagRuns/~/taskInstances/list", "POST", schemas.task_instances),
+        (r"/dags/[^/]+/dagRuns", "GET", schemas.runs),
+        (r"/dags/[^/]+/dagRuns/[^/]+/taskInstances", "GET", schemas.task_instances),
         (r"/dags/[^/]+/dagRuns(/[^/]+)?", None, schemas.run),
         (r"/dagSources/[^/]+", "GET", schemas.source),
         (r"/version", "GET", schemas.version),
