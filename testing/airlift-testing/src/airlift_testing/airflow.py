@@ -19,7 +19,7 @@ import requests
 
 from airlift_testing.procs import ServerProcess, ServerStartError, free_port, tail, wait_until
 from airlift_testing.venvs import ensure_venv
-from airlift_testing.versions import AIRFLOW_VERSIONS, DEFAULT_PYTHON, airflow_requirement
+from airlift_testing.versions import DEFAULT_PYTHON, airflow_requirements, resolve_airflow_version
 
 __all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "AirflowServer", "AirflowUser", "airflow_venv"]
 
@@ -38,7 +38,7 @@ class AirflowUser(NamedTuple):
 
 
 def _resolve_version(version: str) -> str:
-    return AIRFLOW_VERSIONS.get(str(version), str(version))
+    return resolve_airflow_version(str(version))
 
 
 def airflow_venv(version: str, extra_packages: Sequence[Path | str] = (), extra_requirements: Sequence[str] = ()) -> Path:
@@ -46,7 +46,7 @@ def airflow_venv(version: str, extra_packages: Sequence[Path | str] = (), extra_
     full = _resolve_version(version)
     return ensure_venv(
         f"airflow-{full}",
-        [airflow_requirement(full), *extra_requirements],
+        [*airflow_requirements(full), *extra_requirements],
         python=DEFAULT_PYTHON,
         editable=list(extra_packages),
     )

@@ -16,7 +16,7 @@ import requests
 
 from airlift_testing.procs import ServerProcess, ServerStartError, free_port, tail, wait_until
 from airlift_testing.venvs import ensure_venv, repo_root
-from airlift_testing.versions import DAGSTER_REQUIREMENTS, DEFAULT_PYTHON
+from airlift_testing.versions import DEFAULT_PYTHON, dagster_requirements
 
 __all__ = ["DagsterServer", "dagster_venv"]
 
@@ -32,8 +32,9 @@ _DAEMON_QUERY = """
 
 
 def dagster_venv(extra_packages: Sequence[Path | str] = (), extra_requirements: Sequence[str] = ()) -> Path:
-    """The cached Dagster venv (DAGSTER_REQUIREMENTS + editable local packages + extras)."""
-    return ensure_venv("dagster", [*DAGSTER_REQUIREMENTS, *extra_requirements], python=DEFAULT_PYTHON,
+    """The cached Dagster venv (the requirements of the Dagster minor under test, see
+    :func:`~airlift_testing.versions.dagster_requirements`, + editable local packages + extras)."""
+    return ensure_venv("dagster", [*dagster_requirements(), *extra_requirements], python=DEFAULT_PYTHON,
                        editable=list(extra_packages))
 
 

@@ -11,15 +11,15 @@ import pytest
 
 from airlift_testing.airflow import AirflowServer
 from airlift_testing.dagster import DagsterServer
-from airlift_testing.versions import AIRFLOW_VERSIONS
+from airlift_testing.versions import AIRFLOW_VERSIONS, all_airflow_versions, resolve_airflow_version
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--airflow-version",
         default=os.environ.get("AIRLIFT_AIRFLOW_VERSION", "3"),
-        choices=sorted({*AIRFLOW_VERSIONS, *AIRFLOW_VERSIONS.values()}),
-        help="Airflow generation (2|3) or exact version the integration tests run against.",
+        choices=sorted({*AIRFLOW_VERSIONS, *all_airflow_versions(), *all_airflow_versions().values()}),
+        help="Airflow generation (2|3), tested minor (e.g. 2.9) or exact version the integration tests run against.",
     )
 
 
@@ -30,8 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def airflow_version(request: pytest.FixtureRequest) -> str:
     """The exact Airflow version under test (e.g. "3.3.2")."""
-    value = str(request.config.getoption("--airflow-version"))
-    return AIRFLOW_VERSIONS.get(value, value)
+    return resolve_airflow_version(str(request.config.getoption("--airflow-version")))
 
 
 @pytest.fixture(scope="session")
