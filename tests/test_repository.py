@@ -73,6 +73,28 @@ def test_github_workflow_reads_the_nox_table() -> None:
     workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
     assert "nox --list --json" in workflow or "nox -l --json" in workflow
     assert "fromJSON" in workflow
+    assert "nox --list --json -t compat" in workflow, "the workflow must run the wider matrix (`uvx nox -t compat`) too"
+
+
+def test_parallel_driver_runs_every_session_and_fails_when_one_fails(tmp_path: Path) -> None:
+    fake_nox = tmp_path / "nox"
+    fake_nox.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys\n"
+        "if '--list' in sys.argv:\n"
+        "    names = ['c1', 'c2'] if 'compat' in sys.argv else ['unit-a', 'integration-b', 'lint']\n"
+        "    print(json.dumps([{'session': n} for n in names])); sys.exit(0)\n"
+        "name = sys.argv[sys.argv.index('-s') + 1]\n"
+        "print('ran', name); sys.exit(1 if name == 'lint' else 0)\n"
+    )
+    fake_nox.chmod(0o755)
+    driver = ROOT / ".ci" / "nox_parallel.py"
+    out = subprocess.run([sys.executable, str(driver), "--nox", str(fake_nox), "-j", "2", "--logs", str(tmp_path / "logs")], capture_output=True, text=True)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "2/3 sessions passed" in out.stdout and "lint failed" in out.stdout and "ran lint" in out.stdout
+    assert out.stdout.index("integration-b (") < out.stdout.index("session wall times")
+    compat = subprocess.run([sys.executable, str(driver), "--nox", str(fake_nox), "-t", "compat", "--logs", str(tmp_path / "logs")], capture_output=True, text=True)
+    assert compat.returncode == 0 and "2/2 sessions passed" in compat.stdout, compat.stdout + compat.stderr
 
 
 def test_nox_sessions_cover_every_package_and_airflow_version() -> None:
