@@ -87,7 +87,7 @@ _TEST_TOOLS = ("pytest>=8", f"-e{ROOT / TESTING}")
 SUITES: tuple[Suite, ...] = (
     # unit tests (no network)
     Suite("unit-airlift-protocol", ("packages/airlift-protocol",), _pkg("airlift-protocol"), pythons=PYTHONS),
-    Suite("unit-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa]"), pythons=PYTHONS),
+    Suite("unit-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), pythons=PYTHONS),
     Suite("unit-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), compat=True, dagster=True),
     Suite("unit-airlift-airflow", ("packages/airlift-airflow/tests",), _pkg("airlift-airflow"), airflow="host", compat=True),
     Suite("unit-airlift-dbt", ("packages/airlift-dbt/tests",), (*_pkg("airlift-dbt", "[duckdb]"),)),
@@ -95,7 +95,7 @@ SUITES: tuple[Suite, ...] = (
     Suite("unit-repo", ("tests",), ("nox>=2024.4",)),
     # integration tests against real servers on 127.0.0.1
     Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server"),
-    Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa]"), marker="integration", airflow="server", compat=True),
+    Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), marker="integration", airflow="server", compat=True),
     Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server", compat=True, dagster=True),
     Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server", compat=True),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
@@ -169,7 +169,7 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package's src (each package's deps installed)."""
     session.install(
         "mypy>=1.10", "types-PyYAML", "types-requests", "boto3-stubs[mwaa]",
-        *_pkg("airlift-dbt", "[duckdb]"), f"-e{PKG / 'airlift-client'}[mwaa]",
+        *_pkg("airlift-dbt", "[duckdb]"), f"-e{PKG / 'airlift-client'}[mwaa,composer]",
     )
     session.run("mypy", *(str(PKG / p / "src") for p in PACKAGES if p != "airlift-airflow"))
     # airlift-airflow runs inside Airflow: check it where Airflow is installed.
@@ -196,7 +196,7 @@ def build(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def lowest(session: nox.Session) -> None:
     """Unit tests of protocol and client with every dependency at its declared lower bound."""
-    session.install("--resolution", "lowest-direct", *_pkg("airlift-client", "[mwaa]"), *_TEST_TOOLS)
+    session.install("--resolution", "lowest-direct", *_pkg("airlift-client", "[mwaa,composer]"), *_TEST_TOOLS)
     session.run("pytest", "packages/airlift-protocol", "packages/airlift-client/tests", "-m", "not integration")
 
 

@@ -161,6 +161,10 @@ class AirflowServer:
                     "AIRFLOW__API_AUTH__JWT_SECRET": "airlift-test-secret-airlift-test-secret",
                 }
             )
+            if self.version.startswith("3.0."):
+                # Airflow 3.0 passes an empty issuer list to PyJWT when none is set, which PyJWT 2.10+
+                # (required by Airflow 3.0.6) refuses: every /auth/token answers 500.
+                env["AIRFLOW__API_AUTH__JWT_ISSUER"] = "airlift-tests"
         env.update(self.extra_env)
         return env
 
