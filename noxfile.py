@@ -9,7 +9,9 @@ sessions with ``nox --list --json``, so local runs and CI cannot drift.
     uvx nox -s unit-airlift-protocol
     uvx nox -s "integration-airlift-client-airflow3"
     uvx nox -s bench             # benchmark vs dagster-airlift (not part of the default run)
-    uvx nox -t compat            # the wider matrix: every other supported Airflow and Dagster minor
+    uvx nox -t compat            # the wider matrix: every other supported Airflow and Dagster minor,
+                                 # and the production shape (PostgreSQL, LocalExecutor, FAB auth)
+    uvx nox -t production        # only the production-shaped sessions
 
 Isolation rules the sessions keep (they model production):
 - a session testing airlift-airflow never installs dagster; one testing airlift-dagster never installs
@@ -75,6 +77,10 @@ class Suite:
     # The suite tests code that runs in Dagster: its compat sessions pin each other Dagster minor
     # (test venv and Dagster servers).
     dagster: bool = False
+    # Server shapes besides "standalone" (SQLite) it also runs on, for the default run's Airflow
+    # versions: "production" is PostgreSQL + LocalExecutor (+ FAB auth manager on Airflow 3);
+    # sessions "<name>-airflow<N>-production", tags "compat" and "production".
+    shapes: tuple[str, ...] = ()
 
 
 def _pkg(name: str, extras: str = "") -> tuple[str, ...]:
@@ -94,18 +100,19 @@ SUITES: tuple[Suite, ...] = (
     Suite("unit-airlift-testing", (f"{TESTING}/tests",), ()),
     Suite("unit-repo", ("tests",), ("nox>=2024.4",)),
     # integration tests against real servers on 127.0.0.1
-    Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server"),
-    Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), marker="integration", airflow="server", compat=True),
-    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server", compat=True, dagster=True),
-    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server", compat=True),
+    Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server", shapes=("production",)),
+    Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), marker="integration", airflow="server", compat=True, shapes=("production",)),
+    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server", compat=True, dagster=True, shapes=("production",)),
+    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server", compat=True, shapes=("production",)),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
     Suite("tutorial", ("examples/tutorial-example/tests",), (*_pkg("airlift-dbt", "[duckdb]"), f"-e{ROOT / 'examples' / 'tutorial-example'}"), marker="integration", airflow="server"),
 )
 
 
-def _register(suite: Suite, python: str, airflow_version: str | None, dagster: str | None = None) -> None:
+def _register(suite: Suite, python: str, airflow_version: str | None, dagster: str | None = None, shape: str | None = None) -> None:
     """One session of ``suite``; ``airflow_version`` is a generation key ("2") or, in the wider
-    matrix, a minor ("2.9"); ``dagster`` a Dagster minor other than the default one."""
+    matrix, a minor ("2.9"); ``dagster`` a Dagster minor other than the default one; ``shape`` a
+    server shape other than "standalone"."""
     name = suite.name
     if suite.pythons != (DEFAULT_PYTHON,):
         name += f"-py{python}"
@@ -113,7 +120,9 @@ def _register(suite: Suite, python: str, airflow_version: str | None, dagster: s
         name += f"-airflow{airflow_version}"
     if dagster is not None:
         name += f"-dagster{dagster}"
-    compat = dagster is not None or airflow_version in COMPAT_AIRFLOW_VERSIONS
+    if shape is not None:
+        name += f"-{shape}"
+    compat = dagster is not None or shape is not None or airflow_version in COMPAT_AIRFLOW_VERSIONS
     release = AIRFLOW_VERSIONS.get(airflow_version or "") or COMPAT_AIRFLOW_VERSIONS.get(airflow_version or "")
 
     def run(session: nox.Session) -> None:
@@ -130,6 +139,8 @@ def _register(suite: Suite, python: str, airflow_version: str | None, dagster: s
             env["AIRLIFT_AIRFLOW_VERSION"] = airflow_version
         if dagster is not None:
             env["AIRLIFT_DAGSTER_VERSION"] = dagster
+        if shape is not None:
+            args += ["--airflow-shape", shape]
         if suite.airflow == "host":
             # Keep Airflow's own files out of ~/airflow; each session gets its own home.
             env["AIRFLOW_HOME"] = str(Path(session.create_tmp()).resolve() / "airflow-home")
@@ -139,15 +150,21 @@ def _register(suite: Suite, python: str, airflow_version: str | None, dagster: s
 
     run.__doc__ = f"pytest {' '.join(suite.paths)} -m '{suite.marker}'" + (f" with Airflow {release}" if release else "") + (
         f" and Dagster {dagster}" if dagster else ""
-    )
-    nox.session(name=name, python=python, default=not compat, tags=["compat"] if compat else [])(run)
+    ) + (f" ({shape} shape)" if shape else "")
+    tags = (["compat"] if compat else []) + ([shape] if shape else [])
+    nox.session(name=name, python=python, default=not compat, tags=tags)(run)
 
 
 for _suite in SUITES:
     for _python in _suite.pythons:
         for _gen in AIRFLOW_VERSIONS if _suite.airflow else (None,):
             _register(_suite, _python, _gen)
-        if not _suite.compat or _python != DEFAULT_PYTHON:
+        if _python != DEFAULT_PYTHON:
+            continue
+        for _shape in _suite.shapes:
+            for _gen in AIRFLOW_VERSIONS:
+                _register(_suite, _python, _gen, shape=_shape)
+        if not _suite.compat:
             continue
         # the wider matrix (`uvx nox -t compat`)
         for _minor in COMPAT_AIRFLOW_VERSIONS if _suite.airflow else ():

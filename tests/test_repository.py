@@ -146,6 +146,7 @@ def test_every_row_of_the_versions_table_has_sessions() -> None:
         DEFAULT_DAGSTER,
         DEFAULT_PYTHON,
         PYTHONS,
+        SHAPES,
     )
 
     default = {str(s["session"]) for s in _nox_sessions()}
@@ -163,6 +164,11 @@ def test_every_row_of_the_versions_table_has_sessions() -> None:
     for python in PYTHONS:
         if python != DEFAULT_PYTHON:
             assert {f"unit-airlift-protocol-py{python}", f"unit-airlift-client-py{python}"} <= default
+    for shape in list(SHAPES)[1:]:
+        tagged = {str(s["session"]) for s in _nox_sessions("-t", shape)}
+        for generation in AIRFLOW_VERSIONS:
+            for suite in ("integration-airlift-dagster", "integration-airlift-airflow", "integration-airlift-client"):
+                assert f"{suite}-airflow{generation}-{shape}" in tagged & compat
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN_IMPORTS))

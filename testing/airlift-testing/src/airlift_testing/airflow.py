@@ -17,16 +17,22 @@ from urllib.parse import quote
 
 import requests
 
+from airlift_testing.postgres import PostgresServer
 from airlift_testing.procs import ServerProcess, ServerStartError, free_port, tail, wait_until
 from airlift_testing.venvs import ensure_venv
 from airlift_testing.versions import DEFAULT_PYTHON, airflow_requirements, resolve_airflow_version
+from airlift_testing.versions import SHAPES as SHAPE_TABLE
 
-__all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "AirflowServer", "AirflowUser", "airflow_venv"]
+__all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "SHAPES", "AirflowServer", "AirflowUser", "airflow_venv"]
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"
 _TIMEOUT = 30
 _ROLES = ("viewer", "user", "op", "admin")
+#: Deployment shapes of a test server (see :data:`airlift_testing.versions.SHAPES`). "production"
+#: starts a private PostgreSQL cluster per server (torn down with it).
+SHAPES: tuple[str, ...] = tuple(SHAPE_TABLE)
+_FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 
 class AirflowUser(NamedTuple):
@@ -57,8 +63,9 @@ def _same_file(fileloc: str, filename: str) -> bool:
 
 
 class AirflowServer:
-    """``airflow standalone`` on a free 127.0.0.1 port with a given DAG folder, SQLite, no examples,
-    and user admin/admin. Use as a context manager or call :meth:`start` / :meth:`stop`.
+    """``airflow standalone`` on a free 127.0.0.1 port with a given DAG folder, no examples, and user
+    admin/admin; ``shape`` (see :data:`SHAPES`) picks SQLite or PostgreSQL + LocalExecutor (+ FAB auth
+    on Airflow 3). Use as a context manager or call :meth:`start` / :meth:`stop`.
 
     >>> with AirflowServer(version="3", dags_folder=Path("dags")) as airflow:  # doctest: +SKIP
     ...     run_id = airflow.trigger("my_dag"); airflow.wait_for_run("my_dag", run_id)
@@ -76,7 +83,11 @@ class AirflowServer:
         extra_users: Sequence[AirflowUser] = (),
         port: int | None = None,
         startup_timeout: float = 240.0,
+        shape: str = "standalone",
     ) -> None:
+        if shape not in SHAPES:
+            raise ValueError(f"unknown Airflow server shape {shape!r}; use one of {SHAPES}")
+        self.shape = shape
         self.version = _resolve_version(version)
         self.generation = int(self.version.split(".")[0])
         self.dags_folder = Path(dags_folder).resolve()
@@ -84,6 +95,12 @@ class AirflowServer:
         self.home = Path(home) if home else Path(tempfile.mkdtemp(prefix=f"airflow-{self.version}-"))
         self.extra_packages = list(extra_packages)
         self.extra_requirements = list(extra_requirements)
+        if shape == "production":
+            self.extra_requirements.append("psycopg2-binary")
+            if self.generation >= 3:
+                self.extra_requirements.append("apache-airflow-providers-fab")
+        self.postgres: PostgresServer | None = None
+        self._database_url = f"sqlite:///{self.home / 'airflow.db'}"
         self.extra_env = dict(extra_env or {})
         for user in extra_users:
             if user.role not in _ROLES:
@@ -124,7 +141,7 @@ class AirflowServer:
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._database_url,
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
                 "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "1",
                 "AIRFLOW__CORE__MIN_SERIALIZED_DAG_FETCH_INTERVAL": "1",
@@ -165,6 +182,16 @@ class AirflowServer:
                 # Airflow 3.0 passes an empty issuer list to PyJWT when none is set, which PyJWT 2.10+
                 # (required by Airflow 3.0.6) refuses: every /auth/token answers 500.
                 env["AIRFLOW__API_AUTH__JWT_ISSUER"] = "airlift-tests"
+        if self.shape == "production":
+            env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                    "AIRFLOW__CORE__PARALLELISM": "8",
+                    "AIRFLOW__WEBSERVER__SECRET_KEY": "airlift-test-web-secret",
+                }
+            )
+            if self.generation >= 3:
+                env["AIRFLOW__CORE__AUTH_MANAGER"] = _FAB_AUTH_MANAGER
         env.update(self.extra_env)
         return env
 
@@ -175,12 +202,16 @@ class AirflowServer:
         """
         self.home.mkdir(parents=True, exist_ok=True)
         self.venv = airflow_venv(self.version, self.extra_packages, self.extra_requirements)
+        if self.shape == "production" and self.postgres is None:
+            self.postgres = PostgresServer().start()
+            self._database_url = self.postgres.create_database("airflow")
         env = self.env()
         airflow = str(self.venv / "bin" / "airflow")
         started = time.monotonic()
         self._run([airflow, "db", "migrate"], env)
-        if self.generation == 2:
-            # Users exist before standalone starts, so it does not invent an admin with a random password.
+        if self.generation == 2 or self.shape == "production":
+            # FAB users (Airflow 2, or Airflow 3 with the FAB auth manager) exist before standalone
+            # starts, so it does not invent an admin with a random password.
             if self.extra_users:
                 self._run([airflow, "sync-perm"], env)  # creates the Viewer/User/Op roles
             for user in [AirflowUser(self.username, self.password, "admin"), *self.extra_users]:
@@ -231,6 +262,9 @@ class AirflowServer:
         if self._process is not None:
             self._process.stop()
             self._process = None
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
 
     def cleanup(self) -> None:
         """Stop and remove the home folder if this object created it."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airlift_testing.airflow import AirflowServer
+from airlift_testing.airflow import SHAPES, AirflowServer
 from airlift_testing.dagster import DagsterServer
 from airlift_testing.versions import AIRFLOW_VERSIONS, all_airflow_versions, resolve_airflow_version
 
@@ -20,6 +20,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("AIRLIFT_AIRFLOW_VERSION", "3"),
         choices=sorted({*AIRFLOW_VERSIONS, *all_airflow_versions(), *all_airflow_versions().values()}),
         help="Airflow generation (2|3), tested minor (e.g. 2.9) or exact version the integration tests run against.",
+    )
+
+
+    parser.addoption(
+        "--airflow-shape",
+        default=os.environ.get("AIRLIFT_AIRFLOW_SHAPE", "standalone"),
+        choices=SHAPES,
+        help="standalone: SQLite (and the simple auth manager on Airflow 3); production: PostgreSQL, "
+        "LocalExecutor (and the FAB auth manager on Airflow 3).",
     )
 
 
@@ -34,13 +43,20 @@ def airflow_version(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def airflow_server_factory(airflow_version: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., AirflowServer]]:
-    """``factory(dags_folder, **kwargs)`` starts an AirflowServer of the version under test; every
-    server is stopped at the end of the session (even when tests fail)."""
+def airflow_shape(request: pytest.FixtureRequest) -> str:
+    """The deployment shape of the servers under test ("standalone" or "production")."""
+    return str(request.config.getoption("--airflow-shape"))
+
+
+@pytest.fixture(scope="session")
+def airflow_server_factory(airflow_version: str, airflow_shape: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., AirflowServer]]:
+    """``factory(dags_folder, **kwargs)`` starts an AirflowServer of the version and shape under test;
+    every server (and its database) is stopped at the end of the session (even when tests fail)."""
     servers: list[AirflowServer] = []
 
     def factory(dags_folder: Path, **kwargs: Any) -> AirflowServer:
         kwargs.setdefault("version", airflow_version)
+        kwargs.setdefault("shape", airflow_shape)
         kwargs.setdefault("home", tmp_path_factory.mktemp(f"airflow-{kwargs['version']}"))
         server = AirflowServer(dags_folder=dags_folder, **kwargs)
         servers.append(server)

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_PYTHON",
     "MIN_AIRFLOW",
     "PYTHONS",
+    "SHAPES",
     "airflow_requirement",
     "airflow_requirements",
     "all_airflow_versions",
@@ -53,6 +54,12 @@ AIRFLOW_PINS: dict[str, tuple[str, ...]] = {
 MIN_AIRFLOW = "2.7.1"
 DEFAULT_PYTHON = "3.11"
 PYTHONS: tuple[str, ...] = ("3.10", "3.11", "3.12", "3.13")
+#: Deployment shapes of the test Airflow servers -> what they are. The first is the default run's;
+#: the others run with the default run's Airflow versions in ``-<shape>`` sessions (tags compat and <shape>).
+SHAPES: dict[str, str] = {
+    "standalone": "`airflow standalone` on SQLite; Airflow 3 with its simple auth manager",
+    "production": "PostgreSQL (the machine's `postgresql` server), LocalExecutor running tasks in parallel; Airflow 3 with the FAB auth manager",
+}
 #: Dagster minor -> the Dagster-side requirements of the servers and of the sessions testing it.
 DAGSTER_VERSIONS: dict[str, tuple[str, ...]] = {
     "1.12": ("dagster==1.12.*", "dagster-webserver==1.12.*", "dagster-graphql==1.12.*", "dagster-dbt==0.28.*"),
@@ -109,6 +116,10 @@ def supported_versions_table() -> str:
     for minor in DAGSTER_VERSIONS:
         run_by = "`uvx nox`" if minor == DEFAULT_DAGSTER else f"`uvx nox -t compat` (`-dagster{minor}` sessions)"
         rows.append(f"| Dagster | {minor} | {minor}.* | {run_by} |")
+    releases = ", ".join(AIRFLOW_VERSIONS.values())
+    for index, (shape, what) in enumerate(SHAPES.items()):
+        run_by = "`uvx nox`" if index == 0 else f"`uvx nox -t {shape}` (`-{shape}` sessions, also in `-t compat`)"
+        rows.append(f"| Airflow server shape | {shape}: {what} | {releases} | {run_by} |")
     for python in PYTHONS:
         run_by = "`uvx nox` (all sessions; Airflow and Dagster servers)" if python == DEFAULT_PYTHON else f"`uvx nox` (`-py{python}` sessions)"
         rows.append(f"| Python | {python} | {python}.* | {run_by} |")
