@@ -97,8 +97,8 @@ class AirflowServer:
         self.extra_requirements = list(extra_requirements)
         if shape == "production":
             self.extra_requirements.append("psycopg2-binary")
-            if self.generation >= 3:
-                self.extra_requirements.append("apache-airflow-providers-fab")
+            if self.generation >= 3:  # Airflow 3 also opens an async engine on the metadata database
+                self.extra_requirements += ["asyncpg", "apache-airflow-providers-fab"]
         self.postgres: PostgresServer | None = None
         self._database_url = f"sqlite:///{self.home / 'airflow.db'}"
         self.extra_env = dict(extra_env or {})
