@@ -15,8 +15,10 @@ def _instance(fake: FakeAirflow) -> AirflowInstance:
 def test_airflow_older_than_2_7_1_is_named_in_the_error() -> None:
     with FakeAirflow(FakeAirflowState.generate(dags=2, tasks_per_dag=2, runs_per_dag=1), generation=2) as fake:
         fake.airflow_version = "2.6.3"
+        inst = _instance(fake)
+        assert len(list(inst.iter_task_instances(dag_ids=["dag_00000"]))) == 2  # no new filter: accepted
         with pytest.raises(AirflowResponseError, match=r"runs Airflow 2\.6\.3.*Airflow 2\.7\.1 and later") as caught:
-            list(_instance(fake).iter_task_instances(dag_ids=["dag_00000"]))
+            list(inst.iter_task_instances(dag_ids=["dag_00000"], task_ids=["task_000"]))
         assert caught.value.status == 400
         assert fake.requests["GET /api/v1/version"] == 1
 
@@ -25,7 +27,7 @@ def test_airflow_older_than_2_7_1_is_named_in_the_error() -> None:
 def test_supported_airflow_2_reads_task_instances_without_asking_the_version(version: str) -> None:
     with FakeAirflow(FakeAirflowState.generate(dags=2, tasks_per_dag=2, runs_per_dag=1), generation=2) as fake:
         fake.airflow_version = version
-        assert len(list(_instance(fake).iter_task_instances(dag_ids=["dag_00000"]))) == 2
+        assert len(list(_instance(fake).iter_task_instances(dag_ids=["dag_00000"], task_ids=["task_000"]))) == 1
         assert fake.requests["GET /api/v1/version"] == 0
 
 

@@ -38,7 +38,7 @@ T = TypeVar("T")
 #: How often a paged scan starts over when the total changed under it or pages overlapped.
 MAX_RESCANS = 8
 #: Airflow 2 releases before this one reject the task-instance batch body Airlift sends
-#: (``dag_run_ids``, ``task_ids``, ``page_offset``/``page_limit`` are new in 2.7.1).
+#: (its ``dag_run_ids`` and ``task_ids`` filters are new in 2.7.1).
 MIN_AIRFLOW_2 = (2, 7, 1)
 
 
@@ -385,7 +385,7 @@ class AirflowInstance:
         if parts and parts < MIN_AIRFLOW_2:
             raise AirflowResponseError(
                 f"{self.webserver_url} runs Airflow {version}; its task-instance batch endpoint does not accept "
-                "dag_run_ids, task_ids and paging (new in Airflow 2.7.1). Airlift supports Airflow 2.7.1 and "
+                "the dag_run_ids and task_ids filters (new in Airflow 2.7.1). Airlift supports Airflow 2.7.1 and "
                 "later: upgrade Airflow (on MWAA, the environment's Airflow version).",
                 status=error.status,
             ) from error

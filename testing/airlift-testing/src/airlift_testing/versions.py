@@ -34,8 +34,8 @@ __all__ = [
 #: Airflow generation (major version) -> exact release tested by the default run (``uvx nox``).
 AIRFLOW_VERSIONS: dict[str, str] = {"2": "2.11.2", "3": "3.3.2"}
 #: The wider matrix (``uvx nox -t compat``): every other supported Airflow minor -> release tested.
-#: 2.7 is the lowest: the task-instance batch body fields the client sends (``dag_run_ids``,
-#: ``task_ids``, ``page_offset``/``page_limit``) are new in Airflow 2.7.1.
+#: 2.7 is the lowest: the task-instance batch body filters the client sends (``dag_run_ids``,
+#: ``task_ids``) are new in Airflow 2.7.1; older releases answer 400 "Unknown field".
 COMPAT_AIRFLOW_VERSIONS: dict[str, str] = {
     "2.7": "2.7.3",
     "2.9": "2.9.3",
