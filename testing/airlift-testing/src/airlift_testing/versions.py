@@ -49,6 +49,9 @@ COMPAT_AIRFLOW_VERSIONS: dict[str, str] = {
 #: release of the dependency breaks that Airflow (e.g. Flask-Session 0.6 dropped a module 2.7 imports).
 AIRFLOW_PINS: dict[str, tuple[str, ...]] = {
     "2.7.3": ("flask-session<0.6", "connexion<3", "pendulum<3", "sqlalchemy<2", "werkzeug<3", "flask<2.3", "pydantic<2.5"),
+    # 3.0 leaves FastAPI unbounded; with today's FastAPI/Cadwyn its execution API answers every task
+    # runner with a 422 (3.1 bounds FastAPI below 0.118 itself).
+    "3.0.6": ("fastapi<0.118", "cadwyn<5.5"),
 }
 #: Lowest Airflow release the client and airlift-airflow support (declared in their pyproject files).
 MIN_AIRFLOW = "2.7.1"
