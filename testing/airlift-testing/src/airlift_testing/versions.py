@@ -52,6 +52,9 @@ AIRFLOW_PINS: dict[str, tuple[str, ...]] = {
     # 3.0 leaves FastAPI unbounded; with today's FastAPI/Cadwyn its execution API answers every task
     # runner with a 422 (3.1 bounds FastAPI below 0.118 itself).
     "3.0.6": ("fastapi<0.118", "cadwyn<5.5"),
+    # 3.2 leaves them unbounded too; with Cadwyn 9 / FastAPI 0.165 its API server cannot build its
+    # schemas and never listens. These are the releases Airflow 3.3's own bounds resolve to.
+    "3.2.2": ("fastapi<0.137", "cadwyn<7.1"),
 }
 #: Lowest Airflow release the client and airlift-airflow support (declared in their pyproject files).
 MIN_AIRFLOW = "2.7.1"
