@@ -9,6 +9,9 @@ sessions with ``nox --list --json``, so local runs and CI cannot drift.
     uvx nox -s unit-airlift-protocol
     uvx nox -s "integration-airlift-client-airflow3"
     uvx nox -s bench             # benchmark vs dagster-airlift (not part of the default run)
+    uvx nox -t compat            # the wider matrix: every other supported Airflow and Dagster minor,
+                                 # and the production shape (PostgreSQL, LocalExecutor, FAB auth)
+    uvx nox -t production        # only the production-shaped sessions
 
 Isolation rules the sessions keep (they model production):
 - a session testing airlift-airflow never installs dagster; one testing airlift-dagster never installs
@@ -29,9 +32,13 @@ ROOT = Path(__file__).parent
 # The one version table, read as a plain file (nox's own environment has none of our dependencies).
 _VERSIONS = runpy.run_path(str(ROOT / "testing" / "airlift-testing" / "src" / "airlift_testing" / "versions.py"))
 AIRFLOW_VERSIONS: dict[str, str] = _VERSIONS["AIRFLOW_VERSIONS"]
+COMPAT_AIRFLOW_VERSIONS: dict[str, str] = _VERSIONS["COMPAT_AIRFLOW_VERSIONS"]
+DAGSTER_VERSIONS: dict[str, tuple[str, ...]] = _VERSIONS["DAGSTER_VERSIONS"]
+DEFAULT_DAGSTER: str = _VERSIONS["DEFAULT_DAGSTER"]
 DEFAULT_PYTHON: str = _VERSIONS["DEFAULT_PYTHON"]
 PYTHONS: tuple[str, ...] = _VERSIONS["PYTHONS"]
 airflow_requirement = _VERSIONS["airflow_requirement"]
+airflow_requirements = _VERSIONS["airflow_requirements"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
@@ -63,6 +70,17 @@ class Suite:
     airflow: str | None = None
     pythons: tuple[str, ...] = (DEFAULT_PYTHON,)
     extra_pytest_args: tuple[str, ...] = field(default=())
+    # Also run in the wider matrix (tag "compat", not in the default run): on every Airflow minor of
+    # COMPAT_AIRFLOW_VERSIONS when the suite depends on Airflow, and on every other Dagster minor
+    # when it tests the Dagster side ("dagster" below).
+    compat: bool = False
+    # The suite tests code that runs in Dagster: its compat sessions pin each other Dagster minor
+    # (test venv and Dagster servers).
+    dagster: bool = False
+    # Server shapes besides "standalone" (SQLite) it also runs on, for the default run's Airflow
+    # versions: "production" is PostgreSQL + LocalExecutor (+ FAB auth manager on Airflow 3);
+    # sessions "<name>-airflow<N>-production", tags "compat" and "production".
+    shapes: tuple[str, ...] = ()
 
 
 def _pkg(name: str, extras: str = "") -> tuple[str, ...]:
@@ -75,17 +93,17 @@ _TEST_TOOLS = ("pytest>=8", f"-e{ROOT / TESTING}")
 SUITES: tuple[Suite, ...] = (
     # unit tests (no network)
     Suite("unit-airlift-protocol", ("packages/airlift-protocol",), _pkg("airlift-protocol"), pythons=PYTHONS),
-    Suite("unit-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa]"), pythons=PYTHONS),
-    Suite("unit-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster")),
-    Suite("unit-airlift-airflow", ("packages/airlift-airflow/tests",), _pkg("airlift-airflow"), airflow="host"),
+    Suite("unit-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), pythons=PYTHONS),
+    Suite("unit-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), compat=True, dagster=True),
+    Suite("unit-airlift-airflow", ("packages/airlift-airflow/tests",), _pkg("airlift-airflow"), airflow="host", compat=True),
     Suite("unit-airlift-dbt", ("packages/airlift-dbt/tests",), (*_pkg("airlift-dbt", "[duckdb]"),)),
     Suite("unit-airlift-testing", (f"{TESTING}/tests",), ()),
     Suite("unit-repo", ("tests",), ("nox>=2024.4",)),
     # integration tests against real servers on 127.0.0.1
-    Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server"),
-    Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa]"), marker="integration", airflow="server"),
-    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server"),
-    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server"),
+    Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server", shapes=("production",)),
+    Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), marker="integration", airflow="server", compat=True, shapes=("production",)),
+    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server", compat=True, dagster=True, shapes=("production",)),
+    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server", compat=True, shapes=("production",)),
     # real Airflow behind a fault-injection proxy (30% of requests, seeds 1-3): exact materializations, clear errors
     Suite("faults", ("testing/fault-suite",), _pkg("airlift-dagster"), marker="integration", airflow="server"),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
@@ -95,23 +113,38 @@ SUITES: tuple[Suite, ...] = (
 )
 
 
-def _register(suite: Suite, python: str, airflow_generation: str | None) -> None:
+def _register(suite: Suite, python: str, airflow_version: str | None, dagster: str | None = None, shape: str | None = None) -> None:
+    """One session of ``suite``; ``airflow_version`` is a generation key ("2") or, in the wider
+    matrix, a minor ("2.9"); ``dagster`` a Dagster minor other than the default one; ``shape`` a
+    server shape other than "standalone"."""
     name = suite.name
     if suite.pythons != (DEFAULT_PYTHON,):
         name += f"-py{python}"
-    if airflow_generation is not None:
-        name += f"-airflow{airflow_generation}"
+    if airflow_version is not None:
+        name += f"-airflow{airflow_version}"
+    if dagster is not None:
+        name += f"-dagster{dagster}"
+    if shape is not None:
+        name += f"-{shape}"
+    compat = dagster is not None or shape is not None or airflow_version in COMPAT_AIRFLOW_VERSIONS
+    release = AIRFLOW_VERSIONS.get(airflow_version or "") or COMPAT_AIRFLOW_VERSIONS.get(airflow_version or "")
 
     def run(session: nox.Session) -> None:
         install = list(suite.install) + list(_TEST_TOOLS)
-        if suite.airflow == "host" and airflow_generation is not None:
-            install.append(airflow_requirement(AIRFLOW_VERSIONS[airflow_generation]))
+        if suite.airflow == "host" and release is not None:
+            install.extend(airflow_requirements(release))
+        if dagster is not None:
+            install.extend(DAGSTER_VERSIONS[dagster][:1])  # the test venv's dagster at that minor
         session.install(*install)
         args = ["pytest", *suite.paths, "-m", suite.marker, *suite.extra_pytest_args]
         env = {"AIRLIFT_REPO_ROOT": str(ROOT)}
-        if airflow_generation is not None:
-            args += ["--airflow-version", airflow_generation]
-            env["AIRLIFT_AIRFLOW_VERSION"] = airflow_generation
+        if airflow_version is not None:
+            args += ["--airflow-version", airflow_version]
+            env["AIRLIFT_AIRFLOW_VERSION"] = airflow_version
+        if dagster is not None:
+            env["AIRLIFT_DAGSTER_VERSION"] = dagster
+        if shape is not None:
+            args += ["--airflow-shape", shape]
         if suite.airflow == "host":
             # Keep Airflow's own files out of ~/airflow; each session gets its own home.
             env["AIRFLOW_HOME"] = str(Path(session.create_tmp()).resolve() / "airflow-home")
@@ -119,16 +152,30 @@ def _register(suite: Suite, python: str, airflow_generation: str | None) -> None
             env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
         session.run(*args, *session.posargs, env=env)
 
-    run.__doc__ = f"pytest {' '.join(suite.paths)} -m '{suite.marker}'" + (
-        f" with Airflow {AIRFLOW_VERSIONS[airflow_generation]}" if airflow_generation else ""
-    )
-    nox.session(name=name, python=python)(run)
+    run.__doc__ = f"pytest {' '.join(suite.paths)} -m '{suite.marker}'" + (f" with Airflow {release}" if release else "") + (
+        f" and Dagster {dagster}" if dagster else ""
+    ) + (f" ({shape} shape)" if shape else "")
+    tags = (["compat"] if compat else []) + ([shape] if shape else [])
+    nox.session(name=name, python=python, default=not compat, tags=tags)(run)
 
 
 for _suite in SUITES:
     for _python in _suite.pythons:
         for _gen in AIRFLOW_VERSIONS if _suite.airflow else (None,):
             _register(_suite, _python, _gen)
+        if _python != DEFAULT_PYTHON:
+            continue
+        for _shape in _suite.shapes:
+            for _gen in AIRFLOW_VERSIONS:
+                _register(_suite, _python, _gen, shape=_shape)
+        if not _suite.compat:
+            continue
+        # the wider matrix (`uvx nox -t compat`)
+        for _minor in COMPAT_AIRFLOW_VERSIONS if _suite.airflow else ():
+            _register(_suite, _python, _minor)
+        for _dagster in DAGSTER_VERSIONS if _suite.dagster else ():
+            if _dagster != DEFAULT_DAGSTER:
+                _register(_suite, _python, "3" if _suite.airflow else None, _dagster)
 
 
 @nox.session(python=DEFAULT_PYTHON)
@@ -143,7 +190,7 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package's src (each package's deps installed)."""
     session.install(
         "mypy>=1.10", "types-PyYAML", "types-requests", "boto3-stubs[mwaa]",
-        *_pkg("airlift-dbt", "[duckdb]"), f"-e{PKG / 'airlift-client'}[mwaa]",
+        *_pkg("airlift-dbt", "[duckdb]"), f"-e{PKG / 'airlift-client'}[mwaa,composer]",
     )
     session.run("mypy", *(str(PKG / p / "src") for p in PACKAGES if p != "airlift-airflow"))
     # airlift-airflow runs inside Airflow: check it where Airflow is installed.
@@ -170,7 +217,7 @@ def build(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON)
 def lowest(session: nox.Session) -> None:
     """Unit tests of protocol and client with every dependency at its declared lower bound."""
-    session.install("--resolution", "lowest-direct", *_pkg("airlift-client", "[mwaa]"), *_TEST_TOOLS)
+    session.install("--resolution", "lowest-direct", *_pkg("airlift-client", "[mwaa,composer]"), *_TEST_TOOLS)
     session.run("pytest", "packages/airlift-protocol", "packages/airlift-client/tests", "-m", "not integration")
 
 

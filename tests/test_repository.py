@@ -59,20 +59,47 @@ def test_package_layout(package: str) -> None:
 
 def _readme_test_command() -> str:
     readme = (ROOT / "README.md").read_text()
-    commands = [line.strip() for line in readme.splitlines() if re.match(r"^\s*(uvx |uv run |python3? -m )?nox( |$)", line)]
-    assert commands, "README.md must show the test command (a nox command on a line of its own)"
+    commands = [
+        line.strip() for line in readme.splitlines()
+        if re.match(r"^\s*((uvx |uv run |python3? -m )?nox( |$)|python3? \.ci/nox_parallel\.py( |$))", line)
+    ]
+    assert commands, "README.md must show the test command (a nox command, or the parallel nox driver, on a line of its own)"
     return commands[0]
 
 
 def test_ci_runs_the_readme_test_command() -> None:
     command = _readme_test_command()
     assert command in (ROOT / ".ci" / "run").read_text(), f".ci/run must run {command!r}"
+    if "nox_parallel" in command:  # the driver runs the sessions of `uvx nox` by default
+        assert 'default="uvx nox"' in (ROOT / ".ci" / "nox_parallel.py").read_text()
 
 
 def test_github_workflow_reads_the_nox_table() -> None:
     workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
     assert "nox --list --json" in workflow or "nox -l --json" in workflow
     assert "fromJSON" in workflow
+    assert "nox --list --json -t compat" in workflow, "the workflow must run the wider matrix (`uvx nox -t compat`) too"
+
+
+def test_parallel_driver_runs_every_session_and_fails_when_one_fails(tmp_path: Path) -> None:
+    fake_nox = tmp_path / "nox"
+    fake_nox.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys\n"
+        "if '--list' in sys.argv:\n"
+        "    names = ['c1', 'c2'] if 'compat' in sys.argv else ['unit-a', 'integration-b', 'lint']\n"
+        "    print(json.dumps([{'session': n} for n in names])); sys.exit(0)\n"
+        "name = sys.argv[sys.argv.index('-s') + 1]\n"
+        "print('ran', name); sys.exit(1 if name == 'lint' else 0)\n"
+    )
+    fake_nox.chmod(0o755)
+    driver = ROOT / ".ci" / "nox_parallel.py"
+    out = subprocess.run([sys.executable, str(driver), "--nox", str(fake_nox), "-j", "2", "--logs", str(tmp_path / "logs")], capture_output=True, text=True)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "2/3 sessions passed" in out.stdout and "lint failed" in out.stdout and "ran lint" in out.stdout
+    assert out.stdout.index("integration-b (") < out.stdout.index("session wall times")
+    compat = subprocess.run([sys.executable, str(driver), "--nox", str(fake_nox), "-t", "compat", "--logs", str(tmp_path / "logs")], capture_output=True, text=True)
+    assert compat.returncode == 0 and "2/2 sessions passed" in compat.stdout, compat.stdout + compat.stderr
 
 
 def test_nox_sessions_cover_every_package_and_airflow_version() -> None:
@@ -93,3 +120,75 @@ def test_nox_sessions_cover_every_package_and_airflow_version() -> None:
             assert f"integration-{package}-airflow{generation}" in names
         assert f"unit-airlift-airflow-airflow{generation}" in names
     assert {"lint", "typecheck", "build"} <= names
+
+
+def _nox_sessions(*args: str) -> list[dict[str, object]]:
+    command = [sys.executable, "-m", "nox", "--list", "--json", "-f", str(ROOT / "noxfile.py"), *args]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0 and "No module named nox" in out.stderr:
+        out = subprocess.run(["uvx", "nox", "--list", "--json", *args], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return list(json.loads(out.stdout))
+
+
+def test_readme_versions_table_is_the_generated_one() -> None:
+    from airlift_testing.versions import supported_versions_table
+
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- supported-versions:start -->\n(.*?)<!-- supported-versions:end -->", readme, re.S)
+    assert found, "README.md must hold the supported-versions table between its markers"
+    expected = supported_versions_table()
+    assert found.group(1) == expected, (
+        "README.md's supported-versions table differs from airlift_testing/versions.py; replace it with:\n" + expected
+    )
+
+
+def test_every_row_of_the_versions_table_has_sessions() -> None:
+    from airlift_testing.versions import (
+        AIRFLOW_VERSIONS,
+        COMPAT_AIRFLOW_VERSIONS,
+        DAGSTER_VERSIONS,
+        DEFAULT_DAGSTER,
+        DEFAULT_PYTHON,
+        PYTHONS,
+        SHAPES,
+    )
+
+    default = {str(s["session"]) for s in _nox_sessions()}
+    compat = {str(s["session"]) for s in _nox_sessions("-t", "compat")}
+    assert not default & compat, f"compat sessions must not be in the default run: {sorted(default & compat)}"
+    for generation in AIRFLOW_VERSIONS:
+        for suite in ("integration-airlift-client", "integration-airlift-dagster", "integration-airlift-airflow", "unit-airlift-airflow"):
+            assert f"{suite}-airflow{generation}" in default
+    for minor in COMPAT_AIRFLOW_VERSIONS:
+        for suite in ("integration-airlift-client", "integration-airlift-dagster", "integration-airlift-airflow", "unit-airlift-airflow"):
+            assert f"{suite}-airflow{minor}" in compat, f"Airflow {minor} is in the table but {suite}-airflow{minor} is no compat session"
+    for minor in DAGSTER_VERSIONS:
+        if minor != DEFAULT_DAGSTER:
+            assert {f"unit-airlift-dagster-dagster{minor}", f"integration-airlift-dagster-airflow3-dagster{minor}"} <= compat
+    for python in PYTHONS:
+        if python != DEFAULT_PYTHON:
+            assert {f"unit-airlift-protocol-py{python}", f"unit-airlift-client-py{python}"} <= default
+    for shape in list(SHAPES)[1:]:
+        tagged = {str(s["session"]) for s in _nox_sessions("-t", shape)}
+        for generation in AIRFLOW_VERSIONS:
+            for suite in ("integration-airlift-dagster", "integration-airlift-airflow", "integration-airlift-client"):
+                assert f"{suite}-airflow{generation}-{shape}" in tagged & compat
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN_IMPORTS))
+def test_declared_ranges_match_the_versions_table(package: str) -> None:
+    import tomllib
+
+    from airlift_testing.versions import PYTHONS, declared_ranges
+
+    ranges = declared_ranges()
+    project = tomllib.loads((PACKAGES / package / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ranges["requires-python"], f"{package}: requires-python"
+    declared_pythons = sorted(c.rsplit(" :: ", 1)[1] for c in project["classifiers"] if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c))
+    assert declared_pythons == sorted(PYTHONS), f"{package}: Python classifiers {declared_pythons} != {list(PYTHONS)}"
+    requirements = [*project.get("dependencies", []), *(r for extra in project.get("optional-dependencies", {}).values() for r in extra)]
+    for requirement in requirements:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+        if name in ranges:
+            assert requirement == f"{name}{ranges[name]}", f"{package} declares {requirement!r}; the tested range is {name}{ranges[name]}"

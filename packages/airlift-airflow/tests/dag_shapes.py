@@ -8,7 +8,10 @@ from typing import Any
 from airlift_airflow.version_compat import AIRFLOW_V_3_0_PLUS, DAG
 
 if AIRFLOW_V_3_0_PLUS:
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.0
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
     from airflow.providers.standard.operators.bash import BashOperator
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import TaskGroup, dag, task

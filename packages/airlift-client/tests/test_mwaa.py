@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,7 +20,7 @@ from botocore.stub import Stubber
 
 from airlift_client import AirflowAuthError, AirflowInstance
 from airlift_client.mwaa import MwaaSessionAuthBackend
-from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState
+from airlift_testing.fake_airflow import EPOCH, FakeAirflow, FakeAirflowState
 
 WEB_TOKEN = "web-login-token-SENTINEL"
 
@@ -32,6 +33,7 @@ class MwaaWebServer:
         self.fake = fake
         self.logins = 0
         self.valid: set[str] = set()
+        self.api_calls: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,7 +52,11 @@ class MwaaWebServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode())
+                raw = self.rfile.read(length)
+                if self.path.startswith("/api/"):  # the batch endpoints (POST .../list)
+                    self._api("POST", raw)
+                    return
+                form = parse_qs(raw.decode())
                 v3 = outer.fake.generation == 3
                 expected = "/pluginsv2/aws_mwaa/login" if v3 else "/aws_mwaa/login"
                 if self.path != expected or form.get("token") != [WEB_TOKEN]:
@@ -67,6 +73,9 @@ class MwaaWebServer:
                 self._reply(302, b"", {"Set-Cookie": cookie, "Location": "/"})
 
             def do_GET(self) -> None:
+                self._api("GET", b"")
+
+            def _api(self, method: str, body: bytes) -> None:
                 v3 = outer.fake.generation == 3
                 if v3:
                     token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
@@ -81,7 +90,8 @@ class MwaaWebServer:
                 else:
                     headers["Authorization"] = "Basic " + base64.b64encode(b"admin:admin").decode()
                 headers.pop("Cookie", None)
-                upstream = requests.get(outer.fake.url + self.path, headers=headers, timeout=5)
+                upstream = requests.request(method, outer.fake.url + self.path, headers=headers, data=body or None, timeout=5)
+                outer.api_calls.append(f"{method} {self.path.split('?')[0]}")
                 self._reply(upstream.status_code, upstream.content, {"Content-Type": upstream.headers.get("Content-Type", "application/json")})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -107,7 +117,7 @@ class MwaaWebServer:
 @pytest.fixture(params=[("2.10.3", 2), ("3.0.6", 3)], ids=["mwaa-airflow2", "mwaa-airflow3"])
 def mwaa(request: pytest.FixtureRequest) -> Iterator[tuple[MwaaSessionAuthBackend, Stubber, MwaaWebServer]]:
     airflow_version, generation = request.param
-    fake = FakeAirflow(FakeAirflowState.generate(dags=3, tasks_per_dag=1), generation=generation).start()
+    fake = FakeAirflow(FakeAirflowState.generate(dags=3, tasks_per_dag=1, runs_per_dag=2), generation=generation).start()
     web = MwaaWebServer(fake)
     client = boto3.client("mwaa", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
     stubber = Stubber(client)
@@ -178,3 +188,17 @@ def test_mwaa_login_goes_through_the_session_factory(mwaa: tuple[MwaaSessionAuth
     login = f"POST /{'pluginsv2/' if web.fake.generation == 3 else ''}aws_mwaa/login"
     assert login in sent, "the MWAA login uses the instance's sessions (CA bundle, proxies)"
     assert web.logins == 1
+
+
+def test_mwaa_batch_endpoints_the_sensor_uses(mwaa: tuple[MwaaSessionAuthBackend, Stubber, MwaaWebServer]) -> None:
+    backend, _, web = mwaa
+    inst = AirflowInstance(auth_backend=backend, name="mwaa_env")
+    runs = list(inst.iter_dag_runs(dag_ids=["dag_00000", "dag_00001"], end_date_gte=EPOCH - timedelta(days=1)))
+    assert len(runs) == 4
+    tis = list(inst.iter_task_instances(dag_ids=["dag_00000"], run_ids=[r.run_id for r in runs if r.dag_id == "dag_00000"]))
+    assert len(tis) == 2
+    prefix = "/api/v2" if web.fake.generation == 3 else "/api/v1"
+    assert {f"POST {prefix}/dags/~/dagRuns/list", f"POST {prefix}/dags/~/dagRuns/~/taskInstances/list"} <= set(web.api_calls)
+    web.valid.clear()  # the session expires between two sensor ticks: one new login, same answers
+    assert len(list(inst.iter_task_instances(dag_ids=["dag_00000"], run_ids=[r.run_id for r in runs if r.dag_id == "dag_00000"]))) == 2
+    assert web.logins == 2

@@ -29,8 +29,13 @@ __all__ = [
 AIRFLOW_V_3_0_PLUS = int(AIRFLOW_VERSION.split(".")[0]) >= 3
 
 if AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk import DAG, BaseHook, BaseOperator
+    from airflow.sdk import DAG, BaseOperator
     from airflow.sdk.definitions._internal.contextmanager import DagContext
+
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:  # Airflow 3.0: the SDK has no hooks yet
+        from airflow.hooks.base import BaseHook  # type: ignore[attr-defined,no-redef]
 else:  # Airflow 2 (mypy runs against Airflow 3, where these names moved)
     from airflow.hooks.base import BaseHook  # type: ignore[attr-defined,no-redef]
     from airflow.models import DAG, BaseOperator  # type: ignore[assignment]
@@ -43,7 +48,10 @@ def connection_not_found_errors() -> tuple[type[BaseException], ...]:
         from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined]
 
         return (AirflowNotFoundException,)
-    from airflow.sdk.exceptions import AirflowNotFoundException as SdkNotFound
+    try:
+        from airflow.sdk.exceptions import AirflowNotFoundException as SdkNotFound
+    except ImportError:  # Airflow 3.0
+        from airflow.exceptions import AirflowNotFoundException as SdkNotFound  # type: ignore[attr-defined,no-redef]
 
     return (SdkNotFound,)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from airlift_testing.versions import airflow_requirements
+
 REPO = Path(__file__).resolve().parents[4]
 
 PROBE = """
@@ -27,7 +29,7 @@ def test_fresh_install_with_airflow_pulls_no_dagster(airflow_version: str, tmp_p
     subprocess.run(["uv", "venv", "-q", "-p", sys.executable, str(venv)], check=True)
     subprocess.run(["uv", "pip", "install", "-q", "-p", str(python),
                     str(REPO / "packages" / "airlift-protocol"), f"{REPO / 'packages' / 'airlift-airflow'}[airflow]",
-                    f"apache-airflow=={airflow_version}"], check=True)
+                    *airflow_requirements(airflow_version)], check=True)
     listed = subprocess.run(["uv", "pip", "list", "-p", str(python)], capture_output=True, text=True, check=True).stdout
     assert f"apache-airflow {airflow_version}".split() in [line.split()[:2] for line in listed.splitlines()]
     assert "airlift-airflow" in listed

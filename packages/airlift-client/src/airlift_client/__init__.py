@@ -6,14 +6,18 @@
 ...     name="airflow_instance_one",
 ... )
 
-``MwaaSessionAuthBackend`` (AWS MWAA) needs the ``[mwaa]`` extra (boto3) and is imported lazily.
+``MwaaSessionAuthBackend`` (AWS MWAA) needs the ``[mwaa]`` extra (boto3) and is imported lazily;
+``ComposerAuthBackend`` (Cloud Composer 2/3) needs the ``[composer]`` extra (google-auth), imported
+when it first authenticates; ``AstronomerAuthBackend`` (Astro) needs nothing more.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airlift_client.astronomer import AstronomerAuthBackend
 from airlift_client.auth import AuthBackend, BasicAuthBackend, TokenAuthBackend
+from airlift_client.composer import ComposerAuthBackend
 from airlift_client.errors import (
     AirflowAuthError,
     AirflowBadResponseError,
@@ -43,8 +47,10 @@ __all__ = [
     "AirflowUiLinks",
     "AirflowUnreachableError",
     "AirliftClientError",
+    "AstronomerAuthBackend",
     "AuthBackend",
     "BasicAuthBackend",
+    "ComposerAuthBackend",
     "MwaaSessionAuthBackend",
     "RetryPolicy",
     "TokenAuthBackend",

@@ -46,6 +46,9 @@ log = logging.getLogger("airlift_client")
 T = TypeVar("T")
 #: How often a paged scan starts over when the total changed under it or pages overlapped.
 MAX_RESCANS = 8
+#: Airflow 2 releases before this one reject the task-instance batch body Airlift sends
+#: (its ``dag_run_ids`` and ``task_ids`` filters are new in 2.7.1).
+MIN_AIRFLOW_2 = (2, 7, 1)
 
 
 def _q(value: str) -> str:
@@ -468,7 +471,12 @@ class AirflowInstance:
 
         def fetch(offset: int, limit: int) -> Mapping[str, Any]:
             page_body = {**body, "page_offset": offset, "page_limit": limit}
-            return dict(self._call("POST", "/dags/~/dagRuns/~/taskInstances/list", what="the task instance list", json=page_body))
+            try:
+                return dict(self._call("POST", "/dags/~/dagRuns/~/taskInstances/list", what="the task instance list", json=page_body))
+            except AirflowResponseError as e:
+                if e.status == 400 and rest.api is ApiVersion.V1:
+                    self._raise_if_too_old(e)
+                raise
 
         identity: Callable[[Mapping[str, Any]], Hashable] = lambda t: (  # noqa: E731
             t.get("dag_id"), t.get("dag_run_id"), t.get("task_id"), t.get("map_index"),
@@ -541,6 +549,22 @@ class AirflowInstance:
                 raise AirflowResponseError(f"{self.webserver_url}: the list of {key} has no total_entries")
             total += count
         return total
+
+    def _raise_if_too_old(self, error: AirflowResponseError) -> None:
+        """After a 400 from an Airflow 2 batch endpoint: read ``/version`` and, on a release older than
+        :data:`MIN_AIRFLOW_2`, raise an error that names the version instead of the bare 400."""
+        try:
+            version = str(self._call("GET", "/version", what="the Airflow version").get("version") or "")
+        except AirflowResponseError:
+            return
+        parts = tuple(int(p) if p.isdigit() else 0 for p in version.split("+")[0].split(".")[:3])
+        if parts and parts < MIN_AIRFLOW_2:
+            raise AirflowResponseError(
+                f"{self.webserver_url} runs Airflow {version}; its task-instance batch endpoint does not accept "
+                "the dag_run_ids and task_ids filters (new in Airflow 2.7.1). Airlift supports Airflow 2.7.1 and "
+                "later: upgrade Airflow (on MWAA, the environment's Airflow version).",
+                status=error.status,
+            ) from error
 
     def get_dag_run(self, dag_id: str, run_id: str) -> DagRun:
         """One DAG run."""

@@ -6,6 +6,7 @@ from pathlib import Path as _Path
 
 from airlift_testing.airflow import AirflowServer, AirflowUser, airflow_venv
 from airlift_testing.dagster import DagsterServer, dagster_venv
+from airlift_testing.postgres import PostgresServer
 from airlift_testing.procs import ServerProcess, ServerStartError, free_port, wait_until
 from airlift_testing.venvs import ensure_venv, repo_root
 from airlift_testing.versions import AIRFLOW_VERSIONS, DAGSTER_REQUIREMENTS, DEFAULT_PYTHON, PYTHONS
@@ -22,6 +23,7 @@ __all__ = [
     "AirflowServer",
     "AirflowUser",
     "DagsterServer",
+    "PostgresServer",
     "ServerProcess",
     "ServerStartError",
     "airflow_venv",

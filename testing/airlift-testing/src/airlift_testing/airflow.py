@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import requests
 
+from airlift_testing.postgres import PostgresServer
 from airlift_testing.procs import (
     ServerProcess,
     ServerStartError,
@@ -26,14 +27,19 @@ from airlift_testing.procs import (
     wait_until,
 )
 from airlift_testing.venvs import ensure_venv
-from airlift_testing.versions import AIRFLOW_VERSIONS, DEFAULT_PYTHON, airflow_requirement
+from airlift_testing.versions import DEFAULT_PYTHON, airflow_requirements, resolve_airflow_version
+from airlift_testing.versions import SHAPES as SHAPE_TABLE
 
-__all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "AirflowServer", "AirflowUser", "airflow_venv"]
+__all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "SHAPES", "AirflowServer", "AirflowUser", "airflow_venv"]
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"
 _TIMEOUT = 30
 _ROLES = ("viewer", "user", "op", "admin")
+#: Deployment shapes of a test server (see :data:`airlift_testing.versions.SHAPES`). "production"
+#: starts a private PostgreSQL cluster per server (torn down with it).
+SHAPES: tuple[str, ...] = tuple(SHAPE_TABLE)
+_FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 
 class AirflowUser(NamedTuple):
@@ -45,7 +51,7 @@ class AirflowUser(NamedTuple):
 
 
 def _resolve_version(version: str) -> str:
-    return AIRFLOW_VERSIONS.get(str(version), str(version))
+    return resolve_airflow_version(str(version))
 
 
 def airflow_venv(version: str, extra_packages: Sequence[Path | str] = (), extra_requirements: Sequence[str] = (),
@@ -55,7 +61,7 @@ def airflow_venv(version: str, extra_packages: Sequence[Path | str] = (), extra_
     full = _resolve_version(version)
     return ensure_venv(
         f"airflow-{full}",
-        [airflow_requirement(full), *extra_requirements],
+        [*airflow_requirements(full), *extra_requirements],
         python=python,
         editable=list(extra_packages),
     )
@@ -66,8 +72,9 @@ def _same_file(fileloc: str, filename: str) -> bool:
 
 
 class AirflowServer:
-    """``airflow standalone`` on a free 127.0.0.1 port with a given DAG folder, SQLite, no examples,
-    and user admin/admin. Use as a context manager or call :meth:`start` / :meth:`stop`.
+    """``airflow standalone`` on a free 127.0.0.1 port with a given DAG folder, no examples, and user
+    admin/admin; ``shape`` (see :data:`SHAPES`) picks SQLite or PostgreSQL + LocalExecutor (+ FAB auth
+    on Airflow 3). Use as a context manager or call :meth:`start` / :meth:`stop`.
 
     >>> with AirflowServer(version="3", dags_folder=Path("dags")) as airflow:  # doctest: +SKIP
     ...     run_id = airflow.trigger("my_dag"); airflow.wait_for_run("my_dag", run_id)
@@ -87,7 +94,11 @@ class AirflowServer:
         startup_timeout: float = 240.0,
         python: str = DEFAULT_PYTHON,
         host: str = "127.0.0.1",
+        shape: str = "standalone",
     ) -> None:
+        if shape not in SHAPES:
+            raise ValueError(f"unknown Airflow server shape {shape!r}; use one of {SHAPES}")
+        self.shape = shape
         self.python = python
         self.host = host
         self.version = _resolve_version(version)
@@ -97,6 +108,12 @@ class AirflowServer:
         self.home = Path(home) if home else Path(tempfile.mkdtemp(prefix=f"airflow-{self.version}-"))
         self.extra_packages = list(extra_packages)
         self.extra_requirements = list(extra_requirements)
+        if shape == "production":
+            self.extra_requirements.append("psycopg2-binary")
+            if self.generation >= 3:  # Airflow 3 also opens an async engine on the metadata database
+                self.extra_requirements += ["asyncpg", "apache-airflow-providers-fab"]
+        self.postgres: PostgresServer | None = None
+        self._database_url = f"sqlite:///{self.home / 'airflow.db'}"
         self.extra_env = dict(extra_env or {})
         for user in extra_users:
             if user.role not in _ROLES:
@@ -137,7 +154,7 @@ class AirflowServer:
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._database_url,
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
                 "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "1",
                 "AIRFLOW__CORE__MIN_SERIALIZED_DAG_FETCH_INTERVAL": "1",
@@ -174,6 +191,20 @@ class AirflowServer:
                     "AIRFLOW__API_AUTH__JWT_SECRET": "airlift-test-secret-airlift-test-secret",
                 }
             )
+            if self.version.startswith("3.0."):
+                # Airflow 3.0 passes an empty issuer list to PyJWT when none is set, which PyJWT 2.10+
+                # (required by Airflow 3.0.6) refuses: every /auth/token answers 500.
+                env["AIRFLOW__API_AUTH__JWT_ISSUER"] = "airlift-tests"
+        if self.shape == "production":
+            env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                    "AIRFLOW__CORE__PARALLELISM": "8",
+                    "AIRFLOW__WEBSERVER__SECRET_KEY": "airlift-test-web-secret",
+                }
+            )
+            if self.generation >= 3:
+                env["AIRFLOW__CORE__AUTH_MANAGER"] = _FAB_AUTH_MANAGER
         env.update(self.extra_env)
         return env
 
@@ -184,12 +215,16 @@ class AirflowServer:
         """
         self.home.mkdir(parents=True, exist_ok=True)
         self.venv = airflow_venv(self.version, self.extra_packages, self.extra_requirements, python=self.python)
+        if self.shape == "production" and self.postgres is None:
+            self.postgres = PostgresServer().start()
+            self._database_url = self.postgres.create_database("airflow")
         env = self.env()
         airflow = str(self.venv / "bin" / "airflow")
         started = time.monotonic()
         self._run([airflow, "db", "migrate"], env)
-        if self.generation == 2:
-            # Users exist before standalone starts, so it does not invent an admin with a random password.
+        if self.generation == 2 or self.shape == "production":
+            # FAB users (Airflow 2, or Airflow 3 with the FAB auth manager) exist before standalone
+            # starts, so it does not invent an admin with a random password.
             if self.extra_users:
                 self._run([airflow, "sync-perm"], env)  # creates the Viewer/User/Op roles
             for user in [AirflowUser(self.username, self.password, "admin"), *self.extra_users]:
@@ -240,6 +275,9 @@ class AirflowServer:
         if self._process is not None:
             self._process.stop()
             self._process = None
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
 
     def process_group_ids(self) -> list[int]:
         """Process groups of the running server (one: ``airflow standalone`` and its children)."""

@@ -23,7 +23,7 @@ from airlift_testing.procs import (
     wait_until,
 )
 from airlift_testing.venvs import ensure_venv, repo_root
-from airlift_testing.versions import DAGSTER_REQUIREMENTS, DEFAULT_PYTHON
+from airlift_testing.versions import DEFAULT_PYTHON, dagster_requirements
 
 __all__ = ["DagsterServer", "dagster_venv"]
 
@@ -40,9 +40,10 @@ _DAEMON_QUERY = """
 
 def dagster_venv(extra_packages: Sequence[Path | str] = (), extra_requirements: Sequence[str] = (),
                  *, python: str = DEFAULT_PYTHON) -> Path:
-    """The cached Dagster venv (DAGSTER_REQUIREMENTS + editable local packages + extras); ``python`` is a
-    version ("3.11") or an interpreter path."""
-    return ensure_venv("dagster", [*DAGSTER_REQUIREMENTS, *extra_requirements], python=python,
+    """The cached Dagster venv (the requirements of the Dagster minor under test, see
+    :func:`~airlift_testing.versions.dagster_requirements`, + editable local packages + extras);
+    ``python`` is a version ("3.11") or an interpreter path."""
+    return ensure_venv("dagster", [*dagster_requirements(), *extra_requirements], python=python,
                        editable=list(extra_packages))
 
 

@@ -239,6 +239,10 @@ class FakeAirflow:
         #: Airflow 2 only: the webserver's form login (``/login/``) gives a session cookie that the REST API
         #: accepts, as with ``AIRFLOW__API__AUTH_BACKENDS=...basic_auth,...session``. False: no session backend.
         self.session_backend = True
+        #: What ``/version`` answers. An Airflow 2 release before 2.7.1 also rejects the task-instance
+        #: batch body filters that release added (``dag_run_ids``, ``task_ids``) with a 400, as
+        #: Airflow 2.6's marshmallow schema does.
+        self.airflow_version = "2.11.2" if generation == 2 else "3.3.2"
         self._sessions: set[str] = set()
         self._tokens: dict[str, float] = {}
         self._token_seq = 0
@@ -509,7 +513,7 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
             g = fake.generation
             cap = fake.maximum_page_limit
             if rest == "/version":
-                self._send(200, {"version": "2.11.2" if g == 2 else "3.3.2", "git_version": None})
+                self._send(200, {"version": fake.airflow_version, "git_version": None})
                 return
             if rest in ("/datasets", "/assets") and method == "GET":  # Airflow 2 datasets / Airflow 3 assets: none here
                 self._send(200, {rest.strip("/"): [], "total_entries": 0})
@@ -560,6 +564,9 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                                      "total_entries": len(rows)})
                 return
             if rest == "/dags/~/dagRuns/~/taskInstances/list" and method == "POST":
+                unknown = sorted(set(body) & {"dag_run_ids", "task_ids"})
+                if g == 2 and unknown and _release(fake.airflow_version) < (2, 7, 1):
+                    raise _HttpError(400, str({field: ["Unknown field."] for field in unknown}))
                 states = body.get("state")
                 dag_ids, run_ids, task_ids = (set(body[k]) if body.get(k) is not None else None
                                               for k in ("dag_ids", "dag_run_ids", "task_ids"))
@@ -623,6 +630,10 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 raise _HttpError(405, "Method not allowed")
 
     return Handler
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split(".")[:3])
 
 
 class _HttpError(Exception):

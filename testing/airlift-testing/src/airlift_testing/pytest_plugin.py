@@ -9,17 +9,26 @@ from typing import Any
 
 import pytest
 
-from airlift_testing.airflow import AirflowServer
+from airlift_testing.airflow import SHAPES, AirflowServer
 from airlift_testing.dagster import DagsterServer
-from airlift_testing.versions import AIRFLOW_VERSIONS
+from airlift_testing.versions import AIRFLOW_VERSIONS, all_airflow_versions, resolve_airflow_version
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--airflow-version",
         default=os.environ.get("AIRLIFT_AIRFLOW_VERSION", "3"),
-        choices=sorted({*AIRFLOW_VERSIONS, *AIRFLOW_VERSIONS.values()}),
-        help="Airflow generation (2|3) or exact version the integration tests run against.",
+        choices=sorted({*AIRFLOW_VERSIONS, *all_airflow_versions(), *all_airflow_versions().values()}),
+        help="Airflow generation (2|3), tested minor (e.g. 2.9) or exact version the integration tests run against.",
+    )
+
+
+    parser.addoption(
+        "--airflow-shape",
+        default=os.environ.get("AIRLIFT_AIRFLOW_SHAPE", "standalone"),
+        choices=SHAPES,
+        help="standalone: SQLite (and the simple auth manager on Airflow 3); production: PostgreSQL, "
+        "LocalExecutor (and the FAB auth manager on Airflow 3).",
     )
 
 
@@ -30,18 +39,24 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def airflow_version(request: pytest.FixtureRequest) -> str:
     """The exact Airflow version under test (e.g. "3.3.2")."""
-    value = str(request.config.getoption("--airflow-version"))
-    return AIRFLOW_VERSIONS.get(value, value)
+    return resolve_airflow_version(str(request.config.getoption("--airflow-version")))
 
 
 @pytest.fixture(scope="session")
-def airflow_server_factory(airflow_version: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., AirflowServer]]:
-    """``factory(dags_folder, **kwargs)`` starts an AirflowServer of the version under test; every
-    server is stopped at the end of the session (even when tests fail)."""
+def airflow_shape(request: pytest.FixtureRequest) -> str:
+    """The deployment shape of the servers under test ("standalone" or "production")."""
+    return str(request.config.getoption("--airflow-shape"))
+
+
+@pytest.fixture(scope="session")
+def airflow_server_factory(airflow_version: str, airflow_shape: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., AirflowServer]]:
+    """``factory(dags_folder, **kwargs)`` starts an AirflowServer of the version and shape under test;
+    every server (and its database) is stopped at the end of the session (even when tests fail)."""
     servers: list[AirflowServer] = []
 
     def factory(dags_folder: Path, **kwargs: Any) -> AirflowServer:
         kwargs.setdefault("version", airflow_version)
+        kwargs.setdefault("shape", airflow_shape)
         kwargs.setdefault("home", tmp_path_factory.mktemp(f"airflow-{kwargs['version']}"))
         server = AirflowServer(dags_folder=dags_folder, **kwargs)
         servers.append(server)

@@ -1,0 +1,86 @@
+"""Run the sessions of ``uvx nox`` (or of ``uvx nox -t TAG``) a few at a time, print each session's
+wall time and the total.
+
+Sessions are independent: each has its own nox venv, servers bind free 127.0.0.1 ports, and the
+shared caches (uv's, and the cached Airflow/Dagster venvs of airlift-testing) are safe to use from
+several processes at once. Logs go to ``.ci/logs/<session>.log``; a failed session's log tail is
+printed. Standard library only (runs before anything is installed).
+
+    python3 .ci/nox_parallel.py                 # the default sessions, AIRLIFT_CI_JOBS (2) at a time
+    python3 .ci/nox_parallel.py -t compat -j 2  # the wider matrix
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGET_MINUTES = 45
+
+
+def _weight(session: str) -> int:
+    """Start the long sessions first so the last minutes are not one long session alone."""
+    for prefix, weight in (("tutorial", 0), ("integration-airlift-dagster", 1), ("integration-airlift-airflow", 2),
+                           ("integration", 3), ("typecheck", 4), ("build", 5), ("unit-airlift-airflow", 6)):
+        if session.startswith(prefix):
+            return weight
+    return 9
+
+
+def list_sessions(nox: list[str], tags: list[str]) -> list[str]:
+    """The session names ``nox`` would run (with ``-t`` tags if given)."""
+    args = [*nox, "--list", "--json", *(a for t in tags for a in ("-t", t))]
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"`{' '.join(args)}` failed:\n{out.stderr[-3000:]}")
+    return [str(s["session"]) for s in json.loads(out.stdout)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("AIRLIFT_CI_JOBS", "2")))
+    parser.add_argument("-t", "--tag", action="append", default=[], help="nox tag (e.g. compat); default: the default sessions")
+    parser.add_argument("--nox", default="uvx nox", help="how to call nox (default: %(default)s)")
+    parser.add_argument("--logs", type=Path, default=ROOT / ".ci" / "logs", help="folder of the session logs")
+    args = parser.parse_args(argv)
+    nox = args.nox.split()
+    sessions = sorted(list_sessions(nox, args.tag), key=_weight)
+    logs = args.logs
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"running {len(sessions)} nox sessions, {args.jobs} at a time (logs in {logs})", flush=True)
+    started = time.monotonic()
+
+    def run(session: str) -> tuple[str, int, float]:
+        t0 = time.monotonic()
+        with open(logs / f"{session}.log", "w") as log:
+            code = subprocess.run([*nox, "-s", session], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+        took = time.monotonic() - t0
+        print(f"[{time.monotonic() - started:7.0f}s] {'ok  ' if code == 0 else 'FAIL'} {session} ({took:.0f}s)", flush=True)
+        return session, code, took
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(run, sessions))
+    total = time.monotonic() - started
+    failed = [r for r in results if r[1] != 0]
+    for session, _, _ in failed:
+        tail = (logs / f"{session}.log").read_text(errors="replace").splitlines()[-60:]
+        print(f"\n===== {session} failed; last lines of {logs / session}.log =====\n" + "\n".join(tail), flush=True)
+    print("\nsession wall times (s):")
+    for session, code, took in sorted(results, key=lambda r: -r[2]):
+        print(f"  {took:7.0f}  {session}{'' if code == 0 else '  FAILED'}")
+    cpu = os.cpu_count() or 0
+    verdict = "within" if total <= BUDGET_MINUTES * 60 else "OVER"
+    print(f"\n{len(results) - len(failed)}/{len(results)} sessions passed; wall time {total / 60:.1f} min with "
+          f"{args.jobs} jobs on {cpu} CPUs ({verdict} the {BUDGET_MINUTES}-minute budget)", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
