@@ -25,10 +25,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
+
+from airlift_testing.loopback import LoopbackServer
 
 __all__ = ["FakeAirflow", "FakeAirflowState", "FakeDag", "FakeRun", "FakeTask", "FakeTaskInstance", "iso"]
 
@@ -211,7 +212,7 @@ class FakeAirflowState:
         return run
 
 
-class FakeAirflow:
+class FakeAirflow(LoopbackServer):
     """Serve a :class:`FakeAirflowState` over HTTP on 127.0.0.1 as Airflow ``generation`` 2 or 3."""
 
     def __init__(
@@ -246,8 +247,8 @@ class FakeAirflow:
         self._sessions: set[str] = set()
         self._tokens: dict[str, float] = {}
         self._token_seq = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = None
+        self._thread = None
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -265,23 +266,8 @@ class FakeAirflow:
 
     def start(self) -> FakeAirflow:
         handler = _handler_for(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-airflow", daemon=True)
-        self._thread.start()
+        self._listen(handler, name="fake-airflow")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeAirflow:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     def fail_next(self, path_pattern: str, status: int, *, times: int = 1, headers: dict[str, str] | None = None) -> None:
         """Answer the next ``times`` requests whose path matches with ``status``."""

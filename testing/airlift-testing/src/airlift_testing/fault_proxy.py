@@ -39,10 +39,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from airlift_testing.loopback import LoopbackServer
 
 __all__ = ["FAULT_KINDS", "FaultProxy"]
 
@@ -56,7 +57,7 @@ _LOGIN_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><
                b"<input name='username'><input name='password' type='password'></form></body></html>")
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """Reverse proxy that injects faults (see the module docstring). Use as a context manager or
     :meth:`start` / :meth:`stop`. ``kinds`` is a sequence of kinds (equal weights) or a mapping
     kind → weight; ``enabled`` can be switched off to pass everything through."""
@@ -101,8 +102,8 @@ class FaultProxy:
         self.credentials: set[str] = set()
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = None
+        self._thread = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -118,24 +119,8 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
-        self._thread.start()
+        self._listen(Handler, name="fault-proxy")
         return self
-
-    def stop(self) -> None:
-        """Stop listening."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     def summary(self) -> str:
         """One line: requests and faults injected by kind."""

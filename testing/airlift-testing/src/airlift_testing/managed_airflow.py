@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import requests
 from requests.structures import CaseInsensitiveDict
 
 from airlift_testing.fake_airflow import FakeAirflow
+from airlift_testing.loopback import LoopbackServer
 
 __all__ = ["GatewayReply", "GatewayRequest", "GatewayServer"]
 
@@ -56,7 +56,7 @@ class GatewayReply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-class GatewayServer:
+class GatewayServer(LoopbackServer):
     """``authorize(request)`` returns a :class:`GatewayReply` to refuse, None to forward; ``routes``
     maps ``"METHOD /path"`` (query string excluded) to a handler returning a reply. Every request is
     recorded in :attr:`seen` as ``(method, path, authorization scheme)``."""
@@ -74,7 +74,7 @@ class GatewayServer:
         self.routes = dict(routes or {})
         self.path_prefix = path_prefix.rstrip("/")
         self.seen: list[tuple[str, str, str]] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server = None
         self._fake_bearer: str | None = None
 
     @property
@@ -130,19 +130,5 @@ class GatewayServer:
 
             do_GET = do_POST = do_PATCH = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._listen(Handler, name="managed-airflow-gateway")
         return self
-
-    def stop(self) -> None:
-        """Stop listening."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> GatewayServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
