@@ -320,3 +320,14 @@ def test_airflow2_web_login_can_be_turned_off() -> None:
         assert len(AirflowInstance(auth_backend=backend, name="af2").list_dags()) == 1
         assert backend.v1_mode == "basic"
         assert fake.requests["GET /login/"] == 0
+
+
+def test_airflow2_rate_limited_login_form_falls_back_to_basic_auth() -> None:
+    # Flask-AppBuilder answers 429 after 5 logins in 40 s from one address (many run workers at once).
+    with FakeAirflow(FakeAirflowState.generate(dags=1, tasks_per_dag=1), generation=2) as fake:
+        fake.login_rate_limited = True
+        backend = BasicAuthBackend(webserver_url=fake.url, username="admin", password="admin")
+        instance = AirflowInstance(auth_backend=backend, name="af2")
+        assert len(instance.list_dags()) == 1
+        assert backend.v1_mode == "basic"
+        assert fake.requests["POST /login/"] == 1, "a rate-limited login is not retried"

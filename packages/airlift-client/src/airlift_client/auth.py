@@ -223,6 +223,12 @@ class BasicAuthBackend(_BearerTokenMixin, AuthBackend):
                 timeout=timeout,
                 allow_redirects=False,
             )
+            if done.status_code == 429:
+                # The webserver's login rate limit (Flask-AppBuilder: 5 per 40 s per address by
+                # default), hit when many processes start at once (run and step workers): the REST
+                # API still takes basic auth, so use it rather than wait or fail.
+                log.info("%s: the login form is rate limited (HTTP 429); using basic auth", self.describe())
+                return False
             _raise_if_transient(done, "POST", login_url, self.describe())
             if done.status_code not in (301, 302, 303) or not session.cookies:
                 return False

@@ -237,6 +237,8 @@ class FakeAirflow(LoopbackServer):
         self.request_log: list[tuple[str, str, Any]] = []
         self.faults: list[tuple[re.Pattern[str], int, dict[str, str]]] = []
         self.login_page = False
+        #: Airflow 2 only: answer the login form's POST with 429, like Flask-AppBuilder's login rate limit.
+        self.login_rate_limited = False
         #: Airflow 2 only: the webserver's form login (``/login/``) gives a session cookie that the REST API
         #: accepts, as with ``AIRFLOW__API__AUTH_BACKENDS=...basic_auth,...session``. False: no session backend.
         self.session_backend = True
@@ -469,6 +471,9 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 if method == "GET":
                     self._send(200, '<form method="post"><input id="csrf_token" name="csrf_token" type="hidden" value="fake-csrf">'
                                     '<input name="username"><input name="password" type="password"></form>', content_type="text/html")
+                    return
+                if fake.login_rate_limited:
+                    self._send(429, "Too Many Requests", content_type="text/html")
                     return
                 form = {k: v[0] for k, v in (body or {}).items()} if isinstance(body, dict) else {}
                 if form.get("csrf_token") != "fake-csrf":
