@@ -81,6 +81,8 @@ class Suite:
     # versions: "production" is PostgreSQL + LocalExecutor (+ FAB auth manager on Airflow 3);
     # sessions "<name>-airflow<N>-production", tags "compat" and "production".
     shapes: tuple[str, ...] = ()
+    # Not in the default run: its sessions carry this tag instead (`uvx nox -t <tag>`).
+    tag: str | None = None
 
 
 def _pkg(name: str, extras: str = "") -> tuple[str, ...]:
@@ -105,7 +107,8 @@ SUITES: tuple[Suite, ...] = (
     Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server", compat=True, dagster=True, shapes=("production",)),
     Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server", compat=True, shapes=("production",)),
     # real Airflow behind a fault-injection proxy (30% of requests, seeds 1-3): exact materializations, clear errors
-    Suite("faults", ("testing/fault-suite",), _pkg("airlift-dagster"), marker="integration", airflow="server"),
+    # (about 8 minutes per Airflow major on 2 cores: `uvx nox -t faults`, a job of its own in the GitHub workflow)
+    Suite("faults", ("testing/fault-suite",), _pkg("airlift-dagster"), marker="integration", airflow="server", tag="faults"),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
     # scripts/tutorial.py as a user runs it: start, trigger, see the materialization, two Ctrl-C, nothing left
     Suite("tutorial-script", ("tests/test_tutorial_script.py",), (), marker="integration", airflow="server"),
@@ -155,8 +158,8 @@ def _register(suite: Suite, python: str, airflow_version: str | None, dagster: s
     run.__doc__ = f"pytest {' '.join(suite.paths)} -m '{suite.marker}'" + (f" with Airflow {release}" if release else "") + (
         f" and Dagster {dagster}" if dagster else ""
     ) + (f" ({shape} shape)" if shape else "")
-    tags = (["compat"] if compat else []) + ([shape] if shape else [])
-    nox.session(name=name, python=python, default=not compat, tags=tags)(run)
+    tags = (["compat"] if compat else []) + ([shape] if shape else []) + ([suite.tag] if suite.tag else [])
+    nox.session(name=name, python=python, default=not compat and suite.tag is None, tags=tags)(run)
 
 
 for _suite in SUITES:
