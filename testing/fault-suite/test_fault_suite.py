@@ -36,6 +36,7 @@ from airlift_client import AirflowInstance, AirliftClientError, BasicAuthBackend
 from airlift_dagster import (
     AirliftDagsterError,
     AirliftSensorCursor,
+    SensorSettings,
     build_defs_from_airflow_instance,
     dag_defs,
     task_defs,
@@ -114,6 +115,8 @@ def history(airflow: AirflowServer) -> tuple[str, Counter[Key]]:
         run_ids = {dag_id: airflow.trigger(dag_id) for dag_id in DAG_IDS}
         for dag_id, run_id in run_ids.items():
             airflow.wait_for_run(dag_id, run_id, timeout=600)
+        # the sensor leaves rows changed in its last `settle` seconds to a later tick
+        time.sleep(SensorSettings().settle.total_seconds() + 1)
         expected: Counter[Key] = Counter()
         cursor = start_cursor
         for _ in range(10):
