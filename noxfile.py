@@ -231,6 +231,13 @@ def bench_sensor(session: nox.Session) -> None:
     session.run("python", "bench/sensor.py", *session.posargs, env={"AIRLIFT_REPO_ROOT": str(ROOT)})
 
 
+@nox.session(python=False, default=False)
+def ci(session: nox.Session) -> None:
+    """The whole default run as CI runs it: every default session, two at a time
+    (``AIRLIFT_CI_JOBS``), with each session's wall time and the total against the 45-minute budget."""
+    session.run("python3", str(ROOT / ".ci" / "nox_parallel.py"), *session.posargs, external=True)
+
+
 @nox.session(python=DEFAULT_PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Airlift vs dagster-airlift 0.29 at 1,000 DAGs x 10 tasks (``-- --quick`` for 100 DAGs)."""

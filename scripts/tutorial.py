@@ -40,7 +40,7 @@ os.environ.setdefault("AIRLIFT_REPO_ROOT", str(ROOT))
 
 from airlift_testing.airflow import AirflowServer, airflow_venv  # noqa: E402
 from airlift_testing.dagster import DagsterServer, dagster_venv  # noqa: E402
-from airlift_testing.procs import ServerStartError, link_host  # noqa: E402
+from airlift_testing.procs import ServerStartError, group_alive, link_host, stop_group  # noqa: E402
 from airlift_testing.venvs import VenvBuildError  # noqa: E402
 from airlift_testing.versions import AIRFLOW_VERSIONS, find_python  # noqa: E402
 
@@ -166,47 +166,10 @@ class SignalGuard:
 
 
 # ------------------------------------------------------------------------------------ process groups
-def group_alive(pgid: int) -> bool:
-    """Whether any process of group ``pgid`` is still running (zombies excluded where /proc says so)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for entry in proc.iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-            except OSError:
-                continue
-            if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-                return True
-    return False
-
-
 def command_of(pid: int) -> str:
     """The command line of ``pid`` ('' if it is gone)."""
     done = subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True)
     return done.stdout.strip()
-
-
-def stop_group(pgid: int, timeout: float = 20.0) -> None:
-    """SIGTERM the group, wait, then SIGKILL it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and group_alive(pgid):
-        time.sleep(0.2)
-    if group_alive(pgid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and group_alive(pgid):
-            time.sleep(0.2)
 
 
 # ------------------------------------------------------------------------------------------ state file
@@ -272,7 +235,7 @@ def stop_leftovers(state_file: StateFile, console: Console) -> bool:
         owner, groups = live_leftovers(state)
     for group in groups:
         console.say(f"Stopping {group['name']} (process group {group['pgid']}) ...")
-        stop_group(int(group["pgid"]))
+        stop_group(int(group["pgid"]), timeout=20.0)
     state_file.remove()
     return bool(groups) or owner is not None or bool(state.get("process_groups"))
 

@@ -59,19 +59,17 @@ def test_package_layout(package: str) -> None:
 
 def _readme_test_command() -> str:
     readme = (ROOT / "README.md").read_text()
-    commands = [
-        line.strip() for line in readme.splitlines()
-        if re.match(r"^\s*((uvx |uv run |python3? -m )?nox( |$)|python3? \.ci/nox_parallel\.py( |$))", line)
-    ]
-    assert commands, "README.md must show the test command (a nox command, or the parallel nox driver, on a line of its own)"
+    commands = [line.strip() for line in readme.splitlines() if re.match(r"^\s*(uvx |uv run |python3? -m )?nox( |$)", line)]
+    assert commands, "README.md must show the test command (a nox command on a line of its own)"
     return commands[0]
 
 
 def test_ci_runs_the_readme_test_command() -> None:
     command = _readme_test_command()
     assert command in (ROOT / ".ci" / "run").read_text(), f".ci/run must run {command!r}"
-    if "nox_parallel" in command:  # the driver runs the sessions of `uvx nox` by default
+    if command.endswith("-s ci"):  # the session runs the default sessions through the parallel driver
         assert 'default="uvx nox"' in (ROOT / ".ci" / "nox_parallel.py").read_text()
+        assert "nox_parallel.py" in (ROOT / "noxfile.py").read_text()
 
 
 def test_github_workflow_reads_the_nox_table() -> None:

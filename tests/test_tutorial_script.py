@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from airlift_testing import AirflowServer, free_port, wait_until
+from airlift_testing.procs import group_alive
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,22 +37,6 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    for entry in Path("/proc").iterdir():  # zombies do not count
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-            except OSError:
-                continue
-            if fields[2] == str(pgid) and fields[0] != "Z":
-                return True
-    return False
 
 
 @pytest.fixture
@@ -76,7 +61,7 @@ def tutorial(airflow_version: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=120)
         for pgid in world["groups"]:
-            if _group_alive(pgid):
+            if group_alive(pgid):
                 os.killpg(pgid, signal.SIGKILL)
 
 
@@ -120,7 +105,7 @@ def test_start_trigger_materialize_then_two_ctrl_c_leave_nothing(tutorial: dict[
     time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=180) == 0, _output(log)
-    assert not [pgid for pgid in tutorial["groups"] if _group_alive(pgid)], _output(log)
+    assert not [pgid for pgid in tutorial["groups"] if group_alive(pgid)], _output(log)
     assert not _listening(tutorial["ports"]["airflow"]) and not _listening(tutorial["ports"]["dagster"])
     assert not tutorial["state_file"].exists()
     assert "Stopping Dagster and Airflow" in _output(log)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["ServerProcess", "ServerStartError", "free_port", "link_host", "tail", "wait_until"]
+__all__ = ["ServerProcess", "ServerStartError", "free_port", "group_alive", "link_host", "stop_group", "tail", "wait_until"]
 
 T = TypeVar("T")
 
@@ -80,24 +80,7 @@ class ServerProcess:
         except ProcessLookupError:
             pgid = None
         if pgid is not None:
-            try:
-                os.killpg(pgid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _group_alive(pgid):
-                self.popen.poll()
-                time.sleep(0.2)
-            if _group_alive(pgid):
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                # SIGKILL is not instant (a process in uninterruptible I/O dies when the I/O ends).
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and _group_alive(pgid):
-                    self.popen.poll()
-                    time.sleep(0.2)
+            stop_group(pgid, timeout=timeout, waiting=self.popen.poll)
         try:
             self.popen.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -106,25 +89,50 @@ class ServerProcess:
         self._log.close()
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` still runs. Zombies count for ``killpg(0)``, so /proc
+    decides where it exists (a zombie is not running); without /proc, ``killpg`` alone does."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # Zombies still count for killpg(0); reap what is ours and look at /proc for the rest.
-    for entry in Path("/proc").iterdir():
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[-1].split()
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
             return True
     return False
+
+
+def stop_group(pgid: int, *, timeout: float = 15.0, waiting: Callable[[], object] | None = None) -> None:
+    """SIGTERM process group ``pgid``, wait up to ``timeout`` for it to go, then SIGKILL it and wait
+    until it is gone (SIGKILL is not instant: a process in uninterruptible I/O dies when the I/O ends).
+    ``waiting`` is called at each poll (e.g. ``Popen.poll`` to reap a leader of ours)."""
+
+    def wait(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and group_alive(pgid):
+            if waiting is not None:
+                waiting()
+            time.sleep(0.2)
+
+    for sig, seconds in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        if sig is signal.SIGKILL and not group_alive(pgid):
+            return
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        wait(seconds)
 
 
 def wait_until(

@@ -138,15 +138,15 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
 
     try:
         # The generation is confirmed with an authenticated request: refused credentials show up here.
-        detected = generation()
+        checks.append(Check("REST API", "OK", generation()))
     except AirflowAuthError as e:
         checks.append(Check("Authentication", "FAIL", first_line(e), "check the user, password or token"))
         return checks + _dagster_checks(conn.dagster_url, timeout)
-    except (AirliftClientError, requests.RequestException, ValueError):
-        detected = None
-    if detected is not None:
-        checks.append(Check("REST API", "OK", detected))
-    elif not step("REST API", generation, "pass the Airflow webserver's base URL"):
+    except AirflowUnreachableError as e:
+        checks.append(Check("REST API", "FAIL", first_line(e), "is the webserver running, and is --url right?"))
+        return checks + _dagster_checks(conn.dagster_url, timeout)
+    except (AirliftClientError, requests.RequestException, ValueError) as e:
+        checks.append(Check("REST API", "FAIL", first_line(e), "pass the Airflow webserver's base URL"))
         return checks + _dagster_checks(conn.dagster_url, timeout)
     first: list[DagInfo] = []
 
