@@ -4,6 +4,7 @@ session runs once per supported Airflow major), and no other module imports Airf
 from __future__ import annotations
 
 import ast
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ def test_authoring_classes_and_dag_registry(monkeypatch: pytest.MonkeyPatch) -> 
     # DAG files are parsed with an autoregister module name set; a `with DAG(...)` block then registers
     monkeypatch.setattr(version_compat.DagContext, "current_autoregister_module_name", __name__, raising=False)
     monkeypatch.setattr(version_compat.DagContext, "autoregistered_dags", set(), raising=False)
-    with version_compat.DAG("compat_probe", schedule=None) as dag:
+    # Airflow 2.7 refuses tasks in a DAG without a start date
+    with version_compat.DAG("compat_probe", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc)) as dag:
         version_compat.BaseOperator(task_id="a")
         version_compat.BaseOperator(task_id="b")
     dag.get_task("a") >> dag.get_task("b")
