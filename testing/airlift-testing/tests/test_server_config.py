@@ -49,6 +49,19 @@ def test_airflow3_environment_and_users(tmp_path: Path) -> None:
     assert env["X_EXTRA"] == "1"
 
 
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_production_shape_environment(tmp_path: Path, version: str) -> None:
+    env = _server(tmp_path, version, shape="production").env()
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor" and int(env["AIRFLOW__CORE__PARALLELISM"]) >= 4
+    if version == "2":
+        assert "AIRFLOW__CORE__AUTH_MANAGER" not in env
+        return
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("FabAuthManager")
+    # the execution API of the task supervisors: more than one API worker, more than 5 s per call
+    assert int(env["AIRFLOW__API__WORKERS"]) >= 2
+    assert float(env["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"]) >= 30
+
+
 def test_outer_airflow_settings_do_not_leak_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_HOME", "/somewhere/else")
     monkeypatch.setenv("AIRFLOW__CORE__UNIT_TEST_MODE", "True")

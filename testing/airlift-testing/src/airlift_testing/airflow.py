@@ -67,6 +67,24 @@ def airflow_venv(version: str, extra_packages: Sequence[Path | str] = (), extra_
     )
 
 
+def _production_api_settings() -> dict[str, str]:
+    """How a production Airflow 3 sizes its API server for LocalExecutor work.
+
+    Every running task's supervisor reports heartbeats and state changes to the API server's execution
+    API, which shares the API server with the REST API. Airflow 3 starts ONE API worker by default
+    (``[api] workers``; its configuration reference says to match the CPU cores) and gives each
+    execution-API call 5 seconds (``[workers] execution_api_timeout``, which it says to raise "if you
+    experience timeout errors under high load"); after 5 attempts the task fails with a ReadTimeout.
+    With several tasks in flight on a busy 2-core host, one worker behind a 5-second budget is exactly
+    that case. So: one worker per core (at least 2) and a 30-second budget per call.
+    """
+    return {
+        "AIRFLOW__CORE__AUTH_MANAGER": _FAB_AUTH_MANAGER,
+        "AIRFLOW__API__WORKERS": str(max(2, min(os.cpu_count() or 2, 4))),
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+    }
+
+
 def _same_file(fileloc: str, filename: str) -> bool:
     return bool(fileloc and filename) and (fileloc == filename or fileloc.endswith("/" + filename.lstrip("/")))
 
@@ -204,7 +222,7 @@ class AirflowServer:
                 }
             )
             if self.generation >= 3:
-                env["AIRFLOW__CORE__AUTH_MANAGER"] = _FAB_AUTH_MANAGER
+                env.update(_production_api_settings())
         env.update(self.extra_env)
         return env
 
