@@ -26,6 +26,7 @@ from airlift_protocol import (
     MigrationState,
     set_task_migrated,
     task_is_marked_migrated,
+    tasks_migrated_in_dag_doc,
 )
 
 
@@ -59,6 +60,7 @@ def test_migrated_task_keeps_links_and_settings() -> None:
     assert "team" in set(dag.tags)
     assert "| `load` | Dagster |" in dag.doc_md
     assert "| `build` | Airflow |" in dag.doc_md
+    assert tasks_migrated_in_dag_doc(dag.doc_md) == {"load"}  # what clients of Airflow < 2.10 read
 
 
 def test_task_inside_a_task_group() -> None:
@@ -191,6 +193,7 @@ def test_whole_dag_migration_and_rollback() -> None:
     assert isinstance(only, DagsterOperator) and only.whole_dag
     assert task_is_marked_migrated(only.doc_md)
     assert "The whole DAG runs in Dagster" in dag.doc_md
+    assert tasks_migrated_in_dag_doc(dag.doc_md) == {WHOLE_DAG_TASK_ID}
     mark_as_dagster_migrating(global_vars=g, migration_state=state)  # a second call changes nothing
     assert list(dag.task_dict) == [WHOLE_DAG_TASK_ID]
     # rollback: a re-parse with the switch off leaves the DAG as written

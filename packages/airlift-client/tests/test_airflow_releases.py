@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airlift_client import AirflowInstance, AirflowResponseError, BasicAuthBackend
+from airlift_protocol import DAG_MIGRATION_DOC_HEADING, task_is_marked_migrated, task_migration_doc
 from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState
 
 
@@ -45,3 +46,19 @@ def test_other_bad_requests_keep_their_own_error() -> None:
             list(inst.iter_task_instances(dag_ids=["dag_00000"]))
         assert "2.7.1" not in str(caught.value)
         assert fake.requests["GET /api/v1/version"] == detection + 1
+
+
+@pytest.mark.parametrize("version", ["2.7.3", "2.9.3", "2.10.5"])
+def test_migrated_tasks_are_read_where_the_release_serves_them(version: str) -> None:
+    # Airflow before 2.10 has no doc_md in the task list: the DAG's doc (its details) says which
+    # tasks run in Dagster instead; from 2.10 on the task list says it and /details is not read.
+    state = FakeAirflowState.generate(dags=1, tasks_per_dag=2)
+    dag = state.dags[0]
+    dag.tasks[1].doc_md = task_migration_doc(None)
+    dag.doc_md = "\n".join(["Loads things.", "", DAG_MIGRATION_DOC_HEADING, "", "| task | runs in |", "|---|---|",
+                            f"| `{dag.tasks[0].task_id}` | Airflow |", f"| `{dag.tasks[1].task_id}` | Dagster |"])
+    with FakeAirflow(state, generation=2) as fake:
+        fake.airflow_version = version
+        tasks = _instance(fake).list_tasks(dag.dag_id)
+        assert [task_is_marked_migrated(t.doc_md) for t in tasks] == [False, True]
+        assert fake.requests["GET /api/v1/dags/{id}/details"] == (0 if version == "2.10.5" else 1)

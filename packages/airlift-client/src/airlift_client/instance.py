@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -36,6 +37,8 @@ from airlift_protocol import (
     RestPayloadError,
     TaskInfo,
     TaskInstance,
+    task_migration_doc,
+    tasks_migrated_in_dag_doc,
     with_upstream_task_ids,
 )
 
@@ -84,6 +87,7 @@ def _model_for(api: ApiVersion, method: str, path: str) -> Any:
         (r"/dags", "GET", schemas.dags),
         (r"/dags/[^/]+", None, schemas.dag),
         (r"/dags/[^/]+/tasks", "GET", schemas.tasks),
+        (r"/dags/[^/]+/details", "GET", schemas.dag),
         (r"/dags/~/dagRuns/list", "POST", schemas.runs),
         (r"/dags/~/dagRuns/~/taskInstances/list", "POST", schemas.task_instances),
         (r"/dags/[^/]+/dagRuns", "GET", schemas.runs),
@@ -376,13 +380,22 @@ class AirflowInstance:
         return self._parse(lambda: DagInfo.from_rest(raw, api=self.api_version), f"DAG {dag_id!r}")
 
     def list_tasks(self, dag_id: str) -> list[TaskInfo]:
-        """The tasks of a DAG, with ``upstream_task_ids`` filled in."""
+        """The tasks of a DAG, with ``upstream_task_ids`` filled in.
+
+        Airflow before 2.10 leaves ``doc_md`` out of the task list; there each task's ``doc_md`` says
+        whether it is migrated as the DAG's own doc does (one more request, ``GET /dags/{id}/details``).
+        """
         body = self._call("GET", f"/dags/{_q(dag_id)}/tasks", what=f"the tasks of DAG {dag_id!r}")
         api = self.api_version
-        return self._parse(
+        tasks = self._parse(
             lambda: with_upstream_task_ids(TaskInfo.from_rest(raw, dag_id=dag_id, api=api) for raw in body["tasks"]),
             f"the tasks of DAG {dag_id!r}",
         )
+        if api is ApiVersion.V1 and body["tasks"] and not any("doc_md" in raw for raw in body["tasks"]):
+            details = self._call("GET", f"/dags/{_q(dag_id)}/details", what=f"the details of DAG {dag_id!r}")
+            migrated = tasks_migrated_in_dag_doc(details.get("doc_md"))
+            tasks = [replace(t, doc_md=task_migration_doc(None) if t.task_id in migrated else None) for t in tasks]
+        return tasks
 
     def _concurrently(self, keys: Sequence[str], work: Callable[[str], T]) -> dict[str, T]:
         if not keys:

@@ -51,6 +51,7 @@ from airlift_protocol.tags import (
     AIRFLOW_TASK_ID_RUN_TAG,
     AIRFLOW_TRY_NUMBER_RUN_TAG,
     DAG_ID_TAG,
+    DAG_MIGRATION_DOC_HEADING,
     DAGSTER_CODE_LOCATION_RUN_TAG,
     MIGRATING_DAG_TAG,
     MIGRATION_DOC_MARKER,
@@ -63,6 +64,7 @@ from airlift_protocol.tags import (
     parse_dagster_run_tags,
     task_is_marked_migrated,
     task_migration_doc,
+    tasks_migrated_in_dag_doc,
 )
 from airlift_protocol.version import __version__
 
@@ -76,6 +78,7 @@ __all__ = [
     "DAGSTER_CODE_LOCATION_RUN_TAG",
     "DAGSTER_PARTITION_TAG",
     "DAG_ID_TAG",
+    "DAG_MIGRATION_DOC_HEADING",
     "FINISHED_DAG_RUN_STATES",
     "FINISHED_TASK_INSTANCE_STATES",
     "MIGRATING_DAG_TAG",
@@ -117,5 +120,6 @@ __all__ = [
     "set_task_migrated",
     "task_is_marked_migrated",
     "task_migration_doc",
+    "tasks_migrated_in_dag_doc",
     "with_upstream_task_ids",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "AIRFLOW_TRY_NUMBER_RUN_TAG",
     "DAGSTER_CODE_LOCATION_RUN_TAG",
     "DAG_ID_TAG",
+    "DAG_MIGRATION_DOC_HEADING",
     "MIGRATING_DAG_TAG",
     "MIGRATION_DOC_MARKER",
     "TASK_ID_TAG",
@@ -45,6 +46,7 @@ __all__ = [
     "parse_dagster_run_tags",
     "task_is_marked_migrated",
     "task_migration_doc",
+    "tasks_migrated_in_dag_doc",
 ]
 
 DAG_ID_TAG = "airlift/dag_id"
@@ -61,6 +63,11 @@ AIRFLOW_INSTANCE_RUN_TAG = "airlift/airflow_instance"
 MIGRATING_DAG_TAG = "airlift:migrating"
 #: Invisible marker in a migrated task's ``doc_md`` (readable as ``doc_md`` in ``GET /dags/{id}/tasks``).
 MIGRATION_DOC_MARKER = "<!-- airlift:migrated -->"
+#: Heading of the section a migrating DAG's ``doc_md`` gains: a table of where each task runs, or
+#: one line naming the task that runs the whole DAG (readable in ``GET /dags/{id}/details``).
+DAG_MIGRATION_DOC_HEADING = "### Migration to Dagster (Airlift)"
+_DAG_DOC_ROW = re.compile(r"^\| `([^`]+)` \| (Dagster|Airflow) \|$")
+_DAG_DOC_WHOLE = re.compile(r"^The whole DAG runs in Dagster \(task `([^`]+)`\)\.$")
 
 _STRICT_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 
@@ -141,6 +148,36 @@ def task_migration_doc(original_doc: str | None, *, dagster_url: str | None = No
     where = f" ([Dagster]({dagster_url}))" if dagster_url else ""
     note = f"{MIGRATION_DOC_MARKER}\n**Migrated to Dagster**{where}: this task runs as a Dagster run of its assets."
     return note + (f"\n\n{original_doc}" if original_doc else "")
+
+
+def tasks_migrated_in_dag_doc(dag_doc_md: str | None) -> frozenset[str]:
+    """The task ids a migrating DAG's ``doc_md`` lists as running in Dagster (the section under
+    :data:`DAG_MIGRATION_DOC_HEADING`); empty when the DAG has no such section.
+
+    Airflow before 2.10 leaves ``doc_md`` out of ``GET /dags/{id}/tasks``; this reads the same
+    fact from the DAG's details instead.
+
+    >>> doc = "\\n".join([DAG_MIGRATION_DOC_HEADING, "", "| task | runs in |", "|---|---|",
+    ...                  "| `extract` | Airflow |", "| `publish` | Dagster |"])
+    >>> sorted(tasks_migrated_in_dag_doc(doc))
+    ['publish']
+    >>> tasks_migrated_in_dag_doc("no section")
+    frozenset()
+    """
+    if not dag_doc_md or DAG_MIGRATION_DOC_HEADING not in dag_doc_md:
+        return frozenset()
+    section = dag_doc_md.split(DAG_MIGRATION_DOC_HEADING, 1)[1]
+    migrated: set[str] = set()
+    for line in section.splitlines():
+        line = line.strip()
+        row, whole = _DAG_DOC_ROW.match(line), _DAG_DOC_WHOLE.match(line)
+        if row and row.group(2) == "Dagster":
+            migrated.add(row.group(1))
+        elif whole:
+            migrated.add(whole.group(1))
+        elif line.startswith("#"):
+            break  # the next section
+    return frozenset(migrated)
 
 
 def task_is_marked_migrated(doc_md: str | None) -> bool:

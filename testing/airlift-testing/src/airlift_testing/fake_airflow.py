@@ -70,6 +70,8 @@ class FakeDag:
     description: str | None = None
     fileloc: str = ""
     source: str = ""
+    #: Served by ``GET /dags/{id}/details`` (Airflow 2).
+    doc_md: str | None = None
 
     @property
     def file_token(self) -> str:
@@ -324,6 +326,8 @@ class FakeAirflow(LoopbackServer):
         }
         if self.generation == 3:
             body["retry_exponential_backoff"] = 0.0  # a multiplier in Airflow 3.3
+        elif _release(self.airflow_version) < (2, 10, 0):
+            del body["doc_md"]  # the task schema gained doc_md in Airflow 2.10
         return body
 
     def run_json(self, run: FakeRun) -> dict[str, Any]:
@@ -586,7 +590,7 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 else:
                     self._send(200, {"content": dag.source, "dag_id": dag.dag_id, "version_number": 1, "dag_display_name": dag.dag_id})
                 return
-            match = re.fullmatch(r"/dags/([^/]+)(/tasks|/dagRuns|/dagRuns/([^/]+))?", rest)
+            match = re.fullmatch(r"/dags/([^/]+)(/tasks|/details|/dagRuns|/dagRuns/([^/]+))?", rest)
             if not match:
                 raise _HttpError(404, f"no route {rest}")
             dag = state.dag(unquote(match.group(1)))
@@ -599,6 +603,8 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 if "is_paused" in (body or {}):
                     dag.is_paused = bool(body["is_paused"])
                 self._send(200, fake.dag_json(dag))
+            elif suffix == "/details" and g == 2 and method == "GET":
+                self._send(200, {**fake.dag_json(dag), "doc_md": dag.doc_md})
             elif suffix == "/tasks":
                 self._send(200, {"tasks": [fake.task_json(dag, t) for t in dag.tasks], "total_entries": len(dag.tasks)})
             elif suffix == "/dagRuns" and method == "POST":
