@@ -105,7 +105,9 @@ def test_scaffold_migrate_validate_and_roll_back(airflow: AirflowServer) -> None
     rows = {r["task_id"]: r for r in json.loads(airlift(airflow, "state", "status", "-d", str(dags), "--json").output)["tasks"]
             if r["dag_id"] == DAG_ID}
     assert rows["publish"]["migrated"] is True and rows["publish"]["airflow_shows_migrated"] is True
-    assert rows["publish"]["warnings"] == [] and rows["extract"]["last_airflow_state"] == "success (try 1)"
+    # Airflow before 2.10 marks an EmptyOperator task successful without running it: its try number stays 0
+    first_try = 0 if tuple(int(p) for p in airflow.version.split(".")[:2]) < (2, 10) else 1
+    assert rows["publish"]["warnings"] == [] and rows["extract"]["last_airflow_state"] == f"success (try {first_try})"
 
     back = airlift(airflow, "state", "rollback", "-d", str(dags), DAG_ID)
     assert back.exit_code == EXIT_OK and "+    migrated: false" in back.output
