@@ -816,10 +816,10 @@ def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow
 @dataclass
 class TickOutcome:
     """What one :func:`evaluate_tick` produced: the Dagster events, the new cursor, the asset keys
-    materialized, and how many finished runs were processed or left for the next tick.
+    materialized, how many rows were read, whether the tick caught up, and warnings for the user.
 
-    >>> TickOutcome(events=[], cursor=AirliftSensorCursor(), materialized=set(), runs_processed=0, runs_pending=0).runs_pending
-    0
+    >>> TickOutcome(events=[], cursor=AirliftSensorCursor(), materialized=set(), rows_read=0, caught_up=True).warnings
+    []
     """
 
     events: list[Any]
