@@ -29,6 +29,10 @@ MATERIALIZATIONS = """query($path: [String!]!) { assetOrError(assetKey: {path: $
     ... on UrlMetadataEntry { url } } } } } }"""
 
 
+SENSOR_TICKS = """{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name
+  sensorState { ticks(limit: 100) { status skipReason runIds } } } } } } }"""
+
+
 def _output(log: Path) -> str:
     return log.read_text(errors="replace") if log.exists() else ""
 
@@ -99,6 +103,18 @@ def test_start_trigger_materialize_then_two_ctrl_c_leave_nothing(tutorial: dict[
     events = wait_until(materialized, timeout=300, what="the DAG asset's materialization in Dagster", interval=3.0)
     links = [e.get("url", "") for ev in events for e in ev["metadataEntries"] if e["label"] == "Airflow run"]
     assert links and all(link.startswith(airflow_url) for link in links), links  # links match the banner's host
+
+    # The tick that recorded the materialization says so in the sensor's tick history. Dagster 1.12-1.13
+    # marks a tick SUCCESS only when it launched a run (daemon/sensor.py: `elif context.run_count`); a tick
+    # that only recorded events is SKIPPED, and its reason (the UI's tooltip) is what tells it apart.
+    sensors = [s for node in requests.post(f"{dagster_url}/graphql", timeout=30, json={"query": SENSOR_TICKS}).json()[
+        "data"]["repositoriesOrError"]["nodes"] for s in node["sensors"] if s["name"] == "airflow_instance_one__airflow_sensor"]
+    ticks = sensors[0]["sensorState"]["ticks"] if sensors else []
+    recorded = [t for t in ticks if "asset materialization" in (t["skipReason"] or "")]
+    assert recorded and all(t["status"] == "SKIPPED" and not t["runIds"] for t in recorded), ticks
+    assert all(t["skipReason"].startswith("Recorded ") and t["skipReason"].endswith("from Airflow (no Dagster run needed).")
+               for t in recorded), recorded
+    assert not [t for t in ticks if t["status"] == "SKIPPED" and (t["skipReason"] or "").startswith("Sensor function returned")], ticks
 
     # Two quick Ctrl-C to the terminal's process group (uv and the script both get them).
     os.killpg(process.pid, signal.SIGINT)

@@ -230,6 +230,79 @@ def test_late_commit_is_caught_once_the_lateness_window_passed(instance: Airflow
     assert ticker.counts() == Counter({(k, early.run_id): 1 for k in ALL} | {(k, late.run_id): 1 for k in ALL})
 
 
+def _late_metadata(ticker: Ticker, run_id: str) -> list[str]:
+    return [str(e.metadata["Committed late"].value) for e in ticker.events
+            if isinstance(e, AssetMaterialization) and "Committed late" in e.metadata and e.metadata["Airflow run id"].value == run_id]
+
+
+def test_commit_within_the_lateness_window_is_reported_once_without_warning(instance: AirflowInstance, fake: FakeAirflow,
+                                                                           dagster_instance: DagsterInstance) -> None:
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5)), dagster_instance)
+    ticker.tick()
+    late = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=3), committed_at=ticker.now - timedelta(minutes=2))
+    reasons: list[str] = []
+    for _ in range(20):
+        result = ticker.tick()
+        reasons.append(result.skip_reason.skip_message if result.skip_reason else "")
+    assert ticker.counts() == Counter({(k, late.run_id): 1 for k in ALL})
+    assert not _late_metadata(ticker, late.run_id) and not any("WARNING" in r for r in reasons), reasons
+
+
+def test_commit_later_than_the_lateness_window_is_reported_once_with_a_warning_naming_it(
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance, caplog: pytest.LogCaptureFixture) -> None:
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5)), dagster_instance)
+    early = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=20))
+    for _ in range(8):  # past the lateness window: the first window was read again and settled
+        ticker.tick()
+    assert Cursor.parse(ticker.cursor).settled, "the window read twice is audited from now on"
+    late = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=25), committed_at=ticker.now - timedelta(minutes=24))
+    with caplog.at_level("WARNING", logger="airlift_dagster"):
+        ticker.tick()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "lateness_window" in r.getMessage()]
+    assert len(warned) == 1 and f"dag_00000/{late.run_id}/task_000" in warned[0] and "reported now" in warned[0], warned
+    caplog.clear()
+    assert ticker.counts() == Counter({(k, early.run_id): 1 for k in ALL} | {(k, late.run_id): 1 for k in ALL})
+    assert len(_late_metadata(ticker, late.run_id)) == len(ALL)
+    with caplog.at_level("WARNING", logger="airlift_dagster"):
+        for _ in range(3):  # found once: later ticks neither repeat the events nor warn again
+            ticker.tick()
+    assert not [r for r in caplog.records if "lateness_window" in r.getMessage()]
+    assert ticker.counts() == Counter({(k, early.run_id): 1 for k in ALL} | {(k, late.run_id): 1 for k in ALL})
+
+
+def test_late_commit_into_a_window_too_large_to_reread_is_warned_about_with_the_recovery(
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), max_rows_per_tick=10), dagster_instance)
+    for minutes in (20, 30):  # 2 runs x (1 run + 3 task instances)
+        fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=minutes))
+    for _ in range(8):
+        ticker.tick()
+    settled = Cursor.parse(ticker.cursor).settled
+    assert settled and settled[0].rows == 8
+    late = fake.state.add_run("dag_00000", start=ticker.now - timedelta(hours=20), committed_at=settled[0].lo + timedelta(seconds=1))
+    result = ticker.tick()
+    reason = result.skip_reason.skip_message if result.skip_reason else ""
+    assert "4 row(s)" in reason and "NOT reported" in reason and "dagster sensor cursor inst__airflow_sensor --delete" in reason, reason
+    assert not [k for k, r in ticker.counts() if r == late.run_id]
+    again = ticker.tick()
+    assert "WARNING" not in (again.skip_reason.skip_message if again.skip_reason else ""), "warned once"
+
+
+def test_settled_windows_stay_few_and_contiguous() -> None:
+    from airlift_dagster.sensor import MAX_SETTLED_WINDOWS, SettledWindow, settle_window
+
+    t = NOW
+    out: list[SettledWindow] = []
+    for i in range(40):
+        lo = t + timedelta(minutes=i) + (timedelta(microseconds=1) if i else timedelta(0))
+        out = settle_window(out, SettledWindow(lo, t + timedelta(minutes=i + 1), 1))
+    assert len(out) == MAX_SETTLED_WINDOWS and sum(w.rows for w in out) == 40 and out[0].lo == t
+    restarted = settle_window(out, SettledWindow(t + timedelta(hours=2), t + timedelta(hours=3), 5))
+    assert [w.rows for w in restarted] == [5], "a window that does not follow starts the audit again"
+    cursor = Cursor(high_water=t, settled=out)
+    assert Cursor.parse(cursor.serialize()).settled == out and len(cursor.serialize()) < 2000
+
+
 def test_clock_skew_airflow_ahead_delays_but_loses_nothing(instance: AirflowInstance, fake: FakeAirflow,
                                                           dagster_instance: DagsterInstance) -> None:
     from airlift_dagster.sensor import evaluate_tick

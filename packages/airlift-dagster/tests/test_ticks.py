@@ -46,3 +46,10 @@ def test_run_requests_keep_no_reason() -> None:
     request = RunRequest(asset_selection=[], asset_check_keys=[AssetCheckKey(AssetKey("a"), "c")])
     result = build_sensor_result(asset_events=[AssetMaterialization("a")], cursor=None, run_requests=[request])
     assert result.skip_reason is None and list(result.run_requests or []) == [request]
+
+
+def test_warnings_follow_the_summary_in_the_reason_of_a_tick_without_runs() -> None:
+    result = build_sensor_result(asset_events=[AssetMaterialization("a")], cursor="c", warnings=["2 rows were committed late"])
+    assert result.skip_reason is not None
+    assert result.skip_reason.skip_message == (
+        "Recorded 1 asset materialization from Airflow (no Dagster run needed). WARNING: 2 rows were committed late")

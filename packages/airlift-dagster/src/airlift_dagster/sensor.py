@@ -24,6 +24,10 @@ is five steps, each testable alone:
 
 Late commits: a window read by step 2 is remembered as (bounds, row count, digest) and read once more
 when ``lateness_window`` has passed; if its rows differ, the difference is emitted (after step 4).
+Then it is *settled*: the cursor keeps its row count, and each tick counts the settled windows at once
+(:func:`audit_settled`); a window holding more rows than counted got a commit later than the lateness
+window: it is re-read and its new rows are reported (marked ``Committed late``) with a warning, or, if it
+is too large to re-read, warned about with the way to recover (:func:`late_warnings`).
 The cursor stays a few kilobytes whatever the run rate.
 """
 
@@ -80,20 +84,25 @@ __all__ = [
     "DAG_RUN_CHECK_NAME",
     "TASK_RUN_CHECK_NAME",
     "AirliftSensorCursor",
+    "Audit",
     "Emission",
     "SensorPlan",
     "SensorSettings",
+    "SettledWindow",
     "SweepWindow",
     "TickOutcome",
     "TickPlan",
     "advance_cursor",
+    "audit_settled",
     "build_airflow_sensor",
     "build_emissions",
     "drop_held",
     "evaluate_tick",
     "fetch_changes",
+    "late_warnings",
     "plan_tick",
     "read_held_events",
+    "settle_window",
 ]
 
 log = logging.getLogger("airlift_dagster")
@@ -103,6 +112,11 @@ TASK_RUN_CHECK_NAME = "airflow_task_succeeded"
 DAG_RUN_CHECK_NAME = "airflow_dag_run_succeeded"
 #: Windows remembered for the lateness re-read before neighbours are merged (keeps the cursor small).
 MAX_SWEEP_WINDOWS = 32
+#: Settled windows the late-commit audit keeps apart (older ones are merged: still counted, too large
+#: to re-read in one tick once they exceed ``max_rows_per_tick``).
+MAX_SETTLED_WINDOWS = 16
+#: Late rows named in a warning (the rest are counted).
+LATE_NAMED = 10
 #: DAGs new to the mapping backfilled per tick.
 BACKFILL_DAGS_PER_TICK = 20
 #: Margin (seconds of Dagster's clock) when looking for events stored since the previous tick started.
@@ -175,6 +189,18 @@ class SweepWindow:
         return SweepWindow(lo=self.lo, hi=other.hi, rows=self.rows + other.rows, digest=self.digest ^ other.digest)
 
 
+@dataclass(frozen=True)
+class SettledWindow:
+    """An ``updated_at`` window read twice (fresh, then after the lateness window) with the number
+    of rows (runs + task instances of every DAG, any state) Airflow listed in it when last counted.
+    Rows only leave a settled window (a changed row gets a new ``updated_at``); more rows than
+    counted means a commit landed later than the lateness window."""
+
+    lo: datetime
+    hi: datetime
+    rows: int
+
+
 def rows_digest(runs: Iterable[DagRun], tis: Iterable[TaskInstance]) -> tuple[int, int]:
     """(count, digest) of the finished rows a window holds (running rows change all the time and are
     not events); the digest of two windows' union is the XOR of theirs."""
@@ -199,7 +225,8 @@ class AirliftSensorCursor:
 
     ``high_water``: every row changed up to here (Airflow's ``updated_at``) was processed;
     ``tick_started``: when the tick that wrote the cursor started (Dagster's clock);
-    ``pending``: windows to read again after the lateness window; ``dags``: digests of the DAGs the
+    ``pending``: windows to read again after the lateness window; ``settled``: windows read twice,
+    with how many rows Airflow listed in them (the late-commit audit); ``dags``: digests of the DAGs the
     sensor covers (a DAG new to the mapping gets its history backfilled; ``None``: take the current
     ones as covered, as after an upgrade from the end-date cursor of earlier releases).
 
@@ -211,6 +238,7 @@ class AirliftSensorCursor:
     tick_started: float = 0.0
     pending: list[SweepWindow] = field(default_factory=list)
     dags: frozenset[str] | None = frozenset()
+    settled: list[SettledWindow] = field(default_factory=list)
 
     def serialize(self) -> str:
         return json.dumps(
@@ -220,6 +248,7 @@ class AirliftSensorCursor:
                 "at": round(self.tick_started, 3),
                 "sw": [[_us(w.lo), _us(w.hi), w.rows, w.digest] for w in self.pending],
                 "dags": None if self.dags is None else "".join(sorted(self.dags)),
+                "au": [[_us(w.lo), _us(w.hi), w.rows] for w in self.settled],
             },
             separators=(",", ":"),
         )
@@ -244,6 +273,7 @@ class AirliftSensorCursor:
                 tick_started=float(data.get("at") or 0.0),
                 pending=[SweepWindow(_from_us(lo), _from_us(hi), int(n), int(d)) for lo, hi, n, d in data.get("sw") or []],
                 dags=None if dags is None else frozenset(dags[i: i + 8] for i in range(0, len(dags), 8)),
+                settled=[SettledWindow(_from_us(lo), _from_us(hi), int(n)) for lo, hi, n in data.get("au") or []],
             )
         except (ValueError, TypeError, AttributeError) as e:
             raise AirliftDagsterError(
@@ -371,6 +401,8 @@ class Fetched:
     sweep_tis: list[TaskInstance] = field(default_factory=list)
     backfill_runs: list[DagRun] = field(default_factory=list)
     backfill_tis: list[TaskInstance] = field(default_factory=list)
+    #: rows of every DAG Airflow listed in the sweep window (the settled window's count)
+    sweep_total: int | None = None
 
 
 def size_window(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, budget: int) -> datetime:
@@ -383,9 +415,25 @@ def size_window(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, b
         hi = lo + (hi - lo) / 2
 
 
+def _changed_all(airflow_instance: AirflowInstance, lo: datetime, hi: datetime,
+                 dag_ids: frozenset[str]) -> tuple[list[DagRun], list[TaskInstance], int]:
+    """The rows of ``dag_ids`` changed in ``[lo, hi]``, and how many rows of every DAG were listed."""
+    total = 0
+    runs: list[DagRun] = []
+    tis: list[TaskInstance] = []
+    for run in airflow_instance.iter_updated_dag_runs(updated_at_gte=lo, updated_at_lte=hi):
+        total += 1
+        if run.dag_id in dag_ids:
+            runs.append(run)
+    for ti in airflow_instance.iter_updated_task_instances(updated_at_gte=lo, updated_at_lte=hi):
+        total += 1
+        if ti.dag_id in dag_ids:
+            tis.append(ti)
+    return runs, tis, total
+
+
 def _changed(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, dag_ids: frozenset[str]) -> tuple[list[DagRun], list[TaskInstance]]:
-    runs = [r for r in airflow_instance.iter_updated_dag_runs(updated_at_gte=lo, updated_at_lte=hi) if r.dag_id in dag_ids]
-    tis = [t for t in airflow_instance.iter_updated_task_instances(updated_at_gte=lo, updated_at_lte=hi) if t.dag_id in dag_ids]
+    runs, tis, _ = _changed_all(airflow_instance, lo, hi, dag_ids)
     return runs, tis
 
 
@@ -398,7 +446,7 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids:
         out.fresh = (lo, hi)
         out.fresh_runs, out.fresh_tis = _changed(airflow_instance, lo, hi, dag_ids)
     if plan.sweep is not None:
-        out.sweep_runs, out.sweep_tis = _changed(airflow_instance, plan.sweep.lo, plan.sweep.hi, dag_ids)
+        out.sweep_runs, out.sweep_tis, out.sweep_total = _changed_all(airflow_instance, plan.sweep.lo, plan.sweep.hi, dag_ids)
     if plan.backfill:
         upper = out.fresh[0] - _TICK if out.fresh else None
         runs = list(airflow_instance.iter_dag_runs(dag_ids=list(plan.backfill), states=["success", "failed"],
@@ -411,6 +459,108 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids:
                 if (t.dag_id, t.run_id) in wanted
             ]
     return out
+
+
+# ------------------------------------------------------------------------------------------- audit
+@dataclass
+class Audit:
+    """What the late-commit audit found in the settled windows: their counts now (``settled``), the
+    rows of the one window re-read because it grew (``window``, ``runs``, ``tis``), and windows that
+    grew but hold more rows than one tick reads (``unread``: window and its count now)."""
+
+    settled: list[SettledWindow] = field(default_factory=list)
+    window: SettledWindow | None = None
+    runs: list[DagRun] = field(default_factory=list)
+    tis: list[TaskInstance] = field(default_factory=list)
+    unread: list[tuple[SettledWindow, int]] = field(default_factory=list)
+
+
+def audit_settled(airflow_instance: AirflowInstance, settled: Sequence[SettledWindow], *, dag_ids: frozenset[str],
+                  budget: int) -> Audit:
+    """Step 2b (I/O): count the rows in all settled windows at once (two one-item requests); only if
+    that total moved, count each window, and re-read the first one that grew if it fits ``budget``.
+    A grown window holds rows committed later than the lateness window."""
+    audit = Audit(settled=list(settled))
+    if not settled:
+        return audit
+    total = airflow_instance.count_updated(updated_at_gte=settled[0].lo, updated_at_lte=settled[-1].hi)
+    if total == sum(w.rows for w in settled):
+        return audit
+    recounted: list[SettledWindow] = []
+    for window in settled:
+        now_rows = airflow_instance.count_updated(updated_at_gte=window.lo, updated_at_lte=window.hi)
+        if now_rows > window.rows:
+            if now_rows > budget:  # counted and warned about once
+                audit.unread.append((window, now_rows))
+            elif audit.window is None:
+                audit.runs, audit.tis, now_rows = _changed_all(airflow_instance, window.lo, window.hi, dag_ids)
+                audit.window = window
+            else:  # one re-read per tick: the old count makes a later tick find this window again
+                recounted.append(window)
+                continue
+        recounted.append(SettledWindow(window.lo, window.hi, now_rows))
+    audit.settled = recounted
+    return audit
+
+
+def settle_window(settled: Sequence[SettledWindow], window: SettledWindow) -> list[SettledWindow]:
+    """Step 5b (pure): add a window read twice to the audited ones; a window that does not follow
+    the last one starts the list again; past :data:`MAX_SETTLED_WINDOWS` the two oldest merge.
+
+    >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> out = settle_window([SettledWindow(t, t + timedelta(minutes=1), 3)],
+    ...                     SettledWindow(t + timedelta(minutes=1, microseconds=1), t + timedelta(minutes=2), 4))
+    >>> [w.rows for w in out]
+    [3, 4]
+    """
+    out = list(settled)
+    if out and window.lo != out[-1].hi + _TICK:
+        out = []
+    out.append(window)
+    while len(out) > MAX_SETTLED_WINDOWS:
+        out[:2] = [SettledWindow(out[0].lo, out[1].hi, out[0].rows + out[1].rows)]
+    return out
+
+
+def _late_note(lateness: timedelta) -> str:
+    return (f"committed to Airflow more than the lateness window ({lateness}) after its update time; found by the "
+            "late-commit audit (a larger lateness_window reports such rows on time)")
+
+
+def _mark_late(emission: Emission, note: str) -> Emission:
+    event = emission.event
+    if not isinstance(event, AssetMaterialization):
+        return emission
+    marked = AssetMaterialization(asset_key=event.asset_key, description=event.description, partition=event.partition,
+                                  metadata={**event.metadata, "Committed late": note}, tags=event.tags)
+    return Emission(marked, emission.event_id, emission.held_since)
+
+
+def late_warnings(instance_name: str, audit: Audit, late: Sequence[Emission], *, sensor_name: str,
+                  lateness: timedelta) -> list[str]:
+    """Step 5c (pure): one warning per finding of the audit, naming the DAG runs and tasks reported
+    late, or, for a window too large to re-read, how to recover its rows."""
+    out: list[str] = []
+    named = sorted({
+        f"{e.event_id.dag_id}/{e.event_id.run_id}" + (f"/{e.event_id.task_id}" if e.event_id.task_id else "")
+        for e in late if e.event_id is not None and isinstance(e.event, AssetMaterialization)
+    })
+    if named and audit.window is not None:
+        listed = ", ".join(named[:LATE_NAMED]) + (f" and {len(named) - LATE_NAMED} more" if len(named) > LATE_NAMED else "")
+        out.append(
+            f"Airflow instance {instance_name!r}: {len(named)} run/task result(s) were committed more than lateness_window "
+            f"({lateness}) late, into {_iso(audit.window.lo)}..{_iso(audit.window.hi)}, and are reported now: {listed}. "
+            "Set a larger lateness_window to report such commits on time."
+        )
+    for window, rows in audit.unread:
+        out.append(
+            f"Airflow instance {instance_name!r}: {rows - window.rows} row(s) were committed more than lateness_window "
+            f"({lateness}) late into {_iso(window.lo)}..{_iso(window.hi)}, a window too large to re-read in one tick; they "
+            f"are NOT reported. To report them: delete the sensor's cursor (`dagster sensor cursor {sensor_name} --delete`) "
+            f"with a history_window reaching back to {_iso(window.lo)}; events Dagster already holds are not repeated."
+        )
+    return out
+
 
 
 # ------------------------------------------------------------------------------------------- build
@@ -623,8 +773,10 @@ def advance_cursor(
     coverage: Mapping[str, str],
     tick_started: float,
     settings: SensorSettings,
+    audit: Audit | None = None,
 ) -> AirliftSensorCursor:
-    """Step 5 (pure): the cursor after a tick whose events were all emitted."""
+    """Step 5 (pure): the cursor after a tick whose events were all emitted (``audit``: the
+    settled windows' counts the late-commit audit saw)."""
     pending = list(cursor.pending)
     if plan.sweep is not None and pending and pending[0] == plan.sweep:
         pending.pop(0)
@@ -646,7 +798,10 @@ def advance_cursor(
         dags = frozenset(current)
     else:
         dags = frozenset((cursor.dags & current) | {coverage[d] for d in plan.backfill})
-    return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags)
+    settled = list(audit.settled) if audit is not None else list(cursor.settled)
+    if plan.sweep is not None and fetched.sweep_total is not None:
+        settled = settle_window(settled, SettledWindow(plan.sweep.lo, plan.sweep.hi, fetched.sweep_total))
+    return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags, settled=settled)
 
 
 def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow]:
@@ -661,10 +816,10 @@ def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow
 @dataclass
 class TickOutcome:
     """What one :func:`evaluate_tick` produced: the Dagster events, the new cursor, the asset keys
-    materialized, and how many finished runs were processed or left for the next tick.
+    materialized, how many rows were read, whether the tick caught up, and warnings for the user.
 
-    >>> TickOutcome(events=[], cursor=AirliftSensorCursor(), materialized=set(), runs_processed=0, runs_pending=0).runs_pending
-    0
+    >>> TickOutcome(events=[], cursor=AirliftSensorCursor(), materialized=set(), rows_read=0, caught_up=True).warnings
+    []
     """
 
     events: list[Any]
@@ -674,6 +829,7 @@ class TickOutcome:
     caught_up: bool
     late_found: int = 0
     dropped_held: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def evaluate_tick(
@@ -697,13 +853,14 @@ def evaluate_tick(
     airflow_instance.assume_api_version(plan.api)
     try:
         fetched = fetch_changes(airflow_instance, tick, dag_ids=plan.dag_ids, settings=settings)
+        audit = audit_settled(airflow_instance, cursor.settled, dag_ids=plan.dag_ids, budget=settings.max_rows_per_tick)
     except AirliftClientError as e:
         raise AirliftDagsterError(
             f"Airlift sensor for Airflow instance {plan.instance_name!r}: {e}. The cursor did not move; the next tick catches up."
         ) from e
     links = ui_links_for(plan.api, plan.webserver_url)
-    all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fetched.fresh_runs]
-    all_tis = [*fetched.backfill_tis, *fetched.sweep_tis, *fetched.fresh_tis]
+    all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fetched.fresh_runs, *audit.runs]
+    all_tis = [*fetched.backfill_tis, *fetched.sweep_tis, *fetched.fresh_tis, *audit.tis]
     built = dagster_built_tries(context.instance, plan.instance_name,
                                 [t.run_id for t in all_tis if t.is_success and (t.dag_id, t.task_id) in plan.by_task])
     skew = settings.lateness_window
@@ -719,19 +876,24 @@ def evaluate_tick(
                                changed_after=now, skew=skew)
         emissions += late
         late_found = len(late)
+    audited: list[Emission] = []
+    if audit.window is not None:  # rows committed later than the lateness window
+        audited = build_emissions(plan, links, audit.runs, audit.tis, built=built, recent_since=recent, changed_after=now, skew=skew)
+        emissions += audited
     if fetched.fresh is not None:
         emissions += build_emissions(plan, links, fetched.fresh_runs, fetched.fresh_tis, built=built, recent_since=recent,
                                      changed_after=fetched.fresh[0] - settings.settle, skew=skew)
     wanted = [e for e in emissions if e.event_id is not None and e.held_since is not None]
     held = read_held_events(context.instance, plan.instance_name, min(e.held_since for e in wanted if e.held_since is not None)) if wanted else set()
     kept = drop_held(emissions, held)
+    kept, tick_warnings = _report_audit(plan, audit, kept, audited, settings)
     if late_found and tick.sweep is not None:
         late_ids = {id(e) for e in late}
         new_late = sum(1 for e in kept if id(e) in late_ids and isinstance(e.event, AssetMaterialization))
         if new_late:
             log.warning("Airlift sensor %s: %d materialization(s) of rows committed late, found when re-reading the "
                         "changes of %s..%s", plan.instance_name, new_late, _iso(tick.sweep.lo), _iso(tick.sweep.hi))
-    new_cursor = advance_cursor(cursor, tick, fetched, coverage=plan.coverage, tick_started=started, settings=settings)
+    new_cursor = advance_cursor(cursor, tick, fetched, coverage=plan.coverage, tick_started=started, settings=settings, audit=audit)
     events = [e.event for e in kept]
     caught_up = fetched.fresh is None or (tick.fresh is not None and fetched.fresh[1] >= tick.fresh[1])
     return TickOutcome(
@@ -742,7 +904,24 @@ def evaluate_tick(
         caught_up=caught_up and not tick.backfill,
         late_found=late_found,
         dropped_held=len(emissions) - len(kept),
+        warnings=tick_warnings,
     )
+
+
+def _report_audit(plan: SensorPlan, audit: Audit, kept: list[Emission], audited: Sequence[Emission],
+                  settings: SensorSettings) -> tuple[list[Emission], list[str]]:
+    """Mark the audit's late materializations as such and word the warnings about them."""
+    if audit.window is None and not audit.unread:
+        return kept, []
+    note = _late_note(settings.lateness_window)
+    audited_ids = {id(e) for e in audited}
+    late = [e for e in kept if id(e) in audited_ids]
+    marked = [_mark_late(e, note) if id(e) in audited_ids else e for e in kept]
+    found = late_warnings(plan.instance_name, audit, late, sensor_name=f"{plan.instance_name}__airflow_sensor",
+                          lateness=settings.lateness_window)
+    for warning in found:
+        log.warning("Airlift sensor: %s", warning)
+    return marked, found
 
 
 def build_airflow_sensor(
@@ -769,6 +948,8 @@ def build_airflow_sensor(
     )
     def _airflow_sensor(context: SensorEvaluationContext) -> SensorResult:
         outcome = evaluate_tick(context=context, airflow_instance=airflow_instance, plan=plan, settings=settings)
+        for warning in outcome.warnings:
+            context.log.warning(warning)
         if outcome.events or not outcome.caught_up:
             context.log.info(
                 f"read {outcome.rows_read} changed Airflow rows, emitted {len(outcome.events)} events "
@@ -776,6 +957,7 @@ def build_airflow_sensor(
             )
         check_keys = sorted({k for key in outcome.materialized for k in plan.user_check_keys.get(key, ())}, key=str)
         run_requests = [RunRequest(asset_selection=[], asset_check_keys=check_keys)] if check_keys else []
-        return build_sensor_result(asset_events=outcome.events, cursor=outcome.cursor.serialize(), run_requests=run_requests)
+        return build_sensor_result(asset_events=outcome.events, cursor=outcome.cursor.serialize(), run_requests=run_requests,
+                                   warnings=outcome.warnings)
 
     return _airflow_sensor

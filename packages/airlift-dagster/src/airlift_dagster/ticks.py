@@ -52,9 +52,10 @@ def describe_tick_events(events: Sequence[Any]) -> str:
 
 
 def build_sensor_result(*, asset_events: Sequence[Any], cursor: str | None,
-                        run_requests: Sequence[RunRequest] = ()) -> SensorResult:
-    """A ``SensorResult`` whose tick, when it launches no run, carries :func:`describe_tick_events` as
-    its reason (Dagster allows a reason only on ticks without run requests).
+                        run_requests: Sequence[RunRequest] = (), warnings: Sequence[str] = ()) -> SensorResult:
+    """A ``SensorResult`` whose tick, when it launches no run, carries :func:`describe_tick_events`
+    and then any ``warnings`` as its reason (Dagster allows a reason only on ticks without run
+    requests; the sensor also logs the warnings to the tick's log).
 
     >>> result = build_sensor_result(asset_events=[AssetMaterialization("a")], cursor="c")
     >>> result.skip_reason.skip_message
@@ -62,4 +63,5 @@ def build_sensor_result(*, asset_events: Sequence[Any], cursor: str | None,
     """
     if run_requests:
         return SensorResult(asset_events=list(asset_events), cursor=cursor, run_requests=list(run_requests))
-    return SensorResult(asset_events=list(asset_events), cursor=cursor, skip_reason=describe_tick_events(asset_events))
+    reason = " ".join([describe_tick_events(asset_events), *(f"WARNING: {w}" for w in warnings)])
+    return SensorResult(asset_events=list(asset_events), cursor=cursor, skip_reason=reason)
