@@ -125,7 +125,8 @@ class DagsterOperator(BaseOperator):
         first_try = try_number if max_tries is None else max(1, _int(max_tries, 0) - _int(self.retries, 0) + 1)
         hook = self.get_hook()
         client = hook.get_conn()
-        assets = hook.task_assets(dag_id=dag_id, task_id=None if self.whole_dag else task_id, asset_keys=self.asset_keys)
+        assets = hook.task_assets(dag_id=dag_id, task_id=None if self.whole_dag else task_id, asset_keys=self.asset_keys,
+                                  instance_name=self.instance_name)
         what = f"Airflow DAG {dag_id}" if self.whole_dag else f"Airflow task {dag_id}.{task_id}"
         self._check_assets(assets, what=what, url=client.url)
         partition = self._partition_key(assets, context, what=what)
