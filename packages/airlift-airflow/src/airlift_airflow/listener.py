@@ -168,7 +168,9 @@ class AirliftListener:
             sender = self.sender()
             if (sender is not None and not _migrated(task_instance)
                     and sender.submit(PushItem.for_task(**task_instance_fields(task_instance)))):
-                sender.flush(self.settings.flush_timeout)
+                handed = sender.flush(self.settings.flush_timeout)
+                log.info("Airlift push: task events %s in %.1f ms", "handed to Dagster" if handed else
+                         "still queued (the Airlift sensor reports what push misses)", (time.perf_counter() - started) * 1000)
         except Exception:
             log.exception("Airlift push: on_task_instance_success failed (the task is not affected)")
         self.overhead.append(time.perf_counter() - started)
