@@ -28,7 +28,6 @@ import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from airlift_testing import AirflowServer, DagsterServer, free_port, repo_root, wait_until
 
