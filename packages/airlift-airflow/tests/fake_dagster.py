@@ -32,6 +32,7 @@ class FakeDagster:
         # push mode: report requests taken (path, body) and statuses to answer first (then 200)
         self.reports: list[tuple[str, dict[str, Any]]] = []
         self.report_statuses: list[int] = []
+        self.report_delay: float = 0.0  # seconds before answering a report (after storing it)
         self.dag_indexes: dict[tuple[str, ...], dict[str, Any]] = {}
         outer = self
 
@@ -44,12 +45,16 @@ class FakeDagster:
                 outer.headers.append(dict(self.headers))
                 if self.path.startswith("/report_asset_"):
                     status = outer.report_statuses.pop(0) if outer.report_statuses else 200
-                    if status == 200:
-                        outer.reports.append((self.path, body))
-                    self.send_response(status)
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"{}")
+                    if status == 200:  # recorded as <endpoint>/<key parts>
+                        outer.reports.append((self.path + "/".join(body.get("asset_key") or []), body))
+                    time.sleep(outer.report_delay)
+                    try:
+                        self.send_response(status)
+                        self.send_header("Content-Length", "2")
+                        self.end_headers()
+                        self.wfile.write(b"{}")
+                    except OSError:
+                        pass  # the client stopped waiting
                     return
                 if outer.fail_http:
                     outer.fail_http -= 1

@@ -254,3 +254,17 @@ def test_hook_reads_the_dag_index_not_every_node(fake_dagster: FakeDagster, capl
     assert [a.path for a in hook.task_assets(dag_id=DAG_ID, task_id=TASK_ID, instance_name="staging")] == [("a",)]
     assert fake_dagster.operations == ["AirliftDagIndex", "AirliftAssetsByTag", "AirliftAssetsByKey"]
     assert "slow path" in caplog.text
+
+
+def test_report_answered_too_late_is_not_sent_again(fake_dagster: FakeDagster) -> None:
+    """Dagster stored the event but answered after the read timeout: sending again could store it
+    twice, so the item is left to the sensor (which finds the stored copy by its identity)."""
+    fake_dagster.report_delay = 1.0
+    reporter = DagsterReporter(fake_dagster.url, api_token=None, instance_name="prod", api=ApiVersion.V2,
+                               airflow_url="http://af", assets=lambda dag_id: {TASK_ID: [("a",)], None: []},
+                               timeout=(2.0, 0.2))
+    sender = PushSender(deliver=reporter, retry=NO_WAIT)
+    sender.submit(_item())
+    assert sender.flush(timeout=10)
+    assert sender.stats.dropped_failed == 1
+    assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a"]

@@ -42,9 +42,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from airlift_airflow.errors import DagsterApiError, DagsterUnreachableError
 from airlift_protocol import ApiVersion, RetryPolicy
@@ -364,21 +364,26 @@ class DagsterReporter:
     def _post(self, item: PushItem, endpoint: str, path: tuple[str, ...], body: Mapping[str, Any]) -> None:
         if (endpoint, path) in item.sent:
             return
-        url = f"{self.url}/{endpoint}/{'/'.join(quote(p, safe='') for p in path)}"
+        # the key goes in the body (a list of parts), so parts may hold any character, "/" included
+        url = f"{self.url}/{endpoint}/"
+        body = {"asset_key": list(path), **body}
         headers = {"Content-Type": "application/json"}
         if self._token:
             headers["Dagster-Cloud-Api-Token"] = self._token
         try:
-            response = self.session.post(url, json=dict(body), headers=headers, timeout=self.timeout)
-        except (requests.ConnectionError, requests.ConnectTimeout) as e:
-            if isinstance(e, requests.ReadTimeout):
-                raise ReportFailedError(f"{url}: no answer in time (may be stored)", retry=False) from e
+            response = self.session.post(url, json=body, headers=headers, timeout=self.timeout)
+        except requests.ConnectTimeout as e:  # never connected: nothing stored
             raise ReportFailedError(f"{url}: {type(e).__name__}", retry=True) from e
-        except requests.RequestException as e:
-            raise ReportFailedError(f"{url}: {type(e).__name__}", retry=False) from e
+        except requests.ConnectionError as e:
+            reason = getattr(e.args[0], "reason", None) if e.args else None
+            if isinstance(reason, NewConnectionError):  # refused, no route: nothing stored
+                raise ReportFailedError(f"{url}: connection refused", retry=True) from e
+            raise ReportFailedError(f"{url}: {type(e).__name__} for {'/'.join(path)} (may be stored)", retry=False) from e
+        except requests.RequestException as e:  # a read timeout among them: Dagster may have stored it
+            raise ReportFailedError(f"{url}: {type(e).__name__} for {'/'.join(path)} (may be stored)", retry=False) from e
         if response.status_code >= 400:
             raise ReportFailedError(
-                f"{url} answered HTTP {response.status_code}: {response.text[:200]}",
+                f"{url} answered HTTP {response.status_code} for {'/'.join(path)}: {response.text[:200]}",
                 retry=response.status_code in _NOT_STORED, retry_after=response.headers.get("Retry-After"),
             )
         item.sent.add((endpoint, path))
