@@ -268,3 +268,14 @@ def test_report_answered_too_late_is_not_sent_again(fake_dagster: FakeDagster) -
     assert sender.flush(timeout=10)
     assert sender.stats.dropped_failed == 1
     assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a"]
+
+
+def test_instance_name_is_shared_with_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One setting names the instance for push and for DagsterOperator's run tags (the sensor matches
+    both against its AirflowInstance name)."""
+    monkeypatch.delenv("AIRLIFT_AIRFLOW_INSTANCE_NAME", raising=False)
+    monkeypatch.setenv("AIRFLOW__AIRLIFT__INSTANCE_NAME", "prod")
+    assert PushSettings.from_airflow_conf().instance_name == "prod"
+    assert DagsterOperator(task_id="t").instance_name == "prod"
+    monkeypatch.setenv("AIRLIFT_AIRFLOW_INSTANCE_NAME", "other")
+    assert PushSettings.from_airflow_conf().instance_name == DagsterOperator(task_id="t").instance_name == "other"

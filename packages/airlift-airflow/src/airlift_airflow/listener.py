@@ -5,7 +5,8 @@ it does nothing until push is switched on in Airflow's configuration::
 
     [airlift]
     push_enabled = True          # AIRFLOW__AIRLIFT__PUSH_ENABLED=True
-    instance_name = prod         # the AirflowInstance name on the Dagster side (default: airflow)
+    instance_name = prod         # the AirflowInstance name on the Dagster side (default: airflow;
+                                 # AIRLIFT_AIRFLOW_INSTANCE_NAME wins, as for DagsterOperator)
     dagster_conn_id = dagster_default
 
 Optional: ``airflow_url`` (the Airflow UI's URL as the Dagster side knows it, for links; default
@@ -25,14 +26,17 @@ the assets). See :mod:`airlift_airflow.push` for delivery, drops and failures.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from airlift_airflow.hook import DagsterHook
-from airlift_airflow.operator import DEFAULT_INSTANCE_NAME, INSTANCE_ENV, DagsterOperator
+from airlift_airflow.operator import (
+    DEFAULT_INSTANCE_NAME,
+    DagsterOperator,
+    configured_instance_name,
+)
 from airlift_airflow.push import (
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_QUEUE,
@@ -84,7 +88,7 @@ class PushSettings:
 
         return cls(
             enabled=str(get("push_enabled", "False")).strip().lower() in ("1", "true", "yes", "on"),
-            instance_name=str(get("instance_name", "") or os.environ.get(INSTANCE_ENV) or DEFAULT_INSTANCE_NAME),
+            instance_name=configured_instance_name(),
             dagster_conn_id=str(get("dagster_conn_id", "dagster_default")),
             airflow_url=get("airflow_url", None) or None,
             max_queue=int(get("max_queue", DEFAULT_MAX_QUEUE)),
