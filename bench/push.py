@@ -139,7 +139,7 @@ def main() -> None:
 
             wait_until(collected, timeout=args.timeout, what="every materialization, pushed and polled", interval=5.0)
             listener_ms = [float(m) for p in (root / "airflow" / "logs").rglob("*.log")
-                           for m in re.findall(r"Airlift push: task events handed to Dagster in ([0-9.]+) ms", p.read_text(errors="replace"))]
+                           for m in re.findall(r"Airlift push: task events [^;]*; the listener took ([0-9.]+) ms", p.read_text(errors="replace"))]
             queued = sum(p.read_text(errors="replace").count("Airlift push: task events still queued")
                          for p in (root / "airflow" / "logs").rglob("*.log"))
             durations = [float(t["duration"]) for t in tis.values() if t.get("duration") is not None]

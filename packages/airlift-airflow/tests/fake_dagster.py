@@ -33,6 +33,8 @@ class FakeDagster:
         self.reports: list[tuple[str, dict[str, Any]]] = []
         self.report_statuses: list[int] = []
         self.report_delay: float = 0.0  # seconds before answering a report (after storing it)
+        self.report_gate = threading.Event()  # reports wait for it before being taken
+        self.report_gate.set()
         self.dag_indexes: dict[tuple[str, ...], dict[str, Any]] = {}
         outer = self
 
@@ -44,6 +46,7 @@ class FakeDagster:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.headers.append(dict(self.headers))
                 if self.path.startswith("/report_asset_"):
+                    outer.report_gate.wait(30)
                     status = outer.report_statuses.pop(0) if outer.report_statuses else 200
                     if status == 200:  # recorded as <endpoint>/<key parts>
                         outer.reports.append((self.path + "/".join(body.get("asset_key") or []), body))

@@ -192,7 +192,7 @@ def test_listener_through_airflows_own_hook_spec(fake_dagster: FakeDagster) -> N
     from airflow.listeners.listener import get_listener_manager
 
     fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
-    listener = AirliftListener(PushSettings(enabled=True, instance_name="prod", flush_timeout=5.0))
+    listener = AirliftListener(PushSettings(enabled=True, instance_name="prod", flush_timeout=5.0, detach=False))
     manager = get_listener_manager()
     manager.add_listener(listener)
     try:
@@ -279,3 +279,25 @@ def test_instance_name_is_shared_with_the_operator(monkeypatch: pytest.MonkeyPat
     assert DagsterOperator(task_id="t").instance_name == "prod"
     monkeypatch.setenv("AIRLIFT_AIRFLOW_INSTANCE_NAME", "other")
     assert PushSettings.from_airflow_conf().instance_name == DagsterOperator(task_id="t").instance_name == "other"
+
+
+def test_detached_delivery_reports_after_the_listener_returned(fake_dagster: FakeDagster) -> None:
+    """With ``detach`` (the default) the task's events go out from a forked, detached process: the
+    listener returns without waiting for Dagster, and the index fetched at task start is reused."""
+    import time
+
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    listener = AirliftListener(PushSettings(enabled=True, instance_name="prod"))
+    ti = _task_instance()
+    listener.on_task_instance_running(previous_state=None, task_instance=ti)
+    sender = listener.sender()
+    assert sender is not None and sender.flush(timeout=5)  # the index is cached
+    fake_dagster.report_gate.clear()  # Dagster takes no report until the listener returned
+    listener.on_task_instance_success(previous_state=None, task_instance=ti)
+    assert fake_dagster.reports == []
+    fake_dagster.report_gate.set()
+    deadline = time.monotonic() + 20
+    while len(fake_dagster.reports) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a", "/report_asset_check/a"]
+    assert fake_dagster.operations.count("AirliftDagIndex") == 1

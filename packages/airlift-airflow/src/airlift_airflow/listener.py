@@ -12,7 +12,9 @@ it does nothing until push is switched on in Airflow's configuration::
 Optional: ``airflow_url`` (the Airflow UI's URL as the Dagster side knows it, for links; default
 the webserver's/API's ``base_url``), ``max_queue`` (1000), ``max_age`` (8 seconds, keep it below
 the sensor's ``settle``), ``flush_timeout`` (2 seconds a task process waits, after its success is
-recorded, for its events to be handed over), ``index_ttl`` (60 seconds).
+recorded, for its events to be handed over when ``detach`` is off), ``index_ttl`` (60 seconds), ``detach``
+(True: a task's events are delivered by a detached process forked from the task's, so the task's process
+does not wait for Dagster; DAG-run events are sent from the scheduler's queue).
 
 On a successful try of a task mapped to assets (the task -> asset index on the DAG asset), one
 materialization per asset and a passing ``airflow_task_succeeded`` check; on a successful DAG run,
@@ -28,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +47,7 @@ from airlift_airflow.push import (
     DagsterReporter,
     PushItem,
     PushSender,
+    deliver_detached,
 )
 from airlift_airflow.version_compat import (
     AIRFLOW_V_3_0_PLUS,
@@ -79,6 +83,7 @@ class PushSettings:
     max_age: float = DEFAULT_MAX_AGE
     flush_timeout: float = 2.0
     index_ttl: float = 60.0
+    detach: bool = True
 
     @classmethod
     def from_airflow_conf(cls) -> PushSettings:
@@ -95,6 +100,7 @@ class PushSettings:
             max_age=float(get("max_age", DEFAULT_MAX_AGE)),
             flush_timeout=float(get("flush_timeout", 2.0)),
             index_ttl=float(get("index_ttl", 60.0)),
+            detach=str(get("detach", "True")).strip().lower() in ("1", "true", "yes", "on"),
         )
 
 
@@ -109,6 +115,8 @@ class AirliftListener:
         self._lock = threading.Lock()
         self._sender: PushSender | None = None
         self._reporter: DagsterReporter | None = None
+        self._cache: AssetIndexCache | None = None
+        self._dagster: tuple[str, str | None] = ("", None)
         self.overhead: list[float] = []
 
     def __repr__(self) -> str:
@@ -132,24 +140,34 @@ class AirliftListener:
         with self._lock:
             if self._sender is None:
                 try:
-                    url, token = DagsterHook(settings.dagster_conn_id).url_and_token()
+                    self._dagster = DagsterHook(settings.dagster_conn_id).url_and_token()
                 except Exception as e:
                     log.warning("Airlift push: no Dagster URL (%s); the Airlift sensor reports everything", e)
                     self._settings = PushSettings(enabled=False)
                     return None
-                lookup = DagsterHook(url=url, api_token=token, timeout=5.0,
-                                     retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=settings.max_age))
-                cache = AssetIndexCache(
-                    lambda dag_id: lookup.get_conn().task_asset_index(dag_asset_path(settings.instance_name, dag_id)),
-                    ttl=settings.index_ttl,
-                )
-                self._reporter = DagsterReporter(
-                    url, api_token=token, instance_name=settings.instance_name,
-                    api=ApiVersion.V2 if AIRFLOW_V_3_0_PLUS else ApiVersion.V1,
-                    airflow_url=settings.airflow_url or airflow_ui_url(), assets=cache.get,
-                )
+                self._reporter = self.build_reporter()
                 self._sender = PushSender(deliver=self._reporter, max_queue=settings.max_queue, max_age=settings.max_age)
             return self._sender
+
+    def build_reporter(self, known: Mapping[str, Mapping[str | None, Sequence[tuple[str, ...]]]] | None = None) -> DagsterReporter:
+        """A reporter with its own HTTP sessions and index cache (seeded with ``known`` indexes)."""
+        settings = self.settings
+        url, token = self._dagster
+        lookup = DagsterHook(url=url, api_token=token, timeout=5.0,
+                             retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=settings.max_age))
+        seeded = dict(known or {})
+
+        def fetch(dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
+            if dag_id in seeded:
+                return seeded.pop(dag_id)
+            return lookup.get_conn().task_asset_index(dag_asset_path(settings.instance_name, dag_id))
+
+        self._cache = AssetIndexCache(fetch, ttl=settings.index_ttl)
+        return DagsterReporter(
+            url, api_token=token, instance_name=settings.instance_name,
+            api=ApiVersion.V2 if AIRFLOW_V_3_0_PLUS else ApiVersion.V1,
+            airflow_url=settings.airflow_url or airflow_ui_url(), assets=self._cache.get,
+        )
 
     @hookimpl
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
@@ -165,19 +183,37 @@ class AirliftListener:
 
     @hookimpl
     def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
-        """Queue the try's events and wait up to ``flush_timeout`` for their hand-over (the task's
-        success is already recorded when Airflow calls this)."""
+        """Report the try's events without keeping the task waiting (the task's success is already
+        recorded when Airflow calls this): a detached process delivers them (``detach``, the
+        default where the platform can fork), else the queue, waited on up to ``flush_timeout``."""
         started = time.perf_counter()
         try:
             sender = self.sender()
-            if (sender is not None and not _migrated(task_instance)
-                    and sender.submit(PushItem.for_task(**task_instance_fields(task_instance)))):
+            if sender is None or _migrated(task_instance):
+                return
+            item = PushItem.for_task(**task_instance_fields(task_instance))
+            if self.settings.detach and self._detach(item):
+                outcome = "handed to a detached sender"
+            elif sender.submit(item):
                 handed = sender.flush(self.settings.flush_timeout)
-                log.info("Airlift push: task events %s in %.1f ms", "handed to Dagster" if handed else
-                         "still queued (the Airlift sensor reports what push misses)", (time.perf_counter() - started) * 1000)
+                outcome = "handed to Dagster" if handed else "still queued (the Airlift sensor reports what push misses)"
+            else:
+                return
+            log.info("Airlift push: task events %s; the listener took %.1f ms", outcome, (time.perf_counter() - started) * 1000)
         except Exception:
             log.exception("Airlift push: on_task_instance_success failed (the task is not affected)")
-        self.overhead.append(time.perf_counter() - started)
+        finally:
+            self.overhead.append(time.perf_counter() - started)
+
+    def _detach(self, item: PushItem) -> bool:
+        index = self._cache.cached(item.dag_id) if self._cache is not None else None
+        known = {item.dag_id: index} if index is not None else None
+        max_age = self.settings.max_age
+
+        def work() -> None:  # in the detached process: its own sessions, the index fetched at task start
+            PushSender(deliver=self.build_reporter(known), max_age=max_age).deliver_now(item)
+
+        return deliver_detached(work)
 
     @hookimpl
     def on_dag_run_success(self, dag_run: Any, msg: str) -> None:

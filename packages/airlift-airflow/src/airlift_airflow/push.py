@@ -66,6 +66,7 @@ __all__ = [
     "PushSender",
     "PushStats",
     "ReportFailedError",
+    "deliver_detached",
 ]
 
 log = logging.getLogger("airlift_airflow.push")
@@ -216,6 +217,13 @@ class PushSender:
                 self._queue.all_tasks_done.wait(left)
         return True
 
+    def deliver_now(self, item: PushItem) -> None:
+        """Deliver ``item`` in this thread (retries and ``max_age`` as the background thread does)."""
+        try:
+            self._handle(item)
+        except Exception:
+            log.exception("Airlift push: %s not reported; the Airlift sensor reports it", item.describe())
+
     def _run(self) -> None:
         q = self._queue
         while True:
@@ -246,6 +254,48 @@ class PushSender:
                 self.retry.sleep(delay)
 
 
+def deliver_detached(work: Callable[[], None]) -> bool:
+    """Run ``work`` in a detached grandchild of this process and return as soon as it started
+    (``False`` when the platform cannot fork). For a task's own process, which Airflow ends right
+    after the task (``os._exit``): the task does not wait for Dagster, and the delivery does not
+    die with it. The grandchild starts a new session, drops every inherited file descriptor (the
+    task's log and supervisor pipes stay the task's own: Airflow sees the task end when it ends),
+    runs ``work`` (which must build its own HTTP session) and ends with ``os._exit``.
+
+    >>> deliver_detached(lambda: None)
+    True
+    """
+    if not hasattr(os, "fork"):
+        return False
+    try:
+        child = os.fork()
+    except OSError:
+        return False
+    if child == 0:  # the child: fork the worker and end at once (the parent reaps it; no zombie)
+        try:
+            if os.fork() == 0:
+                try:
+                    os.setsid()
+                    devnull = os.open(os.devnull, os.O_RDWR)
+                    for fd in (0, 1, 2):
+                        os.dup2(devnull, fd)
+                    os.closerange(3, _max_fd())
+                    work()
+                finally:
+                    os._exit(0)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    return True
+
+
+def _max_fd() -> int:
+    try:
+        return int(os.sysconf("SC_OPEN_MAX"))
+    except (ValueError, OSError):
+        return 4096
+
+
 class AssetIndexCache:
     """Per DAG, the task -> asset keys index of its DAG asset, kept ``ttl`` seconds.
     ``fetch(dag_id)`` returns the index or ``None`` (no such DAG asset in Dagster).
@@ -268,6 +318,12 @@ class AssetIndexCache:
         self.clock = clock
         self._entries: dict[str, tuple[float, Mapping[str | None, Sequence[tuple[str, ...]]] | None]] = {}
         self._lock = threading.Lock()
+
+    def cached(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
+        """The index if it is cached and fresh (no request), else ``None``."""
+        with self._lock:
+            entry = self._entries.get(dag_id)
+        return entry[1] if entry is not None and self.clock() - entry[0] < self.ttl else None
 
     def get(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
         now = self.clock()
