@@ -255,38 +255,49 @@ class PushSender:
 
 
 def deliver_detached(work: Callable[[], None]) -> bool:
-    """Run ``work`` in a detached grandchild of this process and return as soon as it started
-    (``False`` when the platform cannot fork). For a task's own process, which Airflow ends right
-    after the task (``os._exit``): the task does not wait for Dagster, and the delivery does not
-    die with it. The grandchild starts a new session, drops every inherited file descriptor (the
-    task's log and supervisor pipes stay the task's own: Airflow sees the task end when it ends),
-    runs ``work`` (which must build its own HTTP session) and ends with ``os._exit``.
+    """Run ``work`` in a detached child of this process and return right after the fork (``False``
+    when the platform cannot fork). For a task's own process, which Airflow ends right after the task
+    (``os._exit``): the task does not wait for Dagster, and the delivery does not die with it. The
+    child starts a new session, drops every inherited file descriptor (the task's log and supervisor
+    pipes stay the task's own: Airflow sees the task end when it ends), runs ``work`` (which must build
+    its own HTTP session) and ends with ``os._exit``. Children that ended are reaped at the next call
+    (a task's process exits soon after anyway, and the child is then re-parented).
 
     >>> deliver_detached(lambda: None)
     True
     """
     if not hasattr(os, "fork"):
         return False
+    _reap()
     try:
         child = os.fork()
     except OSError:
         return False
-    if child == 0:  # the child: fork the worker and end at once (the parent reaps it; no zombie)
+    if child == 0:
         try:
-            if os.fork() == 0:
-                try:
-                    os.setsid()
-                    devnull = os.open(os.devnull, os.O_RDWR)
-                    for fd in (0, 1, 2):
-                        os.dup2(devnull, fd)
-                    os.closerange(3, _max_fd())
-                    work()
-                finally:
-                    os._exit(0)
+            os.setsid()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.closerange(3, _max_fd())
+            work()
         finally:
             os._exit(0)
-    os.waitpid(child, 0)
+    _children.add(child)
     return True
+
+
+_children: set[int] = set()
+
+
+def _reap() -> None:
+    for pid in list(_children):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _children.discard(pid)
 
 
 def _max_fd() -> int:
