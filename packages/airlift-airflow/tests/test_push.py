@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -301,3 +302,24 @@ def test_detached_delivery_reports_after_the_listener_returned(fake_dagster: Fak
         time.sleep(0.05)
     assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a", "/report_asset_check/a"]
     assert fake_dagster.operations.count("AirliftDagIndex") == 1
+
+
+def test_the_detached_sender_imports_no_airflow_and_gets_the_token_from_its_environment(fake_dagster: FakeDagster) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import airlift_airflow.push as push
+
+    job = {"item": {"dag_id": DAG_ID, "run_id": RUN_ID, "task_id": TASK_ID, "map_index": -1, "try_number": 1, "run_type": None,
+                    "start_date": START.isoformat(), "end_date": END.isoformat(), "age": 0.0},
+           "url": fake_dagster.url, "instance_name": "prod", "api": "v2", "airflow_url": "http://af", "max_age": 5.0,
+           "index": {TASK_ID: [["a"]], "": []}}
+    probe = push._BOOT + "; print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))"
+    env = {**__import__("os").environ, push.JOB_ENV: json.dumps(job), push.TOKEN_ENV: "dagster-token-SENTINEL"}
+    out = subprocess.run([sys.executable, "-c", probe, str(Path(push.__file__).parent)], env=env, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+    assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a", "/report_asset_check/a"]
+    assert fake_dagster.reports[0][1]["metadata"]["Try number"] == 1
+    assert {h.get("Dagster-Cloud-Api-Token") for h in fake_dagster.headers} == {"dagster-token-SENTINEL"}

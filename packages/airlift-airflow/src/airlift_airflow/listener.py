@@ -13,7 +13,7 @@ Optional: ``airflow_url`` (the Airflow UI's URL as the Dagster side knows it, fo
 the webserver's/API's ``base_url``), ``max_queue`` (1000), ``max_age`` (8 seconds, keep it below
 the sensor's ``settle``), ``flush_timeout`` (2 seconds a task process waits, after its success is
 recorded, for its events to be handed over when ``detach`` is off), ``index_ttl`` (60 seconds), ``detach``
-(True: a task's events are delivered by a detached process forked from the task's, so the task's process
+(True: a task's events are delivered by a detached process spawned by the task's, so the task's process
 does not wait for Dagster; DAG-run events are sent from the scheduler's queue).
 
 On a successful try of a task mapped to assets (the task -> asset index on the DAG asset), one
@@ -185,7 +185,7 @@ class AirliftListener:
     def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
         """Report the try's events without keeping the task waiting (the task's success is already
         recorded when Airflow calls this): a detached process delivers them (``detach``, the
-        default where the platform can fork), else the queue, waited on up to ``flush_timeout``."""
+        default), else the queue, waited on up to ``flush_timeout``."""
         started = time.perf_counter()
         try:
             sender = self.sender()
@@ -206,14 +206,16 @@ class AirliftListener:
             self.overhead.append(time.perf_counter() - started)
 
     def _detach(self, item: PushItem) -> bool:
-        index = self._cache.cached(item.dag_id) if self._cache is not None else None
-        known = {item.dag_id: index} if index is not None else None
-        max_age = self.settings.max_age
-
-        def work() -> None:  # in the detached process: its own sessions, the index fetched at task start
-            PushSender(deliver=self.build_reporter(known), max_age=max_age).deliver_now(item)
-
-        return deliver_detached(work)
+        settings = self.settings
+        reporter = self._reporter
+        if reporter is None:
+            return False
+        url, token = self._dagster
+        return deliver_detached(
+            item, url=url, api_token=token, instance_name=settings.instance_name, api=reporter.api,
+            airflow_url=reporter.links.webserver_url, max_age=settings.max_age,
+            index=self._cache.cached(item.dag_id) if self._cache is not None else None,
+        )
 
     @hookimpl
     def on_dag_run_success(self, dag_run: Any, msg: str) -> None:

@@ -33,9 +33,12 @@ True
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -254,57 +257,94 @@ class PushSender:
                 self.retry.sleep(delay)
 
 
-def deliver_detached(work: Callable[[], None]) -> bool:
-    """Run ``work`` in a detached child of this process and return right after the fork (``False``
-    when the platform cannot fork). For a task's own process, which Airflow ends right after the task
-    (``os._exit``): the task does not wait for Dagster, and the delivery does not die with it. The
-    child starts a new session, drops every inherited file descriptor (the task's log and supervisor
-    pipes stay the task's own: Airflow sees the task end when it ends), runs ``work`` (which must build
-    its own HTTP session) and ends with ``os._exit``. Children that ended are reaped at the next call
-    (a task's process exits soon after anyway, and the child is then re-parented).
+#: Environment of the detached sender: the job (JSON, no secret) and the Dagster+ token.
+JOB_ENV = "AIRLIFT_PUSH_JOB"
+TOKEN_ENV = "AIRLIFT_PUSH_DAGSTER_TOKEN"
+# Runs in a fresh interpreter: registers the airlift_airflow package WITHOUT executing its __init__
+# (which imports Airflow), so only push.py, dagster_api.py, errors.py and airlift_protocol load.
+_BOOT = (
+    "import sys, types; pkg = types.ModuleType('airlift_airflow'); pkg.__path__ = [sys.argv[1]]; "
+    "sys.modules['airlift_airflow'] = pkg; from airlift_airflow.push import run_detached_job; run_detached_job()"
+)
 
-    >>> deliver_detached(lambda: None)
-    True
+
+def deliver_detached(
+    item: PushItem,
+    *,
+    url: str,
+    api_token: str | None,
+    instance_name: str,
+    api: ApiVersion,
+    airflow_url: str,
+    max_age: float,
+    index: Mapping[str | None, Sequence[tuple[str, ...]]] | None = None,
+) -> bool:
+    """Deliver ``item`` from a detached process and return once it is spawned (``False`` if it could
+    not be). For a task's own process, which Airflow ends right after the task (``os._exit``): the task
+    does not wait for Dagster, and the delivery does not die with it. The sender is a new interpreter
+    (spawned, so its cost does not grow with the task process's memory) that imports neither Airflow
+    nor anything of the task; it inherits no file descriptor (Airflow sees the task end when it ends)
+    and gets the token through its environment, never its command line. ``index``: the DAG's task ->
+    asset index if already known (else the sender reads it).
     """
-    if not hasattr(os, "fork"):
-        return False
-    _reap()
+    job = {
+        "item": {"dag_id": item.dag_id, "run_id": item.run_id, "task_id": item.task_id, "map_index": item.map_index,
+                 "try_number": item.try_number, "run_type": item.run_type,
+                 "start_date": item.start_date.isoformat() if item.start_date else None,
+                 "end_date": item.end_date.isoformat() if item.end_date else None,
+                 "age": time.monotonic() - item.created},
+        "url": url, "instance_name": instance_name, "api": api.value, "airflow_url": airflow_url, "max_age": max_age,
+        "index": None if index is None else {"" if k is None else k: [list(p) for p in v] for k, v in index.items()},
+    }
+    env = {**os.environ, JOB_ENV: json.dumps(job)}
+    env.pop(TOKEN_ENV, None)
+    if api_token:
+        env[TOKEN_ENV] = api_token
+    for running in list(_spawned):  # reap the senders that ended (a task's process exits soon anyway)
+        if running.poll() is not None:
+            _spawned.remove(running)
     try:
-        child = os.fork()
-    except OSError:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, os.path.dirname(os.path.abspath(__file__))],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=True, start_new_session=True,
+        )
+    except OSError as e:
+        log.warning("Airlift push: cannot start the detached sender (%s); %s left to the Airlift sensor", e, item.describe())
         return False
-    if child == 0:
-        try:
-            os.setsid()
-            devnull = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(devnull, fd)
-            os.closerange(3, _max_fd())
-            work()
-        finally:
-            os._exit(0)
-    _children.add(child)
+    _spawned.append(process)
     return True
 
 
-_children: set[int] = set()
+_spawned: list[subprocess.Popen[bytes]] = []
 
 
-def _reap() -> None:
-    for pid in list(_children):
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            _children.discard(pid)
+def run_detached_job() -> None:
+    """Entry of the detached sender (see :func:`deliver_detached`): one item, retried within
+    ``max_age``, then exit."""
+    job = json.loads(os.environ[JOB_ENV])
+    raw = job["item"]
+    item = PushItem(
+        dag_id=raw["dag_id"], run_id=raw["run_id"], task_id=raw["task_id"], map_index=raw["map_index"],
+        try_number=raw["try_number"], run_type=raw["run_type"],
+        start_date=datetime.fromisoformat(raw["start_date"]) if raw["start_date"] else None,
+        end_date=datetime.fromisoformat(raw["end_date"]) if raw["end_date"] else None,
+        created=time.monotonic() - float(raw["age"]),
+    )
+    token = os.environ.get(TOKEN_ENV)
+    known = job["index"]
+    index = None if known is None else {(k or None): [tuple(p) for p in v] for k, v in known.items()}
+    from airlift_airflow.dagster_api import DagsterGraphQLClient
 
+    client = DagsterGraphQLClient(job["url"], api_token=token, timeout=5.0,
+                                  retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=job["max_age"]))
 
-def _max_fd() -> int:
-    try:
-        return int(os.sysconf("SC_OPEN_MAX"))
-    except (ValueError, OSError):
-        return 4096
+    def assets(dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
+        return index if index is not None else client.task_asset_index(dag_asset_path(job["instance_name"], dag_id))
+
+    reporter = DagsterReporter(job["url"], api_token=token, instance_name=job["instance_name"], api=ApiVersion(job["api"]),
+                               airflow_url=job["airflow_url"], assets=assets)
+    PushSender(deliver=reporter, max_age=float(job["max_age"])).deliver_now(item)
 
 
 class AssetIndexCache:
@@ -375,6 +415,7 @@ class DagsterReporter:
         self.url = url.rstrip("/")
         self._token = api_token
         self.instance_name = instance_name
+        self.api = api
         self.links = ui_links_for(api, airflow_url)
         self.assets = assets
         self.timeout = timeout
