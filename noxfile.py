@@ -231,6 +231,14 @@ def bench_sensor(session: nox.Session) -> None:
     session.run("python", "bench/sensor.py", *session.posargs, env={"AIRLIFT_REPO_ROOT": str(ROOT)})
 
 
+@nox.session(python=DEFAULT_PYTHON, default=False)
+def bench_push(session: nox.Session) -> None:
+    """Push vs polling latency (task end -> Dagster event log) and the listener's time per task, on a
+    real Airflow (``-- --airflow 2`` or ``3``) with 100 tasks ending in a burst."""
+    session.install(*_pkg("airlift-dagster"), *_TEST_TOOLS)
+    session.run("python", "bench/push.py", *session.posargs, env={"AIRLIFT_REPO_ROOT": str(ROOT)})
+
+
 @nox.session(python=False, default=False)
 def ci(session: nox.Session) -> None:
     """The whole default run as CI runs it: every default session, two at a time

@@ -29,6 +29,13 @@ class FakeDagster:
         self.terminated: list[str] = []
         self.operations: list[str] = []
         self.response_bytes: int = 0
+        # push mode: report requests taken (path, body) and statuses to answer first (then 200)
+        self.reports: list[tuple[str, dict[str, Any]]] = []
+        self.report_statuses: list[int] = []
+        self.report_delay: float = 0.0  # seconds before answering a report (after storing it)
+        self.report_gate = threading.Event()  # reports wait for it before being taken
+        self.report_gate.set()
+        self.dag_indexes: dict[tuple[str, ...], dict[str, Any]] = {}
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +45,20 @@ class FakeDagster:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.headers.append(dict(self.headers))
+                if self.path.startswith("/report_asset_"):
+                    outer.report_gate.wait(30)
+                    status = outer.report_statuses.pop(0) if outer.report_statuses else 200
+                    if status == 200:  # recorded as <endpoint>/<key parts>
+                        outer.reports.append((self.path + "/".join(body.get("asset_key") or []), body))
+                    time.sleep(outer.report_delay)
+                    try:
+                        self.send_response(status)
+                        self.send_header("Content-Length", "2")
+                        self.end_headers()
+                        self.wfile.write(b"{}")
+                    except OSError:
+                        pass  # the client stopped waiting
+                    return
                 if outer.fail_http:
                     outer.fail_http -= 1
                     self.send_response(503)
@@ -84,6 +105,12 @@ class FakeDagster:
     def answer(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         name = re.search(r"(query|mutation) (\w+)", query).group(2)  # type: ignore[union-attr]
         self.operations.append(name)
+        if name == "AirliftDagIndex":
+            path = tuple(variables["keys"][0]["path"])
+            if path not in self.dag_indexes:
+                return {"assetNodes": []}
+            entry = {"label": "airlift/task_asset_keys", "jsonString": json.dumps(self.dag_indexes[path])}
+            return {"assetNodes": [{"assetKey": {"path": list(path)}, "metadataEntries": [entry]}]}
         if name == "AirliftAssetsByTag":
             return {"assetNodes": [{"assetKey": a["assetKey"], "tags": a["tags"]} for a in self.assets]}
         if name == "AirliftAssetsByKey":

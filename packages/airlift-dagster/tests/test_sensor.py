@@ -572,3 +572,54 @@ def test_checks_are_evaluated_by_a_dagster_run_only_for_the_migrated_task(instan
         migrated = materialize([checks_def], instance=dagster, selection=AssetSelection.checks_for_assets(AssetKey("a")),
                                tags=dagster_run_tags(dag_id="dag_00000", task_id="task_000", run_id="r1", try_number=1, instance_name="inst"))
         assert keys(migrated) == {"a:airflow_task_succeeded": True}
+
+
+def test_pushed_events_are_recognised_as_held() -> None:
+    """An event pushed through Dagster's report endpoint (identity in metadata, no tags) counts as
+    held, and an earlier sensor copy (identity in tags) does too; another instance's does not."""
+    from airlift_dagster.sensor import dagster_metadata, read_held_events
+    from airlift_protocol.events import dag_run_success_event, metadata_json
+    from airlift_protocol.links import ui_links_for
+    from airlift_protocol.models import ApiVersion
+
+    links = ui_links_for(ApiVersion.V2, "http://af:8080")
+    end = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    pushed = dag_run_success_event(instance_name="inst", links=links, dag_id="d", run_id="r1", run_type="manual",
+                                   start_date=None, end_date=end)
+    by_sensor = dag_run_success_event(instance_name="inst", links=links, dag_id="d", run_id="r2", run_type="manual",
+                                      start_date=None, end_date=end)
+    other = dag_run_success_event(instance_name="other", links=links, dag_id="d", run_id="r3", run_type="manual",
+                                  start_date=None, end_date=end)
+    with DagsterInstance.ephemeral() as dagster:
+        # what the webserver's /report_asset_materialization/ stores: JSON metadata, no tags
+        dagster.report_runless_asset_event(AssetMaterialization("dag_asset", metadata=metadata_json(pushed.metadata)))
+        dagster.report_runless_asset_event(AssetMaterialization("dag_asset", metadata=dagster_metadata(by_sensor.metadata),
+                                                                tags=by_sensor.tags()))
+        dagster.report_runless_asset_event(AssetMaterialization("dag_asset", metadata=metadata_json(other.metadata)))
+        held = read_held_events(dagster, "inst", 0.0)
+    assert held == {pushed.event_id.key, by_sensor.event_id.key}
+
+
+def test_events_pushed_in_the_settle_window_before_a_tick_are_not_emitted_again(ticker: Ticker, fake: FakeAirflow) -> None:
+    """A push stored after the previous tick's upper bound (its start minus settle) but more than
+    STORE_MARGIN before that tick started is still found: the sensor emits nothing twice."""
+    import json
+    import time
+
+    from airlift_protocol.events import identity_metadata
+
+    fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
+    ticker.tick()
+    run2 = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50))
+    pushed = [(AssetKey(key), AirflowEventId("inst", "dag_00000", run2.run_id, task_id=task_id, try_number=1))
+              for key, task_id in (("a", "task_000"), ("b", "task_001"), ("c", "task_002"), ("c2", "task_002"))]
+    pushed.append((AssetKey(["inst", "dag", "dag_00000"]),
+                   AirflowEventId("inst", "dag_00000", run2.run_id, run_end_date=run2.end_date.isoformat())))  # type: ignore[union-attr]
+    for key, event_id in pushed:  # as Dagster's report endpoint stores them: identity in metadata, no tags
+        ticker.instance.report_runless_asset_event(
+            AssetMaterialization(key, metadata={k: v.value for k, v in identity_metadata(event_id).items()}))
+    cursor = json.loads(ticker.cursor or "{}")
+    cursor["at"] = time.time() + 8  # the previous tick started 8 s after the pushes were stored
+    ticker.cursor = json.dumps(cursor)
+    result = ticker.tick()
+    assert not [e for e in result.asset_events if isinstance(e, AssetMaterialization)]

@@ -22,6 +22,7 @@ from airlift_airflow.errors import (
     DagsterUnreachableError,
 )
 from airlift_protocol import RetryPolicy
+from airlift_protocol.tags import TASK_ASSET_INDEX_METADATA, parse_task_asset_index
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -51,6 +52,16 @@ ASSET_FIELDS = """
 ASSETS_BY_KEY_QUERY = "query AirliftAssetsByKey($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) {%s} }" % ASSET_FIELDS
 # Dagster's GraphQL cannot filter asset nodes by tag: without known keys the slim node list is read once.
 ASSETS_BY_TAG_QUERY = "query AirliftAssetsByTag { assetNodes { assetKey { path } tags { key value } } }"
+
+# The DAG asset's task -> asset index (definition metadata), one node by key.
+DAG_INDEX_QUERY = """
+query AirliftDagIndex($keys: [AssetKeyInput!]) {
+  assetNodes(assetKeys: $keys) {
+    assetKey { path }
+    metadataEntries { label ... on JsonMetadataEntry { jsonString } }
+  }
+}
+"""
 
 LAUNCH_MUTATION = """
 mutation AirliftLaunch($executionParams: ExecutionParams!) {
@@ -192,6 +203,7 @@ class DagsterGraphQLClient:
         self.retry = retry or RetryPolicy()
         self.session = session or requests.Session()
         self.requests_sent = 0
+        self.bytes_received = 0
 
     def __repr__(self) -> str:
         return f"DagsterGraphQLClient(url={self.url!r})"
@@ -213,7 +225,9 @@ class DagsterGraphQLClient:
 
     def _post(self, payload: Mapping[str, Any]) -> requests.Response:
         self.requests_sent += 1
-        return self.session.post(self.graphql_url, json=payload, headers=self.headers(), timeout=self.timeout)
+        response = self.session.post(self.graphql_url, json=payload, headers=self.headers(), timeout=self.timeout)
+        self.bytes_received += len(response.content or b"")
+        return response
 
     def query(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """POST one idempotent GraphQL document with retries; returns its ``data`` or raises
@@ -270,6 +284,16 @@ class DagsterGraphQLClient:
             return []
         nodes = self.query(ASSETS_BY_KEY_QUERY, {"keys": [{"path": list(p)} for p in paths]}).get("assetNodes") or []
         return [_asset(node) for node in nodes]
+
+    def task_asset_index(self, dag_asset_path: Sequence[str]) -> dict[str | None, list[tuple[str, ...]]] | None:
+        """The task -> asset keys index on the DAG asset ``dag_asset_path`` (one node, one request);
+        ``None`` when Dagster has no such asset or it carries no index."""
+        nodes = self.query(DAG_INDEX_QUERY, {"keys": [{"path": list(dag_asset_path)}]}).get("assetNodes") or []
+        for node in nodes:
+            for entry in node.get("metadataEntries") or []:
+                if entry.get("label") == TASK_ASSET_INDEX_METADATA:
+                    return parse_task_asset_index(entry.get("jsonString"))
+        return None
 
     def asset_keys_with_tags(self, wanted: Mapping[str, str], *, without: Sequence[str] = ()) -> list[tuple[str, ...]]:
         """Keys of the asset nodes carrying all ``wanted`` tags and none of the tag keys in ``without``.

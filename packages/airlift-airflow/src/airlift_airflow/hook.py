@@ -41,6 +41,7 @@ from airlift_protocol import (
     RetryPolicy,
     encode_tag_value,
 )
+from airlift_protocol.tags import dag_asset_path
 
 __all__ = ["DEFAULT_CONN_ID", "TOKEN_ENV", "URL_ENV", "DagsterHook", "LaunchPlan", "connection_url_and_token"]
 
@@ -164,21 +165,42 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
     # -- assets ---------------------------------------------------------------------------------
 
     def task_assets(
-        self, *, dag_id: str, task_id: str | None, asset_keys: Sequence[Sequence[str]] | None = None
+        self,
+        *,
+        dag_id: str,
+        task_id: str | None,
+        asset_keys: Sequence[Sequence[str]] | None = None,
+        instance_name: str | None = None,
+        scan_if_unindexed: bool = True,
     ) -> list[DagsterAsset]:
         """The asset nodes of one Airflow task (``task_id=None``: those mapped to the DAG itself, with
-        no task tag). With ``asset_keys`` only those nodes are asked for (cost independent of the
-        deployment's size) and each must carry the task's tags; otherwise the keys are found by tag."""
+        no task tag); each must carry the task's tags. With ``asset_keys`` only those nodes are asked
+        for. Otherwise, with ``instance_name``, the task -> asset index on the DAG asset
+        ``[instance_name, "dag", dag_id]`` names the keys (two small requests, whatever the size of
+        the deployment); without it, or when Dagster has no such DAG asset, every asset node's tags
+        are read (the slow path, logged), as when the index does not list the task and
+        ``scan_if_unindexed`` (assets of another code location may carry the task's tags).
+
+        >>> DagsterHook(url="http://dagster:3000").task_assets(dag_id="d", task_id="t", instance_name="prod")  # doctest: +SKIP
+        [DagsterAsset(path=('raw', 'customers'), ...)]
+        """
         client = self.get_conn()
         wanted = {DAG_ID_TAG: encode_tag_value(dag_id)}
         if task_id is not None:
             wanted[TASK_ID_TAG] = encode_tag_value(task_id)
         without = () if task_id is not None else (TASK_ID_TAG,)
         what = f"Airflow task {dag_id}.{task_id}" if task_id is not None else f"Airflow DAG {dag_id}"
-        if asset_keys is None:
-            paths: Sequence[Sequence[str]] = client.asset_keys_with_tags(wanted, without=without)
-        else:
-            paths = [tuple(k) for k in asset_keys]
+        paths: Sequence[Sequence[str]] | None = None if asset_keys is None else [tuple(k) for k in asset_keys]
+        if paths is None and instance_name:
+            index = client.task_asset_index(dag_asset_path(instance_name, dag_id))
+            if index is not None:
+                paths = index.get(task_id) or ([] if not scan_if_unindexed else None)
+            else:
+                log.warning("Dagster at %s has no DAG asset %s with a task index (airlift-dagster older than this "
+                            "airlift-airflow, or another instance name): reading every asset node's tags (slow path)",
+                            client.url, "/".join(dag_asset_path(instance_name, dag_id)))
+        if paths is None:
+            paths = client.asset_keys_with_tags(wanted, without=without)
         assets = client.assets_by_key(paths)
         missing = sorted({tuple(p) for p in paths} - {a.path for a in assets})
         if missing:

@@ -11,7 +11,7 @@ from typing import Any
 from airlift_airflow.dagster_api import FINISHED_STATUSES, DagsterAsset, DagsterRunResult
 from airlift_airflow.errors import DagsterApiError, DagsterRunFailedError
 from airlift_airflow.hook import DEFAULT_CONN_ID, TOKEN_ENV, URL_ENV, DagsterHook
-from airlift_airflow.version_compat import BaseOperator
+from airlift_airflow.version_compat import BaseOperator, airflow_conf
 from airlift_protocol import (
     AIRFLOW_MAP_INDEX_RUN_TAG,
     DAGSTER_PARTITION_TAG,
@@ -23,7 +23,7 @@ from airlift_protocol import (
     partition_key_for_airflow_run,
 )
 
-__all__ = ["DEFAULT_CONN_ID", "INSTANCE_ENV", "TOKEN_ENV", "URL_ENV", "DagsterOperator"]
+__all__ = ["DEFAULT_CONN_ID", "INSTANCE_ENV", "TOKEN_ENV", "URL_ENV", "DagsterOperator", "configured_instance_name"]
 
 INSTANCE_ENV = "AIRLIFT_AIRFLOW_INSTANCE_NAME"
 DEFAULT_INSTANCE_NAME = "airflow"
@@ -34,6 +34,17 @@ def _int(value: Any, default: int) -> int:
         return int(value) if value is not None else default
     except (TypeError, ValueError):
         return default
+
+
+def configured_instance_name() -> str:
+    """The Airflow instance's name on the Dagster side: ``AIRLIFT_AIRFLOW_INSTANCE_NAME``, else
+    ``[airlift] instance_name`` (``AIRFLOW__AIRLIFT__INSTANCE_NAME``, shared with push mode), else ``airflow``.
+
+    >>> import os; os.environ.pop("AIRLIFT_AIRFLOW_INSTANCE_NAME", None) and None
+    >>> configured_instance_name() in ("airflow", os.environ.get("AIRFLOW__AIRLIFT__INSTANCE_NAME"))
+    True
+    """
+    return os.environ.get(INSTANCE_ENV) or str(airflow_conf.get("airlift", "instance_name", fallback="") or "") or DEFAULT_INSTANCE_NAME
 
 
 class DagsterOperator(BaseOperator):
@@ -67,7 +78,8 @@ class DagsterOperator(BaseOperator):
 
     The Dagster URL and optional Dagster+ API token come from :class:`~airlift_airflow.DagsterHook`
     (connection ``dagster_conn_id``, else ``AIRLIFT_DAGSTER_URL`` / ``AIRLIFT_DAGSTER_API_TOKEN``).
-    ``airflow_instance_name`` (else ``AIRLIFT_AIRFLOW_INSTANCE_NAME``, else ``airflow``) should be
+    ``airflow_instance_name`` (else ``AIRLIFT_AIRFLOW_INSTANCE_NAME``, else ``[airlift] instance_name``,
+    else ``airflow``) should be
     the name of the ``AirflowInstance`` on the Dagster side: it is part of every run's identity.
 
     >>> op = DagsterOperator(task_id="load_raw", poll_interval=5.0, deferrable=True)  # doctest: +SKIP
@@ -112,7 +124,7 @@ class DagsterOperator(BaseOperator):
 
     @property
     def instance_name(self) -> str:
-        return self.airflow_instance_name or os.environ.get(INSTANCE_ENV) or DEFAULT_INSTANCE_NAME
+        return self.airflow_instance_name or configured_instance_name()
 
     def execute(self, context: Any) -> list[str]:
         ti = context["ti"]
@@ -125,7 +137,8 @@ class DagsterOperator(BaseOperator):
         first_try = try_number if max_tries is None else max(1, _int(max_tries, 0) - _int(self.retries, 0) + 1)
         hook = self.get_hook()
         client = hook.get_conn()
-        assets = hook.task_assets(dag_id=dag_id, task_id=None if self.whole_dag else task_id, asset_keys=self.asset_keys)
+        assets = hook.task_assets(dag_id=dag_id, task_id=None if self.whole_dag else task_id, asset_keys=self.asset_keys,
+                                  instance_name=self.instance_name)
         what = f"Airflow DAG {dag_id}" if self.whole_dag else f"Airflow task {dag_id}.{task_id}"
         self._check_assets(assets, what=what, url=client.url)
         partition = self._partition_key(assets, context, what=what)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow import __version__ as AIRFLOW_VERSION
+from airflow.configuration import conf as airflow_conf  # core on both generations
+from airflow.listeners import hookimpl  # pluggy marker of the "airflow" project on both generations
 from airflow.triggers.base import BaseTrigger, TriggerEvent  # core on both generations
 
 __all__ = [
@@ -19,11 +21,15 @@ __all__ = [
     "BaseOperator",
     "BaseTrigger",
     "TriggerEvent",
+    "airflow_conf",
+    "airflow_ui_url",
     "autoregistered_dags",
     "connection_not_found_errors",
+    "hookimpl",
     "is_mapped",
     "remove_task",
     "set_dag_tags",
+    "task_instance_fields",
 ]
 
 AIRFLOW_V_3_0_PLUS = int(AIRFLOW_VERSION.split(".")[0]) >= 3
@@ -86,3 +92,39 @@ def set_dag_tags(dag: Any, tags: set[str]) -> None:
 def is_mapped(task: Any) -> bool:
     """True for a dynamically mapped task (``.expand()`` / ``.partial()``)."""
     return type(task).__name__ in ("MappedOperator", "DecoratedMappedOperator") or bool(getattr(task, "is_mapped", False))
+
+
+# ---- listeners -----------------------------------------------------------------------------------
+# The listener specs differ: Airflow 2 calls on_task_instance_* with (previous_state, task_instance,
+# session) in the task's process, its task instance an ORM row; Airflow 3 calls them with
+# (previous_state, task_instance) in the Task SDK's task runner, its task instance a
+# RuntimeTaskInstance (no session, no ORM). A hookimpl may take a subset of the spec's arguments, so
+# airlift's listener takes (previous_state, task_instance) and reads the instance through
+# task_instance_fields. on_dag_run_success(dag_run, msg) runs in the scheduler on both.
+
+
+def task_instance_fields(ti: Any) -> dict[str, Any]:
+    """Identity and times of a task instance as a listener receives it (both generations).
+
+    >>> from types import SimpleNamespace
+    >>> ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=2, start_date=None, end_date=None)
+    >>> task_instance_fields(ti)["try_number"]
+    2
+    """
+    map_index = getattr(ti, "map_index", -1)
+    return {
+        "dag_id": str(ti.dag_id),
+        "run_id": str(ti.run_id),
+        "task_id": str(ti.task_id),
+        "map_index": int(map_index if map_index is not None else -1),
+        "try_number": int(getattr(ti, "try_number", 0) or 0),
+        "start_date": getattr(ti, "start_date", None),
+        "end_date": getattr(ti, "end_date", None),
+    }
+
+
+def airflow_ui_url() -> str:
+    """The Airflow UI's base URL as configured (``[webserver] base_url`` on Airflow 2, ``[api]
+    base_url`` on Airflow 3)."""
+    section = "api" if AIRFLOW_V_3_0_PLUS else "webserver"
+    return str(airflow_conf.get(section, "base_url", fallback="") or "http://localhost:8080")

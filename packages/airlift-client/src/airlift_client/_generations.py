@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from airlift_protocol import ApiVersion, DagInfo
+from airlift_protocol.links import ui_links_for
 
 __all__ = ["GenerationRest", "V1Rest", "V2Rest", "rest_for"]
 
@@ -137,18 +138,19 @@ class GenerationRest:
             }
         )
 
-    # ---- UI links
+    # ---- UI links (one implementation, in airlift_protocol.links)
     def dag_url(self, dag_id: str) -> str:
-        raise NotImplementedError
+        return ui_links_for(self.api, self.webserver_url).dag_url(dag_id)
 
     def run_url(self, dag_id: str, run_id: str) -> str:
-        raise NotImplementedError
+        return ui_links_for(self.api, self.webserver_url).run_url(dag_id, run_id)
 
     def task_instance_url(self, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1) -> str:
-        raise NotImplementedError
+        return ui_links_for(self.api, self.webserver_url).task_instance_url(dag_id, run_id, task_id, map_index=map_index)
 
     def log_url(self, dag_id: str, run_id: str, task_id: str, *, try_number: int, map_index: int = -1) -> str:
-        raise NotImplementedError
+        return ui_links_for(self.api, self.webserver_url).log_url(dag_id, run_id, task_id, try_number=try_number,
+                                                                   map_index=map_index)
 
 
 class V1Rest(GenerationRest):
@@ -166,29 +168,6 @@ class V1Rest(GenerationRest):
         self, *, conf: Mapping[str, Any] | None, run_id: str | None, logical_date: datetime | None
     ) -> dict[str, Any]:
         return _drop_none({"conf": dict(conf or {}), "dag_run_id": run_id, "logical_date": _iso(logical_date)})
-
-    def _grid(self, dag_id: str, **params: Any) -> str:
-        query = urlencode({k: v for k, v in params.items() if v is not None})
-        return f"{self.webserver_url}/dags/{_q(dag_id)}/grid" + (f"?{query}" if query else "")
-
-    def dag_url(self, dag_id: str) -> str:
-        return self._grid(dag_id)
-
-    def run_url(self, dag_id: str, run_id: str) -> str:
-        return self._grid(dag_id, dag_run_id=run_id)
-
-    def task_instance_url(self, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1) -> str:
-        return self._grid(dag_id, dag_run_id=run_id, task_id=task_id, map_index=map_index if map_index >= 0 else None)
-
-    def log_url(self, dag_id: str, run_id: str, task_id: str, *, try_number: int, map_index: int = -1) -> str:
-        return self._grid(
-            dag_id,
-            dag_run_id=run_id,
-            task_id=task_id,
-            map_index=map_index if map_index >= 0 else None,
-            tab="logs",
-            try_number=try_number,
-        )
 
 
 class V2Rest(GenerationRest):
@@ -209,19 +188,6 @@ class V2Rest(GenerationRest):
         if run_id is not None:
             body["dag_run_id"] = run_id
         return body
-
-    def dag_url(self, dag_id: str) -> str:
-        return f"{self.webserver_url}/dags/{_q(dag_id)}"
-
-    def run_url(self, dag_id: str, run_id: str) -> str:
-        return f"{self.dag_url(dag_id)}/runs/{_q(run_id)}"
-
-    def task_instance_url(self, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1) -> str:
-        url = f"{self.run_url(dag_id, run_id)}/tasks/{_q(task_id)}"
-        return f"{url}/mapped/{map_index}" if map_index >= 0 else url
-
-    def log_url(self, dag_id: str, run_id: str, task_id: str, *, try_number: int, map_index: int = -1) -> str:
-        return f"{self.task_instance_url(dag_id, run_id, task_id, map_index=map_index)}?try_number={try_number}"
 
 
 def rest_for(api: ApiVersion, webserver_url: str) -> GenerationRest:

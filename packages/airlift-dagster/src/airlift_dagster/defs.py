@@ -23,7 +23,7 @@ from dagster import (
 from airlift_client import AirflowInstance, ui_links_for
 from airlift_dagster._compat import DefinitionsLoadContext, DefinitionsLoadType, preview_api
 from airlift_dagster.errors import AirliftDagsterError
-from airlift_dagster.mapping import map_specs, task_handle_of
+from airlift_dagster.mapping import map_specs, task_asset_indexes, task_handle_of
 from airlift_dagster.sensor import (
     DAG_RUN_CHECK_NAME,
     TASK_RUN_CHECK_NAME,
@@ -33,6 +33,7 @@ from airlift_dagster.sensor import (
 )
 from airlift_dagster.state import AirflowInstanceState, fetch_airflow_state, raw_json
 from airlift_protocol import DagInfo, parse_dagster_run_tags, task_is_marked_migrated
+from airlift_protocol.tags import TASK_ASSET_INDEX_METADATA, dump_task_asset_index
 
 __all__ = [
     "DAG_RUN_CHECK_NAME",
@@ -166,12 +167,14 @@ def build_defs_from_airflow_instance(
         task_keys_by_dag.setdefault(dag_id, []).extend(keys)
     dag_specs = []
     check_specs = []
+    indexes = task_asset_indexes(mapped.specs)
     for dag in state.dags:
         deps = task_keys_by_dag.get(dag.dag_id, [])
         source = state.sources.get(dag.dag_id)
         metadata: dict[str, object] = {
             "Airflow DAG": MetadataValue.url(links.dag_url(dag.dag_id)),
             "Raw DAG (REST)": MetadataValue.json(raw_json(dag.raw)),
+            TASK_ASSET_INDEX_METADATA: MetadataValue.json(indexes.get(dag.dag_id) or dump_task_asset_index({})),
         }
         if source is not None:
             metadata["Source code"] = MetadataValue.md(f"```python\n{source}\n```")

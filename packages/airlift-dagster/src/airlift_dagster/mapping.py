@@ -20,8 +20,17 @@ from dagster import AssetsDefinition, AssetSpec, Definitions
 from airlift_dagster._compat import preview_api
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_protocol import DAG_ID_TAG, TASK_ID_TAG, encode_tag_value
+from airlift_protocol.tags import dump_task_asset_index
 
-__all__ = ["DAG_ID_METADATA_KEY", "TASK_ID_METADATA_KEY", "dag_defs", "map_specs", "task_defs", "task_handle_of"]
+__all__ = [
+    "DAG_ID_METADATA_KEY",
+    "TASK_ID_METADATA_KEY",
+    "dag_defs",
+    "map_specs",
+    "task_asset_indexes",
+    "task_defs",
+    "task_handle_of",
+]
 
 DAG_ID_METADATA_KEY = "airlift/dag_id"
 TASK_ID_METADATA_KEY = "airlift/task_id"
@@ -74,3 +83,32 @@ def task_handle_of(spec: AssetSpec) -> tuple[str, str] | None:
     if dag_id is None or task_id is None:
         return None
     return str(getattr(dag_id, "value", dag_id)), str(getattr(task_id, "value", task_id))
+
+
+def _meta(spec: AssetSpec, key: str) -> str | None:
+    value = spec.metadata.get(key)
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def task_asset_indexes(specs: Iterable[AssetSpec]) -> dict[str, dict[str, Any]]:
+    """Per DAG id, the DAG asset's :data:`~airlift_protocol.TASK_ASSET_INDEX_METADATA` value: the
+    keys of the assets mapped to each task of the DAG (and to the DAG itself), so the Airflow side
+    reads one asset node instead of every node of the deployment.
+
+    >>> spec = AssetSpec(key=["raw", "customers"], metadata={DAG_ID_METADATA_KEY: "d", TASK_ID_METADATA_KEY: "load"})
+    >>> task_asset_indexes([spec])
+    {'d': {'tasks': {'load': [['raw', 'customers']]}, 'dag': []}}
+    """
+    tasks: dict[str, dict[str, list[list[str]]]] = {}
+    dag_level: dict[str, list[list[str]]] = {}
+    for spec in specs:
+        dag_id = _meta(spec, DAG_ID_METADATA_KEY)
+        if dag_id is None:
+            continue
+        task_id = _meta(spec, TASK_ID_METADATA_KEY)
+        tasks.setdefault(dag_id, {})
+        if task_id is None:
+            dag_level.setdefault(dag_id, []).append(list(spec.key.path))
+        else:
+            tasks[dag_id].setdefault(task_id, []).append(list(spec.key.path))
+    return {dag_id: dump_task_asset_index(by_task, dag_level.get(dag_id, ())) for dag_id, by_task in tasks.items()}

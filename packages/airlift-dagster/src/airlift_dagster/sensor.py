@@ -77,6 +77,14 @@ from airlift_protocol import (
     TaskInstance,
     parse_dagster_run_tags,
 )
+from airlift_protocol.events import (
+    DAG_RUN_CHECK_NAME,
+    TASK_RUN_CHECK_NAME,
+    MetadataEntry,
+    dag_run_success_event,
+    task_check_metadata,
+    task_success_event,
+)
 from airlift_protocol.tags import AirflowEventId, airflow_event_key_of
 
 __all__ = [
@@ -108,8 +116,6 @@ __all__ = [
 log = logging.getLogger("airlift_dagster")
 
 CURSOR_VERSION = 2
-TASK_RUN_CHECK_NAME = "airflow_task_succeeded"
-DAG_RUN_CHECK_NAME = "airflow_dag_run_succeeded"
 #: Windows remembered for the lateness re-read before neighbours are merged (keeps the cursor small).
 MAX_SWEEP_WINDOWS = 32
 #: Settled windows the late-commit audit keeps apart (older ones are merged: still counted, too large
@@ -587,6 +593,19 @@ class BuiltTries:
         return bool(found) and (ti.try_number in found or None in found)  # type: ignore[operator]
 
 
+def dagster_metadata(entries: Mapping[str, MetadataEntry]) -> dict[str, Any]:
+    """Shared event metadata (:mod:`airlift_protocol.events`) as Dagster metadata values."""
+    out: dict[str, Any] = {}
+    for name, entry in entries.items():
+        if entry.kind == "url":
+            out[name] = MetadataValue.url(str(entry.value))
+        elif entry.kind == "timestamp":
+            out[name] = MetadataValue.timestamp(float(entry.value))
+        else:
+            out[name] = entry.value
+    return out
+
+
 def _when(value: datetime | None) -> float:
     return value.timestamp() if value else 0.0
 
@@ -631,7 +650,7 @@ def build_emissions(
                                        changed_after=changed_after, skew=skew, with_checks=with_checks))
         run = run_rows.get(key)
         if run is not None:
-            out.extend(_run_emissions(plan, run_url, run, recent_since=recent_since, changed_after=changed_after, skew=skew,
+            out.extend(_run_emissions(plan, links, run_url, run, recent_since=recent_since, changed_after=changed_after, skew=skew,
                                       with_checks=with_checks))
     return out
 
@@ -650,34 +669,24 @@ def _task_emissions(
     if not keys or not ti.is_finished or ti.state == "skipped":
         return []
     since, changed = _held_since(ti.end_date, recent_since=recent_since, changed_after=changed_after, skew=skew)
-    event_id = AirflowEventId(plan.instance_name, ti.dag_id, ti.run_id, task_id=ti.task_id, map_index=ti.map_index, try_number=ti.try_number)
+    reported = task_success_event(
+        instance_name=plan.instance_name, links=links, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+        map_index=ti.map_index, try_number=ti.try_number, start_date=ti.start_date, end_date=ti.end_date, marked=changed,
+    )
+    event_id = reported.event_id
     out: list[Emission] = []
     if ti.is_success and not built.built(ti):
-        metadata: dict[str, Any] = {
-            "Airflow run": MetadataValue.url(run_url),
-            "Airflow task log": MetadataValue.url(links.log_url(ti.dag_id, ti.run_id, ti.task_id, try_number=ti.try_number, map_index=ti.map_index)),
-            "Airflow run id": ti.run_id,
-            "Try number": ti.try_number,
-        }
-        if ti.map_index >= 0:
-            metadata["Map index"] = ti.map_index
-        if ti.start_date:
-            metadata["Start date"] = MetadataValue.timestamp(ti.start_date)
-        if ti.end_date:
-            metadata["End date"] = MetadataValue.timestamp(ti.end_date)
-        if changed or ti.start_date is None:
-            metadata["Marked in Airflow"] = "success set after the task ended or without running it (e.g. mark success)"
+        metadata = dagster_metadata(reported.metadata)
         for key in sorted(keys, key=lambda k: plan.order.get(k, 0)):
             out.append(Emission(AssetMaterialization(
-                asset_key=key, description=f"Airflow task {ti.dag_id}.{ti.task_id} try {ti.try_number} succeeded in run {ti.run_id}",
-                metadata=metadata, tags=event_id.tags(),
+                asset_key=key, description=reported.description, metadata=metadata, tags=reported.tags(),
             ), event_id, since))
     if with_checks and (not changed or out):
         failed = not ti.is_success
         out.extend(
             Emission(AssetCheckEvaluation(
                 asset_key=key, check_name=TASK_RUN_CHECK_NAME, passed=not failed, severity=AssetCheckSeverity.ERROR,
-                metadata={"Airflow run": MetadataValue.url(run_url), "Task state": str(ti.state), "Try number": ti.try_number},
+                metadata=dagster_metadata(task_check_metadata(run_url=run_url, state=str(ti.state), try_number=ti.try_number)),
                 description=f"Airflow task {ti.dag_id}.{ti.task_id} ended {ti.state} in run {ti.run_id}: {run_url}" if failed else None,
             ), event_id if not failed else None, since)
             for key in keys
@@ -686,7 +695,7 @@ def _task_emissions(
 
 
 def _run_emissions(
-    plan: SensorPlan, run_url: str, run: DagRun, *, recent_since: float, changed_after: datetime | None, skew: timedelta, with_checks: bool,
+    plan: SensorPlan, links: AirflowUiLinks, run_url: str, run: DagRun, *, recent_since: float, changed_after: datetime | None, skew: timedelta, with_checks: bool,
 ) -> list[Emission]:
     dag_key = plan.dag_asset_keys[run.dag_id]
     if run.state == "running":
@@ -699,17 +708,14 @@ def _run_emissions(
     if not run.is_finished or run.end_date is None:
         return []
     since, changed = _held_since(run.end_date, recent_since=recent_since, changed_after=changed_after, skew=skew)
-    metadata: dict[str, Any] = {"Airflow run": MetadataValue.url(run_url), "Airflow run id": run.run_id, "Run type": run.run_type or ""}
-    if run.start_date:
-        metadata["Start date"] = MetadataValue.timestamp(run.start_date)
-    metadata["End date"] = MetadataValue.timestamp(run.end_date)
+    reported = dag_run_success_event(instance_name=plan.instance_name, links=links, dag_id=run.dag_id, run_id=run.run_id,
+                                     run_type=run.run_type, start_date=run.start_date, end_date=run.end_date, marked=changed)
+    event_id = reported.event_id
+    metadata = dagster_metadata(reported.check_metadata)
     out: list[Emission] = []
-    event_id = AirflowEventId(plan.instance_name, run.dag_id, run.run_id, run_end_date=_iso(run.end_date))
     if run.is_success:
-        if changed:
-            metadata["Marked in Airflow"] = "success set after the run ended (e.g. mark success)"
-        out.append(Emission(AssetMaterialization(asset_key=dag_key, description=f"Airflow DAG run {run.run_id} succeeded",
-                                                 metadata=metadata, tags=event_id.tags()), event_id, since))
+        out.append(Emission(AssetMaterialization(asset_key=dag_key, description=reported.description,
+                                                 metadata=dagster_metadata(reported.metadata), tags=reported.tags()), event_id, since))
     if with_checks and (not changed or out):
         out.append(Emission(AssetCheckEvaluation(
             asset_key=dag_key, check_name=DAG_RUN_CHECK_NAME, passed=run.is_success, severity=AssetCheckSeverity.ERROR, metadata=metadata,
@@ -735,7 +741,9 @@ def read_held_events(instance: DagsterInstance | None, instance_name: str, since
             records = instance.get_event_records(records_filter, limit=page, ascending=True)
         for record in records:
             materialization = record.asset_materialization
-            key = airflow_event_key_of(materialization.tags if materialization else None, instance_name=instance_name)
+            if materialization is None:
+                continue
+            key = airflow_event_key_of(materialization.tags, instance_name=instance_name, metadata=materialization.metadata)
             if key is not None:
                 held.add(key)
         if len(records) < page:
@@ -864,7 +872,9 @@ def evaluate_tick(
     built = dagster_built_tries(context.instance, plan.instance_name,
                                 [t.run_id for t in all_tis if t.is_success and (t.dag_id, t.task_id) in plan.by_task])
     skew = settings.lateness_window
-    recent = (cursor.tick_started - STORE_MARGIN) if cursor.tick_started else (now - settings.history_window - skew).timestamp()
+    # A row read now changed after the previous tick's upper bound (its start minus ``settle``); a push
+    # of its event can have been stored from then on.
+    recent = (cursor.tick_started - STORE_MARGIN - settings.settle.total_seconds()) if cursor.tick_started else (now - settings.history_window - skew).timestamp()
     emissions: list[Emission] = []
     late: list[Emission] = []
     late_found = 0

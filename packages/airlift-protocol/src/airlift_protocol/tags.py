@@ -21,9 +21,11 @@ the run it launched before)::
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "AIRFLOW_DAG_ID_RUN_TAG",
@@ -286,14 +288,86 @@ class AirflowEventId:
         return tags
 
 
-def airflow_event_key_of(tags: Mapping[str, str] | None, *, instance_name: str | None = None) -> str | None:
-    """The identity digest an event's tags carry (``None`` if none, or another instance's).
+def airflow_event_key_of(
+    tags: Mapping[str, str] | None, *, instance_name: str | None = None, metadata: Mapping[str, Any] | None = None,
+) -> str | None:
+    """The identity digest an event carries (``None`` if none, or another instance's): in its tags
+    (events the sensor writes) or in its metadata (events pushed through Dagster's report endpoints,
+    which take no tags; metadata values may be Dagster ``MetadataValue`` objects).
 
     >>> airflow_event_key_of(AirflowEventId("prod", "d", "r").tags(), instance_name="staging") is None
     True
+    >>> event = AirflowEventId("prod", "d", "r")
+    >>> pushed = {AIRFLOW_EVENT_TAG: event.key, AIRFLOW_INSTANCE_RUN_TAG: "prod"}
+    >>> airflow_event_key_of(None, instance_name="prod", metadata=pushed) == event.key
+    True
     """
-    if not tags or AIRFLOW_EVENT_TAG not in tags:
+    for source in (tags, metadata):
+        if not source or AIRFLOW_EVENT_TAG not in source:
+            continue
+        found = {k: str(getattr(source[k], "value", source[k])) for k in (AIRFLOW_EVENT_TAG, AIRFLOW_INSTANCE_RUN_TAG) if k in source}
+        if instance_name is not None and found.get(AIRFLOW_INSTANCE_RUN_TAG) != encode_tag_value(instance_name):
+            return None
+        return found[AIRFLOW_EVENT_TAG]
+    return None
+
+
+# ---- the task → asset index on a DAG asset (definition metadata) --------------------------------
+#
+# The Airflow side (DagsterOperator, push listener) needs the assets of ONE task. Dagster's GraphQL
+# cannot filter asset nodes by tag, so airlift-dagster puts a compact index on each DAG asset (key
+# ``[instance_name, "dag", dag_id]``): the Airflow side reads that one node, then the task's nodes by
+# key; the cost does not grow with the deployment.
+
+#: Definition metadata entry (JSON) of a DAG asset: ``{"tasks": {task_id: [[key part, ...], ...]},
+#: "dag": [[key part, ...], ...]}`` ("dag": assets mapped to the DAG itself, no task).
+TASK_ASSET_INDEX_METADATA = "airlift/task_asset_keys"
+
+__all__ += ["TASK_ASSET_INDEX_METADATA", "dag_asset_path", "dump_task_asset_index", "parse_task_asset_index"]
+
+
+def dag_asset_path(instance_name: str, dag_id: str) -> tuple[str, str, str]:
+    """Key path of the asset standing for a DAG.
+
+    >>> dag_asset_path("prod", "etl")
+    ('prod', 'dag', 'etl')
+    """
+    return (instance_name, "dag", dag_id)
+
+
+def dump_task_asset_index(
+    tasks: Mapping[str, Sequence[Sequence[str]]], dag_level: Sequence[Sequence[str]] = ()
+) -> dict[str, Any]:
+    """The JSON value of :data:`TASK_ASSET_INDEX_METADATA` (sorted, so it is stable across loads).
+
+    >>> dump_task_asset_index({"load": [["raw", "customers"]]})
+    {'tasks': {'load': [['raw', 'customers']]}, 'dag': []}
+    """
+    return {
+        "tasks": {task_id: sorted([list(p) for p in paths]) for task_id, paths in sorted(tasks.items())},
+        "dag": sorted([list(p) for p in dag_level]),
+    }
+
+
+def parse_task_asset_index(value: Any) -> dict[str | None, list[tuple[str, ...]]] | None:
+    """Task id (``None``: the DAG itself) → asset key paths, from the metadata's JSON (a dict or its
+    text); ``None`` when the value is not such an index.
+
+    >>> parse_task_asset_index('{"tasks": {"load": [["raw", "customers"]]}, "dag": []}')
+    {'load': [('raw', 'customers')], None: []}
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("tasks"), Mapping):
         return None
-    if instance_name is not None and tags.get(AIRFLOW_INSTANCE_RUN_TAG) != encode_tag_value(instance_name):
+    try:
+        index: dict[str | None, list[tuple[str, ...]]] = {
+            str(task_id): [tuple(str(part) for part in path) for path in paths] for task_id, paths in value["tasks"].items()
+        }
+        index[None] = [tuple(str(part) for part in path) for path in value.get("dag") or ()]
+    except TypeError:
         return None
-    return tags[AIRFLOW_EVENT_TAG]
+    return index

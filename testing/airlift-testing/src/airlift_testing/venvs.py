@@ -45,9 +45,11 @@ def uv_command() -> list[str]:
 
 
 def venv_key(requirements: Sequence[str], *, python: str = DEFAULT_PYTHON, editable: Sequence[Path | str] = ()) -> str:
-    """Short hash of what a venv holds: Python version, requirements (in order) and editable paths."""
+    """Short hash of what a venv holds: Python version, requirements (in order), editable paths and
+    their ``pyproject.toml`` (install-time metadata such as entry points is not re-read from source)."""
     paths = [str(Path(p).resolve()) for p in editable]
-    return hashlib.sha256("\n".join([python, *requirements, "--", *paths]).encode()).hexdigest()[:12]
+    projects = [(Path(p) / "pyproject.toml").read_text() if (Path(p) / "pyproject.toml").is_file() else "" for p in paths]
+    return hashlib.sha256("\n".join([python, *requirements, "--", *paths, "--", *projects]).encode()).hexdigest()[:12]
 
 
 def venv_dir(name: str, requirements: Sequence[str], *, python: str = DEFAULT_PYTHON,

@@ -1,0 +1,498 @@
+"""Push mode: report Airflow task and DAG-run successes to Dagster within seconds.
+
+Runs inside Airflow (see :mod:`airlift_airflow.listener` for the Airflow side). Nothing here may
+slow or fail an Airflow task:
+
+- a listener callback only puts a small :class:`PushItem` on a bounded in-memory queue
+  (:class:`PushSender`); when the queue is full the item is dropped and logged;
+- one background thread delivers items: it finds the assets of the task through the task -> asset
+  index on the DAG asset (cached for ``index_ttl`` seconds), builds the events with
+  :mod:`airlift_protocol.events` (the same fields as the polling sensor) and POSTs them to
+  Dagster's report endpoints (``/report_asset_materialization/`` and ``/report_asset_check/``) with
+  timeouts and the shared :class:`~airlift_protocol.RetryPolicy`;
+- an item not delivered within ``max_age`` seconds of the Airflow event is dropped and logged: the
+  polling sensor delivers it (it leaves rows changed in the last ``settle`` seconds, 10 by default,
+  for its next tick, and skips events Dagster already holds; ``max_age`` stays below ``settle`` so a
+  late push cannot land after the sensor emitted the same event).
+
+Report requests are not idempotent, so only failures where Dagster surely stored nothing are
+retried (connection refused, connect timeout, 429, 503); an ambiguous one (read timeout, other 5xx)
+is left to the sensor.
+
+Failed tries are not pushed: Dagster's report endpoints store a check evaluation without tags, so
+the sensor could not tell a pushed failure from its own and would report it twice; the sensor
+reports failures (failed ``airflow_task_succeeded`` / ``airflow_dag_run_succeeded`` checks).
+
+>>> sent = []
+>>> sender = PushSender(deliver=sent.append, max_queue=2)
+>>> sender.submit(PushItem.for_dag_run(dag_id="d", run_id="r", run_type="manual", start_date=None, end_date=None))
+True
+>>> sender.flush(timeout=5.0), len(sent)
+(True, 1)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+from airlift_airflow.errors import DagsterApiError, DagsterUnreachableError
+from airlift_protocol import ApiVersion, RetryPolicy
+from airlift_protocol.events import (
+    ReportedEvent,
+    dag_run_success_event,
+    metadata_json,
+    task_success_event,
+)
+from airlift_protocol.links import ui_links_for
+from airlift_protocol.tags import dag_asset_path
+
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_QUEUE",
+    "AssetIndexCache",
+    "DagsterReporter",
+    "PushItem",
+    "PushSender",
+    "PushStats",
+    "ReportFailedError",
+    "deliver_detached",
+]
+
+log = logging.getLogger("airlift_airflow.push")
+
+#: Items waiting to be delivered, at most (more are dropped and logged).
+DEFAULT_MAX_QUEUE = 1000
+#: Seconds after the Airflow event after which an undelivered item is left to the sensor.
+DEFAULT_MAX_AGE = 8.0
+#: Statuses meaning Dagster stored nothing (safe to send the report again).
+_NOT_STORED = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class PushItem:
+    """One Airflow event to report: a successful task try (``task_id`` set) or DAG run.
+
+    >>> PushItem.for_task(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=1,
+    ...                   start_date=None, end_date=None).is_task
+    True
+    """
+
+    dag_id: str
+    run_id: str
+    task_id: str | None = None
+    map_index: int = -1
+    try_number: int = 0
+    run_type: str | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    created: float = field(default_factory=time.monotonic, compare=False)
+    #: Only fetch the DAG's task -> asset index (a task started): nothing is reported.
+    prefetch: bool = False
+    #: Reports already taken by Dagster (endpoint, asset path): a retry does not send them again.
+    sent: set[tuple[str, tuple[str, ...]]] = field(default_factory=set, compare=False, repr=False)
+
+    @property
+    def is_task(self) -> bool:
+        return self.task_id is not None
+
+    @classmethod
+    def for_task(cls, *, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int,
+                 start_date: datetime | None, end_date: datetime | None) -> PushItem:
+        """A successful task-instance try."""
+        return cls(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index, try_number=try_number,
+                   start_date=start_date, end_date=end_date)
+
+    @classmethod
+    def for_dag_run(cls, *, dag_id: str, run_id: str, run_type: str | None, start_date: datetime | None,
+                    end_date: datetime | None) -> PushItem:
+        """A DAG run that became successful."""
+        return cls(dag_id=dag_id, run_id=run_id, run_type=run_type, start_date=start_date, end_date=end_date)
+
+    def describe(self) -> str:
+        if self.prefetch:
+            return f"asset index of DAG {self.dag_id}"
+        if self.is_task:
+            return f"task {self.dag_id}.{self.task_id} run {self.run_id} try {self.try_number}"
+        return f"DAG run {self.dag_id} {self.run_id}"
+
+
+@dataclass
+class PushStats:
+    """Counters of one sender (for logs, tests and the bench)."""
+
+    queued: int = 0
+    delivered: int = 0
+    events_sent: int = 0
+    dropped_full: int = 0
+    dropped_failed: int = 0
+    skipped_unmapped: int = 0
+
+
+class ReportFailedError(Exception):
+    """A report Dagster did not take. ``retry``: Dagster surely stored nothing, sending again is safe."""
+
+    def __init__(self, message: str, *, retry: bool, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.retry_after = retry_after
+
+
+class PushSender:
+    """A bounded queue and one background thread that calls ``deliver(item)`` for each item.
+
+    ``deliver`` raises :class:`ReportFailedError` (``retry=True``: backoff with ``retry``, then
+    again, until ``max_age`` seconds after the item was created) or any other exception (dropped).
+    The thread is a daemon started on first use (again in a forked child). ``flush(timeout)`` waits
+    until the queue is empty, at most ``timeout`` seconds.
+
+    >>> sender = PushSender(deliver=lambda item: None, max_queue=1)
+    >>> sender.stats.dropped_full
+    0
+    """
+
+    def __init__(
+        self,
+        *,
+        deliver: Callable[[PushItem], None],
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_age: float = DEFAULT_MAX_AGE,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.deliver = deliver
+        self.max_queue = max_queue
+        self.max_age = max_age
+        self.retry = retry or RetryPolicy(max_attempts=6, base_delay=0.25, max_delay=2.0, deadline=max_age)
+        self.clock = clock
+        self.stats = PushStats()
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._queue: queue.Queue[PushItem] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"PushSender(max_queue={self.max_queue}, max_age={self.max_age})"
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child: the parent's thread is not here
+                self._pid = os.getpid()
+                self._queue = queue.Queue(maxsize=self.max_queue)
+                self._thread = None
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="airlift-push", daemon=True)
+                self._thread.start()
+
+    def submit(self, item: PushItem) -> bool:
+        """Queue ``item`` without waiting; ``False`` (logged) when the queue is full."""
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.stats.dropped_full += 1
+            log.warning("Airlift push: queue full (%d items); %s left to the Airlift sensor", self.max_queue, item.describe())
+            return False
+        self.stats.queued += 1
+        return True
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued item was handled, at most ``timeout`` seconds; True if it was."""
+        end = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
+
+    def deliver_now(self, item: PushItem) -> None:
+        """Deliver ``item`` in this thread (retries and ``max_age`` as the background thread does)."""
+        try:
+            self._handle(item)
+        except Exception:
+            log.exception("Airlift push: %s not reported; the Airlift sensor reports it", item.describe())
+
+    def _run(self) -> None:
+        q = self._queue
+        while True:
+            item = q.get()
+            try:
+                self._handle(item)
+            except Exception:  # never let the thread die
+                log.exception("Airlift push: %s not reported; the Airlift sensor reports it", item.describe())
+            finally:
+                q.task_done()
+
+    def _handle(self, item: PushItem) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.deliver(item)
+                self.stats.delivered += 1
+                return
+            except ReportFailedError as e:
+                age = self.clock() - item.created
+                delay = self.retry.delay_for(attempt, start=item.created, retry_after=e.retry_after) if e.retry else None
+                if delay is None or age + delay > self.max_age:
+                    self.stats.dropped_failed += 1
+                    log.warning("Airlift push: %s not reported (%s, after %d attempt(s)); the Airlift sensor reports it",
+                                item.describe(), e, attempt)
+                    return
+                self.retry.sleep(delay)
+
+
+#: Environment of the detached sender: the job (JSON, no secret) and the Dagster+ token.
+JOB_ENV = "AIRLIFT_PUSH_JOB"
+TOKEN_ENV = "AIRLIFT_PUSH_DAGSTER_TOKEN"
+# Runs in a fresh interpreter: registers the airlift_airflow package WITHOUT executing its __init__
+# (which imports Airflow), so only push.py, dagster_api.py, errors.py and airlift_protocol load.
+_BOOT = (
+    "import sys, types; pkg = types.ModuleType('airlift_airflow'); pkg.__path__ = [sys.argv[1]]; "
+    "sys.modules['airlift_airflow'] = pkg; from airlift_airflow.push import run_detached_job; run_detached_job()"
+)
+
+
+def deliver_detached(
+    item: PushItem,
+    *,
+    url: str,
+    api_token: str | None,
+    instance_name: str,
+    api: ApiVersion,
+    airflow_url: str,
+    max_age: float,
+    index: Mapping[str | None, Sequence[tuple[str, ...]]] | None = None,
+) -> bool:
+    """Deliver ``item`` from a detached process and return once it is spawned (``False`` if it could
+    not be). For a task's own process, which Airflow ends right after the task (``os._exit``): the task
+    does not wait for Dagster, and the delivery does not die with it. The sender is a new interpreter
+    (spawned, so its cost does not grow with the task process's memory) that imports neither Airflow
+    nor anything of the task; it inherits no file descriptor (Airflow sees the task end when it ends)
+    and gets the token through its environment, never its command line. ``index``: the DAG's task ->
+    asset index if already known (else the sender reads it).
+    """
+    job = {
+        "item": {"dag_id": item.dag_id, "run_id": item.run_id, "task_id": item.task_id, "map_index": item.map_index,
+                 "try_number": item.try_number, "run_type": item.run_type,
+                 "start_date": item.start_date.isoformat() if item.start_date else None,
+                 "end_date": item.end_date.isoformat() if item.end_date else None,
+                 "age": time.monotonic() - item.created},
+        "url": url, "instance_name": instance_name, "api": api.value, "airflow_url": airflow_url, "max_age": max_age,
+        "index": None if index is None else {"" if k is None else k: [list(p) for p in v] for k, v in index.items()},
+    }
+    env = {**os.environ, JOB_ENV: json.dumps(job)}
+    env.pop(TOKEN_ENV, None)
+    if api_token:
+        env[TOKEN_ENV] = api_token
+    for running in list(_spawned):  # reap the senders that ended (a task's process exits soon anyway)
+        if running.poll() is not None:
+            _spawned.remove(running)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, os.path.dirname(os.path.abspath(__file__))],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=True, start_new_session=True,
+        )
+    except OSError as e:
+        log.warning("Airlift push: cannot start the detached sender (%s); %s left to the Airlift sensor", e, item.describe())
+        return False
+    _spawned.append(process)
+    return True
+
+
+_spawned: list[subprocess.Popen[bytes]] = []
+
+
+def run_detached_job() -> None:
+    """Entry of the detached sender (see :func:`deliver_detached`): one item, retried within
+    ``max_age``, then exit."""
+    job = json.loads(os.environ[JOB_ENV])
+    raw = job["item"]
+    item = PushItem(
+        dag_id=raw["dag_id"], run_id=raw["run_id"], task_id=raw["task_id"], map_index=raw["map_index"],
+        try_number=raw["try_number"], run_type=raw["run_type"],
+        start_date=datetime.fromisoformat(raw["start_date"]) if raw["start_date"] else None,
+        end_date=datetime.fromisoformat(raw["end_date"]) if raw["end_date"] else None,
+        created=time.monotonic() - float(raw["age"]),
+    )
+    token = os.environ.get(TOKEN_ENV)
+    known = job["index"]
+    index = None if known is None else {(k or None): [tuple(p) for p in v] for k, v in known.items()}
+    from airlift_airflow.dagster_api import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient(job["url"], api_token=token, timeout=5.0,
+                                  retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=job["max_age"]))
+
+    def assets(dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
+        return index if index is not None else client.task_asset_index(dag_asset_path(job["instance_name"], dag_id))
+
+    reporter = DagsterReporter(job["url"], api_token=token, instance_name=job["instance_name"], api=ApiVersion(job["api"]),
+                               airflow_url=job["airflow_url"], assets=assets)
+    PushSender(deliver=reporter, max_age=float(job["max_age"])).deliver_now(item)
+
+
+class AssetIndexCache:
+    """Per DAG, the task -> asset keys index of its DAG asset, kept ``ttl`` seconds.
+    ``fetch(dag_id)`` returns the index or ``None`` (no such DAG asset in Dagster).
+
+    >>> calls = []
+    >>> cache = AssetIndexCache(lambda dag_id: calls.append(dag_id) or {None: []}, ttl=60.0)
+    >>> cache.get("d"), cache.get("d"), len(calls)
+    ({None: []}, {None: []}, 1)
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[str], Mapping[str | None, Sequence[tuple[str, ...]]] | None],
+        *,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fetch = fetch
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[str, tuple[float, Mapping[str | None, Sequence[tuple[str, ...]]] | None]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
+        """The index if it is cached and fresh (no request), else ``None``."""
+        with self._lock:
+            entry = self._entries.get(dag_id)
+        return entry[1] if entry is not None and self.clock() - entry[0] < self.ttl else None
+
+    def get(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
+        now = self.clock()
+        with self._lock:
+            cached = self._entries.get(dag_id)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        index = self.fetch(dag_id)
+        with self._lock:
+            self._entries[dag_id] = (now, index)
+        return index
+
+
+class DagsterReporter:
+    """Builds the events of a :class:`PushItem` and POSTs them to Dagster's report endpoints.
+
+    ``assets(dag_id)`` is the task -> asset index of the DAG (``None``: Dagster has no DAG asset for
+    it, nothing is reported). One ``requests.Session``; every request has a (connect, read) timeout;
+    the Dagster+ token (if any) is sent as ``Dagster-Cloud-Api-Token`` and never logged.
+
+    >>> DagsterReporter("http://dagster:3000/", api_token="secret", instance_name="prod", api=ApiVersion.V2,
+    ...                 airflow_url="http://af:8080", assets=lambda dag_id: None)
+    DagsterReporter(url='http://dagster:3000', instance_name='prod')
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_token: str | None,
+        instance_name: str,
+        api: ApiVersion,
+        airflow_url: str,
+        assets: Callable[[str], Mapping[str | None, Sequence[tuple[str, ...]]] | None],
+        timeout: tuple[float, float] = (2.0, 5.0),
+        session: requests.Session | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._token = api_token
+        self.instance_name = instance_name
+        self.api = api
+        self.links = ui_links_for(api, airflow_url)
+        self.assets = assets
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.stats = PushStats()
+
+    def __repr__(self) -> str:
+        return f"DagsterReporter(url={self.url!r}, instance_name={self.instance_name!r})"
+
+    def event_for(self, item: PushItem) -> tuple[ReportedEvent, list[tuple[str, ...]]] | None:
+        """The event of ``item`` and the asset keys it goes to (``None``: nothing mapped)."""
+        index = self.assets(item.dag_id)
+        if index is None:
+            return None
+        if item.task_id is not None:
+            paths = [tuple(p) for p in index.get(item.task_id) or ()]
+            event = task_success_event(
+                instance_name=self.instance_name, links=self.links, dag_id=item.dag_id, run_id=item.run_id,
+                task_id=item.task_id, map_index=item.map_index, try_number=item.try_number,
+                start_date=item.start_date, end_date=item.end_date,
+            )
+            return (event, paths) if paths else None
+        if item.end_date is None:
+            return None
+        event = dag_run_success_event(instance_name=self.instance_name, links=self.links, dag_id=item.dag_id,
+                                      run_id=item.run_id, run_type=item.run_type, start_date=item.start_date,
+                                      end_date=item.end_date)
+        return event, [dag_asset_path(self.instance_name, item.dag_id)]
+
+    def __call__(self, item: PushItem) -> None:
+        if item.prefetch:
+            try:
+                self.assets(item.dag_id)
+            except DagsterApiError as e:
+                log.info("Airlift push: cannot read the asset index of DAG %s yet (%s)", item.dag_id, e)
+            return
+        try:
+            found = self.event_for(item)
+        except DagsterApiError as e:
+            raise ReportFailedError(f"asset index of DAG {item.dag_id}: {e}", retry=isinstance(e, DagsterUnreachableError)) from e
+        if found is None:
+            self.stats.skipped_unmapped += 1
+            return
+        event, paths = found
+        for path in paths:
+            self._post(item, "report_asset_materialization", path, {
+                "description": event.description, "metadata": metadata_json(event.metadata),
+            })
+            self._post(item, "report_asset_check", path, {
+                "check_name": event.check_name, "passed": True, "severity": "ERROR",
+                "metadata": metadata_json(event.check_metadata),
+            })
+
+    def _post(self, item: PushItem, endpoint: str, path: tuple[str, ...], body: Mapping[str, Any]) -> None:
+        if (endpoint, path) in item.sent:
+            return
+        # the key goes in the body (a list of parts), so parts may hold any character, "/" included
+        url = f"{self.url}/{endpoint}/"
+        body = {"asset_key": list(path), **body}
+        headers = {"Content-Type": "application/json"}
+        if self._token:
+            headers["Dagster-Cloud-Api-Token"] = self._token
+        try:
+            response = self.session.post(url, json=body, headers=headers, timeout=self.timeout)
+        except requests.ConnectTimeout as e:  # never connected: nothing stored
+            raise ReportFailedError(f"{url}: {type(e).__name__}", retry=True) from e
+        except requests.ConnectionError as e:
+            reason = getattr(e.args[0], "reason", None) if e.args else None
+            if isinstance(reason, NewConnectionError):  # refused, no route: nothing stored
+                raise ReportFailedError(f"{url}: connection refused", retry=True) from e
+            raise ReportFailedError(f"{url}: {type(e).__name__} for {'/'.join(path)} (may be stored)", retry=False) from e
+        except requests.RequestException as e:  # a read timeout among them: Dagster may have stored it
+            raise ReportFailedError(f"{url}: {type(e).__name__} for {'/'.join(path)} (may be stored)", retry=False) from e
+        if response.status_code >= 400:
+            raise ReportFailedError(
+                f"{url} answered HTTP {response.status_code} for {'/'.join(path)}: {response.text[:200]}",
+                retry=response.status_code in _NOT_STORED, retry_after=response.headers.get("Retry-After"),
+            )
+        item.sent.add((endpoint, path))
+        self.stats.events_sent += 1

@@ -1,0 +1,325 @@
+"""Push mode: the bounded queue, drops, retries, the reporter's requests and the listener callbacks."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fake_dagster import FakeDagster  # type: ignore[import-not-found]
+
+from airlift_airflow import DagsterOperator
+from airlift_airflow.hook import DagsterHook
+from airlift_airflow.listener import AirliftListener, PushSettings
+from airlift_airflow.push import (
+    AssetIndexCache,
+    DagsterReporter,
+    PushItem,
+    PushSender,
+    ReportFailedError,
+)
+from airlift_airflow.version_compat import AIRFLOW_V_3_0_PLUS
+from airlift_protocol import ApiVersion, RetryPolicy
+from airlift_protocol.tags import AIRFLOW_EVENT_TAG, AirflowEventId, airflow_event_key_of
+
+DAG_ID, TASK_ID, RUN_ID = "rebuild.customers", "load_raw", "manual__2026-01-01T00:00:00+00:00"
+START = datetime(2026, 1, 1, 0, 0, 1, 123456, tzinfo=timezone.utc)
+END = datetime(2026, 1, 1, 0, 0, 5, 654321, tzinfo=timezone.utc)
+NO_WAIT = RetryPolicy(max_attempts=5, sleep=lambda s: None, deadline=None)
+
+
+def _item(**kwargs: Any) -> PushItem:
+    fields: dict[str, Any] = {"dag_id": DAG_ID, "run_id": RUN_ID, "task_id": TASK_ID, "map_index": -1, "try_number": 1,
+                              "start_date": START, "end_date": END}
+    fields.update(kwargs)
+    return PushItem.for_task(**fields)
+
+
+def test_full_queue_drops_and_logs_without_waiting(caplog: pytest.LogCaptureFixture) -> None:
+    gate = threading.Event()
+    sender = PushSender(deliver=lambda item: gate.wait(5), max_queue=1, retry=NO_WAIT)
+    results = [sender.submit(_item(try_number=n)) for n in range(1, 5)]
+    gate.set()
+    assert sender.flush(timeout=5)
+    assert results[0] and not all(results)
+    assert sender.stats.dropped_full == results.count(False) >= 2
+    assert "queue full" in caplog.text and "left to the Airlift sensor" in caplog.text
+
+
+def test_retryable_failure_is_retried_with_the_shared_policy() -> None:
+    attempts: list[int] = []
+
+    def deliver(item: PushItem) -> None:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ReportFailedError("refused", retry=True)
+
+    waits: list[float] = []
+    sender = PushSender(deliver=deliver, retry=RetryPolicy(max_attempts=5, sleep=waits.append, rand=lambda: 1.0, deadline=None))
+    sender.submit(_item())
+    assert sender.flush(timeout=5)
+    assert len(attempts) == 3 and sender.stats.delivered == 1
+    assert waits == [0.5, 1.0]  # the shared policy's backoff
+
+
+def test_ambiguous_failure_is_left_to_the_sensor(caplog: pytest.LogCaptureFixture) -> None:
+    attempts: list[int] = []
+
+    def deliver(item: PushItem) -> None:
+        attempts.append(1)
+        raise ReportFailedError("no answer in time (may be stored)", retry=False)
+
+    sender = PushSender(deliver=deliver, retry=NO_WAIT)
+    sender.submit(_item())
+    assert sender.flush(timeout=5)
+    assert len(attempts) == 1 and sender.stats.dropped_failed == 1
+    assert "the Airlift sensor reports it" in caplog.text
+
+
+def test_item_older_than_max_age_is_dropped() -> None:
+    now = [0.0]
+    attempts: list[int] = []
+
+    def deliver(item: PushItem) -> None:
+        attempts.append(1)
+        now[0] += 5.0  # every attempt takes 5 s (Dagster down, connect timeouts)
+        raise ReportFailedError("ConnectTimeout", retry=True)
+
+    sender = PushSender(deliver=deliver, max_age=8.0, retry=NO_WAIT, clock=lambda: now[0])
+    sender.submit(PushItem.for_task(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=1,
+                                    start_date=None, end_date=None).__class__(dag_id="d", run_id="r", task_id="t", created=0.0))
+    assert sender.flush(timeout=5)
+    assert len(attempts) == 2 and sender.stats.dropped_failed == 1
+
+
+def test_a_crashing_deliver_does_not_stop_the_thread() -> None:
+    calls: list[str] = []
+
+    def deliver(item: PushItem) -> None:
+        calls.append(item.run_id)
+        if item.run_id == "boom":
+            raise RuntimeError("bug")
+
+    sender = PushSender(deliver=deliver)
+    sender.submit(_item(run_id="boom"))
+    sender.submit(_item(run_id="ok"))
+    assert sender.flush(timeout=5) and calls == ["boom", "ok"]
+
+
+def test_index_cache_keeps_entries_for_its_ttl() -> None:
+    now = [0.0]
+    calls: list[str] = []
+    cache = AssetIndexCache(lambda dag_id: calls.append(dag_id) or {"t": [("a",)], None: []}, ttl=60.0, clock=lambda: now[0])
+    cache.get("d")
+    now[0] = 59.0
+    cache.get("d")
+    now[0] = 61.0
+    cache.get("d")
+    assert calls == ["d", "d"]
+
+
+def _reporter(fake: FakeDagster) -> DagsterReporter:
+    hook = DagsterHook(url=fake.url, timeout=2, retry=NO_WAIT)
+    return DagsterReporter(fake.url, api_token="dagster-token-SENTINEL", instance_name="prod", api=ApiVersion.V2,
+                           airflow_url="http://af:8080",
+                           assets=lambda dag_id: hook.get_conn().task_asset_index(("prod", "dag", dag_id)))
+
+
+def test_reporter_posts_materialization_and_passing_check_with_identity(fake_dagster: FakeDagster) -> None:
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["raw", "customers"], ["raw", "orders"]]}, "dag": []}
+    _reporter(fake_dagster)(_item())
+    paths = [p for p, _ in fake_dagster.reports]
+    assert paths == ["/report_asset_materialization/raw/customers", "/report_asset_check/raw/customers",
+                     "/report_asset_materialization/raw/orders", "/report_asset_check/raw/orders"]
+    materialization = fake_dagster.reports[0][1]
+    event = AirflowEventId("prod", DAG_ID, RUN_ID, task_id=TASK_ID, map_index=-1, try_number=1)
+    assert airflow_event_key_of(None, instance_name="prod", metadata=materialization["metadata"]) == event.key
+    assert materialization["metadata"]["Airflow run"] == f"http://af:8080/dags/{DAG_ID}/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00"
+    assert materialization["metadata"]["End date"] == END.timestamp()
+    check = fake_dagster.reports[1][1]
+    assert check["check_name"] == "airflow_task_succeeded" and check["passed"] is True
+    assert all(h.get("Dagster-Cloud-Api-Token") == "dagster-token-SENTINEL" for h in fake_dagster.headers if "Dagster-Cloud-Api-Token" in h)
+
+
+def test_reporter_skips_unmapped_tasks_and_unknown_dags(fake_dagster: FakeDagster) -> None:
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {"other": [["x"]]}, "dag": []}
+    reporter = _reporter(fake_dagster)
+    reporter(_item())
+    reporter(_item(dag_id="not_in_dagster"))
+    assert fake_dagster.reports == [] and reporter.stats.skipped_unmapped == 2
+
+
+def test_dag_run_success_reports_the_dag_asset(fake_dagster: FakeDagster) -> None:
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {}, "dag": []}
+    _reporter(fake_dagster)(PushItem.for_dag_run(dag_id=DAG_ID, run_id=RUN_ID, run_type="manual", start_date=START, end_date=END))
+    assert [p for p, _ in fake_dagster.reports] == [f"/report_asset_materialization/prod/dag/{DAG_ID}",
+                                                     f"/report_asset_check/prod/dag/{DAG_ID}"]
+    event = AirflowEventId("prod", DAG_ID, RUN_ID, run_end_date=END.isoformat())
+    assert fake_dagster.reports[0][1]["metadata"][AIRFLOW_EVENT_TAG] == event.key
+
+
+def test_503_is_retried_without_sending_what_dagster_took_again(fake_dagster: FakeDagster) -> None:
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    fake_dagster.report_statuses = [200, 503]  # the materialization is taken, the check refused once
+    sender = PushSender(deliver=_reporter(fake_dagster), retry=NO_WAIT)
+    sender.submit(_item())
+    assert sender.flush(timeout=10)
+    assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a", "/report_asset_check/a"]
+
+
+def test_dagster_down_drops_within_max_age(caplog: pytest.LogCaptureFixture) -> None:
+    from airlift_testing.procs import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    reporter = DagsterReporter(url, api_token=None, instance_name="prod", api=ApiVersion.V1, airflow_url="http://af",
+                               assets=lambda dag_id: {TASK_ID: [("a",)], None: []})
+    sender = PushSender(deliver=reporter, max_age=1.0, retry=RetryPolicy(max_attempts=50, base_delay=0.05, deadline=None))
+    sender.submit(_item())
+    assert sender.flush(timeout=10)
+    assert sender.stats.dropped_failed == 1 and "the Airlift sensor reports it" in caplog.text
+
+
+def _task_instance(task: Any = None) -> SimpleNamespace:
+    return SimpleNamespace(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, map_index=-1, try_number=1,
+                           start_date=START, end_date=END, task=task)
+
+
+def test_listener_through_airflows_own_hook_spec(fake_dagster: FakeDagster) -> None:
+    """The hookimpl signatures are accepted by the installed Airflow's listener specs (pluggy checks
+    them) and Airflow's call shape (Airflow 2 passes a session, Airflow 3 does not) reaches them."""
+    from airflow.listeners.listener import get_listener_manager
+
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    listener = AirliftListener(PushSettings(enabled=True, instance_name="prod", flush_timeout=5.0, detach=False))
+    manager = get_listener_manager()
+    manager.add_listener(listener)
+    try:
+        ti = _task_instance()
+        extra: dict[str, Any] = {} if AIRFLOW_V_3_0_PLUS else {"session": None}
+        manager.hook.on_task_instance_running(previous_state=None, task_instance=ti, **extra)
+        manager.hook.on_task_instance_success(previous_state=None, task_instance=ti, **extra)
+        manager.hook.on_dag_run_success(dag_run=SimpleNamespace(dag_id=DAG_ID, run_id=RUN_ID, run_type="manual",
+                                                                start_date=START, end_date=END), msg="success")
+        sender = listener.sender()
+        assert sender is not None and sender.flush(timeout=5)
+    finally:
+        manager.clear()
+    assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a", "/report_asset_check/a",
+                                                     f"/report_asset_materialization/prod/dag/{DAG_ID}",
+                                                     f"/report_asset_check/prod/dag/{DAG_ID}"]
+    assert fake_dagster.operations.count("AirliftDagIndex") == 1  # prefetched at start, cached
+    assert len(listener.overhead) == 2
+
+
+def test_migrated_tasks_and_disabled_push_report_nothing(fake_dagster: FakeDagster) -> None:
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    listener = AirliftListener(PushSettings(enabled=True, instance_name="prod"))
+    listener.on_task_instance_success(previous_state=None, task_instance=_task_instance(DagsterOperator(task_id=TASK_ID)))
+    off = AirliftListener(PushSettings(enabled=False))
+    off.on_task_instance_success(previous_state=None, task_instance=_task_instance())
+    assert off.sender() is None
+    sender = listener.sender()
+    assert sender is not None and sender.flush(timeout=5)
+    assert fake_dagster.reports == []
+
+
+def test_settings_from_airflow_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__AIRLIFT__PUSH_ENABLED", "True")
+    monkeypatch.setenv("AIRFLOW__AIRLIFT__INSTANCE_NAME", "prod")
+    monkeypatch.setenv("AIRFLOW__AIRLIFT__MAX_AGE", "5")
+    settings = PushSettings.from_airflow_conf()
+    assert (settings.enabled, settings.instance_name, settings.max_age, settings.dagster_conn_id) == (True, "prod", 5.0, "dagster_default")
+
+
+def test_no_dagster_url_disables_push_with_one_warning(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_DAGSTER_DEFAULT", raising=False)
+    monkeypatch.delenv("AIRLIFT_DAGSTER_URL", raising=False)
+    listener = AirliftListener(PushSettings(enabled=True))
+    listener.on_task_instance_success(previous_state=None, task_instance=_task_instance())
+    assert listener.sender() is None
+    assert "no Dagster URL" in caplog.text
+
+
+def test_hook_reads_the_dag_index_not_every_node(fake_dagster: FakeDagster, caplog: pytest.LogCaptureFixture) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    for i in range(50):
+        fake_dagster.add_asset([f"x{i}"], dag_id="other", task_id="t")
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    hook = DagsterHook(url=fake_dagster.url, retry=NO_WAIT)
+    assert [a.path for a in hook.task_assets(dag_id=DAG_ID, task_id=TASK_ID, instance_name="prod")] == [("a",)]
+    assert fake_dagster.operations == ["AirliftDagIndex", "AirliftAssetsByKey"]
+    fake_dagster.operations.clear()
+    assert [a.path for a in hook.task_assets(dag_id=DAG_ID, task_id=TASK_ID, instance_name="staging")] == [("a",)]
+    assert fake_dagster.operations == ["AirliftDagIndex", "AirliftAssetsByTag", "AirliftAssetsByKey"]
+    assert "slow path" in caplog.text
+
+
+def test_report_answered_too_late_is_not_sent_again(fake_dagster: FakeDagster) -> None:
+    """Dagster stored the event but answered after the read timeout: sending again could store it
+    twice, so the item is left to the sensor (which finds the stored copy by its identity)."""
+    fake_dagster.report_delay = 1.0
+    reporter = DagsterReporter(fake_dagster.url, api_token=None, instance_name="prod", api=ApiVersion.V2,
+                               airflow_url="http://af", assets=lambda dag_id: {TASK_ID: [("a",)], None: []},
+                               timeout=(2.0, 0.2))
+    sender = PushSender(deliver=reporter, retry=NO_WAIT)
+    sender.submit(_item())
+    assert sender.flush(timeout=10)
+    assert sender.stats.dropped_failed == 1
+    assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a"]
+
+
+def test_instance_name_is_shared_with_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One setting names the instance for push and for DagsterOperator's run tags (the sensor matches
+    both against its AirflowInstance name)."""
+    monkeypatch.delenv("AIRLIFT_AIRFLOW_INSTANCE_NAME", raising=False)
+    monkeypatch.setenv("AIRFLOW__AIRLIFT__INSTANCE_NAME", "prod")
+    assert PushSettings.from_airflow_conf().instance_name == "prod"
+    assert DagsterOperator(task_id="t").instance_name == "prod"
+    monkeypatch.setenv("AIRLIFT_AIRFLOW_INSTANCE_NAME", "other")
+    assert PushSettings.from_airflow_conf().instance_name == DagsterOperator(task_id="t").instance_name == "other"
+
+
+def test_detached_delivery_reports_after_the_listener_returned(fake_dagster: FakeDagster) -> None:
+    """With ``detach`` (the default) the task's events go out from a forked, detached process: the
+    listener returns without waiting for Dagster, and the index fetched at task start is reused."""
+    import time
+
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    listener = AirliftListener(PushSettings(enabled=True, instance_name="prod"))
+    ti = _task_instance()
+    listener.on_task_instance_running(previous_state=None, task_instance=ti)
+    sender = listener.sender()
+    assert sender is not None and sender.flush(timeout=5)  # the index is cached
+    fake_dagster.report_gate.clear()  # Dagster takes no report until the listener returned
+    listener.on_task_instance_success(previous_state=None, task_instance=ti)
+    assert fake_dagster.reports == []
+    fake_dagster.report_gate.set()
+    deadline = time.monotonic() + 20
+    while len(fake_dagster.reports) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a", "/report_asset_check/a"]
+    assert fake_dagster.operations.count("AirliftDagIndex") == 1
+
+
+def test_the_detached_sender_imports_no_airflow_and_gets_the_token_from_its_environment(fake_dagster: FakeDagster) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import airlift_airflow.push as push
+
+    job = {"item": {"dag_id": DAG_ID, "run_id": RUN_ID, "task_id": TASK_ID, "map_index": -1, "try_number": 1, "run_type": None,
+                    "start_date": START.isoformat(), "end_date": END.isoformat(), "age": 0.0},
+           "url": fake_dagster.url, "instance_name": "prod", "api": "v2", "airflow_url": "http://af", "max_age": 5.0,
+           "index": {TASK_ID: [["a"]], "": []}}
+    probe = push._BOOT + "; print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))"
+    env = {**__import__("os").environ, push.JOB_ENV: json.dumps(job), push.TOKEN_ENV: "dagster-token-SENTINEL"}
+    out = subprocess.run([sys.executable, "-c", probe, str(Path(push.__file__).parent)], env=env, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+    assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a", "/report_asset_check/a"]
+    assert fake_dagster.reports[0][1]["metadata"]["Try number"] == 1
+    assert {h.get("Dagster-Cloud-Api-Token") for h in fake_dagster.headers} == {"dagster-token-SENTINEL"}
