@@ -16,7 +16,11 @@ from dagster._core.definitions.definitions_load_context import (
     DefinitionsLoadType,
 )
 
-__all__ = ["DefinitionsLoadContext", "DefinitionsLoadType", "preview_api"]
+# The payloads of asset events stored in a run's event log (what Dagster's own step execution and
+# report_runless_asset_event build), for runs that stand for Airflow DAG runs (run_mirror.py).
+from dagster._core.events import AssetObservationData, StepMaterializationData
+
+__all__ = ["AssetObservationData", "DefinitionsLoadContext", "DefinitionsLoadType", "StepMaterializationData", "preview_api"]
 
 
 @contextmanager
