@@ -111,7 +111,8 @@ class AirflowAuth(Resolvable, Model):
 class DagSelection(Resolvable, Model):
     """Which DAGs to peer: all when empty; else those matching every given filter.
 
-    >>> DagSelection(id_pattern="sales_*").keeps(DagInfo.from_rest({"dag_id": "sales_daily"}))
+    >>> from airlift_protocol import ApiVersion
+    >>> DagSelection(id_pattern="sales_*").keeps(DagInfo.from_rest({"dag_id": "sales_daily"}, api=ApiVersion.V2))
     True
     """
 

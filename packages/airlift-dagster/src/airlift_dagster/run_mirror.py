@@ -56,10 +56,15 @@ _NAMESPACE = uuid.UUID("6f1c3a52-6a0e-4c5e-9a43-2f4d1f0b8e11")
 _DONE = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 
 
+def _encoded(value: str) -> str:
+    """``value`` as :func:`encode_tag_value` gives it (event tags carry ids already encoded)."""
+    return value if value.startswith("airlift-sha1-") and len(value) == 48 else encode_tag_value(value)
+
+
 def mirrored_run_id(instance_name: str, dag_id: str, run_id: str) -> str:
     """The Dagster run id standing for an Airflow DAG run (a UUID derived from the identity, the
     same for raw and tag-encoded ids)."""
-    parts = (encode_tag_value(instance_name), encode_tag_value(dag_id), encode_tag_value(run_id))
+    parts = (_encoded(instance_name), _encoded(dag_id), _encoded(run_id))
     return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
 
 
