@@ -9,7 +9,7 @@ from dagster import AssetCheckEvaluation, AssetKey, AssetMaterialization, Dagste
 
 from airlift_client import ui_links_for
 from airlift_dagster.run_mirror import MIRRORED_RUN_TAG, mirror_airflow_runs, mirrored_run_id
-from airlift_protocol import ApiVersion, DagRun
+from airlift_protocol import ApiVersion, DagRun, TaskInstance
 from airlift_protocol.tags import AIRFLOW_DAG_ID_RUN_TAG, AIRFLOW_RUN_ID_RUN_TAG, AirflowEventId
 
 LINKS = ui_links_for(ApiVersion.V2, "http://airflow:8080")
@@ -71,3 +71,18 @@ def test_events_of_runs_not_mirrored_stay_with_the_sensor(dagster_instance: Dags
     assert _mirror(dagster_instance, [], [event]) == [event]
     assert mirror_airflow_runs(None, instance_name="prod", runs=[_run("running")], events=[event], links=LINKS) == [event]
     assert dagster_instance.get_run_records(RunsFilter(tags={MIRRORED_RUN_TAG: "true"})) == []
+
+
+def test_a_run_read_first_through_its_task_instances_starts_there(dagster_instance: DagsterInstance) -> None:
+    ti = TaskInstance.from_rest({"dag_id": "sales", "dag_run_id": RUN_ID, "task_id": "load", "try_number": 1, "map_index": -1,
+                                 "state": "success", "start_date": "2026-01-01T00:00:07+00:00", "end_date": "2026-01-01T00:00:08+00:00"},
+                                api=ApiVersion.V2)
+    assert mirror_airflow_runs(dagster_instance, instance_name="prod", runs=[], task_instances=[ti], events=[_materialization()],
+                               links=LINKS) == []
+    run_id = mirrored_run_id("prod", "sales", RUN_ID)
+    assert dagster_instance.get_run_by_id(run_id).status == DagsterRunStatus.STARTED
+    _mirror(dagster_instance, [_run("success", start_date="2026-01-01T00:00:05+00:00", end_date="2026-01-01T00:00:09+00:00")], [])
+    record = dagster_instance.get_run_records(RunsFilter(run_ids=[run_id]))[0]
+    assert record.dagster_run.status == DagsterRunStatus.SUCCESS and record.start_time == ti.start_date.timestamp()  # type: ignore[union-attr]
+    assert [e.dagster_event.event_type for e in dagster_instance.all_logs(run_id) if e.dagster_event] == [
+        DagsterEventType.RUN_START, DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.RUN_SUCCESS]

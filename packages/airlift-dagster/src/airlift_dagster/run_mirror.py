@@ -37,7 +37,7 @@ from dagster import (
 
 from airlift_client import AirflowUiLinks
 from airlift_dagster._compat import AssetObservationData, StepMaterializationData
-from airlift_protocol import DagRun, encode_tag_value
+from airlift_protocol import DagRun, TaskInstance, encode_tag_value
 from airlift_protocol.tags import AIRFLOW_DAG_ID_RUN_TAG, AIRFLOW_INSTANCE_RUN_TAG, AIRFLOW_RUN_ID_RUN_TAG
 
 __all__ = [
@@ -130,11 +130,16 @@ def mirror_airflow_runs(
     instance_name: str,
     runs: Iterable[DagRun],
     events: Sequence[Any],
+    task_instances: Iterable[TaskInstance] = (),
     links: AirflowUiLinks,
 ) -> list[Any]:
     """Write the Dagster runs standing for ``runs`` (the Airflow DAG runs a tick read) and their
     missing transitions; store ``events`` that belong to a mirrored run in that run's event log.
     Returns the events left for the sensor to report (those of no mirrored run, and check results).
+
+    Airflow does not always move a run's ``updated_at`` when the run starts, so a tick can read a
+    run's task instances before the run row: such a run (``task_instances`` of runs not in ``runs``)
+    is created as started, from its earliest task start, and ends when its row is read.
 
     >>> mirror_airflow_runs(None, instance_name="prod", runs=[], events=[], links=links)  # doctest: +SKIP
     []
@@ -144,6 +149,16 @@ def mirror_airflow_runs(
     latest: dict[str, DagRun] = {}
     for run in runs:
         latest[mirrored_run_id(instance_name, run.dag_id, run.run_id)] = run
+    started: dict[str, DagRun] = {}
+    for ti in task_instances:
+        key = mirrored_run_id(instance_name, ti.dag_id, ti.run_id)
+        if key in latest or ti.start_date is None:
+            continue
+        known = started.get(key)
+        if known is None or (known.start_date is not None and ti.start_date < known.start_date):
+            started[key] = DagRun(dag_id=ti.dag_id, run_id=ti.run_id, api=ti.api, state="running", run_type=None,
+                                  logical_date=ti.logical_date, run_after=None, start_date=ti.start_date, end_date=None, raw={})
+    latest.update(started)
     by_event: dict[str, list[Any]] = {}
     left: list[Any] = []
     for event in events:
@@ -174,7 +189,7 @@ def mirror_airflow_runs(
                     AIRFLOW_DAG_ID_RUN_TAG: run.dag_id,
                     AIRFLOW_RUN_ID_RUN_TAG: run.run_id,
                     AIRFLOW_RUN_URL_TAG: links.run_url(run.dag_id, run.run_id),
-                    "airlift/airflow_run_type": run.run_type or "",
+                    **({"airlift/airflow_run_type": run.run_type} if run.run_type else {}),
                 },
             ))
             records[run_key] = record

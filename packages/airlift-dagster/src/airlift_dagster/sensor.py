@@ -678,6 +678,7 @@ class TickOutcome:
     late_found: int = 0
     dropped_held: int = 0
     runs: list[DagRun] = field(default_factory=list)
+    task_instances: list[TaskInstance] = field(default_factory=list)
 
 
 def evaluate_tick(
@@ -747,6 +748,7 @@ def evaluate_tick(
         late_found=late_found,
         dropped_held=len(emissions) - len(kept),
         runs=all_runs,
+        task_instances=all_tis,
     )
 
 
@@ -775,8 +777,10 @@ def build_airflow_sensor(
     def _airflow_sensor(context: SensorEvaluationContext) -> SensorResult:
         outcome = evaluate_tick(context=context, airflow_instance=airflow_instance, plan=plan, settings=settings)
         if settings.mirror_runs:
-            outcome.events = mirror_airflow_runs(context.instance, instance_name=plan.instance_name, runs=outcome.runs,
-                                                 events=outcome.events, links=ui_links_for(plan.api, plan.webserver_url))
+            outcome.events = mirror_airflow_runs(
+                context.instance, instance_name=plan.instance_name, runs=outcome.runs, task_instances=outcome.task_instances,
+                events=outcome.events, links=ui_links_for(plan.api, plan.webserver_url),
+            )
         if outcome.events or not outcome.caught_up:
             context.log.info(
                 f"read {outcome.rows_read} changed Airflow rows, emitted {len(outcome.events)} events "
