@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import AssetCheckEvaluation, AssetKey, AssetMaterialization, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import (
+    AssetCheckEvaluation,
+    AssetKey,
+    AssetMaterialization,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+)
 
 from airlift_client import ui_links_for
 from airlift_dagster.run_mirror import MIRRORED_RUN_TAG, mirror_airflow_runs, mirrored_run_id

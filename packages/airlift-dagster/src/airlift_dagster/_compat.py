@@ -20,7 +20,11 @@ from dagster._core.definitions.definitions_load_context import (
 # report_runless_asset_event build), for runs that stand for Airflow DAG runs (run_mirror.py).
 from dagster._core.events import AssetObservationData, StepMaterializationData
 
-__all__ = ["AssetObservationData", "DefinitionsLoadContext", "DefinitionsLoadType", "StepMaterializationData", "preview_api"]
+# Where a run's job lives (Dagster's run timeline only lists runs that carry one).
+from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+
+__all__ = ["AssetObservationData", "DefinitionsLoadContext", "DefinitionsLoadType", "RemoteJobOrigin",
+           "RemoteRepositoryOrigin", "StepMaterializationData", "preview_api"]
 
 
 @contextmanager

@@ -36,15 +36,24 @@ from dagster import (
 )
 
 from airlift_client import AirflowUiLinks
-from airlift_dagster._compat import AssetObservationData, StepMaterializationData
+from airlift_dagster._compat import (
+    AssetObservationData,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+    StepMaterializationData,
+)
 from airlift_protocol import DagRun, TaskInstance, encode_tag_value
-from airlift_protocol.tags import AIRFLOW_DAG_ID_RUN_TAG, AIRFLOW_INSTANCE_RUN_TAG, AIRFLOW_RUN_ID_RUN_TAG
+from airlift_protocol.tags import (
+    AIRFLOW_DAG_ID_RUN_TAG,
+    AIRFLOW_INSTANCE_RUN_TAG,
+    AIRFLOW_RUN_ID_RUN_TAG,
+)
 
 __all__ = [
     "AIRFLOW_RUN_URL_TAG",
     "MIRRORED_RUN_TAG",
-    "mirror_job_name",
     "mirror_airflow_runs",
+    "mirror_job_name",
     "mirrored_run_id",
 ]
 
@@ -132,6 +141,8 @@ def mirror_airflow_runs(
     events: Sequence[Any],
     task_instances: Iterable[TaskInstance] = (),
     links: AirflowUiLinks,
+    code_location_origin: Any = None,
+    repository_name: str | None = None,
 ) -> list[Any]:
     """Write the Dagster runs standing for ``runs`` (the Airflow DAG runs a tick read) and their
     missing transitions; store ``events`` that belong to a mirrored run in that run's event log.
@@ -140,6 +151,9 @@ def mirror_airflow_runs(
     Airflow does not always move a run's ``updated_at`` when the run starts, so a tick can read a
     run's task instances before the run row: such a run (``task_instances`` of runs not in ``runs``)
     is created as started, from its earliest task start, and ends when its row is read.
+
+    ``code_location_origin`` and ``repository_name`` (the sensor context's) place the runs in their code
+    location, which Dagster's run timeline needs to list them.
 
     >>> mirror_airflow_runs(None, instance_name="prod", runs=[], events=[], links=links)  # doctest: +SKIP
     []
@@ -179,8 +193,14 @@ def mirror_airflow_runs(
             continue
         record = records.get(run_key)
         if record is None:
+            job_name = mirror_job_name(instance_name, run.dag_id)
+            origin = None
+            if code_location_origin is not None and repository_name:
+                origin = RemoteJobOrigin(repository_origin=RemoteRepositoryOrigin(code_location_origin=code_location_origin,
+                                                                                  repository_name=repository_name), job_name=job_name)
             record = instance.add_run(DagsterRun(
-                job_name=mirror_job_name(instance_name, run.dag_id),
+                job_name=job_name,
+                remote_job_origin=origin,
                 run_id=run_key,
                 status=DagsterRunStatus.NOT_STARTED,
                 tags={

@@ -780,6 +780,7 @@ def build_airflow_sensor(
             outcome.events = mirror_airflow_runs(
                 context.instance, instance_name=plan.instance_name, runs=outcome.runs, task_instances=outcome.task_instances,
                 events=outcome.events, links=ui_links_for(plan.api, plan.webserver_url),
+                code_location_origin=context.code_location_origin, repository_name=context.repository_name,
             )
         if outcome.events or not outcome.caught_up:
             context.log.info(

@@ -91,7 +91,7 @@ RUNS = """
 query Mirrored($tag: String!) {
   runsOrError(filter: {tags: [{key: "airlift/mirrored_airflow_run", value: $tag}]}) {
     __typename
-    ... on Runs { results { runId status jobName startTime endTime tags { key value }
+    ... on Runs { results { runId status jobName startTime endTime tags { key value } repositoryOrigin { repositoryLocationName }
                             assetMaterializations { assetKey { path } } } }
   }
 }
@@ -202,5 +202,6 @@ def test_component_from_yaml_reload_without_requests_and_mirrored_runs(
     assert tags["airlift/airflow_instance"] == "airflow_component"
     assert tags["airlift/airflow_run_url"].startswith(proxy.url)
     assert run["startTime"] is not None and run["endTime"] >= run["startTime"]
+    assert run["repositoryOrigin"]["repositoryLocationName"] == "airflow_peer"  # what Dagster's run timeline needs
     assert ["warehouse", "loaded"] in [m["assetKey"]["path"] for m in run["assetMaterializations"]]
     shutil.rmtree(tmp_path / "dg-home", ignore_errors=True)
