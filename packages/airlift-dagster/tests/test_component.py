@@ -106,3 +106,18 @@ def test_state_of_another_instance_is_refused(monkeypatch: pytest.MonkeyPatch, f
     other = _component(monkeypatch, fake, YAML.replace("name: fake_one", "name: fake_two"))
     with pytest.raises(AirliftDagsterError, match="give each component its own defs_state.key"):
         _build(other, tmp_path / "state")
+
+
+def test_the_tutorial_yaml_variant_loads(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path) -> None:
+    import yaml
+
+    tutorial = Path(__file__).resolve().parents[3] / "examples" / "tutorial-example" / "tutorial_example" / "dagster_defs"
+    document = yaml.safe_load((tutorial / "peer_component" / "airflow" / "defs.yaml").read_text())
+    assert document["type"] == "airlift_dagster.AirflowInstanceComponent"
+    monkeypatch.setenv("TUTORIAL_AIRFLOW_URL", fake.url)
+    monkeypatch.setenv("TUTORIAL_AIRFLOW_USER", "admin")
+    monkeypatch.setenv("TUTORIAL_AIRFLOW_PASSWORD", "admin")
+    component = AirflowInstanceComponent.resolve_from_yaml(yaml.safe_dump(document["attributes"]))
+    component.write_state_to_path(tmp_path / "state")
+    defs = _build(component, tmp_path / "state")
+    assert defs.resolve_sensor_def("airflow_instance_one__airflow_sensor") is not None
