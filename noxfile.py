@@ -104,7 +104,7 @@ SUITES: tuple[Suite, ...] = (
     # integration tests against real servers on 127.0.0.1
     Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server", shapes=("production",)),
     Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), marker="integration", airflow="server", compat=True, shapes=("production",)),
-    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server", compat=True, dagster=True, shapes=("production",)),
+    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), (*_pkg("airlift-dagster"), "dagster-dg-cli"), marker="integration", airflow="server", compat=True, dagster=True, shapes=("production",)),
     Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server", compat=True, shapes=("production",)),
     # real Airflow behind a fault-injection proxy (30% of requests, seeds 1-3): exact materializations, clear errors
     # (about 8 minutes per Airflow major on 2 cores: `uvx nox -t faults`, a job of its own in the GitHub workflow)

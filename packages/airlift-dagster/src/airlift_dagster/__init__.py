@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from airlift_client import AirflowInstance, BasicAuthBackend, TokenAuthBackend
+from airlift_dagster.component import AirflowInstanceComponent
 from airlift_dagster.defs import (
     DAG_RUN_CHECK_NAME,
     REFRESH_ENV_VAR,
@@ -37,6 +38,7 @@ __all__ = [
     "REFRESH_ENV_VAR",
     "TASK_RUN_CHECK_NAME",
     "AirflowInstance",
+    "AirflowInstanceComponent",
     "AirflowInstanceState",
     "AirliftDagsterError",
     "AirliftSensorCursor",

@@ -16,7 +16,15 @@ from dagster._core.definitions.definitions_load_context import (
     DefinitionsLoadType,
 )
 
-__all__ = ["DefinitionsLoadContext", "DefinitionsLoadType", "preview_api"]
+# The payloads of asset events stored in a run's event log (what Dagster's own step execution and
+# report_runless_asset_event build), for runs that stand for Airflow DAG runs (run_mirror.py).
+from dagster._core.events import AssetObservationData, StepMaterializationData
+
+# Where a run's job lives (Dagster's run timeline only lists runs that carry one).
+from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+
+__all__ = ["AssetObservationData", "DefinitionsLoadContext", "DefinitionsLoadType", "RemoteJobOrigin",
+           "RemoteRepositoryOrigin", "StepMaterializationData", "preview_api"]
 
 
 @contextmanager

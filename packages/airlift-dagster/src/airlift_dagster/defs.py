@@ -113,6 +113,7 @@ def build_defs_from_airflow_instance(
     max_rows_per_tick: int = SensorSettings.max_rows_per_tick,
     allow_unknown_ids: bool | Collection[str] = False,
     sensor_settings: SensorSettings | None = None,
+    airflow_state: AirflowInstanceState | None = None,
 ) -> Definitions:
     """Dagster definitions for an Airflow instance.
 
@@ -130,6 +131,8 @@ def build_defs_from_airflow_instance(
       the mapping, reports; ``lateness_window``: how late a commit is still caught; and
       ``max_rows_per_tick``: the runs + task instances one tick reads (see the guide for costs).
     ``sensor_settings`` (a :class:`SensorSettings`) replaces those three and adds the rest.
+    ``airflow_state``: build from this stored state instead of loading it (no Airflow request; what
+    :class:`~airlift_dagster.AirflowInstanceComponent` does with the state Dagster keeps for it).
 
     A ``dag_defs``/``task_defs`` id that the Airflow instance does not have (or that
     ``dag_selector_fn`` leaves out) is an error naming it; ``allow_unknown_ids`` lists the DAG ids
@@ -141,7 +144,11 @@ def build_defs_from_airflow_instance(
         history_window=history_window, lateness_window=lateness_window, max_rows_per_tick=max_rows_per_tick
     )
     name = airflow_instance.name
-    state = load_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, refresh=refresh)
+    if airflow_state is not None:
+        state = airflow_state
+        airflow_instance.assume_api_version(state.api)
+    else:
+        state = load_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, refresh=refresh)
     links = ui_links_for(state.api, state.webserver_url)
     user_defs = defs or Definitions()
     mapped = _mapped_assets(user_defs)

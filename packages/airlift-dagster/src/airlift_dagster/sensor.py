@@ -69,6 +69,7 @@ from dagster import (
 
 from airlift_client import AirflowInstance, AirflowUiLinks, AirliftClientError, ui_links_for
 from airlift_dagster.errors import AirliftDagsterError
+from airlift_dagster.run_mirror import mirror_airflow_runs
 from airlift_dagster.ticks import build_sensor_result
 from airlift_protocol import (
     AIRFLOW_RUN_ID_RUN_TAG,
@@ -159,6 +160,7 @@ class SensorSettings:
       changed row is read twice: once when it appears, once ``lateness_window`` later);
     - ``max_rows_per_tick``: runs + task instances read per tick (bounds tick time and memory);
     - ``settle``: rows changed in the last ``settle`` are left for the next tick (commits in flight);
+    - ``mirror_runs``: also show each Airflow DAG run as a Dagster run (see :mod:`airlift_dagster.run_mirror`);
     - ``clock``: the current time (injectable for tests).
 
     >>> SensorSettings(lateness_window=timedelta(hours=12)).max_rows_per_tick
@@ -169,6 +171,7 @@ class SensorSettings:
     lateness_window: timedelta = timedelta(hours=6)
     max_rows_per_tick: int = 5000
     settle: timedelta = timedelta(seconds=10)
+    mirror_runs: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -838,6 +841,8 @@ class TickOutcome:
     late_found: int = 0
     dropped_held: int = 0
     warnings: list[str] = field(default_factory=list)
+    runs: list[DagRun] = field(default_factory=list)
+    task_instances: list[TaskInstance] = field(default_factory=list)
 
 
 def evaluate_tick(
@@ -915,6 +920,8 @@ def evaluate_tick(
         late_found=late_found,
         dropped_held=len(emissions) - len(kept),
         warnings=tick_warnings,
+        runs=all_runs,
+        task_instances=all_tis,
     )
 
 
@@ -960,6 +967,12 @@ def build_airflow_sensor(
         outcome = evaluate_tick(context=context, airflow_instance=airflow_instance, plan=plan, settings=settings)
         for warning in outcome.warnings:
             context.log.warning(warning)
+        if settings.mirror_runs:
+            outcome.events = mirror_airflow_runs(
+                context.instance, instance_name=plan.instance_name, runs=outcome.runs, task_instances=outcome.task_instances,
+                events=outcome.events, links=ui_links_for(plan.api, plan.webserver_url),
+                code_location_origin=context.code_location_origin, repository_name=context.repository_name,
+            )
         if outcome.events or not outcome.caught_up:
             context.log.info(
                 f"read {outcome.rows_read} changed Airflow rows, emitted {len(outcome.events)} events "

@@ -1,0 +1,302 @@
+"""``AirflowInstanceComponent``: peer and observe an Airflow instance from a ``defs.yaml``.
+
+Scaffold it with ``dg scaffold defs airlift_dagster.AirflowInstanceComponent airflow`` and fill in::
+
+    type: airlift_dagster.AirflowInstanceComponent
+    attributes:
+      name: airflow_instance_one
+      webserver_url: "{{ env.AIRFLOW_URL }}"
+      auth:
+        kind: basic            # basic | token | mwaa | composer | astronomer
+        username: admin
+        password: "{{ env.AIRFLOW_PASSWORD }}"
+      dags:
+        ids: [rebuild_customers_list]
+      mappings:
+        - dag_id: rebuild_customers_list
+          task_id: load_raw_customers
+          assets:
+            - key: raw_data/raw_customers
+      sensor:
+        minimum_interval_seconds: 30
+        mirror_runs: false
+
+The Airflow state (DAGs, tasks, sources) is kept with Dagster's state-backed definitions: it is read
+from Airflow only when the state is refreshed (``dg utils refresh-defs-state``), never when a code
+server loads or reloads the definitions, ``dagster dev`` included (set ``defs_state.refresh_if_dev: true``
+to refresh on every ``dagster dev`` load instead). Where it is kept follows ``defs_state`` (default
+``LOCAL_FILESYSTEM``: the project's ``.local_defs_state`` folder, written by the refresh command, e.g.
+while building the image; ``VERSIONED_STATE_STORAGE``: the instance's ``defs_state_storage``).
+"""
+
+# no `from __future__ import annotations`: Dagster resolves these dataclass annotations at runtime
+
+import fnmatch
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from dagster import AssetSpec, DefaultSensorStatus, Definitions
+from pydantic import Field
+
+from airlift_client import (
+    AirflowInstance,
+    AstronomerAuthBackend,
+    AuthBackend,
+    BasicAuthBackend,
+    ComposerAuthBackend,
+    TokenAuthBackend,
+)
+from airlift_dagster.defs import build_defs_from_airflow_instance
+from airlift_dagster.errors import AirliftDagsterError
+from airlift_dagster.mapping import dag_defs, task_defs
+from airlift_dagster.sensor import SensorSettings
+from airlift_dagster.state import AirflowInstanceState, fetch_airflow_state
+from airlift_protocol import DagInfo
+
+try:  # Dagster's state-backed components (dagster.components, 1.12 and 1.13)
+    from dagster.components import (
+        ComponentLoadContext,
+        DefsStateConfig,
+        DefsStateConfigArgs,
+        Model,
+        Resolvable,
+        ResolvedAssetSpec,
+        ResolvedDefsStateConfig,
+        Scaffolder,
+        ScaffoldRequest,
+        StateBackedComponent,
+        scaffold_component,
+        scaffold_with,
+    )
+    from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
+except ImportError as _missing:  # pragma: no cover - only with a Dagster outside the supported range
+    import dagster as _dagster
+
+    raise AirliftDagsterError(
+        f"AirflowInstanceComponent needs Dagster's state-backed components (dagster.components.StateBackedComponent, "
+        f"Dagster 1.12 or newer); the installed Dagster is {_dagster.__version__}: install dagster>=1.12,<1.14"
+    ) from _missing
+
+__all__ = ["AirflowAuth", "AirflowInstanceComponent", "DagSelection", "SensorConfig", "TaskMapping"]
+
+log = logging.getLogger("airlift_dagster")
+AuthKind = Literal["basic", "token", "mwaa", "composer", "astronomer"]
+
+
+class AirflowAuth(Resolvable, Model):
+    """How to authenticate (``kind``) and the credentials that kind needs; give secrets through
+    Dagster's env templating (``"{{ env.AIRFLOW_PASSWORD }}"``): they never appear in reprs or errors.
+
+    >>> AirflowAuth(kind="basic", username="admin", password="s3cret")
+    AirflowAuth(kind='basic', username='admin', mwaa_environment=None, region=None, composer_environment=None)
+    """
+
+    kind: AuthKind = Field(default="basic", description="basic | token | mwaa | composer | astronomer")
+    username: str | None = Field(default=None, description="basic: the Airflow user.")
+    password: str | None = Field(default=None, repr=False, description="basic: the password (use {{ env.VAR }}).")
+    token: str | None = Field(default=None, repr=False,
+                              description="token / astronomer: the bearer token (use {{ env.VAR }}; astronomer falls back to $ASTRO_API_TOKEN).")
+    mwaa_environment: str | None = Field(default=None, description="mwaa: the MWAA environment name.")
+    region: str | None = Field(default=None, description="mwaa: the AWS region (default: boto3's).")
+    composer_environment: str | None = Field(
+        default=None, description="composer: projects/<p>/locations/<region>/environments/<name> (instead of webserver_url)."
+    )
+
+
+class DagSelection(Resolvable, Model):
+    """Which DAGs to peer: all when empty; else those matching every given filter.
+
+    >>> from airlift_protocol import ApiVersion
+    >>> DagSelection(id_pattern="sales_*").keeps(DagInfo.from_rest({"dag_id": "sales_daily"}, api=ApiVersion.V2))
+    True
+    """
+
+    ids: list[str] | None = Field(default=None, description="Exact DAG ids.")
+    id_pattern: str | None = Field(default=None, description="A glob (fnmatch) on DAG ids, e.g. 'sales_*'.")
+    tags: list[str] | None = Field(default=None, description="Keep DAGs carrying at least one of these Airflow tags.")
+
+    def keeps(self, dag: DagInfo) -> bool:
+        if self.ids is not None and dag.dag_id not in self.ids:
+            return False
+        if self.id_pattern is not None and not re.fullmatch(fnmatch.translate(self.id_pattern), dag.dag_id):
+            return False
+        return self.tags is None or bool(set(self.tags) & set(dag.tags))
+
+    @property
+    def empty(self) -> bool:
+        return self.ids is None and self.id_pattern is None and self.tags is None
+
+
+class SensorConfig(Resolvable, Model):
+    """The sensor's settings (:class:`~airlift_dagster.SensorSettings`, durations in seconds)."""
+
+    minimum_interval_seconds: int = Field(default=30, description="Seconds between sensor ticks.")
+    default_status: Literal["running", "stopped"] = Field(default="running", description="The sensor's status until changed in the UI.")
+    history_window_seconds: float = Field(default=SensorSettings.history_window.total_seconds(),
+                                          description="How far back the first tick reports.")
+    lateness_window_seconds: float = Field(default=SensorSettings.lateness_window.total_seconds(),
+                                           description="How long a late commit is still caught.")
+    max_rows_per_tick: int = Field(default=SensorSettings.max_rows_per_tick, description="Runs + task instances read per tick.")
+    settle_seconds: float = Field(default=SensorSettings.settle.total_seconds(),
+                                  description="Rows changed this recently wait for the next tick.")
+    mirror_runs: bool = Field(default=False, description="Also show each Airflow DAG run as a Dagster run (nothing is launched).")
+
+    def settings(self) -> SensorSettings:
+        return SensorSettings(
+            history_window=timedelta(seconds=self.history_window_seconds),
+            lateness_window=timedelta(seconds=self.lateness_window_seconds),
+            max_rows_per_tick=self.max_rows_per_tick,
+            settle=timedelta(seconds=self.settle_seconds),
+            mirror_runs=self.mirror_runs,
+        )
+
+
+@dataclass
+class TaskMapping(Resolvable):
+    """The Dagster assets an Airflow task builds (``dag_defs(dag_id, task_defs(task_id, *assets))``)."""
+
+    dag_id: str
+    task_id: str
+    assets: Sequence[ResolvedAssetSpec] = ()
+
+
+class AirflowInstanceScaffolder(Scaffolder):  # type: ignore[type-arg]
+    """``dg scaffold defs airlift_dagster.AirflowInstanceComponent <path>``: a ``defs.yaml`` reading the
+    URL and credentials from the environment."""
+
+    def scaffold(self, request: ScaffoldRequest) -> None:  # type: ignore[type-arg]
+        scaffold_component(request, {
+            "name": "airflow_instance_one",
+            "webserver_url": "{{ env.AIRFLOW_URL }}",
+            "auth": {"kind": "basic", "username": "{{ env.AIRFLOW_USERNAME }}", "password": "{{ env.AIRFLOW_PASSWORD }}"},
+            "mappings": [],
+            "sensor": {"minimum_interval_seconds": 30, "mirror_runs": False},
+        })
+
+
+@scaffold_with(AirflowInstanceScaffolder)
+@dataclass
+class AirflowInstanceComponent(StateBackedComponent, Resolvable):
+    """An Airflow instance peered (one asset per DAG) and observed (its tasks' mapped assets) by a
+    polling sensor, configured in YAML; its Airflow state is kept by Dagster (see the module docs).
+
+    >>> component = AirflowInstanceComponent(name="prod", webserver_url="http://airflow:8080",
+    ...                                      auth=AirflowAuth(username="admin", password="admin"))
+    >>> component.defs_state_config.key
+    'AirflowInstanceComponent[prod]'
+    """
+
+    name: str
+    webserver_url: str | None = None
+    auth: AirflowAuth = field(default_factory=AirflowAuth)
+    dags: DagSelection = field(default_factory=DagSelection)
+    mappings: Sequence[TaskMapping] = ()
+    sensor: SensorConfig = field(default_factory=SensorConfig)
+    allow_unknown_ids: bool | list[str] = False
+    defs_state: ResolvedDefsStateConfig = field(default_factory=lambda: DefsStateConfigArgs(
+        management_type=DefsStateManagementType.LOCAL_FILESYSTEM, refresh_if_dev=False))
+
+    @property
+    def defs_state_config(self) -> DefsStateConfig:
+        return DefsStateConfig.from_args(self.defs_state, default_key=f"AirflowInstanceComponent[{self.name}]")
+
+    # ------------------------------------------------------------------------------------ Airflow
+    def _where(self, key: str) -> str:
+        return f"AirflowInstanceComponent {self.name!r}: attributes.{key}"
+
+    def _auth_backend(self) -> AuthBackend:
+        auth = self.auth
+        url = self.webserver_url
+        needs_url = auth.kind in ("basic", "token", "astronomer") or (auth.kind == "composer" and not auth.composer_environment)
+        if needs_url and not url:
+            raise AirliftDagsterError(f"{self._where('webserver_url')} is required for auth kind {auth.kind!r}")
+        if auth.kind == "basic":
+            if not auth.username or not auth.password:
+                raise AirliftDagsterError(
+                    f"{self._where('auth')}: kind basic needs username and password "
+                    "(password: \"{{ env.AIRFLOW_PASSWORD }}\" reads it from the environment)"
+                )
+            return BasicAuthBackend(webserver_url=str(url), username=auth.username, password=auth.password)
+        if auth.kind == "token":
+            if not auth.token:
+                raise AirliftDagsterError(f"{self._where('auth')}: kind token needs token (e.g. \"{{{{ env.AIRFLOW_TOKEN }}}}\")")
+            return TokenAuthBackend(webserver_url=str(url), token=auth.token)
+        if auth.kind == "astronomer":
+            try:
+                return AstronomerAuthBackend(str(url), token=auth.token or None)
+            except ValueError as e:
+                raise AirliftDagsterError(f"{self._where('auth')}: {e}") from e
+        if auth.kind == "composer":
+            if auth.composer_environment:
+                return ComposerAuthBackend(environment=auth.composer_environment)
+            return ComposerAuthBackend(webserver_url=url)
+        if not auth.mwaa_environment:
+            raise AirliftDagsterError(f"{self._where('auth')}: kind mwaa needs mwaa_environment")
+        try:
+            from airlift_client.mwaa import MwaaSessionAuthBackend
+        except ImportError as e:
+            raise AirliftDagsterError(f"{self._where('auth')}: kind mwaa needs the mwaa extra: pip install 'airlift-dagster[mwaa]'") from e
+        return MwaaSessionAuthBackend(environment_name=auth.mwaa_environment, region_name=auth.region)
+
+    def build_airflow_instance(self) -> AirflowInstance:
+        """The client this component's sensor (and a state refresh) uses; building it makes no request."""
+        try:
+            return AirflowInstance(auth_backend=self._auth_backend(), name=self.name)
+        except ValueError as e:
+            raise AirliftDagsterError(f"{self._where('name')}: {e}") from e
+
+    def _selector(self) -> Callable[[DagInfo], bool] | None:
+        return None if self.dags.empty else self.dags.keeps
+
+    # ------------------------------------------------------------------------------ state-backed
+    def write_state_to_path(self, state_path: Path) -> None:
+        """Read DAGs, tasks and sources from Airflow (``dg utils refresh-defs-state``) and store them."""
+        state = fetch_airflow_state(self.build_airflow_instance(), dag_selector_fn=self._selector())
+        state_path.write_text(state.to_json())
+
+    def build_defs_from_state(self, context: ComponentLoadContext, state_path: Path | None) -> Definitions:
+        """Definitions from the stored state: no Airflow request (none stored yet: no definitions, and
+        a log line saying how to store it)."""
+        if state_path is None:
+            log.warning(
+                "airlift: %s has no stored Airflow state yet (key %r): run `dg utils refresh-defs-state` in the "
+                "project to read it from Airflow; until then it defines nothing",
+                f"AirflowInstanceComponent {self.name!r}", self.defs_state_config.key,
+            )
+            return Definitions()
+        try:
+            state = AirflowInstanceState.from_json(state_path.read_text())
+        except (ValueError, KeyError, TypeError) as e:
+            raise AirliftDagsterError(
+                f"AirflowInstanceComponent {self.name!r}: the stored Airflow state {state_path} cannot be read ({e}); "
+                "run `dg utils refresh-defs-state` again"
+            ) from e
+        if state.instance_name != self.name:
+            raise AirliftDagsterError(
+                f"AirflowInstanceComponent {self.name!r}: the stored state (key {self.defs_state_config.key!r}) is of instance "
+                f"{state.instance_name!r}; give each component its own defs_state.key, then run `dg utils refresh-defs-state`"
+            )
+        selector = self._selector()
+        if selector is not None:  # a narrower selection applies without a refresh; a wider one needs one
+            state = replace(state, dags=tuple(d for d in state.dags if selector(d)))
+        return build_defs_from_airflow_instance(
+            airflow_instance=self.build_airflow_instance(),
+            defs=self._user_defs(),
+            airflow_state=state,
+            sensor_minimum_interval_seconds=self.sensor.minimum_interval_seconds,
+            default_sensor_status=DefaultSensorStatus.RUNNING if self.sensor.default_status == "running" else DefaultSensorStatus.STOPPED,
+            allow_unknown_ids=self.allow_unknown_ids,
+            sensor_settings=self.sensor.settings(),
+        )
+
+    def _user_defs(self) -> Definitions:
+        by_dag: dict[str, list[Definitions]] = {}
+        for mapping in self.mappings:
+            specs: list[AssetSpec] = list(mapping.assets)
+            by_dag.setdefault(mapping.dag_id, []).append(task_defs(mapping.task_id, *specs))
+        return Definitions.merge(*(dag_defs(dag_id, *parts) for dag_id, parts in by_dag.items())) if by_dag else Definitions()

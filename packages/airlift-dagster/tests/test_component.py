@@ -1,0 +1,123 @@
+"""AirflowInstanceComponent from YAML against the fake Airflow (both generations): the state is read
+from Airflow only when written, definitions are built from it without a request, secrets stay out of
+reprs and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import AssetKey, Definitions
+
+from airlift_dagster import AirflowInstanceComponent, AirliftDagsterError
+from airlift_testing.fake_airflow import FakeAirflow
+
+YAML = """
+name: fake_one
+webserver_url: "{{ env.AIRLIFT_TEST_URL }}"
+auth:
+  kind: basic
+  username: admin
+  password: "{{ env.AIRLIFT_TEST_PASSWORD }}"
+dags:
+  id_pattern: "dag_0000[01]"
+mappings:
+  - dag_id: dag_00000
+    task_id: task_000
+    assets:
+      - key: warehouse/orders
+sensor:
+  minimum_interval_seconds: 5
+  history_window_seconds: 3600
+  mirror_runs: true
+"""
+
+
+def _component(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, yaml: str = YAML) -> AirflowInstanceComponent:
+    monkeypatch.setenv("AIRLIFT_TEST_URL", fake.url)
+    monkeypatch.setenv("AIRLIFT_TEST_PASSWORD", "admin")
+    return AirflowInstanceComponent.resolve_from_yaml(yaml)
+
+
+def _build(component: AirflowInstanceComponent, path: Path | None) -> Definitions:
+    return component.build_defs_from_state(None, path)  # type: ignore[arg-type]  # the context is not used
+
+
+def test_state_is_written_once_and_definitions_build_without_requests(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path
+) -> None:
+    component = _component(monkeypatch, fake)
+    assert "password" not in repr(component) and "token" not in repr(component.auth)
+    state = tmp_path / "state"
+    component.write_state_to_path(state)
+    read = fake.total_requests
+    assert read > 0
+    for _ in range(2):  # a code-server load, then a reload
+        defs = _build(component, state)
+    assert fake.total_requests == read
+    keys = {spec.key for spec in defs.resolve_all_asset_specs()}
+    assert keys == {AssetKey(["fake_one", "dag", "dag_00000"]), AssetKey(["fake_one", "dag", "dag_00001"]), AssetKey(["warehouse", "orders"])}
+    sensor = defs.resolve_sensor_def("fake_one__airflow_sensor")
+    assert sensor.minimum_interval_seconds == 5
+    assert component.sensor.settings().mirror_runs
+
+
+def test_no_stored_state_defines_nothing_and_asks_for_a_refresh(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, caplog: pytest.LogCaptureFixture
+) -> None:
+    defs = _build(_component(monkeypatch, fake), None)
+    assert list(defs.assets or []) == []
+    assert fake.total_requests == 0
+    assert "dg utils refresh-defs-state" in caplog.text
+
+
+def test_a_narrower_selection_applies_without_a_refresh(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path) -> None:
+    _component(monkeypatch, fake).write_state_to_path(tmp_path / "state")
+    narrower = _component(monkeypatch, fake, YAML.replace('id_pattern: "dag_0000[01]"', "ids: [dag_00000]"))
+    keys = {spec.key for spec in _build(narrower, tmp_path / "state").resolve_all_asset_specs()}
+    assert AssetKey(["fake_one", "dag", "dag_00001"]) not in keys
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        ({"kind": "basic", "username": "admin"}, "kind basic needs username and password"),
+        ({"kind": "token"}, "kind token needs token"),
+        ({"kind": "mwaa"}, "kind mwaa needs mwaa_environment"),
+    ],
+)
+def test_incomplete_auth_is_one_clear_error(auth: dict[str, Any], expected: str) -> None:
+    component = AirflowInstanceComponent.resolve_from_dict({"name": "prod", "webserver_url": "http://airflow:8080", "auth": auth})
+    with pytest.raises(AirliftDagsterError, match=expected) as info:
+        component.build_airflow_instance()
+    assert "attributes.auth" in str(info.value) and "'prod'" in str(info.value)
+
+
+def test_a_secret_never_reaches_an_error(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path) -> None:
+    component = _component(monkeypatch, fake, YAML.replace("{{ env.AIRLIFT_TEST_PASSWORD }}", "wrong-s3cret"))
+    with pytest.raises(AirliftDagsterError) as info:
+        component.write_state_to_path(tmp_path / "state")
+    assert "wrong-s3cret" not in str(info.value)
+
+
+def test_state_of_another_instance_is_refused(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path) -> None:
+    _component(monkeypatch, fake).write_state_to_path(tmp_path / "state")
+    other = _component(monkeypatch, fake, YAML.replace("name: fake_one", "name: fake_two"))
+    with pytest.raises(AirliftDagsterError, match="give each component its own defs_state.key"):
+        _build(other, tmp_path / "state")
+
+
+def test_the_tutorial_yaml_variant_loads(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path) -> None:
+    import yaml
+
+    tutorial = Path(__file__).resolve().parents[3] / "examples" / "tutorial-example" / "tutorial_example" / "dagster_defs"
+    document = yaml.safe_load((tutorial / "peer_component" / "airflow" / "defs.yaml").read_text())
+    assert document["type"] == "airlift_dagster.AirflowInstanceComponent"
+    monkeypatch.setenv("TUTORIAL_AIRFLOW_URL", fake.url)
+    monkeypatch.setenv("TUTORIAL_AIRFLOW_USER", "admin")
+    monkeypatch.setenv("TUTORIAL_AIRFLOW_PASSWORD", "admin")
+    component = AirflowInstanceComponent.resolve_from_yaml(yaml.safe_dump(document["attributes"]))
+    component.write_state_to_path(tmp_path / "state")
+    defs = _build(component, tmp_path / "state")
+    assert defs.resolve_sensor_def("airflow_instance_one__airflow_sensor") is not None
