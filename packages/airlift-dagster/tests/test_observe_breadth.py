@@ -211,7 +211,7 @@ def test_partitioned_asset_gets_the_runs_partition_or_a_failed_check(fake: FakeA
     assert [m.partition for m in daemon.materialized(AssetKey("plain"))] == [None, None, None]
     checks = [e for e in daemon.events if isinstance(e, AssetCheckEvaluation) and e.check_name == PARTITION_CHECK_NAME]
     assert [(c.passed, c.partition) for c in checks if c.passed] == [(True, "2024-03-05")]
-    failed = sorted((c.description or "" for c in checks if not c.passed))
+    failed = sorted(c.description or "" for c in checks if not c.passed)
     assert len(failed) == 2
     assert any("no logical date" in d and no_date.run_id in d for d in failed)
     assert any("before the first partition" in d for d in failed)
@@ -336,7 +336,7 @@ def test_event_transformer_sees_each_event_once_and_may_change_drop_or_add(fake:
     assert len([e for e in daemon.events if isinstance(e, AssetObservation) and e.metadata.get("note")]) == 2
     with_events = [(events, view) for events, view in seen if events]
     assert len(with_events) == 1
-    events, view = with_events[0]
+    _events, view = with_events[0]
     assert {t.run_id for t in view.task_instances} == {run.run_id}
     assert view.dag_asset_keys["dag_00000"] == AssetKey(["inst", "dag", "dag_00000"])
     assert view.task_asset_keys[("dag_00000", "task_001")] == (AssetKey("orders_raw"),)

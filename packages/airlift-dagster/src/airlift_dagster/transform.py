@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, Union
+from typing import Protocol
 
 from dagster import AssetCheckEvaluation, AssetKey, AssetMaterialization, AssetObservation
 
@@ -33,7 +33,7 @@ from airlift_protocol import DagRun, DatasetEvent, TaskInstance
 __all__ = ["AirflowTickView", "AirliftAssetEvent", "EventTransformer", "apply_event_transformer"]
 
 #: The events a tick reports.
-AirliftAssetEvent = Union[AssetMaterialization, AssetObservation, AssetCheckEvaluation]
+AirliftAssetEvent = AssetMaterialization | AssetObservation | AssetCheckEvaluation
 
 
 def _frozen() -> Mapping[object, object]:

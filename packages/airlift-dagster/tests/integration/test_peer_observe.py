@@ -21,14 +21,14 @@ import pytest
 from dagster import (
     AssetCheckEvaluation,
     AssetKey,
-    DagsterEventType,
-    DailyPartitionsDefinition,
-    EventRecordsFilter,
     AssetMaterialization,
     AssetSpec,
+    DagsterEventType,
     DagsterInstance,
     DagsterRun,
+    DailyPartitionsDefinition,
     Definitions,
+    EventRecordsFilter,
     build_sensor_context,
 )
 

@@ -14,7 +14,12 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from airlift_testing.airflow import airflow_venv
-from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState, FakeDataset, FakeDatasetEvent
+from airlift_testing.fake_airflow import (
+    FakeAirflow,
+    FakeAirflowState,
+    FakeDataset,
+    FakeDatasetEvent,
+)
 
 pytestmark = pytest.mark.integration
 
