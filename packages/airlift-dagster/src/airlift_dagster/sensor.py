@@ -14,13 +14,19 @@ is five steps, each testable alone:
 2. :func:`fetch_changes` (Airflow I/O): the window is first sized (halved until it holds at most
    ``max_rows_per_tick`` rows), then read with strict paging: a failing or changing page fails the
    tick, the cursor does not move;
+   :func:`fetch_dataset_events` reads the dataset / asset events of the same windows (only when
+   datasets are mapped) and :func:`fetch_partition_runs` the runs naming the partitions of
+   time-partitioned assets (only when some are mapped);
 3. :func:`build_emissions` (pure): events in Airflow's execution order, run by run: task assets by the
    DAG's task dependencies and end dates, then the DAG asset; tries built by a Dagster run that the
    ``DagsterOperator`` launched (run tags, per Airflow run and try) are not materialized again;
+   :func:`build_dataset_emissions` gives one materialization per dataset / asset event;
 4. :func:`read_held_events` + :func:`drop_held` (one batched read of the Dagster event log): drop
    identities the Dagster instance already holds (Dagster stores a tick's events before it saves the
    cursor, so a crash in between re-sends them; a row can also change again without a new try);
 5. :func:`advance_cursor` (pure): move the high-water mark over what was read and emitted.
+
+The user's event transformer (:mod:`airlift_dagster.transform`), if any, then sees what is left.
 
 Late commits: a window read by step 2 is remembered as (bounds, row count, digest) and read once more
 when ``lateness_window`` has passed; if its rows differ, the difference is emitted (after step 4).

@@ -23,12 +23,10 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     AssetSpec,
-    DagsterEventType,
     DagsterInstance,
     DagsterRun,
     DailyPartitionsDefinition,
     Definitions,
-    EventRecordsFilter,
     build_sensor_context,
 )
 
@@ -356,7 +354,8 @@ def test_datasets_and_partitions(airflow: AirflowServer) -> None:
         daemon.tick()
         Daemon(defs, instance, saved).tick()  # restarted from the cursor saved before that tick: nothing twice
 
-        records = instance.get_event_records(EventRecordsFilter(event_type=DagsterEventType.ASSET_MATERIALIZATION), ascending=True)
+        keys = [AssetKey("orders_raw"), orders, report, AssetKey("daily_sales"), AssetKey("daily_rollup")]
+        records = [r for key in keys for r in instance.fetch_materializations(key, limit=100, ascending=True).records]
         recorded = [r.asset_materialization for r in records if r.asset_materialization is not None]
         print("\nmaterializations as Dagster recorded them:")
         for m in recorded:
