@@ -366,3 +366,35 @@ def test_dataset_model_round_trips_through_cached_state() -> None:
     dataset = AirflowDataset.from_rest(raw, api=ApiVersion.V2)
     assert AirflowDataset.from_rest(dataset.to_rest(), api=ApiVersion.V2) == dataset
     assert dataset.dag_ids == {"p", "c", "i"}
+
+
+def test_run_workers_rebuild_the_selected_datasets_without_airflow(fake: FakeAirflow, instance: AirflowInstance) -> None:
+    from dagster._core.definitions.definitions_load_context import (
+        DefinitionsLoadContext,
+        DefinitionsLoadType,
+    )
+    from dagster._core.definitions.metadata.metadata_value import (
+        CodeLocationReconstructionMetadataValue,
+    )
+    from dagster._core.definitions.repository_definition.repository_definition import (
+        RepositoryLoadData,
+    )
+
+    _with_datasets(fake)
+    fake.state.dags[0].tags = ["sales"]
+    selection = DatasetFilter(dag_tags=("sales",))
+    defs = _defs(instance, Clock(), datasets=selection)
+    metadata = {k: v.value for k, v in (defs.metadata or {}).items() if isinstance(v, CodeLocationReconstructionMetadataValue)}
+    assert "unrelated" not in metadata["airlift/state/inst"], "only the selected datasets travel to run workers"
+    before = fake.total_requests
+    DefinitionsLoadContext.set(DefinitionsLoadContext(
+        load_type=DefinitionsLoadType.RECONSTRUCTION,
+        repository_load_data=RepositoryLoadData(cacheable_asset_data={}, reconstruction_metadata=metadata),
+    ))
+    try:
+        rebuilt = _defs(instance, Clock(), datasets=selection)
+    finally:
+        DefinitionsLoadContext.set(DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION))
+    assert fake.total_requests == before
+    assert {s.key for s in rebuilt.resolve_all_asset_specs()} == {s.key for s in defs.resolve_all_asset_specs()}
+    assert dataset_asset_key("inst", ORDERS) in {s.key for s in rebuilt.resolve_all_asset_specs()}

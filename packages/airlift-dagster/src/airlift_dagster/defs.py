@@ -287,7 +287,7 @@ def build_defs_from_airflow_instance(
     peered = Definitions(assets=[*(s for _, s in dataset_specs), *dag_specs], asset_checks=assets_checks, sensors=[sensor])
     with preview_api():
         return Definitions.merge(annotated, peered).with_reconstruction_metadata(
-            {_metadata_key(name): state.to_reconstruction_json(mapped_task_ids)}
+            {_metadata_key(name): state.to_reconstruction_json(mapped_task_ids, datasets=[d for d, _ in dataset_specs])}
         )
 
 
@@ -347,7 +347,7 @@ def _dataset_specs(
     out: list[tuple[AirflowDataset, AssetSpec]] = []
     owner_of: dict[AssetKey, str] = {}
     for dataset in sorted(state.datasets, key=lambda d: d.uri):
-        if not dataset_filter.selects(dataset, dags):
+        if not state.datasets_selected and not dataset_filter.selects(dataset, dags):
             continue
         consumers = {*dataset.consuming_dags, *(d for d, _ in dataset.consuming_tasks)}
         deps: list[AssetKey] = []

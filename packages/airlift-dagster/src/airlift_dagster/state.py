@@ -47,6 +47,9 @@ class AirflowInstanceState:
     fetched_at: float = 0.0
     #: Datasets (Airflow 2) / assets (Airflow 3) of the DAGs (read only when datasets are mapped).
     datasets: tuple[AirflowDataset, ...] = ()
+    #: True for the slim record of run workers: ``datasets`` are those already selected (its DAGs
+    #: carry no tags to select them by again).
+    datasets_selected: bool = False
 
     def dag(self, dag_id: str) -> DagInfo | None:
         return next((d for d in self.dags if d.dag_id == dag_id), None)
@@ -71,10 +74,11 @@ class AirflowInstanceState:
             separators=(",", ":"),
         )
 
-    def to_reconstruction_json(self, mapped_tasks: Mapping[str, Iterable[str]]) -> str:
+    def to_reconstruction_json(self, mapped_tasks: Mapping[str, Iterable[str]], datasets: Iterable[AirflowDataset] | None = None) -> str:
         """The slim record Dagster carries to run workers (and keeps in run snapshots): DAG ids and
         descriptions, and only the mapped tasks (id, mapped or not, migrated or not); no sources, no raw
-        REST dicts, no unmapped tasks. Run workers need nothing else (the sensor runs in the code server).
+        REST dicts, no unmapped tasks, only the mapped ``datasets`` (default: all). Run workers need
+        nothing else (the sensor runs in the code server).
 
         >>> from airlift_protocol import ApiVersion
         >>> state = AirflowInstanceState("prod", ApiVersion.V2, "http://airflow:8080", (), {})
@@ -96,7 +100,7 @@ class AirflowInstanceState:
                 "fetched_at": self.fetched_at,
                 "dags": [[d.dag_id, d.description] if d.description else [d.dag_id] for d in self.dags],
                 "tasks": tasks,
-                "datasets": [d.to_rest() for d in self.datasets],
+                "datasets": [d.to_rest() for d in (self.datasets if datasets is None else datasets)],
             },
             separators=(",", ":"),
         )
@@ -114,7 +118,7 @@ class AirflowInstanceState:
             for dag_id, rows in data["tasks"].items()
         }
         return cls(instance_name=data["instance_name"], api=api, webserver_url=data["webserver_url"], dags=dags, tasks=tasks,
-                   fetched_at=float(data.get("fetched_at") or 0.0), datasets=_datasets(data, api))
+                   fetched_at=float(data.get("fetched_at") or 0.0), datasets=_datasets(data, api), datasets_selected=True)
 
     @classmethod
     def from_json(cls, text: str) -> AirflowInstanceState:
