@@ -342,7 +342,6 @@ def _dataset_specs(
     the dataset, which would be a cycle)."""
     if dataset_filter is None:
         return []
-    links = ui_links_for(state.api, state.webserver_url)
     dags = {d.dag_id: d.tags for d in state.dags}
     out: list[tuple[AirflowDataset, AssetSpec]] = []
     owner_of: dict[AssetKey, str] = {}
@@ -365,7 +364,6 @@ def _dataset_specs(
             metadata["Produced by"] = ", ".join(producers)
         if consumers:
             metadata["Consumed by"] = ", ".join(sorted(consumers))
-            metadata["Airflow DAG (consumer)"] = MetadataValue.url(links.dag_url(sorted(consumers)[0]))
         spec = _translated(translator.get_dataset_asset_spec, AirflowDatasetProps(name, dataset, metadata), name, f"dataset {dataset.uri!r}")
         spec = spec.replace_attributes(deps=sorted({*(d.asset_key for d in spec.deps), *deps}, key=str)).merge_attributes(
             metadata=metadata, tags={"airlift/airflow_instance": name})
