@@ -7,12 +7,13 @@ from datetime import datetime, timedelta
 
 try:  # Airflow 3
     from airflow.providers.standard.operators.python import PythonOperator
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, DeltaDataIntervalTimetable
     from airflow.sdk import Asset as Dataset
 except ImportError:  # Airflow 2
     from airflow import DAG
     from airflow.datasets import Dataset
     from airflow.operators.python import PythonOperator
+    from airflow.timetables.interval import DeltaDataIntervalTimetable
 
 START = datetime(2024, 1, 1)
 ORDERS = Dataset("warehouse://sales/orders.daily")
@@ -33,5 +34,6 @@ with DAG("dataset_consumer", start_date=START, schedule=[ORDERS], catchup=False,
 with DAG("daily_partitioned", start_date=START, schedule="@daily", catchup=False, max_active_runs=4):
     PythonOperator(task_id="build_day", python_callable=_ok)
 
-with DAG("seven_day_interval", start_date=START, schedule=timedelta(days=7), catchup=False):
+# A seven-day data interval on both generations (Airflow 3's plain timedelta schedule has empty intervals).
+with DAG("seven_day_interval", start_date=START, schedule=DeltaDataIntervalTimetable(timedelta(days=7)), catchup=False):
     PythonOperator(task_id="build_week", python_callable=_ok)
