@@ -857,7 +857,7 @@ def evaluate_tick(
                         "changes of %s..%s", plan.instance_name, new_late, _iso(tick.sweep.lo), _iso(tick.sweep.hi))
     new_cursor = advance_cursor(cursor, tick, fetched, coverage=plan.coverage, tick_started=started, settings=settings)
     view = AirflowTickView(
-        instance_name=plan.instance_name, runs=tuple(all_runs), task_instances=tuple(all_tis),
+        instance_name=plan.instance_name, runs=tuple(partition_runs.values()), task_instances=tuple(all_tis),
         dataset_events=tuple([*late_events, *fresh_events]), dag_asset_keys=MappingProxyType(dict(plan.dag_asset_keys)),
         task_asset_keys=MappingProxyType(dict(plan.by_task)), dataset_asset_keys=MappingProxyType(dict(plan.dataset_keys)),
     )

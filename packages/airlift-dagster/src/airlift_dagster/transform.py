@@ -44,7 +44,8 @@ def _frozen() -> Mapping[object, object]:
 class AirflowTickView:
     """What one sensor tick read from Airflow (read-only; models from :mod:`airlift_protocol`).
 
-    - ``runs`` / ``task_instances``: the DAG runs and task instances (current try) that changed;
+    - ``runs`` / ``task_instances``: the DAG runs and task instances (current try) that changed
+      (and the runs read for the partitions of their tasks' assets);
     - ``dataset_events``: the dataset / asset events read;
     - ``dag_asset_keys``: DAG id → the DAG's asset key; ``task_asset_keys``: (DAG id, task id) →
       the asset keys mapped to the task; ``dataset_asset_keys``: URI → the dataset's asset key.
