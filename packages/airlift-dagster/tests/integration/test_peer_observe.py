@@ -50,13 +50,16 @@ DATASET_DAG_IDS = ["dataset_producer", "dataset_consumer", "daily_partitioned", 
 
 
 @pytest.fixture(scope="module")
-def airflow(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> AirflowServer:
-    dags = tmp_path_factory.mktemp("dags")
-    shutil.copy(SAMPLE_DAGS, dags)
-    shutil.copy(SAMPLE_DATASET_DAGS, dags)
-    (dags / "quick.py").write_text(QUICK_DAG)
-    server = airflow_server_factory(dags)
-    server.wait_for_dags([*DAG_IDS, "quick_dag", *DATASET_DAG_IDS])
+def dags_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dags")
+
+
+@pytest.fixture(scope="module")
+def airflow(airflow_server_factory: Callable[..., AirflowServer], dags_folder: Path) -> AirflowServer:
+    shutil.copy(SAMPLE_DAGS, dags_folder)
+    (dags_folder / "quick.py").write_text(QUICK_DAG)
+    server = airflow_server_factory(dags_folder)
+    server.wait_for_dags([*DAG_IDS, "quick_dag"])
     return server
 
 
@@ -337,7 +340,11 @@ def _trigger_at(airflow: AirflowServer, dag_id: str, logical_date: str) -> str:
     return str(airflow.post(f"/dags/{dag_id}/dagRuns", json={"conf": {}, "logical_date": logical_date})["dag_run_id"])
 
 
-def test_datasets_and_partitions(airflow: AirflowServer) -> None:
+def test_datasets_and_partitions(airflow: AirflowServer, dags_folder: Path) -> None:
+    # Added to the module's server only now: a DAG file more, parsed every 2 s, adds SQLite write
+    # contention the run-heavy tests above do not need.
+    shutil.copy(SAMPLE_DATASET_DAGS, dags_folder)
+    airflow.wait_for_dags(DATASET_DAG_IDS)
     defs = _defs(airflow, DATASETS, datasets=True)
     specs = {s.key: s for s in defs.resolve_all_asset_specs()}
     orders, report = AssetKey(["airflow_one", "dataset", "warehouse", "sales", "orders_daily"]), AssetKey(["airflow_one", "dataset", "warehouse", "sales", "report"])
