@@ -138,6 +138,22 @@ class GenerationRest:
             }
         )
 
+    # ---- datasets (Airflow 2) / assets (Airflow 3)
+    #: Path and list key of the dataset list and of the dataset event list.
+    datasets_path: str
+    datasets_key: str
+    dataset_events_path: str
+    dataset_events_key: str
+    #: True when the event list filters on ``timestamp`` itself (else it is read newest first and
+    #: the reader stops at the window's lower bound).
+    dataset_events_filter_by_time: bool = True
+
+    def datasets_params(self, *, uri_pattern: str | None, dag_ids: Sequence[str] | None) -> dict[str, Any]:
+        return _drop_none({"order_by": "id", "uri_pattern": uri_pattern, "dag_ids": ",".join(dag_ids) if dag_ids else None})
+
+    def dataset_events_params(self, *, timestamp_gte: datetime, timestamp_lte: datetime) -> dict[str, Any]:
+        return {"order_by": "timestamp", "timestamp_gte": _iso(timestamp_gte), "timestamp_lte": _iso(timestamp_lte)}
+
     # ---- UI links (one implementation, in airlift_protocol.links)
     def dag_url(self, dag_id: str) -> str:
         return ui_links_for(self.api, self.webserver_url).dag_url(dag_id)
@@ -158,6 +174,17 @@ class V1Rest(GenerationRest):
 
     api = ApiVersion.V1
     hide_inactive_param = "only_active"
+    datasets_path = "/datasets"
+    datasets_key = "datasets"
+    dataset_events_path = "/datasets/events"
+    dataset_events_key = "dataset_events"
+    dataset_events_filter_by_time = False
+
+    def dataset_events_params(self, *, timestamp_gte: datetime, timestamp_lte: datetime) -> dict[str, Any]:
+        # /api/v1/datasets/events has no time filter: newest first, the reader stops below the window.
+        for value in (timestamp_gte, timestamp_lte):
+            _iso(value)
+        return {"order_by": "-timestamp"}
 
     def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:
         if not dag.file_token:
@@ -176,6 +203,13 @@ class V2Rest(GenerationRest):
     api = ApiVersion.V2
     hide_inactive_param = "exclude_stale"
     updated_tis_order_by = "id"
+    datasets_path = "/assets"
+    datasets_key = "assets"
+    dataset_events_path = "/assets/events"
+    dataset_events_key = "asset_events"
+
+    def datasets_params(self, *, uri_pattern: str | None, dag_ids: Sequence[str] | None) -> dict[str, Any]:
+        return _drop_none({"order_by": "id", "uri_pattern": uri_pattern, "dag_ids": list(dag_ids) if dag_ids else None})
 
     def source_request(self, dag: DagInfo) -> tuple[str, dict[str, str]]:
         return f"/dagSources/{_q(dag.dag_id)}", {"Accept": "application/json"}

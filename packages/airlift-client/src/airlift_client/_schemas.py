@@ -137,6 +137,70 @@ class _SourceV2(_Model):
     dag_id: str | None = None
 
 
+class _DagRef(_Model):
+    dag_id: str | None = None
+
+
+class _TaskRef(_Model):
+    dag_id: str | None = None
+    task_id: str | None = None
+
+
+class _Dataset(_Model):
+    uri: str
+    producing_tasks: list[_TaskRef] = []
+
+
+class _DatasetV1(_Dataset):
+    consuming_dags: list[_DagRef] = []
+
+
+class _DatasetV2(_Dataset):
+    name: str
+    group: str | None = None
+    scheduled_dags: list[_DagRef] = []
+    consuming_tasks: list[_TaskRef] = []
+
+
+class _DatasetsV1(_Model):
+    datasets: list[_DatasetV1]
+    total_entries: int
+
+
+class _DatasetsV2(_Model):
+    assets: list[_DatasetV2]
+    total_entries: int
+
+
+class _DatasetEvent(_Model):
+    timestamp: str
+    source_dag_id: str | None = None
+    source_task_id: str | None = None
+    source_run_id: str | None = None
+    source_map_index: int | None = None
+    extra: dict[str, Any] | None = None
+
+
+class _DatasetEventV1(_DatasetEvent):
+    dataset_uri: str
+
+
+class _DatasetEventV2(_DatasetEvent):
+    id: int
+    uri: str | None
+    name: str | None = None
+
+
+class _DatasetEventsV1(_Model):
+    dataset_events: list[_DatasetEventV1]
+    total_entries: int
+
+
+class _DatasetEventsV2(_Model):
+    asset_events: list[_DatasetEventV2]
+    total_entries: int
+
+
 class _Version(_Model):
     version: str
 
@@ -158,11 +222,15 @@ class Schemas(NamedTuple):
     task_instances: type[BaseModel]
     source: type[BaseModel]
     version: type[BaseModel]
+    datasets: type[BaseModel]
+    dataset_events: type[BaseModel]
 
 
 SCHEMAS = {
-    ApiVersion.V1: Schemas(_DagV1, _DagsV1, _Tasks, _RunV1, _RunsV1, _TaskInstancesV1, _SourceV1, _Version),
-    ApiVersion.V2: Schemas(_DagV2, _DagsV2, _Tasks, _RunV2, _RunsV2, _TaskInstancesV2, _SourceV2, _Version),
+    ApiVersion.V1: Schemas(_DagV1, _DagsV1, _Tasks, _RunV1, _RunsV1, _TaskInstancesV1, _SourceV1, _Version,
+                           _DatasetsV1, _DatasetEventsV1),
+    ApiVersion.V2: Schemas(_DagV2, _DagsV2, _Tasks, _RunV2, _RunsV2, _TaskInstancesV2, _SourceV2, _Version,
+                           _DatasetsV2, _DatasetEventsV2),
 }
 
 

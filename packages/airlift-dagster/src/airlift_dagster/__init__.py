@@ -21,6 +21,7 @@ from airlift_client import AirflowInstance, BasicAuthBackend, TokenAuthBackend
 from airlift_dagster.component import AirflowInstanceComponent
 from airlift_dagster.defs import (
     DAG_RUN_CHECK_NAME,
+    PARTITION_CHECK_NAME,
     REFRESH_ENV_VAR,
     TASK_RUN_CHECK_NAME,
     build_defs_from_airflow_instance,
@@ -31,18 +32,33 @@ from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.mapping import dag_defs, task_defs
 from airlift_dagster.sensor import AirliftSensorCursor, SensorSettings, TickOutcome, evaluate_tick
 from airlift_dagster.state import AirflowInstanceState, fetch_airflow_state
+from airlift_dagster.transform import AirflowTickView, EventTransformer
+from airlift_dagster.translator import (
+    AirflowDagProps,
+    AirflowDatasetProps,
+    AirflowTranslator,
+    DatasetFilter,
+    dataset_asset_key,
+)
 from airlift_dagster.version import __version__
 
 __all__ = [
     "DAG_RUN_CHECK_NAME",
+    "PARTITION_CHECK_NAME",
     "REFRESH_ENV_VAR",
     "TASK_RUN_CHECK_NAME",
+    "AirflowDagProps",
+    "AirflowDatasetProps",
     "AirflowInstance",
     "AirflowInstanceComponent",
     "AirflowInstanceState",
+    "AirflowTickView",
+    "AirflowTranslator",
     "AirliftDagsterError",
     "AirliftSensorCursor",
     "BasicAuthBackend",
+    "DatasetFilter",
+    "EventTransformer",
     "MwaaSessionAuthBackend",
     "SensorSettings",
     "TickOutcome",
@@ -51,6 +67,7 @@ __all__ = [
     "build_defs_from_airflow_instance",
     "dag_asset_key",
     "dag_defs",
+    "dataset_asset_key",
     "evaluate_tick",
     "fetch_airflow_state",
     "load_airflow_state",

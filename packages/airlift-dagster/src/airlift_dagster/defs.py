@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from dagster import (
     AssetCheckKey,
@@ -17,6 +18,7 @@ from dagster import (
     DefaultSensorStatus,
     Definitions,
     MetadataValue,
+    TimeWindowPartitionsDefinition,
     multi_asset_check,
 )
 
@@ -26,17 +28,34 @@ from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.mapping import map_specs, task_asset_indexes, task_handle_of
 from airlift_dagster.sensor import (
     DAG_RUN_CHECK_NAME,
+    PARTITION_CHECK_NAME,
     TASK_RUN_CHECK_NAME,
     SensorPlan,
     SensorSettings,
     build_airflow_sensor,
 )
 from airlift_dagster.state import AirflowInstanceState, fetch_airflow_state, raw_json
-from airlift_protocol import DagInfo, parse_dagster_run_tags, task_is_marked_migrated
+from airlift_dagster.transform import EventTransformer
+from airlift_dagster.translator import (
+    AirflowDagProps,
+    AirflowDatasetProps,
+    AirflowTranslator,
+    DatasetFilter,
+    dag_asset_key,
+)
+from airlift_protocol import (
+    AirflowDataset,
+    DagInfo,
+    PartitionKeyError,
+    TimeWindowPartitioning,
+    parse_dagster_run_tags,
+    task_is_marked_migrated,
+)
 from airlift_protocol.tags import TASK_ASSET_INDEX_METADATA, dump_task_asset_index
 
 __all__ = [
     "DAG_RUN_CHECK_NAME",
+    "PARTITION_CHECK_NAME",
     "REFRESH_ENV_VAR",
     "TASK_RUN_CHECK_NAME",
     "build_defs_from_airflow_instance",
@@ -48,11 +67,6 @@ __all__ = [
 REFRESH_ENV_VAR = "AIRLIFT_REFRESH_AIRFLOW_STATE"
 
 
-def dag_asset_key(instance_name: str, dag_id: str) -> AssetKey:
-    """Key of the asset standing for a DAG: ``[instance_name, "dag", dag_id]``."""
-    return AssetKey([instance_name, "dag", dag_id])
-
-
 def _metadata_key(instance_name: str) -> str:
     return f"airlift/state/{instance_name}"
 
@@ -62,6 +76,7 @@ def load_airflow_state(
     *,
     dag_selector_fn: Callable[[DagInfo], bool] | None = None,
     refresh: bool | None = None,
+    include_datasets: bool = False,
 ) -> AirflowInstanceState:
     """Airflow state for building definitions: from the Definitions' reconstruction metadata when
     Dagster reconstructs the code location (run workers, sensor and schedule evaluations), else read
@@ -76,7 +91,7 @@ def load_airflow_state(
             state = AirflowInstanceState.from_json(cached)
             airflow_instance.assume_api_version(state.api)
             return state
-    return fetch_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn)
+    return fetch_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, include_datasets=include_datasets)
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,9 @@ def build_defs_from_airflow_instance(
     allow_unknown_ids: bool | Collection[str] = False,
     sensor_settings: SensorSettings | None = None,
     airflow_state: AirflowInstanceState | None = None,
+    translator: AirflowTranslator | None = None,
+    datasets: DatasetFilter | bool = False,
+    event_transformer: EventTransformer | None = None,
 ) -> Definitions:
     """Dagster definitions for an Airflow instance.
 
@@ -134,6 +152,15 @@ def build_defs_from_airflow_instance(
     ``airflow_state``: build from this stored state instead of loading it (no Airflow request; what
     :class:`~airlift_dagster.AirflowInstanceComponent` does with the state Dagster keeps for it).
 
+    ``translator`` (an :class:`AirflowTranslator`) changes how DAGs and datasets become asset specs;
+    ``datasets`` (``True`` or a :class:`DatasetFilter`) maps the Airflow 2 datasets / Airflow 3
+    assets the DAGs produce or consume to external assets (producing tasks' assets upstream,
+    consuming DAGs downstream) whose Airflow events the sensor reports as materializations;
+    ``event_transformer`` (see :mod:`airlift_dagster.transform`) changes what each tick reports.
+    A task-mapped asset with a time-window ``partitions_def`` is materialized for the partition its
+    Airflow run's data interval (or logical date) names; a run naming none fails the
+    ``airflow_partition_key`` check instead.
+
     A ``dag_defs``/``task_defs`` id that the Airflow instance does not have (or that
     ``dag_selector_fn`` leaves out) is an error naming it; ``allow_unknown_ids`` lists the DAG ids
     (or ``True``: all) that may appear later.
@@ -144,11 +171,14 @@ def build_defs_from_airflow_instance(
         history_window=history_window, lateness_window=lateness_window, max_rows_per_tick=max_rows_per_tick
     )
     name = airflow_instance.name
+    translator = translator or AirflowTranslator()
+    dataset_filter = DatasetFilter() if datasets is True else (datasets or None)
     if airflow_state is not None:
         state = airflow_state
         airflow_instance.assume_api_version(state.api)
     else:
-        state = load_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, refresh=refresh)
+        state = load_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, refresh=refresh,
+                                   include_datasets=dataset_filter is not None)
     links = ui_links_for(state.api, state.webserver_url)
     user_defs = defs or Definitions()
     mapped = _mapped_assets(user_defs)
@@ -172,11 +202,17 @@ def build_defs_from_airflow_instance(
     task_keys_by_dag: dict[str, list[AssetKey]] = {}
     for (dag_id, _task_id), keys in mapped.by_task.items():
         task_keys_by_dag.setdefault(dag_id, []).extend(keys)
+    dag_keys = {dag.dag_id: translator.get_dag_asset_key(AirflowDagProps(name, dag)) for dag in state.dags}
+    dataset_specs = _dataset_specs(name, state, translator, dataset_filter, mapped.by_task, dag_keys)
+    dataset_keys_by_consumer: dict[str, list[AssetKey]] = {}
+    for dataset, spec in dataset_specs:
+        for dag_id in {*dataset.consuming_dags, *(d for d, _ in dataset.consuming_tasks)}:
+            dataset_keys_by_consumer.setdefault(dag_id, []).append(spec.key)
     dag_specs = []
     check_specs = []
     indexes = task_asset_indexes(mapped.specs)
     for dag in state.dags:
-        deps = task_keys_by_dag.get(dag.dag_id, [])
+        deps = [*task_keys_by_dag.get(dag.dag_id, []), *dataset_keys_by_consumer.get(dag.dag_id, [])]
         source = state.sources.get(dag.dag_id)
         metadata: dict[str, object] = {
             "Airflow DAG": MetadataValue.url(links.dag_url(dag.dag_id)),
@@ -185,19 +221,19 @@ def build_defs_from_airflow_instance(
         }
         if source is not None:
             metadata["Source code"] = MetadataValue.md(f"```python\n{source}\n```")
-        key = dag_asset_key(name, dag.dag_id)
-        dag_specs.append(
-            AssetSpec(
-                key=key,
-                deps=deps,
-                description=dag.description or f"Airflow DAG {dag.dag_id!r} of {name}",
-                metadata=metadata,
-                kinds={"airflow"},
-                group_name=name,
-                tags={"airlift/airflow_instance": name},
-            )
-        )
+        spec = _translated(translator.get_dag_asset_spec, AirflowDagProps(name, dag, metadata), name, f"DAG {dag.dag_id!r}")
+        # Airlift's metadata, tag and dependencies stay whatever the translator returned.
+        spec = spec.replace_attributes(key=dag_keys[dag.dag_id], deps=[*spec.deps, *deps]).merge_attributes(
+            metadata=metadata, tags={"airlift/airflow_instance": name})
+        key = spec.key
+        dag_specs.append(spec)
         check_specs.append(AssetCheckSpec(DAG_RUN_CHECK_NAME, asset=key, description="The latest Airflow run of this DAG succeeded."))
+    partitioning = _partitioning(name, mapped.specs, mapped.by_task)
+    check_specs.extend(
+        AssetCheckSpec(PARTITION_CHECK_NAME, asset=key,
+                       description="The Airflow run's data interval (or logical date) names exactly one partition of this asset.")
+        for key in sorted(partitioning, key=str)
+    )
     for (dag_id, _task_id), keys in mapped.by_task.items():
         if dag_id in known_dags:
             check_specs.extend(
@@ -244,9 +280,11 @@ def build_defs_from_airflow_instance(
         webserver_url=state.webserver_url,
         upstream={dag_id: {t.task_id: t.upstream_task_ids for t in tasks} for dag_id, tasks in state.tasks.items()},
         by_task={k: v for k, v in mapped.by_task.items() if k[0] in known_dags},
-        specs=[*mapped.specs, *dag_specs],
-        dag_asset_keys={d.dag_id: dag_asset_key(name, d.dag_id) for d in state.dags},
+        specs=[*mapped.specs, *(s for _, s in dataset_specs), *dag_specs],
+        dag_asset_keys=dag_keys,
         user_check_keys=user_check_keys,
+        dataset_keys={d.uri: s.key for d, s in dataset_specs},
+        partitioning=partitioning,
     )
     sensor = build_airflow_sensor(
         airflow_instance=airflow_instance,
@@ -254,11 +292,12 @@ def build_defs_from_airflow_instance(
         minimum_interval_seconds=sensor_minimum_interval_seconds,
         default_status=default_sensor_status,
         settings=settings,
+        event_transformer=event_transformer,
     )
-    peered = Definitions(assets=dag_specs, asset_checks=assets_checks, sensors=[sensor])
+    peered = Definitions(assets=[*(s for _, s in dataset_specs), *dag_specs], asset_checks=assets_checks, sensors=[sensor])
     with preview_api():
         return Definitions.merge(annotated, peered).with_reconstruction_metadata(
-            {_metadata_key(name): state.to_reconstruction_json(mapped_task_ids)}
+            {_metadata_key(name): state.to_reconstruction_json(mapped_task_ids, datasets=[d for d, _ in dataset_specs])}
         )
 
 
@@ -285,3 +324,82 @@ def _check_known_ids(
                 f"{task_id!r}; fix the id, or pass allow_unknown_ids=[{dag_id!r}] to build_defs_from_airflow_instance "
                 "if the task will appear later"
             )
+
+
+def _translated(method: Callable[[Any], AssetSpec], props: Any, name: str, what: str) -> AssetSpec:
+    """Call a translator method; its errors name it and the Airflow object."""
+    try:
+        spec = method(props)
+    except Exception as e:
+        raise AirliftDagsterError(f"translator {getattr(method, '__qualname__', method)} raised {type(e).__name__} for {what} "
+                                  f"of Airflow instance {name!r}: {e}") from e
+    if not isinstance(spec, AssetSpec):
+        raise AirliftDagsterError(f"translator {getattr(method, '__qualname__', method)} returned {type(spec).__name__} for {what}; "
+                                  "return an AssetSpec")
+    return spec
+
+
+def _dataset_specs(
+    name: str,
+    state: AirflowInstanceState,
+    translator: AirflowTranslator,
+    dataset_filter: DatasetFilter | None,
+    by_task: Mapping[tuple[str, str], Sequence[AssetKey]],
+    dag_keys: Mapping[str, AssetKey],
+) -> list[tuple[AirflowDataset, AssetSpec]]:
+    """One external asset per selected dataset: upstream, the assets mapped to its producing tasks
+    (or, for a producing task without mapped assets, its DAG's asset, unless that DAG also consumes
+    the dataset, which would be a cycle)."""
+    if dataset_filter is None:
+        return []
+    dags = {d.dag_id: d.tags for d in state.dags}
+    out: list[tuple[AirflowDataset, AssetSpec]] = []
+    owner_of: dict[AssetKey, str] = {}
+    for dataset in sorted(state.datasets, key=lambda d: d.uri):
+        if not state.datasets_selected and not dataset_filter.selects(dataset, dags):
+            continue
+        consumers = {*dataset.consuming_dags, *(d for d, _ in dataset.consuming_tasks)}
+        deps: list[AssetKey] = []
+        for dag_id, task_id in dataset.producing_tasks:
+            mapped_keys = by_task.get((dag_id, task_id))
+            if mapped_keys:
+                deps.extend(mapped_keys)
+            elif dag_id in dag_keys and dag_id not in consumers:
+                deps.append(dag_keys[dag_id])
+        metadata: dict[str, object] = {"Airflow URI": dataset.uri}
+        if dataset.name != dataset.uri:
+            metadata["Airflow asset name"] = dataset.name
+        producers = [f"{d}.{t}" for d, t in dataset.producing_tasks]
+        if producers:
+            metadata["Produced by"] = ", ".join(producers)
+        if consumers:
+            metadata["Consumed by"] = ", ".join(sorted(consumers))
+        spec = _translated(translator.get_dataset_asset_spec, AirflowDatasetProps(name, dataset, metadata), name, f"dataset {dataset.uri!r}")
+        spec = spec.replace_attributes(deps=sorted({*(d.asset_key for d in spec.deps), *deps}, key=str)).merge_attributes(
+            metadata=metadata, tags={"airlift/airflow_instance": name})
+        if spec.key in owner_of:
+            raise AirliftDagsterError(
+                f"Airflow instance {name!r}: datasets {owner_of[spec.key]!r} and {dataset.uri!r} both map to asset key "
+                f"{spec.key.to_user_string()!r}; override AirflowTranslator.get_dataset_asset_key to tell them apart"
+            )
+        owner_of[spec.key] = dataset.uri
+        out.append((dataset, spec))
+    return out
+
+
+def _partitioning(
+    name: str, specs: Sequence[AssetSpec], by_task: Mapping[tuple[str, str], Sequence[AssetKey]]
+) -> dict[AssetKey, TimeWindowPartitioning]:
+    """Time-window partitionings of the task-mapped assets (the rule of
+    :mod:`airlift_protocol.partitions`, read from the partitions definition as Dagster describes it)."""
+    mapped = {k for keys in by_task.values() for k in keys}
+    out: dict[AssetKey, TimeWindowPartitioning] = {}
+    for spec in specs:
+        partitions_def = spec.partitions_def
+        if spec.key not in mapped or not isinstance(partitions_def, TimeWindowPartitionsDefinition):
+            continue
+        try:
+            out[spec.key] = TimeWindowPartitioning.from_dagster(fmt=partitions_def.fmt, description=str(partitions_def))
+        except PartitionKeyError as e:
+            raise AirliftDagsterError(f"asset {spec.key.to_user_string()!r} of Airflow instance {name!r}: {e}") from e
+    return out

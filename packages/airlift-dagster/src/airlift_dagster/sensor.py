@@ -14,13 +14,19 @@ is five steps, each testable alone:
 2. :func:`fetch_changes` (Airflow I/O): the window is first sized (halved until it holds at most
    ``max_rows_per_tick`` rows), then read with strict paging: a failing or changing page fails the
    tick, the cursor does not move;
+   :func:`fetch_dataset_events` reads the dataset / asset events of the same windows (only when
+   datasets are mapped) and :func:`fetch_partition_runs` the runs naming the partitions of
+   time-partitioned assets (only when some are mapped);
 3. :func:`build_emissions` (pure): events in Airflow's execution order, run by run: task assets by the
    DAG's task dependencies and end dates, then the DAG asset; tries built by a Dagster run that the
    ``DagsterOperator`` launched (run tags, per Airflow run and try) are not materialized again;
+   :func:`build_dataset_emissions` gives one materialization per dataset / asset event;
 4. :func:`read_held_events` + :func:`drop_held` (one batched read of the Dagster event log): drop
    identities the Dagster instance already holds (Dagster stores a tick's events before it saves the
    cursor, so a crash in between re-sends them; a row can also change again without a new try);
 5. :func:`advance_cursor` (pure): move the high-water mark over what was read and emitted.
+
+The user's event transformer (:mod:`airlift_dagster.transform`), if any, then sees what is left.
 
 Late commits: a window read by step 2 is remembered as (bounds, row count, digest) and read once more
 when ``lateness_window`` has passed; if its rows differ, the difference is emitted (after step 4).
@@ -43,6 +49,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import Any
 
 from dagster import (
@@ -71,12 +78,17 @@ from airlift_client import AirflowInstance, AirflowUiLinks, AirliftClientError, 
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.run_mirror import mirror_airflow_runs
 from airlift_dagster.ticks import build_sensor_result
+from airlift_dagster.transform import AirflowTickView, EventTransformer, apply_event_transformer
 from airlift_protocol import (
     AIRFLOW_RUN_ID_RUN_TAG,
     ApiVersion,
     DagRun,
+    DatasetEvent,
+    PartitionKeyError,
     TaskInstance,
+    TimeWindowPartitioning,
     parse_dagster_run_tags,
+    partition_key_for_airflow_run,
 )
 from airlift_protocol.events import (
     DAG_RUN_CHECK_NAME,
@@ -86,11 +98,12 @@ from airlift_protocol.events import (
     task_check_metadata,
     task_success_event,
 )
-from airlift_protocol.tags import AirflowEventId, airflow_event_key_of
+from airlift_protocol.tags import AirflowEventId, DatasetEventId, airflow_event_key_of
 
 __all__ = [
     "CURSOR_VERSION",
     "DAG_RUN_CHECK_NAME",
+    "PARTITION_CHECK_NAME",
     "TASK_RUN_CHECK_NAME",
     "AirliftSensorCursor",
     "Audit",
@@ -104,10 +117,13 @@ __all__ = [
     "advance_cursor",
     "audit_settled",
     "build_airflow_sensor",
+    "build_dataset_emissions",
     "build_emissions",
     "drop_held",
     "evaluate_tick",
     "fetch_changes",
+    "fetch_dataset_events",
+    "fetch_partition_runs",
     "late_warnings",
     "plan_tick",
     "read_held_events",
@@ -117,6 +133,8 @@ __all__ = [
 log = logging.getLogger("airlift_dagster")
 
 CURSOR_VERSION = 2
+#: Check on time-partitioned mapped assets: the Airflow run names exactly one partition.
+PARTITION_CHECK_NAME = "airflow_partition_key"
 #: Windows remembered for the lateness re-read before neighbours are merged (keeps the cursor small).
 MAX_SWEEP_WINDOWS = 32
 #: Settled windows the late-commit audit keeps apart (older ones are merged: still counted, too large
@@ -305,6 +323,10 @@ class SensorPlan:
     dag_asset_keys: Mapping[str, AssetKey]
     user_check_keys: Mapping[AssetKey, Sequence[AssetCheckKey]]
     coverage: Mapping[str, str] = field(default_factory=dict)
+    #: Airflow dataset / asset URI → its asset key (empty: dataset events are not read).
+    dataset_keys: Mapping[str, AssetKey] = field(default_factory=dict)
+    #: Mapped asset key → its time-window partitioning (its materializations carry a partition key).
+    partitioning: Mapping[AssetKey, TimeWindowPartitioning] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -318,6 +340,8 @@ class SensorPlan:
         specs: Sequence[AssetSpec],
         dag_asset_keys: Mapping[str, AssetKey],
         user_check_keys: Mapping[AssetKey, Sequence[AssetCheckKey]],
+        dataset_keys: Mapping[str, AssetKey] | None = None,
+        partitioning: Mapping[AssetKey, TimeWindowPartitioning] | None = None,
     ) -> SensorPlan:
         """``upstream``: per DAG, each task's upstream task ids (Airflow's dependencies)."""
         rank: dict[tuple[str, str], int] = {}
@@ -338,6 +362,8 @@ class SensorPlan:
             task_rank=rank,
             dag_asset_keys=dict(dag_asset_keys),
             user_check_keys={k: tuple(v) for k, v in user_check_keys.items()},
+            dataset_keys=dict(dataset_keys or {}),
+            partitioning=dict(partitioning or {}),
         )
 
 
@@ -571,6 +597,34 @@ def late_warnings(instance_name: str, audit: Audit, late: Sequence[Emission], *,
     return out
 
 
+def fetch_dataset_events(
+    airflow_instance: AirflowInstance, plan: SensorPlan, windows: Iterable[tuple[datetime, datetime]]
+) -> list[DatasetEvent]:
+    """Step 2b (I/O): the dataset / asset events of the mapped URIs with a timestamp in the given
+    windows (the tick's ``updated_at`` windows: an event is written with its task's success)."""
+    if not plan.dataset_keys:
+        return []
+    out: list[DatasetEvent] = []
+    for lo, hi in windows:
+        out.extend(e for e in airflow_instance.iter_dataset_events(timestamp_gte=lo, timestamp_lte=hi) if e.uri in plan.dataset_keys)
+    return out
+
+
+def fetch_partition_runs(
+    airflow_instance: AirflowInstance, plan: SensorPlan, runs: Iterable[DagRun], tis: Iterable[TaskInstance]
+) -> dict[tuple[str, str], DagRun]:
+    """Step 2c (I/O): the DAG runs whose logical date / data interval name the partition of a
+    successful try of a task mapped to a time-partitioned asset (runs already read are reused; the
+    others are read one by one: usually none, as a run changes when its last task ends)."""
+    known = {(r.dag_id, r.run_id): r for r in runs}
+    if not plan.partitioning:
+        return known
+    wanted = sorted({(t.dag_id, t.run_id) for t in tis if t.is_success
+                     and any(k in plan.partitioning for k in plan.by_task.get((t.dag_id, t.task_id), ()))} - set(known))
+    for dag_id, run_id in wanted:
+        known[(dag_id, run_id)] = airflow_instance.get_dag_run(dag_id, run_id)
+    return known
+
 
 # ------------------------------------------------------------------------------------------- build
 @dataclass(frozen=True)
@@ -580,7 +634,7 @@ class Emission:
     evaluation shares the id of the materialization it goes with."""
 
     event: Any
-    event_id: AirflowEventId | None = None
+    event_id: AirflowEventId | DatasetEventId | None = None
     held_since: float | None = None
 
 
@@ -624,6 +678,7 @@ def build_emissions(
     changed_after: datetime | None,
     skew: timedelta,
     with_checks: bool = True,
+    partition_runs: Mapping[tuple[str, str], DagRun] | None = None,
 ) -> list[Emission]:
     """Step 3 (pure): the ordered events of the given rows.
 
@@ -650,7 +705,8 @@ def build_emissions(
                                                                 t.task_id, t.map_index))
         for ti in task_rows:
             out.extend(_task_emissions(plan, links, run_url, ti, built=built, recent_since=recent_since,
-                                       changed_after=changed_after, skew=skew, with_checks=with_checks))
+                                       changed_after=changed_after, skew=skew, with_checks=with_checks,
+                                       run=(partition_runs or run_rows).get(key)))
         run = run_rows.get(key)
         if run is not None:
             out.extend(_run_emissions(plan, links, run_url, run, recent_since=recent_since, changed_after=changed_after, skew=skew,
@@ -664,9 +720,21 @@ def _held_since(end: datetime | None, *, recent_since: float, changed_after: dat
     return recent_since, False
 
 
+def partition_of(plan: SensorPlan, key: AssetKey, run: DagRun | None, ti: TaskInstance) -> str | None:
+    """The partition key a try's materialization of ``key`` carries (``None``: the asset is not
+    time-partitioned); :class:`PartitionKeyError` when the run names no single partition."""
+    partitioning = plan.partitioning.get(key)
+    if partitioning is None:
+        return None
+    if run is None:
+        raise PartitionKeyError(f"the Airflow run {ti.run_id!r} of DAG {ti.dag_id!r} was not read, so its logical date is unknown")
+    return partition_key_for_airflow_run(partitioning, logical_date=run.logical_date, data_interval_start=run.data_interval_start,
+                                         data_interval_end=run.data_interval_end, run_id=run.run_id)
+
+
 def _task_emissions(
     plan: SensorPlan, links: AirflowUiLinks, run_url: str, ti: TaskInstance, *, built: BuiltTries, recent_since: float,
-    changed_after: datetime | None, skew: timedelta, with_checks: bool,
+    changed_after: datetime | None, skew: timedelta, with_checks: bool, run: DagRun | None = None,
 ) -> list[Emission]:
     keys = plan.by_task.get((ti.dag_id, ti.task_id))
     if not keys or not ti.is_finished or ti.state == "skipped":
@@ -681,9 +749,23 @@ def _task_emissions(
     if ti.is_success and not built.built(ti):
         metadata = dagster_metadata(reported.metadata)
         for key in sorted(keys, key=lambda k: plan.order.get(k, 0)):
+            try:
+                partition = partition_of(plan, key, run, ti)
+            except PartitionKeyError as e:
+                out.append(Emission(AssetCheckEvaluation(
+                    asset_key=key, check_name=PARTITION_CHECK_NAME, passed=False, severity=AssetCheckSeverity.ERROR,
+                    metadata={"Airflow run": MetadataValue.url(run_url), "Try number": ti.try_number},
+                    description=f"Not materialized: {e}",
+                )))
+                continue
             out.append(Emission(AssetMaterialization(
-                asset_key=key, description=reported.description, metadata=metadata, tags=reported.tags(),
+                asset_key=key, description=reported.description, metadata=metadata, tags=reported.tags(), partition=partition,
             ), event_id, since))
+            if partition is not None:
+                out.append(Emission(AssetCheckEvaluation(
+                    asset_key=key, check_name=PARTITION_CHECK_NAME, passed=True, partition=partition,
+                    metadata={"Airflow run": MetadataValue.url(run_url), "Partition": partition},
+                ), event_id, since))
     if with_checks and (not changed or out):
         failed = not ti.is_success
         out.extend(
@@ -694,6 +776,40 @@ def _task_emissions(
             ), event_id if not failed else None, since)
             for key in keys
         )
+    return out
+
+
+def build_dataset_emissions(
+    plan: SensorPlan, links: AirflowUiLinks, events: Sequence[DatasetEvent], *, held_since: Callable[[DatasetEvent], float],
+) -> list[Emission]:
+    """Step 3b (pure): one materialization of the dataset's asset per Airflow dataset / asset event,
+    oldest first; ``held_since`` (per event) bounds the read of what Dagster already holds."""
+    word = "dataset" if plan.api is ApiVersion.V1 else "asset"
+    out: list[Emission] = []
+    seen: set[str] = set()
+    for event in sorted(events, key=lambda e: (e.timestamp, e.uri)):
+        key = plan.dataset_keys.get(event.uri)
+        event_id = DatasetEventId(plan.instance_name, event.uri, _iso(event.timestamp), dag_id=event.source_dag_id or "",
+                                  run_id=event.source_run_id or "", task_id=event.source_task_id or "", map_index=event.source_map_index)
+        if key is None or event_id.key in seen:
+            continue
+        seen.add(event_id.key)
+        metadata: dict[str, Any] = {f"Airflow {word} URI": event.uri, "Event time": MetadataValue.timestamp(event.timestamp)}
+        if event.name != event.uri:
+            metadata[f"Airflow {word} name"] = event.name
+        if event.source_dag_id and event.source_run_id:
+            metadata["Airflow run"] = MetadataValue.url(links.run_url(event.source_dag_id, event.source_run_id))
+            metadata["Airflow run id"] = event.source_run_id
+            metadata["Source"] = f"{event.source_dag_id}.{event.source_task_id or '?'}"
+            if event.source_map_index >= 0:
+                metadata["Map index"] = event.source_map_index
+        else:
+            metadata["Source"] = "outside a task (REST API or another system)"
+        if event.extra:
+            metadata["Extra"] = MetadataValue.json(json.loads(json.dumps(dict(event.extra), default=str)))
+        source = f" by {event.source_dag_id}.{event.source_task_id} in run {event.source_run_id}" if event.source_task_id else ""
+        out.append(Emission(AssetMaterialization(asset_key=key, description=f"Airflow {word} {event.uri} updated{source}",
+                                                 metadata=metadata, tags=event_id.tags()), event_id, held_since(event)))
     return out
 
 
@@ -852,6 +968,7 @@ def evaluate_tick(
     plan: SensorPlan,
     settings: SensorSettings | None = None,
     now: datetime | None = None,
+    event_transformer: EventTransformer | None = None,
 ) -> TickOutcome:
     """One sensor evaluation; raises :class:`AirliftDagsterError` (cursor unchanged) if Airflow fails.
 
@@ -867,13 +984,17 @@ def evaluate_tick(
     try:
         fetched = fetch_changes(airflow_instance, tick, dag_ids=plan.dag_ids, settings=settings)
         audit = audit_settled(airflow_instance, cursor.settled, dag_ids=plan.dag_ids, budget=settings.max_rows_per_tick)
+        swept_changed = tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest)
+        all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fetched.fresh_runs, *audit.runs]
+        all_tis = [*fetched.backfill_tis, *fetched.sweep_tis, *fetched.fresh_tis, *audit.tis]
+        fresh_events = fetch_dataset_events(airflow_instance, plan, [fetched.fresh] if fetched.fresh else [])
+        late_events = fetch_dataset_events(airflow_instance, plan, [(tick.sweep.lo, tick.sweep.hi)] if swept_changed and tick.sweep else [])
+        partition_runs = fetch_partition_runs(airflow_instance, plan, all_runs, all_tis)
     except AirliftClientError as e:
         raise AirliftDagsterError(
             f"Airlift sensor for Airflow instance {plan.instance_name!r}: {e}. The cursor did not move; the next tick catches up."
         ) from e
     links = ui_links_for(plan.api, plan.webserver_url)
-    all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fetched.fresh_runs, *audit.runs]
-    all_tis = [*fetched.backfill_tis, *fetched.sweep_tis, *fetched.fresh_tis, *audit.tis]
     built = dagster_built_tries(context.instance, plan.instance_name,
                                 [t.run_id for t in all_tis if t.is_success and (t.dag_id, t.task_id) in plan.by_task])
     skew = settings.lateness_window
@@ -885,19 +1006,22 @@ def evaluate_tick(
     late_found = 0
     if fetched.backfill_runs:
         emissions += build_emissions(plan, links, fetched.backfill_runs, fetched.backfill_tis, built=built, recent_since=recent,
-                                     changed_after=now, skew=skew, with_checks=False)
-    if tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest):
+                                     changed_after=now, skew=skew, with_checks=False, partition_runs=partition_runs)
+    if swept_changed:
         late = build_emissions(plan, links, fetched.sweep_runs, fetched.sweep_tis, built=built, recent_since=recent,
-                               changed_after=now, skew=skew)
+                               changed_after=now, skew=skew, partition_runs=partition_runs)
+        late += build_dataset_emissions(plan, links, late_events, held_since=lambda e: (e.timestamp - skew).timestamp())
         emissions += late
         late_found = len(late)
     audited: list[Emission] = []
     if audit.window is not None:  # rows committed later than the lateness window
-        audited = build_emissions(plan, links, audit.runs, audit.tis, built=built, recent_since=recent, changed_after=now, skew=skew)
+        audited = build_emissions(plan, links, audit.runs, audit.tis, built=built, recent_since=recent, changed_after=now, skew=skew,
+                                  partition_runs=partition_runs)
         emissions += audited
     if fetched.fresh is not None:
         emissions += build_emissions(plan, links, fetched.fresh_runs, fetched.fresh_tis, built=built, recent_since=recent,
-                                     changed_after=fetched.fresh[0] - settings.settle, skew=skew)
+                                     changed_after=fetched.fresh[0] - settings.settle, skew=skew, partition_runs=partition_runs)
+        emissions += build_dataset_emissions(plan, links, fresh_events, held_since=lambda e: recent)
     wanted = [e for e in emissions if e.event_id is not None and e.held_since is not None]
     held = read_held_events(context.instance, plan.instance_name, min(e.held_since for e in wanted if e.held_since is not None)) if wanted else set()
     kept = drop_held(emissions, held)
@@ -909,7 +1033,12 @@ def evaluate_tick(
             log.warning("Airlift sensor %s: %d materialization(s) of rows committed late, found when re-reading the "
                         "changes of %s..%s", plan.instance_name, new_late, _iso(tick.sweep.lo), _iso(tick.sweep.hi))
     new_cursor = advance_cursor(cursor, tick, fetched, coverage=plan.coverage, tick_started=started, settings=settings, audit=audit)
-    events = [e.event for e in kept]
+    view = AirflowTickView(
+        instance_name=plan.instance_name, runs=tuple(partition_runs.values()), task_instances=tuple(all_tis),
+        dataset_events=tuple([*late_events, *fresh_events]), dag_asset_keys=MappingProxyType(dict(plan.dag_asset_keys)),
+        task_asset_keys=MappingProxyType(dict(plan.by_task)), dataset_asset_keys=MappingProxyType(dict(plan.dataset_keys)),
+    )
+    events: list[Any] = apply_event_transformer(event_transformer, [e.event for e in kept], view)
     caught_up = fetched.fresh is None or (tick.fresh is not None and fetched.fresh[1] >= tick.fresh[1])
     return TickOutcome(
         events=events,
@@ -948,6 +1077,7 @@ def build_airflow_sensor(
     minimum_interval_seconds: int = 30,
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
     settings: SensorSettings | None = None,
+    event_transformer: EventTransformer | None = None,
 ) -> SensorDefinition:
     """The polling sensor of one Airflow instance (name ``<instance>__airflow_sensor``).
 
@@ -964,7 +1094,8 @@ def build_airflow_sensor(
         asset_selection=AssetSelection.checks(*all_user_checks) if all_user_checks else None,
     )
     def _airflow_sensor(context: SensorEvaluationContext) -> SensorResult:
-        outcome = evaluate_tick(context=context, airflow_instance=airflow_instance, plan=plan, settings=settings)
+        outcome = evaluate_tick(context=context, airflow_instance=airflow_instance, plan=plan, settings=settings,
+                                event_transformer=event_transformer)
         for warning in outcome.warnings:
             context.log.warning(warning)
         if settings.mirror_runs:

@@ -18,6 +18,7 @@ from airlift_client import AirflowInstance, AirliftClientError
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_protocol import (
     MIGRATION_DOC_MARKER,
+    AirflowDataset,
     ApiVersion,
     DagInfo,
     TaskInfo,
@@ -44,6 +45,11 @@ class AirflowInstanceState:
     tasks: Mapping[str, tuple[TaskInfo, ...]]
     sources: Mapping[str, str] = field(default_factory=dict)
     fetched_at: float = 0.0
+    #: Datasets (Airflow 2) / assets (Airflow 3) of the DAGs (read only when datasets are mapped).
+    datasets: tuple[AirflowDataset, ...] = ()
+    #: True for the slim record of run workers: ``datasets`` are those already selected (its DAGs
+    #: carry no tags to select them by again).
+    datasets_selected: bool = False
 
     def dag(self, dag_id: str) -> DagInfo | None:
         return next((d for d in self.dags if d.dag_id == dag_id), None)
@@ -63,14 +69,16 @@ class AirflowInstanceState:
                 "dags": [dict(d.raw) for d in self.dags],
                 "tasks": {dag_id: [dict(t.raw) for t in tasks] for dag_id, tasks in self.tasks.items()},
                 "sources": dict(self.sources),
+                "datasets": [d.to_rest() for d in self.datasets],
             },
             separators=(",", ":"),
         )
 
-    def to_reconstruction_json(self, mapped_tasks: Mapping[str, Iterable[str]]) -> str:
+    def to_reconstruction_json(self, mapped_tasks: Mapping[str, Iterable[str]], datasets: Iterable[AirflowDataset] | None = None) -> str:
         """The slim record Dagster carries to run workers (and keeps in run snapshots): DAG ids and
         descriptions, and only the mapped tasks (id, mapped or not, migrated or not); no sources, no raw
-        REST dicts, no unmapped tasks. Run workers need nothing else (the sensor runs in the code server).
+        REST dicts, no unmapped tasks, only the mapped ``datasets`` (default: all). Run workers need
+        nothing else (the sensor runs in the code server).
 
         >>> from airlift_protocol import ApiVersion
         >>> state = AirflowInstanceState("prod", ApiVersion.V2, "http://airflow:8080", (), {})
@@ -92,6 +100,7 @@ class AirflowInstanceState:
                 "fetched_at": self.fetched_at,
                 "dags": [[d.dag_id, d.description] if d.description else [d.dag_id] for d in self.dags],
                 "tasks": tasks,
+                "datasets": [d.to_rest() for d in (self.datasets if datasets is None else datasets)],
             },
             separators=(",", ":"),
         )
@@ -109,7 +118,7 @@ class AirflowInstanceState:
             for dag_id, rows in data["tasks"].items()
         }
         return cls(instance_name=data["instance_name"], api=api, webserver_url=data["webserver_url"], dags=dags, tasks=tasks,
-                   fetched_at=float(data.get("fetched_at") or 0.0))
+                   fetched_at=float(data.get("fetched_at") or 0.0), datasets=_datasets(data, api), datasets_selected=True)
 
     @classmethod
     def from_json(cls, text: str) -> AirflowInstanceState:
@@ -131,7 +140,12 @@ class AirflowInstanceState:
             },
             sources=dict(data.get("sources") or {}),
             fetched_at=float(data.get("fetched_at") or 0.0),
+            datasets=_datasets(data, api),
         )
+
+
+def _datasets(data: Mapping[str, Any], api: ApiVersion) -> tuple[AirflowDataset, ...]:
+    return tuple(AirflowDataset.from_rest(raw, api=api) for raw in data.get("datasets") or ())
 
 
 def fetch_airflow_state(
@@ -139,8 +153,10 @@ def fetch_airflow_state(
     *,
     dag_selector_fn: Callable[[DagInfo], bool] | None = None,
     include_sources: bool = True,
+    include_datasets: bool = False,
 ) -> AirflowInstanceState:
-    """Read DAGs (paged), their tasks and sources (concurrently) from Airflow."""
+    """Read DAGs (paged), their tasks and sources (concurrently) from Airflow; with
+    ``include_datasets``, also the datasets / assets the selected DAGs produce or consume."""
     started = time.monotonic()
     try:
         dags = [d for d in instance.iter_dags() if dag_selector_fn is None or _select(dag_selector_fn, d)]
@@ -148,6 +164,8 @@ def fetch_airflow_state(
             log.info("airlift: %s: %d DAGs listed, reading their tasks and sources...", instance.name, len(dags))
         tasks = instance.list_tasks_for_dags([d.dag_id for d in dags])
         sources = instance.get_dag_sources(dags) if include_sources else {}
+        selected = {d.dag_id for d in dags}
+        datasets = tuple(d for d in instance.iter_datasets() if d.dag_ids & selected) if include_datasets and dags else ()
     except AirliftClientError as e:
         raise AirliftDagsterError(
             f"could not load the state of Airflow instance {instance.name!r} ({instance.webserver_url}): {e}"
@@ -164,6 +182,7 @@ def fetch_airflow_state(
         tasks={dag_id: tuple(t) for dag_id, t in tasks.items()},
         sources=sources,
         fetched_at=time.time(),
+        datasets=datasets,
     )
 
 

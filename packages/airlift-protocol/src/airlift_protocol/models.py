@@ -32,10 +32,12 @@ from airlift_protocol.errors import RestPayloadError
 __all__ = [
     "FINISHED_DAG_RUN_STATES",
     "FINISHED_TASK_INSTANCE_STATES",
+    "AirflowDataset",
     "ApiVersion",
     "DagInfo",
     "DagRun",
     "DagRunState",
+    "DatasetEvent",
     "TaskInfo",
     "TaskInstance",
     "TaskInstanceState",
@@ -313,6 +315,8 @@ class DagRun:
     start_date: datetime | None
     end_date: datetime | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
 
     @classmethod
     def from_rest(cls, raw: Mapping[str, Any], *, api: ApiVersion) -> DagRun:
@@ -336,6 +340,8 @@ class DagRun:
             start_date=parse_airflow_datetime(raw.get("start_date"), what=f"{what} start_date"),
             end_date=parse_airflow_datetime(raw.get("end_date"), what=f"{what} end_date"),
             raw=raw,
+            data_interval_start=parse_airflow_datetime(raw.get("data_interval_start"), what=f"{what} data_interval_start"),
+            data_interval_end=parse_airflow_datetime(raw.get("data_interval_end"), what=f"{what} data_interval_end"),
         )
 
     @property
@@ -408,3 +414,115 @@ class TaskInstance:
         """Identity of the task instance across tries: (dag_id, run_id, task_id, map_index)."""
         return (self.dag_id, self.run_id, self.task_id, self.map_index)
 
+
+
+@dataclass(frozen=True)
+class AirflowDataset:
+    """An Airflow 2 dataset (``GET /api/v1/datasets``) or Airflow 3 asset (``GET /api/v2/assets``).
+
+    ``name`` is the Airflow 3 asset name (the URI on Airflow 2); ``producing_tasks``: the
+    (dag_id, task_id) pairs that list it as an outlet; ``consuming_dags``: DAGs scheduled on it;
+    ``consuming_tasks``: tasks listing it as an inlet (Airflow 3 only: Airflow 2's REST API does not
+    report inlets).
+
+    >>> d = AirflowDataset.from_rest({"uri": "s3://b/k", "producing_tasks": [{"dag_id": "p", "task_id": "t"}],
+    ...                               "consuming_dags": [{"dag_id": "c"}]}, api=ApiVersion.V1)
+    >>> d.name, d.producing_tasks, d.consuming_dags
+    ('s3://b/k', (('p', 't'),), ('c',))
+    """
+
+    uri: str
+    name: str
+    group: str | None
+    api: ApiVersion
+    producing_tasks: tuple[tuple[str, str], ...]
+    consuming_dags: tuple[str, ...]
+    consuming_tasks: tuple[tuple[str, str], ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_rest(cls, raw: Mapping[str, Any], *, api: ApiVersion) -> AirflowDataset:
+        """Parse one item of ``GET /datasets`` (v1) or ``GET /assets`` (v2)."""
+        uri = str(_require(raw, "uri", "dataset" if api is ApiVersion.V1 else "asset"))
+        consumers = raw.get("consuming_dags") if api is ApiVersion.V1 else raw.get("scheduled_dags")
+        return cls(
+            uri=uri,
+            name=str(raw.get("name") or uri),
+            group=raw.get("group"),
+            api=api,
+            producing_tasks=_task_refs(raw.get("producing_tasks")),
+            consuming_dags=tuple(sorted({str(r["dag_id"]) for r in consumers or () if isinstance(r, Mapping) and r.get("dag_id")})),
+            consuming_tasks=_task_refs(raw.get("consuming_tasks")),
+            extra=dict(raw.get("extra") or {}),
+        )
+
+    @property
+    def dag_ids(self) -> frozenset[str]:
+        """Every DAG that produces or consumes it."""
+        return frozenset({d for d, _ in self.producing_tasks} | set(self.consuming_dags) | {d for d, _ in self.consuming_tasks})
+
+    def to_rest(self) -> dict[str, Any]:
+        """A v1/v2-shaped dict that :meth:`from_rest` reads back (for cached state)."""
+        refs = [{"dag_id": d} for d in self.consuming_dags]
+        return {
+            "uri": self.uri, "name": self.name, "group": self.group, "extra": dict(self.extra),
+            "producing_tasks": [{"dag_id": d, "task_id": t} for d, t in self.producing_tasks],
+            "consuming_tasks": [{"dag_id": d, "task_id": t} for d, t in self.consuming_tasks],
+            "consuming_dags" if self.api is ApiVersion.V1 else "scheduled_dags": refs,
+        }
+
+
+def _task_refs(values: Any) -> tuple[tuple[str, str], ...]:
+    refs = {(str(r["dag_id"]), str(r["task_id"])) for r in values or () if isinstance(r, Mapping) and r.get("dag_id") and r.get("task_id")}
+    return tuple(sorted(refs))
+
+
+@dataclass(frozen=True)
+class DatasetEvent:
+    """One dataset (Airflow 2) / asset (Airflow 3) event: an update of ``uri`` at ``timestamp``,
+    by a task try (``source_*``) or from outside (REST API, sources ``None``).
+
+    >>> e = DatasetEvent.from_rest({"dataset_uri": "s3://b/k", "timestamp": "2026-01-01T00:00:00+00:00",
+    ...     "source_dag_id": "p", "source_task_id": "t", "source_run_id": "r", "source_map_index": -1}, api=ApiVersion.V1)
+    >>> e.uri, e.source_task_id, e.timestamp.year
+    ('s3://b/k', 't', 2026)
+    """
+
+    uri: str
+    name: str
+    api: ApiVersion
+    timestamp: datetime
+    source_dag_id: str | None
+    source_task_id: str | None
+    source_run_id: str | None
+    source_map_index: int
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    created_run_ids: tuple[tuple[str, str], ...] = ()
+    event_id: int | None = None
+
+    @classmethod
+    def from_rest(cls, raw: Mapping[str, Any], *, api: ApiVersion) -> DatasetEvent:
+        """Parse one item of ``GET /datasets/events`` (v1) or ``GET /assets/events`` (v2)."""
+        uri = str(_require(raw, "dataset_uri" if api is ApiVersion.V1 else "uri", "dataset event"))
+        stamp = parse_airflow_datetime(_require(raw, "timestamp", f"dataset event of {uri!r}"), what=f"dataset event of {uri!r} timestamp")
+        if stamp is None:
+            raise RestPayloadError(f"dataset event of {uri!r}: field 'timestamp' is empty")
+        map_index = raw.get("source_map_index")
+        created = tuple(
+            (str(r.get("dag_id")), str(r.get("run_id") or r.get("dag_run_id")))
+            for r in raw.get("created_dagruns") or () if isinstance(r, Mapping)
+        )
+        event_id = raw.get("id")
+        return cls(
+            uri=uri,
+            name=str(raw.get("name") or uri),
+            api=api,
+            timestamp=stamp,
+            source_dag_id=raw.get("source_dag_id") or None,
+            source_task_id=raw.get("source_task_id") or None,
+            source_run_id=raw.get("source_run_id") or None,
+            source_map_index=int(map_index) if isinstance(map_index, int) else -1,
+            extra=dict(raw.get("extra") or {}),
+            created_run_ids=created,
+            event_id=int(event_id) if isinstance(event_id, int) else None,
+        )

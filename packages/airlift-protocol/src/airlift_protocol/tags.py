@@ -371,3 +371,59 @@ def parse_task_asset_index(value: Any) -> dict[str | None, list[tuple[str, ...]]
     except TypeError:
         return None
     return index
+
+
+#: URI of the Airflow dataset / asset a dataset-event materialization stands for (encoded).
+AIRFLOW_DATASET_URI_TAG = "airlift/airflow_dataset_uri"
+#: Timestamp of the Airflow dataset / asset event (encoded).
+AIRFLOW_DATASET_EVENT_TIME_TAG = "airlift/airflow_dataset_event_time"
+
+__all__ += ["AIRFLOW_DATASET_EVENT_TIME_TAG", "AIRFLOW_DATASET_URI_TAG", "DatasetEventId"]
+
+
+@dataclass(frozen=True, order=True)
+class DatasetEventId:
+    """The identity of one Airflow dataset (2.x) / asset (3.x) event: (instance, URI, timestamp, and
+    the source task try's dag, run, task and map index, empty for events posted from outside).
+    Its tags carry the same ``airlift/airflow_event`` digest as :class:`AirflowEventId`, so the same
+    reader tells whether Dagster already holds it.
+
+    >>> event = DatasetEventId("prod", "s3://b/orders", "2026-01-01T00:00:00+00:00", dag_id="d", run_id="r", task_id="t")
+    >>> airflow_event_key_of(event.tags(), instance_name="prod") == event.key
+    True
+    """
+
+    instance_name: str
+    uri: str
+    timestamp: str
+    dag_id: str = ""
+    run_id: str = ""
+    task_id: str = ""
+    map_index: int = -1
+
+    @property
+    def key(self) -> str:
+        """40 hex characters standing for the whole identity."""
+        parts = ("dataset", self.instance_name, self.uri, self.timestamp, self.dag_id, self.run_id, self.task_id, str(self.map_index))
+        return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+    def tags(self) -> dict[str, str]:
+        """Materialization tags carrying this identity (valid Dagster event tags).
+
+        >>> sorted(DatasetEventId("prod", "s3://b/k", "2026-01-01T00:00:00+00:00").tags())
+        ['airlift/airflow_dataset_event_time', 'airlift/airflow_dataset_uri', 'airlift/airflow_event', 'airlift/airflow_instance']
+        """
+        tags = {
+            AIRFLOW_EVENT_TAG: self.key,
+            AIRFLOW_INSTANCE_RUN_TAG: encode_tag_value(self.instance_name),
+            AIRFLOW_DATASET_URI_TAG: encode_tag_value(self.uri),
+            AIRFLOW_DATASET_EVENT_TIME_TAG: encode_tag_value(self.timestamp),
+        }
+        if self.dag_id:
+            tags[AIRFLOW_DAG_ID_RUN_TAG] = encode_tag_value(self.dag_id)
+        if self.run_id:
+            tags[AIRFLOW_RUN_ID_RUN_TAG] = encode_tag_value(self.run_id)
+        if self.task_id:
+            tags[AIRFLOW_TASK_ID_RUN_TAG] = encode_tag_value(self.task_id)
+            tags[AIRFLOW_MAP_INDEX_RUN_TAG] = str(self.map_index)
+        return tags

@@ -13,6 +13,8 @@ from airlift_testing.versions import AIRFLOW_VERSIONS, DAGSTER_REQUIREMENTS, DEF
 
 #: DAGs with the shapes real deployments have (dotted ids, branches, a mapped task, a failing task with a retry).
 SAMPLE_DAGS = _Path(__file__).parent / "sample_dags" / "shapes.py"
+#: DAGs producing and consuming datasets (Airflow 2) / assets (Airflow 3), and time-scheduled DAGs for partitions.
+SAMPLE_DATASET_DAGS = _Path(__file__).parent / "sample_dags" / "datasets.py"
 
 __all__ = [
     "AIRFLOW_VERSIONS",
@@ -20,6 +22,7 @@ __all__ = [
     "DEFAULT_PYTHON",
     "PYTHONS",
     "SAMPLE_DAGS",
+    "SAMPLE_DATASET_DAGS",
     "AirflowServer",
     "AirflowUser",
     "DagsterServer",

@@ -31,7 +31,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from airlift_testing.loopback import LoopbackServer
 
-__all__ = ["FakeAirflow", "FakeAirflowState", "FakeDag", "FakeRun", "FakeTask", "FakeTaskInstance", "iso"]
+__all__ = ["FakeAirflow", "FakeAirflowState", "FakeDag", "FakeDataset", "FakeDatasetEvent", "FakeRun", "FakeTask",
+           "FakeTaskInstance", "iso"]
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -108,12 +109,38 @@ class FakeTaskInstance:
 
 
 @dataclass
+class FakeDataset:
+    """An Airflow 2 dataset / Airflow 3 asset: the tasks producing it and the DAGs consuming it."""
+
+    uri: str
+    producing_tasks: list[tuple[str, str]] = field(default_factory=list)
+    consuming_dags: list[str] = field(default_factory=list)
+    consuming_tasks: list[tuple[str, str]] = field(default_factory=list)
+    name: str | None = None
+
+
+@dataclass
+class FakeDatasetEvent:
+    """One update of a dataset / asset, by a task try (``source_*``) or from outside."""
+
+    uri: str
+    timestamp: datetime
+    source_dag_id: str | None = None
+    source_task_id: str | None = None
+    source_run_id: str | None = None
+    source_map_index: int = -1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class FakeAirflowState:
     """What the fake serves. Mutate it between requests to simulate a live Airflow."""
 
     dags: list[FakeDag] = field(default_factory=list)
     runs: list[FakeRun] = field(default_factory=list)
     task_instances: list[FakeTaskInstance] = field(default_factory=list)
+    datasets: list[FakeDataset] = field(default_factory=list)
+    dataset_events: list[FakeDatasetEvent] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _index: dict[str, Any] = field(default_factory=dict, repr=False)
     _touches: int = field(default=0, repr=False)
@@ -348,6 +375,38 @@ class FakeAirflow(LoopbackServer):
                          "partition_key": None, "partition_date": None})
         return body
 
+    def dataset_json(self, position: int, dataset: FakeDataset) -> dict[str, Any]:
+        g = self.generation
+        stamp = iso(EPOCH, g)
+        producing = [{"dag_id": d, "task_id": t, "created_at": stamp, "updated_at": stamp} for d, t in dataset.producing_tasks]
+        consuming = [{"dag_id": d, "created_at": stamp, "updated_at": stamp} for d in dataset.consuming_dags]
+        body: dict[str, Any] = {"id": position + 1, "uri": dataset.uri, "extra": {}, "created_at": stamp, "updated_at": stamp,
+                                "producing_tasks": producing}
+        if g == 2:
+            body["consuming_dags"] = consuming
+        else:
+            body.update({"name": dataset.name or dataset.uri, "group": "asset", "scheduled_dags": consuming,
+                         "consuming_tasks": [{"dag_id": d, "task_id": t, "created_at": stamp, "updated_at": stamp}
+                                             for d, t in dataset.consuming_tasks],
+                         "aliases": [], "watchers": [], "last_asset_event": None})
+        return body
+
+    def dataset_event_json(self, position: int, event: FakeDatasetEvent) -> dict[str, Any]:
+        g = self.generation
+        ids = {d.uri: i + 1 for i, d in enumerate(self.state.datasets)}
+        body: dict[str, Any] = {
+            "extra": event.extra, "source_dag_id": event.source_dag_id, "source_task_id": event.source_task_id,
+            "source_run_id": event.source_run_id, "source_map_index": event.source_map_index, "created_dagruns": [],
+            "timestamp": iso(event.timestamp, g),
+        }
+        if g == 2:
+            body.update({"dataset_id": ids.get(event.uri, 0), "dataset_uri": event.uri})
+        else:
+            dataset = next((d for d in self.state.datasets if d.uri == event.uri), None)
+            body.update({"id": position + 1, "asset_id": ids.get(event.uri, 0), "uri": event.uri,
+                         "name": (dataset.name if dataset else None) or event.uri, "group": "asset", "partition_key": None})
+        return body
+
     def ti_json(self, ti: FakeTaskInstance, run: FakeRun | None) -> dict[str, Any]:
         g = self.generation
         body: dict[str, Any] = {
@@ -510,8 +569,24 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
             if rest == "/version":
                 self._send(200, {"version": fake.airflow_version, "git_version": None})
                 return
-            if rest in ("/datasets", "/assets") and method == "GET":  # Airflow 2 datasets / Airflow 3 assets: none here
-                self._send(200, {rest.strip("/"): [], "total_entries": 0})
+            if rest == ("/datasets" if g == 2 else "/assets") and method == "GET":  # Airflow 2 datasets / Airflow 3 assets
+                pattern = query.get("uri_pattern", [""])[0].lower()
+                wanted_dags = set(",".join(query.get("dag_ids", [])).split(",")) - {""}
+                found = [(i, d) for i, d in enumerate(state.datasets) if pattern in d.uri.lower()
+                         and (not wanted_dags or wanted_dags & ({p for p, _ in d.producing_tasks} | set(d.consuming_dags)))]
+                page = _page(found, int(query.get("offset", ["0"])[0]), int(query.get("limit", ["100"])[0]), cap)
+                self._send(200, {rest.strip("/"): [fake.dataset_json(i, d) for i, d in page], "total_entries": len(found)})
+                return
+            if rest == ("/datasets/events" if g == 2 else "/assets/events") and method == "GET":
+                if g == 2 and any(k.startswith("timestamp") for k in query):  # Airflow 2 cannot filter events by time
+                    raise _HttpError(400, "unknown query parameter")
+                events = [(i, e) for i, e in enumerate(state.dataset_events)
+                          if _in_window(e.timestamp, query.get("timestamp_gte", [None])[0], query.get("timestamp_lte", [None])[0])]
+                order = query.get("order_by", ["timestamp"])[0]
+                events.sort(key=lambda item: (item[1].timestamp, item[0]), reverse=order.startswith("-"))
+                page = _page(events, int(query.get("offset", ["0"])[0]), int(query.get("limit", ["100"])[0]), cap)
+                self._send(200, {"dataset_events" if g == 2 else "asset_events": [fake.dataset_event_json(i, e) for i, e in page],
+                                 "total_entries": len(events)})
                 return
             if rest == "/dags" and method == "GET":
                 dags = sorted(state.dags, key=lambda d: d.dag_id)

@@ -14,7 +14,12 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from airlift_testing.airflow import airflow_venv
-from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState
+from airlift_testing.fake_airflow import (
+    FakeAirflow,
+    FakeAirflowState,
+    FakeDataset,
+    FakeDatasetEvent,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +54,13 @@ def fake_and_validator(airflow_version: str) -> Any:
     now = datetime.now(timezone.utc)
     state.add_run("dag_00000", start=now - timedelta(minutes=5), map_count=3)
     state.add_run("dag_00001", start=now - timedelta(minutes=4), state="failed", task_state="failed")
+    state.datasets.append(FakeDataset("s3://bucket/orders", producing_tasks=[("dag_00000", "task_000")], consuming_dags=["dag_00001"],
+                                      consuming_tasks=[("dag_00002", "task_000")]))
+    state.dataset_events += [
+        FakeDatasetEvent("s3://bucket/orders", now - timedelta(minutes=3), source_dag_id="dag_00000", source_task_id="task_000",
+                         source_run_id=state.runs[0].run_id, extra={"rows": 3}),
+        FakeDatasetEvent("s3://bucket/orders", now - timedelta(minutes=2)),
+    ]
     with FakeAirflow(state, generation=generation) as fake:
 
         def check(method: str, path: str, spec_path: str, **kwargs: Any) -> None:
@@ -87,3 +99,10 @@ def fake_and_validator(airflow_version: str) -> Any:
 )
 def test_fake_responses_match_the_spec(fake_and_validator: Any, method: str, path: str, spec_path: str, body: Any) -> None:
     fake_and_validator(method, path, spec_path, json=body)
+
+
+@pytest.mark.parametrize("kind", ["list", "events"])
+def test_fake_dataset_responses_match_the_spec(fake_and_validator: Any, airflow_version: str, kind: str) -> None:
+    base = "/datasets" if airflow_version.startswith("2.") else "/assets"
+    path = base if kind == "list" else base + "/events"
+    fake_and_validator("GET", path + "?order_by=id" if kind == "list" else path, path)
