@@ -35,7 +35,13 @@ from airlift_dagster import (
     task_defs,
 )
 from airlift_protocol import AirflowDataset, ApiVersion, DagInfo
-from airlift_protocol.tags import AIRFLOW_DATASET_URI_TAG, AIRFLOW_EVENT_TAG, airflow_event_key_of
+from airlift_protocol.tags import (
+    AIRFLOW_DATASET_URI_TAG,
+    AIRFLOW_EVENT_TAG,
+    TASK_ASSET_INDEX_METADATA,
+    airflow_event_key_of,
+    parse_task_asset_index,
+)
 from airlift_testing.fake_airflow import FakeAirflow, FakeDataset, FakeDatasetEvent
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -217,6 +223,11 @@ def test_partitioned_asset_gets_the_runs_partition_or_a_failed_check(fake: FakeA
     assert any("before the first partition" in d for d in failed)
     spec_checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key == AssetKey("daily_sales")}
     assert PARTITION_CHECK_NAME in spec_checks
+    # the DAG asset's task index lists it as partitioned: push mode leaves it to the sensor
+    dag_node = defs.resolve_asset_graph().get(AssetKey([instance.name, "dag", "dag_00000"]))
+    index = dag_node.metadata[TASK_ASSET_INDEX_METADATA].value
+    assert parse_task_asset_index(index, without_partitioned=True)["task_001"] == []
+    assert parse_task_asset_index(index)["task_001"] == [("daily_sales",)]
 
 
 def test_partition_run_read_when_only_the_task_changed(fake: FakeAirflow, instance: AirflowInstance, dagster_instance: DagsterInstance) -> None:

@@ -51,3 +51,11 @@ def test_task_asset_index_round_trips_and_rejects_other_values() -> None:
     assert parse_task_asset_index("not json") is None
     assert parse_task_asset_index({"other": 1}) is None
     assert parse_task_asset_index({"tasks": {"t": 5}}) is None
+
+
+def test_task_asset_index_leaves_time_partitioned_assets_out_of_pushes() -> None:
+    value = dump_task_asset_index({"t": [["plain"], ["daily"]]}, [["dag_level"]], partitioned=[["daily"]])
+    # the operator's own-asset lookup sees every asset of the task
+    assert parse_task_asset_index(value) == {"t": [("daily",), ("plain",)], None: [("dag_level",)]}
+    # a push reports only what it can report rightly: the sensor records the partition
+    assert parse_task_asset_index(value, without_partitioned=True) == {"t": [("plain",)], None: [("dag_level",)]}

@@ -285,14 +285,17 @@ class DagsterGraphQLClient:
         nodes = self.query(ASSETS_BY_KEY_QUERY, {"keys": [{"path": list(p)} for p in paths]}).get("assetNodes") or []
         return [_asset(node) for node in nodes]
 
-    def task_asset_index(self, dag_asset_path: Sequence[str]) -> dict[str | None, list[tuple[str, ...]]] | None:
+    def task_asset_index(
+        self, dag_asset_path: Sequence[str], *, without_partitioned: bool = False
+    ) -> dict[str | None, list[tuple[str, ...]]] | None:
         """The task -> asset keys index on the DAG asset ``dag_asset_path`` (one node, one request);
-        ``None`` when Dagster has no such asset or it carries no index."""
+        ``None`` when Dagster has no such asset or it carries no index. ``without_partitioned``: leave
+        out time-partitioned assets (push mode; the sensor reports them with their partition)."""
         nodes = self.query(DAG_INDEX_QUERY, {"keys": [{"path": list(dag_asset_path)}]}).get("assetNodes") or []
         for node in nodes:
             for entry in node.get("metadataEntries") or []:
                 if entry.get("label") == TASK_ASSET_INDEX_METADATA:
-                    return parse_task_asset_index(entry.get("jsonString"))
+                    return parse_task_asset_index(entry.get("jsonString"), without_partitioned=without_partitioned)
         return None
 
     def asset_keys_with_tags(self, wanted: Mapping[str, str], *, without: Sequence[str] = ()) -> list[tuple[str, ...]]:

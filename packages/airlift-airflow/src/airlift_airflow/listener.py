@@ -160,7 +160,7 @@ class AirliftListener:
         def fetch(dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
             if dag_id in seeded:
                 return seeded.pop(dag_id)
-            return lookup.get_conn().task_asset_index(dag_asset_path(settings.instance_name, dag_id))
+            return lookup.get_conn().task_asset_index(dag_asset_path(settings.instance_name, dag_id), without_partitioned=True)
 
         self._cache = AssetIndexCache(fetch, ttl=settings.index_ttl)
         return DagsterReporter(

@@ -340,7 +340,7 @@ def run_detached_job() -> None:
                                   retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=job["max_age"]))
 
     def assets(dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
-        return index if index is not None else client.task_asset_index(dag_asset_path(job["instance_name"], dag_id))
+        return index if index is not None else client.task_asset_index(dag_asset_path(job["instance_name"], dag_id), without_partitioned=True)
 
     reporter = DagsterReporter(job["url"], api_token=token, instance_name=job["instance_name"], api=ApiVersion(job["api"]),
                                airflow_url=job["airflow_url"], assets=assets)

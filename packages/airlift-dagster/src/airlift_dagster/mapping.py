@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dagster import AssetsDefinition, AssetSpec, Definitions
+from dagster import AssetsDefinition, AssetSpec, Definitions, TimeWindowPartitionsDefinition
 
 from airlift_dagster._compat import preview_api
 from airlift_dagster.errors import AirliftDagsterError
@@ -93,7 +93,8 @@ def _meta(spec: AssetSpec, key: str) -> str | None:
 def task_asset_indexes(specs: Iterable[AssetSpec]) -> dict[str, dict[str, Any]]:
     """Per DAG id, the DAG asset's :data:`~airlift_protocol.TASK_ASSET_INDEX_METADATA` value: the
     keys of the assets mapped to each task of the DAG (and to the DAG itself), so the Airflow side
-    reads one asset node instead of every node of the deployment.
+    reads one asset node instead of every node of the deployment. Time-partitioned assets are listed
+    as such: a push leaves them to the sensor, which records their partition.
 
     >>> spec = AssetSpec(key=["raw", "customers"], metadata={DAG_ID_METADATA_KEY: "d", TASK_ID_METADATA_KEY: "load"})
     >>> task_asset_indexes([spec])
@@ -101,14 +102,17 @@ def task_asset_indexes(specs: Iterable[AssetSpec]) -> dict[str, dict[str, Any]]:
     """
     tasks: dict[str, dict[str, list[list[str]]]] = {}
     dag_level: dict[str, list[list[str]]] = {}
+    partitioned: dict[str, list[list[str]]] = {}
     for spec in specs:
         dag_id = _meta(spec, DAG_ID_METADATA_KEY)
         if dag_id is None:
             continue
+        if isinstance(spec.partitions_def, TimeWindowPartitionsDefinition):
+            partitioned.setdefault(dag_id, []).append(list(spec.key.path))
         task_id = _meta(spec, TASK_ID_METADATA_KEY)
         tasks.setdefault(dag_id, {})
         if task_id is None:
             dag_level.setdefault(dag_id, []).append(list(spec.key.path))
         else:
             tasks[dag_id].setdefault(task_id, []).append(list(spec.key.path))
-    return {dag_id: dump_task_asset_index(by_task, dag_level.get(dag_id, ())) for dag_id, by_task in tasks.items()}
+    return {dag_id: dump_task_asset_index(by_task, dag_level.get(dag_id, ()), partitioned.get(dag_id, ())) for dag_id, by_task in tasks.items()}

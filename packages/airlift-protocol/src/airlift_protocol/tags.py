@@ -336,25 +336,37 @@ def dag_asset_path(instance_name: str, dag_id: str) -> tuple[str, str, str]:
 
 
 def dump_task_asset_index(
-    tasks: Mapping[str, Sequence[Sequence[str]]], dag_level: Sequence[Sequence[str]] = ()
+    tasks: Mapping[str, Sequence[Sequence[str]]], dag_level: Sequence[Sequence[str]] = (),
+    partitioned: Sequence[Sequence[str]] = (),
 ) -> dict[str, Any]:
     """The JSON value of :data:`TASK_ASSET_INDEX_METADATA` (sorted, so it is stable across loads).
+    ``partitioned``: the time-partitioned assets among them, whose materializations only the sensor
+    reports (it knows their partition; a push does not).
 
     >>> dump_task_asset_index({"load": [["raw", "customers"]]})
     {'tasks': {'load': [['raw', 'customers']]}, 'dag': []}
+    >>> dump_task_asset_index({"load": [["daily"]]}, partitioned=[["daily"]])["partitioned"]
+    [['daily']]
     """
-    return {
+    out: dict[str, Any] = {
         "tasks": {task_id: sorted([list(p) for p in paths]) for task_id, paths in sorted(tasks.items())},
         "dag": sorted([list(p) for p in dag_level]),
     }
+    if partitioned:
+        out["partitioned"] = sorted([list(p) for p in partitioned])
+    return out
 
 
-def parse_task_asset_index(value: Any) -> dict[str | None, list[tuple[str, ...]]] | None:
+def parse_task_asset_index(value: Any, *, without_partitioned: bool = False) -> dict[str | None, list[tuple[str, ...]]] | None:
     """Task id (``None``: the DAG itself) → asset key paths, from the metadata's JSON (a dict or its
-    text); ``None`` when the value is not such an index.
+    text); ``None`` when the value is not such an index. ``without_partitioned`` leaves out the
+    time-partitioned assets (what a push may report).
 
     >>> parse_task_asset_index('{"tasks": {"load": [["raw", "customers"]]}, "dag": []}')
     {'load': [('raw', 'customers')], None: []}
+    >>> parse_task_asset_index({"tasks": {"t": [["a"], ["daily"]]}, "dag": [], "partitioned": [["daily"]]},
+    ...                        without_partitioned=True)
+    {'t': [('a',)], None: []}
     """
     if isinstance(value, str):
         try:
@@ -368,8 +380,11 @@ def parse_task_asset_index(value: Any) -> dict[str | None, list[tuple[str, ...]]
             str(task_id): [tuple(str(part) for part in path) for path in paths] for task_id, paths in value["tasks"].items()
         }
         index[None] = [tuple(str(part) for part in path) for path in value.get("dag") or ()]
+        skipped = {tuple(str(part) for part in path) for path in value.get("partitioned") or ()} if without_partitioned else set()
     except TypeError:
         return None
+    if skipped:
+        index = {task_id: [p for p in paths if p not in skipped] for task_id, paths in index.items()}
     return index
 
 
