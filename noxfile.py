@@ -12,6 +12,7 @@ sessions with ``nox --list --json``, so local runs and CI cannot drift.
     uvx nox -t compat            # the wider matrix: every other supported Airflow and Dagster minor,
                                  # and the production shape (PostgreSQL, LocalExecutor, FAB auth)
     uvx nox -t production        # only the production-shaped sessions
+    uvx nox -t extended          # real-server tests of the optional features (push, datasets, dg component)
 
 Isolation rules the sessions keep (they model production):
 - a session testing airlift-airflow never installs dagster; one testing airlift-dagster never installs
@@ -104,8 +105,12 @@ SUITES: tuple[Suite, ...] = (
     # integration tests against real servers on 127.0.0.1
     Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server", shapes=("production",)),
     Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), marker="integration", airflow="server", compat=True, shapes=("production",)),
-    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), (*_pkg("airlift-dagster"), "dagster-dg-cli"), marker="integration", airflow="server", compat=True, dagster=True, shapes=("production",)),
-    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration", airflow="server", compat=True, shapes=("production",)),
+    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), (*_pkg("airlift-dagster"), "dagster-dg-cli"), marker="integration and not extended", airflow="server", compat=True, dagster=True, shapes=("production",)),
+    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration and not extended", airflow="server", compat=True, shapes=("production",)),
+    # the optional features on real servers (push mode, datasets and partitions, the dg component):
+    # `uvx nox -t extended`, jobs of their own in the GitHub workflow, keeping the default run in budget
+    Suite("extended-airlift-dagster", ("packages/airlift-dagster/tests",), (*_pkg("airlift-dagster"), "dagster-dg-cli"), marker="integration and extended", airflow="server", tag="extended"),
+    Suite("extended-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration and extended", airflow="server", tag="extended"),
     # real Airflow behind a fault-injection proxy (30% of requests, seeds 1-3): exact materializations, clear errors
     # (about 8 minutes per Airflow major on 2 cores: `uvx nox -t faults`, a job of its own in the GitHub workflow)
     Suite("faults", ("testing/fault-suite",), _pkg("airlift-dagster"), marker="integration", airflow="server", tag="faults"),

@@ -19,7 +19,7 @@ from airlift_protocol.tags import AIRFLOW_EVENT_TAG
 from airlift_testing import AirflowServer, DagsterServer, repo_root, wait_until
 from airlift_testing.procs import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.extended]
 HERE = Path(__file__).parent / "push"
 DAG_ID = "push_dag"
 INSTANCE = "push_e2e"

@@ -23,7 +23,7 @@ from airlift_testing.dagster import DagsterServer
 from airlift_testing.fault_proxy import FaultProxy
 from airlift_testing.procs import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.extended]
 
 DAG = """
 from datetime import datetime

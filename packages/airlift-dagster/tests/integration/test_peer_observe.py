@@ -340,6 +340,7 @@ def _trigger_at(airflow: AirflowServer, dag_id: str, logical_date: str) -> str:
     return str(airflow.post(f"/dags/{dag_id}/dagRuns", json={"conf": {}, "logical_date": logical_date})["dag_run_id"])
 
 
+@pytest.mark.extended
 def test_datasets_and_partitions(airflow: AirflowServer, dags_folder: Path) -> None:
     # Added to the module's server only now: a DAG file more, parsed every 2 s, adds SQLite write
     # contention the run-heavy tests above do not need.
