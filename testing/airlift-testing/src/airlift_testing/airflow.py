@@ -209,6 +209,14 @@ class AirflowServer:
                     "AIRFLOW__API_AUTH__JWT_SECRET": "airlift-test-secret-airlift-test-secret",
                 }
             )
+            if self.shape != "production":
+                # Airflow 3 runs LocalExecutor even on SQLite, with 32 task processes by default: under a
+                # burst of runs their execution-API writes lock the SQLite file ("database is locked"), and
+                # calls past the 5-second execution-API budget get the task killed (see
+                # _production_api_settings). Four tasks at a time and a 30-second budget per call suit
+                # SQLite on a busy 2-core machine.
+                env["AIRFLOW__CORE__PARALLELISM"] = "4"
+                env["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"] = "30"
             if self.version.startswith("3.0."):
                 # Airflow 3.0 passes an empty issuer list to PyJWT when none is set, which PyJWT 2.10+
                 # (required by Airflow 3.0.6) refuses: every /auth/token answers 500.
