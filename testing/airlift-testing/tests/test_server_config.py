@@ -62,6 +62,12 @@ def test_production_shape_environment(tmp_path: Path, version: str) -> None:
     assert float(env["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"]) >= 30
 
 
+def test_standalone_airflow_3_bounds_task_processes_and_execution_api_calls(tmp_path: Path) -> None:
+    env = _server(tmp_path, "3").env()
+    assert int(env["AIRFLOW__CORE__PARALLELISM"]) == 4  # SQLite locks under 32 task processes
+    assert float(env["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"]) >= 30
+
+
 def test_outer_airflow_settings_do_not_leak_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_HOME", "/somewhere/else")
     monkeypatch.setenv("AIRFLOW__CORE__UNIT_TEST_MODE", "True")

@@ -87,6 +87,11 @@ def encode_tag_value(airflow_id: str) -> str:
     return "airlift-sha1-" + hashlib.sha1(airflow_id.encode("utf-8")).hexdigest()[:35]
 
 
+def _digest(*parts: str) -> str:
+    """The ``airlift/airflow_event`` value of an identity: 40 hex characters over its parts."""
+    return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True)
 class AirflowTaskRef:
     """The Airflow task instance a Dagster run was launched for."""
@@ -264,8 +269,8 @@ class AirflowEventId:
     @property
     def key(self) -> str:
         """40 hex characters standing for the whole identity (the ``airlift/airflow_event`` tag)."""
-        parts = (self.instance_name, self.dag_id, self.run_id, self.task_id, str(self.map_index), str(self.try_number), self.run_end_date)
-        return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()
+        return _digest(self.instance_name, self.dag_id, self.run_id, self.task_id, str(self.map_index), str(self.try_number),
+                       self.run_end_date)
 
     def tags(self) -> dict[str, str]:
         """Materialization tags carrying this identity (valid Dagster event tags).
@@ -419,8 +424,8 @@ class DatasetEventId:
     @property
     def key(self) -> str:
         """40 hex characters standing for the whole identity."""
-        parts = ("dataset", self.instance_name, self.uri, self.timestamp, self.dag_id, self.run_id, self.task_id, str(self.map_index))
-        return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()
+        return _digest("dataset", self.instance_name, self.uri, self.timestamp, self.dag_id, self.run_id, self.task_id,
+                       str(self.map_index))
 
     def tags(self) -> dict[str, str]:
         """Materialization tags carrying this identity (valid Dagster event tags).
