@@ -44,6 +44,9 @@ print(f"ok {name}: {len(installed)} distributions installed")
 def main(dist: Path) -> int:
     wheels = sorted(dist.glob("*.whl"))
     failures = []
+    # Every build has the same version number: without a refresh, uv's cache could serve an internal
+    # dependency built from an older tree instead of the wheel just built in DIST_DIR.
+    refresh = [arg for name in CHECKS for arg in ("--refresh-package", name)]
     for distribution, (module, forbidden) in CHECKS.items():
         prefix = distribution.replace("-", "_") + "-"
         wheel = next((w for w in wheels if w.name.startswith(prefix)), None)
@@ -55,7 +58,7 @@ def main(dist: Path) -> int:
             subprocess.run(["uv", "venv", "-q", "-p", sys.executable, str(venv)], check=True)
             python = venv / "bin" / "python"
             install = subprocess.run(
-                ["uv", "pip", "install", "-q", "-p", str(python), "--find-links", str(dist), str(wheel)],
+                ["uv", "pip", "install", "-q", "-p", str(python), "--find-links", str(dist), *refresh, str(wheel)],
                 capture_output=True, text=True,
             )
             if install.returncode != 0:
