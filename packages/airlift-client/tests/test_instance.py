@@ -119,6 +119,10 @@ def test_tasks_sources_runs_and_links(fake_factory: Factory, instance_for: Insta
     assert len(runs) == 3
     run = runs[0]
     assert inst.get_dag_run(run.dag_id, run.run_id) == run
+    pairs = [(r.dag_id, r.run_id) for r in reversed(runs)]
+    assert inst.get_dag_runs([*pairs, pairs[0]]) == {(r.dag_id, r.run_id): r for r in reversed(runs)}
+    assert list(inst.get_dag_runs(pairs)) == pairs
+    assert inst.get_dag_runs([]) == {}
     tis = list(inst.iter_task_instances(dag_ids=[run.dag_id], run_ids=[run.run_id]))
     assert {t.task_id for t in tis} == {"task_000", "task_001", "task_002"}
     assert list(inst.iter_task_instances(dag_ids=[])) == []

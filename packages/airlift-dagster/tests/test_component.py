@@ -11,7 +11,9 @@ import pytest
 from dagster import AssetKey, Definitions
 
 from airlift_dagster import AirflowInstanceComponent, AirliftDagsterError
-from airlift_testing.fake_airflow import FakeAirflow
+from airlift_dagster import AirflowTranslator, dataset_asset_key
+from airlift_dagster.translator import AirflowDagProps
+from airlift_testing.fake_airflow import FakeAirflow, FakeDataset
 
 YAML = """
 name: fake_one
@@ -121,3 +123,44 @@ def test_the_tutorial_yaml_variant_loads(monkeypatch: pytest.MonkeyPatch, fake: 
     component.write_state_to_path(tmp_path / "state")
     defs = _build(component, tmp_path / "state")
     assert defs.resolve_sensor_def("airflow_instance_one__airflow_sensor") is not None
+
+
+def test_datasets_and_dag_asset_options_from_yaml(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path) -> None:
+    fake.state.datasets += [FakeDataset("s3://lake/orders", producing_tasks=[("dag_00000", "task_000")]),
+                            FakeDataset("gs://other/x", producing_tasks=[("dag_00000", "task_001")])]
+    fake.state.dags[0].tags = ["sales"]
+    yaml = YAML + """datasets:
+  uri_pattern: "^s3://"
+dag_assets:
+  tags_from_dag: true
+"""
+    component = _component(monkeypatch, fake, yaml)
+    # a state written before datasets were enabled maps none, and says how to read them
+    _component(monkeypatch, fake).write_state_to_path(tmp_path / "old")
+    keys = {spec.key for spec in _build(component, tmp_path / "old").resolve_all_asset_specs()}
+    assert dataset_asset_key("fake_one", "s3://lake/orders") not in keys
+    component.write_state_to_path(tmp_path / "state")
+    specs = {spec.key: spec for spec in _build(component, tmp_path / "state").resolve_all_asset_specs()}
+    assert dataset_asset_key("fake_one", "s3://lake/orders") in specs
+    assert dataset_asset_key("fake_one", "gs://other/x") not in specs
+    assert "sales" in specs[AssetKey(["fake_one", "dag", "dag_00000"])].tags
+    bad = _component(monkeypatch, fake, YAML + "datasets:\n  uri_pattern: '('\n")
+    with pytest.raises(AirliftDagsterError, match="attributes.datasets"):
+        bad.write_state_to_path(tmp_path / "bad")
+
+
+def test_a_subclass_supplies_the_translator(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path) -> None:
+    class Grouped(AirflowTranslator):
+        def get_dag_group_name(self, props: AirflowDagProps) -> str | None:
+            return "airflow_" + props.dag.dag_id
+
+    class MyComponent(AirflowInstanceComponent):
+        def get_translator(self) -> AirflowTranslator:
+            return Grouped()
+
+    monkeypatch.setenv("AIRLIFT_TEST_URL", fake.url)
+    monkeypatch.setenv("AIRLIFT_TEST_PASSWORD", "admin")
+    component = MyComponent.resolve_from_yaml(YAML)
+    component.write_state_to_path(tmp_path / "state")
+    specs = {spec.key: spec for spec in _build(component, tmp_path / "state").resolve_all_asset_specs()}
+    assert specs[AssetKey(["fake_one", "dag", "dag_00001"])].group_name == "airflow_dag_00001"

@@ -17,9 +17,18 @@ Scaffold it with ``dg scaffold defs airlift_dagster.AirflowInstanceComponent air
           task_id: load_raw_customers
           assets:
             - key: raw_data/raw_customers
+      dag_assets:              # optional: DAG owners and tags on the DAG assets
+        owners_from_dag: true
+        tags_from_dag: true
+      datasets:                # optional: Airflow 2 datasets / Airflow 3 assets as Dagster assets
+        uri_pattern: "^s3://"
       sensor:
         minimum_interval_seconds: 30
         mirror_runs: false
+
+A translator (asset keys and specs of DAGs and datasets) and an event transformer are Python: subclass
+the component and override :meth:`AirflowInstanceComponent.get_translator` /
+:meth:`AirflowInstanceComponent.get_event_transformer`, then name the subclass in ``type:``.
 
 The Airflow state (DAGs, tasks, sources) is kept with Dagster's state-backed definitions: it is read
 from Airflow only when the state is refreshed (``dg utils refresh-defs-state``), never when a code
@@ -56,6 +65,8 @@ from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.mapping import dag_defs, task_defs
 from airlift_dagster.sensor import SensorSettings
 from airlift_dagster.state import AirflowInstanceState, fetch_airflow_state
+from airlift_dagster.transform import EventTransformer
+from airlift_dagster.translator import AirflowTranslator, DatasetFilter
 from airlift_protocol import DagInfo
 
 try:  # Dagster's state-backed components (dagster.components, 1.12 and 1.13)
@@ -82,7 +93,7 @@ except ImportError as _missing:  # pragma: no cover - only with a Dagster outsid
         f"Dagster 1.12 or newer); the installed Dagster is {_dagster.__version__}: install dagster>=1.12,<1.14"
     ) from _missing
 
-__all__ = ["AirflowAuth", "AirflowInstanceComponent", "DagSelection", "SensorConfig", "TaskMapping"]
+__all__ = ["AirflowAuth", "AirflowInstanceComponent", "DagAssetsConfig", "DagSelection", "DatasetsConfig", "SensorConfig", "TaskMapping"]
 
 log = logging.getLogger("airlift_dagster")
 AuthKind = Literal["basic", "token", "mwaa", "composer", "astronomer"]
@@ -156,6 +167,30 @@ class SensorConfig(Resolvable, Model):
         )
 
 
+class DagAssetsConfig(Resolvable, Model):
+    """Options of the default :class:`~airlift_dagster.AirflowTranslator` for the DAG assets."""
+
+    owners_from_dag: bool = Field(default=False, description="The DAG's Airflow owners become the asset's owners.")
+    tags_from_dag: bool = Field(default=False, description="Each DAG tag becomes a Dagster tag of the asset.")
+
+
+class DatasetsConfig(Resolvable, Model):
+    """Map the Airflow 2 datasets / Airflow 3 assets of the selected DAGs to Dagster assets
+    (:class:`~airlift_dagster.DatasetFilter`: regular expressions searched anywhere in the text).
+
+    >>> DatasetsConfig(uri_pattern="^s3://").dataset_filter()
+    DatasetFilter(dag_id_pattern=None, dag_tags=(), uri_pattern='^s3://')
+    """
+
+    enabled: bool = Field(default=True, description="Set false to keep the settings but map no dataset.")
+    dag_id_pattern: str | None = Field(default=None, description="Only datasets of DAGs whose id matches this regular expression.")
+    dag_tags: list[str] | None = Field(default=None, description="Only datasets of DAGs carrying one of these Airflow tags.")
+    uri_pattern: str | None = Field(default=None, description="Only datasets whose URI matches this regular expression.")
+
+    def dataset_filter(self) -> DatasetFilter:
+        return DatasetFilter(dag_id_pattern=self.dag_id_pattern, dag_tags=tuple(self.dag_tags or ()), uri_pattern=self.uri_pattern)
+
+
 @dataclass
 class TaskMapping(Resolvable):
     """The Dagster assets an Airflow task builds (``dag_defs(dag_id, task_defs(task_id, *assets))``)."""
@@ -197,6 +232,8 @@ class AirflowInstanceComponent(StateBackedComponent, Resolvable):
     dags: DagSelection = field(default_factory=DagSelection)
     mappings: Sequence[TaskMapping] = ()
     sensor: SensorConfig = field(default_factory=SensorConfig)
+    datasets: DatasetsConfig | None = None
+    dag_assets: DagAssetsConfig = field(default_factory=DagAssetsConfig)
     allow_unknown_ids: bool | list[str] = False
     defs_state: ResolvedDefsStateConfig = field(default_factory=lambda: DefsStateConfigArgs(
         management_type=DefsStateManagementType.LOCAL_FILESYSTEM, refresh_if_dev=False))
@@ -253,10 +290,30 @@ class AirflowInstanceComponent(StateBackedComponent, Resolvable):
     def _selector(self) -> Callable[[DagInfo], bool] | None:
         return None if self.dags.empty else self.dags.keeps
 
+    def _dataset_filter(self) -> DatasetFilter | None:
+        if self.datasets is None or not self.datasets.enabled:
+            return None
+        try:
+            return self.datasets.dataset_filter()
+        except ValueError as e:
+            raise AirliftDagsterError(f"{self._where('datasets')}: {e}") from e
+
+    # ------------------------------------------------------------------------- extension points
+    def get_translator(self) -> AirflowTranslator | None:
+        """Override in a subclass to choose asset keys and specs of DAGs and datasets
+        (:class:`~airlift_dagster.AirflowTranslator`; honour ``self.dag_assets`` if you keep its options)."""
+        return AirflowTranslator(owners_from_dag=self.dag_assets.owners_from_dag, tags_from_dag=self.dag_assets.tags_from_dag)
+
+    def get_event_transformer(self) -> EventTransformer | None:
+        """Override in a subclass to add, change or drop the sensor's events of a tick
+        (:class:`~airlift_dagster.EventTransformer`); ``None``: emit them as built."""
+        return None
+
     # ------------------------------------------------------------------------------ state-backed
     def write_state_to_path(self, state_path: Path) -> None:
         """Read DAGs, tasks and sources from Airflow (``dg utils refresh-defs-state``) and store them."""
-        state = fetch_airflow_state(self.build_airflow_instance(), dag_selector_fn=self._selector())
+        state = fetch_airflow_state(self.build_airflow_instance(), dag_selector_fn=self._selector(),
+                                    include_datasets=self._dataset_filter() is not None)
         state_path.write_text(state.to_json())
 
     def build_defs_from_state(self, context: ComponentLoadContext, state_path: Path | None) -> Definitions:
@@ -281,6 +338,12 @@ class AirflowInstanceComponent(StateBackedComponent, Resolvable):
                 f"AirflowInstanceComponent {self.name!r}: the stored state (key {self.defs_state_config.key!r}) is of instance "
                 f"{state.instance_name!r}; give each component its own defs_state.key, then run `dg utils refresh-defs-state`"
             )
+        dataset_filter = self._dataset_filter()
+        if dataset_filter is not None and not state.datasets_read:
+            log.warning(
+                "airlift: AirflowInstanceComponent %r maps datasets, but its stored Airflow state was written without "
+                "them: run `dg utils refresh-defs-state` to read them; until then no dataset is mapped", self.name,
+            )
         selector = self._selector()
         if selector is not None:  # a narrower selection applies without a refresh; a wider one needs one
             state = replace(state, dags=tuple(d for d in state.dags if selector(d)))
@@ -292,6 +355,9 @@ class AirflowInstanceComponent(StateBackedComponent, Resolvable):
             default_sensor_status=DefaultSensorStatus.RUNNING if self.sensor.default_status == "running" else DefaultSensorStatus.STOPPED,
             allow_unknown_ids=self.allow_unknown_ids,
             sensor_settings=self.sensor.settings(),
+            datasets=dataset_filter or False,
+            translator=self.get_translator(),
+            event_transformer=self.get_event_transformer(),
         )
 
     def _user_defs(self) -> Definitions:

@@ -615,14 +615,13 @@ def fetch_partition_runs(
 ) -> dict[tuple[str, str], DagRun]:
     """Step 2c (I/O): the DAG runs whose logical date / data interval name the partition of a
     successful try of a task mapped to a time-partitioned asset (runs already read are reused; the
-    others are read one by one: usually none, as a run changes when its last task ends)."""
+    others are read concurrently: usually none, as a run changes when its last task ends)."""
     known = {(r.dag_id, r.run_id): r for r in runs}
     if not plan.partitioning:
         return known
     wanted = sorted({(t.dag_id, t.run_id) for t in tis if t.is_success
                      and any(k in plan.partitioning for k in plan.by_task.get((t.dag_id, t.task_id), ()))} - set(known))
-    for dag_id, run_id in wanted:
-        known[(dag_id, run_id)] = airflow_instance.get_dag_run(dag_id, run_id)
+    known.update(airflow_instance.get_dag_runs(wanted))
     return known
 
 
@@ -1085,6 +1084,7 @@ def build_airflow_sensor(
     """
     all_user_checks = sorted({k for keys in plan.user_check_keys.values() for k in keys}, key=str)
     settings = settings or SensorSettings()
+    links = ui_links_for(plan.api, plan.webserver_url)
 
     @sensor(
         name=f"{plan.instance_name}__airflow_sensor",
@@ -1101,7 +1101,7 @@ def build_airflow_sensor(
         if settings.mirror_runs:
             outcome.events = mirror_airflow_runs(
                 context.instance, instance_name=plan.instance_name, runs=outcome.runs, task_instances=outcome.task_instances,
-                events=outcome.events, links=ui_links_for(plan.api, plan.webserver_url),
+                events=outcome.events, links=links,
                 code_location_origin=context.code_location_origin, repository_name=context.repository_name,
             )
         if outcome.events or not outcome.caught_up:

@@ -50,6 +50,8 @@ class AirflowInstanceState:
     #: True for the slim record of run workers: ``datasets`` are those already selected (its DAGs
     #: carry no tags to select them by again).
     datasets_selected: bool = False
+    #: Whether ``datasets`` were read from Airflow (an empty tuple then means "none"), not left out.
+    datasets_read: bool = False
 
     def dag(self, dag_id: str) -> DagInfo | None:
         return next((d for d in self.dags if d.dag_id == dag_id), None)
@@ -70,6 +72,7 @@ class AirflowInstanceState:
                 "tasks": {dag_id: [dict(t.raw) for t in tasks] for dag_id, tasks in self.tasks.items()},
                 "sources": dict(self.sources),
                 "datasets": [d.to_rest() for d in self.datasets],
+                "datasets_read": self.datasets_read,
             },
             separators=(",", ":"),
         )
@@ -118,7 +121,8 @@ class AirflowInstanceState:
             for dag_id, rows in data["tasks"].items()
         }
         return cls(instance_name=data["instance_name"], api=api, webserver_url=data["webserver_url"], dags=dags, tasks=tasks,
-                   fetched_at=float(data.get("fetched_at") or 0.0), datasets=_datasets(data, api), datasets_selected=True)
+                   fetched_at=float(data.get("fetched_at") or 0.0), datasets=_datasets(data, api), datasets_selected=True,
+                   datasets_read=True)
 
     @classmethod
     def from_json(cls, text: str) -> AirflowInstanceState:
@@ -141,6 +145,7 @@ class AirflowInstanceState:
             sources=dict(data.get("sources") or {}),
             fetched_at=float(data.get("fetched_at") or 0.0),
             datasets=_datasets(data, api),
+            datasets_read=bool(data.get("datasets_read", bool(data.get("datasets")))),
         )
 
 
@@ -183,6 +188,7 @@ def fetch_airflow_state(
         sources=sources,
         fetched_at=time.time(),
         datasets=datasets,
+        datasets_read=include_datasets,
     )
 
 
