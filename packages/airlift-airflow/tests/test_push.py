@@ -304,6 +304,26 @@ def test_detached_delivery_reports_after_the_listener_returned(fake_dagster: Fak
     assert fake_dagster.operations.count("AirliftDagIndex") == 1
 
 
+def test_a_task_dagster_maps_nothing_to_starts_no_sender(fake_dagster: FakeDagster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the DAG's index known (fetched while the task ran), a task without assets and a DAG Dagster
+    does not know cost no detached process; an index not known yet still hands the item over."""
+    from airlift_airflow import listener as listener_module
+
+    spawned: list[str | None] = []
+    monkeypatch.setattr(listener_module, "deliver_detached", lambda item, **kw: spawned.append(item.task_id) or True)
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    listener = AirliftListener(PushSettings(enabled=True, instance_name="prod"))
+    listener.on_task_instance_running(previous_state=None, task_instance=_task_instance())
+    sender = listener.sender()
+    assert sender is not None and sender.flush(timeout=5)
+    other = SimpleNamespace(**{**vars(_task_instance()), "task_id": "not_mapped"})
+    listener.on_task_instance_success(previous_state=None, task_instance=other)
+    listener.on_task_instance_success(previous_state=None, task_instance=_task_instance())
+    unknown = SimpleNamespace(**{**vars(_task_instance()), "dag_id": "never_prefetched"})
+    listener.on_task_instance_success(previous_state=None, task_instance=unknown)
+    assert spawned == [TASK_ID, TASK_ID]
+
+
 def test_the_detached_sender_imports_no_airflow_and_gets_the_token_from_its_environment(fake_dagster: FakeDagster) -> None:
     import json
     import subprocess

@@ -192,7 +192,10 @@ class AirliftListener:
             if sender is None or _migrated(task_instance):
                 return
             item = PushItem.for_task(**task_instance_fields(task_instance))
-            if self.settings.detach and self._detach(item):
+            known, index = self._cache.lookup(item.dag_id) if self._cache is not None else (False, None)
+            if known and not (index and index.get(item.task_id)):
+                return  # Dagster maps no asset to this task: nothing to report, no sender started
+            if self.settings.detach and self._detach(item, index):
                 outcome = "handed to a detached sender"
             elif sender.submit(item):
                 handed = sender.flush(self.settings.flush_timeout)
@@ -205,7 +208,7 @@ class AirliftListener:
         finally:
             self.overhead.append(time.perf_counter() - started)
 
-    def _detach(self, item: PushItem) -> bool:
+    def _detach(self, item: PushItem, index: Mapping[str | None, Sequence[tuple[str, ...]]] | None) -> bool:
         settings = self.settings
         reporter = self._reporter
         if reporter is None:
@@ -214,7 +217,7 @@ class AirliftListener:
         return deliver_detached(
             item, url=url, api_token=token, instance_name=settings.instance_name, api=reporter.api,
             airflow_url=reporter.links.webserver_url, max_age=settings.max_age,
-            index=self._cache.cached(item.dag_id) if self._cache is not None else None,
+            index=index,
         )
 
     @hookimpl

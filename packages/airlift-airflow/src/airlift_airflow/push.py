@@ -372,9 +372,21 @@ class AssetIndexCache:
 
     def cached(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
         """The index if it is cached and fresh (no request), else ``None``."""
+        return self.lookup(dag_id)[1]
+
+    def lookup(self, dag_id: str) -> tuple[bool, Mapping[str | None, Sequence[tuple[str, ...]]] | None]:
+        """``(known, index)`` without a request: ``known`` is False when nothing fresh is cached;
+        ``(True, None)``: Dagster has no DAG asset for ``dag_id``.
+
+        >>> cache = AssetIndexCache(lambda dag_id: None if dag_id == "gone" else {"t": [("a",)]})
+        >>> cache.lookup("d"), cache.get("d") and cache.lookup("d"), cache.get("gone") or cache.lookup("gone")
+        ((False, None), (True, {'t': [('a',)]}), (True, None))
+        """
         with self._lock:
             entry = self._entries.get(dag_id)
-        return entry[1] if entry is not None and self.clock() - entry[0] < self.ttl else None
+        if entry is not None and self.clock() - entry[0] < self.ttl:
+            return True, entry[1]
+        return False, None
 
     def get(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
         now = self.clock()
