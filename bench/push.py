@@ -11,7 +11,6 @@ process (its own log line: queueing, then waiting up to ``flush_timeout`` for th
 task's success was recorded).
 
     uvx nox -s bench_push -- --airflow 3        # or --airflow 2; about 10 minutes each
-    /work/wt/heavy uvx nox -s bench_push -- --airflow 2   # on a shared machine
 
 Prints a table and writes ``bench/results/push-airflow<N>.json``.
 """
