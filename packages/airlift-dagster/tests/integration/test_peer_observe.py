@@ -228,20 +228,29 @@ def test_clear_one_task_and_clear_with_downstream(airflow: AirflowServer) -> Non
         ]
 
 
-def test_mark_failed_task_success_then_mark_run_success(airflow: AirflowServer) -> None:
+def test_mark_failed_task_success_and_mark_failed_run_success(airflow: AirflowServer) -> None:
+    """Two repairs of a failed run. Marking the failed task success makes Airflow clear its failed
+    downstream task and queue the run again (the scheduler finishes it); marking the whole run success
+    marks every unfinished task success and keeps the run's end date. Each is reported once."""
     with DagsterInstance.ephemeral() as instance:
         daemon = Daemon(_defs(airflow, FAILING), instance)
         daemon.tick()
-        run_id = airflow.trigger_and_wait("failing_dag")["dag_run_id"]
+        repaired, marked = airflow.trigger("failing_dag"), airflow.trigger("failing_dag")
+        for run_id in (repaired, marked):
+            assert airflow.wait_for_run("failing_dag", run_id)["state"] == "failed"
         daemon.tick()
-        broken_try = next(t["try_number"] for t in airflow.task_instances("failing_dag", run_id) if t["task_id"] == "broken")
-        _mark_task_success(airflow, "failing_dag", run_id, "broken")
+        tries = {run_id: next(t["try_number"] for t in airflow.task_instances("failing_dag", run_id) if t["task_id"] == "broken")
+                 for run_id in (repaired, marked)}
+        _mark_task_success(airflow, "failing_dag", repaired, "broken")
+        assert airflow.wait_for_run("failing_dag", repaired)["state"] == "success"
         daemon.tick()
-        _mark_run_success(airflow, "failing_dag", run_id)
+        _mark_run_success(airflow, "failing_dag", marked)
         daemon.tick()
-        rows = daemon.materializations(run_id)
-        _report("mark a failed task success, then the run", rows)
-        assert rows == [("fine_table", run_id, 1), ("broken_table", run_id, broken_try), ("airflow_one/dag/failing_dag", run_id, 0)]
+        dag = "airflow_one/dag/failing_dag"
+        for run_id in (repaired, marked):
+            rows = daemon.materializations(run_id)
+            _report(f"mark a failed {'task' if run_id == repaired else 'run'} success", rows)
+            assert rows == [("fine_table", run_id, 1), ("broken_table", run_id, tries[run_id]), (dag, run_id, 0)]
         latest = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in daemon.events if isinstance(e, AssetCheckEvaluation)}
         assert latest[("broken_table", "airflow_task_succeeded")] is True
         assert latest[("airflow_one/dag/failing_dag", "airflow_dag_run_succeeded")] is True
