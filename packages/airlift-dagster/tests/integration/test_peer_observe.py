@@ -246,13 +246,16 @@ def test_mark_failed_task_success_and_mark_failed_run_success(airflow: AirflowSe
         daemon.tick()
         _mark_run_success(airflow, "failing_dag", marked)
         daemon.tick()
+        # Airflow up to 3.2 marks every task of the run success; 3.3 leaves a failed task failed
+        broken_marked = {t["task_id"]: t["state"] for t in airflow.task_instances("failing_dag", marked)}["broken"] == "success"
         dag = "airflow_one/dag/failing_dag"
         for run_id in (repaired, marked):
             rows = daemon.materializations(run_id)
             _report(f"mark a failed {'task' if run_id == repaired else 'run'} success", rows)
-            assert rows == [("fine_table", run_id, 1), ("broken_table", run_id, tries[run_id]), (dag, run_id, 0)]
+            broken = [("broken_table", run_id, tries[run_id])] if run_id == repaired or broken_marked else []
+            assert rows == [("fine_table", run_id, 1), *broken, (dag, run_id, 0)]
         latest = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in daemon.events if isinstance(e, AssetCheckEvaluation)}
-        assert latest[("broken_table", "airflow_task_succeeded")] is True
+        assert latest[("broken_table", "airflow_task_succeeded")] is True  # the repaired run's try
         assert latest[("airflow_one/dag/failing_dag", "airflow_dag_run_succeeded")] is True
 
 
