@@ -13,8 +13,9 @@ Optional: ``airflow_url`` (the Airflow UI's URL as the Dagster side knows it, fo
 the webserver's/API's ``base_url``), ``max_queue`` (1000), ``max_age`` (8 seconds, keep it below
 the sensor's ``settle``), ``flush_timeout`` (2 seconds a task process waits, after its success is
 recorded, for its events to be handed over when ``detach`` is off), ``index_ttl`` (60 seconds), ``detach``
-(True: a task's events are delivered by a detached process spawned by the task's, so the task's process
-does not wait for Dagster; DAG-run events are sent from the scheduler's queue).
+(True: a task's events go to the push relay, a process of its own that the first task starts and that
+exits after ``relay_idle_seconds``, 300, without work; see :mod:`airlift_airflow.relay`; so the task's
+process never waits for Dagster; DAG-run events are sent from the scheduler's queue).
 
 On a successful try of a task mapped to assets (the task -> asset index on the DAG asset), one
 materialization per asset and a passing ``airflow_task_succeeded`` check; on a successful DAG run,
@@ -47,8 +48,8 @@ from airlift_airflow.push import (
     DagsterReporter,
     PushItem,
     PushSender,
-    deliver_detached,
 )
+from airlift_airflow.relay import DEFAULT_IDLE_SECONDS, RelayTarget, send_or_spawn
 from airlift_airflow.version_compat import (
     AIRFLOW_V_3_0_PLUS,
     airflow_conf,
@@ -84,6 +85,7 @@ class PushSettings:
     flush_timeout: float = 2.0
     index_ttl: float = 60.0
     detach: bool = True
+    relay_idle_seconds: float = DEFAULT_IDLE_SECONDS
 
     @classmethod
     def from_airflow_conf(cls) -> PushSettings:
@@ -101,6 +103,7 @@ class PushSettings:
             flush_timeout=float(get("flush_timeout", 2.0)),
             index_ttl=float(get("index_ttl", 60.0)),
             detach=str(get("detach", "True")).strip().lower() in ("1", "true", "yes", "on"),
+            relay_idle_seconds=float(get("relay_idle_seconds", DEFAULT_IDLE_SECONDS)),
         )
 
 
@@ -171,12 +174,15 @@ class AirliftListener:
 
     @hookimpl
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
-        """Fetch the DAG's task -> asset index in the background while the task runs."""
+        """Have the DAG's task -> asset index fetched while the task runs (by the relay, started now
+        if none runs, so it is up when the task ends)."""
         started = time.perf_counter()
         try:
             sender = self.sender()
             if sender is not None and not _migrated(task_instance):
-                sender.submit(PushItem(dag_id=str(task_instance.dag_id), run_id="", prefetch=True))
+                item = PushItem(dag_id=str(task_instance.dag_id), run_id="", prefetch=True)
+                if not (self.settings.detach and self._detach(item, None)):
+                    sender.submit(item)
         except Exception:
             log.exception("Airlift push: on_task_instance_running failed (the task is not affected)")
         self.overhead.append(time.perf_counter() - started)
@@ -192,11 +198,9 @@ class AirliftListener:
             if sender is None or _migrated(task_instance):
                 return
             item = PushItem.for_task(**task_instance_fields(task_instance))
-            known, index = self._cache.lookup(item.dag_id) if self._cache is not None else (False, None)
-            if known and not (index and index.get(item.task_id)):
-                return  # Dagster maps no asset to this task: nothing to report, no sender started
+            index = self._cache.cached(item.dag_id) if self._cache is not None else None
             if self.settings.detach and self._detach(item, index):
-                outcome = "handed to a detached sender"
+                outcome = "handed to the push relay"
             elif sender.submit(item):
                 handed = sender.flush(self.settings.flush_timeout)
                 outcome = "handed to Dagster" if handed else "still queued (the Airlift sensor reports what push misses)"
@@ -214,11 +218,9 @@ class AirliftListener:
         if reporter is None:
             return False
         url, token = self._dagster
-        return deliver_detached(
-            item, url=url, api_token=token, instance_name=settings.instance_name, api=reporter.api,
-            airflow_url=reporter.links.webserver_url, max_age=settings.max_age,
-            index=index,
-        )
+        target = RelayTarget(url, token, settings.instance_name, reporter.api, reporter.links.webserver_url,
+                             max_age=settings.max_age, idle_seconds=settings.relay_idle_seconds)
+        return send_or_spawn(item, target, index=index) != "failed"
 
     @hookimpl
     def on_dag_run_success(self, dag_run: Any, msg: str) -> None:

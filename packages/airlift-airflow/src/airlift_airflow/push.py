@@ -3,9 +3,10 @@
 Runs inside Airflow (see :mod:`airlift_airflow.listener` for the Airflow side). Nothing here may
 slow or fail an Airflow task:
 
-- a listener callback only puts a small :class:`PushItem` on a bounded in-memory queue
-  (:class:`PushSender`); when the queue is full the item is dropped and logged;
-- one background thread delivers items: it finds the assets of the task through the task -> asset
+- a listener callback only hands a small :class:`PushItem` over: in a task's process to the push
+  relay (:mod:`airlift_airflow.relay`, one datagram), in the scheduler to a bounded in-memory queue
+  (:class:`PushSender`); when a queue is full the item is dropped and logged;
+- background threads deliver items: it finds the assets of the task through the task -> asset
   index on the DAG asset (cached for ``index_ttl`` seconds), builds the events with
   :mod:`airlift_protocol.events` (the same fields as the polling sensor) and POSTs them to
   Dagster's report endpoints (``/report_asset_materialization/`` and ``/report_asset_check/``) with
@@ -33,12 +34,9 @@ True
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -69,7 +67,6 @@ __all__ = [
     "PushSender",
     "PushStats",
     "ReportFailedError",
-    "deliver_detached",
 ]
 
 log = logging.getLogger("airlift_airflow.push")
@@ -152,7 +149,7 @@ class ReportFailedError(Exception):
 
 
 class PushSender:
-    """A bounded queue and one background thread that calls ``deliver(item)`` for each item.
+    """A bounded queue and background threads (``workers``, default 1) calling ``deliver(item)`` for each item.
 
     ``deliver`` raises :class:`ReportFailedError` (``retry=True``: backoff with ``retry``, then
     again, until ``max_age`` seconds after the item was created) or any other exception (dropped).
@@ -172,8 +169,10 @@ class PushSender:
         max_age: float = DEFAULT_MAX_AGE,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        workers: int = 1,
     ) -> None:
         self.deliver = deliver
+        self.workers = max(1, workers)
         self.max_queue = max_queue
         self.max_age = max_age
         self.retry = retry or RetryPolicy(max_attempts=6, base_delay=0.25, max_delay=2.0, deadline=max_age)
@@ -182,20 +181,22 @@ class PushSender:
         self._lock = threading.Lock()
         self._pid = -1
         self._queue: queue.Queue[PushItem] = queue.Queue(maxsize=max_queue)
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def __repr__(self) -> str:
         return f"PushSender(max_queue={self.max_queue}, max_age={self.max_age})"
 
     def _ensure_thread(self) -> None:
         with self._lock:
-            if self._pid != os.getpid():  # first use, or a forked child: the parent's thread is not here
+            if self._pid != os.getpid():  # first use, or a forked child: the parent's threads are not here
                 self._pid = os.getpid()
                 self._queue = queue.Queue(maxsize=self.max_queue)
-                self._thread = None
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="airlift-push", daemon=True)
-                self._thread.start()
+                self._threads = []
+            self._threads = [t for t in self._threads if t.is_alive()]
+            while len(self._threads) < self.workers:
+                thread = threading.Thread(target=self._run, name="airlift-push", daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def submit(self, item: PushItem) -> bool:
         """Queue ``item`` without waiting; ``False`` (logged) when the queue is full."""
@@ -257,96 +258,6 @@ class PushSender:
                 self.retry.sleep(delay)
 
 
-#: Environment of the detached sender: the job (JSON, no secret) and the Dagster+ token.
-JOB_ENV = "AIRLIFT_PUSH_JOB"
-TOKEN_ENV = "AIRLIFT_PUSH_DAGSTER_TOKEN"
-# Runs in a fresh interpreter: registers the airlift_airflow package WITHOUT executing its __init__
-# (which imports Airflow), so only push.py, dagster_api.py, errors.py and airlift_protocol load.
-_BOOT = (
-    "import sys, types; pkg = types.ModuleType('airlift_airflow'); pkg.__path__ = [sys.argv[1]]; "
-    "sys.modules['airlift_airflow'] = pkg; from airlift_airflow.push import run_detached_job; run_detached_job()"
-)
-
-
-def deliver_detached(
-    item: PushItem,
-    *,
-    url: str,
-    api_token: str | None,
-    instance_name: str,
-    api: ApiVersion,
-    airflow_url: str,
-    max_age: float,
-    index: Mapping[str | None, Sequence[tuple[str, ...]]] | None = None,
-) -> bool:
-    """Deliver ``item`` from a detached process and return once it is spawned (``False`` if it could
-    not be). For a task's own process, which Airflow ends right after the task (``os._exit``): the task
-    does not wait for Dagster, and the delivery does not die with it. The sender is a new interpreter
-    (spawned, so its cost does not grow with the task process's memory) that imports neither Airflow
-    nor anything of the task; it inherits no file descriptor (Airflow sees the task end when it ends)
-    and gets the token through its environment, never its command line. ``index``: the DAG's task ->
-    asset index if already known (else the sender reads it).
-    """
-    job = {
-        "item": {"dag_id": item.dag_id, "run_id": item.run_id, "task_id": item.task_id, "map_index": item.map_index,
-                 "try_number": item.try_number, "run_type": item.run_type,
-                 "start_date": item.start_date.isoformat() if item.start_date else None,
-                 "end_date": item.end_date.isoformat() if item.end_date else None,
-                 "age": time.monotonic() - item.created},
-        "url": url, "instance_name": instance_name, "api": api.value, "airflow_url": airflow_url, "max_age": max_age,
-        "index": None if index is None else {"" if k is None else k: [list(p) for p in v] for k, v in index.items()},
-    }
-    env = {**os.environ, JOB_ENV: json.dumps(job)}
-    env.pop(TOKEN_ENV, None)
-    if api_token:
-        env[TOKEN_ENV] = api_token
-    for running in list(_spawned):  # reap the senders that ended (a task's process exits soon anyway)
-        if running.poll() is not None:
-            _spawned.remove(running)
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, os.path.dirname(os.path.abspath(__file__))],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            close_fds=True, start_new_session=True,
-        )
-    except OSError as e:
-        log.warning("Airlift push: cannot start the detached sender (%s); %s left to the Airlift sensor", e, item.describe())
-        return False
-    _spawned.append(process)
-    return True
-
-
-_spawned: list[subprocess.Popen[bytes]] = []
-
-
-def run_detached_job() -> None:
-    """Entry of the detached sender (see :func:`deliver_detached`): one item, retried within
-    ``max_age``, then exit."""
-    job = json.loads(os.environ[JOB_ENV])
-    raw = job["item"]
-    item = PushItem(
-        dag_id=raw["dag_id"], run_id=raw["run_id"], task_id=raw["task_id"], map_index=raw["map_index"],
-        try_number=raw["try_number"], run_type=raw["run_type"],
-        start_date=datetime.fromisoformat(raw["start_date"]) if raw["start_date"] else None,
-        end_date=datetime.fromisoformat(raw["end_date"]) if raw["end_date"] else None,
-        created=time.monotonic() - float(raw["age"]),
-    )
-    token = os.environ.get(TOKEN_ENV)
-    known = job["index"]
-    index = None if known is None else {(k or None): [tuple(p) for p in v] for k, v in known.items()}
-    from airlift_airflow.dagster_api import DagsterGraphQLClient
-
-    client = DagsterGraphQLClient(job["url"], api_token=token, timeout=5.0,
-                                  retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=job["max_age"]))
-
-    def assets(dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
-        return index if index is not None else client.task_asset_index(dag_asset_path(job["instance_name"], dag_id), without_partitioned=True)
-
-    reporter = DagsterReporter(job["url"], api_token=token, instance_name=job["instance_name"], api=ApiVersion(job["api"]),
-                               airflow_url=job["airflow_url"], assets=assets)
-    PushSender(deliver=reporter, max_age=float(job["max_age"])).deliver_now(item)
-
-
 class AssetIndexCache:
     """Per DAG, the task -> asset keys index of its DAG asset, kept ``ttl`` seconds.
     ``fetch(dag_id)`` returns the index or ``None`` (no such DAG asset in Dagster).
@@ -372,21 +283,9 @@ class AssetIndexCache:
 
     def cached(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
         """The index if it is cached and fresh (no request), else ``None``."""
-        return self.lookup(dag_id)[1]
-
-    def lookup(self, dag_id: str) -> tuple[bool, Mapping[str | None, Sequence[tuple[str, ...]]] | None]:
-        """``(known, index)`` without a request: ``known`` is False when nothing fresh is cached;
-        ``(True, None)``: Dagster has no DAG asset for ``dag_id``.
-
-        >>> cache = AssetIndexCache(lambda dag_id: None if dag_id == "gone" else {"t": [("a",)]})
-        >>> cache.lookup("d"), cache.get("d") and cache.lookup("d"), cache.get("gone") or cache.lookup("gone")
-        ((False, None), (True, {'t': [('a',)]}), (True, None))
-        """
         with self._lock:
             entry = self._entries.get(dag_id)
-        if entry is not None and self.clock() - entry[0] < self.ttl:
-            return True, entry[1]
-        return False, None
+        return entry[1] if entry is not None and self.clock() - entry[0] < self.ttl else None
 
     def get(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
         now = self.clock()

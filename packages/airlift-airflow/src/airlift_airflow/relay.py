@@ -1,0 +1,282 @@
+"""The push relay: one small process per machine (and Dagster target) that delivers what task processes hand it.
+
+A task's process ends right after the task (Airflow calls ``os._exit``), so it cannot wait for
+Dagster, and starting an interpreter per task costs CPU exactly when a burst of tasks ends. Instead,
+the listener in a task's process sends the item (a few hundred bytes of JSON, no secret) as one
+datagram to the relay's Unix socket, which takes microseconds and never blocks:
+
+- **No relay yet** (no socket, or nobody bound to it): the listener spawns one (a fresh interpreter
+  that imports neither Airflow nor anything of the task, the Dagster+ token in its environment,
+  never its command line) with the item in its environment. The relay takes an exclusive lock, binds
+  the socket and serves; when another relay already holds the lock (many tasks ended at once), the
+  spawned process delivers its own item and exits. Nothing is lost either way.
+- **Relay busy** (its receive buffer is full): the item goes to a one-shot process of the same kind.
+- **Serving**: items go on a :class:`~airlift_airflow.push.PushSender` (bounded queue, a few
+  threads, the shared retry policy, ``max_age``) with one keep-alive HTTP session to Dagster and one
+  task -> asset index cache for all tasks (prefetch items fill it while tasks run).
+- **Idle** for ``idle_seconds``: the relay removes its socket first (new items then start a new
+  relay), reads what is still in its buffer, delivers it and exits.
+
+The socket lives in ``<tmp>/airlift-push-<uid>/`` (mode 0700: only the same user can send), named by
+a digest of the Dagster URL, instance name and Airflow URL, so a changed configuration gets its own
+relay and the old one idles out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from airlift_protocol import ApiVersion, RetryPolicy
+from airlift_protocol.tags import dag_asset_path
+
+__all__ = ["JOB_ENV", "TOKEN_ENV", "RelayTarget", "main", "relay_dir", "send_or_spawn"]
+
+log = logging.getLogger("airlift_airflow.push")
+
+#: Environment of a spawned relay: the job (JSON, no secret) and the Dagster+ token.
+JOB_ENV = "AIRLIFT_PUSH_JOB"
+TOKEN_ENV = "AIRLIFT_PUSH_DAGSTER_TOKEN"
+#: Seconds without an item after which a relay exits.
+DEFAULT_IDLE_SECONDS = 300.0
+#: Threads of a relay delivering to Dagster.
+RELAY_WORKERS = 4
+_MAX_DATAGRAM = 65_536
+# Runs in a fresh interpreter: registers the airlift_airflow package WITHOUT executing its __init__
+# (which imports Airflow), so only relay.py, push.py, dagster_api.py, errors.py and airlift_protocol load.
+_BOOT = (
+    "import sys, types; pkg = types.ModuleType('airlift_airflow'); pkg.__path__ = [sys.argv[1]]; "
+    "sys.modules['airlift_airflow'] = pkg; from airlift_airflow.relay import main; main()"
+)
+
+
+class RelayTarget:
+    """Where a relay delivers: Dagster's URL and token, the instance name, the Airflow UI URL (for
+    links) and the delivery limits. The token is never part of the repr, the job or the socket name.
+
+    >>> RelayTarget("http://dagster:3000", "secret", "prod", ApiVersion.V2, "http://af:8080", max_age=8.0)
+    RelayTarget(url='http://dagster:3000', instance_name='prod')
+    """
+
+    def __init__(self, url: str, api_token: str | None, instance_name: str, api: ApiVersion, airflow_url: str, *,
+                 max_age: float, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
+        self.url = url
+        self.api_token = api_token
+        self.instance_name = instance_name
+        self.api = api
+        self.airflow_url = airflow_url
+        self.max_age = max_age
+        self.idle_seconds = idle_seconds
+
+    def __repr__(self) -> str:
+        return f"RelayTarget(url={self.url!r}, instance_name={self.instance_name!r})"
+
+    def job(self) -> dict[str, Any]:
+        return {"url": self.url, "instance_name": self.instance_name, "api": self.api.value, "airflow_url": self.airflow_url,
+                "max_age": self.max_age, "idle_seconds": self.idle_seconds}
+
+    @classmethod
+    def from_job(cls, job: Mapping[str, Any], api_token: str | None) -> RelayTarget:
+        return cls(str(job["url"]), api_token, str(job["instance_name"]), ApiVersion(job["api"]), str(job["airflow_url"]),
+                   max_age=float(job["max_age"]), idle_seconds=float(job.get("idle_seconds", DEFAULT_IDLE_SECONDS)))
+
+    def name(self) -> str:
+        digest = hashlib.sha256(f"{self.url}\0{self.instance_name}\0{self.airflow_url}\0{self.api.value}".encode()).hexdigest()
+        return f"relay-{digest[:16]}"
+
+
+def relay_dir() -> Path | None:
+    """The user's private folder of relay sockets (created 0700), or ``None`` when it is not safe to
+    use (owned by someone else, or group/world accessible)."""
+    path = Path(tempfile.gettempdir()) / f"airlift-push-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = path.lstat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o077 or not path.is_dir() or path.is_symlink():
+        return None
+    return path
+
+
+def encode_item(item: Any) -> dict[str, Any]:
+    """A :class:`~airlift_airflow.push.PushItem` as JSON-ready data (``created`` as a wall-clock age)."""
+    return {"dag_id": item.dag_id, "run_id": item.run_id, "task_id": item.task_id, "map_index": item.map_index,
+            "try_number": item.try_number, "run_type": item.run_type, "prefetch": item.prefetch,
+            "start_date": item.start_date.isoformat() if item.start_date else None,
+            "end_date": item.end_date.isoformat() if item.end_date else None,
+            "at": time.time() - (time.monotonic() - item.created)}
+
+
+def decode_item(raw: Mapping[str, Any]) -> Any:
+    from airlift_airflow.push import PushItem
+
+    age = max(0.0, time.time() - float(raw["at"]))
+    return PushItem(
+        dag_id=raw["dag_id"], run_id=raw["run_id"], task_id=raw["task_id"], map_index=int(raw["map_index"]),
+        try_number=int(raw["try_number"]), run_type=raw["run_type"], prefetch=bool(raw.get("prefetch")),
+        start_date=datetime.fromisoformat(raw["start_date"]) if raw["start_date"] else None,
+        end_date=datetime.fromisoformat(raw["end_date"]) if raw["end_date"] else None,
+        created=time.monotonic() - age,
+    )
+
+
+def send_or_spawn(item: Any, target: RelayTarget, *, index: Mapping[str | None, Sequence[tuple[str, ...]]] | None = None) -> str:
+    """Hand ``item`` to the running relay, else spawn one with it. Returns how (``"relay"``,
+    ``"spawned"``) or ``"failed"`` (logged; the Airlift sensor reports the item). Never blocks on
+    Dagster. ``index``: the DAG's task -> asset index if known (given to a spawned process)."""
+    payload = encode_item(item)
+    folder = relay_dir()
+    if folder is not None:
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.sendto(data, str(folder / f"{target.name()}.sock"))
+            return "relay"
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass  # no relay: start one with this item
+        except BlockingIOError:
+            folder = None  # the relay is behind: a one-shot process delivers this item
+        except OSError as e:
+            log.info("Airlift push: relay socket not usable (%s); starting a sender", e)
+            folder = None
+        finally:
+            sock.close()
+    job = {**target.job(), "item": payload, "relay": folder is not None,
+           "index": None if index is None else {"" if k is None else k: [list(p) for p in v] for k, v in index.items()}}
+    env = {**os.environ, JOB_ENV: json.dumps(job)}
+    env.pop(TOKEN_ENV, None)
+    if target.api_token:
+        env[TOKEN_ENV] = target.api_token
+    for running in list(_spawned):  # reap the ones that ended (a task's process exits soon anyway)
+        if running.poll() is not None:
+            _spawned.remove(running)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, os.path.dirname(os.path.abspath(__file__))],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=True, start_new_session=True,
+        )
+    except OSError as e:
+        log.warning("Airlift push: cannot start the push relay (%s); %s left to the Airlift sensor", e, item.describe())
+        return "failed"
+    _spawned.append(process)
+    return "spawned"
+
+
+_spawned: list[subprocess.Popen[bytes]] = []
+
+
+def _reporter(target: RelayTarget, known: Mapping[str, Any] | None) -> Any:
+    from airlift_airflow.dagster_api import DagsterGraphQLClient
+    from airlift_airflow.push import AssetIndexCache, DagsterReporter
+
+    client = DagsterGraphQLClient(target.url, api_token=target.api_token, timeout=5.0,
+                                  retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=target.max_age))
+    seeded = dict(known or {})
+
+    def fetch(dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
+        if dag_id in seeded:
+            return seeded.pop(dag_id)
+        return client.task_asset_index(dag_asset_path(target.instance_name, dag_id), without_partitioned=True)
+
+    cache = AssetIndexCache(fetch, ttl=60.0)
+    return DagsterReporter(target.url, api_token=target.api_token, instance_name=target.instance_name, api=target.api,
+                           airflow_url=target.airflow_url, assets=cache.get)
+
+
+def main() -> None:
+    """Entry of a spawned process (see :func:`send_or_spawn`): serve as the relay when none runs,
+    else deliver the one item it was given."""
+    from airlift_airflow.push import PushSender
+
+    job = json.loads(os.environ[JOB_ENV])
+    target = RelayTarget.from_job(job, os.environ.get(TOKEN_ENV))
+    known = job.get("index")
+    seeded = {} if known is None else {job["item"]["dag_id"]: {(k or None): [tuple(p) for p in v] for k, v in known.items()}}
+    reporter = _reporter(target, seeded)
+    item = decode_item(job["item"])
+    folder = relay_dir() if job.get("relay") else None
+    lock = _lock(folder / f"{target.name()}.lock") if folder is not None else None
+    if lock is None:  # a relay is running (or none may): deliver this one item, then exit
+        if item.prefetch:
+            return  # only the relay keeps an index cache
+        PushSender(deliver=reporter, max_age=target.max_age).deliver_now(item)
+        return
+    sender = PushSender(deliver=reporter, max_age=target.max_age, workers=RELAY_WORKERS)
+    sender.submit(item)
+    path = folder / f"{target.name()}.sock"  # type: ignore[operator]
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a socket left by a relay that died: we hold the lock, nobody serves it
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    serve(sock, path, sender, idle_seconds=target.idle_seconds)
+    os.close(lock)  # a new relay may start now, while this one finishes its deliveries
+    sender.flush(target.max_age + 1.0)
+
+
+def serve(sock: socket.socket, path: Path, sender: Any, *, idle_seconds: float) -> None:
+    """Take items from ``sock`` until idle for ``idle_seconds``; then remove ``path`` (new items start
+    a new relay) and take what is still buffered."""
+    sock.settimeout(1.0)
+    last = time.monotonic()
+    while True:
+        try:
+            data = sock.recv(_MAX_DATAGRAM)
+        except socket.timeout:
+            if time.monotonic() - last >= idle_seconds and sender.flush(0):
+                break
+            continue
+        last = time.monotonic()
+        _take(data, sender)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock.setblocking(False)
+    while True:
+        try:
+            _take(sock.recv(_MAX_DATAGRAM), sender)
+        except (BlockingIOError, InterruptedError):
+            break
+    sock.close()
+
+
+def _take(data: bytes, sender: Any) -> None:
+    try:
+        item = decode_item(json.loads(data))
+    except (ValueError, KeyError, TypeError) as e:
+        log.warning("Airlift push relay: ignored a malformed item (%s)", e)
+        return
+    sender.submit(item)
+
+
+def _lock(path: Path) -> int | None:
+    """An exclusive lock on ``path`` held until the process exits, or ``None`` if another holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+            log.info("Airlift push relay: cannot lock %s (%s)", path, e)
+        return None
+    return fd
