@@ -10,8 +10,12 @@ from typing import Any
 import pytest
 from dagster import AssetKey, Definitions
 
-from airlift_dagster import AirflowInstanceComponent, AirliftDagsterError
-from airlift_dagster import AirflowTranslator, dataset_asset_key
+from airlift_dagster import (
+    AirflowInstanceComponent,
+    AirflowTranslator,
+    AirliftDagsterError,
+    dataset_asset_key,
+)
 from airlift_dagster.translator import AirflowDagProps
 from airlift_testing.fake_airflow import FakeAirflow, FakeDataset
 

@@ -48,6 +48,7 @@ from airlift_airflow.push import (
     DagsterReporter,
     PushItem,
     PushSender,
+    build_reporter,
 )
 from airlift_airflow.relay import DEFAULT_IDLE_SECONDS, RelayTarget, send_or_spawn
 from airlift_airflow.version_compat import (
@@ -57,8 +58,7 @@ from airlift_airflow.version_compat import (
     hookimpl,
     task_instance_fields,
 )
-from airlift_protocol import ApiVersion, RetryPolicy
-from airlift_protocol.tags import dag_asset_path
+from airlift_protocol import ApiVersion
 
 __all__ = ["SECTION", "AirliftListener", "PushSettings", "listener"]
 
@@ -156,21 +156,12 @@ class AirliftListener:
         """A reporter with its own HTTP sessions and index cache (seeded with ``known`` indexes)."""
         settings = self.settings
         url, token = self._dagster
-        lookup = DagsterHook(url=url, api_token=token, timeout=5.0,
-                             retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=settings.max_age))
-        seeded = dict(known or {})
-
-        def fetch(dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
-            if dag_id in seeded:
-                return seeded.pop(dag_id)
-            return lookup.get_conn().task_asset_index(dag_asset_path(settings.instance_name, dag_id), without_partitioned=True)
-
-        self._cache = AssetIndexCache(fetch, ttl=settings.index_ttl)
-        return DagsterReporter(
-            url, api_token=token, instance_name=settings.instance_name,
-            api=ApiVersion.V2 if AIRFLOW_V_3_0_PLUS else ApiVersion.V1,
-            airflow_url=settings.airflow_url or airflow_ui_url(), assets=self._cache.get,
+        reporter, self._cache = build_reporter(
+            url, api_token=token, instance_name=settings.instance_name, api=ApiVersion.V2 if AIRFLOW_V_3_0_PLUS else ApiVersion.V1,
+            airflow_url=settings.airflow_url or airflow_ui_url(), max_age=settings.max_age, index_ttl=settings.index_ttl,
+            known=known,
         )
+        return reporter
 
     @hookimpl
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:

@@ -67,6 +67,7 @@ __all__ = [
     "PushSender",
     "PushStats",
     "ReportFailedError",
+    "build_reporter",
 ]
 
 log = logging.getLogger("airlift_airflow.push")
@@ -407,3 +408,35 @@ class DagsterReporter:
             )
         item.sent.add((endpoint, path))
         self.stats.events_sent += 1
+
+
+AssetIndex = Mapping[str | None, Sequence[tuple[str, ...]]]
+
+
+def build_reporter(
+    url: str,
+    *,
+    api_token: str | None,
+    instance_name: str,
+    api: ApiVersion,
+    airflow_url: str,
+    max_age: float,
+    index_ttl: float = 60.0,
+    known: Mapping[str, AssetIndex | None] | None = None,
+) -> tuple[DagsterReporter, AssetIndexCache]:
+    """A reporter with its own HTTP sessions and a task -> asset index cache (``index_ttl`` seconds,
+    seeded with ``known`` indexes), as the listener and the push relay use it."""
+    from airlift_airflow.dagster_api import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient(url, api_token=api_token, timeout=5.0,
+                                  retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=max_age))
+    seeded = dict(known or {})
+
+    def fetch(dag_id: str) -> AssetIndex | None:
+        if dag_id in seeded:
+            return seeded.pop(dag_id)
+        return client.task_asset_index(dag_asset_path(instance_name, dag_id), without_partitioned=True)
+
+    cache = AssetIndexCache(fetch, ttl=index_ttl)
+    return DagsterReporter(url, api_token=api_token, instance_name=instance_name, api=api, airflow_url=airflow_url,
+                           assets=cache.get), cache

@@ -41,8 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airlift_protocol import ApiVersion, RetryPolicy
-from airlift_protocol.tags import dag_asset_path
+from airlift_protocol import ApiVersion
 
 __all__ = ["JOB_ENV", "TOKEN_ENV", "RelayTarget", "main", "relay_dir", "send_or_spawn"]
 
@@ -182,34 +181,17 @@ def send_or_spawn(item: Any, target: RelayTarget, *, index: Mapping[str | None, 
 _spawned: list[subprocess.Popen[bytes]] = []
 
 
-def _reporter(target: RelayTarget, known: Mapping[str, Any] | None) -> Any:
-    from airlift_airflow.dagster_api import DagsterGraphQLClient
-    from airlift_airflow.push import AssetIndexCache, DagsterReporter
-
-    client = DagsterGraphQLClient(target.url, api_token=target.api_token, timeout=5.0,
-                                  retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=target.max_age))
-    seeded = dict(known or {})
-
-    def fetch(dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
-        if dag_id in seeded:
-            return seeded.pop(dag_id)
-        return client.task_asset_index(dag_asset_path(target.instance_name, dag_id), without_partitioned=True)
-
-    cache = AssetIndexCache(fetch, ttl=60.0)
-    return DagsterReporter(target.url, api_token=target.api_token, instance_name=target.instance_name, api=target.api,
-                           airflow_url=target.airflow_url, assets=cache.get)
-
-
 def main() -> None:
     """Entry of a spawned process (see :func:`send_or_spawn`): serve as the relay when none runs,
     else deliver the one item it was given."""
-    from airlift_airflow.push import PushSender
+    from airlift_airflow.push import PushSender, build_reporter
 
     job = json.loads(os.environ[JOB_ENV])
     target = RelayTarget.from_job(job, os.environ.get(TOKEN_ENV))
     known = job.get("index")
     seeded = {} if known is None else {job["item"]["dag_id"]: {(k or None): [tuple(p) for p in v] for k, v in known.items()}}
-    reporter = _reporter(target, seeded)
+    reporter, _ = build_reporter(target.url, api_token=target.api_token, instance_name=target.instance_name, api=target.api,
+                                 airflow_url=target.airflow_url, max_age=target.max_age, known=seeded)
     item = decode_item(job["item"])
     folder = relay_dir() if job.get("relay") else None
     lock = _lock(folder / f"{target.name()}.lock") if folder is not None else None
@@ -240,7 +222,7 @@ def serve(sock: socket.socket, path: Path, sender: Any, *, idle_seconds: float) 
     while True:
         try:
             data = sock.recv(_MAX_DATAGRAM)
-        except socket.timeout:
+        except TimeoutError:
             if time.monotonic() - last >= idle_seconds and sender.flush(0):
                 break
             continue

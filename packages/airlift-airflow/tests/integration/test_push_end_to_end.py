@@ -106,6 +106,7 @@ def servers(
             "AIRFLOW_CONN_DAGSTER_DEFAULT": f"http://127.0.0.1:{dagster_port}",
             "AIRFLOW__AIRLIFT__PUSH_ENABLED": "True",
             "AIRFLOW__AIRLIFT__INSTANCE_NAME": INSTANCE,
+            "AIRFLOW__AIRLIFT__RELAY_IDLE_SECONDS": "20",  # the push relay exits soon after the servers
             "AIRLIFT_AIRFLOW_INSTANCE_NAME": INSTANCE,
         },
     )
