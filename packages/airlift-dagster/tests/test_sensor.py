@@ -409,6 +409,26 @@ def test_backlog_is_worked_off_in_bounded_ticks_exactly_once(instance: AirflowIn
     assert len(ticker.cursor or "") < 4000
 
 
+def test_task_rows_written_again_after_their_run_ended_still_come_first_unmarked_once(
+    instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance
+) -> None:
+    """Airflow 3 can write a task's row again after its run ended (same state and end date): with a
+    row budget that puts the run in an earlier window than its tasks, the tasks are read with the
+    run, materialized before the DAG asset, not labelled marked, and not again when their rows come."""
+    ticker = Ticker(_defs(instance, max_rows_per_tick=10), dagster_instance)
+    runs = [fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=40 - 3 * i)) for i in range(8)]
+    for run in runs:
+        for ti in _tis(fake, run).values():
+            fake.state.touch(ti, run.updated_at + timedelta(minutes=2))  # a later write, nothing else changes
+    for _ in range(20):
+        ticker.tick()
+    assert ticker.counts() == Counter({(k, r.run_id): 1 for r in runs for k in ALL})
+    for run in runs:
+        mine = [k for k, r, _ in ticker.materializations() if r == run.run_id]
+        assert mine == ALL, "every task asset before the DAG asset"
+    assert not [e for e in ticker.events if isinstance(e, AssetMaterialization) and "Marked in Airflow" in e.metadata]
+
+
 def test_migrated_or_not_is_decided_per_airflow_run_from_dagster_run_tags(ticker: Ticker, fake: FakeAirflow) -> None:
     run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=9))
     other = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=8))

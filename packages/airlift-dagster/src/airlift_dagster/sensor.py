@@ -123,6 +123,7 @@ __all__ = [
     "evaluate_tick",
     "fetch_changes",
     "fetch_dataset_events",
+    "complete_runs",
     "fetch_partition_runs",
     "late_warnings",
     "plan_tick",
@@ -610,6 +611,42 @@ def fetch_dataset_events(
     return out
 
 
+def complete_runs(
+    airflow_instance: AirflowInstance, plan: SensorPlan, groups: Sequence[tuple[Sequence[DagRun], list[TaskInstance]]],
+) -> frozenset[tuple[str, str, str, int]]:
+    """Step 2d (I/O): a successful run's DAG asset comes after the events of its tasks. Airflow 3 can
+    write a task's row again after its run ended (so the row falls in a later window), and the row
+    budget can split a run from its tasks: the mapped tasks of a successful run that its group lacks
+    are read now (one request for the tick) and added to that group (``groups``: runs, task rows).
+    Returns the added rows' (dag, run, task, map index); a row already reported is dropped by the
+    identity check, and the later copy of the row finds its event held."""
+    mapped: dict[str, set[str]] = defaultdict(set)
+    for dag_id, task_id in plan.by_task:
+        mapped[dag_id].add(task_id)
+    wanted: dict[tuple[str, str], int] = {}
+    for i, (runs, tis) in enumerate(groups):
+        have = {(t.dag_id, t.run_id, t.task_id) for t in tis}
+        for run in runs:
+            if run.is_success and any((run.dag_id, run.run_id, task_id) not in have for task_id in mapped.get(run.dag_id, ())):
+                wanted.setdefault((run.dag_id, run.run_id), i)
+    if not wanted:
+        return frozenset()
+    dag_ids = sorted({d for d, _ in wanted})
+    added: set[tuple[str, str, str, int]] = set()
+    for ti in airflow_instance.iter_task_instances(dag_ids=dag_ids, run_ids=sorted({r for _, r in wanted}),
+                                                   task_ids=sorted({t for d in dag_ids for t in mapped[d]})):
+        group = wanted.get((ti.dag_id, ti.run_id))
+        key = (ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+        if group is None or (ti.dag_id, ti.task_id) not in plan.by_task:
+            continue
+        tis = groups[group][1]
+        if any((t.dag_id, t.run_id, t.task_id, t.map_index) == key for t in tis):
+            continue
+        tis.append(ti)
+        added.add(key)
+    return frozenset(added)
+
+
 def fetch_partition_runs(
     airflow_instance: AirflowInstance, plan: SensorPlan, runs: Iterable[DagRun], tis: Iterable[TaskInstance]
 ) -> dict[tuple[str, str], DagRun]:
@@ -678,12 +715,15 @@ def build_emissions(
     skew: timedelta,
     with_checks: bool = True,
     partition_runs: Mapping[tuple[str, str], DagRun] | None = None,
+    completing: frozenset[tuple[str, str, str, int]] = frozenset(),
 ) -> list[Emission]:
     """Step 3 (pure): the ordered events of the given rows.
 
     A row whose event (end) happened before ``changed_after`` changed after the fact (marked, noted,
     committed late or backfilled): an earlier copy may be anywhere since its end date minus ``skew``,
-    so its ``held_since`` reaches back that far; other rows only since ``recent_since``.
+    so its ``held_since`` reaches back that far; other rows only since ``recent_since``. Task rows in
+    ``completing`` (dag, run, task, map index) were read with their run (:func:`complete_runs`): an
+    earlier copy may be anywhere since their end, but they are not marked.
     """
     groups: dict[tuple[str, str], list[TaskInstance]] = defaultdict(list)
     for ti in tis:
@@ -705,7 +745,8 @@ def build_emissions(
         for ti in task_rows:
             out.extend(_task_emissions(plan, links, run_url, ti, built=built, recent_since=recent_since,
                                        changed_after=changed_after, skew=skew, with_checks=with_checks,
-                                       run=(partition_runs or run_rows).get(key)))
+                                       run=(partition_runs or run_rows).get(key),
+                                       completing=(ti.dag_id, ti.run_id, ti.task_id, ti.map_index) in completing))
         run = run_rows.get(key)
         if run is not None:
             out.extend(_run_emissions(plan, links, run_url, run, recent_since=recent_since, changed_after=changed_after, skew=skew,
@@ -733,12 +774,16 @@ def partition_of(plan: SensorPlan, key: AssetKey, run: DagRun | None, ti: TaskIn
 
 def _task_emissions(
     plan: SensorPlan, links: AirflowUiLinks, run_url: str, ti: TaskInstance, *, built: BuiltTries, recent_since: float,
-    changed_after: datetime | None, skew: timedelta, with_checks: bool, run: DagRun | None = None,
+    changed_after: datetime | None, skew: timedelta, with_checks: bool, run: DagRun | None = None, completing: bool = False,
 ) -> list[Emission]:
     keys = plan.by_task.get((ti.dag_id, ti.task_id))
     if not keys or not ti.is_finished or ti.state == "skipped":
         return []
     since, changed = _held_since(ti.end_date, recent_since=recent_since, changed_after=changed_after, skew=skew)
+    if completing:  # read with its run, not because its row changed: maybe reported already, never "marked"
+        if not ti.is_success:
+            return []
+        since, changed = min(since, _when(ti.end_date) - skew.total_seconds()), False
     reported = task_success_event(
         instance_name=plan.instance_name, links=links, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
         map_index=ti.map_index, try_number=ti.try_number, start_date=ti.start_date, end_date=ti.end_date, marked=changed,
@@ -984,8 +1029,14 @@ def evaluate_tick(
         fetched = fetch_changes(airflow_instance, tick, dag_ids=plan.dag_ids, settings=settings)
         audit = audit_settled(airflow_instance, cursor.settled, dag_ids=plan.dag_ids, budget=settings.max_rows_per_tick)
         swept_changed = tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest)
+        # the task rows each group emits: the rows read, plus those read with their run (complete_runs)
+        backfill_tis, sweep_tis, audit_tis, fresh_tis = (list(fetched.backfill_tis), list(fetched.sweep_tis), list(audit.tis),
+                                                         list(fetched.fresh_tis))
+        completing = complete_runs(airflow_instance, plan, [(fetched.backfill_runs, backfill_tis),
+                                                            (fetched.sweep_runs if swept_changed else [], sweep_tis),
+                                                            (audit.runs, audit_tis), (fetched.fresh_runs, fresh_tis)])
         all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fetched.fresh_runs, *audit.runs]
-        all_tis = [*fetched.backfill_tis, *fetched.sweep_tis, *fetched.fresh_tis, *audit.tis]
+        all_tis = [*backfill_tis, *sweep_tis, *fresh_tis, *audit_tis]
         fresh_events = fetch_dataset_events(airflow_instance, plan, [fetched.fresh] if fetched.fresh else [])
         late_events = fetch_dataset_events(airflow_instance, plan, [(tick.sweep.lo, tick.sweep.hi)] if swept_changed and tick.sweep else [])
         partition_runs = fetch_partition_runs(airflow_instance, plan, all_runs, all_tis)
@@ -1004,22 +1055,24 @@ def evaluate_tick(
     late: list[Emission] = []
     late_found = 0
     if fetched.backfill_runs:
-        emissions += build_emissions(plan, links, fetched.backfill_runs, fetched.backfill_tis, built=built, recent_since=recent,
-                                     changed_after=now, skew=skew, with_checks=False, partition_runs=partition_runs)
+        emissions += build_emissions(plan, links, fetched.backfill_runs, backfill_tis, built=built, recent_since=recent,
+                                     changed_after=now, skew=skew, with_checks=False, partition_runs=partition_runs,
+                                     completing=completing)
     if swept_changed:
-        late = build_emissions(plan, links, fetched.sweep_runs, fetched.sweep_tis, built=built, recent_since=recent,
-                               changed_after=now, skew=skew, partition_runs=partition_runs)
+        late = build_emissions(plan, links, fetched.sweep_runs, sweep_tis, built=built, recent_since=recent,
+                               changed_after=now, skew=skew, partition_runs=partition_runs, completing=completing)
         late += build_dataset_emissions(plan, links, late_events, held_since=lambda e: (e.timestamp - skew).timestamp())
         emissions += late
         late_found = len(late)
     audited: list[Emission] = []
     if audit.window is not None:  # rows committed later than the lateness window
-        audited = build_emissions(plan, links, audit.runs, audit.tis, built=built, recent_since=recent, changed_after=now, skew=skew,
-                                  partition_runs=partition_runs)
+        audited = build_emissions(plan, links, audit.runs, audit_tis, built=built, recent_since=recent, changed_after=now, skew=skew,
+                                  partition_runs=partition_runs, completing=completing)
         emissions += audited
     if fetched.fresh is not None:
-        emissions += build_emissions(plan, links, fetched.fresh_runs, fetched.fresh_tis, built=built, recent_since=recent,
-                                     changed_after=fetched.fresh[0] - settings.settle, skew=skew, partition_runs=partition_runs)
+        emissions += build_emissions(plan, links, fetched.fresh_runs, fresh_tis, built=built, recent_since=recent,
+                                     changed_after=fetched.fresh[0] - settings.settle, skew=skew, partition_runs=partition_runs,
+                                     completing=completing)
         emissions += build_dataset_emissions(plan, links, fresh_events, held_since=lambda e: recent)
     wanted = [e for e in emissions if e.event_id is not None and e.held_since is not None]
     held = read_held_events(context.instance, plan.instance_name, min(e.held_since for e in wanted if e.held_since is not None)) if wanted else set()
