@@ -60,6 +60,21 @@ def test_peer_defs_shape(instance: AirflowInstance, fake: FakeAirflow) -> None:
     assert checks == {"airflow_dag_run_succeeded", "airflow_task_succeeded"}
 
 
+def test_dag_ids_with_dots_and_dashes_build_their_checks(instance: AirflowInstance, fake: FakeAirflow) -> None:
+    """Every supported Dagster (1.12 derives op input names from asset keys) takes them."""
+    for collection in (fake.state.runs, fake.state.task_instances):
+        for item in collection:
+            if item.dag_id == "dag_00000":
+                item.dag_id = "team.sales-daily_v2"
+    fake.state.dags[0].dag_id = "team.sales-daily_v2"
+    defs = build_defs_from_airflow_instance(airflow_instance=instance,
+                                            defs=dag_defs("team.sales-daily_v2", task_defs("task_000", AssetSpec("a"))))
+    checks = {(k.asset_key, k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    assert (dag_asset_key("inst", "team.sales-daily_v2"), "airflow_dag_run_succeeded") in checks
+    assert (AssetKey("a"), "airflow_task_succeeded") in checks
+    assert defs.resolve_implicit_global_asset_job_def() is not None
+
+
 def test_dag_selector(instance: AirflowInstance) -> None:
     defs = build_defs_from_airflow_instance(airflow_instance=instance, dag_selector_fn=lambda d: d.dag_id.endswith("1"))
     assert [s.key for s in defs.resolve_all_asset_specs()] == [dag_asset_key("inst", "dag_00001")]

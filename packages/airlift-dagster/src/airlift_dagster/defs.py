@@ -11,15 +11,19 @@ from typing import Any
 from dagster import (
     AssetCheckKey,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSpec,
     AssetKey,
     AssetsDefinition,
     AssetSpec,
     DefaultSensorStatus,
     Definitions,
+    In,
     MetadataValue,
+    Nothing,
+    Out,
     TimeWindowPartitionsDefinition,
-    multi_asset_check,
+    op,
 )
 
 from airlift_client import AirflowInstance, ui_links_for
@@ -246,7 +250,15 @@ def build_defs_from_airflow_instance(
 
         task_of_key = {key: handle for handle, keys in mapped.by_task.items() for key in keys}
 
-        @multi_asset_check(specs=check_specs, name=f"{name}__airflow_run_checks", can_subset=True)
+        # What @multi_asset_check builds, with input names of our own: Dagster 1.12 derives them from
+        # the asset keys and rejects a DAG id with a dot ("team.sales-daily_v2"). The inputs carry
+        # nothing: the checks read no data.
+        checked = sorted({spec.asset_key for spec in check_specs}, key=lambda k: k.to_user_string())
+        keys_by_input = {f"checked_asset_{i}": key for i, key in enumerate(checked)}
+        specs_by_output = {spec.get_python_identifier(): spec for spec in check_specs}
+
+        @op(name=f"{name}__airflow_run_checks", ins={input_name: In(Nothing) for input_name in keys_by_input},
+            out={output: Out(None, is_required=False) for output in specs_by_output})
         def _airflow_run_checks(context):  # type: ignore[no-untyped-def]  # dagster validates the annotation
             # The sensor evaluates these checks from Airflow's task tries. A Dagster run evaluates one
             # only when the DagsterOperator launched that run for the Airflow task mapped to the asset
@@ -264,7 +276,8 @@ def build_defs_from_airflow_instance(
                         metadata={"Airflow run id": ref.run_id, "Try number": ref.try_number if ref.try_number is not None else -1},
                     )
 
-        assets_checks.append(_airflow_run_checks)
+        assets_checks.append(AssetChecksDefinition.create(keys_by_input_name=keys_by_input, node_def=_airflow_run_checks,
+                                                          check_specs_by_output_name=specs_by_output, can_subset=True))
 
     user_check_keys: dict[AssetKey, list[AssetCheckKey]] = {}
     for checks_def in user_defs.asset_checks or ():
