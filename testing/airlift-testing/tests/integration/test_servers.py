@@ -75,7 +75,8 @@ def _check_shape(airflow: AirflowServer, shape: str, run_id: str) -> None:
     users = subprocess.run([str(airflow.venv / "bin" / "airflow"), "users", "list", "-o", "json"], env=airflow.env(),
                            capture_output=True, text=True, cwd=airflow.home)
     assert users.returncode == 0, users.stderr[-2000:]
-    assert [u["username"] for u in json.loads(users.stdout[users.stdout.index("["):])] == ["admin"]
+    # the JSON list is the last line; Airflow may print "[warning ] ..." lines before it
+    assert [u["username"] for u in json.loads(users.stdout.strip().splitlines()[-1])] == ["admin"]
     if airflow.generation == 3:  # FAB auth manager: password login for a token, the token on the API
         refused = requests.post(f"{airflow.url}/auth/token", json={"username": "admin", "password": "wrong"}, timeout=30)
         assert refused.status_code in (401, 403), refused.text[:300]
