@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable
 from datetime import datetime
@@ -75,8 +76,10 @@ def _check_shape(airflow: AirflowServer, shape: str, run_id: str) -> None:
     users = subprocess.run([str(airflow.venv / "bin" / "airflow"), "users", "list", "-o", "json"], env=airflow.env(),
                            capture_output=True, text=True, cwd=airflow.home)
     assert users.returncode == 0, users.stderr[-2000:]
-    # the JSON list is the last line; Airflow may print "[warning ] ..." lines before it
-    assert [u["username"] for u in json.loads(users.stdout.strip().splitlines()[-1])] == ["admin"]
+    # Airflow may print "[warning ] ..." lines before the JSON list
+    listed = re.search(r"^\[\s*[{\]]", users.stdout, re.MULTILINE)
+    assert listed is not None, users.stdout[-2000:]
+    assert [u["username"] for u in json.loads(users.stdout[listed.start():])] == ["admin"]
     if airflow.generation == 3:  # FAB auth manager: password login for a token, the token on the API
         refused = requests.post(f"{airflow.url}/auth/token", json={"username": "admin", "password": "wrong"}, timeout=30)
         assert refused.status_code in (401, 403), refused.text[:300]
