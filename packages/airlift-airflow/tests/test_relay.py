@@ -93,11 +93,8 @@ def test_the_first_task_starts_the_relay_later_ones_send_a_datagram(fake_dagster
 
 
 def _target_of(listener: AirliftListener) -> relay.RelayTarget:
-    reporter = listener._reporter
-    assert reporter is not None
-    url, token = listener._dagster
-    return relay.RelayTarget(url, token, "prod", reporter.api, reporter.links.webserver_url, max_age=listener.settings.max_age,
-                             idle_seconds=listener.settings.relay_idle_seconds)
+    assert listener._target is not None
+    return listener._target
 
 
 def test_many_tasks_ending_at_once_without_a_relay_lose_nothing_and_send_nothing_twice(fake_dagster: FakeDagster) -> None:
@@ -138,8 +135,8 @@ def test_a_socket_left_by_a_dead_relay_is_replaced(fake_dagster: FakeDagster) ->
 
 
 def test_the_spawned_process_imports_no_airflow_and_gets_the_token_from_its_environment(fake_dagster: FakeDagster) -> None:
-    job = {**_target(fake_dagster).job(), "item": relay.encode_item(_item(1)), "relay": False,
-           "index": {TASK_ID: [["a"]], "": []}}
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    job = {**_target(fake_dagster).job(), "item": relay.encode_item(_item(1)), "relay": False}
     probe = relay._BOOT + "; print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))"
     env = {**os.environ, relay.JOB_ENV: json.dumps(job), relay.TOKEN_ENV: "dagster-token-SENTINEL"}
     out = subprocess.run([sys.executable, "-c", probe, str(Path(relay.__file__).parent)], env=env, capture_output=True,
@@ -147,7 +144,7 @@ def test_the_spawned_process_imports_no_airflow_and_gets_the_token_from_its_envi
     assert out.stdout.strip() == "[]"
     assert "SENTINEL" not in json.dumps(job)
     assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a", "/report_asset_check/a"]
-    assert fake_dagster.operations.count("AirliftDagIndex") == 0, "the index given by the task is used"
+    assert fake_dagster.operations.count("AirliftDagIndex") == 1, "one process, one index read"
     assert {h.get("Dagster-Cloud-Api-Token") for h in fake_dagster.headers} == {"dagster-token-SENTINEL"}
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +43,6 @@ from airlift_airflow.operator import (
 from airlift_airflow.push import (
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_QUEUE,
-    AssetIndexCache,
-    DagsterReporter,
     PushItem,
     PushSender,
     build_reporter,
@@ -117,9 +114,7 @@ class AirliftListener:
         self._settings = settings
         self._lock = threading.Lock()
         self._sender: PushSender | None = None
-        self._reporter: DagsterReporter | None = None
-        self._cache: AssetIndexCache | None = None
-        self._dagster: tuple[str, str | None] = ("", None)
+        self._target: RelayTarget | None = None
         self.overhead: list[float] = []
 
     def __repr__(self) -> str:
@@ -143,25 +138,20 @@ class AirliftListener:
         with self._lock:
             if self._sender is None:
                 try:
-                    self._dagster = DagsterHook(settings.dagster_conn_id).url_and_token()
+                    url, token = DagsterHook(settings.dagster_conn_id).url_and_token()
                 except Exception as e:
                     log.warning("Airlift push: no Dagster URL (%s); the Airlift sensor reports everything", e)
                     self._settings = PushSettings(enabled=False)
                     return None
-                self._reporter = self.build_reporter()
-                self._sender = PushSender(deliver=self._reporter, max_queue=settings.max_queue, max_age=settings.max_age)
+                # where a task's events go (the relay), and the in-process queue (the scheduler's DAG-run
+                # events; a task's when no relay can be reached or ``detach`` is off)
+                self._target = RelayTarget(url, token, settings.instance_name, ApiVersion.V2 if AIRFLOW_V_3_0_PLUS else ApiVersion.V1,
+                                           settings.airflow_url or airflow_ui_url(), max_age=settings.max_age,
+                                           idle_seconds=settings.relay_idle_seconds)
+                reporter = build_reporter(url, api_token=token, instance_name=settings.instance_name, api=self._target.api,
+                                          airflow_url=self._target.airflow_url, max_age=settings.max_age, index_ttl=settings.index_ttl)
+                self._sender = PushSender(deliver=reporter, max_queue=settings.max_queue, max_age=settings.max_age)
             return self._sender
-
-    def build_reporter(self, known: Mapping[str, Mapping[str | None, Sequence[tuple[str, ...]]]] | None = None) -> DagsterReporter:
-        """A reporter with its own HTTP sessions and index cache (seeded with ``known`` indexes)."""
-        settings = self.settings
-        url, token = self._dagster
-        reporter, self._cache = build_reporter(
-            url, api_token=token, instance_name=settings.instance_name, api=ApiVersion.V2 if AIRFLOW_V_3_0_PLUS else ApiVersion.V1,
-            airflow_url=settings.airflow_url or airflow_ui_url(), max_age=settings.max_age, index_ttl=settings.index_ttl,
-            known=known,
-        )
-        return reporter
 
     @hookimpl
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
@@ -172,7 +162,7 @@ class AirliftListener:
             sender = self.sender()
             if sender is not None and not _migrated(task_instance):
                 item = PushItem(dag_id=str(task_instance.dag_id), run_id="", prefetch=True)
-                if not (self.settings.detach and self._detach(item, None)):
+                if not (self.settings.detach and self._detach(item)):
                     sender.submit(item)
         except Exception:
             log.exception("Airlift push: on_task_instance_running failed (the task is not affected)")
@@ -189,8 +179,7 @@ class AirliftListener:
             if sender is None or _migrated(task_instance):
                 return
             item = PushItem.for_task(**task_instance_fields(task_instance))
-            index = self._cache.cached(item.dag_id) if self._cache is not None else None
-            if self.settings.detach and self._detach(item, index):
+            if self.settings.detach and self._detach(item):
                 outcome = "handed to the push relay"
             elif sender.submit(item):
                 handed = sender.flush(self.settings.flush_timeout)
@@ -203,15 +192,8 @@ class AirliftListener:
         finally:
             self.overhead.append(time.perf_counter() - started)
 
-    def _detach(self, item: PushItem, index: Mapping[str | None, Sequence[tuple[str, ...]]] | None) -> bool:
-        settings = self.settings
-        reporter = self._reporter
-        if reporter is None:
-            return False
-        url, token = self._dagster
-        target = RelayTarget(url, token, settings.instance_name, reporter.api, reporter.links.webserver_url,
-                             max_age=settings.max_age, idle_seconds=settings.relay_idle_seconds)
-        return send_or_spawn(item, target, index=index) != "failed"
+    def _detach(self, item: PushItem) -> bool:
+        return self._target is not None and send_or_spawn(item, self._target) != "failed"
 
     @hookimpl
     def on_dag_run_success(self, dag_run: Any, msg: str) -> None:

@@ -282,12 +282,6 @@ class AssetIndexCache:
         self._entries: dict[str, tuple[float, Mapping[str | None, Sequence[tuple[str, ...]]] | None]] = {}
         self._lock = threading.Lock()
 
-    def cached(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
-        """The index if it is cached and fresh (no request), else ``None``."""
-        with self._lock:
-            entry = self._entries.get(dag_id)
-        return entry[1] if entry is not None and self.clock() - entry[0] < self.ttl else None
-
     def get(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
         now = self.clock()
         with self._lock:
@@ -422,21 +416,17 @@ def build_reporter(
     airflow_url: str,
     max_age: float,
     index_ttl: float = 60.0,
-    known: Mapping[str, AssetIndex | None] | None = None,
-) -> tuple[DagsterReporter, AssetIndexCache]:
-    """A reporter with its own HTTP sessions and a task -> asset index cache (``index_ttl`` seconds,
-    seeded with ``known`` indexes), as the listener and the push relay use it."""
+) -> DagsterReporter:
+    """A reporter with its own HTTP sessions and a task -> asset index cache (``index_ttl`` seconds),
+    as the listener and the push relay use it."""
     from airlift_airflow.dagster_api import DagsterGraphQLClient
 
     client = DagsterGraphQLClient(url, api_token=api_token, timeout=5.0,
                                   retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=max_age))
-    seeded = dict(known or {})
 
     def fetch(dag_id: str) -> AssetIndex | None:
-        if dag_id in seeded:
-            return seeded.pop(dag_id)
         return client.task_asset_index(dag_asset_path(instance_name, dag_id), without_partitioned=True)
 
     cache = AssetIndexCache(fetch, ttl=index_ttl)
     return DagsterReporter(url, api_token=api_token, instance_name=instance_name, api=api, airflow_url=airflow_url,
-                           assets=cache.get), cache
+                           assets=cache.get)

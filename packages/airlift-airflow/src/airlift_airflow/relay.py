@@ -36,11 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from airlift_airflow.push import PushItem, PushSender, build_reporter
 from airlift_protocol import ApiVersion
 
 __all__ = ["JOB_ENV", "TOKEN_ENV", "RelayTarget", "main", "relay_dir", "send_or_spawn"]
@@ -112,7 +113,7 @@ def relay_dir() -> Path | None:
     return path
 
 
-def encode_item(item: Any) -> dict[str, Any]:
+def encode_item(item: PushItem) -> dict[str, Any]:
     """A :class:`~airlift_airflow.push.PushItem` as JSON-ready data (``created`` as a wall-clock age)."""
     return {"dag_id": item.dag_id, "run_id": item.run_id, "task_id": item.task_id, "map_index": item.map_index,
             "try_number": item.try_number, "run_type": item.run_type, "prefetch": item.prefetch,
@@ -121,9 +122,7 @@ def encode_item(item: Any) -> dict[str, Any]:
             "at": time.time() - (time.monotonic() - item.created)}
 
 
-def decode_item(raw: Mapping[str, Any]) -> Any:
-    from airlift_airflow.push import PushItem
-
+def decode_item(raw: Mapping[str, Any]) -> PushItem:
     age = max(0.0, time.time() - float(raw["at"]))
     return PushItem(
         dag_id=raw["dag_id"], run_id=raw["run_id"], task_id=raw["task_id"], map_index=int(raw["map_index"]),
@@ -134,10 +133,10 @@ def decode_item(raw: Mapping[str, Any]) -> Any:
     )
 
 
-def send_or_spawn(item: Any, target: RelayTarget, *, index: Mapping[str | None, Sequence[tuple[str, ...]]] | None = None) -> str:
+def send_or_spawn(item: PushItem, target: RelayTarget) -> str:
     """Hand ``item`` to the running relay, else spawn one with it. Returns how (``"relay"``,
     ``"spawned"``) or ``"failed"`` (logged; the Airlift sensor reports the item). Never blocks on
-    Dagster. ``index``: the DAG's task -> asset index if known (given to a spawned process)."""
+    Dagster."""
     payload = encode_item(item)
     folder = relay_dir()
     if folder is not None:
@@ -156,8 +155,7 @@ def send_or_spawn(item: Any, target: RelayTarget, *, index: Mapping[str | None, 
             folder = None
         finally:
             sock.close()
-    job = {**target.job(), "item": payload, "relay": folder is not None,
-           "index": None if index is None else {"" if k is None else k: [list(p) for p in v] for k, v in index.items()}}
+    job = {**target.job(), "item": payload, "relay": folder is not None}
     env = {**os.environ, JOB_ENV: json.dumps(job)}
     env.pop(TOKEN_ENV, None)
     if target.api_token:
@@ -184,20 +182,16 @@ _spawned: list[subprocess.Popen[bytes]] = []
 def main() -> None:
     """Entry of a spawned process (see :func:`send_or_spawn`): serve as the relay when none runs,
     else deliver the one item it was given."""
-    from airlift_airflow.push import PushSender, build_reporter
-
     job = json.loads(os.environ[JOB_ENV])
     target = RelayTarget.from_job(job, os.environ.get(TOKEN_ENV))
-    known = job.get("index")
-    seeded = {} if known is None else {job["item"]["dag_id"]: {(k or None): [tuple(p) for p in v] for k, v in known.items()}}
-    reporter, _ = build_reporter(target.url, api_token=target.api_token, instance_name=target.instance_name, api=target.api,
-                                 airflow_url=target.airflow_url, max_age=target.max_age, known=seeded)
     item = decode_item(job["item"])
     folder = relay_dir() if job.get("relay") else None
     lock = _lock(folder / f"{target.name()}.lock") if folder is not None else None
+    if lock is None and item.prefetch:
+        return  # a relay is running (or none may): only a relay keeps an index cache
+    reporter = build_reporter(target.url, api_token=target.api_token, instance_name=target.instance_name, api=target.api,
+                              airflow_url=target.airflow_url, max_age=target.max_age)
     if lock is None:  # a relay is running (or none may): deliver this one item, then exit
-        if item.prefetch:
-            return  # only the relay keeps an index cache
         PushSender(deliver=reporter, max_age=target.max_age).deliver_now(item)
         return
     sender = PushSender(deliver=reporter, max_age=target.max_age, workers=RELAY_WORKERS)
@@ -214,7 +208,7 @@ def main() -> None:
     sender.flush(target.max_age + 1.0)
 
 
-def serve(sock: socket.socket, path: Path, sender: Any, *, idle_seconds: float) -> None:
+def serve(sock: socket.socket, path: Path, sender: PushSender, *, idle_seconds: float) -> None:
     """Take items from ``sock`` until idle for ``idle_seconds``; then remove ``path`` (new items start
     a new relay) and take what is still buffered."""
     sock.settimeout(1.0)
@@ -239,7 +233,7 @@ def serve(sock: socket.socket, path: Path, sender: Any, *, idle_seconds: float) 
     sock.close()
 
 
-def _take(data: bytes, sender: Any) -> None:
+def _take(data: bytes, sender: PushSender) -> None:
     try:
         item = decode_item(json.loads(data))
     except (ValueError, KeyError, TypeError) as e:
