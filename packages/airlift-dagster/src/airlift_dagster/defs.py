@@ -284,9 +284,6 @@ def build_defs_from_airflow_instance(
         for check_key in getattr(checks_def, "check_keys", ()):
             user_check_keys.setdefault(check_key.asset_key, []).append(check_key)
 
-    mapped_task_ids: dict[str, list[str]] = {}
-    for dag_id, task_id in mapped.by_task:
-        mapped_task_ids.setdefault(dag_id, []).append(task_id)
     plan = SensorPlan.build(
         instance_name=name,
         api=state.api,
@@ -310,7 +307,7 @@ def build_defs_from_airflow_instance(
     peered = Definitions(assets=[*(s for _, s in dataset_specs), *dag_specs], asset_checks=assets_checks, sensors=[sensor])
     with preview_api():
         return Definitions.merge(annotated, peered).with_reconstruction_metadata(
-            {_metadata_key(name): state.to_reconstruction_json(mapped_task_ids, datasets=[d for d, _ in dataset_specs])}
+            {_metadata_key(name): state.to_reconstruction_json(plan.tasks_by_dag, datasets=[d for d, _ in dataset_specs])}
         )
 
 

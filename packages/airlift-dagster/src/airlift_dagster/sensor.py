@@ -328,6 +328,8 @@ class SensorPlan:
     dataset_keys: Mapping[str, AssetKey] = field(default_factory=dict)
     #: Mapped asset key → its time-window partitioning (its materializations carry a partition key).
     partitioning: Mapping[AssetKey, TimeWindowPartitioning] = field(default_factory=dict)
+    #: DAG id → its mapped task ids (those of ``by_task``).
+    tasks_by_dag: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -353,6 +355,7 @@ class SensorPlan:
         for dag_id, task_id in by_task:
             mapped[dag_id].append(task_id)
         return cls(
+            tasks_by_dag={dag_id: tuple(task_ids) for dag_id, task_ids in mapped.items()},
             coverage={dag_id: dag_digest(dag_id, mapped.get(dag_id, ())) for dag_id in dag_asset_keys},
             instance_name=instance_name,
             api=api,
@@ -620,29 +623,25 @@ def complete_runs(
     are read now (one request for the tick) and added to that group (``groups``: runs, task rows).
     Returns the added rows' (dag, run, task, map index); a row already reported is dropped by the
     identity check, and the later copy of the row finds its event held."""
-    mapped: dict[str, set[str]] = defaultdict(set)
-    for dag_id, task_id in plan.by_task:
-        mapped[dag_id].add(task_id)
     wanted: dict[tuple[str, str], int] = {}
     for i, (runs, tis) in enumerate(groups):
         have = {(t.dag_id, t.run_id, t.task_id) for t in tis}
         for run in runs:
-            if run.is_success and any((run.dag_id, run.run_id, task_id) not in have for task_id in mapped.get(run.dag_id, ())):
+            if run.is_success and any((run.dag_id, run.run_id, t) not in have for t in plan.tasks_by_dag.get(run.dag_id, ())):
                 wanted.setdefault((run.dag_id, run.run_id), i)
     if not wanted:
         return frozenset()
     dag_ids = sorted({d for d, _ in wanted})
+    present = {(t.dag_id, t.run_id, t.task_id, t.map_index) for _, tis in groups for t in tis}
     added: set[tuple[str, str, str, int]] = set()
     for ti in airflow_instance.iter_task_instances(dag_ids=dag_ids, run_ids=sorted({r for _, r in wanted}),
-                                                   task_ids=sorted({t for d in dag_ids for t in mapped[d]})):
+                                                   task_ids=sorted({t for d in dag_ids for t in plan.tasks_by_dag[d]})):
         group = wanted.get((ti.dag_id, ti.run_id))
         key = (ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
-        if group is None or (ti.dag_id, ti.task_id) not in plan.by_task:
+        if group is None or (ti.dag_id, ti.task_id) not in plan.by_task or key in present:
             continue
-        tis = groups[group][1]
-        if any((t.dag_id, t.run_id, t.task_id, t.map_index) == key for t in tis):
-            continue
-        tis.append(ti)
+        groups[group][1].append(ti)
+        present.add(key)
         added.add(key)
     return frozenset(added)
 
