@@ -371,6 +371,8 @@ class TaskInstance:
     start_date: datetime | None
     end_date: datetime | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    #: REST ``max_tries``: changes only when the task is cleared, so it names the current attempt.
+    max_tries: int | None = None
 
     @classmethod
     def from_rest(cls, raw: Mapping[str, Any], *, api: ApiVersion) -> TaskInstance:
@@ -397,6 +399,7 @@ class TaskInstance:
             start_date=parse_airflow_datetime(raw.get("start_date"), what=f"{what} start_date"),
             end_date=parse_airflow_datetime(raw.get("end_date"), what=f"{what} end_date"),
             raw=raw,
+            max_tries=raw["max_tries"] if isinstance(raw.get("max_tries"), int) else None,
         )
 
     @property

@@ -31,6 +31,7 @@ __all__ = [
     "AIRFLOW_DAG_ID_RUN_TAG",
     "AIRFLOW_INSTANCE_RUN_TAG",
     "AIRFLOW_MAP_INDEX_RUN_TAG",
+    "AIRFLOW_MAX_TRIES_RUN_TAG",
     "AIRFLOW_RUN_ID_RUN_TAG",
     "AIRFLOW_TASK_ID_RUN_TAG",
     "AIRFLOW_TRY_NUMBER_RUN_TAG",
@@ -46,6 +47,7 @@ __all__ = [
     "encode_tag_value",
     "operator_run_tags",
     "parse_dagster_run_tags",
+    "run_counts_for_try",
     "task_is_marked_migrated",
     "task_migration_doc",
     "tasks_migrated_in_dag_doc",
@@ -60,6 +62,10 @@ AIRFLOW_RUN_ID_RUN_TAG = "airlift/airflow_run_id"
 AIRFLOW_TRY_NUMBER_RUN_TAG = "airlift/airflow_try_number"
 AIRFLOW_MAP_INDEX_RUN_TAG = "airlift/airflow_map_index"
 AIRFLOW_INSTANCE_RUN_TAG = "airlift/airflow_instance"
+#: The task instance's ``max_tries`` when the run was launched: Airflow changes it only when the task
+#: is cleared, so it names the ATTEMPT (the tries between two clears) on both sides, whatever the DAG
+#: file's ``retries`` says now. The operator and the sensor read the same value (REST ``max_tries``).
+AIRFLOW_MAX_TRIES_RUN_TAG = "airlift/airflow_max_tries"
 
 #: Airflow DAG tag added to every DAG that ``mark_as_dagster_migrating`` patched.
 MIGRATING_DAG_TAG = "airlift:migrating"
@@ -102,6 +108,27 @@ class AirflowTaskRef:
     try_number: int | None = None
     map_index: int = -1
     instance_name: str | None = None
+    max_tries: int | None = None
+
+
+def run_counts_for_try(ref: AirflowTaskRef, *, try_number: int, max_tries: int | None) -> bool:
+    """Whether a Dagster run launched for ``ref`` may stand for the Airflow try ``try_number`` of the
+    same task instance (whose REST ``max_tries`` is ``max_tries``): the run of that very try, or one
+    launched by an earlier try of the same attempt (re-attached, reused, or retried by Dagster, whose
+    retries copy the tags). A run tagged without a try number (older operators) counts for every try.
+    The caller has matched instance, DAG, run, task and map index; this is the one retry-chain rule.
+
+    >>> ref = AirflowTaskRef("d", "t", "r", try_number=1, max_tries=3)
+    >>> run_counts_for_try(ref, try_number=1, max_tries=3), run_counts_for_try(ref, try_number=2, max_tries=3)
+    (True, True)
+    >>> run_counts_for_try(ref, try_number=4, max_tries=6)  # the task was cleared in between: a new attempt
+    False
+    >>> run_counts_for_try(AirflowTaskRef("d", "t", "r", try_number=2), try_number=3, max_tries=3)  # no attempt tag
+    False
+    """
+    if ref.try_number is None or ref.try_number == try_number:
+        return True
+    return ref.max_tries is not None and max_tries is not None and ref.max_tries == max_tries and ref.try_number < try_number
 
 
 def dagster_run_tags(
@@ -140,6 +167,7 @@ def parse_dagster_run_tags(tags: Mapping[str, str]) -> AirflowTaskRef | None:
         return None
     try_number = tags.get(AIRFLOW_TRY_NUMBER_RUN_TAG)
     map_index = tags.get(AIRFLOW_MAP_INDEX_RUN_TAG)
+    max_tries = tags.get(AIRFLOW_MAX_TRIES_RUN_TAG)
     return AirflowTaskRef(
         dag_id=dag_id,
         task_id=task_id,
@@ -147,6 +175,7 @@ def parse_dagster_run_tags(tags: Mapping[str, str]) -> AirflowTaskRef | None:
         try_number=int(try_number) if try_number and try_number.isdigit() else None,
         map_index=int(map_index) if map_index and map_index.lstrip("-").isdigit() else -1,
         instance_name=tags.get(AIRFLOW_INSTANCE_RUN_TAG),
+        max_tries=int(max_tries) if max_tries and max_tries.isdigit() else None,
     )
 
 
@@ -209,6 +238,7 @@ def operator_run_tags(
     try_number: int,
     map_index: int,
     location: str,
+    max_tries: int | None = None,
 ) -> dict[str, str]:
     """Every tag ``DagsterOperator`` puts on a run: the full identity (instance, DAG, run, task,
     try, map index, always present) and the code location. Together they are the launch's
@@ -223,6 +253,8 @@ def operator_run_tags(
     )
     tags[AIRFLOW_MAP_INDEX_RUN_TAG] = str(map_index)
     tags[DAGSTER_CODE_LOCATION_RUN_TAG] = location
+    if max_tries is not None:
+        tags[AIRFLOW_MAX_TRIES_RUN_TAG] = str(max_tries)
     return tags
 
 
