@@ -1,0 +1,212 @@
+"""The sensor's cursor: a small versioned JSON record of its progress, and how a tick advances it
+(the high-water mark, windows to re-read after the lateness window, settled windows the late-commit
+audit counts, and the DAGs covered)."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from airlift_dagster.errors import AirliftDagsterError
+from airlift_dagster.sensor._time import _TICK, _from_us, _iso, _us
+from airlift_dagster.sensor.settings import SensorSettings
+from airlift_protocol import (
+    DagRun,
+    TaskInstance,
+)
+
+if TYPE_CHECKING:
+    from airlift_dagster.sensor.fetch import Audit, Fetched
+    from airlift_dagster.sensor.windows import TickPlan
+
+CURSOR_VERSION = 2
+
+#: Windows remembered for the lateness re-read before neighbours are merged (keeps the cursor small).
+MAX_SWEEP_WINDOWS = 32
+
+#: Settled windows the late-commit audit keeps apart (older ones are merged: still counted, too large
+#: to re-read in one tick once they exceed ``max_rows_per_tick``).
+MAX_SETTLED_WINDOWS = 16
+
+
+@dataclass(frozen=True)
+
+
+class SweepWindow:
+    """An ``updated_at`` window already read, to read once more after the lateness window:
+    its bounds, how many rows it held and an order-free digest of them."""
+
+    lo: datetime
+    hi: datetime
+    rows: int
+    digest: int
+
+    def merged(self, other: SweepWindow) -> SweepWindow:
+        return SweepWindow(lo=self.lo, hi=other.hi, rows=self.rows + other.rows, digest=self.digest ^ other.digest)
+
+
+@dataclass(frozen=True)
+
+
+class SettledWindow:
+    """An ``updated_at`` window read twice (fresh, then after the lateness window) with the number
+    of rows (runs + task instances of every DAG, any state) Airflow listed in it when last counted.
+    Rows only leave a settled window (a changed row gets a new ``updated_at``); more rows than
+    counted means a commit landed later than the lateness window."""
+
+    lo: datetime
+    hi: datetime
+    rows: int
+
+
+def rows_digest(runs: Iterable[DagRun], tis: Iterable[TaskInstance]) -> tuple[int, int]:
+    """(count, digest) of the finished rows a window holds (running rows change all the time and are
+    not events); the digest of two windows' union is the XOR of theirs."""
+    count = 0
+    digest = 0
+    for run in runs:
+        if not run.is_finished:
+            continue
+        count += 1
+        digest ^= zlib.crc32(f"r\x1f{run.dag_id}\x1f{run.run_id}\x1f{run.state}\x1f{run.end_date}".encode())
+    for ti in tis:
+        if not ti.is_finished:
+            continue
+        count += 1
+        digest ^= zlib.crc32(f"t\x1f{ti.dag_id}\x1f{ti.run_id}\x1f{ti.task_id}\x1f{ti.map_index}\x1f{ti.try_number}\x1f{ti.state}".encode())
+    return count, digest
+
+
+@dataclass
+
+
+class AirliftSensorCursor:
+    """The sensor's progress: a small versioned JSON record (kilobytes at any run rate).
+
+    ``high_water``: every row changed up to here (Airflow's ``updated_at``) was processed;
+    ``tick_started``: when the tick that wrote the cursor started (Dagster's clock);
+    ``pending``: windows to read again after the lateness window; ``settled``: windows read twice,
+    with how many rows Airflow listed in them (the late-commit audit); ``dags``: digests of the DAGs the
+    sensor covers (a DAG new to the mapping gets its history backfilled; ``None``: take the current
+    ones as covered, as after an upgrade from the end-date cursor of earlier releases).
+
+    >>> AirliftSensorCursor.parse(AirliftSensorCursor().serialize()).high_water is None
+    True
+    """
+
+    high_water: datetime | None = None
+    tick_started: float = 0.0
+    pending: list[SweepWindow] = field(default_factory=list)
+    dags: frozenset[str] | None = frozenset()
+    settled: list[SettledWindow] = field(default_factory=list)
+
+    def serialize(self) -> str:
+        return json.dumps(
+            {
+                "v": CURSOR_VERSION,
+                "hw": _iso(self.high_water) if self.high_water else None,
+                "at": round(self.tick_started, 3),
+                "sw": [[_us(w.lo), _us(w.hi), w.rows, w.digest] for w in self.pending],
+                "dags": None if self.dags is None else "".join(sorted(self.dags)),
+                "au": [[_us(w.lo), _us(w.hi), w.rows] for w in self.settled],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def parse(cls, text: str | None) -> AirliftSensorCursor:
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            version = data.get("v")
+            if version == 1:  # the end-date cursor of earlier releases: continue from its mark
+                hw = data.get("hw")
+                return cls(high_water=datetime.fromisoformat(hw) if hw else None, dags=None)
+            if version != CURSOR_VERSION:
+                raise ValueError(f"cursor format {version!r}")
+            hw = data.get("hw")
+            raw_dags = data.get("dags")
+            dags = None if raw_dags is None else str(raw_dags)
+            return cls(
+                high_water=datetime.fromisoformat(hw) if hw else None,
+                tick_started=float(data.get("at") or 0.0),
+                pending=[SweepWindow(_from_us(lo), _from_us(hi), int(n), int(d)) for lo, hi, n, d in data.get("sw") or []],
+                dags=None if dags is None else frozenset(dags[i: i + 8] for i in range(0, len(dags), 8)),
+                settled=[SettledWindow(_from_us(lo), _from_us(hi), int(n)) for lo, hi, n in data.get("au") or []],
+            )
+        except (ValueError, TypeError, AttributeError) as e:
+            raise AirliftDagsterError(
+                f"the Airlift sensor cursor {text[:80]!r} cannot be read ({e}); reset the sensor's cursor in the UI"
+            ) from e
+
+
+def advance_cursor(
+    cursor: AirliftSensorCursor,
+    plan: TickPlan,
+    fetched: Fetched,
+    *,
+    coverage: Mapping[str, str],
+    tick_started: float,
+    settings: SensorSettings,
+    audit: Audit | None = None,
+) -> AirliftSensorCursor:
+    """Step 5 (pure): the cursor after a tick whose events were all emitted (``audit``: the
+    settled windows' counts the late-commit audit saw)."""
+    pending = list(cursor.pending)
+    if plan.sweep is not None and pending and pending[0] == plan.sweep:
+        pending.pop(0)
+    high_water = cursor.high_water
+    if fetched.fresh is not None:
+        lo, hi = fetched.fresh
+        rows, digest = rows_digest(fetched.fresh_runs, fetched.fresh_tis)
+        pending.append(SweepWindow(lo, hi, rows, digest))
+        high_water = hi
+    elif high_water is None and plan.fresh is None:
+        high_water = plan.backfill_since
+    while len(pending) > MAX_SWEEP_WINDOWS:
+        merged = _merge_smallest(pending, settings.max_rows_per_tick)
+        if len(merged) == len(pending):
+            break
+        pending = merged
+    current = set(coverage.values())
+    if plan.first_start or cursor.dags is None:
+        dags = frozenset(current)
+    else:
+        dags = frozenset((cursor.dags & current) | {coverage[d] for d in plan.backfill})
+    settled = list(audit.settled) if audit is not None else list(cursor.settled)
+    if plan.sweep is not None and fetched.sweep_total is not None:
+        settled = settle_window(settled, SettledWindow(plan.sweep.lo, plan.sweep.hi, fetched.sweep_total))
+    return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags, settled=settled)
+
+
+def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow]:
+    """Merge the adjacent pair with the fewest rows (it stays readable in one tick if it fits)."""
+    best = min(range(len(pending) - 1), key=lambda i: pending[i].rows + pending[i + 1].rows)
+    if pending[best].rows + pending[best + 1].rows > budget and len(pending) <= MAX_SWEEP_WINDOWS * 4:
+        return pending
+    return [*pending[:best], pending[best].merged(pending[best + 1]), *pending[best + 2:]]
+
+
+def settle_window(settled: Sequence[SettledWindow], window: SettledWindow) -> list[SettledWindow]:
+    """Step 5b (pure): add a window read twice to the audited ones; a window that does not follow
+    the last one starts the list again; past :data:`MAX_SETTLED_WINDOWS` the two oldest merge.
+
+    >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> out = settle_window([SettledWindow(t, t + timedelta(minutes=1), 3)],
+    ...                     SettledWindow(t + timedelta(minutes=1, microseconds=1), t + timedelta(minutes=2), 4))
+    >>> [w.rows for w in out]
+    [3, 4]
+    """
+    out = list(settled)
+    if out and window.lo != out[-1].hi + _TICK:
+        out = []
+    out.append(window)
+    while len(out) > MAX_SETTLED_WINDOWS:
+        out[:2] = [SettledWindow(out[0].lo, out[1].hi, out[0].rows + out[1].rows)]
+    return out
+

@@ -1,0 +1,197 @@
+"""Step 2 (Airflow I/O): read the planned windows (sized to the row budget, strictly paged), audit
+the settled windows for late commits, read the tasks of completing runs, dataset events and the
+runs naming partitions. Any client error propagates: nothing partial, the cursor does not move."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from airlift_client import AirflowInstance
+from airlift_dagster.sensor._time import _TICK
+from airlift_dagster.sensor.cursor import SettledWindow
+from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
+from airlift_dagster.sensor.windows import TickPlan
+from airlift_protocol import (
+    DagRun,
+    DatasetEvent,
+    TaskInstance,
+)
+
+
+@dataclass
+
+
+class Fetched:
+    """Rows read from Airflow for one tick."""
+
+    fresh: tuple[datetime, datetime] | None = None
+    fresh_runs: list[DagRun] = field(default_factory=list)
+    fresh_tis: list[TaskInstance] = field(default_factory=list)
+    sweep_runs: list[DagRun] = field(default_factory=list)
+    sweep_tis: list[TaskInstance] = field(default_factory=list)
+    backfill_runs: list[DagRun] = field(default_factory=list)
+    backfill_tis: list[TaskInstance] = field(default_factory=list)
+    #: rows of every DAG Airflow listed in the sweep window (the settled window's count)
+    sweep_total: int | None = None
+
+
+def size_window(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, budget: int) -> datetime:
+    """The largest ``hi' <= hi`` (halving) whose window ``[lo, hi']`` holds at most ``budget`` rows.
+    Rows sharing one instant cannot be split: such a window is read whole."""
+    while True:
+        count = airflow_instance.count_updated(updated_at_gte=lo, updated_at_lte=hi)
+        if count <= budget or hi - lo <= _TICK:
+            return hi
+        hi = lo + (hi - lo) / 2
+
+
+def _changed_all(airflow_instance: AirflowInstance, lo: datetime, hi: datetime,
+                 dag_ids: frozenset[str]) -> tuple[list[DagRun], list[TaskInstance], int]:
+    """The rows of ``dag_ids`` changed in ``[lo, hi]``, and how many rows of every DAG were listed."""
+    total = 0
+    runs: list[DagRun] = []
+    tis: list[TaskInstance] = []
+    for run in airflow_instance.iter_updated_dag_runs(updated_at_gte=lo, updated_at_lte=hi):
+        total += 1
+        if run.dag_id in dag_ids:
+            runs.append(run)
+    for ti in airflow_instance.iter_updated_task_instances(updated_at_gte=lo, updated_at_lte=hi):
+        total += 1
+        if ti.dag_id in dag_ids:
+            tis.append(ti)
+    return runs, tis, total
+
+
+def _changed(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, dag_ids: frozenset[str]) -> tuple[list[DagRun], list[TaskInstance]]:
+    runs, tis, _ = _changed_all(airflow_instance, lo, hi, dag_ids)
+    return runs, tis
+
+
+def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids: frozenset[str], settings: SensorSettings) -> Fetched:
+    """Step 2 (I/O): read the planned windows; any client error propagates (nothing partial)."""
+    out = Fetched()
+    if plan.fresh is not None:
+        lo, hi = plan.fresh
+        hi = size_window(airflow_instance, lo, hi, settings.max_rows_per_tick)
+        out.fresh = (lo, hi)
+        out.fresh_runs, out.fresh_tis = _changed(airflow_instance, lo, hi, dag_ids)
+    if plan.sweep is not None:
+        out.sweep_runs, out.sweep_tis, out.sweep_total = _changed_all(airflow_instance, plan.sweep.lo, plan.sweep.hi, dag_ids)
+    if plan.backfill:
+        upper = out.fresh[0] - _TICK if out.fresh else None
+        runs = list(airflow_instance.iter_dag_runs(dag_ids=list(plan.backfill), states=["success", "failed"],
+                                                   end_date_gte=plan.backfill_since, end_date_lte=upper))
+        out.backfill_runs = runs
+        if runs:
+            wanted = {(r.dag_id, r.run_id) for r in runs}
+            out.backfill_tis = [
+                t for t in airflow_instance.iter_task_instances(dag_ids=sorted({r.dag_id for r in runs}), run_ids=sorted({r.run_id for r in runs}))
+                if (t.dag_id, t.run_id) in wanted
+            ]
+    return out
+
+
+@dataclass
+
+
+class Audit:
+    """What the late-commit audit found in the settled windows: their counts now (``settled``), the
+    rows of the one window re-read because it grew (``window``, ``runs``, ``tis``), and windows that
+    grew but hold more rows than one tick reads (``unread``: window and its count now)."""
+
+    settled: list[SettledWindow] = field(default_factory=list)
+    window: SettledWindow | None = None
+    runs: list[DagRun] = field(default_factory=list)
+    tis: list[TaskInstance] = field(default_factory=list)
+    unread: list[tuple[SettledWindow, int]] = field(default_factory=list)
+
+
+def audit_settled(airflow_instance: AirflowInstance, settled: Sequence[SettledWindow], *, dag_ids: frozenset[str],
+                  budget: int) -> Audit:
+    """Step 2b (I/O): count the rows in all settled windows at once (two one-item requests); only if
+    that total moved, count each window, and re-read the first one that grew if it fits ``budget``.
+    A grown window holds rows committed later than the lateness window."""
+    audit = Audit(settled=list(settled))
+    if not settled:
+        return audit
+    total = airflow_instance.count_updated(updated_at_gte=settled[0].lo, updated_at_lte=settled[-1].hi)
+    if total == sum(w.rows for w in settled):
+        return audit
+    recounted: list[SettledWindow] = []
+    for window in settled:
+        now_rows = airflow_instance.count_updated(updated_at_gte=window.lo, updated_at_lte=window.hi)
+        if now_rows > window.rows:
+            if now_rows > budget:  # counted and warned about once
+                audit.unread.append((window, now_rows))
+            elif audit.window is None:
+                audit.runs, audit.tis, now_rows = _changed_all(airflow_instance, window.lo, window.hi, dag_ids)
+                audit.window = window
+            else:  # one re-read per tick: the old count makes a later tick find this window again
+                recounted.append(window)
+                continue
+        recounted.append(SettledWindow(window.lo, window.hi, now_rows))
+    audit.settled = recounted
+    return audit
+
+
+def fetch_dataset_events(
+    airflow_instance: AirflowInstance, plan: SensorPlan, windows: Iterable[tuple[datetime, datetime]]
+) -> list[DatasetEvent]:
+    """Step 2b (I/O): the dataset / asset events of the mapped URIs with a timestamp in the given
+    windows (the tick's ``updated_at`` windows: an event is written with its task's success)."""
+    if not plan.dataset_keys:
+        return []
+    out: list[DatasetEvent] = []
+    for lo, hi in windows:
+        out.extend(e for e in airflow_instance.iter_dataset_events(timestamp_gte=lo, timestamp_lte=hi) if e.uri in plan.dataset_keys)
+    return out
+
+
+def complete_runs(
+    airflow_instance: AirflowInstance, plan: SensorPlan, groups: Sequence[tuple[Sequence[DagRun], list[TaskInstance]]],
+) -> frozenset[tuple[str, str, str, int]]:
+    """Step 2d (I/O): a successful run's DAG asset comes after the events of its tasks. Airflow 3 can
+    write a task's row again after its run ended (so the row falls in a later window), and the row
+    budget can split a run from its tasks: the mapped tasks of a successful run that its group lacks
+    are read now (one request for the tick) and added to that group (``groups``: runs, task rows).
+    Returns the added rows' (dag, run, task, map index); a row already reported is dropped by the
+    identity check, and the later copy of the row finds its event held."""
+    wanted: dict[tuple[str, str], int] = {}
+    for i, (runs, tis) in enumerate(groups):
+        have = {(t.dag_id, t.run_id, t.task_id) for t in tis}
+        for run in runs:
+            if run.is_success and any((run.dag_id, run.run_id, t) not in have for t in plan.tasks_by_dag.get(run.dag_id, ())):
+                wanted.setdefault((run.dag_id, run.run_id), i)
+    if not wanted:
+        return frozenset()
+    dag_ids = sorted({d for d, _ in wanted})
+    present = {(t.dag_id, t.run_id, t.task_id, t.map_index) for _, tis in groups for t in tis}
+    added: set[tuple[str, str, str, int]] = set()
+    for ti in airflow_instance.iter_task_instances(dag_ids=dag_ids, run_ids=sorted({r for _, r in wanted}),
+                                                   task_ids=sorted({t for d in dag_ids for t in plan.tasks_by_dag[d]})):
+        group = wanted.get((ti.dag_id, ti.run_id))
+        key = (ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+        if group is None or (ti.dag_id, ti.task_id) not in plan.by_task or key in present:
+            continue
+        groups[group][1].append(ti)
+        present.add(key)
+        added.add(key)
+    return frozenset(added)
+
+
+def fetch_partition_runs(
+    airflow_instance: AirflowInstance, plan: SensorPlan, runs: Iterable[DagRun], tis: Iterable[TaskInstance]
+) -> dict[tuple[str, str], DagRun]:
+    """Step 2c (I/O): the DAG runs whose logical date / data interval name the partition of a
+    successful try of a task mapped to a time-partitioned asset (runs already read are reused; the
+    others are read concurrently: usually none, as a run changes when its last task ends)."""
+    known = {(r.dag_id, r.run_id): r for r in runs}
+    if not plan.partitioning:
+        return known
+    wanted = sorted({(t.dag_id, t.run_id) for t in tis if t.is_success
+                     and any(k in plan.partitioning for k in plan.by_task.get((t.dag_id, t.task_id), ()))} - set(known))
+    known.update(airflow_instance.get_dag_runs(wanted))
+    return known
+

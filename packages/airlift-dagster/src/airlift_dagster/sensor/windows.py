@@ -1,0 +1,50 @@
+"""Step 1 (pure): which ``updated_at`` windows a tick reads: the fresh window after the high-water
+mark, a window to read again once the lateness window passed, DAGs new to the mapping to backfill."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from airlift_dagster.sensor._time import _TICK
+from airlift_dagster.sensor.cursor import AirliftSensorCursor, SweepWindow
+from airlift_dagster.sensor.settings import SensorSettings
+
+#: DAGs new to the mapping backfilled per tick.
+BACKFILL_DAGS_PER_TICK = 20
+
+
+@dataclass(frozen=True)
+
+
+class TickPlan:
+    """What one tick reads: ``fresh`` (``updated_at`` window after the high-water mark, its upper
+    bound may shrink when sized), ``sweep`` (a window to read again), ``backfill`` (DAGs new to the
+    mapping, with their history from ``backfill_since``)."""
+
+    fresh: tuple[datetime, datetime] | None
+    sweep: SweepWindow | None
+    backfill: tuple[str, ...]
+    backfill_since: datetime
+    first_start: bool
+
+
+def plan_tick(cursor: AirliftSensorCursor, *, now: datetime, coverage: Mapping[str, str], settings: SensorSettings) -> TickPlan:
+    """Step 1 (pure): what to read this tick. ``coverage``: DAG id → :func:`dag_digest`.
+
+    >>> now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    >>> plan = plan_tick(AirliftSensorCursor(), now=now, coverage={"d": dag_digest("d")}, settings=SensorSettings())
+    >>> plan.first_start, plan.fresh[0] == now - timedelta(days=1)
+    (True, True)
+    """
+    first = cursor.high_water is None
+    lo = now - settings.history_window if cursor.high_water is None else cursor.high_water + _TICK
+    hi = now - settings.settle
+    sweep = cursor.pending[0] if cursor.pending and cursor.pending[0].hi <= now - settings.lateness_window else None
+    backfill: tuple[str, ...] = ()
+    if not first and cursor.dags is not None:
+        backfill = tuple(sorted(d for d, digest in coverage.items() if digest not in cursor.dags))[:BACKFILL_DAGS_PER_TICK]
+    return TickPlan(fresh=(lo, hi) if hi >= lo else None, sweep=sweep, backfill=backfill,
+                    backfill_since=now - settings.history_window, first_start=first)
+
