@@ -20,7 +20,13 @@ from airlift_airflow.push import (
     PushSender,
     ReportFailedError,
 )
-from airlift_airflow.version_compat import AIRFLOW_V_3_0_PLUS
+from airlift_airflow.version_compat import (
+    AIRFLOW_V_2_10_PLUS,
+    AIRFLOW_V_3_0_PLUS,
+    DAG,
+    BaseOperator,
+    task_instance_fields,
+)
 from airlift_protocol import ApiVersion, RetryPolicy
 from airlift_protocol.tags import AIRFLOW_EVENT_TAG, AirflowEventId, airflow_event_key_of
 
@@ -181,9 +187,44 @@ def test_dagster_down_drops_within_max_age(caplog: pytest.LogCaptureFixture) -> 
     assert sender.stats.dropped_failed == 1 and "the Airlift sensor reports it" in caplog.text
 
 
-def _task_instance(task: Any = None) -> SimpleNamespace:
-    return SimpleNamespace(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, map_index=-1, try_number=1,
+def _task_instance(task: Any = None, try_number: int = 1) -> SimpleNamespace:
+    """A finished try as the listener receives it: before Airflow 2.10 ``try_number`` is then already the next try."""
+    return SimpleNamespace(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, map_index=-1, prev_attempted_tries=try_number,
+                           try_number=try_number if AIRFLOW_V_2_10_PLUS else try_number + 1,
                            start_date=START, end_date=END, task=task)
+
+
+def test_try_number_is_the_one_airflows_rest_api_shows() -> None:
+    """A task instance of the installed Airflow, after its first try succeeded: the identity's try
+    number (and the log link's) is the ``try_number`` column REST returns, not the next try that
+    ``TaskInstance.try_number`` means outside RUNNING before Airflow 2.10."""
+    import uuid
+
+    import sqlalchemy
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.state import TaskInstanceState
+
+    with DAG("try_probe", schedule=None, start_date=START):
+        task = BaseOperator(task_id="t")
+    extra: dict[str, Any] = {"dag_version_id": uuid.uuid4()} if AIRFLOW_V_3_0_PLUS else {}
+    ti = TaskInstance(task, run_id="r", state=TaskInstanceState.RUNNING, **extra)
+    ti.try_number = 1  # the scheduler's increment when the try started
+    ti.state = TaskInstanceState.SUCCESS
+    column = sqlalchemy.inspect(TaskInstance).get_property_by_column(TaskInstance.__table__.c.try_number).key
+    assert task_instance_fields(ti)["try_number"] == getattr(ti, column) == 1
+    if not AIRFLOW_V_3_0_PLUS:  # Airflow 2's REST schema, as the webserver serializes the row
+        import warnings
+
+        with warnings.catch_warnings():  # marshmallow-sqlalchemy reads marshmallow.__version__ (deprecated) on import
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from airflow.api_connexion.schemas.task_instance_schema import task_instance_schema
+
+        assert task_instance_schema.dump((ti, None))["try_number"] == 1
+    reporter = DagsterReporter("http://dagster", api_token=None, instance_name="prod", api=ApiVersion.V1,
+                               airflow_url="http://af", assets=lambda dag_id: {TASK_ID: [("a",)], None: []})
+    found = reporter.event_for(PushItem.for_task(**task_instance_fields(_task_instance(try_number=1))))
+    assert found is not None
+    assert found[0].metadata["Try number"].value == 1 and "try_number=1" in str(found[0].metadata["Airflow task log"].value)
 
 
 def test_listener_through_airflows_own_hook_spec(fake_dagster: FakeDagster) -> None:

@@ -21,6 +21,7 @@ from fake_dagster import FakeDagster  # type: ignore[import-not-found]
 from airlift_airflow import relay
 from airlift_airflow.listener import AirliftListener, PushSettings
 from airlift_airflow.push import PushItem
+from airlift_airflow.version_compat import AIRFLOW_V_2_10_PLUS
 from airlift_protocol import ApiVersion
 
 DAG_ID, TASK_ID, RUN_ID = "rebuild.customers", "load_raw", "manual__2026-01-01T00:00:00+00:00"
@@ -53,7 +54,9 @@ def _item(try_number: int = 1, task_id: str = TASK_ID) -> PushItem:
 
 
 def _task_instance(try_number: int) -> SimpleNamespace:
-    return SimpleNamespace(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, map_index=-1, try_number=try_number,
+    """A finished try as the listener receives it: before Airflow 2.10 ``try_number`` is then already the next try."""
+    return SimpleNamespace(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, map_index=-1, prev_attempted_tries=try_number,
+                           try_number=try_number if AIRFLOW_V_2_10_PLUS else try_number + 1,
                            start_date=START, end_date=END, task=None)
 
 

@@ -15,6 +15,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent  # core on both gene
 
 __all__ = [
     "AIRFLOW_VERSION",
+    "AIRFLOW_V_2_10_PLUS",
     "AIRFLOW_V_3_0_PLUS",
     "DAG",
     "BaseHook",
@@ -28,11 +29,13 @@ __all__ = [
     "hookimpl",
     "is_mapped",
     "remove_task",
+    "rest_try_number",
     "set_dag_tags",
     "task_instance_fields",
 ]
 
 AIRFLOW_V_3_0_PLUS = int(AIRFLOW_VERSION.split(".")[0]) >= 3
+AIRFLOW_V_2_10_PLUS = tuple(int(part) for part in AIRFLOW_VERSION.split(".")[:2]) >= (2, 10)
 
 if AIRFLOW_V_3_0_PLUS:
     from airflow.sdk import DAG, BaseOperator
@@ -107,7 +110,8 @@ def task_instance_fields(ti: Any) -> dict[str, Any]:
     """Identity and times of a task instance as a listener receives it (both generations).
 
     >>> from types import SimpleNamespace
-    >>> ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=2, start_date=None, end_date=None)
+    >>> ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=2, prev_attempted_tries=2,
+    ...                      start_date=None, end_date=None)
     >>> task_instance_fields(ti)["try_number"]
     2
     """
@@ -117,10 +121,27 @@ def task_instance_fields(ti: Any) -> dict[str, Any]:
         "run_id": str(ti.run_id),
         "task_id": str(ti.task_id),
         "map_index": int(map_index if map_index is not None else -1),
-        "try_number": int(getattr(ti, "try_number", 0) or 0),
+        "try_number": rest_try_number(ti),
         "start_date": getattr(ti, "start_date", None),
         "end_date": getattr(ti, "end_date", None),
     }
+
+
+def rest_try_number(ti: Any) -> int:
+    """The try number Airflow's REST API shows for ``ti`` (the ``try_number`` column), in any state.
+
+    Before Airflow 2.10 the ``try_number`` property is the column only while the task is RUNNING and
+    the column plus one (the next try) in every other state, so a listener called on success would
+    read the next try; ``prev_attempted_tries`` is the column there. From 2.10 on (and in the Task
+    SDK's runtime task instance of Airflow 3) ``try_number`` is the column.
+
+    >>> from types import SimpleNamespace
+    >>> rest_try_number(SimpleNamespace(try_number=3 if AIRFLOW_V_2_10_PLUS else 4, prev_attempted_tries=3))
+    3
+    """
+    if not AIRFLOW_V_2_10_PLUS:
+        return int(ti.prev_attempted_tries or 0)
+    return int(ti.try_number or 0)
 
 
 def airflow_ui_url() -> str:
