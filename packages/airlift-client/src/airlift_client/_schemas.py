@@ -201,6 +201,26 @@ class _DatasetEventsV2(_Model):
     total_entries: int
 
 
+class _ImportError(_Model):
+    filename: str
+    stack_trace: str | None = None
+    timestamp: str | None = None
+
+
+class _ImportErrorV2(_ImportError):
+    bundle_name: str | None = None
+
+
+class _ImportErrorsV1(_Model):
+    import_errors: list[_ImportError]
+    total_entries: int
+
+
+class _ImportErrorsV2(_Model):
+    import_errors: list[_ImportErrorV2]
+    total_entries: int
+
+
 class _Version(_Model):
     version: str
 
@@ -224,13 +244,14 @@ class Schemas(NamedTuple):
     version: type[BaseModel]
     datasets: type[BaseModel]
     dataset_events: type[BaseModel]
+    import_errors: type[BaseModel]
 
 
 SCHEMAS = {
     ApiVersion.V1: Schemas(_DagV1, _DagsV1, _Tasks, _RunV1, _RunsV1, _TaskInstancesV1, _SourceV1, _Version,
-                           _DatasetsV1, _DatasetEventsV1),
+                           _DatasetsV1, _DatasetEventsV1, _ImportErrorsV1),
     ApiVersion.V2: Schemas(_DagV2, _DagsV2, _Tasks, _RunV2, _RunsV2, _TaskInstancesV2, _SourceV2, _Version,
-                           _DatasetsV2, _DatasetEventsV2),
+                           _DatasetsV2, _DatasetEventsV2, _ImportErrorsV2),
 }
 
 

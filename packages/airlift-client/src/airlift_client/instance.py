@@ -32,6 +32,7 @@ from airlift_client.errors import (
 from airlift_client.retry import RETRY_STATUSES, RetryPolicy
 from airlift_protocol import (
     AirflowDataset,
+    AirflowImportError,
     ApiVersion,
     DagInfo,
     DagRun,
@@ -99,6 +100,7 @@ def _model_for(api: ApiVersion, method: str, path: str) -> Any:
         (r"/version", "GET", schemas.version),
         (r"/(datasets|assets)", "GET", schemas.datasets),
         (r"/(datasets|assets)/events", "GET", schemas.dataset_events),
+        (r"/importErrors", "GET", schemas.import_errors),
     ):
         if (verb is None or verb == method) and re.fullmatch(pattern, path):
             return model
@@ -432,6 +434,20 @@ class AirflowInstance:
         if self.api_version is ApiVersion.V1 and dag.file_token:
             return dag.file_token
         return f"dag:{dag.dag_id}"
+
+    def iter_import_errors(self) -> Iterator[AirflowImportError]:
+        """The DAG files Airflow currently fails to import (``GET /importErrors``, all pages).
+
+        >>> [e.summary for e in airflow_instance.iter_import_errors()]  # doctest: +SKIP
+        ['SyntaxError: invalid syntax']
+        """
+        api = self.api_version
+
+        def fetch(offset: int, limit: int) -> Mapping[str, Any]:
+            return dict(self._call("GET", "/importErrors", what="the import errors", params={"limit": limit, "offset": offset}))
+
+        for raw in self._paged(fetch, "import_errors", lambda e: e.get("import_error_id") or e.get("filename")):
+            yield self._parse(lambda raw=raw: AirflowImportError.from_rest(raw, api=api), "an import error")  # type: ignore[misc]
 
     # ------------------------------------------------------------------ runs and task instances
     def iter_dag_runs(

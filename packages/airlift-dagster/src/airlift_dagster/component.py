@@ -313,7 +313,8 @@ class AirflowInstanceComponent(StateBackedComponent, Resolvable):
     def write_state_to_path(self, state_path: Path) -> None:
         """Read DAGs, tasks and sources from Airflow (``dg utils refresh-defs-state``) and store them."""
         state = fetch_airflow_state(self.build_airflow_instance(), dag_selector_fn=self._selector(),
-                                    include_datasets=self._dataset_filter() is not None)
+                                    include_datasets=self._dataset_filter() is not None,
+                                    expected_dag_ids={m.dag_id for m in self.mappings})
         state_path.write_text(state.to_json())
 
     def build_defs_from_state(self, context: ComponentLoadContext, state_path: Path | None) -> Definitions:

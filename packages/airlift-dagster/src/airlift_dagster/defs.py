@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ from dagster import (
 from airlift_client import AirflowInstance, ui_links_for
 from airlift_dagster._compat import DefinitionsLoadContext, DefinitionsLoadType, preview_api
 from airlift_dagster.errors import AirliftDagsterError
+from airlift_dagster.health import (
+    import_error_check_specs,
+    import_error_description,
+    import_error_metadata,
+)
 from airlift_dagster.mapping import map_specs, task_asset_indexes, task_handle_of
 from airlift_dagster.sensor import (
     DAG_RUN_CHECK_NAME,
@@ -81,10 +87,12 @@ def load_airflow_state(
     dag_selector_fn: Callable[[DagInfo], bool] | None = None,
     refresh: bool | None = None,
     include_datasets: bool = False,
+    expected_dag_ids: Collection[str] = (),
 ) -> AirflowInstanceState:
     """Airflow state for building definitions: from the Definitions' reconstruction metadata when
     Dagster reconstructs the code location (run workers, sensor and schedule evaluations), else read
-    from Airflow. ``refresh=True`` (or env ``AIRLIFT_REFRESH_AIRFLOW_STATE=1``) always reads."""
+    from Airflow. ``refresh=True`` (or env ``AIRLIFT_REFRESH_AIRFLOW_STATE=1``) always reads;
+    ``expected_dag_ids`` (the mapped DAGs) are kept when their file stops importing."""
     if refresh is None:
         refresh = os.environ.get(REFRESH_ENV_VAR, "") in ("1", "true", "yes")
     context = DefinitionsLoadContext.get()
@@ -95,7 +103,8 @@ def load_airflow_state(
             state = AirflowInstanceState.from_json(cached)
             airflow_instance.assume_api_version(state.api)
             return state
-    return fetch_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, include_datasets=include_datasets)
+    return fetch_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, include_datasets=include_datasets,
+                               expected_dag_ids=expected_dag_ids)
 
 
 @dataclass(frozen=True)
@@ -177,17 +186,17 @@ def build_defs_from_airflow_instance(
     name = airflow_instance.name
     translator = translator or AirflowTranslator()
     dataset_filter = DatasetFilter() if datasets is True else (datasets or None)
+    user_defs = defs or Definitions()
+    mapped = _mapped_assets(user_defs)
     if airflow_state is not None:
         state = airflow_state
         airflow_instance.assume_api_version(state.api)
     else:
         state = load_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, refresh=refresh,
-                                   include_datasets=dataset_filter is not None)
+                                   include_datasets=dataset_filter is not None, expected_dag_ids={d for d, _ in mapped.by_task})
     links = ui_links_for(state.api, state.webserver_url)
-    user_defs = defs or Definitions()
-    mapped = _mapped_assets(user_defs)
     known_dags = {d.dag_id for d in state.dags}
-    _check_known_ids(name, state, mapped.by_task, allow_unknown_ids)
+    _check_known_ids(name, state, mapped.by_task, allow_unknown_ids, selected=dag_selector_fn is not None)
 
     def annotate(spec: AssetSpec) -> AssetSpec:
         handle = task_handle_of(spec)
@@ -225,13 +234,20 @@ def build_defs_from_airflow_instance(
         }
         if source is not None:
             metadata["Source code"] = MetadataValue.md(f"```python\n{source}\n```")
+        import_error = state.import_errors.get(dag.dag_id)
+        if import_error is not None:
+            metadata.update(import_error_metadata(import_error))
         spec = _translated(translator.get_dag_asset_spec, AirflowDagProps(name, dag, metadata), name, f"DAG {dag.dag_id!r}")
+        if import_error is not None:
+            spec = spec.replace_attributes(description=import_error_description(dag.dag_id, import_error)
+                                           + (f"\n\n{spec.description}" if spec.description else ""))
         # Airlift's metadata, tag and dependencies stay whatever the translator returned.
         spec = spec.replace_attributes(key=dag_keys[dag.dag_id], deps=[*spec.deps, *deps]).merge_attributes(
             metadata=metadata, tags={"airlift/airflow_instance": name})
         key = spec.key
         dag_specs.append(spec)
         check_specs.append(AssetCheckSpec(DAG_RUN_CHECK_NAME, asset=key, description="The latest Airflow run of this DAG succeeded."))
+    check_specs.extend(import_error_check_specs(dag_keys, state.import_errors))
     partitioning = _partitioning(name, mapped.specs, mapped.by_task)
     check_specs.extend(
         AssetCheckSpec(PARTITION_CHECK_NAME, asset=key,
@@ -303,6 +319,7 @@ def build_defs_from_airflow_instance(
         default_status=default_sensor_status,
         settings=settings,
         event_transformer=event_transformer,
+        import_errors=state.import_errors,
     )
     peered = Definitions(assets=[*(s for _, s in dataset_specs), *dag_specs], asset_checks=assets_checks, sensors=[sensor])
     with preview_api():
@@ -312,7 +329,8 @@ def build_defs_from_airflow_instance(
 
 
 def _check_known_ids(
-    name: str, state: AirflowInstanceState, by_task: Mapping[tuple[str, str], Sequence[AssetKey]], allow: bool | Collection[str]
+    name: str, state: AirflowInstanceState, by_task: Mapping[tuple[str, str], Sequence[AssetKey]], allow: bool | Collection[str],
+    *, selected: bool = False,
 ) -> None:
     """A mapped DAG or task id that Airflow does not have is an error (unless allowed)."""
     if allow is True:
@@ -323,16 +341,23 @@ def _check_known_ids(
         if dag_id in allowed:
             continue
         if dag_id not in known_dags:
+            close = difflib.get_close_matches(dag_id, sorted(known_dags), n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise AirliftDagsterError(
                 f"dag_defs({dag_id!r}): Airflow instance {name!r} ({state.webserver_url}) has no DAG {dag_id!r}"
-                f"{' that dag_selector_fn keeps' if known_dags else ''}; fix the id, or pass "
-                f"allow_unknown_ids=[{dag_id!r}] to build_defs_from_airflow_instance if the DAG will appear later"
+                f"{' that dag_selector_fn keeps' if selected else ''}.{hint} Fix the id, or pass "
+                f"allow_unknown_ids=[{dag_id!r}] to build_defs_from_airflow_instance if the DAG will appear later "
+                "(a DAG whose file never imported is not known to Airflow yet: see Airflow's import errors)"
             )
-        if state.task(dag_id, task_id) is None:
+        if state.task(dag_id, task_id) is None and dag_id not in state.import_errors:
+            task_ids = sorted(t.task_id for t in state.tasks.get(dag_id, ()))
+            close = difflib.get_close_matches(task_id, task_ids, n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            listed = ", ".join(task_ids[:20]) + (f" and {len(task_ids) - 20} more" if len(task_ids) > 20 else "")
             raise AirliftDagsterError(
                 f"task_defs({task_id!r}) in dag_defs({dag_id!r}): DAG {dag_id!r} of Airflow instance {name!r} has no task "
-                f"{task_id!r}; fix the id, or pass allow_unknown_ids=[{dag_id!r}] to build_defs_from_airflow_instance "
-                "if the task will appear later"
+                f"{task_id!r}.{hint} Its tasks: {listed or 'none'}. Fix the id, or pass allow_unknown_ids=[{dag_id!r}] to "
+                "build_defs_from_airflow_instance if the task will appear later"
             )
 
 

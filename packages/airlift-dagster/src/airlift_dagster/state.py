@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airlift_client import AirflowInstance, AirliftClientError
+from airlift_client import AirflowInstance, AirflowNotFoundError, AirliftClientError
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_protocol import (
     MIGRATION_DOC_MARKER,
     AirflowDataset,
+    AirflowImportError,
     ApiVersion,
     DagInfo,
     TaskInfo,
@@ -52,6 +53,10 @@ class AirflowInstanceState:
     datasets_selected: bool = False
     #: Whether ``datasets`` were read from Airflow (an empty tuple then means "none"), not left out.
     datasets_read: bool = False
+    #: DAGs whose file Airflow fails to import, with Airflow's import error. Such a DAG stays in
+    #: ``dags`` (Airflow still serves it by id, with the tasks it last parsed) so its assets and
+    #: history stay; the rest of the instance is unaffected.
+    import_errors: Mapping[str, AirflowImportError] = field(default_factory=dict)
 
     def dag(self, dag_id: str) -> DagInfo | None:
         return next((d for d in self.dags if d.dag_id == dag_id), None)
@@ -73,6 +78,7 @@ class AirflowInstanceState:
                 "sources": dict(self.sources),
                 "datasets": [d.to_rest() for d in self.datasets],
                 "datasets_read": self.datasets_read,
+                "import_errors": _import_errors_json(self.import_errors),
             },
             separators=(",", ":"),
         )
@@ -104,6 +110,7 @@ class AirflowInstanceState:
                 "dags": [[d.dag_id, d.description] if d.description else [d.dag_id] for d in self.dags],
                 "tasks": tasks,
                 "datasets": [d.to_rest() for d in (self.datasets if datasets is None else datasets)],
+                "import_errors": _import_errors_json(self.import_errors),
             },
             separators=(",", ":"),
         )
@@ -122,7 +129,7 @@ class AirflowInstanceState:
         }
         return cls(instance_name=data["instance_name"], api=api, webserver_url=data["webserver_url"], dags=dags, tasks=tasks,
                    fetched_at=float(data.get("fetched_at") or 0.0), datasets=_datasets(data, api), datasets_selected=True,
-                   datasets_read=True)
+                   datasets_read=True, import_errors=_import_errors(data, api))
 
     @classmethod
     def from_json(cls, text: str) -> AirflowInstanceState:
@@ -146,11 +153,21 @@ class AirflowInstanceState:
             fetched_at=float(data.get("fetched_at") or 0.0),
             datasets=_datasets(data, api),
             datasets_read=bool(data.get("datasets_read", bool(data.get("datasets")))),
+            import_errors=_import_errors(data, api),
         )
 
 
 def _datasets(data: Mapping[str, Any], api: ApiVersion) -> tuple[AirflowDataset, ...]:
     return tuple(AirflowDataset.from_rest(raw, api=api) for raw in data.get("datasets") or ())
+
+
+def _import_errors_json(errors: Mapping[str, AirflowImportError]) -> dict[str, dict[str, Any]]:
+    return {dag_id: {"filename": e.filename, "stack_trace": e.stack_trace, "bundle_name": e.bundle_name,
+                     "timestamp": e.timestamp.isoformat() if e.timestamp else None} for dag_id, e in sorted(errors.items())}
+
+
+def _import_errors(data: Mapping[str, Any], api: ApiVersion) -> dict[str, AirflowImportError]:
+    return {dag_id: AirflowImportError.from_rest(raw, api=api) for dag_id, raw in (data.get("import_errors") or {}).items()}
 
 
 def fetch_airflow_state(
@@ -159,16 +176,37 @@ def fetch_airflow_state(
     dag_selector_fn: Callable[[DagInfo], bool] | None = None,
     include_sources: bool = True,
     include_datasets: bool = False,
+    expected_dag_ids: Iterable[str] = (),
 ) -> AirflowInstanceState:
     """Read DAGs (paged), their tasks and sources (concurrently) from Airflow; with
-    ``include_datasets``, also the datasets / assets the selected DAGs produce or consume."""
+    ``include_datasets``, also the datasets / assets the selected DAGs produce or consume.
+
+    ``expected_dag_ids`` (the DAGs the definitions map) that Airflow no longer lists but still serves
+    by id (its file stopped importing: Airflow 3 marks such a DAG stale at once) are kept, with the
+    tasks Airflow last parsed; every DAG whose file fails to import gets Airflow's import error in
+    :attr:`AirflowInstanceState.import_errors`. One more request per such DAG, and one for the import
+    errors when there is any.
+    """
     started = time.monotonic()
     try:
         dags = [d for d in instance.iter_dags() if dag_selector_fn is None or _select(dag_selector_fn, d)]
+        listed = {d.dag_id for d in dags}
+        for dag_id in sorted(set(expected_dag_ids) - listed):
+            try:
+                dag = instance.get_dag(dag_id)
+            except AirflowNotFoundError:
+                continue  # never parsed, or deleted: the definitions say so (unknown id)
+            if dag_selector_fn is None or _select(dag_selector_fn, dag):
+                dags.append(dag)
+        import_errors = _dag_import_errors(instance, dags) if any(_may_be_broken(d, listed) for d in dags) else {}
         if len(dags) > 50:  # a progress line on the code server's console for large instances
             log.info("airlift: %s: %d DAGs listed, reading their tasks and sources...", instance.name, len(dags))
-        tasks = instance.list_tasks_for_dags([d.dag_id for d in dags])
-        sources = instance.get_dag_sources(dags) if include_sources else {}
+        healthy = [d for d in dags if d.dag_id not in import_errors and d.dag_id in listed]
+        tasks = instance.list_tasks_for_dags([d.dag_id for d in healthy])
+        for dag in dags:  # a DAG whose file fails to import: what Airflow last parsed, if it still serves it
+            if dag.dag_id not in tasks:
+                tasks[dag.dag_id] = _last_parsed_tasks(instance, dag.dag_id, import_errors.get(dag.dag_id))
+        sources = instance.get_dag_sources(healthy) if include_sources else {}
         selected = {d.dag_id for d in dags}
         datasets = tuple(d for d in instance.iter_datasets() if d.dag_ids & selected) if include_datasets and dags else ()
     except AirliftClientError as e:
@@ -189,7 +227,32 @@ def fetch_airflow_state(
         fetched_at=time.time(),
         datasets=datasets,
         datasets_read=include_datasets,
+        import_errors=import_errors,
     )
+
+
+def _may_be_broken(dag: DagInfo, listed: set[str]) -> bool:
+    return dag.dag_id not in listed or not dag.is_active or bool(dag.raw.get("has_import_errors"))
+
+
+def _last_parsed_tasks(instance: AirflowInstance, dag_id: str, error: AirflowImportError | None) -> list[TaskInfo]:
+    try:
+        return instance.list_tasks(dag_id)
+    except AirflowNotFoundError:
+        log.warning("airlift: %s: DAG %r fails to import (%s) and Airflow serves no tasks for it; its task-mapped assets "
+                    "stay, without task dependencies", instance.name, dag_id, error.summary if error else "not listed")
+        return []
+
+
+def _dag_import_errors(instance: AirflowInstance, dags: Iterable[DagInfo]) -> dict[str, AirflowImportError]:
+    """Airflow's import error of each DAG's file (DAGs whose file imports have none)."""
+    errors = list(instance.iter_import_errors())
+    found: dict[str, AirflowImportError] = {}
+    for dag in dags:
+        error = next((e for e in errors if e.is_file_of(dag)), None)
+        if error is not None:
+            found[dag.dag_id] = error
+    return found
 
 
 def _select(fn: Callable[[DagInfo], bool], dag: DagInfo) -> bool:

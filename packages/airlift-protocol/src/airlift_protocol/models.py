@@ -33,6 +33,7 @@ __all__ = [
     "FINISHED_DAG_RUN_STATES",
     "FINISHED_TASK_INSTANCE_STATES",
     "AirflowDataset",
+    "AirflowImportError",
     "ApiVersion",
     "DagInfo",
     "DagRun",
@@ -233,6 +234,45 @@ class DagInfo:
             schedule=_schedule(raw) if isinstance(raw, Mapping) else None,
             raw=_check_mapping(raw, what),
         )
+
+
+@dataclass(frozen=True)
+class AirflowImportError:
+    """A DAG file Airflow failed to import (``GET /importErrors``). Airflow 2 names the file by its
+    absolute path; Airflow 3 by its path inside its bundle (``bundle_name``).
+
+    >>> err = AirflowImportError.from_rest({"filename": "sales.py", "bundle_name": "dags-folder",
+    ...     "stack_trace": "Traceback ...\\n  File \\"/dags/sales.py\\", line 3\\nSyntaxError: invalid syntax\\n",
+    ...     "timestamp": "2026-11-24T05:53:16Z"}, api=ApiVersion.V2)
+    >>> err.summary
+    'SyntaxError: invalid syntax'
+    """
+
+    filename: str
+    stack_trace: str
+    timestamp: datetime | None
+    bundle_name: str | None = None
+
+    @classmethod
+    def from_rest(cls, raw: Mapping[str, Any], *, api: ApiVersion) -> AirflowImportError:
+        filename = str(_require(raw, "filename", "import error"))
+        return cls(filename=filename, stack_trace=str(raw.get("stack_trace") or ""),
+                   timestamp=parse_airflow_datetime(raw.get("timestamp"), what=f"import error of {filename!r} timestamp"),
+                   bundle_name=raw.get("bundle_name") if api is ApiVersion.V2 else None)
+
+    @property
+    def summary(self) -> str:
+        """The last line of the stack trace (the exception), or a fixed text when Airflow gave none."""
+        lines = [line.strip() for line in self.stack_trace.splitlines() if line.strip()]
+        return lines[-1] if lines else "Airflow could not import the file"
+
+    def is_file_of(self, dag: DagInfo) -> bool:
+        """Whether this error is about the file that defines ``dag`` (matched as each generation names files)."""
+        raw = dag.raw
+        if dag.api is ApiVersion.V2 and raw.get("relative_fileloc") is not None:
+            same_bundle = self.bundle_name is None or raw.get("bundle_name") in (None, self.bundle_name)
+            return same_bundle and str(raw["relative_fileloc"]) == self.filename
+        return dag.fileloc is not None and dag.fileloc == self.filename
 
 
 def _check_mapping(raw: Any, what: str) -> Mapping[str, Any]:

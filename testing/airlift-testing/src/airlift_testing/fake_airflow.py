@@ -73,6 +73,11 @@ class FakeDag:
     source: str = ""
     #: Served by ``GET /dags/{id}/details`` (Airflow 2).
     doc_md: str | None = None
+    #: The stack trace of Airflow's import error for this DAG's file (``None``: the file imports).
+    import_error: str | None = None
+    #: Left out of ``GET /dags`` (Airflow 3 right after a failed parse; Airflow 2 once the file has
+    #: not produced the DAG for ``dag_stale_not_seen_duration``); ``GET /dags/{id}`` still serves it.
+    stale: bool = False
 
     @property
     def file_token(self) -> str:
@@ -305,6 +310,21 @@ class FakeAirflow(LoopbackServer):
         for _ in range(times):
             self.faults.append((re.compile(path_pattern), status, dict(headers or {})))
 
+    def break_dag(self, dag_id: str, stack_trace: str = "SyntaxError: invalid syntax") -> None:
+        """Make a DAG's file fail to import, as each Airflow does: an import error names the file; Airflow 3
+        marks the DAG stale at once (it leaves ``GET /dags``), Airflow 2 keeps listing it (``has_import_errors``).
+        :meth:`fix_dag` undoes it."""
+        dag = self.state.dag(dag_id)
+        if dag is None:
+            raise KeyError(dag_id)
+        dag.import_error, dag.stale = stack_trace, self.generation == 3
+
+    def fix_dag(self, dag_id: str) -> None:
+        dag = self.state.dag(dag_id)
+        if dag is None:
+            raise KeyError(dag_id)
+        dag.import_error, dag.stale = None, False
+
     def expire_sessions(self) -> None:
         """Forget every Airflow 2 web session (the next cookie request gets 403, like an expired session)."""
         self._sessions.clear()
@@ -320,18 +340,18 @@ class FakeAirflow(LoopbackServer):
         body: dict[str, Any] = {
             "dag_id": dag.dag_id, "dag_display_name": dag.dag_id, "description": dag.description,
             "file_token": dag.file_token, "fileloc": dag.fileloc, "is_paused": dag.is_paused,
-            "owners": list(dag.owners), "tags": tags, "has_import_errors": False,
+            "owners": list(dag.owners), "tags": tags, "has_import_errors": dag.import_error is not None,
             "has_task_concurrency_limits": False, "max_active_runs": 16, "max_active_tasks": 16,
             "max_consecutive_failed_dag_runs": 0, "last_expired": None,
             "last_parsed_time": iso(EPOCH, g), "next_dagrun_data_interval_start": None,
             "next_dagrun_data_interval_end": None, "timetable_description": "Never, external triggers only",
         }
         if g == 2:
-            body.update({"is_active": True, "is_subdag": False, "default_view": "grid", "last_pickled": None,
+            body.update({"is_active": not dag.stale, "is_subdag": False, "default_view": "grid", "last_pickled": None,
                          "pickle_id": None, "root_dag_id": None, "scheduler_lock": None, "next_dagrun": None,
                          "next_dagrun_create_after": None, "schedule_interval": None})
         else:
-            body.update({"is_stale": False, "bundle_name": "dags-folder", "bundle_version": None,
+            body.update({"is_stale": dag.stale, "bundle_name": "dags-folder", "bundle_version": None,
                          "relative_fileloc": dag.fileloc.rsplit("/", 1)[-1], "timetable_summary": None,
                          "last_parse_duration": 0.01, "next_dagrun_logical_date": None, "next_dagrun_run_after": None,
                          "is_backfillable": False, "allowed_run_types": None, "timetable_partitioned": False,
@@ -588,8 +608,18 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"dataset_events" if g == 2 else "asset_events": [fake.dataset_event_json(i, e) for i, e in page],
                                  "total_entries": len(events)})
                 return
+            if rest == "/importErrors" and method == "GET":
+                broken = [d for d in sorted(state.dags, key=lambda d: d.dag_id) if d.import_error is not None]
+                files = list({(d.fileloc if g == 2 else d.fileloc.rsplit("/", 1)[-1]): d for d in broken}.items())
+                page = _page(files, int(query.get("offset", ["0"])[0]), int(query.get("limit", ["100"])[0]), cap)
+                errors = [{"import_error_id": i + 1, "filename": name, "stack_trace": d.import_error, "timestamp": iso(EPOCH, g),
+                           **({"bundle_name": "dags-folder"} if g == 3 else {})} for i, (name, d) in enumerate(page)]
+                self._send(200, {"import_errors": errors, "total_entries": len(files)})
+                return
             if rest == "/dags" and method == "GET":
                 dags = sorted(state.dags, key=lambda d: d.dag_id)
+                stale_too = query.get("only_active" if g == 2 else "exclude_stale", ["true"])[0] == "false"
+                dags = [d for d in dags if stale_too or not d.stale]
                 if "tags" in query:
                     dags = [d for d in dags if set(d.tags) & set(query["tags"])]
                 if "paused" in query:

@@ -62,6 +62,7 @@ def fake_and_validator(airflow_version: str) -> Any:
         FakeDatasetEvent("s3://bucket/orders", now - timedelta(minutes=2)),
     ]
     with FakeAirflow(state, generation=generation) as fake:
+        fake.break_dag("dag_00002", "Traceback (most recent call last):\nSyntaxError: invalid syntax\n")
 
         def check(method: str, path: str, spec_path: str, **kwargs: Any) -> None:
             session = requests.Session()
@@ -90,6 +91,8 @@ def fake_and_validator(airflow_version: str) -> Any:
         ("GET", "/dags", "/dags", None),
         ("GET", "/dags/dag_00000", "/dags/{dag_id}", None),
         ("GET", "/dags/dag_00000/tasks", "/dags/{dag_id}/tasks", None),
+        ("GET", "/dags/dag_00002", "/dags/{dag_id}", None),
+        ("GET", "/importErrors", "/importErrors", None),
         ("POST", "/dags/~/dagRuns/list", "/dags/~/dagRuns/list", {"page_limit": 100}),
         ("POST", "/dags/~/dagRuns/~/taskInstances/list", "/dags/~/dagRuns/~/taskInstances/list", {"page_limit": 100}),
         ("GET", "/dags/~/dagRuns?updated_at_gte=2020-01-01T00:00:00%2B00:00", "/dags/{dag_id}/dagRuns", None),

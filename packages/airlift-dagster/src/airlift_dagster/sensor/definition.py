@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dagster import (
     AssetSelection,
     DefaultSensorStatus,
@@ -13,11 +15,13 @@ from dagster import (
 )
 
 from airlift_client import AirflowInstance, ui_links_for
+from airlift_dagster.health import import_error_evaluations
 from airlift_dagster.run_mirror import mirror_airflow_runs
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
 from airlift_dagster.sensor.tick import evaluate_tick
 from airlift_dagster.ticks import build_sensor_result
 from airlift_dagster.transform import EventTransformer
+from airlift_protocol import AirflowImportError
 
 
 def build_airflow_sensor(
@@ -28,8 +32,10 @@ def build_airflow_sensor(
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
     settings: SensorSettings | None = None,
     event_transformer: EventTransformer | None = None,
+    import_errors: Mapping[str, AirflowImportError] | None = None,
 ) -> SensorDefinition:
-    """The polling sensor of one Airflow instance (name ``<instance>__airflow_sensor``).
+    """The polling sensor of one Airflow instance (name ``<instance>__airflow_sensor``). DAGs in
+    ``import_errors`` (their file fails to import) get a failed ``airflow_dag_imports`` check once per error.
 
     >>> sensor_def = build_airflow_sensor(airflow_instance=airflow_instance, plan=plan)  # doctest: +SKIP
     """
@@ -49,6 +55,8 @@ def build_airflow_sensor(
                                 event_transformer=event_transformer)
         for warning in outcome.warnings:
             context.log.warning(warning)
+        if import_errors:
+            outcome.events = [*import_error_evaluations(context.instance, plan.dag_asset_keys, import_errors), *outcome.events]
         if settings.mirror_runs:
             outcome.events = mirror_airflow_runs(
                 context.instance, instance_name=plan.instance_name, runs=outcome.runs, task_instances=outcome.task_instances,
