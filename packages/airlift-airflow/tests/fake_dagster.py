@@ -36,6 +36,7 @@ class FakeDagster:
         self.report_gate = threading.Event()  # reports wait for it before being taken
         self.report_gate.set()
         self.dag_indexes: dict[tuple[str, ...], dict[str, Any]] = {}
+        self.dag_assets: set[tuple[str, ...]] = set()  # DAG assets without a task index
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -111,6 +112,9 @@ class FakeDagster:
                 return {"assetNodes": []}
             entry = {"label": "airlift/task_asset_keys", "jsonString": json.dumps(self.dag_indexes[path])}
             return {"assetNodes": [{"assetKey": {"path": list(path)}, "metadataEntries": [entry]}]}
+        if name == "AirliftDagAssets":
+            keys = [a["assetKey"]["path"] for a in self.assets] + [list(k) for k in {*self.dag_assets, *self.dag_indexes}]
+            return {"assetNodes": [{"assetKey": {"path": k}} for k in keys]}
         if name == "AirliftAssetsByTag":
             return {"assetNodes": [{"assetKey": a["assetKey"], "tags": a["tags"]} for a in self.assets]}
         if name == "AirliftAssetsByKey":

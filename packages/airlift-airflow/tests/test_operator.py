@@ -26,6 +26,13 @@ DAG_ID, TASK_ID, RUN_ID = "rebuild.customers", "load_raw", "manual__2026-01-01T0
 TOKEN = "dagster-token-SENTINEL"
 
 
+@pytest.fixture(autouse=True)
+def _peered(request: pytest.FixtureRequest) -> None:
+    """Dagster peers this Airflow as ``airflow``: it has the DAG asset ``airflow/dag/<DAG_ID>``."""
+    if "fake_dagster" in request.fixturenames:
+        request.getfixturevalue("fake_dagster").dag_assets.add(("airflow", "dag", DAG_ID))
+
+
 def _context(try_number: int = 1, max_tries: int | None = None, map_index: int = -1, **extra: Any) -> dict[str, Any]:
     ti = SimpleNamespace(dag_id=DAG_ID, task_id=TASK_ID, try_number=try_number, map_index=map_index,
                          max_tries=max_tries if max_tries is not None else 0)
@@ -37,11 +44,14 @@ def _operator(**kwargs: Any) -> DagsterOperator:
     return DagsterOperator(task_id=TASK_ID, poll_interval=0.01, **kwargs)
 
 
-def _run_tags(try_number: int, location: str = "loc") -> dict[str, str]:
-    return {"airlift/airflow_dag_id": DAG_ID, "airlift/airflow_task_id": TASK_ID,
+def _run_tags(try_number: int, location: str = "loc", max_tries: int | None = None) -> dict[str, str]:
+    tags = {"airlift/airflow_dag_id": DAG_ID, "airlift/airflow_task_id": TASK_ID,
             "airlift/airflow_run_id": RUN_ID, "airlift/airflow_try_number": str(try_number),
             "airlift/airflow_instance": "airflow", "airlift/airflow_map_index": "-1",
             "airlift/dagster_code_location": location}
+    if max_tries is not None:
+        tags["airlift/airflow_max_tries"] = str(max_tries)
+    return tags
 
 
 def _hook(url: str, **retry: Any) -> DagsterHook:
@@ -67,7 +77,7 @@ def test_launches_one_run_of_the_tagged_assets_with_airflow_tags(
         "repositoryLocationName": "loc", "repositoryName": "__repository__", "jobName": "__ASSET_JOB",
         "assetSelection": [{"path": ["raw", "customers"]}, {"path": ["raw", "orders"]}],
     }
-    assert {t["key"]: t["value"] for t in params["executionMetadata"]["tags"]} == _run_tags(2)
+    assert {t["key"]: t["value"] for t in params["executionMetadata"]["tags"]} == _run_tags(2, max_tries=3)
     logged = _logged(caplog, capsys)
     assert f"{fake_dagster.url}/runs/run-1" in logged
     assert all(h.get("Dagster-Cloud-Api-Token") == TOKEN for h in fake_dagster.headers)
@@ -76,6 +86,7 @@ def test_launches_one_run_of_the_tagged_assets_with_airflow_tags(
 
 def test_instance_name_and_map_index_are_in_the_identity(fake_dagster: FakeDagster, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.dag_assets |= {("prod", "dag", DAG_ID), ("east", "dag", DAG_ID)}
     monkeypatch.setenv("AIRLIFT_AIRFLOW_INSTANCE_NAME", "prod")
     _operator().execute(_context(map_index=3))
     tags = {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]}
@@ -83,6 +94,53 @@ def test_instance_name_and_map_index_are_in_the_identity(fake_dagster: FakeDagst
     _operator(airflow_instance_name="east").execute(_context(map_index=3))
     tags = {t["key"]: t["value"] for t in fake_dagster.launched[1]["executionMetadata"]["tags"]}
     assert tags["airlift/airflow_instance"] == "east"
+
+
+def test_instance_name_is_learned_from_the_dag_asset(
+    fake_dagster: FakeDagster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Nothing set on the Airflow side: the one DAG asset ``<name>/dag/<dag_id>`` names the instance."""
+    monkeypatch.delenv("AIRLIFT_AIRFLOW_INSTANCE_NAME", raising=False)
+    monkeypatch.delenv("AIRFLOW__AIRLIFT__INSTANCE_NAME", raising=False)
+    fake_dagster.dag_assets = {("airflow_instance_one", "dag", DAG_ID), ("other_instance", "dag", "another_dag")}
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    with caplog.at_level(logging.INFO):
+        _operator().execute(_context(max_tries=2))
+    tags = {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]}
+    assert tags["airlift/airflow_instance"] == "airflow_instance_one" and tags["airlift/airflow_max_tries"] == "2"
+    assert f"Airflow instance name 'airflow_instance_one' learned from Dagster at {fake_dagster.url}" in _logged(caplog, capsys)
+
+
+def test_instance_name_that_dagster_does_not_know_is_a_clear_error(
+    fake_dagster: FakeDagster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIRLIFT_AIRFLOW_INSTANCE_NAME", raising=False)
+    monkeypatch.delenv("AIRFLOW__AIRLIFT__INSTANCE_NAME", raising=False)
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.dag_assets.add(("staging", "dag", DAG_ID))
+    # nothing configured and two instances peer this DAG: the error names both and the setting
+    with pytest.raises(DagsterApiError, match=r"\['airflow', 'staging'\]: set the one this Airflow is \(airflow_instance_name="):
+        _operator().execute(_context())
+    # configured, but Dagster peers this Airflow under other names
+    with pytest.raises(DagsterApiError, match=r"'prod' is configured .*AIRLIFT_AIRFLOW_INSTANCE_NAME.*instance name\(s\) \['airflow', 'staging'\]"):
+        _operator(airflow_instance_name="prod").execute(_context())
+    # nothing peers this DAG
+    fake_dagster.dag_assets.clear()
+    with pytest.raises(DagsterApiError, match=rf"no DAG asset <instance>/dag/{DAG_ID}: peer this Airflow instance"):
+        _operator().execute(_context())
+    assert fake_dagster.launched == []
+
+
+def test_dag_assets_are_read_once_per_ttl_and_again_on_a_miss(fake_dagster: FakeDagster) -> None:
+    from airlift_airflow.dagster_api import resolve_instance_name
+
+    client = DagsterGraphQLClient(fake_dagster.url)
+    assert [resolve_instance_name(client, DAG_ID) for _ in range(3)] == ["airflow"] * 3
+    assert fake_dagster.operations.count("AirliftDagAssets") == 1
+    fake_dagster.dag_assets.add(("new", "dag", "new_dag"))  # a code location loaded since
+    assert resolve_instance_name(client, "new_dag") == "new"
+    assert fake_dagster.operations.count("AirliftDagAssets") == 2
 
 
 def test_one_run_per_code_location(fake_dagster: FakeDagster) -> None:
@@ -216,7 +274,7 @@ def test_retry_after_a_failed_run_launches_a_new_one(fake_dagster: FakeDagster) 
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
     fake_dagster.add_run("run-0", status="FAILURE", tags=_run_tags(1))
     assert _operator(retries=2).execute(_context(try_number=2, max_tries=2)) == ["run-1"]
-    assert {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]} == _run_tags(2)
+    assert {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]} == _run_tags(2, max_tries=2)
 
 
 def test_retry_completes_only_the_failed_code_location(fake_dagster: FakeDagster) -> None:

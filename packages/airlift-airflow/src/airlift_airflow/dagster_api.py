@@ -10,7 +10,9 @@ by looking the run up by its tags (see :class:`airlift_airflow.DagsterHook`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +24,18 @@ from airlift_airflow.errors import (
     DagsterUnreachableError,
 )
 from airlift_protocol import RetryPolicy
-from airlift_protocol.tags import TASK_ASSET_INDEX_METADATA, parse_task_asset_index
+from airlift_protocol.tags import TASK_ASSET_INDEX_METADATA, dag_asset_path, parse_task_asset_index
 
 __all__ = [
+    "DAG_ASSETS_TTL",
     "FINISHED_STATUSES",
+    "INSTANCE_ENV",
     "DagsterAsset",
     "DagsterGraphQLClient",
     "DagsterRun",
     "DagsterRunResult",
     "failure_lines",
+    "resolve_instance_name",
 ]
 
 log = logging.getLogger("airlift_airflow")
@@ -52,6 +57,15 @@ ASSET_FIELDS = """
 ASSETS_BY_KEY_QUERY = "query AirliftAssetsByKey($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) {%s} }" % ASSET_FIELDS
 # Dagster's GraphQL cannot filter asset nodes by tag: without known keys the slim node list is read once.
 ASSETS_BY_TAG_QUERY = "query AirliftAssetsByTag { assetNodes { assetKey { path } tags { key value } } }"
+
+# Every asset node's key: the DAG assets ``[instance_name, "dag", dag_id]`` among them name the Airflow
+# instances Dagster peers (Dagster's GraphQL cannot select keys by their last parts).
+DAG_ASSETS_QUERY = "query AirliftDagAssets { assetNodes { assetKey { path } } }"
+#: Seconds a process keeps Dagster's list of DAG assets (per Dagster URL) before asking again.
+DAG_ASSETS_TTL = 30.0
+#: Environment variable naming the Airflow instance on the Dagster side (else ``[airlift] instance_name``).
+INSTANCE_ENV = "AIRLIFT_AIRFLOW_INSTANCE_NAME"
+INSTANCE_SETTINGS = f"airflow_instance_name= on the operator, {INSTANCE_ENV} or [airlift] instance_name"
 
 # The DAG asset's task -> asset index (definition metadata), one node by key.
 DAG_INDEX_QUERY = """
@@ -298,6 +312,24 @@ class DagsterGraphQLClient:
                     return parse_task_asset_index(entry.get("jsonString"), without_partitioned=without_partitioned)
         return None
 
+    def dag_asset_instances(self, dag_id: str, *, max_age: float = DAG_ASSETS_TTL) -> list[str]:
+        """The names of the Airflow instances that have a DAG asset ``[name, "dag", dag_id]`` in this
+        Dagster, sorted. One request lists every asset node's key; the process keeps the answer (for
+        every DAG) ``max_age`` seconds per Dagster URL, so many tasks starting together ask once."""
+        now = time.monotonic()
+        with _DAG_ASSETS_LOCK:
+            cached = _DAG_ASSETS.get(self.url)
+        if cached is None or now - cached[0] >= max_age:
+            by_dag: dict[str, list[str]] = {}
+            for node in self.query(DAG_ASSETS_QUERY).get("assetNodes") or []:
+                path = node["assetKey"]["path"]
+                if len(path) == 3 and path[1] == "dag":
+                    by_dag.setdefault(path[2], []).append(path[0])
+            cached = (now, {d: sorted(set(names)) for d, names in by_dag.items()})
+            with _DAG_ASSETS_LOCK:
+                _DAG_ASSETS[self.url] = cached
+        return list(cached[1].get(dag_id, []))
+
     def asset_keys_with_tags(self, wanted: Mapping[str, str], *, without: Sequence[str] = ()) -> list[tuple[str, ...]]:
         """Keys of the asset nodes carrying all ``wanted`` tags and none of the tag keys in ``without``.
         One request; Dagster cannot filter by tag, so the slim list of every node is read."""
@@ -397,6 +429,53 @@ class DagsterGraphQLClient:
         if status == "FAILURE" and error is None:
             error = self.failure_message(run_id)
         return DagsterRunResult(run_id=run_id, status=status, url=self.run_url(run_id), error=error)
+
+
+_DAG_ASSETS: dict[str, tuple[float, dict[str, list[str]]]] = {}
+_DAG_ASSETS_LOCK = threading.Lock()
+
+
+def resolve_instance_name(
+    client: DagsterGraphQLClient,
+    dag_id: str,
+    configured: str | None = None,
+    *,
+    say: Callable[..., None] | None = None,
+) -> str:
+    """The name of this Airflow instance on the Dagster side, for the DAG ``dag_id``: the one question
+    every Airflow-side path (the operator, push) asks. Dagster names it in the DAG asset key
+    ``[name, "dag", dag_id]``. A ``configured`` name wins and must have that DAG asset; without one,
+    exactly one instance must have it. Anything else is a :class:`DagsterApiError` naming the Dagster
+    URL, what Dagster has and the setting to use. A learned name is logged (``say``, default INFO).
+
+    >>> resolve_instance_name(DagsterGraphQLClient("http://dagster:3000"), "etl")  # doctest: +SKIP
+    'prod'
+    """
+    names = client.dag_asset_instances(dag_id)
+    if (configured not in names) if configured else len(names) != 1:
+        names = client.dag_asset_instances(dag_id, max_age=0)  # a code location may have just loaded
+    wanted = "/".join(dag_asset_path(configured or "<instance>", dag_id))
+    found = f"DAG assets for {dag_id!r} under the instance name(s) {names}" if names else f"no DAG asset {wanted}"
+    if configured:
+        if configured in names:
+            return configured
+        raise DagsterApiError(
+            f"the Airflow instance name {configured!r} is configured ({INSTANCE_SETTINGS}), but Dagster at "
+            f"{client.url} has {found}: set it to the name of the AirflowInstance on the Dagster side, or peer "
+            f"this Airflow instance with that name (build_defs_from_airflow_instance)"
+        )
+    if len(names) == 1:
+        (say or log.info)("Airflow instance name %r learned from Dagster at %s (DAG asset %s)",
+                          names[0], client.url, "/".join(dag_asset_path(names[0], dag_id)))
+        return names[0]
+    if names:
+        raise DagsterApiError(
+            f"Dagster at {client.url} has {found}: set the one this Airflow is ({INSTANCE_SETTINGS})"
+        )
+    raise DagsterApiError(
+        f"Dagster at {client.url} has {found}: peer this Airflow instance in Dagster "
+        "(build_defs_from_airflow_instance) and reload its code location: the DAG asset names the instance"
+    )
 
 
 def _asset(node: Mapping[str, Any]) -> DagsterAsset:

@@ -196,8 +196,8 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
             if index is not None:
                 paths = index.get(task_id) or ([] if not scan_if_unindexed else None)
             else:
-                log.warning("Dagster at %s has no DAG asset %s with a task index (airlift-dagster older than this "
-                            "airlift-airflow, or another instance name): reading every asset node's tags (slow path)",
+                log.warning("Dagster at %s has no task index on the DAG asset %s (airlift-dagster older than this "
+                            "airlift-airflow): reading every asset node's tags (slow path)",
                             client.url, "/".join(dag_asset_path(instance_name, dag_id)))
         if paths is None:
             paths = client.asset_keys_with_tags(wanted, without=without)

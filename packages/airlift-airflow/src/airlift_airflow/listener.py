@@ -92,7 +92,7 @@ class PushSettings:
 
         return cls(
             enabled=str(get("push_enabled", "False")).strip().lower() in ("1", "true", "yes", "on"),
-            instance_name=configured_instance_name(),
+            instance_name=configured_instance_name() or DEFAULT_INSTANCE_NAME,
             dagster_conn_id=str(get("dagster_conn_id", "dagster_default")),
             airflow_url=get("airflow_url", None) or None,
             max_queue=int(get("max_queue", DEFAULT_MAX_QUEUE)),

@@ -8,7 +8,13 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airlift_airflow.dagster_api import FINISHED_STATUSES, DagsterAsset, DagsterRunResult
+from airlift_airflow.dagster_api import (
+    FINISHED_STATUSES,
+    INSTANCE_ENV,
+    DagsterAsset,
+    DagsterRunResult,
+    resolve_instance_name,
+)
 from airlift_airflow.errors import DagsterApiError, DagsterRunFailedError
 from airlift_airflow.hook import DEFAULT_CONN_ID, TOKEN_ENV, URL_ENV, DagsterHook
 from airlift_airflow.version_compat import BaseOperator, airflow_conf
@@ -25,7 +31,7 @@ from airlift_protocol import (
 
 __all__ = ["DEFAULT_CONN_ID", "INSTANCE_ENV", "TOKEN_ENV", "URL_ENV", "DagsterOperator", "configured_instance_name"]
 
-INSTANCE_ENV = "AIRLIFT_AIRFLOW_INSTANCE_NAME"
+#: The instance name push mode falls back to (the operator learns the name from Dagster instead).
 DEFAULT_INSTANCE_NAME = "airflow"
 
 
@@ -36,15 +42,17 @@ def _int(value: Any, default: int) -> int:
         return default
 
 
-def configured_instance_name() -> str:
-    """The Airflow instance's name on the Dagster side: ``AIRLIFT_AIRFLOW_INSTANCE_NAME``, else
-    ``[airlift] instance_name`` (``AIRFLOW__AIRLIFT__INSTANCE_NAME``, shared with push mode), else ``airflow``.
+def configured_instance_name() -> str | None:
+    """The Airflow instance's name on the Dagster side when it is set explicitly:
+    ``AIRLIFT_AIRFLOW_INSTANCE_NAME``, else ``[airlift] instance_name`` (``AIRFLOW__AIRLIFT__INSTANCE_NAME``,
+    shared with push mode); ``None`` when neither is set (the name is then learned from Dagster, see
+    :func:`airlift_airflow.dagster_api.resolve_instance_name`).
 
     >>> import os; os.environ.pop("AIRLIFT_AIRFLOW_INSTANCE_NAME", None) and None
-    >>> configured_instance_name() in ("airflow", os.environ.get("AIRFLOW__AIRLIFT__INSTANCE_NAME"))
+    >>> configured_instance_name() == (os.environ.get("AIRFLOW__AIRLIFT__INSTANCE_NAME") or None)
     True
     """
-    return os.environ.get(INSTANCE_ENV) or str(airflow_conf.get("airlift", "instance_name", fallback="") or "") or DEFAULT_INSTANCE_NAME
+    return os.environ.get(INSTANCE_ENV) or str(airflow_conf.get("airlift", "instance_name", fallback="") or "") or None
 
 
 class DagsterOperator(BaseOperator):
@@ -78,9 +86,10 @@ class DagsterOperator(BaseOperator):
 
     The Dagster URL and optional Dagster+ API token come from :class:`~airlift_airflow.DagsterHook`
     (connection ``dagster_conn_id``, else ``AIRLIFT_DAGSTER_URL`` / ``AIRLIFT_DAGSTER_API_TOKEN``).
-    ``airflow_instance_name`` (else ``AIRLIFT_AIRFLOW_INSTANCE_NAME``, else ``[airlift] instance_name``,
-    else ``airflow``) should be
-    the name of the ``AirflowInstance`` on the Dagster side: it is part of every run's identity.
+    The Airflow instance's name (part of every run's identity) is learned from Dagster: the DAG asset
+    ``[name, "dag", dag_id]`` names it. ``airflow_instance_name`` (else ``AIRLIFT_AIRFLOW_INSTANCE_NAME``,
+    else ``[airlift] instance_name``) sets it explicitly; Dagster must then have that DAG asset. No such
+    DAG asset, or several instances with one and no name set, fails the task with an error naming them.
 
     >>> op = DagsterOperator(task_id="load_raw", poll_interval=5.0, deferrable=True)  # doctest: +SKIP
     >>> # AIRFLOW_CONN_DAGSTER_DEFAULT='http://dagster-webserver:3000' in the Airflow environment
@@ -123,7 +132,9 @@ class DagsterOperator(BaseOperator):
         return DagsterHook(self.dagster_conn_id, timeout=self.request_timeout, retry=retry)
 
     @property
-    def instance_name(self) -> str:
+    def instance_name(self) -> str | None:
+        """The explicitly configured instance name (argument, else environment or ``[airlift]``); ``None``:
+        learned from Dagster when the task runs."""
         return self.airflow_instance_name or configured_instance_name()
 
     def execute(self, context: Any) -> list[str]:
@@ -137,15 +148,16 @@ class DagsterOperator(BaseOperator):
         first_try = try_number if max_tries is None else max(1, _int(max_tries, 0) - _int(self.retries, 0) + 1)
         hook = self.get_hook()
         client = hook.get_conn()
+        instance_name = resolve_instance_name(client, dag_id, self.instance_name, say=self.log.info)
         assets = hook.task_assets(dag_id=dag_id, task_id=None if self.whole_dag else task_id, asset_keys=self.asset_keys,
-                                  instance_name=self.instance_name)
+                                  instance_name=instance_name)
         what = f"Airflow DAG {dag_id}" if self.whole_dag else f"Airflow task {dag_id}.{task_id}"
         self._check_assets(assets, what=what, url=client.url)
         partition = self._partition_key(assets, context, what=what)
         groups: dict[tuple[str, str], list[tuple[str, ...]]] = defaultdict(list)
         for asset in assets:
             groups[(asset.location, asset.repository)].append(asset.path)
-        identity = dagster_run_tags(dag_id=dag_id, task_id=task_id, run_id=run_id, instance_name=self.instance_name)
+        identity = dagster_run_tags(dag_id=dag_id, task_id=task_id, run_id=run_id, instance_name=instance_name)
         identity[AIRFLOW_MAP_INDEX_RUN_TAG] = str(map_index)
         run_ids = []
         for plan in hook.plan(groups, identity=identity, try_number=try_number, first_try=first_try):
@@ -154,8 +166,9 @@ class DagsterOperator(BaseOperator):
                               plan.run.run_id, plan.location, plan.reason, client.run_url(plan.run.run_id))
                 run_ids.append(plan.run.run_id)
                 continue
-            tags = operator_run_tags(instance_name=self.instance_name, dag_id=dag_id, task_id=task_id, run_id=run_id,
-                                     try_number=try_number, map_index=map_index, location=plan.location)
+            tags = operator_run_tags(instance_name=instance_name, dag_id=dag_id, task_id=task_id, run_id=run_id,
+                                     try_number=try_number, map_index=map_index, location=plan.location,
+                                     max_tries=None if max_tries is None else _int(max_tries, 0))
             if partition is not None:
                 tags[DAGSTER_PARTITION_TAG] = partition
             new_run = hook.launch(location=plan.location, repository=plan.repository, asset_paths=plan.paths, tags=tags,

@@ -56,6 +56,11 @@ def whole_table() -> None:
     (_markers() / "dagster_ran_whole").write_text("dagster")
 
 
+# The DAG assets ``[instance, "dag", dag_id]`` a peered Airflow has: the operator learns its instance name from them.
+INSTANCE = "e2e_airflow"
+DAG_IDS = ("e2e_pipeline", "e2e_kill", "e2e_slow_launch", "e2e_two_locations", "e2e_deferred", "e2e_daily", "e2e_whole")
+dag_assets = [dg.AssetSpec([INSTANCE, "dag", dag_id]) for dag_id in DAG_IDS]
+
 defs = dg.Definitions(
-    assets=[middle_table, slow_table, proxied_table, deferred_table, loc_one_table, daily_table, whole_table]
+    assets=[middle_table, slow_table, proxied_table, deferred_table, loc_one_table, daily_table, whole_table, *dag_assets]
 )

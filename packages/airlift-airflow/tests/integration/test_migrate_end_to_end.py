@@ -176,6 +176,8 @@ def test_migrate_fail_and_roll_back(servers: Servers) -> None:
     assert tags["airlift/airflow_dag_id"] == DAG_ID
     assert tags["airlift/airflow_task_id"] == "middle"
     assert tags["airlift/airflow_try_number"] == "1"
+    assert tags["airlift/airflow_instance"] == "e2e_airflow", "learned from the DAG asset, nothing set in Airflow"
+    assert tags["airlift/airflow_max_tries"] == "0"
     assert [m["assetKey"]["path"] for m in dagster_runs[0]["assetMaterializations"]] == [["e2e", "middle_table"]]
     log = _task_log(airflow, run["dag_run_id"], "middle")
     run_link = f"{dagster.url}/runs/{dagster_runs[0]['runId']}"
