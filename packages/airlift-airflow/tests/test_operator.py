@@ -248,15 +248,44 @@ def test_launch_that_never_reached_dagster_is_sent_again(fake_dagster: FakeDagst
 def test_retry_reattaches_to_the_run_in_flight(fake_dagster: FakeDagster) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
     # try 1 launched run-0, then its worker died; the Dagster run goes on
-    fake_dagster.add_run("run-0", status="STARTED", tags=_run_tags(1))
+    fake_dagster.add_run("run-0", status="STARTED", tags=_run_tags(1, max_tries=2))
     fake_dagster.runs["run-0"]["script"] = ["STARTED", "STARTED", "SUCCESS"]
     assert _operator(retries=2).execute(_context(try_number=2, max_tries=2)) == ["run-0"]
     assert fake_dagster.launched == [], "no duplicate run"
 
 
-def test_retry_reuses_a_run_that_already_succeeded(fake_dagster: FakeDagster) -> None:
+def test_lowering_retries_between_tries_does_not_launch_a_duplicate(fake_dagster: FakeDagster) -> None:
+    """The DAG file's retries went from 2 to 0 while try 1's run went on: the attempt tag, not the
+    current retries, says the run belongs to this attempt."""
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.add_run("run-0", status="STARTED", tags=_run_tags(1, max_tries=2))
+    fake_dagster.runs["run-0"]["script"] = ["STARTED", "SUCCESS"]
+    assert _operator(retries=0).execute(_context(try_number=2, max_tries=2)) == ["run-0"]
+    assert fake_dagster.launched == []
+
+
+def test_an_earlier_try_retried_by_dagster_is_followed(fake_dagster: FakeDagster) -> None:
+    """Try 1's run failed and Dagster retried it (the retry copies the tags): try 2 waits on the retry."""
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.add_run("run-0", status="FAILURE", tags={**_run_tags(1, max_tries=2), "dagster/will_retry": "true",
+                                                         "dagster/auto_retry_run_id": "run-0r"})
+    fake_dagster.add_run("run-0r", status="STARTED", tags={**_run_tags(1, max_tries=2), "dagster/parent_run_id": "run-0",
+                                                          "dagster/root_run_id": "run-0"})
+    fake_dagster.runs["run-0r"]["script"] = ["STARTED", "SUCCESS"]
+    assert _operator(retries=2).execute(_context(try_number=2, max_tries=2)) == ["run-0r"]
+    assert fake_dagster.launched == []
+
+
+def test_an_earlier_try_without_the_attempt_tag_is_not_reused(fake_dagster: FakeDagster) -> None:
+    """A run tagged without max_tries (an older operator) counts only for its own try."""
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
     fake_dagster.add_run("run-0", status="SUCCESS", tags=_run_tags(1))
+    assert _operator(retries=2).execute(_context(try_number=2, max_tries=2)) == ["run-1"]
+
+
+def test_retry_reuses_a_run_that_already_succeeded(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.add_run("run-0", status="SUCCESS", tags=_run_tags(1, max_tries=2))
     assert _operator(retries=2).execute(_context(try_number=2, max_tries=2)) == ["run-0"]
     assert fake_dagster.launched == []
 
@@ -280,8 +309,8 @@ def test_retry_after_a_failed_run_launches_a_new_one(fake_dagster: FakeDagster) 
 def test_retry_completes_only_the_failed_code_location(fake_dagster: FakeDagster) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID, location="loc_one")
     fake_dagster.add_asset(["b"], dag_id=DAG_ID, task_id=TASK_ID, location="loc_two")
-    fake_dagster.add_run("run-0a", status="SUCCESS", tags=_run_tags(1, "loc_one"))
-    fake_dagster.add_run("run-0b", status="FAILURE", tags=_run_tags(1, "loc_two"))
+    fake_dagster.add_run("run-0a", status="SUCCESS", tags=_run_tags(1, "loc_one", max_tries=1))
+    fake_dagster.add_run("run-0b", status="FAILURE", tags=_run_tags(1, "loc_two", max_tries=1))
     assert _operator(retries=1).execute(_context(try_number=2, max_tries=1)) == ["run-0a", "run-1"]
     assert [p["selector"]["repositoryLocationName"] for p in fake_dagster.launched] == ["loc_two"]
 
@@ -289,7 +318,7 @@ def test_retry_completes_only_the_failed_code_location(fake_dagster: FakeDagster
 def test_retry_launches_a_location_whose_launch_never_happened(fake_dagster: FakeDagster) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID, location="loc_one")
     fake_dagster.add_asset(["b"], dag_id=DAG_ID, task_id=TASK_ID, location="loc_two")
-    fake_dagster.add_run("run-0a", status="SUCCESS", tags=_run_tags(1, "loc_one"))
+    fake_dagster.add_run("run-0a", status="SUCCESS", tags=_run_tags(1, "loc_one", max_tries=1))
     assert _operator(retries=1).execute(_context(try_number=2, max_tries=1)) == ["run-0a", "run-1"]
     assert [p["selector"]["repositoryLocationName"] for p in fake_dagster.launched] == ["loc_two"]
 
@@ -297,8 +326,8 @@ def test_retry_launches_a_location_whose_launch_never_happened(fake_dagster: Fak
 def test_cleared_task_runs_again(fake_dagster: FakeDagster) -> None:
     """After a clear (Airflow sets max_tries = try_number + retries), earlier runs are not reused."""
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
-    fake_dagster.add_run("run-0", status="SUCCESS", tags=_run_tags(1))
-    fake_dagster.add_run("run-00", status="STARTED", tags=_run_tags(1))
+    fake_dagster.add_run("run-0", status="SUCCESS", tags=_run_tags(1, max_tries=2))
+    fake_dagster.add_run("run-00", status="STARTED", tags=_run_tags(1, max_tries=2))
     # try 1 succeeded, then the user cleared the task: max_tries = 1 + 2, the next try is 2
     assert _operator(retries=2).execute(_context(try_number=2, max_tries=3)) == ["run-1"]
 

@@ -40,6 +40,10 @@ __all__ = [
 
 log = logging.getLogger("airlift_airflow")
 
+#: Tags Dagster's run retries put on a failed run: whether it will be retried, and the retry's run id.
+WILL_RETRY_TAG = "dagster/will_retry"
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
+
 #: Dagster's RunStatus values that end a run; every other status (QUEUED, NOT_STARTED, MANAGED,
 #: STARTING, STARTED, SUSPENDED, CANCELING) means the run is still in flight.
 FINISHED_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
@@ -171,6 +175,21 @@ class DagsterRun:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def retried_by(self) -> str | None:
+        """The run Dagster launched to retry this one (run retries, ``dagster/max_retries``), if any."""
+        return self.tags.get(AUTO_RETRY_RUN_ID_TAG) or None
+
+    @property
+    def retry_coming(self) -> bool:
+        """Failed, and Dagster said it retries it (``dagster/will_retry``) but has not launched the retry yet."""
+        return self.status == "FAILURE" and self.tags.get(WILL_RETRY_TAG) == "true" and not self.retried_by
+
+    @property
+    def in_flight(self) -> bool:
+        """Still running, or failed with a Dagster retry coming; a run being canceled ends canceled."""
+        return (not self.finished and self.status != "CANCELING") or self.retry_coming
 
 
 @dataclass(frozen=True)

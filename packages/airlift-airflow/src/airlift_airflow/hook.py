@@ -7,9 +7,12 @@ The launch rule (one Dagster run per task try and code location):
 - the launch mutation is sent once; a launch that timed out, lost its connection or got a 5xx is
   resolved by looking the run up by those tags (after a backoff) before it is sent again;
 - for each code location, a try first looks at the runs of the current attempt (the tries since the
-  task was last cleared): a run of its own try is used whatever its state; else a run of an earlier
-  try still in flight is re-attached to, and one that succeeded is reused; a failed or canceled one
-  (or none) gets a new run. So a retry completes only the locations whose run is missing or failed;
+  task was last cleared, named by the attempt tag ``airlift/airflow_max_tries``; the rule is
+  :func:`airlift_protocol.run_counts_for_try`): a run of its own try is used whatever its state; else
+  a run of an earlier try still in flight (or failed with a Dagster retry coming) is re-attached to,
+  and one that succeeded is reused; a failed or canceled one (or none) gets a new run. So a retry
+  completes only the locations whose run is missing or failed. Dagster's own retries of a run copy its
+  tags, so they belong to the same try;
 - runs of tries before a clear are ignored: a cleared task launches new runs.
 """
 
@@ -40,6 +43,8 @@ from airlift_protocol import (
     TASK_ID_TAG,
     RetryPolicy,
     encode_tag_value,
+    parse_dagster_run_tags,
+    run_counts_for_try,
 )
 from airlift_protocol.tags import dag_asset_path
 
@@ -72,6 +77,11 @@ def connection_url_and_token(conn: Any) -> tuple[str | None, str | None]:
         url = host + (f":{conn.port}" if conn.port else "") + (f"/{conn.schema.strip('/')}" if conn.schema else "")
     token = conn.password or extra.get("api_token")
     return url, token
+
+
+def _counts(run: DagsterRun, *, try_number: int, max_tries: int | None) -> bool:
+    ref = parse_dagster_run_tags(run.tags)
+    return ref is not None and run_counts_for_try(ref, try_number=try_number, max_tries=max_tries)
 
 
 def _int(value: Any, default: int) -> int:
@@ -224,16 +234,17 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
         *,
         identity: Mapping[str, str],
         try_number: int,
-        first_try: int,
+        max_tries: int | None,
     ) -> list[LaunchPlan]:
-        """For each code location: the run to use, or ``launch`` (see the module docstring)."""
+        """For each code location: the run to use, or ``launch`` (see the module docstring). Which runs
+        stand for this try is :func:`airlift_protocol.run_counts_for_try`, from the runs' attempt tag."""
         existing = self.get_conn().runs_with_tags(identity)
         plans = []
         for (location, repository), paths in sorted(groups.items()):
             mine = [r for r in existing if r.tags.get(DAGSTER_CODE_LOCATION_RUN_TAG) == location
-                    and first_try <= _int(r.tags.get(AIRFLOW_TRY_NUMBER_RUN_TAG), 0) <= try_number]
+                    and _counts(r, try_number=try_number, max_tries=max_tries)]
             same_try = [r for r in mine if _int(r.tags.get(AIRFLOW_TRY_NUMBER_RUN_TAG), 0) == try_number]
-            in_flight = [r for r in mine if not r.finished and r.status != "CANCELING"]  # canceling ends canceled
+            in_flight = [r for r in mine if r.in_flight]
             succeeded = [r for r in mine if r.status == "SUCCESS"]
             if same_try:
                 plans.append(LaunchPlan(location, repository, paths, same_try[0], f"launched by this try ({same_try[0].status})"))

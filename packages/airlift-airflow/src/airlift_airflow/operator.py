@@ -142,10 +142,8 @@ class DagsterOperator(BaseOperator):
         dag_id, task_id, run_id = ti.dag_id, ti.task_id, context["run_id"]
         try_number = _int(getattr(ti, "try_number", None), 1)
         map_index = _int(getattr(ti, "map_index", None), -1)
-        # The first try of the current attempt: Airflow sets max_tries = try_number + retries when a
-        # task is cleared, so runs launched before a clear have smaller try numbers.
-        max_tries = getattr(ti, "max_tries", None)
-        first_try = try_number if max_tries is None else max(1, _int(max_tries, 0) - _int(self.retries, 0) + 1)
+        # Airflow changes max_tries only when a task is cleared: it names the attempt (see run_counts_for_try)
+        max_tries = None if getattr(ti, "max_tries", None) is None else _int(ti.max_tries, 0)
         hook = self.get_hook()
         client = hook.get_conn()
         instance_name = resolve_instance_name(client, dag_id, self.instance_name, say=self.log.info)
@@ -160,7 +158,7 @@ class DagsterOperator(BaseOperator):
         identity = dagster_run_tags(dag_id=dag_id, task_id=task_id, run_id=run_id, instance_name=instance_name)
         identity[AIRFLOW_MAP_INDEX_RUN_TAG] = str(map_index)
         run_ids = []
-        for plan in hook.plan(groups, identity=identity, try_number=try_number, first_try=first_try):
+        for plan in hook.plan(groups, identity=identity, try_number=try_number, max_tries=max_tries):
             if plan.run is not None:
                 self.log.info("Using Dagster run %s for code location %s (%s): %s",
                               plan.run.run_id, plan.location, plan.reason, client.run_url(plan.run.run_id))
@@ -168,7 +166,7 @@ class DagsterOperator(BaseOperator):
                 continue
             tags = operator_run_tags(instance_name=instance_name, dag_id=dag_id, task_id=task_id, run_id=run_id,
                                      try_number=try_number, map_index=map_index, location=plan.location,
-                                     max_tries=None if max_tries is None else _int(max_tries, 0))
+                                     max_tries=max_tries)
             if partition is not None:
                 tags[DAGSTER_PARTITION_TAG] = partition
             new_run = hook.launch(location=plan.location, repository=plan.repository, asset_paths=plan.paths, tags=tags,
