@@ -282,11 +282,38 @@ def test_diff_shows_what_a_deploy_changes(env: dict[str, str], fake: FakeAirflow
     assert "+ task_000  Airflow → Dagster" in text.output and "- task_002  Dagster → Airflow" in text.output
 
 
+def test_a_dag_whose_file_fails_to_import_is_named_by_every_command(env: dict[str, str], fake: FakeAirflow, tmp_path: Path) -> None:
+    scaffold(env, tmp_path)
+    fake.break_dag(DAG, "Traceback (most recent call last):\n  File \"x.py\", line 3\nSyntaxError: invalid syntax\n")
+    fileloc = fake.state.dag(DAG).fileloc  # type: ignore[union-attr]
+    filename = fileloc if fake.generation == 2 else fileloc.rsplit("/", 1)[-1]
+    named = f"Airflow fails to import the file of DAG {DAG!r} ({filename}): SyntaxError: invalid syntax"
+
+    validate = run(env, "state", "validate", "-d", str(tmp_path), "--json")
+    assert validate.exit_code == EXIT_PROBLEMS
+    problems = {(p["level"], Path(p["where"]).name, p["message"].split(";")[0]) for p in json.loads(validate.output)["problems"]}
+    assert problems == {("error", f"{DAG}.yaml", named)}
+
+    diff = run(env, "state", "diff", "-d", str(tmp_path), "--json", "--exit-code")
+    assert diff.exit_code == EXIT_PROBLEMS
+    assert named in {c["dag_id"]: c for c in json.loads(diff.output)["changes"]}[DAG]["note"]
+
+    status = run(env, "state", "status", "-d", str(tmp_path), "--json")
+    assert status.exit_code == EXIT_OK, status.output
+    assert {d["dag_id"]: d["warnings"] for d in json.loads(status.output)["dags"]}[DAG] == [named + "; fix the file (`airflow dags list-import-errors` shows the whole error)"]
+
+    doctor = run(env, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(doctor.output)["checks"]}
+    assert checks["DAG imports"]["status"] == "WARN"
+    assert f"1 file(s) fail to import: {filename}: SyntaxError: invalid syntax" == checks["DAG imports"]["detail"]
+
+
 def test_doctor_reports_each_check(env: dict[str, str], fake: FakeAirflow) -> None:
     result = run(env, "doctor", "--json")
     assert result.exit_code == EXIT_OK, result.output
     checks = {c["name"]: c for c in json.loads(result.output)["checks"]}
-    assert [c["status"] for c in checks.values()] == ["OK"] * 6 + ["WARN"]
+    assert [c["status"] for c in checks.values()] == ["OK"] * 7 + ["WARN"]
+    assert checks["DAG imports"]["detail"] == "Airflow imports every DAG file"
     assert checks["REST API"]["detail"].startswith(f"Airflow {fake.generation} REST API")
     assert checks["Airflow version"]["detail"] == ("2.11.2" if fake.generation == 2 else "3.3.2")
     assert "list task instances (batch)" in checks["API permissions"]["detail"]

@@ -27,7 +27,7 @@ from airlift_protocol import (
     with_upstream_task_ids,
 )
 
-__all__ = ["STATE_FORMAT_VERSION", "AirflowInstanceState", "fetch_airflow_state"]
+__all__ = ["STATE_FORMAT_VERSION", "AirflowInstanceState", "fetch_airflow_state", "with_unlisted_dags"]
 
 log = logging.getLogger("airlift_dagster")
 STATE_FORMAT_VERSION = 1
@@ -191,14 +191,7 @@ def fetch_airflow_state(
     try:
         dags = [d for d in instance.iter_dags() if dag_selector_fn is None or _select(dag_selector_fn, d)]
         listed = {d.dag_id for d in dags}
-        for dag_id in sorted(set(expected_dag_ids) - listed):
-            try:
-                dag = instance.get_dag(dag_id)
-            except AirflowNotFoundError:
-                continue  # never parsed, or deleted: the definitions say so (unknown id)
-            if dag_selector_fn is None or _select(dag_selector_fn, dag):
-                dags.append(dag)
-        import_errors = _dag_import_errors(instance, dags) if any(_may_be_broken(d, listed) for d in dags) else {}
+        import_errors = with_unlisted_dags(instance, dags, expected_dag_ids, keep=dag_selector_fn)
         if len(dags) > 50:  # a progress line on the code server's console for large instances
             log.info("airlift: %s: %d DAGs listed, reading their tasks and sources...", instance.name, len(dags))
         healthy = [d for d in dags if d.dag_id not in import_errors and d.dag_id in listed]
@@ -231,10 +224,6 @@ def fetch_airflow_state(
     )
 
 
-def _may_be_broken(dag: DagInfo, listed: set[str]) -> bool:
-    return dag.dag_id not in listed or not dag.is_active or bool(dag.raw.get("has_import_errors"))
-
-
 def _last_parsed_tasks(instance: AirflowInstance, dag_id: str, error: AirflowImportError | None) -> list[TaskInfo]:
     try:
         return instance.list_tasks(dag_id)
@@ -244,8 +233,23 @@ def _last_parsed_tasks(instance: AirflowInstance, dag_id: str, error: AirflowImp
         return []
 
 
-def _dag_import_errors(instance: AirflowInstance, dags: Iterable[DagInfo]) -> dict[str, AirflowImportError]:
-    """Airflow's import error of each DAG's file (DAGs whose file imports have none)."""
+def with_unlisted_dags(
+    instance: AirflowInstance, dags: list[DagInfo], expected_dag_ids: Iterable[str], *, keep: Callable[[DagInfo], bool] | None = None,
+) -> dict[str, AirflowImportError]:
+    """Add to ``dags`` (as listed by Airflow) the ``expected_dag_ids`` Airflow no longer lists but still
+    serves by id (``keep`` may leave them out), and return Airflow's import error of each DAG whose
+    file fails to import. Requests: one per unlisted id, and one list of import errors when a DAG may
+    be broken (unlisted, stale, or flagged ``has_import_errors``)."""
+    listed = {d.dag_id for d in dags}
+    for dag_id in sorted(set(expected_dag_ids) - listed):
+        try:
+            dag = instance.get_dag(dag_id)
+        except AirflowNotFoundError:
+            continue  # never parsed, or deleted: callers report the unknown id
+        if keep is None or _select(keep, dag):
+            dags.append(dag)
+    if not any(d.dag_id not in listed or not d.is_active or d.raw.get("has_import_errors") for d in dags):
+        return {}
     errors = list(instance.iter_import_errors())
     found: dict[str, AirflowImportError] = {}
     for dag in dags:

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from airlift_client import AirflowInstance
+from airlift_client import AirflowInstance, AirflowNotFoundError
 from airlift_dagster.cli._output import Output
-from airlift_protocol import DagInfo, DagRun, TaskInfo, TaskInstance
+from airlift_dagster.state import with_unlisted_dags
+from airlift_protocol import AirflowImportError, DagInfo, DagRun, TaskInfo, TaskInstance
 
 __all__ = ["LiveDag", "fetch_live_dags", "latest_task_instances", "topological_task_ids"]
 
@@ -20,6 +21,15 @@ class LiveDag:
 
     dag: DagInfo
     tasks: tuple[TaskInfo, ...]
+    #: Airflow's import error for the DAG's file (the tasks are then those Airflow last parsed).
+    import_error: AirflowImportError | None = None
+
+    def broken_note(self) -> str | None:
+        """What to tell the user when Airflow fails to import the DAG's file."""
+        if self.import_error is None:
+            return None
+        return (f"Airflow fails to import the file of DAG {self.dag.dag_id!r} ({self.import_error.filename}): "
+                f"{self.import_error.summary}; fix the file (`airflow dags list-import-errors` shows the whole error)")
 
     @property
     def task_ids(self) -> tuple[str, ...]:
@@ -62,16 +72,26 @@ def fetch_live_dags(
     *,
     patterns: Sequence[str] = (),
     dag_ids: Sequence[str] | None = None,
+    expected: Sequence[str] = (),
 ) -> dict[str, LiveDag]:
     """The DAGs Airflow serves (those matching ``patterns``, or the ``dag_ids`` that exist), with their
-    tasks, read concurrently behind a progress bar."""
+    tasks, read concurrently behind a progress bar. ``dag_ids`` and ``expected`` ids that Airflow no
+    longer lists because their file fails to import are included, with Airflow's import error."""
     wanted = set(dag_ids) if dag_ids is not None else None
     dags = [
         d for d in instance.iter_dags() if matches(d.dag_id, patterns) and (wanted is None or d.dag_id in wanted)
     ]
+    import_errors = with_unlisted_dags(instance, dags, [*(wanted or ()), *expected], keep=lambda d: matches(d.dag_id, patterns))
     dags.sort(key=lambda d: d.dag_id)
-    tasks = out.map_with_progress("Reading tasks", [d.dag_id for d in dags], instance.list_tasks)
-    return {d.dag_id: LiveDag(dag=d, tasks=tuple(tasks[d.dag_id])) for d in dags}
+    tasks = out.map_with_progress("Reading tasks", [d.dag_id for d in dags], lambda dag_id: _tasks(instance, dag_id))
+    return {d.dag_id: LiveDag(dag=d, tasks=tuple(tasks[d.dag_id]), import_error=import_errors.get(d.dag_id)) for d in dags}
+
+
+def _tasks(instance: AirflowInstance, dag_id: str) -> list[TaskInfo]:
+    try:
+        return instance.list_tasks(dag_id)
+    except AirflowNotFoundError:  # a DAG whose file fails to import and that Airflow no longer parses
+        return []
 
 
 def _run_time(run: DagRun) -> datetime:

@@ -23,6 +23,7 @@ from airlift_client import (
 from airlift_dagster.cli._connect import Connection, connection_options
 from airlift_dagster.cli._errors import EXIT_OK, EXIT_PROBLEMS, CliError
 from airlift_dagster.cli._output import Output, first_line, json_option
+from airlift_dagster.state import with_unlisted_dags
 from airlift_protocol import ApiVersion, DagInfo
 
 __all__ = ["Check", "doctor", "run_checks"]
@@ -182,6 +183,7 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
         checks.append(Check("API permissions", "WARN", "the user sees no DAGs, so runs and tasks could not be checked",
                             "check the DAG folder is parsed and the user may read DAGs"))
 
+    checks.append(_import_errors_check(instance, sorted({d for d, _ in code.assets_by_task}) if code is not None else None))
     skew = _skew(health, sent, received) if health is not None else None
     if skew is None:
         checks.append(Check("Clock skew", "WARN", "Airflow sent no Date header", ""))
@@ -194,6 +196,26 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
         checks.append(Check("Clock skew", status, detail,
                             "" if status == "OK" else "sync both clocks (NTP)"))
     return checks + _dagster_checks(conn.dagster_url, timeout)
+
+
+def _import_errors_check(instance: AirflowInstance, mapped_dag_ids: list[str] | None) -> Check:
+    """Airflow's import errors; with the Dagster definitions (--defs), the mapped DAGs they take out."""
+    try:
+        errors = list(instance.iter_import_errors())
+        found = with_unlisted_dags(instance, list(instance.iter_dags()), mapped_dag_ids) if errors and mapped_dag_ids else {}
+        broken = {dag_id: err for dag_id, err in found.items() if mapped_dag_ids and dag_id in mapped_dag_ids}
+    except AirliftClientError as e:
+        return Check("DAG imports", "WARN", f"could not read Airflow's import errors: {first_line(e)}", "the user needs read access to import errors")
+    if not errors:
+        return Check("DAG imports", "OK", "Airflow imports every DAG file")
+    hint = "fix the file(s) (`airflow dags list-import-errors` shows the whole error)"
+    if broken:
+        hit = [f"DAG {dag_id!r} ({err.filename}: {err.summary})" for dag_id, err in sorted(broken.items())]
+        return Check("DAG imports", "FAIL", "; ".join(hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else ""),
+                     hint + ": their DAGs keep their Dagster assets, but Airflow runs nothing new from them")
+    files = "; ".join(f"{e.filename}: {e.summary}" for e in errors[:5]) + (f" and {len(errors) - 5} more" if len(errors) > 5 else "")
+    mapped = " (none holds a mapped DAG)" if mapped_dag_ids is not None else ""
+    return Check("DAG imports", "WARN", f"{len(errors)} file(s) fail to import{mapped}: {files}", hint)
 
 
 _STYLE = {"OK": "[green]OK[/]", "WARN": "[yellow]WARN[/]", "FAIL": "[bold red]FAIL[/]"}

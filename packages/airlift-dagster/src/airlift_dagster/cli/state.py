@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -212,6 +213,8 @@ def status(conn: Connection, dags_folder: str, state_dir: str | None, days: floa
         dag = live.get(dag_id)
         if dag is None:
             dag_warnings[dag_id] = ["no such DAG in Airflow"]
+        elif dag.broken_note():
+            dag_warnings[dag_id] = [str(dag.broken_note())]
         task_ids = list(dag_state.tasks) + [t for t in (dag.task_ids if dag else ()) if t not in dag_state.tasks]
         for task_id in task_ids:
             migrated = dag_state.is_task_migrated(task_id)
@@ -280,6 +283,9 @@ def _check_against_airflow(conn: Connection, dag_id: str, task_ids: Sequence[str
     live = fetch_live_dags(conn.instance(), Output(), dag_ids=[dag_id])
     if dag_id not in live:
         raise CliError(f"DAG {dag_id!r} is not in {conn.instance().webserver_url}; nothing changed (--offline skips this check).")
+    if live[dag_id].broken_note():
+        conn_note = f"{live[dag_id].broken_note()}. The change is written; it takes effect once the file imports."
+        Output().print(f"[yellow]warning:[/] {escape(conn_note)}")
     unknown = [t for t in task_ids if live[dag_id].task(t) is None]
     if unknown:
         raise CliError(
@@ -401,13 +407,16 @@ def validate(conn: Connection, dags_folder: str, state_dir: str | None, offline:
     states, problems = _load_each(folder)
     live: dict[str, LiveDag] = {}
     if not offline:
-        live = fetch_live_dags(conn.instance(), out)
+        live = fetch_live_dags(conn.instance(), out, expected=sorted(states))
         for dag_id, dag_state in states.items():
             path = str(state_file_for(folder, dag_id))
             dag = live.get(dag_id)
             if dag is None:
-                problems.append(Problem("error", path, f"DAG {dag_id!r} is not in Airflow"))
+                close = difflib.get_close_matches(dag_id, sorted(live), n=1)
+                problems.append(Problem("error", path, f"DAG {dag_id!r} is not in Airflow" + (f"; did you mean {close[0]!r}?" if close else "")))
                 continue
+            if dag.broken_note():
+                problems.append(Problem("error", path, str(dag.broken_note())))
             for task_id in dag_state.tasks:
                 if dag.task(task_id) is None:
                     problems.append(Problem("error", path, f"task {task_id!r} is not in Airflow's DAG {dag_id!r}"))
@@ -459,7 +468,7 @@ class DagChange:
 
 @state.command()
 @with_folders
-@click.option("--exit-code", is_flag=True, help="Exit 1 when a deploy would change something.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when a deploy would change something, or a state file's DAG is not in Airflow or fails to import.")
 @connection_options
 @json_option
 def diff(conn: Connection, dags_folder: str, state_dir: str | None, exit_code: bool, as_json: bool) -> None:
@@ -476,7 +485,7 @@ def diff(conn: Connection, dags_folder: str, state_dir: str | None, exit_code: b
     out = Output(as_json=as_json)
     folder = _state_dir(dags_folder, state_dir)
     current = _load_state(folder)
-    live = fetch_live_dags(conn.instance(), out)
+    live = fetch_live_dags(conn.instance(), out, expected=sorted(current.dag_ids))
     changes: list[DagChange] = []
     for dag_id in sorted(set(current.dag_ids) | {d for d, dag in live.items() if MIGRATING_DAG_TAG in dag.dag.tags}):
         dag = live.get(dag_id)
@@ -484,6 +493,10 @@ def diff(conn: Connection, dags_folder: str, state_dir: str | None, exit_code: b
         change = DagChange(dag_id=dag_id)
         if dag is None:
             change.note = "not in Airflow: the file has no effect until the DAG is parsed"
+            changes.append(change)
+            continue
+        if dag.broken_note():
+            change.note = f"{dag.broken_note()}: a deploy changes nothing for this DAG until it imports"
             changes.append(change)
             continue
         change.tag_now = MIGRATING_DAG_TAG in dag.dag.tags
@@ -502,6 +515,7 @@ def diff(conn: Connection, dags_folder: str, state_dir: str | None, exit_code: b
             change.note = "not tagged airlift:migrating yet: call mark_as_dagster_migrating in the DAG file"
         changes.append(change)
     pending = [c for c in changes if c.changes]
+    unappliable = [c for c in changes if not c.changes and c.note and (c.note.startswith("not in Airflow") or "fails to import" in c.note)]
     if as_json:
         out.emit_json({"state_dir": str(folder), "airflow": conn.instance().webserver_url,
                        "changes": [asdict(c) for c in changes if c.changes or c.note]})
@@ -516,5 +530,5 @@ def diff(conn: Connection, dags_folder: str, state_dir: str | None, exit_code: b
                 out.print(f"  [red]- {escape(t)}[/]  Dagster → Airflow")
             if c.note:
                 out.print(f"  [yellow]{escape(c.note)}[/]")
-    raise SystemExit(EXIT_PROBLEMS if exit_code and pending else EXIT_OK)
+    raise SystemExit(EXIT_PROBLEMS if exit_code and (pending or unappliable) else EXIT_OK)
 
