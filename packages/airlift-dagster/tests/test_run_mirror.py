@@ -94,3 +94,29 @@ def test_a_run_read_first_through_its_task_instances_starts_there(dagster_instan
     assert record.dagster_run.status == DagsterRunStatus.SUCCESS and record.start_time == ti.start_date.timestamp()  # type: ignore[union-attr]
     assert [e.dagster_event.event_type for e in dagster_instance.all_logs(run_id) if e.dagster_event] == [
         DagsterEventType.RUN_START, DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.RUN_SUCCESS]
+
+
+def test_a_mirrored_run_follows_airflow_when_the_run_is_cleared_and_fails(dagster_instance: DagsterInstance) -> None:
+    succeeded = _run("success", start_date="2026-01-01T00:00:05+00:00", end_date="2026-01-01T00:01:05+00:00")
+    _mirror(dagster_instance, [succeeded], [_materialization()])
+    run_id = mirrored_run_id("prod", "sales", RUN_ID)
+    assert dagster_instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+    rerun = _run("running", start_date="2026-01-01T01:00:00+00:00")  # cleared in Airflow, running again
+    _mirror(dagster_instance, [rerun], [])
+    assert dagster_instance.get_run_by_id(run_id).status == DagsterRunStatus.STARTED
+    failed = _run("failed", start_date="2026-01-01T01:00:00+00:00", end_date="2026-01-01T01:02:00+00:00")
+    for _ in range(2):  # a re-read of the same row writes nothing more
+        _mirror(dagster_instance, [failed], [])
+    records = dagster_instance.get_run_records(RunsFilter(tags={MIRRORED_RUN_TAG: "true"}))
+    assert [r.dagster_run.run_id for r in records] == [run_id], "one mirrored record per Airflow run"
+    assert records[0].dagster_run.status == DagsterRunStatus.FAILURE
+    assert records[0].end_time == failed.end_date.timestamp()  # type: ignore[union-attr]
+    kinds = [e.dagster_event.event_type for e in dagster_instance.all_logs(run_id) if e.dagster_event]
+    assert kinds == [DagsterEventType.RUN_START, DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.RUN_SUCCESS,
+                     DagsterEventType.RUN_START, DagsterEventType.RUN_FAILURE]
+
+
+def test_a_run_cleared_between_two_ticks_that_fails_is_failed_in_dagster(dagster_instance: DagsterInstance) -> None:
+    _mirror(dagster_instance, [_run("success", start_date="2026-01-01T00:00:05+00:00", end_date="2026-01-01T00:01:05+00:00")], [])
+    _mirror(dagster_instance, [_run("failed", start_date="2026-01-01T01:00:00+00:00", end_date="2026-01-01T01:02:00+00:00")], [])
+    assert dagster_instance.get_run_by_id(mirrored_run_id("prod", "sales", RUN_ID)).status == DagsterRunStatus.FAILURE

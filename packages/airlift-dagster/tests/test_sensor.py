@@ -21,6 +21,7 @@ from dagster import (
     AssetSpec,
     DagsterInstance,
     DagsterRun,
+    DagsterRunStatus,
     Definitions,
     SensorResult,
     asset_check,
@@ -35,16 +36,10 @@ from airlift_dagster import (
     dag_defs,
     task_defs,
 )
-from airlift_dagster.sensor import (
-    AirliftSensorCursor as Cursor,
-)
-from airlift_dagster.sensor import (
-    SensorSettings,
-    SweepWindow,
-    advance_cursor,
-    drop_held,
-    plan_tick,
-)
+from airlift_dagster.sensor import AirliftSensorCursor as Cursor
+from airlift_dagster.sensor import SensorSettings
+from airlift_dagster.sensor.cursor import SweepWindow, advance_cursor
+from airlift_dagster.sensor.windows import plan_tick
 from airlift_protocol import dagster_run_tags
 from airlift_protocol.tags import AirflowEventId, airflow_event_key_of
 from airlift_testing.fake_airflow import FakeAirflow, FakeRun
@@ -289,7 +284,7 @@ def test_late_commit_into_a_window_too_large_to_reread_is_warned_about_with_the_
 
 
 def test_settled_windows_stay_few_and_contiguous() -> None:
-    from airlift_dagster.sensor import MAX_SETTLED_WINDOWS, SettledWindow, settle_window
+    from airlift_dagster.sensor.cursor import MAX_SETTLED_WINDOWS, SettledWindow, settle_window
 
     t = NOW
     out: list[SettledWindow] = []
@@ -436,9 +431,9 @@ def test_migrated_or_not_is_decided_per_airflow_run_from_dagster_run_tags(ticker
     # the DagsterOperator built task_001 of `run`; a Dagster run of ANOTHER instance with the same ids
     # does not count; the task was rolled back before `rolled_back` ran (no Dagster run): reported
     ticker.instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="a" * 8 + "-0000-0000-0000-000000000000", tags=dagster_run_tags(
-        dag_id="dag_00000", task_id="task_001", run_id=run.run_id, try_number=1, instance_name="inst")))
+        dag_id="dag_00000", task_id="task_001", run_id=run.run_id, try_number=1, instance_name="inst"), status=DagsterRunStatus.SUCCESS))
     ticker.instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="b" * 8 + "-0000-0000-0000-000000000000", tags=dagster_run_tags(
-        dag_id="dag_00000", task_id="task_001", run_id=other.run_id, try_number=1, instance_name="staging")))
+        dag_id="dag_00000", task_id="task_001", run_id=other.run_id, try_number=1, instance_name="staging"), status=DagsterRunStatus.SUCCESS))
     ticker.tick()
     counts = ticker.counts()
     assert counts[("b", run.run_id)] == 0
@@ -549,13 +544,13 @@ def test_plan_tick_windows_sweep_and_backfill() -> None:
 
 
 def _digest(dag_id: str) -> str:
-    from airlift_dagster.sensor import dag_digest
+    from airlift_dagster.sensor.settings import dag_digest
 
     return dag_digest(dag_id)
 
 
 def test_advance_cursor_remembers_windows_and_merges_them() -> None:
-    from airlift_dagster.sensor import Fetched
+    from airlift_dagster.sensor.fetch import Fetched
 
     settings = SensorSettings()
     now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
@@ -570,13 +565,20 @@ def test_advance_cursor_remembers_windows_and_merges_them() -> None:
     assert Cursor.parse(cursor.serialize()) == cursor
 
 
-def test_drop_held_keeps_new_and_unidentified_events() -> None:
-    from airlift_dagster.sensor import Emission
+def test_the_ledger_keeps_new_and_unidentified_events_and_drops_repeats_within_a_tick(dagster_instance: DagsterInstance) -> None:
+    from airlift_dagster.sensor.emissions import Emission
+    from airlift_dagster.sensor.ledger import BuiltTries, settle_deliveries
 
     held_id = AirflowEventId("i", "d", "r", task_id="t", try_number=1)
     new_id = AirflowEventId("i", "d", "r", task_id="t", try_number=2)
-    emissions = [Emission("held", held_id, 0.0), Emission("new", new_id, 0.0), Emission("check", None, None)]
-    assert [e.event for e in drop_held(emissions, {held_id.key})] == ["new", "check"]
+    dagster_instance.report_runless_asset_event(AssetMaterialization("x", tags=held_id.tags()))
+    held, new, twice = (AssetMaterialization("x", tags=held_id.tags()), AssetMaterialization("x", tags=new_id.tags()),
+                        AssetMaterialization("x", tags=new_id.tags()))
+    emissions = [Emission(held, held_id, NOW), Emission(new, new_id, NOW), Emission(twice, new_id, NOW),
+                 Emission(AssetMaterialization("y"), None, None)]
+    out = settle_deliveries(emissions, instance=dagster_instance, instance_name="i", built=BuiltTries(), floor=NOW)
+    assert [e.event for e in out.kept] == [new, emissions[3].event]
+    assert (out.held, out.repeated) == (1, 1)
 
 
 def test_checks_are_evaluated_by_a_dagster_run_only_for_the_migrated_task(instance: AirflowInstance) -> None:
@@ -597,7 +599,8 @@ def test_checks_are_evaluated_by_a_dagster_run_only_for_the_migrated_task(instan
 def test_pushed_events_are_recognised_as_held() -> None:
     """An event pushed through Dagster's report endpoint (identity in metadata, no tags) counts as
     held, and an earlier sensor copy (identity in tags) does too; another instance's does not."""
-    from airlift_dagster.sensor import dagster_metadata, read_held_events
+    from airlift_dagster.sensor.emissions import dagster_metadata
+    from airlift_dagster.sensor.ledger import read_held
     from airlift_protocol.events import dag_run_success_event, metadata_json
     from airlift_protocol.links import ui_links_for
     from airlift_protocol.models import ApiVersion
@@ -616,8 +619,8 @@ def test_pushed_events_are_recognised_as_held() -> None:
         dagster.report_runless_asset_event(AssetMaterialization("dag_asset", metadata=dagster_metadata(by_sensor.metadata),
                                                                 tags=by_sensor.tags()))
         dagster.report_runless_asset_event(AssetMaterialization("dag_asset", metadata=metadata_json(other.metadata)))
-        held = read_held_events(dagster, "inst", 0.0)
-    assert held == {pushed.event_id.key, by_sensor.event_id.key}
+        held = read_held(dagster, "inst", {("materialization", AssetKey("dag_asset")): 0.0})
+    assert {e.identity[0] for e in held.entries} == {pushed.event_id.key, by_sensor.event_id.key}
 
 
 def test_events_pushed_in_the_settle_window_before_a_tick_are_not_emitted_again(ticker: Ticker, fake: FakeAirflow) -> None:
@@ -643,3 +646,176 @@ def test_events_pushed_in_the_settle_window_before_a_tick_are_not_emitted_again(
     ticker.cursor = json.dumps(cursor)
     result = ticker.tick()
     assert not [e for e in result.asset_events if isinstance(e, AssetMaterialization)]
+
+
+# ------------------------------------------------ exactly once across paths and replays (the ledger)
+def _store_at(instance: DagsterInstance, event: AssetMaterialization, when: datetime) -> None:
+    """Store a runless materialization as stored at ``when`` (Dagster's clock): what a push did then."""
+    from dagster import DagsterEvent, DagsterEventType
+    from dagster._core.events import StepMaterializationData
+    from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+
+    instance.report_dagster_event(DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name=RUNLESS_JOB_NAME,
+                                               event_specific_data=StepMaterializationData(event)),
+                                  run_id=RUNLESS_RUN_ID, timestamp=when.timestamp())
+
+
+def _push(ticker: Ticker, fake: FakeAirflow, run: FakeRun) -> None:
+    """What push stores for a successful run, when each task and the run ended: identity in metadata, no tags."""
+    from airlift_protocol.events import identity_metadata
+
+    tis = _tis(fake, run)
+    for key, task_id in (("a", "task_000"), ("b", "task_001"), ("c", "task_002"), ("c2", "task_002")):
+        ti = tis[task_id]
+        event_id = AirflowEventId("inst", "dag_00000", run.run_id, task_id=task_id, try_number=ti.try_number)
+        _store_at(ticker.instance, AssetMaterialization(key, metadata={k: v.value for k, v in identity_metadata(event_id).items()}),
+                  ti.end_date)
+    event_id = AirflowEventId("inst", "dag_00000", run.run_id, run_end_date=run.end_date.isoformat())  # type: ignore[union-attr]
+    _store_at(ticker.instance, AssetMaterialization(AssetKey(["inst", "dag", "dag_00000"]),
+                                                    metadata={k: v.value for k, v in identity_metadata(event_id).items()}), run.end_date)
+
+
+def test_pushed_events_of_a_backlog_larger_than_one_tick_are_not_emitted_again(instance: AirflowInstance, fake: FakeAirflow,
+                                                                              dagster_instance: DagsterInstance) -> None:
+    """The daemon stops for 30 minutes while push stores every success; the catch-up takes several
+    ticks (row budget) and emits none of the pushed events again."""
+    import json
+
+    ticker = Ticker(_defs(instance, max_rows_per_tick=10), dagster_instance)
+    ticker.tick()
+    ticker.clock.now += timedelta(minutes=30)
+    runs = [fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=29 - 4 * i)) for i in range(6)]
+    for run in runs:
+        _push(ticker, fake, run)
+    ticks = 0
+    while ticks < 20:
+        started = ticker.now
+        ticker.tick()
+        ticks += 1
+        cursor = json.loads(ticker.cursor or "{}")
+        cursor["at"] = started.timestamp()  # the tick started on the sensor's clock (Dagster and Airflow agree)
+        ticker.cursor = json.dumps(cursor)
+        if AirliftSensorCursor.parse(ticker.cursor).high_water >= runs[-1].updated_at:  # type: ignore[operator]
+            break
+    assert ticks >= 3, "the backlog took more than one tick"
+    assert ticker.materializations() == [], "every success was pushed already"
+
+
+def test_a_row_in_both_the_backfill_and_the_fresh_window_is_emitted_once(instance: AirflowInstance, fake: FakeAirflow,
+                                                                        dagster_instance: DagsterInstance) -> None:
+    clock = Clock()
+    old = fake.state.add_run("dag_00001", start=NOW - timedelta(hours=2))
+    before = Ticker(_defs(instance, clock), dagster_instance)
+    before.tick()
+    for row in [old, *_tis(fake, old).values()]:  # a note on the run and its tasks: their rows change, nothing else
+        fake.state.touch(row, clock.now - timedelta(seconds=30))
+    mapped = Definitions.merge(_defs_body(), dag_defs("dag_00001", task_defs("task_002", AssetSpec("late_mapped"))))
+    after = Ticker(build_defs_from_airflow_instance(airflow_instance=instance, defs=mapped,
+                                                    sensor_settings=SensorSettings(clock=clock)), dagster_instance)
+    after.cursor = before.cursor  # a code-location reload with the new mapping: backfill and fresh window in one tick
+    after.tick()
+    after.tick()
+    assert after.counts() == Counter({("late_mapped", old.run_id): 1})
+
+
+def test_a_crash_between_stored_events_and_saved_cursor_stores_no_check_evaluation_twice(ticker: Ticker, fake: FakeAirflow) -> None:
+    failed = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5), state="failed", task_state="failed")
+    running = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50), state="running", task_state="running")
+    crashed = ticker.evaluate()
+    ticker.store(crashed)  # stored, then the daemon dies before saving the cursor
+    ticker.tick()  # same cursor as the crashed tick
+    checks = Counter((e.asset_key.to_user_string(), e.check_name, e.passed) for e in ticker.events if isinstance(e, AssetCheckEvaluation))
+    assert checks[("inst/dag/dag_00000", "airflow_dag_run_succeeded", False)] == 1
+    assert checks[("a", "airflow_task_succeeded", False)] == 1
+    assert set(checks.values()) == {1}, checks
+    observations = [e for e in ticker.events if isinstance(e, AssetObservation)]
+    assert len(observations) == 1 and running.run_id and failed.run_id
+    for event in [*observations, *(e for e in ticker.events if isinstance(e, AssetCheckEvaluation))]:
+        assert airflow_event_key_of(None, instance_name="inst", metadata=event.metadata), "every event carries its identity"
+
+
+def test_a_failed_try_marked_success_later_still_gets_its_passing_check(ticker: Ticker, fake: FakeAirflow) -> None:
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5), state="failed", task_state="failed")
+    ticker.tick()
+    tis = _tis(fake, run)
+    fake.state.touch(tis["task_000"], ticker.now - timedelta(seconds=30), state="success")
+    result = ticker.tick()
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.asset_events if isinstance(e, AssetCheckEvaluation)}
+    assert checks[("a", "airflow_task_succeeded")] is True
+    assert ticker.counts()[("a", run.run_id)] == 1
+
+
+def _operator_run(ticker: Ticker, run: FakeRun, *, task_id: str, try_number: int, max_tries: int, status: DagsterRunStatus,
+                  instance_name: str = "inst") -> None:
+    from airlift_protocol import operator_run_tags
+
+    tags = operator_run_tags(instance_name=instance_name, dag_id=run.dag_id, task_id=task_id, run_id=run.run_id, try_number=try_number,
+                             map_index=-1, location="defs", max_tries=max_tries)
+    ticker.instance.add_run(DagsterRun(job_name="__ASSET_JOB", tags=tags, status=status))
+
+
+def test_a_retry_that_reuses_an_earlier_tries_dagster_run_counts_as_built(ticker: Ticker, fake: FakeAirflow) -> None:
+    reused, cleared, failed_only = (fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=m)) for m in (9, 8, 7))
+    for run in (reused, cleared, failed_only):
+        fake.state.touch(_tis(fake, run)["task_001"], _tis(fake, run)["task_001"].updated_at, try_number=2, max_tries=1)
+    # try 1 launched the Dagster run; it failed, Dagster retried it (tags copied) and the retry succeeded;
+    # Airflow's try 2 re-attached to it and succeeded
+    _operator_run(ticker, reused, task_id="task_001", try_number=1, max_tries=1, status=DagsterRunStatus.FAILURE)
+    _operator_run(ticker, reused, task_id="task_001", try_number=1, max_tries=1, status=DagsterRunStatus.SUCCESS)
+    # a run of an earlier ATTEMPT (the task was cleared since: max_tries moved) does not count
+    fake.state.touch(_tis(fake, cleared)["task_001"], _tis(fake, cleared)["task_001"].updated_at, max_tries=3)
+    _operator_run(ticker, cleared, task_id="task_001", try_number=1, max_tries=1, status=DagsterRunStatus.SUCCESS)
+    # a failed run of an earlier try does not stand for a later success
+    _operator_run(ticker, failed_only, task_id="task_001", try_number=1, max_tries=1, status=DagsterRunStatus.FAILURE)
+    ticker.tick()
+    counts = ticker.counts()
+    assert counts[("b", reused.run_id)] == 0
+    assert counts[("b", cleared.run_id)] == 1
+    assert counts[("b", failed_only.run_id)] == 1
+    assert counts[("a", reused.run_id)] == 1
+
+
+def test_the_fake_airflow_returns_max_tries_like_airflow(instance: AirflowInstance, fake: FakeAirflow) -> None:
+    run = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=5))
+    fake.state.touch(_tis(fake, run)["task_001"], NOW, max_tries=2)
+    tis = {t.task_id: t for t in instance.iter_task_instances(dag_ids=["dag_00000"], run_ids=[run.run_id])}
+    assert (tis["task_001"].max_tries, tis["task_000"].max_tries) == (2, 0)
+
+
+def test_a_migrated_run_tagged_with_an_unknown_instance_name_is_warned_about(ticker: Ticker, fake: FakeAirflow,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "'airflow'" in r.getMessage()]
+
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
+    _operator_run(ticker, run, task_id="task_001", try_number=1, max_tries=0, status=DagsterRunStatus.SUCCESS, instance_name="airflow")
+    with caplog.at_level("WARNING", logger="airlift_dagster"):
+        ticker.tick()
+    assert len(warned()) == 1 and "'inst'" in warned()[0] and "AIRLIFT_AIRFLOW_INSTANCE_NAME" in warned()[0], warned()
+    caplog.clear()
+    # the name of another peered instance (a DAG asset of that name exists) is not warned about
+    ticker.instance.report_runless_asset_event(AssetMaterialization(["airflow", "dag", "dag_00000"]))
+    other = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50))
+    _operator_run(ticker, other, task_id="task_001", try_number=1, max_tries=0, status=DagsterRunStatus.SUCCESS, instance_name="airflow")
+    with caplog.at_level("WARNING", logger="airlift_dagster"):
+        ticker.tick()
+    assert warned() == []
+
+
+def test_the_ledger_reads_only_the_keys_at_stake(ticker: Ticker, fake: FakeAirflow, instance: AirflowInstance) -> None:
+    """The dedupe read does not grow with unrelated events in Dagster's event log: the same tick
+    evaluated before and after 1,000 materializations of other assets reads the same records."""
+    from airlift_dagster.sensor import evaluate_tick
+
+    fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
+    ticker.tick()
+    fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50))
+
+    def records_read() -> int:
+        context = build_sensor_context(instance=ticker.instance, cursor=ticker.cursor)
+        return evaluate_tick(context=context, airflow_instance=instance, plan=_plan_of(ticker.defs), now=ticker.now).dagster_records_read
+
+    quiet = records_read()
+    for i in range(1000):
+        ticker.instance.report_runless_asset_event(AssetMaterialization(["unrelated", f"asset_{i % 50}"]))
+    assert quiet > 0 and records_read() == quiet

@@ -9,9 +9,14 @@ instance's storage by the sensor, and no run is ever put in ``QUEUED`` (the stat
 coordinator picks up), so no daemon starts a run worker for it.
 
 Exactly once: a mirrored run's id is derived from its identity (instance, DAG id, Airflow run id:
-:func:`mirrored_run_id`); one batched read of those ids tells which runs Dagster already holds and in
-which status, and only the missing records and transitions are written. A re-tick, a re-read window
-or a crash between storing and saving the cursor writes nothing twice.
+:func:`mirrored_run_id`); one batched read of those ids tells which runs Dagster already holds, in
+which status and with which end time, and only the missing records and transitions are written. A
+re-tick, a re-read window or a crash between storing and saving the cursor writes nothing twice.
+
+A mirrored run follows Airflow's latest state of the run: a run cleared in Airflow starts again in
+Dagster when Airflow runs it again, and its status and end time follow the new end (a run that
+succeeded, was cleared and failed becomes FAILURE). The events the sensor reports carry the Airflow
+identity; the run's tags name the Airflow instance, DAG and run.
 
 >>> len(mirrored_run_id("prod", "daily", "manual__2026-01-01T00:00:00+00:00"))
 36
@@ -20,7 +25,7 @@ or a crash between storing and saving the cursor writes nothing twice.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -103,6 +108,11 @@ def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
+def _moved(recorded_end: float | None, airflow_end: float | None) -> bool:
+    """Whether Airflow ended the run again (cleared and re-run) since its end was recorded."""
+    return recorded_end is not None and airflow_end is not None and abs(recorded_end - airflow_end) > 0.001
+
+
 def _lifecycle_event(instance: DagsterInstance, record: DagsterRun, kind: DagsterEventType, message: str, when: float | None) -> None:
     instance.report_dagster_event(
         DagsterEvent(event_type_value=kind.value, job_name=record.job_name, message=message),
@@ -182,10 +192,9 @@ def mirror_airflow_runs(
         else:
             by_event.setdefault(mirrored_run_id(instance_name, *ref), []).append(event)
     wanted = sorted({*latest, *by_event})
-    held: Mapping[str, DagsterRun] = (
-        {r.run_id: r for r in instance.get_runs(RunsFilter(run_ids=wanted))} if wanted else {}
-    )
-    records: dict[str, DagsterRun] = dict(held)
+    held = {r.dagster_run.run_id: r for r in instance.get_run_records(RunsFilter(run_ids=wanted))} if wanted else {}
+    records: dict[str, DagsterRun] = {run_key: r.dagster_run for run_key, r in held.items()}
+    ended: dict[str, float | None] = {run_key: r.end_time for run_key, r in held.items()}
     ordered = sorted(latest.items(), key=lambda kv: (_ts(kv[1].start_date) or _ts(kv[1].run_after) or 0.0, kv[0]))
     for run_key, run in ordered:
         status = _target_status(run)
@@ -214,11 +223,15 @@ def mirror_airflow_runs(
             ))
             records[run_key] = record
         current = record.status
-        if status != DagsterRunStatus.NOT_STARTED and current == DagsterRunStatus.NOT_STARTED:
+        if status == DagsterRunStatus.STARTED and current in _DONE:  # cleared in Airflow: it runs again
+            _lifecycle_event(instance, record, DagsterEventType.RUN_START, f"Airflow DAG run {run.run_id} was cleared and runs again",
+                             _ts(run.start_date))
+            current = DagsterRunStatus.STARTED
+        elif status != DagsterRunStatus.NOT_STARTED and current == DagsterRunStatus.NOT_STARTED:
             _lifecycle_event(instance, record, DagsterEventType.RUN_START, f"Airflow DAG run {run.run_id} started",
                              _ts(run.start_date))
             current = DagsterRunStatus.STARTED
-        if status in _DONE and current not in _DONE:
+        if status in _DONE and (current != status or _moved(ended.get(run_key), _ts(run.end_date))):
             kind = DagsterEventType.RUN_SUCCESS if status == DagsterRunStatus.SUCCESS else DagsterEventType.RUN_FAILURE
             verb = "succeeded" if status == DagsterRunStatus.SUCCESS else "failed"
             for event in by_event.pop(run_key, []):  # before the end event: they happened inside the run

@@ -105,6 +105,8 @@ class FakeTaskInstance:
     task_id: str
     map_index: int = -1
     try_number: int = 1
+    #: REST ``max_tries``: the task's retries when its first try ran; Airflow raises it when the task is cleared.
+    max_tries: int = 0
     state: str | None = "success"
     start_date: datetime | None = None
     end_date: datetime | None = None
@@ -433,7 +435,7 @@ class FakeAirflow(LoopbackServer):
             "dag_id": ti.dag_id, "dag_run_id": ti.run_id, "task_id": ti.task_id, "map_index": ti.map_index,
             "try_number": ti.try_number, "state": ti.state, "start_date": iso(ti.start_date, g),
             "end_date": iso(ti.end_date, g), "duration": 1.0, "hostname": "localhost", "unixname": "airflow",
-            "max_tries": 0, "pool": "default_pool", "pool_slots": 1, "queue": "default", "priority_weight": 1,
+            "max_tries": ti.max_tries, "pool": "default_pool", "pool_slots": 1, "queue": "default", "priority_weight": 1,
             "operator": ti.operator, "queued_when": iso(ti.start_date, g), "pid": 1, "executor": None,
             "executor_config": "{}", "note": None, "rendered_fields": {}, "rendered_map_index": None,
             "trigger": None, "triggerer_job": None, "task_display_name": ti.task_id,

@@ -52,7 +52,8 @@ def fake_and_validator(airflow_version: str) -> Any:
     state = FakeAirflowState.generate(dags=3, tasks_per_dag=2)
     state.dags[0].tasks[0].is_mapped = True
     now = datetime.now(timezone.utc)
-    state.add_run("dag_00000", start=now - timedelta(minutes=5), map_count=3)
+    mapped = state.add_run("dag_00000", start=now - timedelta(minutes=5), map_count=3)
+    state.tis_of_run(mapped)[0].max_tries = 2  # a task with retries: REST max_tries is an int
     state.add_run("dag_00001", start=now - timedelta(minutes=4), state="failed", task_state="failed")
     state.datasets.append(FakeDataset("s3://bucket/orders", producing_tasks=[("dag_00000", "task_000")], consuming_dags=["dag_00001"],
                                       consuming_tasks=[("dag_00002", "task_000")]))

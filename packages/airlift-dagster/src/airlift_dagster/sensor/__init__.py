@@ -3,28 +3,29 @@
 The unit of truth is the task-instance TRY, ``(instance, dag_id, run_id, task_id, map_index,
 try_number)``: one successful try gives one materialization per mapped asset; one DAG run becoming
 successful, ``(instance, dag_id, run_id, end_date)``, gives one materialization of the DAG asset.
-Every materialization carries its identity in its tags (:class:`airlift_protocol.tags.AirflowEventId`).
+Every event the sensor emits carries that identity (:class:`airlift_protocol.tags.AirflowEventId`):
+materializations in their tags, check evaluations and observations in their metadata.
 
 Airflow history is mutable (tasks are cleared and re-run, runs and tasks are marked, commits land
 late), so a tick reads what CHANGED rather than what finished: rows whose ``updated_at`` moved. A tick
 (:mod:`.tick`) is five steps, each testable alone, each in the module named after it:
 
-1. :func:`plan_tick` (:mod:`.windows`, pure): the ``updated_at`` window after the cursor's high-water mark, an older
-   window to re-read once the lateness window has passed, DAGs new to the mapping to backfill;
-2. :func:`fetch_changes` (:mod:`.fetch`, Airflow I/O): the window is first sized (halved until it holds at most
-   ``max_rows_per_tick`` rows), then read with strict paging: a failing or changing page fails the
+1. :func:`plan_tick` (:mod:`.windows`, pure): the ``updated_at`` window after the cursor's
+   high-water mark, an older window to re-read once the lateness window has passed, DAGs new to the mapping to backfill;
+2. :func:`fetch_changes` (:mod:`.fetch`, Airflow I/O): the window is first sized (halved until it
+   holds at most ``max_rows_per_tick`` rows), then read with strict paging: a failing or changing page fails the
    tick, the cursor does not move;
    :func:`fetch_dataset_events` reads the dataset / asset events of the same windows (only when
    datasets are mapped) and :func:`fetch_partition_runs` the runs naming the partitions of
    time-partitioned assets (only when some are mapped);
-3. :func:`build_emissions` (:mod:`.emissions`, pure): events in Airflow's execution order, run by run: task assets by the
-   DAG's task dependencies and end dates, then the DAG asset; tries built by a Dagster run that the
-   ``DagsterOperator`` launched (run tags, per Airflow run and try) are not materialized again;
-   :func:`build_dataset_emissions` gives one materialization per dataset / asset event;
-4. :func:`read_held_events` + :func:`drop_held` (:mod:`.ledger`, one batched read of the Dagster event log): drop
-   identities the Dagster instance already holds (Dagster stores a tick's events before it saves the
-   cursor, so a crash in between re-sends them; a row can also change again without a new try);
-5. :func:`advance_cursor` (:mod:`.cursor`, pure): move the high-water mark over what was read and emitted.
+3. :func:`build_emissions` (:mod:`.emissions`, pure): events in Airflow's execution order, run by
+   run: task assets by the DAG's task dependencies and end dates, then the DAG asset (candidates: step 4 drops what was
+   delivered already); :func:`build_dataset_emissions` gives one materialization per dataset / asset event;
+4. :func:`~.ledger.settle_deliveries` (:mod:`.ledger`, reads bounded by the asset and check keys at
+   stake): the one place that decides "already delivered?" for every candidate, whichever path
+   (sensor, push, a migrated task's Dagster run) or replay delivered it, within the tick too;
+5. :func:`advance_cursor` (:mod:`.cursor`, pure): move the high-water mark over what was read and
+   emitted.
 
 The user's event transformer (:mod:`airlift_dagster.transform`), if any, then sees what is left.
 
@@ -42,70 +43,22 @@ fixed by the definitions.
 
 from __future__ import annotations
 
-from airlift_dagster.sensor.cursor import (
-    CURSOR_VERSION,
-    MAX_SETTLED_WINDOWS,
-    AirliftSensorCursor,
-    SettledWindow,
-    SweepWindow,
-    advance_cursor,
-    settle_window,
-)
+from airlift_dagster.sensor.cursor import CURSOR_VERSION, AirliftSensorCursor
 from airlift_dagster.sensor.definition import build_airflow_sensor
-from airlift_dagster.sensor.emissions import (
-    PARTITION_CHECK_NAME,
-    Emission,
-    build_dataset_emissions,
-    build_emissions,
-    dagster_metadata,
-    late_warnings,
-)
-from airlift_dagster.sensor.fetch import (
-    Audit,
-    Fetched,
-    audit_settled,
-    complete_runs,
-    fetch_changes,
-    fetch_dataset_events,
-    fetch_partition_runs,
-)
-from airlift_dagster.sensor.ledger import drop_held, read_held_events
-from airlift_dagster.sensor.settings import SensorPlan, SensorSettings, dag_digest
+from airlift_dagster.sensor.emissions import PARTITION_CHECK_NAME
+from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
 from airlift_dagster.sensor.tick import TickOutcome, evaluate_tick
-from airlift_dagster.sensor.windows import TickPlan, plan_tick
 from airlift_protocol.events import DAG_RUN_CHECK_NAME, TASK_RUN_CHECK_NAME
 
 __all__ = [
     "CURSOR_VERSION",
     "DAG_RUN_CHECK_NAME",
-    "MAX_SETTLED_WINDOWS",
     "PARTITION_CHECK_NAME",
     "TASK_RUN_CHECK_NAME",
     "AirliftSensorCursor",
-    "Audit",
-    "Emission",
-    "Fetched",
     "SensorPlan",
     "SensorSettings",
-    "SettledWindow",
-    "SweepWindow",
     "TickOutcome",
-    "TickPlan",
-    "advance_cursor",
-    "audit_settled",
     "build_airflow_sensor",
-    "build_dataset_emissions",
-    "build_emissions",
-    "complete_runs",
-    "dag_digest",
-    "dagster_metadata",
-    "drop_held",
     "evaluate_tick",
-    "fetch_changes",
-    "fetch_dataset_events",
-    "fetch_partition_runs",
-    "late_warnings",
-    "plan_tick",
-    "read_held_events",
-    "settle_window",
 ]

@@ -34,8 +34,6 @@ MAX_SETTLED_WINDOWS = 16
 
 
 @dataclass(frozen=True)
-
-
 class SweepWindow:
     """An ``updated_at`` window already read, to read once more after the lateness window:
     its bounds, how many rows it held and an order-free digest of them."""
@@ -50,8 +48,6 @@ class SweepWindow:
 
 
 @dataclass(frozen=True)
-
-
 class SettledWindow:
     """An ``updated_at`` window read twice (fresh, then after the lateness window) with the number
     of rows (runs + task instances of every DAG, any state) Airflow listed in it when last counted.
@@ -82,8 +78,6 @@ def rows_digest(runs: Iterable[DagRun], tis: Iterable[TaskInstance]) -> tuple[in
 
 
 @dataclass
-
-
 class AirliftSensorCursor:
     """The sensor's progress: a small versioned JSON record (kilobytes at any run rate).
 

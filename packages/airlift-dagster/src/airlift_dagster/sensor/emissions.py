@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,8 +21,8 @@ from dagster import (
 
 from airlift_client import AirflowUiLinks
 from airlift_dagster.sensor._time import _iso
-from airlift_dagster.sensor.fetch import Audit
-from airlift_dagster.sensor.ledger import BuiltTries
+from airlift_dagster.sensor.fetch import Audit, TickRead
+from airlift_dagster.sensor.ledger import RUN_START_METADATA
 from airlift_dagster.sensor.settings import SensorPlan
 from airlift_protocol import (
     ApiVersion,
@@ -37,6 +37,7 @@ from airlift_protocol.events import (
     TASK_RUN_CHECK_NAME,
     MetadataEntry,
     dag_run_success_event,
+    identity_metadata,
     task_check_metadata,
     task_success_event,
 )
@@ -50,16 +51,16 @@ LATE_NAMED = 10
 
 
 @dataclass(frozen=True)
-
-
 class Emission:
-    """One event to emit. ``event_id`` (with ``held_since``: from when on Dagster's clock an earlier
-    copy could have been stored) lets step 4 drop what the instance already holds; a check
-    evaluation shares the id of the materialization it goes with."""
+    """One candidate event. ``event_id``: the Airflow identity it carries (a check evaluation or an
+    observation carries the identity of the try or run it reports); ``occurred``: when that happened
+    in Airflow (the ledger's :func:`~airlift_dagster.sensor.ledger.stored_since` reads Dagster from
+    there on); ``ti``: the try a task event reports (the ledger asks whether a Dagster run built it)."""
 
     event: Any
     event_id: AirflowEventId | DatasetEventId | None = None
-    held_since: float | None = None
+    occurred: datetime | None = None
+    ti: TaskInstance | None = None
 
 
 def dagster_metadata(entries: Mapping[str, MetadataEntry]) -> dict[str, Any]:
@@ -85,21 +86,17 @@ def build_emissions(
     runs: Sequence[DagRun],
     tis: Sequence[TaskInstance],
     *,
-    built: BuiltTries,
-    recent_since: float,
     changed_after: datetime | None,
-    skew: timedelta,
     with_checks: bool = True,
     partition_runs: Mapping[tuple[str, str], DagRun] | None = None,
     completing: frozenset[tuple[str, str, str, int]] = frozenset(),
 ) -> list[Emission]:
-    """Step 3 (pure): the ordered events of the given rows.
+    """Step 3 (pure): the ordered candidate events of the given rows (the ledger then drops what
+    was delivered already).
 
     A row whose event (end) happened before ``changed_after`` changed after the fact (marked, noted,
-    committed late or backfilled): an earlier copy may be anywhere since its end date minus ``skew``,
-    so its ``held_since`` reaches back that far; other rows only since ``recent_since``. Task rows in
-    ``completing`` (dag, run, task, map index) were read with their run (:func:`complete_runs`): an
-    earlier copy may be anywhere since their end, but they are not marked.
+    committed late or backfilled): its materialization says so. Task rows in ``completing`` (dag,
+    run, task, map index) were read with their run (:func:`complete_runs`): they are not marked.
     """
     groups: dict[tuple[str, str], list[TaskInstance]] = defaultdict(list)
     for ti in tis:
@@ -119,21 +116,18 @@ def build_emissions(
         task_rows = sorted(groups.get(key, ()), key=lambda t: (plan.task_rank.get((t.dag_id, t.task_id), 1 << 30), _when(t.end_date),
                                                                 t.task_id, t.map_index))
         for ti in task_rows:
-            out.extend(_task_emissions(plan, links, run_url, ti, built=built, recent_since=recent_since,
-                                       changed_after=changed_after, skew=skew, with_checks=with_checks,
+            out.extend(_task_emissions(plan, links, run_url, ti, changed_after=changed_after, with_checks=with_checks,
                                        run=(partition_runs or run_rows).get(key),
                                        completing=(ti.dag_id, ti.run_id, ti.task_id, ti.map_index) in completing))
         run = run_rows.get(key)
         if run is not None:
-            out.extend(_run_emissions(plan, links, run_url, run, recent_since=recent_since, changed_after=changed_after, skew=skew,
-                                      with_checks=with_checks))
+            out.extend(_run_emissions(plan, links, run_url, run, changed_after=changed_after, with_checks=with_checks))
     return out
 
 
-def _held_since(end: datetime | None, *, recent_since: float, changed_after: datetime | None, skew: timedelta) -> tuple[float, bool]:
-    if end is not None and changed_after is not None and end < changed_after:
-        return (end - skew).timestamp(), True
-    return recent_since, False
+def _changed(end: datetime | None, changed_after: datetime | None) -> bool:
+    """Whether a row's event happened before the window it was read in began (it changed later)."""
+    return end is not None and changed_after is not None and end < changed_after
 
 
 def partition_of(plan: SensorPlan, key: AssetKey, run: DagRun | None, ti: TaskInstance) -> str | None:
@@ -149,24 +143,26 @@ def partition_of(plan: SensorPlan, key: AssetKey, run: DagRun | None, ti: TaskIn
 
 
 def _task_emissions(
-    plan: SensorPlan, links: AirflowUiLinks, run_url: str, ti: TaskInstance, *, built: BuiltTries, recent_since: float,
-    changed_after: datetime | None, skew: timedelta, with_checks: bool, run: DagRun | None = None, completing: bool = False,
+    plan: SensorPlan, links: AirflowUiLinks, run_url: str, ti: TaskInstance, *, changed_after: datetime | None, with_checks: bool,
+    run: DagRun | None = None, completing: bool = False,
 ) -> list[Emission]:
     keys = plan.by_task.get((ti.dag_id, ti.task_id))
     if not keys or not ti.is_finished or ti.state == "skipped":
         return []
-    since, changed = _held_since(ti.end_date, recent_since=recent_since, changed_after=changed_after, skew=skew)
+    changed = _changed(ti.end_date, changed_after)
     if completing:  # read with its run, not because its row changed: maybe reported already, never "marked"
         if not ti.is_success:
             return []
-        since, changed = min(since, _when(ti.end_date) - skew.total_seconds()), False
+        changed = False
     reported = task_success_event(
         instance_name=plan.instance_name, links=links, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
         map_index=ti.map_index, try_number=ti.try_number, start_date=ti.start_date, end_date=ti.end_date, marked=changed,
     )
     event_id = reported.event_id
+    identity = dagster_metadata(identity_metadata(event_id))
+    occurred = ti.end_date or ti.start_date
     out: list[Emission] = []
-    if ti.is_success and not built.built(ti):
+    if ti.is_success:
         metadata = dagster_metadata(reported.metadata)
         for key in sorted(keys, key=lambda k: plan.order.get(k, 0)):
             try:
@@ -174,46 +170,43 @@ def _task_emissions(
             except PartitionKeyError as e:
                 out.append(Emission(AssetCheckEvaluation(
                     asset_key=key, check_name=PARTITION_CHECK_NAME, passed=False, severity=AssetCheckSeverity.ERROR,
-                    metadata={"Airflow run": MetadataValue.url(run_url), "Try number": ti.try_number},
+                    metadata={"Airflow run": MetadataValue.url(run_url), "Try number": ti.try_number, **identity},
                     description=f"Not materialized: {e}",
-                )))
+                ), event_id, occurred, ti))
                 continue
             out.append(Emission(AssetMaterialization(
                 asset_key=key, description=reported.description, metadata=metadata, tags=reported.tags(), partition=partition,
-            ), event_id, since))
+            ), event_id, occurred, ti))
             if partition is not None:
                 out.append(Emission(AssetCheckEvaluation(
                     asset_key=key, check_name=PARTITION_CHECK_NAME, passed=True, partition=partition,
-                    metadata={"Airflow run": MetadataValue.url(run_url), "Partition": partition},
-                ), event_id, since))
+                    metadata={"Airflow run": MetadataValue.url(run_url), "Partition": partition, **identity},
+                ), event_id, occurred, ti))
     if with_checks and (not changed or out):
         failed = not ti.is_success
         out.extend(
             Emission(AssetCheckEvaluation(
                 asset_key=key, check_name=TASK_RUN_CHECK_NAME, passed=not failed, severity=AssetCheckSeverity.ERROR,
-                metadata=dagster_metadata(task_check_metadata(run_url=run_url, state=str(ti.state), try_number=ti.try_number)),
+                metadata={**dagster_metadata(task_check_metadata(run_url=run_url, state=str(ti.state), try_number=ti.try_number)),
+                          **identity},
                 description=f"Airflow task {ti.dag_id}.{ti.task_id} ended {ti.state} in run {ti.run_id}: {run_url}" if failed else None,
-            ), event_id if not failed else None, since)
+            ), event_id, occurred, ti)
             for key in keys
         )
     return out
 
 
-def build_dataset_emissions(
-    plan: SensorPlan, links: AirflowUiLinks, events: Sequence[DatasetEvent], *, held_since: Callable[[DatasetEvent], float],
-) -> list[Emission]:
+def build_dataset_emissions(plan: SensorPlan, links: AirflowUiLinks, events: Sequence[DatasetEvent]) -> list[Emission]:
     """Step 3b (pure): one materialization of the dataset's asset per Airflow dataset / asset event,
-    oldest first; ``held_since`` (per event) bounds the read of what Dagster already holds."""
+    oldest first."""
     word = "dataset" if plan.api is ApiVersion.V1 else "asset"
     out: list[Emission] = []
-    seen: set[str] = set()
     for event in sorted(events, key=lambda e: (e.timestamp, e.uri)):
         key = plan.dataset_keys.get(event.uri)
+        if key is None:
+            continue
         event_id = DatasetEventId(plan.instance_name, event.uri, _iso(event.timestamp), dag_id=event.source_dag_id or "",
                                   run_id=event.source_run_id or "", task_id=event.source_task_id or "", map_index=event.source_map_index)
-        if key is None or event_id.key in seen:
-            continue
-        seen.add(event_id.key)
         metadata: dict[str, Any] = {f"Airflow {word} URI": event.uri, "Event time": MetadataValue.timestamp(event.timestamp)}
         if event.name != event.uri:
             metadata[f"Airflow {word} name"] = event.name
@@ -229,37 +222,40 @@ def build_dataset_emissions(
             metadata["Extra"] = MetadataValue.json(json.loads(json.dumps(dict(event.extra), default=str)))
         source = f" by {event.source_dag_id}.{event.source_task_id} in run {event.source_run_id}" if event.source_task_id else ""
         out.append(Emission(AssetMaterialization(asset_key=key, description=f"Airflow {word} {event.uri} updated{source}",
-                                                 metadata=metadata, tags=event_id.tags()), event_id, held_since(event)))
+                                                 metadata=metadata, tags=event_id.tags()), event_id, event.timestamp))
     return out
 
 
 def _run_emissions(
-    plan: SensorPlan, links: AirflowUiLinks, run_url: str, run: DagRun, *, recent_since: float, changed_after: datetime | None, skew: timedelta, with_checks: bool,
+    plan: SensorPlan, links: AirflowUiLinks, run_url: str, run: DagRun, *, changed_after: datetime | None, with_checks: bool,
 ) -> list[Emission]:
     dag_key = plan.dag_asset_keys[run.dag_id]
     if run.state == "running":
         if changed_after is not None and run.start_date is not None and run.start_date >= changed_after:
+            running = AirflowEventId(plan.instance_name, run.dag_id, run.run_id)
             return [Emission(AssetObservation(
                 asset_key=dag_key, description=f"Airflow DAG run {run.run_id} is running",
-                metadata={"Airflow run": MetadataValue.url(run_url), "Airflow run state": "running"},
-            ))]
+                metadata={"Airflow run": MetadataValue.url(run_url), "Airflow run state": "running",
+                          RUN_START_METADATA: MetadataValue.timestamp(run.start_date),
+                          **dagster_metadata(identity_metadata(running))},
+            ), running, run.start_date)]
         return []
     if not run.is_finished or run.end_date is None:
         return []
-    since, changed = _held_since(run.end_date, recent_since=recent_since, changed_after=changed_after, skew=skew)
+    changed = _changed(run.end_date, changed_after)
     reported = dag_run_success_event(instance_name=plan.instance_name, links=links, dag_id=run.dag_id, run_id=run.run_id,
                                      run_type=run.run_type, start_date=run.start_date, end_date=run.end_date, marked=changed)
     event_id = reported.event_id
-    metadata = dagster_metadata(reported.check_metadata)
+    metadata = {**dagster_metadata(reported.check_metadata), **dagster_metadata(identity_metadata(event_id))}
     out: list[Emission] = []
     if run.is_success:
         out.append(Emission(AssetMaterialization(asset_key=dag_key, description=reported.description,
-                                                 metadata=dagster_metadata(reported.metadata), tags=reported.tags()), event_id, since))
+                                                 metadata=dagster_metadata(reported.metadata), tags=reported.tags()), event_id, run.end_date))
     if with_checks and (not changed or out):
         out.append(Emission(AssetCheckEvaluation(
             asset_key=dag_key, check_name=DAG_RUN_CHECK_NAME, passed=run.is_success, severity=AssetCheckSeverity.ERROR, metadata=metadata,
             description=None if run.is_success else f"Airflow DAG run {run.run_id} failed: {run_url}",
-        ), event_id if run.is_success else None, since))
+        ), event_id, run.end_date))
     return out
 
 
@@ -274,7 +270,7 @@ def _mark_late(emission: Emission, note: str) -> Emission:
         return emission
     marked = AssetMaterialization(asset_key=event.asset_key, description=event.description, partition=event.partition,
                                   metadata={**event.metadata, "Committed late": note}, tags=event.tags)
-    return Emission(marked, emission.event_id, emission.held_since)
+    return Emission(marked, emission.event_id, emission.occurred, emission.ti)
 
 
 def late_warnings(instance_name: str, audit: Audit, late: Sequence[Emission], *, sensor_name: str,
@@ -302,3 +298,36 @@ def late_warnings(instance_name: str, audit: Audit, late: Sequence[Emission], *,
         )
     return out
 
+
+
+@dataclass
+class TickEmissions:
+    """A tick's candidates in emission order (``all``), and which of them come from the re-read of a
+    window after the lateness window (``late``) and from the late-commit audit (``audited``)."""
+
+    all: list[Emission]
+    late: list[Emission]
+    audited: list[Emission]
+
+
+def build_tick_emissions(plan: SensorPlan, links: AirflowUiLinks, read: TickRead, *, now: datetime,
+                         settle: timedelta) -> TickEmissions:
+    """Step 3 (pure): the candidates of every group a tick read, in this order: DAGs newly mapped
+    (backfilled, without checks), the window read again after the lateness window, rows committed
+    later than that (the audit), the fresh window."""
+    fetched = read.fetched
+    common: dict[str, Any] = {"partition_runs": read.partition_runs, "completing": read.completing}
+    out = TickEmissions(all=[], late=[], audited=[])
+    if fetched.backfill_runs:
+        out.all += build_emissions(plan, links, fetched.backfill_runs, read.backfill_tis, changed_after=now, with_checks=False, **common)
+    if read.swept_changed:
+        out.late = build_emissions(plan, links, fetched.sweep_runs, read.sweep_tis, changed_after=now, **common)
+        out.late += build_dataset_emissions(plan, links, read.late_events)
+        out.all += out.late
+    if read.audit.window is not None:
+        out.audited = build_emissions(plan, links, read.audit.runs, read.audit_tis, changed_after=now, **common)
+        out.all += out.audited
+    if fetched.fresh is not None:
+        out.all += build_emissions(plan, links, fetched.fresh_runs, read.fresh_tis, changed_after=fetched.fresh[0] - settle, **common)
+        out.all += build_dataset_emissions(plan, links, read.fresh_events)
+    return out

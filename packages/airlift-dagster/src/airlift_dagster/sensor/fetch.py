@@ -8,9 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from airlift_client import AirflowInstance
+from airlift_client import AirflowInstance, AirliftClientError
+from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK
-from airlift_dagster.sensor.cursor import SettledWindow
+from airlift_dagster.sensor.cursor import SettledWindow, rows_digest
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
 from airlift_dagster.sensor.windows import TickPlan
 from airlift_protocol import (
@@ -21,8 +22,6 @@ from airlift_protocol import (
 
 
 @dataclass
-
-
 class Fetched:
     """Rows read from Airflow for one tick."""
 
@@ -94,8 +93,6 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids:
 
 
 @dataclass
-
-
 class Audit:
     """What the late-commit audit found in the settled windows: their counts now (``settled``), the
     rows of the one window re-read because it grew (``window``, ``runs``, ``tis``), and windows that
@@ -195,3 +192,59 @@ def fetch_partition_runs(
     known.update(airflow_instance.get_dag_runs(wanted))
     return known
 
+
+
+@dataclass
+class TickRead:
+    """Everything a tick read from Airflow: the planned windows (``fetched``), the late-commit
+    audit, whether the swept window changed since it was first read, the task rows each group emits
+    (the rows read plus those read with their run), the tasks read with their run (``completing``),
+    dataset events of the fresh and swept windows, and the runs naming partitions."""
+
+    fetched: Fetched
+    audit: Audit
+    swept_changed: bool
+    backfill_tis: list[TaskInstance]
+    sweep_tis: list[TaskInstance]
+    audit_tis: list[TaskInstance]
+    fresh_tis: list[TaskInstance]
+    completing: frozenset[tuple[str, str, str, int]]
+    fresh_events: list[DatasetEvent]
+    late_events: list[DatasetEvent]
+    partition_runs: dict[tuple[str, str], DagRun]
+
+    @property
+    def runs(self) -> list[DagRun]:
+        return [*self.fetched.backfill_runs, *self.fetched.sweep_runs, *self.fetched.fresh_runs, *self.audit.runs]
+
+    @property
+    def task_instances(self) -> list[TaskInstance]:
+        return [*self.backfill_tis, *self.sweep_tis, *self.fresh_tis, *self.audit_tis]
+
+
+def read_airflow(airflow_instance: AirflowInstance, plan: SensorPlan, tick: TickPlan, settled: Sequence[SettledWindow], *,
+                 settings: SensorSettings) -> TickRead:
+    """Step 2 (all of a tick's Airflow I/O): the planned windows, the audit of ``settled`` windows,
+    the tasks of completing runs, dataset events and partition runs. Raises
+    :class:`AirliftDagsterError` (the cursor does not move) when Airflow fails."""
+    airflow_instance.assume_api_version(plan.api)
+    try:
+        fetched = fetch_changes(airflow_instance, tick, dag_ids=plan.dag_ids, settings=settings)
+        audit = audit_settled(airflow_instance, settled, dag_ids=plan.dag_ids, budget=settings.max_rows_per_tick)
+        swept_changed = tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest)
+        backfill_tis, sweep_tis, audit_tis, fresh_tis = (list(fetched.backfill_tis), list(fetched.sweep_tis), list(audit.tis),
+                                                         list(fetched.fresh_tis))
+        completing = complete_runs(airflow_instance, plan, [(fetched.backfill_runs, backfill_tis),
+                                                            (fetched.sweep_runs if swept_changed else [], sweep_tis),
+                                                            (audit.runs, audit_tis), (fetched.fresh_runs, fresh_tis)])
+        fresh_events = fetch_dataset_events(airflow_instance, plan, [fetched.fresh] if fetched.fresh else [])
+        late_events = fetch_dataset_events(airflow_instance, plan, [(tick.sweep.lo, tick.sweep.hi)] if swept_changed and tick.sweep else [])
+        all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fetched.fresh_runs, *audit.runs]
+        partition_runs = fetch_partition_runs(airflow_instance, plan, all_runs, [*backfill_tis, *sweep_tis, *fresh_tis, *audit_tis])
+    except AirliftClientError as e:
+        raise AirliftDagsterError(
+            f"Airlift sensor for Airflow instance {plan.instance_name!r}: {e}. The cursor did not move; the next tick catches up."
+        ) from e
+    return TickRead(fetched=fetched, audit=audit, swept_changed=swept_changed, backfill_tis=backfill_tis, sweep_tis=sweep_tis,
+                    audit_tis=audit_tis, fresh_tis=fresh_tis, completing=completing, fresh_events=fresh_events,
+                    late_events=late_events, partition_runs=partition_runs)

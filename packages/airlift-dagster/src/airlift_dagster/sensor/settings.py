@@ -30,8 +30,6 @@ def dag_digest(dag_id: str, mapped_task_ids: Iterable[str] = ()) -> str:
 
 
 @dataclass(frozen=True)
-
-
 class SensorSettings:
     """The sensor's knobs (see the guide for costs).
 
@@ -65,8 +63,6 @@ class SensorSettings:
 
 
 @dataclass(frozen=True)
-
-
 class SensorPlan:
     """Everything a tick needs that is known when definitions are built (no I/O)."""
 

@@ -17,34 +17,20 @@ from dagster import (
     SensorEvaluationContext,
 )
 
-from airlift_client import AirflowInstance, AirliftClientError, ui_links_for
-from airlift_dagster.errors import AirliftDagsterError
+from airlift_client import AirflowInstance, ui_links_for
 from airlift_dagster.sensor._time import _iso
-from airlift_dagster.sensor.cursor import AirliftSensorCursor, advance_cursor, rows_digest
+from airlift_dagster.sensor.cursor import AirliftSensorCursor, advance_cursor
 from airlift_dagster.sensor.emissions import (
     Emission,
     _late_note,
     _mark_late,
-    build_dataset_emissions,
-    build_emissions,
+    build_tick_emissions,
     late_warnings,
 )
-from airlift_dagster.sensor.fetch import (
-    Audit,
-    audit_settled,
-    complete_runs,
-    fetch_changes,
-    fetch_dataset_events,
-    fetch_partition_runs,
-)
-from airlift_dagster.sensor.ledger import (
-    STORE_MARGIN,
-    dagster_built_tries,
-    drop_held,
-    read_held_events,
-)
+from airlift_dagster.sensor.fetch import Audit, TickRead, read_airflow
+from airlift_dagster.sensor.ledger import dagster_built_tries, settle_deliveries
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
-from airlift_dagster.sensor.windows import plan_tick
+from airlift_dagster.sensor.windows import TickPlan, plan_tick
 from airlift_dagster.transform import AirflowTickView, EventTransformer, apply_event_transformer
 from airlift_protocol import (
     DagRun,
@@ -55,8 +41,6 @@ log = logging.getLogger("airlift_dagster")
 
 
 @dataclass
-
-
 class TickOutcome:
     """What one :func:`evaluate_tick` produced: the Dagster events, the new cursor, the asset keys
     materialized, how many rows were read, whether the tick caught up, and warnings for the user.
@@ -71,7 +55,12 @@ class TickOutcome:
     rows_read: int
     caught_up: bool
     late_found: int = 0
+    #: candidates dropped because Dagster stores them already (or they came twice in this tick)
     dropped_held: int = 0
+    #: materializations dropped because a Dagster run launched for the Airflow try built them
+    dropped_built: int = 0
+    #: event records the ledger read from Dagster (bounded by the keys at stake)
+    dagster_records_read: int = 0
     warnings: list[str] = field(default_factory=list)
     runs: list[DagRun] = field(default_factory=list)
     task_instances: list[TaskInstance] = field(default_factory=list)
@@ -95,86 +84,58 @@ def evaluate_tick(
     started = time.time()
     cursor = AirliftSensorCursor.parse(context.cursor)
     now = now or settings.clock()
-    tick = plan_tick(cursor, now=now, coverage=plan.coverage, settings=settings)
-    airflow_instance.assume_api_version(plan.api)
-    try:
-        fetched = fetch_changes(airflow_instance, tick, dag_ids=plan.dag_ids, settings=settings)
-        audit = audit_settled(airflow_instance, cursor.settled, dag_ids=plan.dag_ids, budget=settings.max_rows_per_tick)
-        swept_changed = tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest)
-        # the task rows each group emits: the rows read, plus those read with their run (complete_runs)
-        backfill_tis, sweep_tis, audit_tis, fresh_tis = (list(fetched.backfill_tis), list(fetched.sweep_tis), list(audit.tis),
-                                                         list(fetched.fresh_tis))
-        completing = complete_runs(airflow_instance, plan, [(fetched.backfill_runs, backfill_tis),
-                                                            (fetched.sweep_runs if swept_changed else [], sweep_tis),
-                                                            (audit.runs, audit_tis), (fetched.fresh_runs, fresh_tis)])
-        all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fetched.fresh_runs, *audit.runs]
-        all_tis = [*backfill_tis, *sweep_tis, *fresh_tis, *audit_tis]
-        fresh_events = fetch_dataset_events(airflow_instance, plan, [fetched.fresh] if fetched.fresh else [])
-        late_events = fetch_dataset_events(airflow_instance, plan, [(tick.sweep.lo, tick.sweep.hi)] if swept_changed and tick.sweep else [])
-        partition_runs = fetch_partition_runs(airflow_instance, plan, all_runs, all_tis)
-    except AirliftClientError as e:
-        raise AirliftDagsterError(
-            f"Airlift sensor for Airflow instance {plan.instance_name!r}: {e}. The cursor did not move; the next tick catches up."
-        ) from e
-    links = ui_links_for(plan.api, plan.webserver_url)
-    built = dagster_built_tries(context.instance, plan.instance_name,
-                                [t.run_id for t in all_tis if t.is_success and (t.dag_id, t.task_id) in plan.by_task])
-    skew = settings.lateness_window
-    # A row read now changed after the previous tick's upper bound (its start minus ``settle``); a push
-    # of its event can have been stored from then on.
-    recent = (cursor.tick_started - STORE_MARGIN - settings.settle.total_seconds()) if cursor.tick_started else (now - settings.history_window - skew).timestamp()
-    emissions: list[Emission] = []
-    late: list[Emission] = []
-    late_found = 0
-    if fetched.backfill_runs:
-        emissions += build_emissions(plan, links, fetched.backfill_runs, backfill_tis, built=built, recent_since=recent,
-                                     changed_after=now, skew=skew, with_checks=False, partition_runs=partition_runs,
-                                     completing=completing)
-    if swept_changed:
-        late = build_emissions(plan, links, fetched.sweep_runs, sweep_tis, built=built, recent_since=recent,
-                               changed_after=now, skew=skew, partition_runs=partition_runs, completing=completing)
-        late += build_dataset_emissions(plan, links, late_events, held_since=lambda e: (e.timestamp - skew).timestamp())
-        emissions += late
-        late_found = len(late)
-    audited: list[Emission] = []
-    if audit.window is not None:  # rows committed later than the lateness window
-        audited = build_emissions(plan, links, audit.runs, audit_tis, built=built, recent_since=recent, changed_after=now, skew=skew,
-                                  partition_runs=partition_runs, completing=completing)
-        emissions += audited
-    if fetched.fresh is not None:
-        emissions += build_emissions(plan, links, fetched.fresh_runs, fresh_tis, built=built, recent_since=recent,
-                                     changed_after=fetched.fresh[0] - settings.settle, skew=skew, partition_runs=partition_runs,
-                                     completing=completing)
-        emissions += build_dataset_emissions(plan, links, fresh_events, held_since=lambda e: recent)
-    wanted = [e for e in emissions if e.event_id is not None and e.held_since is not None]
-    held = read_held_events(context.instance, plan.instance_name, min(e.held_since for e in wanted if e.held_since is not None)) if wanted else set()
-    kept = drop_held(emissions, held)
-    kept, tick_warnings = _report_audit(plan, audit, kept, audited, settings)
-    if late_found and tick.sweep is not None:
-        late_ids = {id(e) for e in late}
-        new_late = sum(1 for e in kept if id(e) in late_ids and isinstance(e.event, AssetMaterialization))
-        if new_late:
-            log.warning("Airlift sensor %s: %d materialization(s) of rows committed late, found when re-reading the "
-                        "changes of %s..%s", plan.instance_name, new_late, _iso(tick.sweep.lo), _iso(tick.sweep.hi))
-    new_cursor = advance_cursor(cursor, tick, fetched, coverage=plan.coverage, tick_started=started, settings=settings, audit=audit)
-    view = AirflowTickView(
-        instance_name=plan.instance_name, runs=tuple(partition_runs.values()), task_instances=tuple(all_tis),
-        dataset_events=tuple([*late_events, *fresh_events]), dag_asset_keys=MappingProxyType(dict(plan.dag_asset_keys)),
-        task_asset_keys=MappingProxyType(dict(plan.by_task)), dataset_asset_keys=MappingProxyType(dict(plan.dataset_keys)),
-    )
-    events: list[Any] = apply_event_transformer(event_transformer, [e.event for e in kept], view)
-    caught_up = fetched.fresh is None or (tick.fresh is not None and fetched.fresh[1] >= tick.fresh[1])
+    tick = plan_tick(cursor, now=now, coverage=plan.coverage, settings=settings)  # 1. windows
+    read = read_airflow(airflow_instance, plan, tick, cursor.settled, settings=settings)  # 2. fetch
+    candidates = build_tick_emissions(plan, ui_links_for(plan.api, plan.webserver_url), read, now=now,  # 3. emissions
+                                      settle=settings.settle)
+    built, foreign = dagster_built_tries(context.instance, plan.instance_name, _success_run_ids(plan, read.task_instances),
+                                         mapped=plan.by_task)
+    deliveries = settle_deliveries(candidates.all, instance=context.instance, instance_name=plan.instance_name,  # 4. ledger
+                                   built=built, floor=tick.backfill_since)
+    kept, tick_warnings = _report_audit(plan, read.audit, deliveries.kept, candidates.audited, settings)
+    _log_late_found(plan, tick, candidates.late, kept)
+    for warning in foreign:
+        log.warning("Airlift sensor: %s", warning)
+    new_cursor = advance_cursor(cursor, tick, read.fetched, coverage=plan.coverage, tick_started=started,  # 5. cursor
+                                settings=settings, audit=read.audit)
+    events = apply_event_transformer(event_transformer, [e.event for e in kept], _tick_view(plan, read))
+    fresh = read.fetched.fresh
+    caught_up = fresh is None or (tick.fresh is not None and fresh[1] >= tick.fresh[1])
     return TickOutcome(
         events=events,
         cursor=new_cursor,
         materialized={e.asset_key for e in events if isinstance(e, AssetMaterialization)},
-        rows_read=len(all_runs) + len(all_tis),
+        rows_read=len(read.runs) + len(read.task_instances),
         caught_up=caught_up and not tick.backfill,
-        late_found=late_found,
-        dropped_held=len(emissions) - len(kept),
-        warnings=tick_warnings,
-        runs=all_runs,
-        task_instances=all_tis,
+        late_found=len(candidates.late),
+        dropped_held=deliveries.held + deliveries.repeated,
+        dropped_built=deliveries.built,
+        dagster_records_read=deliveries.records_read,
+        warnings=[*tick_warnings, *foreign],
+        runs=read.runs,
+        task_instances=read.task_instances,
+    )
+
+
+def _success_run_ids(plan: SensorPlan, tis: Sequence[TaskInstance]) -> list[str]:
+    return [t.run_id for t in tis if t.is_success and (t.dag_id, t.task_id) in plan.by_task]
+
+
+def _log_late_found(plan: SensorPlan, tick: TickPlan, late: Sequence[Emission], kept: Sequence[Emission]) -> None:
+    if not late or tick.sweep is None:
+        return
+    late_ids = {id(e) for e in late}
+    new_late = sum(1 for e in kept if id(e) in late_ids and isinstance(e.event, AssetMaterialization))
+    if new_late:
+        log.warning("Airlift sensor %s: %d materialization(s) of rows committed late, found when re-reading the "
+                    "changes of %s..%s", plan.instance_name, new_late, _iso(tick.sweep.lo), _iso(tick.sweep.hi))
+
+
+def _tick_view(plan: SensorPlan, read: TickRead) -> AirflowTickView:
+    return AirflowTickView(
+        instance_name=plan.instance_name, runs=tuple(read.partition_runs.values()), task_instances=tuple(read.task_instances),
+        dataset_events=tuple([*read.late_events, *read.fresh_events]), dag_asset_keys=MappingProxyType(dict(plan.dag_asset_keys)),
+        task_asset_keys=MappingProxyType(dict(plan.by_task)), dataset_asset_keys=MappingProxyType(dict(plan.dataset_keys)),
     )
 
 

@@ -16,8 +16,6 @@ BACKFILL_DAGS_PER_TICK = 20
 
 
 @dataclass(frozen=True)
-
-
 class TickPlan:
     """What one tick reads: ``fresh`` (``updated_at`` window after the high-water mark, its upper
     bound may shrink when sized), ``sweep`` (a window to read again), ``backfill`` (DAGs new to the
