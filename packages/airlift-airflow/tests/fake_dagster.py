@@ -26,6 +26,12 @@ class FakeDagster:
         self.slow_launches: int = 0
         self.slow_seconds: float = 0.0
         self.failed_launches_after_create: int = 0
+        # launches held this long BEFORE Dagster creates the run (a code server building the plan, a gateway)
+        self.hold_before_create: list[float] = []
+        self.dropped: int = 0  # requests whose connection is closed without an answer (webserver restarting)
+        self.outage_after_launch: tuple[int, int] | None = None  # (dropped, fail_http) once a run is launched
+        self.dagster_retries: int = 0  # failures Dagster retries (run retries on), each retry runs retry_script
+        self.retry_script: list[str] = ["STARTED", "SUCCESS"]
         self.terminated: list[str] = []
         self.operations: list[str] = []
         self.response_bytes: int = 0
@@ -60,6 +66,12 @@ class FakeDagster:
                     except OSError:
                         pass  # the client stopped waiting
                     return
+                if outer.dropped:
+                    outer.dropped -= 1
+                    self.close_connection = True
+                    return
+                if outer.hold_before_create and b"AirliftLaunch" in json.dumps(body).encode():
+                    time.sleep(outer.hold_before_create.pop(0))
                 if outer.fail_http:
                     outer.fail_http -= 1
                     self.send_response(503)
@@ -137,6 +149,8 @@ class FakeDagster:
             self.launched.append(params)
             tags = {t["key"]: t["value"] for t in params["executionMetadata"]["tags"]}
             self.runs[run_id] = {"tags": tags, "script": list(self.status_script)}
+            if self.outage_after_launch:
+                (self.dropped, self.fail_http), self.outage_after_launch = self.outage_after_launch, None
             return {"launchRun": {"__typename": "LaunchRunSuccess", "run": {"runId": run_id}}}
         if name == "AirliftRuns":
             wanted = {t["key"]: t["value"] for t in variables["filter"]["tags"]}
@@ -148,7 +162,19 @@ class FakeDagster:
         if name == "AirliftRun":
             run = self.runs[variables["runId"]]
             status = run["script"].pop(0) if len(run["script"]) > 1 else run["script"][0]
-            return {"runOrError": {"__typename": "Run", "runId": variables["runId"], "status": status}}
+            tags = run["tags"]
+            if status == "FAILURE" and self.dagster_retries and "dagster/will_retry" not in tags:
+                tags["dagster/will_retry"] = "true"  # Dagster says so at the failure; the retry comes a poll later
+            elif tags.get("dagster/will_retry") == "true" and "dagster/auto_retry_run_id" not in tags:
+                self.dagster_retries -= 1
+                child = f"{variables['runId']}-retry"
+                root = tags.get("dagster/root_run_id", variables["runId"])
+                child_tags = {k: v for k, v in tags.items() if not k.startswith("dagster/")}
+                self.runs[child] = {"tags": {**child_tags, "dagster/parent_run_id": variables["runId"],
+                                             "dagster/root_run_id": root}, "script": list(self.retry_script)}
+                tags["dagster/auto_retry_run_id"] = child
+            return {"runOrError": {"__typename": "Run", "runId": variables["runId"], "status": status,
+                                   "tags": [{"key": k, "value": v} for k, v in tags.items()]}}
         if name == "AirliftRunFailure":
             return {"logsForRun": {"__typename": "EventConnection", "cursor": "c1", "hasMore": False, "events": [
                 {"__typename": "ExecutionStepFailureEvent", "stepKey": "customers", "error": {"message": "Error occurred while executing op", "causes": [{"message": "duckdb.CatalogException: table missing"}]}},

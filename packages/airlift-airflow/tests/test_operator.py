@@ -41,7 +41,8 @@ def _context(try_number: int = 1, max_tries: int | None = None, map_index: int =
 
 def _operator(**kwargs: Any) -> DagsterOperator:
     kwargs.setdefault("request_backoff", 0.001)
-    return DagsterOperator(task_id=TASK_ID, poll_interval=0.01, **kwargs)
+    kwargs.setdefault("poll_interval", 0.01)
+    return DagsterOperator(task_id=TASK_ID, **kwargs)
 
 
 def _run_tags(try_number: int, location: str = "loc", max_tries: int | None = None) -> dict[str, str]:
@@ -55,7 +56,13 @@ def _run_tags(try_number: int, location: str = "loc", max_tries: int | None = No
 
 
 def _hook(url: str, **retry: Any) -> DagsterHook:
-    return DagsterHook(url=url, timeout=2, retry=RetryPolicy(sleep=lambda s: None, **retry))
+    """A hook whose waits pass on a virtual clock (no real sleeping)."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    return DagsterHook(url=url, timeout=2, retry=RetryPolicy(sleep=sleep, clock=lambda: now[0], **retry))
 
 
 def _logged(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> str:
@@ -237,12 +244,38 @@ def test_launch_that_never_reached_dagster_is_sent_again(fake_dagster: FakeDagst
         calls.append(kwargs)
         if len(calls) == 1:
             from airlift_airflow import DagsterLaunchUnknownError
-            raise DagsterLaunchUnknownError("launching a run got no answer (ConnectionError)")
+            raise DagsterLaunchUnknownError("launching a run got no answer (ConnectionError)", sent=False)
         return real(**kwargs)
 
     hook.get_conn().launch_run = lost  # type: ignore[method-assign]
     run_id = hook.launch(location="loc", repository="__repository__", asset_paths=[("a",)], tags=_run_tags(1))
     assert run_id == "run-1" and len(calls) == 2 and len(fake_dagster.launched) == 1
+    assert "AirliftRuns" not in fake_dagster.operations, "a request that never left needs no lookup"
+
+
+def test_launch_lost_after_it_left_is_looked_up_for_the_window_then_sent_again(
+    fake_dagster: FakeDagster, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    hook = _hook(fake_dagster.url)
+    real = hook.get_conn().launch_run
+    calls = []
+
+    def lost(**kwargs: Any) -> str:
+        calls.append(kwargs)
+        if len(calls) == 1:
+            from airlift_airflow import DagsterLaunchUnknownError
+            raise DagsterLaunchUnknownError("launching a run got no answer (ReadTimeout)")
+        return real(**kwargs)
+
+    hook.get_conn().launch_run = lost  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO):
+        run_id = hook.launch(location="loc", repository="__repository__", asset_paths=[("a",)], tags=_run_tags(1),
+                             lookup_for=30.0)
+    assert run_id == "run-1" and len(fake_dagster.launched) == 1
+    assert fake_dagster.operations.count("AirliftRuns") >= 30 / 2.0, "looked up every 2 s for 30 s"
+    assert "looking the run up by its tags (up to 30s)" in caplog.text
+    assert "No Dagster run with this try's tags appeared within 30s; launching again" in caplog.text
 
 
 def test_retry_reattaches_to_the_run_in_flight(fake_dagster: FakeDagster) -> None:
@@ -384,7 +417,7 @@ def test_deferrable_defers_to_the_trigger_and_completes_the_same(
             return event
 
     event = asyncio.run(first_event())
-    assert event.payload == {"statuses": {"run-1": "SUCCESS"}, "timed_out": False}
+    assert event.payload == {"results": [["run-1", "SUCCESS", None]]}
     assert operator.execute_complete(_context(), event.payload) == ["run-1"]
     logged = _logged(caplog, capsys)
     assert "Deferring: the triggerer waits for Dagster run(s) run-1" in logged
@@ -406,13 +439,14 @@ def test_trigger_reports_an_unreachable_dagster(monkeypatch: pytest.MonkeyPatch)
     from airlift_airflow import DagsterRunTrigger
 
     monkeypatch.setenv("AIRFLOW_CONN_DAGSTER_DEFAULT", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setattr("airlift_airflow.triggers.RetryPolicy", lambda: RetryPolicy(max_attempts=2, base_delay=0.001))
 
     async def first_event() -> Any:
-        async for event in DagsterRunTrigger(run_ids=["r"]).run():
+        async for event in DagsterRunTrigger(run_ids=["r"], request_attempts=2, request_backoff=0.001,
+                                             unreachable_grace=0.2, poll_interval=0.05).run():
             return event
 
-    assert "cannot reach Dagster's GraphQL API" in asyncio.run(first_event()).payload["error"]
+    [[run_id, _, why]] = asyncio.run(first_event()).payload["results"]
+    assert run_id == "r" and "unreachable for" in why and "cannot reach Dagster's GraphQL API" in why
 
 
 # -- partitions ---------------------------------------------------------------------------------------

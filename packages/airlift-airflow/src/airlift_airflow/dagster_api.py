@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 
 from airlift_airflow.errors import (
     DagsterApiError,
     DagsterLaunchUnknownError,
     DagsterUnreachableError,
 )
-from airlift_protocol import RetryPolicy
+from airlift_protocol import Retryable, RetryPolicy
 from airlift_protocol.tags import TASK_ASSET_INDEX_METADATA, dag_asset_path, parse_task_asset_index
 
 __all__ = [
@@ -115,7 +116,7 @@ RUN_QUERY = """
 query AirliftRun($runId: ID!) {
   runOrError(runId: $runId) {
     __typename
-    ... on Run { runId status }
+    ... on Run { runId status tags { key value } }
     ... on Error { message }
   }
 }
@@ -235,6 +236,7 @@ class DagsterGraphQLClient:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.session = session or requests.Session()
+        self._async_session: Any = None
         self.requests_sent = 0
         self.bytes_received = 0
 
@@ -262,36 +264,74 @@ class DagsterGraphQLClient:
         self.bytes_received += len(response.content or b"")
         return response
 
-    def query(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """POST one idempotent GraphQL document with retries; returns its ``data`` or raises
-        :class:`DagsterApiError`."""
-        payload = {"query": query, "variables": dict(variables or {})}
-        start = self.retry.start()
-        attempt = 0
-        while True:
-            attempt += 1
-            retry_after: str | None = None
-            try:
-                response = self._post(payload)
-            except (requests.ConnectionError, requests.Timeout) as e:
-                last = type(e).__name__
-            except requests.RequestException as e:
-                raise DagsterApiError(f"cannot call Dagster's GraphQL API at {self.graphql_url}: {type(e).__name__}") from e
-            else:
-                if not self.retry.should_retry_status(response.status_code):
-                    return self._data(response)
-                last = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("Retry-After")
-            delay = self.retry.delay_for(attempt, start=start, retry_after=retry_after)
-            if delay is None:
-                raise DagsterUnreachableError(
-                    f"cannot reach Dagster's GraphQL API at {self.graphql_url} after {attempt} attempt(s) ({last}); "
-                    "check the Airflow connection to Dagster (default dagster_default) and that the Dagster webserver is up"
-                )
-            log.warning("Dagster at %s: %s; retry %d in %.1fs", self.graphql_url, last, attempt, delay)
-            self.retry.sleep(delay)
+    def _post_once(self, payload: Mapping[str, Any]) -> requests.Response:
+        """One POST; connection errors, timeouts, 429 and 5xx raise :class:`Retryable`."""
+        try:
+            response = self._post(payload)
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise Retryable(type(e).__name__) from e
+        except requests.RequestException as e:
+            raise DagsterApiError(f"cannot call Dagster's GraphQL API at {self.graphql_url}: {type(e).__name__}") from e
+        if self.retry.should_retry_status(response.status_code):
+            raise Retryable(f"HTTP {response.status_code}", retry_after=response.headers.get("Retry-After"))
+        return response
 
-    def _data(self, response: requests.Response) -> dict[str, Any]:
+    async def _apost_once(self, payload: Mapping[str, Any]) -> Any:
+        """:meth:`_post_once` with async HTTP (httpx, which Airflow ships), for the triggerer."""
+        import httpx
+
+        if self._async_session is None:
+            self._async_session = httpx.AsyncClient()
+        self.requests_sent += 1
+        try:
+            response = await self._async_session.post(self.graphql_url, json=payload, headers=self.headers(),
+                                                      timeout=self.timeout)
+        except httpx.TransportError as e:  # connection errors and timeouts
+            raise Retryable(type(e).__name__) from e
+        self.bytes_received += len(response.content or b"")
+        if self.retry.should_retry_status(response.status_code):
+            raise Retryable(f"HTTP {response.status_code}", retry_after=response.headers.get("Retry-After"))
+        return response
+
+    async def aclose(self) -> None:
+        """Close the async HTTP session (the sync session lives with the client)."""
+        if self._async_session is not None:
+            await self._async_session.aclose()
+            self._async_session = None
+
+    def _unreachable(self, e: Retryable) -> DagsterUnreachableError:
+        return DagsterUnreachableError(
+            f"cannot reach Dagster's GraphQL API at {self.graphql_url} after {e.attempts} attempt(s) ({e.problem}); "
+            "check the Airflow connection to Dagster (default dagster_default) and that the Dagster webserver is up"
+        )
+
+    def _say_retry(self, e: Retryable, delay: float) -> None:
+        log.warning("Dagster at %s: %s; retry %d in %.1fs", self.graphql_url, e.problem, e.attempts, delay)
+
+    def query(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """POST one idempotent GraphQL document under the retry policy (:meth:`RetryPolicy.call`);
+        returns its ``data`` or raises :class:`DagsterApiError` (:class:`DagsterUnreachableError` when
+        the policy gave up)."""
+        payload = {"query": query, "variables": dict(variables or {})}
+        try:
+            return self.retry.call(lambda: self._data(self._post_once(payload)), on_retry=self._say_retry)
+        except Retryable as e:
+            raise self._unreachable(e) from e
+
+    async def aquery(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`query` for the triggerer's event loop: the same policy, attempts and errors."""
+        payload = {"query": query, "variables": dict(variables or {})}
+
+        async def attempt() -> dict[str, Any]:
+            return self._data(await self._apost_once(payload))
+
+        try:
+            return await self.retry.acall(attempt, on_retry=self._say_retry)
+        except Retryable as e:
+            raise self._unreachable(e) from e
+
+    def _data(self, response: Any) -> dict[str, Any]:
+        """``data`` of a GraphQL answer (a requests or httpx response), or a clear error."""
         endpoint = self.graphql_url
         if response.status_code in (401, 403):
             raise DagsterApiError(
@@ -382,15 +422,12 @@ class DagsterGraphQLClient:
         }
         payload = {"query": LAUNCH_MUTATION, "variables": {"executionParams": params}}
         try:
-            response = self._post(payload)
-        except (requests.ConnectionError, requests.Timeout) as e:
+            response = self._post_once(payload)
+        except Retryable as e:
+            never_sent = isinstance(e.__cause__, requests.ConnectionError) and _never_sent(e.__cause__)
             raise DagsterLaunchUnknownError(
-                f"launching a run at {self.graphql_url} got no answer ({type(e).__name__})"
+                f"launching a run at {self.graphql_url} got no answer ({e.problem})", sent=not never_sent
             ) from e
-        except requests.RequestException as e:
-            raise DagsterApiError(f"cannot call Dagster's GraphQL API at {self.graphql_url}: {type(e).__name__}") from e
-        if self.retry.should_retry_status(response.status_code):
-            raise DagsterLaunchUnknownError(f"launching a run at {self.graphql_url} answered HTTP {response.status_code}")
         result = self._data(response)["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
             raise DagsterApiError(
@@ -402,29 +439,43 @@ class DagsterGraphQLClient:
         """Ask Dagster to terminate a run; ``None`` on success, else Dagster's reason. ``force`` marks
         it canceled even when it cannot be stopped now (e.g. still STARTING: a run worker that starts
         after that ignores the run)."""
-        policy = "MARK_AS_CANCELED_IMMEDIATELY" if force else "SAFE_TERMINATE"
-        result = self.query(TERMINATE_MUTATION, {"runId": run_id, "policy": policy})["terminateRun"]
-        if result.get("__typename") == "TerminateRunSuccess":
-            return None
-        return f"{result.get('__typename')}: {result.get('message', '')}".strip()
+        return _terminated(self.query(TERMINATE_MUTATION, _terminate_variables(run_id, force)))
+
+    async def aterminate_run(self, run_id: str, *, force: bool = False) -> str | None:
+        """:meth:`terminate_run` for the triggerer."""
+        return _terminated(await self.aquery(TERMINATE_MUTATION, _terminate_variables(run_id, force)))
 
     def runs_with_tags(self, tags: Mapping[str, str]) -> list[DagsterRun]:
         """Runs carrying all these tags (newest first, as Dagster lists them)."""
-        variables = {"filter": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}
-        result = self.query(RUNS_QUERY, variables)["runsOrError"]
+        return self._runs(self.query(RUNS_QUERY, _runs_variables(tags)))
+
+    async def aruns_with_tags(self, tags: Mapping[str, str]) -> list[DagsterRun]:
+        """:meth:`runs_with_tags` for the triggerer."""
+        return self._runs(await self.aquery(RUNS_QUERY, _runs_variables(tags)))
+
+    def _runs(self, data: Mapping[str, Any]) -> list[DagsterRun]:
+        result = data["runsOrError"]
         if result["__typename"] != "Runs":
             raise DagsterApiError(f"Dagster at {self.url} could not list runs: {result.get('message', '')}")
-        return [
-            DagsterRun(run_id=r["runId"], status=r["status"], tags={t["key"]: t["value"] for t in r.get("tags") or []})
-            for r in result["results"]
-        ]
+        return [_run(r) for r in result["results"]]
+
+    def run(self, run_id: str) -> DagsterRun:
+        """The run's status (QUEUED, STARTED, SUCCESS, FAILURE, CANCELED, ...) and tags."""
+        return self._one_run(self.query(RUN_QUERY, {"runId": run_id}), run_id)
+
+    async def arun(self, run_id: str) -> DagsterRun:
+        """:meth:`run` for the triggerer."""
+        return self._one_run(await self.aquery(RUN_QUERY, {"runId": run_id}), run_id)
+
+    def _one_run(self, data: Mapping[str, Any], run_id: str) -> DagsterRun:
+        result = data["runOrError"]
+        if result["__typename"] != "Run":
+            raise DagsterApiError(f"Dagster run {run_id} at {self.url}: {result.get('message', result['__typename'])}")
+        return _run(result)
 
     def run_status(self, run_id: str) -> str:
         """The run's RunStatus (QUEUED, STARTED, SUCCESS, FAILURE, CANCELED, ...)."""
-        result = self.query(RUN_QUERY, {"runId": run_id})["runOrError"]
-        if result["__typename"] != "Run":
-            raise DagsterApiError(f"Dagster run {run_id} at {self.url}: {result.get('message', result['__typename'])}")
-        return str(result["status"])
+        return self.run(run_id).status
 
     def failure_message(self, run_id: str) -> str:
         """The step errors (or run failure message) of a failed run, for the Airflow log."""
@@ -495,6 +546,34 @@ def resolve_instance_name(
         f"Dagster at {client.url} has {found}: peer this Airflow instance in Dagster "
         "(build_defs_from_airflow_instance) and reload its code location: the DAG asset names the instance"
     )
+
+
+def _run(node: Mapping[str, Any]) -> DagsterRun:
+    return DagsterRun(run_id=node["runId"], status=node["status"], tags={t["key"]: t["value"] for t in node.get("tags") or []})
+
+
+def _runs_variables(tags: Mapping[str, str]) -> dict[str, Any]:
+    return {"filter": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}
+
+
+def _terminate_variables(run_id: str, force: bool) -> dict[str, Any]:
+    return {"runId": run_id, "policy": "MARK_AS_CANCELED_IMMEDIATELY" if force else "SAFE_TERMINATE"}
+
+
+def _terminated(data: Mapping[str, Any]) -> str | None:
+    result = data["terminateRun"]
+    if result.get("__typename") == "TerminateRunSuccess":
+        return None
+    return f"{result.get('__typename')}: {result.get('message', '')}".strip()
+
+
+def _never_sent(error: requests.ConnectionError) -> bool:
+    """Whether a connection error happened before the request left (refused, DNS, connect timeout):
+    then Dagster cannot have acted on it."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 def _asset(node: Mapping[str, Any]) -> DagsterAsset:

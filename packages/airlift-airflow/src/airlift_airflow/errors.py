@@ -68,6 +68,13 @@ class DagsterLaunchUnknownError(DagsterApiError):
     :class:`~airlift_airflow.DagsterHook` resolves it by looking the run up by its tags before
     launching again; the mutation itself is never retried blindly.
 
+    ``sent`` is ``False`` when the request never left (connection refused, connect timeout): Dagster
+    cannot have created the run, so there is nothing to look up.
+
     >>> issubclass(DagsterLaunchUnknownError, DagsterApiError)
     True
     """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent

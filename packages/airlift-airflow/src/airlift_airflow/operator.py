@@ -16,13 +16,19 @@ from airlift_airflow.dagster_api import (
     resolve_instance_name,
 )
 from airlift_airflow.errors import DagsterApiError, DagsterRunFailedError
-from airlift_airflow.hook import DEFAULT_CONN_ID, TOKEN_ENV, URL_ENV, DagsterHook
+from airlift_airflow.hook import (
+    DEFAULT_CONN_ID,
+    DEFAULT_LAUNCH_LOOKUP,
+    TOKEN_ENV,
+    URL_ENV,
+    DagsterHook,
+)
 from airlift_airflow.version_compat import BaseOperator, airflow_conf
+from airlift_airflow.waiting import DEFAULT_UNREACHABLE_GRACE, RunWaiter
 from airlift_protocol import (
     AIRFLOW_MAP_INDEX_RUN_TAG,
     DAGSTER_PARTITION_TAG,
     PartitionKeyError,
-    RetryPolicy,
     TimeWindowPartitioning,
     dagster_run_tags,
     operator_run_tags,
@@ -31,6 +37,8 @@ from airlift_protocol import (
 
 __all__ = ["DEFAULT_CONN_ID", "INSTANCE_ENV", "TOKEN_ENV", "URL_ENV", "DagsterOperator", "configured_instance_name"]
 
+#: Seconds ``on_kill`` looks for the run of a launch whose answer had not come yet.
+ON_KILL_LOOKUP = 10.0
 #: The instance name push mode falls back to (the operator learns the name from Dagster instead).
 DEFAULT_INSTANCE_NAME = "airflow"
 
@@ -107,6 +115,8 @@ class DagsterOperator(BaseOperator):
         request_timeout: float = 30.0,
         request_attempts: int = 5,
         request_backoff: float = 1.0,
+        unreachable_grace: float = DEFAULT_UNREACHABLE_GRACE,
+        launch_lookup_timeout: float = DEFAULT_LAUNCH_LOOKUP,
         airflow_instance_name: str | None = None,
         asset_keys: Sequence[Sequence[str]] | None = None,
         whole_dag: bool = False,
@@ -120,16 +130,20 @@ class DagsterOperator(BaseOperator):
         self.request_timeout = request_timeout
         self.request_attempts = request_attempts
         self.request_backoff = request_backoff
+        self.unreachable_grace = unreachable_grace
+        self.launch_lookup_timeout = launch_lookup_timeout
         self.airflow_instance_name = airflow_instance_name
         self.asset_keys = [list(k) for k in asset_keys] if asset_keys is not None else None
         self.whole_dag = whole_dag
         self.deferrable = deferrable
         self._run_ids: list[str] = []
+        self._launching: Mapping[str, str] | None = None
+        self._waiter: RunWaiter | None = None
 
     def get_hook(self) -> DagsterHook:
         """The hook to Dagster (override to customise the connection or retry policy)."""
-        retry = RetryPolicy(max_attempts=self.request_attempts, base_delay=self.request_backoff)
-        return DagsterHook(self.dagster_conn_id, timeout=self.request_timeout, retry=retry)
+        return DagsterHook.with_request_settings(self.dagster_conn_id, timeout=self.request_timeout,
+                                                 attempts=self.request_attempts, backoff=self.request_backoff)
 
     @property
     def instance_name(self) -> str | None:
@@ -157,8 +171,12 @@ class DagsterOperator(BaseOperator):
             groups[(asset.location, asset.repository)].append(asset.path)
         identity = dagster_run_tags(dag_id=dag_id, task_id=task_id, run_id=run_id, instance_name=instance_name)
         identity[AIRFLOW_MAP_INDEX_RUN_TAG] = str(map_index)
-        run_ids = []
+        run_ids = self._run_ids = []  # on_kill sees each run as soon as it is known
         for plan in hook.plan(groups, identity=identity, try_number=try_number, max_tries=max_tries):
+            for run_id_, problem in hook.terminate([r.run_id for r in plan.stale]).items():
+                self.log.warning("Dagster run %s of an earlier attempt of this task (cleared since) was still in flight: "
+                                 "%s: %s", run_id_, "terminated" if problem is None else f"could not terminate ({problem})",
+                                 client.run_url(run_id_))
             if plan.run is not None:
                 self.log.info("Using Dagster run %s for code location %s (%s): %s",
                               plan.run.run_id, plan.location, plan.reason, client.run_url(plan.run.run_id))
@@ -169,15 +187,16 @@ class DagsterOperator(BaseOperator):
                                      max_tries=max_tries)
             if partition is not None:
                 tags[DAGSTER_PARTITION_TAG] = partition
+            self._launching = tags
             new_run = hook.launch(location=plan.location, repository=plan.repository, asset_paths=plan.paths, tags=tags,
-                                  say=self.log.warning)
+                                  say=self.log.warning, lookup_for=self.launch_lookup_timeout)
+            run_ids.append(new_run)
+            self._launching = None
             self.log.info(
                 "Launched Dagster run %s for %d asset(s) of %s in code location %s%s: %s",
                 new_run, len(plan.paths), what, plan.location,
                 f" (partition {partition})" if partition is not None else "", client.run_url(new_run),
             )
-            run_ids.append(new_run)
-        self._run_ids = run_ids
         if self.deferrable:
             from airlift_airflow.triggers import DagsterRunTrigger
 
@@ -186,50 +205,85 @@ class DagsterOperator(BaseOperator):
             self.defer(
                 trigger=DagsterRunTrigger(run_ids=run_ids, dagster_conn_id=self.dagster_conn_id,
                                           poll_interval=self.poll_interval, end_time=end_time,
-                                          request_timeout=self.request_timeout),
+                                          request_timeout=self.request_timeout, request_attempts=self.request_attempts,
+                                          request_backoff=self.request_backoff, unreachable_grace=self.unreachable_grace),
                 method_name="execute_complete",
             )
-        results = hook.wait(run_ids, poll_interval=self.poll_interval, timeout=self.run_timeout)
+        try:
+            results = hook.wait(run_ids, poll_interval=self.poll_interval, timeout=self.run_timeout,
+                                grace=self.unreachable_grace, say=self.log.info, warn=self.log.warning,
+                                started=self._watching)
+        except Exception as e:
+            self._left_running(client, run_ids, f"{type(e).__name__}: {e}")
+            raise
         return self._finish(results, what=what)
+
+    def _watching(self, waiter: RunWaiter) -> None:
+        self._waiter = waiter
 
     def execute_complete(self, context: Any, event: Mapping[str, Any]) -> list[str]:
         """Resumes a deferred task with the trigger's event; same results and log lines as waiting."""
         ti = context["ti"]
         what = f"Airflow DAG {ti.dag_id}" if self.whole_dag else f"Airflow task {ti.dag_id}.{ti.task_id}"
-        if event.get("error"):
-            raise DagsterApiError(f"waiting for the Dagster run(s) of {what}: {event['error']}")
         client = self.get_hook().get_conn()
-        statuses: Mapping[str, str] = event["statuses"]
-        self._run_ids = list(statuses)
-        late = f"still in flight after {self.run_timeout:g}s (run_timeout); the Dagster run goes on" if self.run_timeout else None
-        results = [
-            client.result(r, s, error=None if s in FINISHED_STATUSES else late) for r, s in statuses.items()
-        ]
-        return self._finish(results, what=what)
+        if event.get("error"):
+            self._left_running(client, event.get("run_ids") or [], event["error"])
+            raise DagsterApiError(f"waiting for the Dagster run(s) of {what}: {event['error']}")
+        if "results" in event:
+            outcome = [(str(r), str(s), e) for r, s, e in event["results"]]
+        else:  # an event of a trigger deferred before this version
+            late = "still in flight at run_timeout" if event.get("timed_out") else None
+            outcome = [(r, s, None if s in FINISHED_STATUSES else late) for r, s in event["statuses"].items()]
+        self._run_ids = [r for r, _, _ in outcome]
+        return self._finish([client.result(r, s, error=e) for r, s, e in outcome], what=what)
 
     def _finish(self, results: Sequence[DagsterRunResult], *, what: str) -> list[str]:
         failures = []
         for result in results:
             if result.status == "SUCCESS":
                 self.log.info("Dagster run %s succeeded: %s", result.run_id, result.url)
-            else:
+            elif result.status in FINISHED_STATUSES:
                 failures.append(f"Dagster run {result.status}: {result.url}\n{result.error or ''}".strip())
                 self.log.error("Dagster run %s ended %s: %s", result.run_id, result.status, result.url)
+            else:
+                failures.append(f"Dagster run {result.status}: {result.url}\n{result.error}; the Dagster run goes on")
+                self.log.error("Stopped waiting for Dagster run %s (last seen %s): %s. The run was left running: %s",
+                               result.run_id, result.status, result.error, result.url)
         if failures:
             raise DagsterRunFailedError(f"the Dagster run of {what} did not succeed:\n" + "\n".join(failures))
         return [r.run_id for r in results]
 
+    def _left_running(self, client: Any, run_ids: Sequence[str], why: str) -> None:
+        for run_id in run_ids:
+            self.log.error("Stopped waiting for Dagster run %s (%s). The run was left as it is: %s",
+                           run_id, why, client.run_url(run_id))
+
     def on_kill(self) -> None:
-        """Terminate the Dagster runs this try launched or re-attached to, and say so in the log."""
-        if not self._run_ids:
+        """Terminate the Dagster runs this try launched or re-attached to (after Dagster's retries of
+        them), and a run whose launch was still waiting for its answer; say so in the log."""
+        run_ids = self._waiter.current_run_ids() if self._waiter is not None else list(self._run_ids)
+        launching = self._launching
+        if not run_ids and launching is None:
             return
         hook = self.get_hook()
-        for run_id, problem in hook.terminate(self._run_ids).items():
-            url = hook.get_conn().run_url(run_id)
+        client = hook.get_conn()
+        outcome = hook.terminate(run_ids)
+        if launching is not None:  # the launch's answer never came: Dagster may create the run a little later
+            self.log.warning("Task killed while launching a Dagster run: looking it up by its tags for up to %gs",
+                             ON_KILL_LOOKUP)
+            end = time.monotonic() + ON_KILL_LOOKUP
+            while True:
+                found = hook.terminate_in_flight(launching)
+                outcome.update(found)
+                if found or time.monotonic() >= end:
+                    break
+                time.sleep(1.0)
+        for run_id, problem in outcome.items():
             if problem is None:
-                self.log.warning("Task killed: asked Dagster to terminate run %s: %s", run_id, url)
+                self.log.warning("Task killed: asked Dagster to terminate run %s: %s", run_id, client.run_url(run_id))
             else:
-                self.log.error("Task killed: could not terminate Dagster run %s (%s): %s", run_id, problem, url)
+                self.log.error("Task killed: could not terminate Dagster run %s (%s): %s", run_id, problem,
+                               client.run_url(run_id))
 
     @staticmethod
     def _check_assets(assets: Sequence[DagsterAsset], *, what: str, url: str) -> None:

@@ -1,21 +1,25 @@
 """``DagsterRunTrigger``: waits for Dagster runs from Airflow's triggerer (``deferrable=True``).
 
-Polls ``runOrError`` with async HTTP (httpx, which Airflow 2.7+ and 3 ship) under the same retry
-policy as the worker side, and fires one event with every run's final status. The token is never
-serialized: the triggerer reads it from the Airflow connection.
+The trigger only calls :class:`~airlift_airflow.DagsterHook`'s async methods, built with the
+operator's request settings: the worker and the triggerer share one retry policy and one set of
+waiting rules (:mod:`airlift_airflow.waiting`: Dagster's run retries followed, an unreachable Dagster
+ridden out for ``unreachable_grace`` seconds). The token is never serialized: the triggerer reads it
+from the Airflow connection.
+
+On Airflow 3, marking a deferred task failed or success, or clearing it, calls the trigger's
+``on_kill``: it terminates the runs the task was waiting for. Airflow 2 has no such call; there the
+next try or the cleared task's new try finds the earlier runs (see :class:`~airlift_airflow.DagsterHook`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from airlift_airflow.dagster_api import FINISHED_STATUSES, RUN_QUERY
 from airlift_airflow.hook import DEFAULT_CONN_ID, DagsterHook
 from airlift_airflow.version_compat import BaseTrigger, TriggerEvent
-from airlift_protocol import RetryPolicy
+from airlift_airflow.waiting import DEFAULT_UNREACHABLE_GRACE, RunWaiter
 
 __all__ = ["DagsterRunTrigger"]
 
@@ -23,8 +27,8 @@ __all__ = ["DagsterRunTrigger"]
 class DagsterRunTrigger(BaseTrigger):  # type: ignore[misc]
     """Fires when every run in ``run_ids`` has ended (or at ``end_time``, a Unix time).
 
-    The event payload is ``{"statuses": {run_id: status}, "timed_out": bool}``, or
-    ``{"error": message}`` when Dagster cannot be reached.
+    The event payload is ``{"results": [[run_id, status, why_stopped_or_None], ...]}`` (the last run of
+    each Dagster retry chain), or ``{"error": message, "run_ids": [...]}`` when Dagster cannot be asked.
 
     >>> DagsterRunTrigger(run_ids=["abc"], poll_interval=5.0).serialize()[0]
     'airlift_airflow.triggers.DagsterRunTrigger'
@@ -38,6 +42,9 @@ class DagsterRunTrigger(BaseTrigger):  # type: ignore[misc]
         poll_interval: float = 2.0,
         end_time: float | None = None,
         request_timeout: float = 30.0,
+        request_attempts: int = 5,
+        request_backoff: float = 1.0,
+        unreachable_grace: float = DEFAULT_UNREACHABLE_GRACE,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.run_ids = list(run_ids)
@@ -45,6 +52,10 @@ class DagsterRunTrigger(BaseTrigger):  # type: ignore[misc]
         self.poll_interval = poll_interval
         self.end_time = end_time
         self.request_timeout = request_timeout
+        self.request_attempts = request_attempts
+        self.request_backoff = request_backoff
+        self.unreachable_grace = unreachable_grace
+        self._waiter: RunWaiter | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -55,74 +66,48 @@ class DagsterRunTrigger(BaseTrigger):  # type: ignore[misc]
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "request_timeout": self.request_timeout,
+                "request_attempts": self.request_attempts,
+                "request_backoff": self.request_backoff,
+                "unreachable_grace": self.unreachable_grace,
             },
         )
 
+    def hook(self) -> DagsterHook:
+        """The hook, with the operator's request settings."""
+        return DagsterHook.with_request_settings(self.dagster_conn_id, timeout=self.request_timeout,
+                                                 attempts=self.request_attempts, backoff=self.request_backoff)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        import httpx
-
-        hook = DagsterHook(self.dagster_conn_id)
+        hook = self.hook()
         try:
-            url, token = await asyncio.to_thread(hook.url_and_token)
-        except Exception as e:  # the connection cannot be read: fail the task with the reason
-            yield TriggerEvent({"error": str(e)})  # type: ignore[no-untyped-call]
+            client = await hook.aget_conn()
+            self._waiter = RunWaiter(self.run_ids, grace=self.unreachable_grace, deadline=self.end_time, clock=time.time,
+                                     url=client.url, say=self.log.info, warn=self.log.warning)
+            outcome = await hook.await_runs(self._waiter, poll_interval=self.poll_interval)
+        except Exception as e:  # the connection cannot be read, Dagster refused: fail the task with the reason
+            yield TriggerEvent({"error": str(e), "run_ids": self.current_run_ids()})  # type: ignore[no-untyped-call]
             return
-        endpoint = f"{url.rstrip('/')}/graphql"
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Dagster-Cloud-Api-Token"] = token
-        policy = RetryPolicy()
-        statuses: dict[str, str] = {}
-        async with httpx.AsyncClient(timeout=self.request_timeout, headers=headers) as client:
-            while True:
-                for run_id in self.run_ids:
-                    if statuses.get(run_id) in FINISHED_STATUSES:
-                        continue
-                    try:
-                        statuses[run_id] = await _status(client, endpoint, run_id, policy)
-                    except _Unreachable as e:
-                        yield TriggerEvent({"error": str(e)})  # type: ignore[no-untyped-call]
-                        return
-                self.log.info("Polled Dagster from the triggerer: %s",
-                              ", ".join(f"{url.rstrip('/')}/runs/{r} {s}" for r, s in statuses.items()))
-                done = all(s in FINISHED_STATUSES for s in statuses.values())
-                timed_out = not done and self.end_time is not None and time.time() >= self.end_time
-                if done or timed_out:
-                    yield TriggerEvent({"statuses": statuses, "timed_out": timed_out})  # type: ignore[no-untyped-call]
-                    return
-                await asyncio.sleep(self.poll_interval)
+        finally:
+            await hook.aclose()
+        self.log.info("Dagster run(s) ended or the wait stopped: %s",
+                      ", ".join(f"{client.run_url(r)} {s}" for r, s, _ in outcome))
+        yield TriggerEvent({"results": [list(o) for o in outcome]})  # type: ignore[no-untyped-call]
 
+    def current_run_ids(self) -> list[str]:
+        """The runs awaited now (after Dagster's retries)."""
+        return self._waiter.current_run_ids() if self._waiter is not None else list(self.run_ids)
 
-class _Unreachable(Exception):
-    pass
-
-
-async def _status(client: Any, endpoint: str, run_id: str, policy: RetryPolicy) -> str:
-    import httpx
-
-    start = policy.start()
-    attempt = 0
-    while True:
-        attempt += 1
-        retry_after = None
+    async def on_kill(self) -> None:
+        """Airflow 3 calls this when a user marks the deferred task failed or success, or clears it:
+        terminate the Dagster runs it was waiting for, and say so."""
+        hook = self.hook()
         try:
-            response = await client.post(endpoint, json={"query": RUN_QUERY, "variables": {"runId": run_id}})
-        except httpx.TransportError as e:
-            problem = type(e).__name__
-        else:
-            if not policy.should_retry_status(response.status_code):
-                if response.status_code >= 400:
-                    raise _Unreachable(f"Dagster at {endpoint} answered HTTP {response.status_code} for run {run_id}")
-                try:
-                    result = response.json()["data"]["runOrError"]
-                except (ValueError, KeyError, TypeError) as e:
-                    raise _Unreachable(f"Dagster at {endpoint} answered something unexpected for run {run_id}") from e
-                if result.get("__typename") != "Run":
-                    raise _Unreachable(f"Dagster run {run_id} at {endpoint}: {result.get('message', result.get('__typename'))}")
-                return str(result["status"])
-            problem = f"HTTP {response.status_code}"
-            retry_after = response.headers.get("Retry-After")
-        delay = policy.delay_for(attempt, start=start, retry_after=retry_after)
-        if delay is None:
-            raise _Unreachable(f"cannot reach Dagster's GraphQL API at {endpoint} after {attempt} attempt(s) ({problem})")
-        await asyncio.sleep(delay)
+            client = await hook.aget_conn()
+            for run_id, problem in (await hook.aterminate(self.current_run_ids())).items():
+                if problem is None:
+                    self.log.warning("Task killed: asked Dagster to terminate run %s: %s", run_id, client.run_url(run_id))
+                else:
+                    self.log.error("Task killed: could not terminate Dagster run %s (%s): %s", run_id, problem,
+                                   client.run_url(run_id))
+        finally:
+            await hook.aclose()

@@ -45,7 +45,7 @@ from airlift_protocol.partitions import (
     TimeWindowPartitioning,
     partition_key_for_airflow_run,
 )
-from airlift_protocol.retry import NO_RETRY, RETRY_STATUSES, RetryPolicy
+from airlift_protocol.retry import NO_RETRY, RETRY_STATUSES, Retryable, RetryPolicy
 from airlift_protocol.tags import (
     AIRFLOW_DAG_ID_RUN_TAG,
     AIRFLOW_INSTANCE_RUN_TAG,
@@ -109,6 +109,7 @@ __all__ = [
     "PartitionKeyError",
     "RestPayloadError",
     "RetryPolicy",
+    "Retryable",
     "TaskInfo",
     "TaskInstance",
     "TaskInstanceState",

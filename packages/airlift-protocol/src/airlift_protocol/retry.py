@@ -17,17 +17,37 @@ first. ``sleep``, ``clock`` and ``rand`` are injectable so tests never wait.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
-__all__ = ["NO_RETRY", "RETRY_STATUSES", "RetryPolicy"]
+__all__ = ["NO_RETRY", "RETRY_STATUSES", "RetryPolicy", "Retryable"]
+
+T = TypeVar("T")
 
 #: HTTP statuses worth retrying: rate limiting and the transient server/gateway errors.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class Retryable(Exception):
+    """One attempt failed in a way worth retrying (connection error, timeout, 429, 5xx): ``problem``
+    says how (no secrets), ``retry_after`` is the server's ``Retry-After`` header; ``attempts`` counts
+    the attempts so far. When the policy gives up, :meth:`RetryPolicy.call` raises it.
+
+    >>> str(Retryable("HTTP 503", retry_after="2"))
+    'HTTP 503'
+    """
+
+    def __init__(self, problem: str, *, retry_after: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after = retry_after
+        self.attempts = 0
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,7 @@ class RetryPolicy:
     max_retry_after: float = 120.0
     deadline: float | None = 300.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    asleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
     rand: Callable[[], float] = field(default=random.random, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
@@ -95,6 +116,53 @@ class RetryPolicy:
         delay = self.backoff(attempt) if server_wait is None else server_wait
         if self.deadline is not None and self.clock() + delay - start > self.deadline:
             return None
+        return delay
+
+    def call(self, attempt: Callable[[], T], *, on_retry: Callable[[Retryable, float], None] | None = None) -> T:
+        """THE retry loop: run ``attempt`` until it returns, raises something other than
+        :class:`Retryable`, or the policy gives up (then its last :class:`Retryable` is raised, with
+        ``attempts`` set). ``on_retry(error, delay)`` is told before each wait.
+
+        >>> tries = iter([Retryable("HTTP 503"), "ok"])
+        >>> def attempt():
+        ...     got = next(tries)
+        ...     if isinstance(got, Exception):
+        ...         raise got
+        ...     return got
+        >>> RetryPolicy(sleep=lambda s: None).call(attempt)
+        'ok'
+        """
+        start, number = self.start(), 0
+        while True:
+            number += 1
+            try:
+                return attempt()
+            except Retryable as e:
+                failed, delay = e, self._next(e, number, start)
+            if on_retry is not None:
+                on_retry(failed, delay)
+            self.sleep(delay)
+
+    async def acall(
+        self, attempt: Callable[[], Awaitable[T]], *, on_retry: Callable[[Retryable, float], None] | None = None
+    ) -> T:
+        """:meth:`call` for a coroutine (waits with ``asleep``, never blocking the event loop)."""
+        start, number = self.start(), 0
+        while True:
+            number += 1
+            try:
+                return await attempt()
+            except Retryable as e:
+                failed, delay = e, self._next(e, number, start)
+            if on_retry is not None:
+                on_retry(failed, delay)
+            await self.asleep(delay)
+
+    def _next(self, error: Retryable, number: int, start: float) -> float:
+        error.attempts = number
+        delay = self.delay_for(number, start=start, retry_after=error.retry_after)
+        if delay is None:
+            raise error
         return delay
 
 
