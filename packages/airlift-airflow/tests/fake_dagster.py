@@ -37,6 +37,7 @@ class FakeDagster:
         self.response_bytes: int = 0
         # push mode: report requests taken (path, body) and statuses to answer first (then 200)
         self.reports: list[tuple[str, dict[str, Any]]] = []
+        self.report_times: list[float] = []
         self.report_statuses: list[int] = []
         self.report_delay: float = 0.0  # seconds before answering a report (after storing it)
         self.report_gate = threading.Event()  # reports wait for it before being taken
@@ -55,8 +56,9 @@ class FakeDagster:
                 if self.path.startswith("/report_asset_"):
                     outer.report_gate.wait(30)
                     status = outer.report_statuses.pop(0) if outer.report_statuses else 200
-                    if status == 200:  # recorded as <endpoint>/<key parts>
+                    if status == 200:  # recorded as <endpoint>/<key parts>, with when (time.monotonic())
                         outer.reports.append((self.path + "/".join(body.get("asset_key") or []), body))
+                        outer.report_times.append(time.monotonic())
                     time.sleep(outer.report_delay)
                     try:
                         self.send_response(status)

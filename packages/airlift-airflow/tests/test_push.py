@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fake_dagster import FakeDagster  # type: ignore[import-not-found]
 
-from airlift_airflow import DagsterOperator
+from airlift_airflow import DagsterOperator, relay
 from airlift_airflow.hook import DagsterHook
 from airlift_airflow.listener import AirliftListener, PushSettings
 from airlift_airflow.push import (
     AssetIndexCache,
+    DagAssets,
     DagsterReporter,
+    InstanceUnresolvedError,
     PushItem,
     PushSender,
     ReportFailedError,
 )
+from airlift_airflow.relay import StatusFile
 from airlift_airflow.version_compat import (
     AIRFLOW_V_2_10_PLUS,
     AIRFLOW_V_3_0_PLUS,
@@ -28,6 +33,7 @@ from airlift_airflow.version_compat import (
     task_instance_fields,
 )
 from airlift_protocol import ApiVersion, RetryPolicy
+from airlift_protocol.push_status import load_push_status
 from airlift_protocol.tags import AIRFLOW_EVENT_TAG, AirflowEventId, airflow_event_key_of
 
 DAG_ID, TASK_ID, RUN_ID = "rebuild.customers", "load_raw", "manual__2026-01-01T00:00:00+00:00"
@@ -50,8 +56,8 @@ def test_full_queue_drops_and_logs_without_waiting(caplog: pytest.LogCaptureFixt
     gate.set()
     assert sender.flush(timeout=5)
     assert results[0] and not all(results)
-    assert sender.stats.dropped_full == results.count(False) >= 2
-    assert "queue full" in caplog.text and "left to the Airlift sensor" in caplog.text
+    assert sender.stats.dropped_queue_full == results.count(False) >= 2
+    assert "queue full" in caplog.text and "the Airlift sensor reports it" in caplog.text
 
 
 def test_retryable_failure_is_retried_with_the_shared_policy() -> None:
@@ -80,7 +86,7 @@ def test_ambiguous_failure_is_left_to_the_sensor(caplog: pytest.LogCaptureFixtur
     sender = PushSender(deliver=deliver, retry=NO_WAIT)
     sender.submit(_item())
     assert sender.flush(timeout=5)
-    assert len(attempts) == 1 and sender.stats.dropped_failed == 1
+    assert len(attempts) == 1 and sender.stats.failed == 1
     assert "the Airlift sensor reports it" in caplog.text
 
 
@@ -97,7 +103,7 @@ def test_item_older_than_max_age_is_dropped() -> None:
     sender.submit(PushItem.for_task(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=1,
                                     start_date=None, end_date=None).__class__(dag_id="d", run_id="r", task_id="t", created=0.0))
     assert sender.flush(timeout=5)
-    assert len(attempts) == 2 and sender.stats.dropped_failed == 1
+    assert len(attempts) == 2 and sender.stats.failed == 1
 
 
 def test_a_crashing_deliver_does_not_stop_the_thread() -> None:
@@ -117,7 +123,7 @@ def test_a_crashing_deliver_does_not_stop_the_thread() -> None:
 def test_index_cache_keeps_entries_for_its_ttl() -> None:
     now = [0.0]
     calls: list[str] = []
-    cache = AssetIndexCache(lambda dag_id: calls.append(dag_id) or {"t": [("a",)], None: []}, ttl=60.0, clock=lambda: now[0])
+    cache = AssetIndexCache(lambda dag_id: calls.append(dag_id) or DagAssets("prod", {"t": [("a",)]}), ttl=60.0, clock=lambda: now[0])
     cache.get("d")
     now[0] = 59.0
     cache.get("d")
@@ -126,25 +132,33 @@ def test_index_cache_keeps_entries_for_its_ttl() -> None:
     assert calls == ["d", "d"]
 
 
+def _one_asset(dag_id: str) -> DagAssets:
+    return DagAssets("prod", {TASK_ID: [("a",)]})
+
+
 def _reporter(fake: FakeDagster) -> DagsterReporter:
     hook = DagsterHook(url=fake.url, timeout=2, retry=NO_WAIT)
-    return DagsterReporter(fake.url, api_token="dagster-token-SENTINEL", instance_name="prod", api=ApiVersion.V2,
-                           airflow_url="http://af:8080",
-                           assets=lambda dag_id: hook.get_conn().task_asset_index(("prod", "dag", dag_id)))
+    def assets(dag_id: str) -> DagAssets | None:
+        index = hook.get_conn().task_asset_index(("prod", "dag", dag_id))
+        return None if index is None else DagAssets("prod", index)
+
+    return DagsterReporter(fake.url, api_token="dagster-token-SENTINEL", api=ApiVersion.V2, airflow_url="http://af:8080",
+                           assets=assets)
 
 
 def test_reporter_posts_materialization_and_passing_check_with_identity(fake_dagster: FakeDagster) -> None:
     fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["raw", "customers"], ["raw", "orders"]]}, "dag": []}
     _reporter(fake_dagster)(_item())
-    paths = [p for p, _ in fake_dagster.reports]
-    assert paths == ["/report_asset_materialization/raw/customers", "/report_asset_check/raw/customers",
-                     "/report_asset_materialization/raw/orders", "/report_asset_check/raw/orders"]
-    materialization = fake_dagster.reports[0][1]
+    paths = [p for p, _ in fake_dagster.reports]  # the assets in parallel, each one's check after its materialization
+    for asset in ("raw/customers", "raw/orders"):
+        assert [p for p in paths if p.endswith(asset)] == [f"/report_asset_materialization/{asset}", f"/report_asset_check/{asset}"]
+    assert len(paths) == 4
+    materialization = next(body for path, body in fake_dagster.reports if path == "/report_asset_materialization/raw/customers")
     event = AirflowEventId("prod", DAG_ID, RUN_ID, task_id=TASK_ID, map_index=-1, try_number=1)
     assert airflow_event_key_of(None, instance_name="prod", metadata=materialization["metadata"]) == event.key
     assert materialization["metadata"]["Airflow run"] == f"http://af:8080/dags/{DAG_ID}/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00"
     assert materialization["metadata"]["End date"] == END.timestamp()
-    check = fake_dagster.reports[1][1]
+    check = next(body for path, body in fake_dagster.reports if path == "/report_asset_check/raw/customers")
     assert check["check_name"] == "airflow_task_succeeded" and check["passed"] is True
     assert all(h.get("Dagster-Cloud-Api-Token") == "dagster-token-SENTINEL" for h in fake_dagster.headers if "Dagster-Cloud-Api-Token" in h)
 
@@ -179,12 +193,11 @@ def test_dagster_down_drops_within_max_age(caplog: pytest.LogCaptureFixture) -> 
     from airlift_testing.procs import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
-    reporter = DagsterReporter(url, api_token=None, instance_name="prod", api=ApiVersion.V1, airflow_url="http://af",
-                               assets=lambda dag_id: {TASK_ID: [("a",)], None: []})
+    reporter = DagsterReporter(url, api_token=None, api=ApiVersion.V1, airflow_url="http://af", assets=_one_asset)
     sender = PushSender(deliver=reporter, max_age=1.0, retry=RetryPolicy(max_attempts=50, base_delay=0.05, deadline=None))
     sender.submit(_item())
     assert sender.flush(timeout=10)
-    assert sender.stats.dropped_failed == 1 and "the Airlift sensor reports it" in caplog.text
+    assert sender.stats.failed == 1 and "the Airlift sensor reports it" in caplog.text
 
 
 def _task_instance(task: Any = None, try_number: int = 1) -> SimpleNamespace:
@@ -220,8 +233,7 @@ def test_try_number_is_the_one_airflows_rest_api_shows() -> None:
             from airflow.api_connexion.schemas.task_instance_schema import task_instance_schema
 
         assert task_instance_schema.dump((ti, None))["try_number"] == 1
-    reporter = DagsterReporter("http://dagster", api_token=None, instance_name="prod", api=ApiVersion.V1,
-                               airflow_url="http://af", assets=lambda dag_id: {TASK_ID: [("a",)], None: []})
+    reporter = DagsterReporter("http://dagster", api_token=None, api=ApiVersion.V1, airflow_url="http://af", assets=_one_asset)
     found = reporter.event_for(PushItem.for_task(**task_instance_fields(_task_instance(try_number=1))))
     assert found is not None
     assert found[0].metadata["Try number"].value == 1 and "try_number=1" in str(found[0].metadata["Airflow task log"].value)
@@ -301,13 +313,12 @@ def test_report_answered_too_late_is_not_sent_again(fake_dagster: FakeDagster) -
     """Dagster stored the event but answered after the read timeout: sending again could store it
     twice, so the item is left to the sensor (which finds the stored copy by its identity)."""
     fake_dagster.report_delay = 1.0
-    reporter = DagsterReporter(fake_dagster.url, api_token=None, instance_name="prod", api=ApiVersion.V2,
-                               airflow_url="http://af", assets=lambda dag_id: {TASK_ID: [("a",)], None: []},
+    reporter = DagsterReporter(fake_dagster.url, api_token=None, api=ApiVersion.V2, airflow_url="http://af", assets=_one_asset,
                                timeout=(2.0, 0.2))
     sender = PushSender(deliver=reporter, retry=NO_WAIT)
     sender.submit(_item())
     assert sender.flush(timeout=10)
-    assert sender.stats.dropped_failed == 1
+    assert sender.stats.failed == 1
     assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a"]
 
 
@@ -320,3 +331,101 @@ def test_instance_name_is_shared_with_the_operator(monkeypatch: pytest.MonkeyPat
     assert DagsterOperator(task_id="t").instance_name == "prod"
     monkeypatch.setenv("AIRLIFT_AIRFLOW_INSTANCE_NAME", "other")
     assert PushSettings.from_airflow_conf().instance_name == DagsterOperator(task_id="t").instance_name == "other"
+
+
+#: The sensor's default settle: it reads a row only once it is older than this.
+SETTLE = 10.0
+
+
+@pytest.mark.parametrize("assets", [1, 4])
+def test_a_slow_dagster_stores_nothing_after_the_settle(fake_dagster: FakeDagster, assets: int) -> None:
+    """Dagster answers each report in 2.5 s. A task's assets go out in parallel (per asset, the
+    materialization, then its check), and a POST is sent only while the item is younger than
+    max_age: every report is stored before the sensor reads the row (one after another they were
+    stored up to 17.5 s after the event with 4 assets)."""
+    fake_dagster.report_delay = 2.5
+    paths = [("a", str(i)) for i in range(assets)]
+    reporter = DagsterReporter(fake_dagster.url, api_token=None, api=ApiVersion.V2, airflow_url="http://af",
+                               assets=lambda dag_id: DagAssets("prod", {TASK_ID: paths}))
+    sender = PushSender(deliver=reporter, retry=NO_WAIT)
+    item = _item()
+    sender.submit(item)
+    assert sender.flush(timeout=60)
+    assert len(fake_dagster.report_times) == 2 * assets and sender.stats.delivered == 1
+    assert max(fake_dagster.report_times) - item.created < SETTLE
+    for i in range(assets):  # each asset's check after its materialization
+        order = [p for p, _ in fake_dagster.reports if p.endswith(f"/a/{i}")]
+        assert order == [f"/report_asset_materialization/a/{i}", f"/report_asset_check/a/{i}"]
+
+
+def test_a_report_that_could_land_after_the_settle_is_not_sent(fake_dagster: FakeDagster) -> None:
+    """Age is checked before every POST: the materialization goes out at 1 s, the check would go at
+    8.5 s (past max_age): it is not sent, and the item counts as dropped too old."""
+    times = iter([1.0, 8.5])
+    reporter = DagsterReporter(fake_dagster.url, api_token=None, api=ApiVersion.V2, airflow_url="http://af",
+                               assets=_one_asset, max_age=8.0, clock=lambda: next(times))
+    sender = PushSender(deliver=reporter, max_age=8.0, retry=NO_WAIT, clock=lambda: 0.0)
+    sender.submit(PushItem(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, try_number=1, created=0.0))
+    assert sender.flush(timeout=10)
+    assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a"]
+    assert (sender.stats.dropped_too_old, sender.stats.delivered, sender.stats.failed) == (1, 0, 0)
+
+
+def test_an_item_too_old_when_its_turn_comes_sends_nothing(fake_dagster: FakeDagster) -> None:
+    reporter = DagsterReporter(fake_dagster.url, api_token=None, api=ApiVersion.V2, airflow_url="http://af", assets=_one_asset)
+    sender = PushSender(deliver=reporter, max_age=8.0, clock=lambda: 100.0)
+    sender.submit(PushItem(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, try_number=1, created=0.0))
+    assert sender.flush(timeout=10)
+    assert sender.stats.dropped_too_old == 1 and fake_dagster.reports == [] and fake_dagster.operations == []
+
+
+def test_an_unresolved_instance_name_is_counted_and_actionable(tmp_path: Path) -> None:
+    def assets(dag_id: str) -> DagAssets:
+        raise InstanceUnresolvedError(f"no DAG asset [<instance>, 'dag', {dag_id!r}] in Dagster")
+
+    status = StatusFile(tmp_path / "push-status.json", interval=60)
+    reporter = DagsterReporter("http://127.0.0.1:9", api_token=None, api=ApiVersion.V2, airflow_url="http://af", assets=assets)
+    sender = PushSender(deliver=reporter, retry=NO_WAIT, status=status)
+    sender.deliver_now(_item())
+    status.flush()
+    assert sender.stats.unresolved_instance_name == 1
+    problem = load_push_status(tmp_path / "push-status.json").problem_of(DAG_ID)
+    assert problem is not None and problem.counter == "unresolved_instance_name" and "no DAG asset" in problem.reason
+
+
+def test_status_file_adds_up_every_process(tmp_path: Path) -> None:
+    """The relay, one-shot senders and the scheduler each merge their counts into one file."""
+    path = tmp_path / "push-status.json"
+    relay_side, one_shot = StatusFile(path, interval=60), StatusFile(path, interval=60)
+    relay_side.record("delivered", _item())
+    one_shot.record("dropped_too_old", _item(try_number=2), "9.1s after the Airflow event (max_age 8s)")
+    one_shot.record("dropped_queue_full", _item(try_number=3), "queue full (1000 items)")
+    relay_side.flush()
+    one_shot.flush()
+    relay_side.record("delivered", _item(try_number=4))
+    relay_side.flush()
+    status = load_push_status(path)
+    assert dict(status.counters) == {"delivered": 2, "dropped_too_old": 1, "dropped_queue_full": 1, "failed": 0,
+                                     "unresolved_instance_name": 0}
+    assert [p.counter for p in status.problems] == ["dropped_too_old", "dropped_queue_full"]
+    assert status.problem_of(DAG_ID) is None, "neither needs the user to act"
+
+
+def test_an_actionable_drop_warns_in_the_task_log_until_push_delivers_again(
+    fake_dagster: FakeDagster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(relay.tempfile, "gettempdir", lambda: str(tmp_path))
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    fake_dagster.report_statuses = [401]
+    listener = AirliftListener(PushSettings(enabled=True, instance_name="prod", flush_timeout=5.0, detach=False))
+    listener.on_task_instance_success(previous_state=None, task_instance=_task_instance(try_number=1))
+    status_path = tmp_path / f"airlift-push-{os.getuid()}" / "push-status.json"
+    status = load_push_status(status_path)
+    assert status.counters["failed"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "do not reach Dagster" in r.getMessage()]
+    assert len(warnings) == 1 and "HTTP 401" in warnings[0] and "\n" not in warnings[0]
+    caplog.clear()
+    listener.on_task_instance_success(previous_state=None, task_instance=_task_instance(try_number=2))
+    assert "do not reach Dagster" not in caplog.text
+    status = load_push_status(status_path)
+    assert status.counters["delivered"] == 1 and status.problem_of(DAG_ID) is None

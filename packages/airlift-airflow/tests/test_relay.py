@@ -4,6 +4,7 @@ Dagster target delivers them, and exits when idle. Real processes against the fa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from airlift_airflow.listener import AirliftListener, PushSettings
 from airlift_airflow.push import PushItem
 from airlift_airflow.version_compat import AIRFLOW_V_2_10_PLUS
 from airlift_protocol import ApiVersion
+from airlift_protocol.push_status import load_push_status
 
 DAG_ID, TASK_ID, RUN_ID = "rebuild.customers", "load_raw", "manual__2026-01-01T00:00:00+00:00"
 START = datetime(2026, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
@@ -164,3 +166,39 @@ def test_a_private_folder_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert folder is not None and folder.stat().st_mode & 0o777 == 0o700
     folder.chmod(0o755)
     assert relay.relay_dir() is None, "a folder others can read is not used"
+
+
+def test_a_spawned_sender_logs_to_its_file_and_counts_in_the_status_file(fake_dagster: FakeDagster, tmp_path: Path) -> None:
+    """Dagster refuses the token: the spawned process's failure is in push-relay.log and counted, as
+    one the user must act on, in push-status.json (its stdout and stderr go nowhere)."""
+    fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    fake_dagster.report_statuses = [403]
+    job = {**_target(fake_dagster).job(), "item": relay.encode_item(_item(1)), "relay": False}
+    env = {**os.environ, relay.JOB_ENV: json.dumps(job), relay.TOKEN_ENV: "dagster-token-SENTINEL", "TMPDIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", relay._BOOT, str(Path(relay.__file__).parent)], env=env, timeout=60, check=True)
+    folder = tmp_path / f"airlift-push-{os.getuid()}"
+    logged = (folder / "push-relay.log").read_text()
+    assert "HTTP 403" in logged and "the Airlift sensor reports it" in logged and "SENTINEL" not in logged
+    status = load_push_status(folder / "push-status.json")
+    assert status.counters["failed"] == 1 and status.counters["delivered"] == 0
+    problem = status.problem_of(DAG_ID)
+    assert problem is not None and "HTTP 403" in problem.reason
+
+
+def test_the_relay_log_is_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(relay, "LOG_MAX_BYTES", 2_000)
+    logger = logging.getLogger("airlift_airflow")
+    before, level = list(logger.handlers), logger.level
+    try:
+        relay._log_to_file(tmp_path)
+        for n in range(500):
+            logging.getLogger("airlift_airflow.push").warning("Airlift push: line %d of a busy relay", n)
+    finally:
+        for handler in [h for h in logger.handlers if h not in before]:
+            handler.close()
+            logger.removeHandler(handler)
+        logger.setLevel(level)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["push-relay.log", "push-relay.log.1"]
+    assert all((tmp_path / name).stat().st_size <= 2_000 for name in files)
+    assert "line 499" in (tmp_path / "push-relay.log").read_text()

@@ -22,6 +22,12 @@ from airlift_protocol import (
     load_dag_migration_state,
     task_migration_doc,
 )
+from airlift_protocol.push_status import (
+    STATUS_FILE_NAME,
+    PushProblem,
+    PushStatus,
+    merge_push_status,
+)
 from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState, FakeDag, FakeTask
 
 DAG = "dag_00001"
@@ -341,6 +347,37 @@ def test_doctor_checks_dagster(env: dict[str, str]) -> None:
     assert result.exit_code == EXIT_PROBLEMS
     dagster = json.loads(result.output)["checks"][-1]
     assert dagster["name"] == "Dagster" and dagster["status"] == "FAIL"
+
+
+def test_doctor_shows_push_delivery_from_the_status_file(env: dict[str, str], tmp_path: Path) -> None:
+    """--push-status: the counters an Airflow machine's push relay keeps (WARN when anything was left to
+    the sensor) and each problem the user must act on (FAIL, exit code 1)."""
+    path = tmp_path / STATUS_FILE_NAME
+    clean = merge_push_status(PushStatus(), {"delivered": 12}, [], now="2026-12-01T10:00:00+00:00")
+    path.write_text(json.dumps(clean.to_json()))
+    result = run(env, "doctor", "--json", "--push-status", str(path))
+    assert result.exit_code == EXIT_OK, result.output
+    push = json.loads(result.output)["checks"][-1]
+    assert push["name"] == "Push delivery" and push["status"] == "OK" and "delivered 12, dropped too old 0" in push["detail"]
+
+    problems = [
+        PushProblem("2026-12-01T10:01:00+00:00", "dropped_too_old", "d1", "task d1.t run r try 1", "9.2s after the event"),
+        PushProblem("2026-12-01T10:02:00+00:00", "unresolved_instance_name", "d2", "task d2.t run r try 1",
+                    "Dagster has DAG assets ['a', 'dag', 'd2'] and ['b', 'dag', 'd2']", actionable=True),
+    ]
+    busy = merge_push_status(clean, {"dropped_too_old": 1, "unresolved_instance_name": 1}, problems, now="2026-12-01T10:03:00+00:00")
+    path.write_text(json.dumps(busy.to_json()))
+    result = run(env, "doctor", "--json", "--push-status", str(path))
+    assert result.exit_code == EXIT_PROBLEMS
+    delivery, problem = json.loads(result.output)["checks"][-2:]
+    assert delivery["status"] == "WARN" and "dropped too old 1" in delivery["detail"] and "unresolved instance name 1" in delivery["detail"]
+    assert problem["status"] == "FAIL" and "task d2.t" in problem["detail"] and "instance_name" in problem["hint"]
+    table = run(env, "doctor", "--push-status", str(path))
+    assert "FAIL  Push problem" in table.output and "d1.t" not in table.output
+
+    missing = run(env, "doctor", "--json", "--push-status", str(tmp_path / "nope.json"))
+    assert missing.exit_code == EXIT_PROBLEMS
+    assert "no push status file at" in json.loads(missing.output)["checks"][-1]["detail"]
 
 
 def test_unreachable_and_wrong_password_are_one_line_and_write_nothing(env: dict[str, str], tmp_path: Path) -> None:

@@ -47,7 +47,13 @@ from airlift_airflow.push import (
     PushSender,
     build_reporter,
 )
-from airlift_airflow.relay import DEFAULT_IDLE_SECONDS, RelayTarget, send_or_spawn
+from airlift_airflow.relay import (
+    DEFAULT_IDLE_SECONDS,
+    RelayTarget,
+    actionable_problem,
+    send_or_spawn,
+    status_file,
+)
 from airlift_airflow.version_compat import (
     AIRFLOW_V_3_0_PLUS,
     airflow_conf,
@@ -150,7 +156,8 @@ class AirliftListener:
                                            idle_seconds=settings.relay_idle_seconds)
                 reporter = build_reporter(url, api_token=token, instance_name=settings.instance_name, api=self._target.api,
                                           airflow_url=self._target.airflow_url, max_age=settings.max_age, index_ttl=settings.index_ttl)
-                self._sender = PushSender(deliver=reporter, max_queue=settings.max_queue, max_age=settings.max_age)
+                self._sender = PushSender(deliver=reporter, max_queue=settings.max_queue, max_age=settings.max_age,
+                                          status=status_file())
             return self._sender
 
     @hookimpl
@@ -184,9 +191,15 @@ class AirliftListener:
             elif sender.submit(item):
                 handed = sender.flush(self.settings.flush_timeout)
                 outcome = "handed to Dagster" if handed else "still queued (the Airlift sensor reports what push misses)"
+                if sender.status is not None:
+                    sender.status.flush()
             else:
                 return
             log.info("Airlift push: task events %s; the listener took %.1f ms", outcome, (time.perf_counter() - started) * 1000)
+            problem = actionable_problem(item.dag_id)
+            if problem is not None:
+                log.warning("Airlift push: reports of DAG %s do not reach Dagster (%s, %s: %s); the Airlift sensor reports "
+                            "them; see airlift doctor --push-status", item.dag_id, problem.at, problem.what, problem.reason)
         except Exception:
             log.exception("Airlift push: on_task_instance_success failed (the task is not affected)")
         finally:

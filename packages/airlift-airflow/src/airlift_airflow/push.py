@@ -5,20 +5,24 @@ slow or fail an Airflow task:
 
 - a listener callback only hands a small :class:`PushItem` over: in a task's process to the push
   relay (:mod:`airlift_airflow.relay`, one datagram), in the scheduler to a bounded in-memory queue
-  (:class:`PushSender`); when a queue is full the item is dropped and logged;
+  (:class:`PushSender`); when a queue is full the item is dropped, counted and logged;
 - background threads deliver items: it finds the assets of the task through the task -> asset
   index on the DAG asset (cached for ``index_ttl`` seconds), builds the events with
   :mod:`airlift_protocol.events` (the same fields as the polling sensor) and POSTs them to
-  Dagster's report endpoints (``/report_asset_materialization/`` and ``/report_asset_check/``) with
-  timeouts and the shared :class:`~airlift_protocol.RetryPolicy`;
-- an item not delivered within ``max_age`` seconds of the Airflow event is dropped and logged: the
-  polling sensor delivers it (it leaves rows changed in the last ``settle`` seconds, 10 by default,
-  for its next tick, and skips events Dagster already holds; ``max_age`` stays below ``settle`` so a
-  late push cannot land after the sensor emitted the same event).
+  Dagster's report endpoints (``/report_asset_materialization/`` and ``/report_asset_check/``, one
+  asset per request: Dagster takes no batch) with timeouts and the shared
+  :class:`~airlift_protocol.RetryPolicy`. A task's assets are reported in parallel (per asset, the
+  materialization, then its check), so a task with N assets takes as long as one;
+- every POST is sent only while the item is younger than ``max_age`` seconds (counted from the
+  listener's call, right after Airflow stored the success), and its timeouts end by then: the
+  polling sensor reads a row only once it is older than its ``settle`` (10 s by default), and skips
+  events Dagster already holds, so with ``max_age`` below ``settle`` no report lands after the sensor
+  read its row. An item too old to be sent is dropped, counted and left to the sensor.
 
 Report requests are not idempotent, so only failures where Dagster surely stored nothing are
 retried (connection refused, connect timeout, 429, 503); an ambiguous one (read timeout, other 5xx)
-is left to the sensor.
+is left to the sensor. Every outcome is counted in :class:`PushStats` (and, given a status file, in
+:mod:`airlift_protocol.push_status`'s file that ``airlift doctor --push-status`` reads).
 
 Failed tries are not pushed: Dagster's report endpoints store a check evaluation without tags, so
 the sensor could not tell a pushed failure from its own and would report it twice; the sensor
@@ -40,11 +44,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import requests
+from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from airlift_airflow.errors import DagsterApiError, DagsterUnreachableError
@@ -56,17 +62,27 @@ from airlift_protocol.events import (
     task_success_event,
 )
 from airlift_protocol.links import ui_links_for
+from airlift_protocol.push_status import (
+    DELIVERED,
+    DROPPED_QUEUE_FULL,
+    DROPPED_TOO_OLD,
+    FAILED,
+    UNRESOLVED_INSTANCE_NAME,
+)
 from airlift_protocol.tags import dag_asset_path
 
 __all__ = [
     "DEFAULT_MAX_AGE",
     "DEFAULT_MAX_QUEUE",
     "AssetIndexCache",
+    "DagAssets",
     "DagsterReporter",
+    "InstanceUnresolvedError",
     "PushItem",
     "PushSender",
     "PushStats",
     "ReportFailedError",
+    "ReportTooOldError",
     "build_reporter",
 ]
 
@@ -74,8 +90,10 @@ log = logging.getLogger("airlift_airflow.push")
 
 #: Items waiting to be delivered, at most (more are dropped and logged).
 DEFAULT_MAX_QUEUE = 1000
-#: Seconds after the Airflow event after which an undelivered item is left to the sensor.
+#: Seconds after the Airflow event after which nothing of it is sent (left to the sensor).
 DEFAULT_MAX_AGE = 8.0
+#: Reports in flight at once per reporter (a task's assets go out in parallel).
+REPORT_PARALLELISM = 16
 #: Statuses meaning Dagster stored nothing (safe to send the report again).
 _NOT_STORED = frozenset({429, 503})
 
@@ -130,47 +148,83 @@ class PushItem:
 
 @dataclass
 class PushStats:
-    """Counters of one sender (for logs, tests and the bench)."""
+    """Counters of one sender (the items' outcomes, as in the push status file) or reporter."""
 
     queued: int = 0
     delivered: int = 0
+    dropped_too_old: int = 0
+    dropped_queue_full: int = 0
+    failed: int = 0
+    unresolved_instance_name: int = 0
     events_sent: int = 0
-    dropped_full: int = 0
-    dropped_failed: int = 0
     skipped_unmapped: int = 0
 
 
 class ReportFailedError(Exception):
-    """A report Dagster did not take. ``retry``: Dagster surely stored nothing, sending again is safe."""
+    """A report Dagster did not take. ``retry``: Dagster surely stored nothing, sending again is safe.
+    ``counter``: the outcome it counts as; ``actionable``: the user must fix something (a setting, a
+    token, the definitions) for push to deliver."""
 
-    def __init__(self, message: str, *, retry: bool, retry_after: str | None = None) -> None:
+    counter = FAILED
+
+    def __init__(self, message: str, *, retry: bool, retry_after: str | None = None, actionable: bool = False) -> None:
         super().__init__(message)
         self.retry = retry
         self.retry_after = retry_after
+        self.actionable = actionable
+
+
+class ReportTooOldError(ReportFailedError):
+    """The item is ``max_age`` old: a report sent now could land after the sensor read its row."""
+
+    counter = DROPPED_TOO_OLD
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry=False)
+
+
+class InstanceUnresolvedError(ReportFailedError):
+    """Dagster does not say which Airflow instance name a DAG belongs to (none or several DAG assets)."""
+
+    counter = UNRESOLVED_INSTANCE_NAME
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry=False, actionable=True)
+
+
+class StatusSink(Protocol):
+    """Where a sender records each outcome (see :class:`airlift_airflow.relay.StatusFile`)."""
+
+    def record(self, counter: str, item: PushItem, reason: str | None = None, *, actionable: bool = False) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 class PushSender:
     """A bounded queue and background threads (``workers``, default 1) calling ``deliver(item)`` for each item.
 
-    ``deliver`` raises :class:`ReportFailedError` (``retry=True``: backoff with ``retry``, then
-    again, until ``max_age`` seconds after the item was created) or any other exception (dropped).
-    The thread is a daemon started on first use (again in a forked child). ``flush(timeout)`` waits
-    until the queue is empty, at most ``timeout`` seconds.
+    ``deliver`` returns how many events it sent (``None``: unknown, counted as delivered; ``0``:
+    nothing to report) or raises :class:`ReportFailedError` (``retry=True``: backoff with ``retry``,
+    then again, while the item is younger than ``max_age``) or any other exception (failed). An item
+    already ``max_age`` old when its turn comes is dropped as too old. The thread is a daemon started
+    on first use (again in a forked child). ``flush(timeout)`` waits until the queue is empty, at most
+    ``timeout`` seconds. Every outcome goes to ``stats`` and, if given, ``status``.
 
     >>> sender = PushSender(deliver=lambda item: None, max_queue=1)
-    >>> sender.stats.dropped_full
+    >>> sender.stats.dropped_queue_full
     0
     """
 
     def __init__(
         self,
         *,
-        deliver: Callable[[PushItem], None],
+        deliver: Callable[[PushItem], int | None],
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_age: float = DEFAULT_MAX_AGE,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         workers: int = 1,
+        status: StatusSink | None = None,
     ) -> None:
         self.deliver = deliver
         self.workers = max(1, workers)
@@ -178,6 +232,7 @@ class PushSender:
         self.max_age = max_age
         self.retry = retry or RetryPolicy(max_attempts=6, base_delay=0.25, max_delay=2.0, deadline=max_age)
         self.clock = clock
+        self.status = status
         self.stats = PushStats()
         self._lock = threading.Lock()
         self._pid = -1
@@ -200,13 +255,12 @@ class PushSender:
                 self._threads.append(thread)
 
     def submit(self, item: PushItem) -> bool:
-        """Queue ``item`` without waiting; ``False`` (logged) when the queue is full."""
+        """Queue ``item`` without waiting; ``False`` (counted, logged) when the queue is full."""
         self._ensure_thread()
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            self.stats.dropped_full += 1
-            log.warning("Airlift push: queue full (%d items); %s left to the Airlift sensor", self.max_queue, item.describe())
+            self._outcome(item, DROPPED_QUEUE_FULL, f"queue full ({self.max_queue} items)")
             return False
         self.stats.queued += 1
         return True
@@ -224,54 +278,80 @@ class PushSender:
 
     def deliver_now(self, item: PushItem) -> None:
         """Deliver ``item`` in this thread (retries and ``max_age`` as the background thread does)."""
-        try:
-            self._handle(item)
-        except Exception:
-            log.exception("Airlift push: %s not reported; the Airlift sensor reports it", item.describe())
+        self._safe_handle(item)
 
     def _run(self) -> None:
         q = self._queue
         while True:
             item = q.get()
             try:
-                self._handle(item)
-            except Exception:  # never let the thread die
-                log.exception("Airlift push: %s not reported; the Airlift sensor reports it", item.describe())
+                self._safe_handle(item)
             finally:
                 q.task_done()
+
+    def _safe_handle(self, item: PushItem) -> None:
+        try:
+            self._handle(item)
+        except Exception as e:  # never let the thread die
+            log.exception("Airlift push: %s not reported; the Airlift sensor reports it", item.describe())
+            self._outcome(item, FAILED, f"{type(e).__name__}: {e}", log_it=False)
 
     def _handle(self, item: PushItem) -> None:
         attempt = 0
         while True:
+            age = self.clock() - item.created
+            if age >= self.max_age:
+                self._outcome(item, DROPPED_TOO_OLD, f"{age:.1f}s after the Airflow event (max_age {self.max_age:g}s)")
+                return
             attempt += 1
             try:
-                self.deliver(item)
-                self.stats.delivered += 1
-                return
+                sent = self.deliver(item)
             except ReportFailedError as e:
                 age = self.clock() - item.created
                 delay = self.retry.delay_for(attempt, start=item.created, retry_after=e.retry_after) if e.retry else None
-                if delay is None or age + delay > self.max_age:
-                    self.stats.dropped_failed += 1
-                    log.warning("Airlift push: %s not reported (%s, after %d attempt(s)); the Airlift sensor reports it",
-                                item.describe(), e, attempt)
+                if delay is None or age + delay >= self.max_age:
+                    self._outcome(item, e.counter, f"{e} (after {attempt} attempt(s))", actionable=e.actionable)
                     return
                 self.retry.sleep(delay)
+                continue
+            if not item.prefetch and (sent is None or sent > 0):
+                self._outcome(item, DELIVERED)
+            return
+
+    def _outcome(self, item: PushItem, counter: str, reason: str | None = None, *, actionable: bool = False,
+                 log_it: bool = True) -> None:
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        if reason is not None and log_it:
+            log.warning("Airlift push: %s not reported: %s; the Airlift sensor reports it", item.describe(), reason)
+        if self.status is not None:
+            try:
+                self.status.record(counter, item, reason, actionable=actionable)
+            except Exception:
+                log.exception("Airlift push: cannot record the outcome in the status file")
+
+
+@dataclass(frozen=True)
+class DagAssets:
+    """What Dagster says about one DAG: its Airflow instance name and task -> asset keys index
+    (``None`` key: the DAG asset's own assets)."""
+
+    instance_name: str
+    index: Mapping[str | None, Sequence[tuple[str, ...]]]
 
 
 class AssetIndexCache:
-    """Per DAG, the task -> asset keys index of its DAG asset, kept ``ttl`` seconds.
-    ``fetch(dag_id)`` returns the index or ``None`` (no such DAG asset in Dagster).
+    """Per DAG, the value of ``fetch(dag_id)`` (a :class:`DagAssets`, or ``None``: no such DAG asset
+    in Dagster), kept ``ttl`` seconds.
 
     >>> calls = []
-    >>> cache = AssetIndexCache(lambda dag_id: calls.append(dag_id) or {None: []}, ttl=60.0)
-    >>> cache.get("d"), cache.get("d"), len(calls)
-    ({None: []}, {None: []}, 1)
+    >>> cache = AssetIndexCache(lambda dag_id: calls.append(dag_id) or DagAssets("prod", {None: []}), ttl=60.0)
+    >>> cache.get("d") == cache.get("d"), len(calls)
+    (True, 1)
     """
 
     def __init__(
         self,
-        fetch: Callable[[str], Mapping[str | None, Sequence[tuple[str, ...]]] | None],
+        fetch: Callable[[str], DagAssets | None],
         *,
         ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -279,31 +359,34 @@ class AssetIndexCache:
         self.fetch = fetch
         self.ttl = ttl
         self.clock = clock
-        self._entries: dict[str, tuple[float, Mapping[str | None, Sequence[tuple[str, ...]]] | None]] = {}
+        self._entries: dict[str, tuple[float, DagAssets | None]] = {}
         self._lock = threading.Lock()
 
-    def get(self, dag_id: str) -> Mapping[str | None, Sequence[tuple[str, ...]]] | None:
+    def get(self, dag_id: str) -> DagAssets | None:
         now = self.clock()
         with self._lock:
             cached = self._entries.get(dag_id)
         if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
-        index = self.fetch(dag_id)
+        found = self.fetch(dag_id)
         with self._lock:
-            self._entries[dag_id] = (now, index)
-        return index
+            self._entries[dag_id] = (now, found)
+        return found
 
 
 class DagsterReporter:
     """Builds the events of a :class:`PushItem` and POSTs them to Dagster's report endpoints.
 
-    ``assets(dag_id)`` is the task -> asset index of the DAG (``None``: Dagster has no DAG asset for
-    it, nothing is reported). One ``requests.Session``; every request has a (connect, read) timeout;
-    the Dagster+ token (if any) is sent as ``Dagster-Cloud-Api-Token`` and never logged.
+    ``assets(dag_id)`` says the DAG's instance name and task -> asset index (``None``: Dagster has
+    no DAG asset for it, nothing is reported; :class:`InstanceUnresolvedError`: the name is
+    ambiguous or unknown). One ``requests.Session`` whose pool holds ``parallel`` connections; a
+    task's assets are reported in parallel. A POST is sent only while the item is younger than
+    ``max_age`` (else :class:`ReportTooOldError`), with (connect, read) timeouts that end by then.
+    The Dagster+ token (if any) is sent as ``Dagster-Cloud-Api-Token`` and never logged.
 
-    >>> DagsterReporter("http://dagster:3000/", api_token="secret", instance_name="prod", api=ApiVersion.V2,
+    >>> DagsterReporter("http://dagster:3000/", api_token="secret", api=ApiVersion.V2,
     ...                 airflow_url="http://af:8080", assets=lambda dag_id: None)
-    DagsterReporter(url='http://dagster:3000', instance_name='prod')
+    DagsterReporter(url='http://dagster:3000')
     """
 
     def __init__(
@@ -311,81 +394,118 @@ class DagsterReporter:
         url: str,
         *,
         api_token: str | None,
-        instance_name: str,
         api: ApiVersion,
         airflow_url: str,
-        assets: Callable[[str], Mapping[str | None, Sequence[tuple[str, ...]]] | None],
+        assets: Callable[[str], DagAssets | None],
         timeout: tuple[float, float] = (2.0, 5.0),
+        max_age: float = DEFAULT_MAX_AGE,
+        parallel: int = REPORT_PARALLELISM,
+        clock: Callable[[], float] = time.monotonic,
         session: requests.Session | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._token = api_token
-        self.instance_name = instance_name
         self.api = api
         self.links = ui_links_for(api, airflow_url)
         self.assets = assets
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.max_age = max_age
+        self.parallel = max(1, parallel)
+        self.clock = clock
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.parallel)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self.session = session
         self.stats = PushStats()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = -1
+        self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"DagsterReporter(url={self.url!r}, instance_name={self.instance_name!r})"
+        return f"DagsterReporter(url={self.url!r})"
 
     def event_for(self, item: PushItem) -> tuple[ReportedEvent, list[tuple[str, ...]]] | None:
         """The event of ``item`` and the asset keys it goes to (``None``: nothing mapped)."""
-        index = self.assets(item.dag_id)
-        if index is None:
+        found = self.assets(item.dag_id)
+        if found is None:
             return None
+        name, index = found.instance_name, found.index
         if item.task_id is not None:
             paths = [tuple(p) for p in index.get(item.task_id) or ()]
             event = task_success_event(
-                instance_name=self.instance_name, links=self.links, dag_id=item.dag_id, run_id=item.run_id,
+                instance_name=name, links=self.links, dag_id=item.dag_id, run_id=item.run_id,
                 task_id=item.task_id, map_index=item.map_index, try_number=item.try_number,
                 start_date=item.start_date, end_date=item.end_date,
             )
             return (event, paths) if paths else None
         if item.end_date is None:
             return None
-        event = dag_run_success_event(instance_name=self.instance_name, links=self.links, dag_id=item.dag_id,
+        event = dag_run_success_event(instance_name=name, links=self.links, dag_id=item.dag_id,
                                       run_id=item.run_id, run_type=item.run_type, start_date=item.start_date,
                                       end_date=item.end_date)
-        return event, [dag_asset_path(self.instance_name, item.dag_id)]
+        return event, [dag_asset_path(name, item.dag_id)]
 
-    def __call__(self, item: PushItem) -> None:
+    def __call__(self, item: PushItem) -> int:
+        """Report ``item``; returns how many requests Dagster took (0: nothing to report)."""
         if item.prefetch:
             try:
                 self.assets(item.dag_id)
-            except DagsterApiError as e:
+            except (DagsterApiError, ReportFailedError) as e:
                 log.info("Airlift push: cannot read the asset index of DAG %s yet (%s)", item.dag_id, e)
-            return
+            return 0
         try:
             found = self.event_for(item)
         except DagsterApiError as e:
-            raise ReportFailedError(f"asset index of DAG {item.dag_id}: {e}", retry=isinstance(e, DagsterUnreachableError)) from e
+            unreachable = isinstance(e, DagsterUnreachableError)
+            raise ReportFailedError(f"asset index of DAG {item.dag_id}: {e}", retry=unreachable, actionable=not unreachable) from e
         if found is None:
             self.stats.skipped_unmapped += 1
-            return
+            return 0
         event, paths = found
-        for path in paths:
-            self._post(item, "report_asset_materialization", path, {
-                "description": event.description, "metadata": metadata_json(event.metadata),
-            })
-            self._post(item, "report_asset_check", path, {
-                "check_name": event.check_name, "passed": True, "severity": "ERROR",
-                "metadata": metadata_json(event.check_metadata),
-            })
+        if len(paths) == 1:
+            self._report_asset(item, event, paths[0])
+        else:  # one chain per asset, all at once; every failure is looked at before deciding
+            futures = [self._executor().submit(self._report_asset, item, event, path) for path in paths]
+            errors = [e for e in (f.exception() for f in futures) if e is not None]
+            if errors:
+                raise _worst(errors)
+        return 2 * len(paths)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():  # a forked child has no threads of its parent
+                self._pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="airlift-push-report")
+                self._pool_pid = os.getpid()
+            return self._pool
+
+    def _report_asset(self, item: PushItem, event: ReportedEvent, path: tuple[str, ...]) -> None:
+        """One asset's reports, in order: the materialization, then the check on it."""
+        self._post(item, "report_asset_materialization", path, {
+            "description": event.description, "metadata": metadata_json(event.metadata),
+        })
+        self._post(item, "report_asset_check", path, {
+            "check_name": event.check_name, "passed": True, "severity": "ERROR",
+            "metadata": metadata_json(event.check_metadata),
+        })
 
     def _post(self, item: PushItem, endpoint: str, path: tuple[str, ...], body: Mapping[str, Any]) -> None:
         if (endpoint, path) in item.sent:
             return
+        left = item.created + self.max_age - self.clock()
+        if left <= 0:
+            raise ReportTooOldError(f"{'/'.join(path)} not sent: {self.max_age - left:.1f}s after the Airflow event "
+                                    f"(max_age {self.max_age:g}s)")
         # the key goes in the body (a list of parts), so parts may hold any character, "/" included
         url = f"{self.url}/{endpoint}/"
         body = {"asset_key": list(path), **body}
         headers = {"Content-Type": "application/json"}
         if self._token:
             headers["Dagster-Cloud-Api-Token"] = self._token
+        timeout = (min(self.timeout[0], left), min(self.timeout[1], left))  # no answer by max_age: left to the sensor
         try:
-            response = self.session.post(url, json=body, headers=headers, timeout=self.timeout)
+            response = self.session.post(url, json=body, headers=headers, timeout=timeout)
         except requests.ConnectTimeout as e:  # never connected: nothing stored
             raise ReportFailedError(f"{url}: {type(e).__name__}", retry=True) from e
         except requests.ConnectionError as e:
@@ -396,15 +516,23 @@ class DagsterReporter:
         except requests.RequestException as e:  # a read timeout among them: Dagster may have stored it
             raise ReportFailedError(f"{url}: {type(e).__name__} for {'/'.join(path)} (may be stored)", retry=False) from e
         if response.status_code >= 400:
+            hint = {401: "; check the Dagster+ API token (connection password or extra api_token)",
+                    403: "; check the Dagster+ API token's permissions",
+                    404: "; is the connection's URL Dagster's webserver?"}.get(response.status_code, "")
             raise ReportFailedError(
-                f"{url} answered HTTP {response.status_code} for {'/'.join(path)}: {response.text[:200]}",
+                f"{url} answered HTTP {response.status_code} for {'/'.join(path)}: {response.text[:200]}{hint}",
                 retry=response.status_code in _NOT_STORED, retry_after=response.headers.get("Retry-After"),
+                actionable=400 <= response.status_code < 500 and response.status_code != 429,
             )
         item.sent.add((endpoint, path))
         self.stats.events_sent += 1
 
 
-AssetIndex = Mapping[str | None, Sequence[tuple[str, ...]]]
+def _worst(errors: Sequence[BaseException]) -> BaseException:
+    """Of a task's per-asset failures, the one that decides: anything not safe to send again
+    (ambiguous, too old, a bug) before a failure Dagster surely stored nothing for."""
+    final = [e for e in errors if not (isinstance(e, ReportFailedError) and e.retry)]
+    return (final or list(errors))[0]
 
 
 def build_reporter(
@@ -424,9 +552,9 @@ def build_reporter(
     client = DagsterGraphQLClient(url, api_token=api_token, timeout=5.0,
                                   retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=max_age))
 
-    def fetch(dag_id: str) -> AssetIndex | None:
-        return client.task_asset_index(dag_asset_path(instance_name, dag_id), without_partitioned=True)
+    def fetch(dag_id: str) -> DagAssets | None:
+        index = client.task_asset_index(dag_asset_path(instance_name, dag_id), without_partitioned=True)
+        return None if index is None else DagAssets(instance_name, index)
 
     cache = AssetIndexCache(fetch, ttl=index_ttl)
-    return DagsterReporter(url, api_token=api_token, instance_name=instance_name, api=api, airflow_url=airflow_url,
-                           assets=cache.get)
+    return DagsterReporter(url, api_token=api_token, api=api, airflow_url=airflow_url, assets=cache.get, max_age=max_age)

@@ -19,7 +19,14 @@ datagram to the relay's Unix socket, which takes microseconds and never blocks:
 
 The socket lives in ``<tmp>/airlift-push-<uid>/`` (mode 0700: only the same user can send), named by
 a digest of the Dagster URL, instance name and Airflow URL, so a changed configuration gets its own
-relay and the old one idles out.
+relay and the old one idles out. The same folder holds what the relays did, for people:
+
+- ``push-relay.log``: every relay's and one-shot process's log (rotated at 1 MB, one old file kept);
+- ``push-status.json``: counters of outcomes (delivered, dropped as too old, dropped queue full,
+  failed, unresolved instance name) and the last problems, merged in by every process that delivers
+  on this machine (:class:`StatusFile`; format: :mod:`airlift_protocol.push_status`). ``airlift
+  doctor --push-status PATH`` shows it; the listener warns in a task's log when the last report of
+  its DAG was dropped for a reason the user must act on.
 """
 
 from __future__ import annotations
@@ -35,16 +42,29 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
 from airlift_airflow.push import PushItem, PushSender, build_reporter
 from airlift_protocol import ApiVersion
+from airlift_protocol.push_status import (
+    DELIVERED,
+    LOG_FILE_NAME,
+    STATUS_FILE_NAME,
+    PushProblem,
+    PushStatus,
+    PushStatusError,
+    load_push_status,
+    merge_push_status,
+)
 
-__all__ = ["JOB_ENV", "TOKEN_ENV", "RelayTarget", "main", "relay_dir", "send_or_spawn"]
+__all__ = ["JOB_ENV", "TOKEN_ENV", "RelayTarget", "StatusFile", "actionable_problem", "main", "relay_dir", "send_or_spawn",
+           "status_file"]
 
 log = logging.getLogger("airlift_airflow.push")
 
@@ -56,6 +76,10 @@ DEFAULT_IDLE_SECONDS = 300.0
 #: Threads of a relay delivering to Dagster.
 RELAY_WORKERS = 4
 _MAX_DATAGRAM = 65_536
+#: The relay log's size before it is rotated (one old file is kept).
+LOG_MAX_BYTES = 1_000_000
+#: How long an actionable problem of a DAG is shown in its tasks' logs (unless push delivered for the DAG since).
+PROBLEM_SHOWN_FOR = timedelta(hours=1)
 # Runs in a fresh interpreter: registers the airlift_airflow package WITHOUT executing its __init__
 # (which imports Airflow), so only relay.py, push.py, dagster_api.py, errors.py and airlift_protocol load.
 _BOOT = (
@@ -111,6 +135,113 @@ def relay_dir() -> Path | None:
     if info.st_uid != os.getuid() or info.st_mode & 0o077 or not path.is_dir() or path.is_symlink():
         return None
     return path
+
+
+class StatusFile:
+    """Counts a process's push outcomes and merges them into ``path`` (the push status file shared
+    by every process that delivers on this machine) at most ``interval`` seconds after they happen,
+    and on :meth:`flush`. A merge holds an exclusive lock on ``<path>.lock`` while it reads and
+    rewrites the file (a few small reads and writes).
+
+    >>> StatusFile(Path("/tmp/x/push-status.json"))
+    StatusFile(path='/tmp/x/push-status.json')
+    """
+
+    def __init__(self, path: Path, *, interval: float = 1.0) -> None:
+        self.path = path
+        self.interval = interval
+        self._counts: dict[str, int] = {}
+        self._problems: list[PushProblem] = []
+        self._delivered_dags: set[str] = set()
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def __repr__(self) -> str:
+        return f"StatusFile(path={str(self.path)!r})"
+
+    def record(self, counter: str, item: PushItem, reason: str | None = None, *, actionable: bool = False) -> None:
+        """Count one outcome of ``item`` (with its reason unless delivered); written within ``interval``."""
+        with self._lock:
+            self._counts[counter] = self._counts.get(counter, 0) + 1
+            if counter == DELIVERED:
+                self._delivered_dags.add(item.dag_id)
+                self._problems = [p for p in self._problems if not (p.actionable and p.dag_id == item.dag_id)]
+            elif reason is not None:
+                self._delivered_dags.discard(item.dag_id)
+                self._problems.append(PushProblem(at=_now(), counter=counter, dag_id=item.dag_id, what=item.describe(),
+                                                  reason=reason, actionable=actionable))
+            if self._timer is None:
+                self._timer = threading.Timer(self.interval, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Merge what was counted since the last merge into the file."""
+        with self._lock:
+            counts, problems, delivered = self._counts, self._problems, self._delivered_dags
+            self._counts, self._problems, self._delivered_dags = {}, [], set()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if not counts:
+            return
+        try:
+            fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            log.info("Airlift push: cannot write %s (%s)", self.path, e)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = load_push_status(self.path)
+            except PushStatusError:  # none yet, or unreadable: start again
+                current = PushStatus()
+            merged = merge_push_status(current, counts, problems, now=_now(), delivered_dags=delivered)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(merged.to_json(), indent=1))
+            os.replace(tmp, self.path)
+        except OSError as e:
+            log.info("Airlift push: cannot write %s (%s)", self.path, e)
+        finally:
+            os.close(fd)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def status_file() -> StatusFile | None:
+    """The push status file of this machine and user (``None`` when the relay folder is not usable)."""
+    folder = relay_dir()
+    return StatusFile(folder / STATUS_FILE_NAME) if folder is not None else None
+
+
+def actionable_problem(dag_id: str, *, now: datetime | None = None) -> PushProblem | None:
+    """The newest problem the user must act on that push recorded for ``dag_id`` on this machine in
+    the last hour and has not delivered past since (``None``: none, or no readable status file)."""
+    folder = relay_dir()
+    if folder is None:
+        return None
+    try:
+        problem = load_push_status(folder / STATUS_FILE_NAME).problem_of(dag_id)
+    except PushStatusError:
+        return None
+    if problem is None:
+        return None
+    try:
+        recent = datetime.fromisoformat(problem.at) >= (now or datetime.now(timezone.utc)) - PROBLEM_SHOWN_FOR
+    except (TypeError, ValueError):
+        return None
+    return problem if recent else None
+
+
+def _log_to_file(folder: Path) -> None:
+    """Send airlift_airflow's log records of this process to ``push-relay.log`` (rotated, bounded)."""
+    handler = RotatingFileHandler(folder / LOG_FILE_NAME, maxBytes=LOG_MAX_BYTES, backupCount=1)
+    handler.setFormatter(logging.Formatter("%(asctime)s pid=%(process)d %(levelname)s %(message)s"))
+    logger = logging.getLogger("airlift_airflow")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def encode_item(item: PushItem) -> dict[str, Any]:
@@ -185,16 +316,23 @@ def main() -> None:
     job = json.loads(os.environ[JOB_ENV])
     target = RelayTarget.from_job(job, os.environ.get(TOKEN_ENV))
     item = decode_item(job["item"])
-    folder = relay_dir() if job.get("relay") else None
+    home = relay_dir()
+    folder = home if job.get("relay") else None
     lock = _lock(folder / f"{target.name()}.lock") if folder is not None else None
     if lock is None and item.prefetch:
         return  # a relay is running (or none may): only a relay keeps an index cache
+    if home is not None:
+        _log_to_file(home)
+    status = StatusFile(home / STATUS_FILE_NAME) if home is not None else None
     reporter = build_reporter(target.url, api_token=target.api_token, instance_name=target.instance_name, api=target.api,
                               airflow_url=target.airflow_url, max_age=target.max_age)
     if lock is None:  # a relay is running (or none may): deliver this one item, then exit
-        PushSender(deliver=reporter, max_age=target.max_age).deliver_now(item)
+        PushSender(deliver=reporter, max_age=target.max_age, status=status).deliver_now(item)
+        if status is not None:
+            status.flush()
         return
-    sender = PushSender(deliver=reporter, max_age=target.max_age, workers=RELAY_WORKERS)
+    log.info("Airlift push relay started for %r (pid %d)", target, os.getpid())
+    sender = PushSender(deliver=reporter, max_age=target.max_age, workers=RELAY_WORKERS, status=status)
     sender.submit(item)
     path = folder / f"{target.name()}.sock"  # type: ignore[operator]
     with contextlib.suppress(FileNotFoundError):
@@ -206,6 +344,9 @@ def main() -> None:
     serve(sock, path, sender, idle_seconds=target.idle_seconds)
     os.close(lock)  # a new relay may start now, while this one finishes its deliveries
     sender.flush(target.max_age + 1.0)
+    if status is not None:
+        status.flush()
+    log.info("Airlift push relay for %r exits after %.0fs idle: %s", target, target.idle_seconds, sender.stats)
 
 
 def serve(sock: socket.socket, path: Path, sender: PushSender, *, idle_seconds: float) -> None:

@@ -25,8 +25,15 @@ from airlift_dagster.cli._errors import EXIT_OK, EXIT_PROBLEMS, CliError
 from airlift_dagster.cli._output import Output, first_line, json_option
 from airlift_dagster.state import with_unlisted_dags
 from airlift_protocol import ApiVersion, DagInfo
+from airlift_protocol.push_status import (
+    COUNTERS,
+    DELIVERED,
+    UNRESOLVED_INSTANCE_NAME,
+    PushStatusError,
+    load_push_status,
+)
 
-__all__ = ["Check", "doctor", "run_checks"]
+__all__ = ["Check", "doctor", "push_status_checks", "run_checks"]
 
 #: Clock skew above which the sensor's time windows can miss or repeat runs.
 MAX_SKEW_SECONDS = 30.0
@@ -218,18 +225,51 @@ def _import_errors_check(instance: AirflowInstance, mapped_dag_ids: list[str] | 
     return Check("DAG imports", "WARN", f"{len(errors)} file(s) fail to import{mapped}: {files}", hint)
 
 
+#: Actionable push problems shown, at most (the newest).
+MAX_PUSH_PROBLEMS_SHOWN = 5
+
+
+def push_status_checks(path: str) -> list[Check]:
+    """What push delivery did on the Airflow machine whose status file is ``path``: the counters
+    (WARN when push dropped or failed anything: the sensor delivered those) and each problem the user
+    must act on (FAIL), newest last."""
+    try:
+        status = load_push_status(path)
+    except PushStatusError as e:
+        return [Check("Push delivery", "FAIL", first_line(e), "give --push-status the push-status.json of an Airflow machine")]
+    counts = ", ".join(f"{name.replace('_', ' ')} {status.counters.get(name, 0)}" for name in COUNTERS)
+    missed = sum(n for name, n in status.counters.items() if name != DELIVERED)
+    detail = f"{path}: since {status.since or '-'}: {counts} (updated {status.updated or '-'})"
+    hint = "dropped and failed reports are left to the Airlift sensor, which delivers them on its next ticks"
+    checks = [Check("Push delivery", "WARN" if missed else "OK", detail, hint if missed else "")]
+    return checks + [
+        Check("Push problem", "FAIL", f"{p.at} {p.what}: {p.reason}", _push_hint(p.counter))
+        for p in [p for p in status.problems if p.actionable][-MAX_PUSH_PROBLEMS_SHOWN:]
+    ]
+
+
+def _push_hint(counter: str) -> str:
+    if counter == UNRESOLVED_INSTANCE_NAME:
+        return ("Dagster must hold exactly one DAG asset [<instance name>, 'dag', <dag_id>] for the DAG: map the DAG in "
+                "Dagster, or set [airlift] instance_name (AIRLIFT_AIRFLOW_INSTANCE_NAME) to the AirflowInstance's name")
+    return "fix the Airflow connection to Dagster (default dagster_default: URL, Dagster+ API token) on the Airflow machines"
+
+
 _STYLE = {"OK": "[green]OK[/]", "WARN": "[yellow]WARN[/]", "FAIL": "[bold red]FAIL[/]"}
 
 
 @click.command()
 @connection_options
+@click.option("--push-status", "push_status", metavar="PATH", envvar="AIRLIFT_PUSH_STATUS", default=None,
+              help="push-status.json of an Airflow machine (in <tmp>/airlift-push-<uid>/ there): show push delivery's "
+                   "counters and the problems to act on [env AIRLIFT_PUSH_STATUS]")
 @json_option
-def doctor(conn: Connection, as_json: bool) -> None:
+def doctor(conn: Connection, push_status: str | None, as_json: bool) -> None:
     """Check that Airlift can talk to Airflow (and Dagster) from here.
 
     Checks reachability, the REST generation, the Airflow version, the credentials, the API
-    permissions the sensor needs, clock skew, and Dagster's webserver. Exit code 1 when a check
-    fails.
+    permissions the sensor needs, clock skew, and Dagster's webserver; with --push-status, what push
+    mode delivered, dropped and failed on that Airflow machine. Exit code 1 when a check fails.
 
     \b
     Example:
@@ -238,6 +278,8 @@ def doctor(conn: Connection, as_json: bool) -> None:
     """
     out = Output(as_json=as_json)
     checks = run_checks(conn, out)
+    if push_status:
+        checks += push_status_checks(push_status)
     if as_json:
         out.emit_json({"checked_at": datetime.now(timezone.utc).isoformat(), "checks": [asdict(c) for c in checks]})
     else:
