@@ -19,10 +19,10 @@ from airlift_airflow.push import (
     AssetIndexCache,
     DagAssets,
     DagsterReporter,
-    InstanceUnresolvedError,
     PushItem,
     PushSender,
     ReportFailedError,
+    build_reporter,
 )
 from airlift_airflow.relay import StatusFile
 from airlift_airflow.version_compat import (
@@ -379,18 +379,39 @@ def test_an_item_too_old_when_its_turn_comes_sends_nothing(fake_dagster: FakeDag
     assert sender.stats.dropped_too_old == 1 and fake_dagster.reports == [] and fake_dagster.operations == []
 
 
-def test_an_unresolved_instance_name_is_counted_and_actionable(tmp_path: Path) -> None:
-    def assets(dag_id: str) -> DagAssets:
-        raise InstanceUnresolvedError(f"no DAG asset [<instance>, 'dag', {dag_id!r}] in Dagster")
+def test_push_learns_the_instance_name_from_dagster(fake_dagster: FakeDagster) -> None:
+    """Nothing configured on the Airflow side: the name comes from the DAG asset, as for the operator."""
+    fake_dagster.dag_indexes[("airflow_instance_one", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    listener = AirliftListener(PushSettings(enabled=True, instance_name=None, flush_timeout=5.0, detach=False))
+    listener.on_task_instance_success(previous_state=None, task_instance=_task_instance())
+    listener.on_dag_run_success(dag_run=SimpleNamespace(dag_id=DAG_ID, run_id=RUN_ID, run_type="manual", start_date=START,
+                                                        end_date=END), msg="success")
+    sender = listener.sender()
+    assert sender is not None and sender.flush(timeout=5)
+    assert [p for p, _ in fake_dagster.reports] == ["/report_asset_materialization/a", "/report_asset_check/a",
+                                                     f"/report_asset_materialization/airflow_instance_one/dag/{DAG_ID}",
+                                                     f"/report_asset_check/airflow_instance_one/dag/{DAG_ID}"]
+    event = AirflowEventId("airflow_instance_one", DAG_ID, RUN_ID, task_id=TASK_ID, map_index=-1, try_number=1)
+    assert fake_dagster.reports[0][1]["metadata"][AIRFLOW_EVENT_TAG] == event.key
 
+
+@pytest.mark.parametrize("configured", [None, "staging"], ids=["two-instances", "configured-name-missing"])
+def test_an_unresolved_instance_name_is_a_counted_actionable_failure_never_a_guess(
+    fake_dagster: FakeDagster, tmp_path: Path, configured: str | None
+) -> None:
+    for name in ("prod", "prod_copy"):
+        fake_dagster.dag_indexes[(name, "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
     status = StatusFile(tmp_path / "push-status.json", interval=60)
-    reporter = DagsterReporter("http://127.0.0.1:9", api_token=None, api=ApiVersion.V2, airflow_url="http://af", assets=assets)
+    reporter = build_reporter(fake_dagster.url, api_token=None, instance_name=configured, api=ApiVersion.V2,
+                              airflow_url="http://af", max_age=8.0)
     sender = PushSender(deliver=reporter, retry=NO_WAIT, status=status)
     sender.deliver_now(_item())
+    sender.deliver_now(_item(dag_id="not_in_dagster"))  # no DAG asset at all: nothing to report, not a failure
     status.flush()
-    assert sender.stats.unresolved_instance_name == 1
+    assert fake_dagster.reports == []
+    assert (sender.stats.unresolved_instance_name, sender.stats.failed, reporter.stats.skipped_unmapped) == (1, 0, 1)
     problem = load_push_status(tmp_path / "push-status.json").problem_of(DAG_ID)
-    assert problem is not None and problem.counter == "unresolved_instance_name" and "no DAG asset" in problem.reason
+    assert problem is not None and problem.counter == "unresolved_instance_name" and "prod_copy" in problem.reason
 
 
 def test_status_file_adds_up_every_process(tmp_path: Path) -> None:

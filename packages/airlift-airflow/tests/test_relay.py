@@ -39,8 +39,13 @@ def _wait(condition: Any, timeout: float = 30.0, what: str = "") -> None:
         time.sleep(0.05)
 
 
+#: These tests are about the hand-over, not the age limit (test_push): a spawned interpreter may take
+#: longer than the default 8 s to start on a loaded machine.
+MAX_AGE = 120.0
+
+
 def _target(fake: FakeDagster, *, idle: float = 3.0) -> relay.RelayTarget:
-    return relay.RelayTarget(fake.url, "dagster-token-SENTINEL", "prod", ApiVersion.V2, "http://af:8080", max_age=8.0,
+    return relay.RelayTarget(fake.url, "dagster-token-SENTINEL", "prod", ApiVersion.V2, "http://af:8080", max_age=MAX_AGE,
                              idle_seconds=idle)
 
 
@@ -73,7 +78,7 @@ def test_the_first_task_starts_the_relay_later_ones_send_a_datagram(fake_dagster
     """The listener starts the relay when a task starts (it fetches the DAG's index once), hands each
     success over without waiting for Dagster, and the relay exits after ``relay_idle_seconds``."""
     fake_dagster.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
-    listener = AirliftListener(PushSettings(enabled=True, instance_name="prod", relay_idle_seconds=2.0))
+    listener = AirliftListener(PushSettings(enabled=True, instance_name="prod", relay_idle_seconds=2.0, max_age=MAX_AGE))
     relay._spawned.clear()
     listener.on_task_instance_running(previous_state=None, task_instance=_task_instance(1))
     target = _target_of(listener)

@@ -5,9 +5,12 @@ it does nothing until push is switched on in Airflow's configuration::
 
     [airlift]
     push_enabled = True          # AIRFLOW__AIRLIFT__PUSH_ENABLED=True
-    instance_name = prod         # the AirflowInstance name on the Dagster side (default: airflow;
-                                 # AIRLIFT_AIRFLOW_INSTANCE_NAME wins, as for DagsterOperator)
     dagster_conn_id = dagster_default
+
+The Airflow instance's name on the Dagster side is learned per DAG from Dagster, as DagsterOperator
+learns it (:func:`airlift_airflow.dagster_api.resolve_instance_name`: the DAG asset ``[name, "dag",
+dag_id]``); ``instance_name`` (``AIRLIFT_AIRFLOW_INSTANCE_NAME`` wins) sets it, and Dagster must then
+have that DAG asset. A DAG whose name cannot be resolved is not reported (counted and logged).
 
 Optional: ``airflow_url`` (the Airflow UI's URL as the Dagster side knows it, for links; default
 the webserver's/API's ``base_url``), ``max_queue`` (1000), ``max_age`` (8 seconds, keep it below
@@ -35,11 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airlift_airflow.hook import DagsterHook
-from airlift_airflow.operator import (
-    DEFAULT_INSTANCE_NAME,
-    DagsterOperator,
-    configured_instance_name,
-)
+from airlift_airflow.operator import DagsterOperator, configured_instance_name
 from airlift_airflow.push import (
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_QUEUE,
@@ -80,7 +79,8 @@ class PushSettings:
     """
 
     enabled: bool = False
-    instance_name: str = DEFAULT_INSTANCE_NAME
+    #: ``None``: learned per DAG from Dagster.
+    instance_name: str | None = None
     dagster_conn_id: str = "dagster_default"
     airflow_url: str | None = None
     max_queue: int = DEFAULT_MAX_QUEUE
@@ -98,7 +98,7 @@ class PushSettings:
 
         return cls(
             enabled=str(get("push_enabled", "False")).strip().lower() in ("1", "true", "yes", "on"),
-            instance_name=configured_instance_name() or DEFAULT_INSTANCE_NAME,
+            instance_name=configured_instance_name(),
             dagster_conn_id=str(get("dagster_conn_id", "dagster_default")),
             airflow_url=get("airflow_url", None) or None,
             max_queue=int(get("max_queue", DEFAULT_MAX_QUEUE)),

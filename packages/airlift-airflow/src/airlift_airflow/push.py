@@ -340,8 +340,8 @@ class DagAssets:
 
 
 class AssetIndexCache:
-    """Per DAG, the value of ``fetch(dag_id)`` (a :class:`DagAssets`, or ``None``: no such DAG asset
-    in Dagster), kept ``ttl`` seconds.
+    """Per DAG, the value of ``fetch(dag_id)`` (a :class:`DagAssets`, ``None``: no such DAG asset
+    in Dagster, or the :class:`InstanceUnresolvedError` it raised), kept ``ttl`` seconds.
 
     >>> calls = []
     >>> cache = AssetIndexCache(lambda dag_id: calls.append(dag_id) or DagAssets("prod", {None: []}), ttl=60.0)
@@ -359,19 +359,24 @@ class AssetIndexCache:
         self.fetch = fetch
         self.ttl = ttl
         self.clock = clock
-        self._entries: dict[str, tuple[float, DagAssets | None]] = {}
+        self._entries: dict[str, tuple[float, DagAssets | InstanceUnresolvedError | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, dag_id: str) -> DagAssets | None:
         now = self.clock()
         with self._lock:
             cached = self._entries.get(dag_id)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
-        found = self.fetch(dag_id)
-        with self._lock:
-            self._entries[dag_id] = (now, found)
-        return found
+        if cached is None or now - cached[0] >= self.ttl:
+            try:
+                found: DagAssets | InstanceUnresolvedError | None = self.fetch(dag_id)
+            except InstanceUnresolvedError as e:  # kept too: the answer is Dagster's, not a failure to reach it
+                found = e
+            cached = (now, found)
+            with self._lock:
+                self._entries[dag_id] = cached
+        if isinstance(cached[1], InstanceUnresolvedError):
+            raise cached[1]
+        return cached[1]
 
 
 class DagsterReporter:
@@ -539,22 +544,32 @@ def build_reporter(
     url: str,
     *,
     api_token: str | None,
-    instance_name: str,
+    instance_name: str | None,
     api: ApiVersion,
     airflow_url: str,
     max_age: float,
     index_ttl: float = 60.0,
 ) -> DagsterReporter:
-    """A reporter with its own HTTP sessions and a task -> asset index cache (``index_ttl`` seconds),
-    as the listener and the push relay use it."""
-    from airlift_airflow.dagster_api import DagsterGraphQLClient
+    """A reporter with its own HTTP sessions and a per-DAG cache (``index_ttl`` seconds) of the
+    instance name and task -> asset index, as the listener and the push relay use it. The name is
+    ``instance_name`` checked against Dagster, or learned from it (``None``), by the one resolver the
+    operator uses; a DAG with no DAG asset in Dagster has nothing to report."""
+    from airlift_airflow.dagster_api import DagsterGraphQLClient, resolve_instance_name
 
     client = DagsterGraphQLClient(url, api_token=api_token, timeout=5.0,
                                   retry=RetryPolicy(max_attempts=2, base_delay=0.25, deadline=max_age))
 
     def fetch(dag_id: str) -> DagAssets | None:
-        index = client.task_asset_index(dag_asset_path(instance_name, dag_id), without_partitioned=True)
-        return None if index is None else DagAssets(instance_name, index)
+        if not client.dag_asset_instances(dag_id):  # Dagster errors here are about Dagster, not the name
+            return None
+        try:
+            name = resolve_instance_name(client, dag_id, instance_name, say=log.info)
+        except DagsterUnreachableError:
+            raise
+        except DagsterApiError as e:
+            raise InstanceUnresolvedError(str(e)) from e
+        index = client.task_asset_index(dag_asset_path(name, dag_id), without_partitioned=True)
+        return None if index is None else DagAssets(name, index)
 
     cache = AssetIndexCache(fetch, ttl=index_ttl)
     return DagsterReporter(url, api_token=api_token, api=api, airflow_url=airflow_url, assets=cache.get, max_age=max_age)

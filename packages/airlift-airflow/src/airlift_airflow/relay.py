@@ -89,14 +89,15 @@ _BOOT = (
 
 
 class RelayTarget:
-    """Where a relay delivers: Dagster's URL and token, the instance name, the Airflow UI URL (for
+    """Where a relay delivers: Dagster's URL and token, the configured instance name (``None``: learned
+    per DAG from Dagster), the Airflow UI URL (for
     links) and the delivery limits. The token is never part of the repr, the job or the socket name.
 
     >>> RelayTarget("http://dagster:3000", "secret", "prod", ApiVersion.V2, "http://af:8080", max_age=8.0)
     RelayTarget(url='http://dagster:3000', instance_name='prod')
     """
 
-    def __init__(self, url: str, api_token: str | None, instance_name: str, api: ApiVersion, airflow_url: str, *,
+    def __init__(self, url: str, api_token: str | None, instance_name: str | None, api: ApiVersion, airflow_url: str, *,
                  max_age: float, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
         self.url = url
         self.api_token = api_token
@@ -115,11 +116,12 @@ class RelayTarget:
 
     @classmethod
     def from_job(cls, job: Mapping[str, Any], api_token: str | None) -> RelayTarget:
-        return cls(str(job["url"]), api_token, str(job["instance_name"]), ApiVersion(job["api"]), str(job["airflow_url"]),
+        name = job.get("instance_name")
+        return cls(str(job["url"]), api_token, None if name is None else str(name), ApiVersion(job["api"]), str(job["airflow_url"]),
                    max_age=float(job["max_age"]), idle_seconds=float(job.get("idle_seconds", DEFAULT_IDLE_SECONDS)))
 
     def name(self) -> str:
-        digest = hashlib.sha256(f"{self.url}\0{self.instance_name}\0{self.airflow_url}\0{self.api.value}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{self.url}\0{self.instance_name or ''}\0{self.airflow_url}\0{self.api.value}".encode()).hexdigest()
         return f"relay-{digest[:16]}"
 
 
