@@ -624,8 +624,8 @@ def test_pushed_events_are_recognised_as_held() -> None:
 
 
 def test_events_pushed_in_the_settle_window_before_a_tick_are_not_emitted_again(ticker: Ticker, fake: FakeAirflow) -> None:
-    """A push stored after the previous tick's upper bound (its start minus settle) but more than
-    STORE_MARGIN before that tick started is still found: the sensor emits nothing twice."""
+    """A push stored between the previous tick's upper bound (its start minus settle) and that tick's
+    start is found: the sensor emits nothing twice."""
     import json
     import time
 

@@ -25,6 +25,7 @@ from dagster import (
     AssetSpec,
     DagsterInstance,
     DagsterRun,
+    DagsterRunStatus,
     DailyPartitionsDefinition,
     Definitions,
     build_sensor_context,
@@ -264,9 +265,10 @@ def test_roll_back_a_migrated_task_without_reload(airflow: AirflowServer) -> Non
         daemon = Daemon(_defs(airflow, SALES), instance)
         daemon.tick()
         migrated = airflow.trigger_and_wait("team.sales-daily_v2")["dag_run_id"]
-        # what the DagsterOperator records while the migrated task runs: a Dagster run with its tags
+        # what the DagsterOperator leaves when the migrated task succeeded: a successful Dagster run with its tags
         instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), tags=dagster_run_tags(
-            dag_id="team.sales-daily_v2", task_id="extract", run_id=migrated, try_number=1, instance_name="airflow_one")))
+            dag_id="team.sales-daily_v2", task_id="extract", run_id=migrated, try_number=1, instance_name="airflow_one"),
+            status=DagsterRunStatus.SUCCESS))
         daemon.tick()
         # `migrated: false` again; Airflow runs the task itself; the code location is NOT reloaded
         rolled_back = airflow.trigger_and_wait("team.sales-daily_v2")["dag_run_id"]

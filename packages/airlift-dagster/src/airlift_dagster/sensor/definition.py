@@ -66,7 +66,8 @@ def build_airflow_sensor(
         if outcome.events or not outcome.caught_up:
             context.log.info(
                 f"read {outcome.rows_read} changed Airflow rows, emitted {len(outcome.events)} events "
-                f"({outcome.dropped_held} already in Dagster){'' if outcome.caught_up else '; more next tick'}"
+                f"({outcome.dropped_held} already in Dagster, {outcome.dropped_built} built by Dagster runs; "
+                f"{outcome.dagster_records_read} Dagster event records read){'' if outcome.caught_up else '; more next tick'}"
             )
         check_keys = sorted({k for key in outcome.materialized for k in plan.user_check_keys.get(key, ())}, key=str)
         run_requests = [RunRequest(asset_selection=[], asset_check_keys=check_keys)] if check_keys else []
