@@ -486,13 +486,20 @@ def test_dag_added_to_the_mapping_later_gets_its_task_history(instance: AirflowI
     before = Ticker(_defs(instance, clock), dagster_instance)
     before.tick()
     assert before.counts() == Counter({("inst/dag/dag_00001", old.run_id): 1})
-    mapped = Definitions.merge(_defs_body(), dag_defs("dag_00001", task_defs("task_002", AssetSpec("late_mapped"))))
-    after = Ticker(build_defs_from_airflow_instance(airflow_instance=instance, defs=mapped,
-                                                    sensor_settings=SensorSettings(clock=clock)), dagster_instance)
-    after.cursor = before.cursor  # a code-location reload with the new mapping
+    after = _reloaded_with_task_of_dag_00001_mapped(instance, clock, dagster_instance, before.cursor)
     after.tick()
     after.tick()
     assert after.counts() == Counter({("late_mapped", old.run_id): 1}), "the DAG asset is not reported twice"
+
+
+def _reloaded_with_task_of_dag_00001_mapped(instance: AirflowInstance, clock: Clock, dagster_instance: DagsterInstance,
+                                            cursor: str | None) -> Ticker:
+    """The same sensor (same cursor) after a code-location reload that maps task_002 of dag_00001."""
+    mapped = Definitions.merge(_defs_body(), dag_defs("dag_00001", task_defs("task_002", AssetSpec("late_mapped"))))
+    after = Ticker(build_defs_from_airflow_instance(airflow_instance=instance, defs=mapped,
+                                                    sensor_settings=SensorSettings(clock=clock)), dagster_instance)
+    after.cursor = cursor
+    return after
 
 
 def _defs_body() -> Definitions:
@@ -709,11 +716,8 @@ def test_a_row_in_both_the_backfill_and_the_fresh_window_is_emitted_once(instanc
     before.tick()
     for row in [old, *_tis(fake, old).values()]:  # a note on the run and its tasks: their rows change, nothing else
         fake.state.touch(row, clock.now - timedelta(seconds=30))
-    mapped = Definitions.merge(_defs_body(), dag_defs("dag_00001", task_defs("task_002", AssetSpec("late_mapped"))))
-    after = Ticker(build_defs_from_airflow_instance(airflow_instance=instance, defs=mapped,
-                                                    sensor_settings=SensorSettings(clock=clock)), dagster_instance)
-    after.cursor = before.cursor  # a code-location reload with the new mapping: backfill and fresh window in one tick
-    after.tick()
+    after = _reloaded_with_task_of_dag_00001_mapped(instance, clock, dagster_instance, before.cursor)
+    after.tick()  # backfill and fresh window in one tick
     after.tick()
     assert after.counts() == Counter({("late_mapped", old.run_id): 1})
 
