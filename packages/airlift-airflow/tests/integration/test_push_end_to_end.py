@@ -1,12 +1,15 @@
-"""Push mode against real Airflow (2.11 or 3.3) and a real Dagster webserver + daemon: the listener
-reports a run's materializations with the sensor stopped; with both on, exactly one materialization
-per task try and DAG run; with Dagster down during a run, the Airflow tasks are unaffected and the
+"""Push mode against real Airflow (2.11 or 3.3) and a real Dagster webserver + daemon, with no
+instance name set on the Airflow side (push and the operator learn it from Dagster): the listener
+reports a run's materializations with the sensor stopped, and counts them in the machine's push
+status file; with both on, exactly one materialization per task try and DAG run; with Dagster down
+during a run, the Airflow tasks are unaffected, push counts what it could not deliver, and the
 sensor delivers everything later, nothing twice; the migrated task is reported once (by its Dagster
 run). One Airflow and one Dagster for the module; the test venv has neither installed.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,6 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from airlift_protocol.push_status import (
+    STATUS_FILE_NAME,
+    PushStatus,
+    PushStatusError,
+    load_push_status,
+)
 from airlift_protocol.tags import AIRFLOW_EVENT_TAG
 from airlift_testing import AirflowServer, DagsterServer, repo_root, wait_until
 from airlift_testing.procs import free_port
@@ -59,7 +68,14 @@ class Event:
 class Servers:
     airflow: AirflowServer
     dagster: DagsterServer
+    tmp: Path  # the Airflow processes' TMPDIR: the push relay's folder is in it
     runs: dict[str, list[str]] = field(default_factory=lambda: {DAG_ID: [], PLAIN_DAG_ID: []})
+
+    def push_status(self) -> PushStatus:
+        try:
+            return load_push_status(self.tmp / f"airlift-push-{os.getuid()}" / STATUS_FILE_NAME)
+        except PushStatusError:
+            return PushStatus()
 
     def events(self, path: tuple[str, ...]) -> list[Event]:
         data = self.dagster.graphql(MATERIALIZATIONS, {"key": {"path": list(path)}})["assetOrError"]
@@ -94,8 +110,10 @@ class Servers:
 def servers(
     airflow_server_factory: Callable[..., AirflowServer],
     dagster_server_factory: Callable[..., DagsterServer],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Servers:
     dagster_port, airflow_port = free_port(), free_port()
+    tmp = tmp_path_factory.mktemp("push-tmp")
     packages = repo_root() / "packages"
     # Airflow first (the Dagster code location reads it when it loads); Dagster's port is chosen now.
     airflow = airflow_server_factory(
@@ -105,15 +123,14 @@ def servers(
         extra_env={
             "AIRFLOW_CONN_DAGSTER_DEFAULT": f"http://127.0.0.1:{dagster_port}",
             "AIRFLOW__AIRLIFT__PUSH_ENABLED": "True",
-            "AIRFLOW__AIRLIFT__INSTANCE_NAME": INSTANCE,
             "AIRFLOW__AIRLIFT__RELAY_IDLE_SECONDS": "20",  # the push relay exits soon after the servers
-            "AIRLIFT_AIRFLOW_INSTANCE_NAME": INSTANCE,
+            "TMPDIR": str(tmp),
         },
     )
     airflow.wait_for_dags([DAG_ID, PLAIN_DAG_ID])
     dagster = dagster_server_factory(workspace_file=HERE / "workspace.yaml", port=dagster_port,
                                      extra_env={"AIRLIFT_PUSH_AIRFLOW_URL": airflow.url})
-    return Servers(airflow=airflow, dagster=dagster)
+    return Servers(airflow=airflow, dagster=dagster, tmp=tmp)
 
 
 def _run(servers: Servers, dag_id: str = DAG_ID) -> str:
@@ -122,6 +139,10 @@ def _run(servers: Servers, dag_id: str = DAG_ID) -> str:
     assert run["state"] == "success" and set(states.values()) == {"success"}, (states, servers.airflow.log_tail())
     servers.runs[dag_id].append(run["dag_run_id"])
     return str(run["dag_run_id"])
+
+
+def _missed(status: PushStatus) -> int:
+    return sum(n for name, n in status.counters.items() if name != "delivered")
 
 
 def _exactly_once(servers: Servers) -> None:
@@ -143,6 +164,10 @@ def test_push_delivers_with_the_sensor_stopped(servers: Servers) -> None:
         (event,) = servers.of_run(path, run_id)
         assert event.identity and not event.by_sensor and event.dagster_run_id == ""  # runless, pushed
     _exactly_once(servers)
+    # tasks a and b (the relay) and the DAG run (the scheduler), counted on this machine
+    wait_until(lambda: servers.push_status().counters["delivered"] >= 3, timeout=30, what="the push status file", interval=1.0)
+    status = servers.push_status()
+    assert status.counters["unresolved_instance_name"] == 0 and not [p for p in status.problems if p.actionable], status
 
 
 def test_push_and_sensor_together_deliver_each_try_once(servers: Servers) -> None:
@@ -158,11 +183,15 @@ def test_push_and_sensor_together_deliver_each_try_once(servers: Servers) -> Non
 
 
 def test_dagster_down_leaves_tasks_alone_and_the_sensor_catches_up(servers: Servers) -> None:
+    missed_before = _missed(servers.push_status())
     servers.dagster.stop()
     try:
         began = time.monotonic()
         run_id = _run(servers, PLAIN_DAG_ID)
         print(f"\nAirflow run with Dagster down: {time.monotonic() - began:.1f}s")
+        # the task's and the run's reports: counted as not delivered once push gave up on them
+        wait_until(lambda: _missed(servers.push_status()) >= missed_before + 2, timeout=60, what="push's failures counted",
+                   interval=1.0)
     finally:
         servers.dagster.start()
     servers.wait_for_events(PLAIN_DAG_ID, run_id, timeout=180)
