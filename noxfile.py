@@ -13,6 +13,7 @@ sessions with ``nox --list --json``, so local runs and CI cannot drift.
                                  # and the production shape (PostgreSQL, LocalExecutor, FAB auth)
     uvx nox -t production        # only the production-shaped sessions
     uvx nox -t extended          # real-server tests of the optional features (push, datasets, dg component)
+    uvx nox -t chaos             # the chaos suite: scripted operations on real servers, exactly once
 
 Isolation rules the sessions keep (they model production):
 - a session testing airlift-airflow never installs dagster; one testing airlift-dagster never installs
@@ -114,6 +115,11 @@ SUITES: tuple[Suite, ...] = (
     # real Airflow behind a fault-injection proxy (30% of requests, seeds 1-3): exact materializations, clear errors
     # (about 8 minutes per Airflow major on 2 cores: `uvx nox -t faults`, a job of its own in the GitHub workflow)
     Suite("faults", ("testing/fault-suite",), _pkg("airlift-dagster"), marker="integration", airflow="server", tag="faults"),
+    # real Airflow (push on) and a real Dagster webserver + daemon under scripted operations (clears, marks, retries,
+    # restarts, a stopped daemon, a slow Dagster, a lost cursor, a DAG newly mapped): one ledger row per Airflow try,
+    # exactly once (`uvx nox -t chaos`, a job of its own in the GitHub workflow); its subset "chaos-ci" runs by default
+    Suite("chaos", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration", airflow="server", tag="chaos"),
+    Suite("chaos-ci", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration and chaos_ci", airflow="server"),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
     # scripts/tutorial.py as a user runs it: start, trigger, see the materialization, two Ctrl-C, nothing left
     Suite("tutorial-script", ("tests/test_tutorial_script.py",), (), marker="integration", airflow="server"),

@@ -1,0 +1,80 @@
+"""The chaos suite's DAGs. chaos_main: observed tasks (one of them dynamically mapped), two migrated
+tasks and a last observed task; a run's conf scripts failures:
+
+- ``{"fail_load": true}``: ``load`` fails (no retry), so the run fails;
+- ``{"fail_after_launch": ["flaky"]}``: the first try of ``flaky`` fails right after it launched its
+  Dagster run (as if its worker were lost); the retry finds that run and re-attaches to it.
+
+chaos_late: one task, mapped on the Dagster side only when the suite says so.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airlift_airflow import (
+    DagsterOperator,
+    load_migration_state_from_yaml,
+    mark_as_dagster_migrating,
+)
+
+try:  # Airflow 3
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.operators.python import PythonOperator
+
+
+def _conf(context: Any) -> dict[str, Any]:
+    return dict(getattr(context.get("dag_run"), "conf", None) or {})
+
+
+def _work(*args: Any) -> str:
+    return "done"
+
+
+def _load(**context: Any) -> str:
+    if _conf(context).get("fail_load"):
+        raise RuntimeError("load fails on purpose (run conf fail_load)")
+    return "loaded"
+
+
+class ChaosOperator(DagsterOperator):
+    """DagsterOperator whose first try can be made to fail after its launch (run conf fail_after_launch)."""
+
+    _lose_worker = False
+
+    def execute(self, context: Any) -> list[str]:
+        ti = context["ti"]
+        self._lose_worker = ti.task_id in (_conf(context).get("fail_after_launch") or []) and int(ti.try_number) == 1
+        return super().execute(context)
+
+    def get_hook(self) -> Any:
+        hook = super().get_hook()
+        if self._lose_worker:
+            def lost(run_ids: Any, **kwargs: Any) -> Any:
+                raise RuntimeError(f"the worker of this try is lost after launching Dagster run(s) {list(run_ids)}")
+
+            hook.wait = lost
+        return hook
+
+
+with DAG("chaos_main", start_date=datetime(2024, 1, 1), schedule=None, catchup=False, max_active_runs=8) as main:
+    extract = PythonOperator(task_id="extract", python_callable=_work)
+    fan = PythonOperator.partial(task_id="fan", python_callable=_work).expand(op_args=[[1], [2], [3]])
+    migrated = PythonOperator(task_id="migrated", python_callable=_work)
+    flaky = PythonOperator(task_id="flaky", python_callable=_work, retries=1, retry_delay=timedelta(seconds=2))
+    load = PythonOperator(task_id="load", python_callable=_load, retries=0)
+    extract >> fan >> [migrated, flaky] >> load
+
+with DAG("chaos_late", start_date=datetime(2024, 1, 1), schedule=None, catchup=False, max_active_runs=8) as late:
+    PythonOperator(task_id="late_task", python_callable=_work)
+
+mark_as_dagster_migrating(
+    global_vars=globals(),
+    migration_state=load_migration_state_from_yaml(Path(__file__).parent / "migration_state"),
+    dagster_operator_class=ChaosOperator,
+)
