@@ -36,7 +36,7 @@ HERE = Path(__file__).parent
 INSTANCE = "chaos_prod"  # the AirflowInstance's name in Dagster; the Airflow side is never told
 LOCATION = "chaos_defs"
 SENSOR = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "sensorName": f"{INSTANCE}__airflow_sensor"}
-MAIN, LATE = "chaos_main", "chaos_late"
+MAIN, LATE, NAMED = "chaos_main", "chaos_late", "chaos_named"
 #: (DAG, task) -> its asset (one each); the order is the DAG's.
 TASK_ASSETS: dict[tuple[str, str], tuple[str, ...]] = {
     (MAIN, "extract"): ("chaos", "raw"),
@@ -45,8 +45,9 @@ TASK_ASSETS: dict[tuple[str, str], tuple[str, ...]] = {
     (MAIN, "flaky"): ("chaos", "flaky"),
     (MAIN, "load"): ("chaos", "report"),
     (LATE, "late_task"): ("chaos", "late"),
+    (NAMED, "named_task"): ("chaos", "named"),
 }
-DAG_ASSETS = {dag_id: (INSTANCE, "dag", dag_id) for dag_id in (MAIN, LATE)}
+DAG_ASSETS = {dag_id: (INSTANCE, "dag", dag_id) for dag_id in (MAIN, LATE, NAMED)}
 TASK_ORDER = [task for _, task in TASK_ASSETS]
 
 MATERIALIZATIONS = """
@@ -189,6 +190,7 @@ class Chaos:
 
     MAIN = MAIN
     LATE = LATE
+    NAMED = NAMED
     INSTANCE = INSTANCE
     SENSOR = SENSOR
     airflow: AirflowServer
@@ -234,6 +236,13 @@ class Chaos:
             body["dry_run"] = False
         self.airflow.patch(f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}", json=body)
         self.snapshot([(dag_id, run_id)])
+
+    def task_log(self, run_id: str, task_id: str) -> str:
+        """The Airflow log files of one task of one run (every try)."""
+        plain = run_id.replace(":", "")
+        logs = [p for p in (self.airflow.home / "logs").rglob("*.log")
+                if f"task_id={task_id}" in str(p) and plain in str(p).replace(":", "").replace("%3A", "")]
+        return "\n".join(p.read_text(errors="replace") for p in sorted(logs))
 
     def tries(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[dict[str, Any]]:
         path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
@@ -353,6 +362,8 @@ def chaos(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory
     root = tmp_path_factory.mktemp("chaos")
     dags = root / "dags"
     shutil.copytree(HERE / "dags", dags)
+    definitions = root / "definitions"
+    shutil.copytree(HERE / "dagster", definitions)
     state = root / "state"
     state.mkdir()
     dagster_port = free_port()
@@ -368,12 +379,12 @@ def chaos(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory
             "AIRFLOW__AIRLIFT__RELAY_IDLE_SECONDS": "20",  # the push relay exits soon after the servers
         },
     )
-    airflow.wait_for_dags([MAIN, LATE])
-    dagster = ChaosDagster(workspace_file=HERE / "dagster" / "workspace.yaml", home=root / "dagster", port=dagster_port,
+    airflow.wait_for_dags([MAIN, LATE, NAMED])
+    dagster = ChaosDagster(workspace_file=definitions / "workspace.yaml", home=root / "dagster", port=dagster_port,
                            extra_env={"CHAOS_AIRFLOW_URL": airflow.url, "CHAOS_STATE": str(state)})
     try:
         dagster.start()
-        for dag_id in (MAIN, LATE):
+        for dag_id in (MAIN, LATE, NAMED):
             airflow.unpause(dag_id)
         yield Chaos(airflow=airflow, dagster=dagster, proxy=proxy, state=state)
     finally:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from conftest import Chaos
 
 pytestmark = pytest.mark.integration
-MAIN, LATE = "chaos_main", "chaos_late"
+MAIN, LATE, NAMED = "chaos_main", "chaos_late", "chaos_named"
 
 
 def _states(chaos: Chaos, dag_id: str, run_id: str) -> dict[str, str]:
@@ -129,6 +129,19 @@ def test_retry_reattaches_to_its_running_run(chaos: Chaos) -> None:
     assert _try_number(chaos, run_id, "flaky") == 2
     runs = chaos.dagster_runs(run_id, "flaky")
     assert [(r["tags"].get("airlift/airflow_try_number"), r["status"]) for r in runs] == [("1", "SUCCESS")], runs
+
+
+def test_an_explicit_instance_name_dagster_does_not_have_fails_the_task(chaos: Chaos) -> None:
+    """chaos_named's operator is told "staging"; Dagster knows the instance as chaos_prod: the task fails
+    with an error naming the name, and nothing runs or lands in Dagster for it."""
+    run_id = chaos.run(NAMED)
+    chaos.check([(NAMED, run_id)], title="explicit instance name 'staging', Dagster's is 'chaos_prod'")
+    states = _states(chaos, NAMED, run_id)
+    assert states == {"named_task": "failed"}, states
+    assert chaos.dagster_runs(run_id) == [], "a run was launched under a name Dagster does not have"
+    errors = [line for line in chaos.task_log(run_id, "named_task").splitlines() if "staging" in line]
+    assert errors, "the task log does not name the configured instance name"
+    print("\n".join(errors[:5]))
 
 
 def test_clear_one_task_then_with_downstream(chaos: Chaos) -> None:

@@ -26,6 +26,11 @@ def built() -> None:
     time.sleep(2)
 
 
+@dg.asset(key=["chaos", "named"])
+def named() -> None:
+    pass
+
+
 @dg.asset(key=["chaos", "flaky"])
 def flaky() -> None:
     time.sleep(5)  # still running when a lost first try's retry looks for it
@@ -39,7 +44,8 @@ mapped = [
         task_defs("migrated", built),
         task_defs("flaky", flaky),
         task_defs("load", dg.AssetSpec(["chaos", "report"], deps=[["chaos", "fanned"]])),
-    )
+    ),
+    dag_defs("chaos_named", task_defs("named_task", named)),
 ]
 if (STATE / "map_late").exists():
     mapped.append(dag_defs("chaos_late", task_defs("late_task", dg.AssetSpec(["chaos", "late"]))))

@@ -16,7 +16,7 @@ starts) and ``restart_webserver`` (same port; the GraphQL API is gone meanwhile)
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airlift_testing.dagster import DagsterServer
@@ -27,20 +27,22 @@ __all__ = ["ChaosDagster", "DelayProxy"]
 
 
 class DelayProxy(FaultProxy):
-    """Forwards everything to ``upstream``, each request :attr:`delay` seconds late; :attr:`delayed`
-    counts the requests that waited."""
+    """Forwards everything to ``upstream``, each request :attr:`delay` seconds late (``sleep`` waits);
+    :attr:`delayed` counts the requests that waited."""
 
-    def __init__(self, upstream: str, *, delay: float = 0.0, upstream_timeout: float = 120.0) -> None:
+    def __init__(self, upstream: str, *, delay: float = 0.0, upstream_timeout: float = 120.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__(upstream, seed=0, rate=0.0, kinds=(), upstream_timeout=upstream_timeout)
         self.delay = delay
         self.delayed = 0
+        self._sleep = sleep
 
     def decide(self, method: str, target: str, body: bytes) -> str | None:
         delay = self.delay
         if delay > 0:
             with self._lock:
                 self.delayed += 1
-            time.sleep(delay)
+            self._sleep(delay)
         return super().decide(method, target, body)
 
 
