@@ -117,9 +117,8 @@ SUITES: tuple[Suite, ...] = (
     Suite("faults", ("testing/fault-suite",), _pkg("airlift-dagster"), marker="integration", airflow="server", tag="faults"),
     # real Airflow (push on) and a real Dagster webserver + daemon under scripted operations (clears, marks, retries,
     # restarts, a stopped daemon, a slow Dagster, a lost cursor, a DAG newly mapped): one ledger row per Airflow try,
-    # exactly once (`uvx nox -t chaos`, a job of its own in the GitHub workflow); its subset "chaos-ci" runs by default
+    # exactly once (`uvx nox -t chaos`, a job of its own in the GitHub workflow)
     Suite("chaos", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration", airflow="server", tag="chaos"),
-    Suite("chaos-ci", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration and chaos_ci", airflow="server"),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
     # scripts/tutorial.py as a user runs it: start, trigger, see the materialization, two Ctrl-C, nothing left
     Suite("tutorial-script", ("tests/test_tutorial_script.py",), (), marker="integration", airflow="server"),

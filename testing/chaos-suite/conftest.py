@@ -372,6 +372,7 @@ def chaos(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory
     # Airflow first (the code location reads it when it loads); it reaches Dagster through the proxy.
     airflow = airflow_server_factory(
         dags,
+        startup_timeout=600.0,  # a cold start on a machine busy with other servers
         extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow"],
         extra_env={
             "AIRFLOW_CONN_DAGSTER_DEFAULT": proxy.url,
@@ -380,7 +381,7 @@ def chaos(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory
         },
     )
     airflow.wait_for_dags([MAIN, LATE, NAMED])
-    dagster = ChaosDagster(workspace_file=definitions / "workspace.yaml", home=root / "dagster", port=dagster_port,
+    dagster = ChaosDagster(workspace_file=definitions / "workspace.yaml", home=root / "dagster", port=dagster_port, startup_timeout=600.0,
                            extra_env={"CHAOS_AIRFLOW_URL": airflow.url, "CHAOS_STATE": str(state)})
     try:
         dagster.start()
