@@ -377,6 +377,8 @@ def test_an_item_too_old_when_its_turn_comes_sends_nothing(fake_dagster: FakeDag
     sender.submit(PushItem(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, try_number=1, created=0.0))
     assert sender.flush(timeout=10)
     assert sender.stats.dropped_too_old == 1 and fake_dagster.reports == [] and fake_dagster.operations == []
+    sender.submit(PushItem(dag_id=DAG_ID, run_id="", prefetch=True, created=0.0))  # a late prefetch is no report
+    assert sender.flush(timeout=10) and sender.stats.dropped_too_old == 1
 
 
 def test_push_learns_the_instance_name_from_dagster(fake_dagster: FakeDagster) -> None:

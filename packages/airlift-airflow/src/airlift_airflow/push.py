@@ -320,6 +320,8 @@ class PushSender:
 
     def _outcome(self, item: PushItem, counter: str, reason: str | None = None, *, actionable: bool = False,
                  log_it: bool = True) -> None:
+        if item.prefetch:  # reports nothing: nothing to count
+            return
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         if reason is not None and log_it:
             log.warning("Airlift push: %s not reported: %s; the Airlift sensor reports it", item.describe(), reason)
