@@ -31,3 +31,13 @@ def fake_dagster(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDagster]:
     monkeypatch.setenv("AIRFLOW_CONN_DAGSTER_DEFAULT", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": fake.server.server_address[1], "password": "dagster-token-SENTINEL"}))
     yield fake
     fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def _failures_settle_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake Dagster writes a failed run's retry verdict with its status: no need to poll again."""
+    try:
+        from airlift_airflow import waiting
+    except ImportError:  # the integration suites' venvs have no Airflow
+        return
+    monkeypatch.setattr(waiting, "FAILURE_SETTLE", 0.0)

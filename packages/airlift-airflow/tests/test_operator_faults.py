@@ -258,3 +258,10 @@ def test_the_retry_loop_is_the_same_sync_and_async() -> None:
         asyncio.run(policy.acall(aattempt))
     assert gave_up.value.attempts == 3 and gave_up.value.problem == "HTTP 502"
     assert sleeps == [0.0, 2.0, 1.0, 2.0]
+
+
+def test_run_tags_are_added_and_never_override_the_identity(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    _operator(run_tags={"dagster/max_retries": "1", "airlift/airflow_try_number": "99"}).execute(_context())
+    tags = {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]}
+    assert tags["dagster/max_retries"] == "1" and tags["airlift/airflow_try_number"] == "1"

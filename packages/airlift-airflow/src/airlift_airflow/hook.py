@@ -375,8 +375,9 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
         """Keep ``keep`` as the one run for ``tags`` (one try, one code location): terminate every other
         run in flight carrying them, except Dagster's retries of ``keep``. Returns the runs terminated."""
         client = self.get_conn()
-        others = [r for r in client.runs_with_tags(tags)
-                  if _chain_root(r) != keep and r.run_id != keep and r.in_flight]
+        runs = client.runs_with_tags(tags)
+        kept_chain = next((_chain_root(r) for r in runs if r.run_id == keep), keep)
+        others = [r for r in runs if _chain_root(r) != kept_chain and not r.finished]
         for run in others:
             problem = self.terminate([run.run_id]).get(run.run_id)
             say("Two Dagster runs exist for one task try: kept %s, %s %s: %s", client.run_url(keep),

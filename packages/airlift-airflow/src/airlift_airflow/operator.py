@@ -76,21 +76,32 @@ class DagsterOperator(BaseOperator):
        (and ``dagster/partition`` for time-partitioned assets), and logs its link;
     3. waits for the runs (on the worker, or with ``deferrable=True`` in the triggerer) and fails the
        Airflow task, with the run link and Dagster's error, when one fails or is canceled. It returns
-       (and pushes as XCom) the Dagster run ids.
+       (and pushes as XCom) the Dagster run ids (the last run of each Dagster retry chain).
 
-    One Dagster run per task try and code location: a launch whose answer was lost (timeout, 5xx)
-    is looked up by its tags before it is sent again. Per code location, a try uses the run of its
-    own try if there is one; else it re-attaches to a run of an earlier try of the same attempt still
-    in flight, or reuses one that succeeded; a failed or canceled run (or none) gets a new run, so a
-    retry completes only the locations that are missing or failed. A user clear starts a new attempt:
-    its tries ignore the runs of earlier attempts and launch new runs.
+    Dagster faults: waiting polls through connection errors, timeouts and 5xx for up to
+    ``unreachable_grace`` seconds (default 300) and logs the outage and the recovery; a failed run that
+    Dagster retries (run retries, e.g. the ``dagster/max_retries`` tag, which ``run_tags`` can set) is
+    followed to its retry. The wait ends only on a final run status, the grace, or ``run_timeout``; a task
+    that stops waiting without success logs each run's fate (ended FAILURE/CANCELED, or left running with
+    its link).
+
+    One Dagster run per task try and code location: a launch whose answer was lost or late (timeout,
+    dropped connection, 5xx) is looked up by its tags for up to ``launch_lookup_timeout`` seconds
+    (default 60) before it is sent again; should a second run for the try appear anyway, it is
+    terminated and logged. Per code location, a try uses the run of its own try if there is one; else
+    it re-attaches to a run of an earlier try of the same attempt still in flight, or reuses one that
+    succeeded; a failed or canceled run (or none) gets a new run, so a retry completes only the
+    locations that are missing or failed. A user clear starts a new attempt: its tries launch new runs
+    and terminate the earlier attempt's runs still in flight.
 
     Partitions: when the assets are time-window partitioned, the run materializes the partition
     holding the Airflow run's data interval start (else logical date); see
     :func:`airlift_protocol.partition_key_for_airflow_run`. Mixed or non-time partitioning is an error.
 
     ``on_kill`` (execution timeout, "mark failed", a killed worker) terminates the Dagster runs the
-    try was waiting for and says so in the task log.
+    try was waiting for (and a run whose launch answer had not come yet) and says so in the task log.
+    Deferred, Airflow 3 calls the trigger's ``on_kill`` on mark failed, mark success and clear, which
+    does the same; Airflow 2 calls nothing, and the runs go on until the task's next try or clear.
 
     The Dagster URL and optional Dagster+ API token come from :class:`~airlift_airflow.DagsterHook`
     (connection ``dagster_conn_id``, else ``AIRLIFT_DAGSTER_URL`` / ``AIRLIFT_DAGSTER_API_TOKEN``).
@@ -117,6 +128,7 @@ class DagsterOperator(BaseOperator):
         request_backoff: float = 1.0,
         unreachable_grace: float = DEFAULT_UNREACHABLE_GRACE,
         launch_lookup_timeout: float = DEFAULT_LAUNCH_LOOKUP,
+        run_tags: Mapping[str, str] | None = None,
         airflow_instance_name: str | None = None,
         asset_keys: Sequence[Sequence[str]] | None = None,
         whole_dag: bool = False,
@@ -132,6 +144,7 @@ class DagsterOperator(BaseOperator):
         self.request_backoff = request_backoff
         self.unreachable_grace = unreachable_grace
         self.launch_lookup_timeout = launch_lookup_timeout
+        self.run_tags = dict(run_tags or {})
         self.airflow_instance_name = airflow_instance_name
         self.asset_keys = [list(k) for k in asset_keys] if asset_keys is not None else None
         self.whole_dag = whole_dag
@@ -182,7 +195,8 @@ class DagsterOperator(BaseOperator):
                               plan.run.run_id, plan.location, plan.reason, client.run_url(plan.run.run_id))
                 run_ids.append(plan.run.run_id)
                 continue
-            tags = operator_run_tags(instance_name=instance_name, dag_id=dag_id, task_id=task_id, run_id=run_id,
+            tags = {**self.run_tags}
+            tags |= operator_run_tags(instance_name=instance_name, dag_id=dag_id, task_id=task_id, run_id=run_id,
                                      try_number=try_number, map_index=map_index, location=plan.location,
                                      max_tries=max_tries)
             if partition is not None:

@@ -4,7 +4,8 @@ and the triggerer (``DagsterHook.await_runs``) make the requests and feed the an
 The rules:
 
 - a run that ended SUCCESS, FAILURE or CANCELED ends its wait, except a failed run Dagster retries
-  (run retries: the failed run carries ``dagster/will_retry=true``): the wait follows Dagster's retry
+  (run retries: the failed run carries ``dagster/will_retry=true``; a FAILURE without that verdict is
+  polled again for ``FAILURE_SETTLE`` seconds, Dagster writes it just after the status): the wait follows Dagster's retry
   (``dagster/auto_retry_run_id``) and the retry's outcome is the outcome. A retry Dagster announced but
   did not launch within ``grace`` seconds ends the wait with the failure;
 - Dagster unreachable (connection errors, timeouts, 429/5xx after the request's own retries) does not
@@ -24,7 +25,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from airlift_airflow.dagster_api import DagsterRun
+from airlift_airflow.dagster_api import WILL_RETRY_TAG, DagsterRun
 
 __all__ = ["DEFAULT_UNREACHABLE_GRACE", "RunWaiter", "RunWatch"]
 
@@ -32,6 +33,9 @@ log = logging.getLogger("airlift_airflow")
 
 #: Seconds a waiting task keeps polling an unreachable Dagster before it gives up (``unreachable_grace``).
 DEFAULT_UNREACHABLE_GRACE = 300.0
+#: Seconds a FAILURE without Dagster's ``dagster/will_retry`` verdict is polled again before it counts as
+#: final: Dagster writes the run's status and then, separately, whether it retries it.
+FAILURE_SETTLE = 10.0
 
 
 @dataclass
@@ -45,6 +49,7 @@ class RunWatch:
     ended: bool = False
     error: str | None = None
     retry_announced_at: float | None = None
+    failed_at: float | None = None
 
 
 class RunWaiter:
@@ -87,6 +92,11 @@ class RunWaiter:
             watch.current, watch.status, watch.retry_announced_at = run.retried_by, "QUEUED", None
             return
         watch.status = run.status
+        if run.status == "FAILURE" and WILL_RETRY_TAG not in run.tags:
+            now = self.clock()
+            watch.failed_at = now if watch.failed_at is None else watch.failed_at
+            if now - watch.failed_at < FAILURE_SETTLE:
+                return
         if run.retry_coming:
             now = self.clock()
             if watch.retry_announced_at is None:
