@@ -76,11 +76,11 @@ def test_a_broken_dag_file_never_blanks_the_code_location(
     dags = tmp_path_factory.mktemp("broken-dags")
     for dag_id in ("steady", "fragile"):
         (dags / f"{dag_id}.py").write_text(DAG.format(dag_id=dag_id))
-    airflow = airflow_server_factory(dags)
+    airflow = airflow_server_factory(dags, startup_timeout=600)
     airflow.wait_for_dags(["steady", "fragile"])
     defs_file = tmp_path_factory.mktemp("broken-defs") / LOCATION
     defs_file.write_text(DEFS)
-    dagster = dagster_server_factory(defs_file=defs_file, extra_env={"AIRLIFT_TEST_AIRFLOW_URL": airflow.url})
+    dagster = dagster_server_factory(defs_file=defs_file, extra_env={"AIRLIFT_TEST_AIRFLOW_URL": airflow.url}, startup_timeout=600)
     fragile_dag = ["broken_test", "dag", "fragile"]
     assert "airflow_dag_imports" not in str(_node(dagster, fragile_dag))
 
