@@ -60,7 +60,7 @@ def _reload(dagster: DagsterServer) -> dict[str, Any]:
     answer = dagster.graphql(
         "mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) { __typename "
         "... on WorkspaceLocationEntry { locationOrLoadError { __typename ... on PythonError { message } } } } }",
-        {"name": LOCATION},
+        {"name": LOCATION}, timeout=300,  # the reload reads Airflow: slow on a busy machine
     )["reloadRepositoryLocation"]
     return dict(answer)
 
