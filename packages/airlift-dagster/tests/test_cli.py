@@ -497,3 +497,15 @@ def test_doctor_names_an_mwaa_environment_it_cannot_resolve(monkeypatch: pytest.
     first = json.loads(result.output)["checks"][0]
     assert (first["name"], first["status"]) == ("Airflow location", "FAIL")
     assert "MWAA environment 'my_env'" in first["detail"]
+
+
+def test_help_texts_show_no_docstring_markup() -> None:
+    def walk(command: Any, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        yield path
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            yield from walk(sub, (*path, name))
+
+    for path in walk(cli, ()):
+        shown = CliRunner().invoke(cli, [*path, "--help"], env={"NO_COLOR": "1", "COLUMNS": "200"})
+        assert shown.exit_code == 0, (path, shown.output)
+        assert "``" not in shown.output, f"airlift {' '.join(path)} --help shows raw markup:\n{shown.output}"

@@ -67,7 +67,7 @@ def _load_state(folder: Path) -> MigrationState:
 
 @click.group()
 def state() -> None:
-    """Scaffold, inspect, change and validate migration-state files (``migration_state/<dag_id>.yaml``)."""
+    """Scaffold, inspect, change and validate migration-state files (migration_state/<dag_id>.yaml)."""
 
 
 # ---------------------------------------------------------------------------------------- scaffold
@@ -77,7 +77,7 @@ def state() -> None:
 @click.option("--update", is_flag=True, help="Add tasks missing from existing files (never changes a flag).")
 @connection_options
 def scaffold(conn: Connection, dags_folder: str, patterns: tuple[str, ...], update: bool) -> None:
-    """Write DAGS_FOLDER/migration_state/<dag_id>.yaml for the live DAGs, every task ``migrated: false``.
+    """Write DAGS_FOLDER/migration_state/<dag_id>.yaml for the live DAGs, every task "migrated: false".
 
     DAGs and tasks are read over Airflow's REST API (no Airflow install needed here). An existing
     file is never overwritten; with --update its missing tasks are appended.
@@ -475,7 +475,7 @@ def diff(conn: Connection, dags_folder: str, state_dir: str | None, exit_code: b
     """What a deploy of the state folder would change compared with what Airflow shows now.
 
     Airflow shows a migrated task by a marker in its docs and a migrating DAG by the tag
-    ``airlift:migrating``: tasks the files migrate that Airflow still runs, and tasks Airflow runs in
+    "airlift:migrating": tasks the files migrate that Airflow still runs, and tasks Airflow runs in
     Dagster that the files roll back, are listed per DAG.
 
     \b
