@@ -56,11 +56,40 @@ def whole_table() -> None:
     (_markers() / "dagster_ran_whole").write_text("dagster")
 
 
+@dg.asset(key=["e2e", "retried_table"], tags={"airlift/dag_id": "e2e_dagster_retry", "airlift/task_id": "retried"})
+def retried_table() -> None:
+    """Fails on its first run; Dagster's run retry (dagster/max_retries) runs it again."""
+    with (_markers() / "retried_table_runs").open("a") as f:
+        f.write("ran\n")
+    if (_markers() / "retried_table_runs").read_text().count("ran") == 1:
+        raise RuntimeError("retried_table fails on its first run")
+
+
+@dg.asset(key=["e2e", "outage_table"], tags={"airlift/dag_id": "e2e_outage", "airlift/task_id": "waits_out"})
+def outage_table() -> None:
+    """Runs until the test has stopped and restarted the webserver (at most 10 minutes)."""
+    with (_markers() / "outage_table_runs").open("a") as f:
+        f.write("ran\n")
+    deadline = time.monotonic() + 600
+    while not (_markers() / "outage_over").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+@dg.asset(key=["e2e", "mark_failed_table"], tags={"airlift/dag_id": "e2e_mark_failed", "airlift/task_id": "deferred_long"})
+def mark_failed_table() -> None:
+    """Runs until the test releases it (at most 10 minutes)."""
+    deadline = time.monotonic() + 600
+    while not (_markers() / "release_mark_failed").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 # The DAG assets ``[instance, "dag", dag_id]`` a peered Airflow has: the operator learns its instance name from them.
 INSTANCE = "e2e_airflow"
-DAG_IDS = ("e2e_pipeline", "e2e_kill", "e2e_slow_launch", "e2e_two_locations", "e2e_deferred", "e2e_daily", "e2e_whole")
+DAG_IDS = ("e2e_pipeline", "e2e_kill", "e2e_slow_launch", "e2e_two_locations", "e2e_deferred", "e2e_daily", "e2e_whole",
+           "e2e_dagster_retry", "e2e_outage", "e2e_mark_failed")
 dag_assets = [dg.AssetSpec([INSTANCE, "dag", dag_id]) for dag_id in DAG_IDS]
 
 defs = dg.Definitions(
-    assets=[middle_table, slow_table, proxied_table, deferred_table, loc_one_table, daily_table, whole_table, *dag_assets]
+    assets=[middle_table, slow_table, proxied_table, deferred_table, loc_one_table, daily_table, whole_table,
+            retried_table, outage_table, mark_failed_table, *dag_assets]
 )

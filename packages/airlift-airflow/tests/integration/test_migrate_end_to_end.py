@@ -1,6 +1,8 @@
-"""Real Airflow (2.11 or 3.3) and a real Dagster webserver + daemon (two code locations): migrate a
-task, fail it, clear it, roll it back; kill a task; a launch answered late; a retry after one code
-location failed; deferrable; a daily partition; a whole DAG migrated and rolled back.
+"""Real Airflow (2.11 or 3.3) and a real Dagster webserver + daemon (two code locations, run retries
+on): migrate a task, fail it, clear it, roll it back; kill a task; a launch Dagster takes after the
+client's timeout; a retry after one code location failed; deferrable; a daily partition; a whole DAG
+migrated and rolled back; a run Dagster retries; the webserver stopped while a task waits; a deferred
+task marked failed.
 
 The test venv has neither airflow nor dagster: both servers are driven over HTTP. One Airflow and
 one Dagster serve the whole module; the DAG runs are triggered together and checked one by one.
@@ -30,6 +32,7 @@ from airlift_protocol import (
     tasks_migrated_in_dag_doc,
 )
 from airlift_testing import AirflowServer, DagsterServer, repo_root, wait_until
+from airlift_testing.procs import ServerProcess
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -38,11 +41,12 @@ DAG_ID = "e2e_pipeline"
 RUNS = """query($tag: String!) { runsOrError(filter: {tags: [{key: "%s", value: $tag}]}) {
   ... on Runs { results { runId status tags { key value } assetMaterializations { assetKey { path } } } } } }""" % AIRFLOW_RUN_ID_RUN_TAG
 DAG_RUNS = RUNS.replace(AIRFLOW_RUN_ID_RUN_TAG, AIRFLOW_DAG_ID_RUN_TAG)
-LAUNCH_DELAY = 15.0  # the proxy answers launches this late; the operator's request timeout is 5 s
+LAUNCH_DELAY = 8.0  # the proxy holds launches this long before Dagster sees them; the operator's request timeout is 5 s
 
 
 class DelayingProxy:
-    """Forwards GraphQL to Dagster; answers launch mutations LAUNCH_DELAY seconds after Dagster did."""
+    """Forwards GraphQL to Dagster; holds launch mutations LAUNCH_DELAY seconds before forwarding them
+    (a gateway, or a code server building the plan): Dagster creates the run after the client gave up."""
 
     def __init__(self, target: str) -> None:
         self.launches = 0
@@ -55,10 +59,10 @@ class DelayingProxy:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "dagster-cloud-api-token")}
-                answer = requests.post(f"{target}/graphql", data=body, headers=headers, timeout=60)
                 if b"AirliftLaunch" in body:
                     outer.launches += 1
                     time.sleep(LAUNCH_DELAY)
+                answer = requests.post(f"{target}/graphql", data=body, headers=headers, timeout=60)
                 try:
                     self.send_response(answer.status_code)
                     self.send_header("Content-Type", "application/json")
@@ -106,7 +110,8 @@ class Servers:
         return [{**r, "tags": {t["key"]: t["value"] for t in r["tags"]}} for r in reversed(runs)]
 
 
-MIGRATED_DAGS = ("e2e_kill", "e2e_slow_launch", "e2e_two_locations", "e2e_deferred", "e2e_daily", "e2e_whole")
+MIGRATED_DAGS = ("e2e_kill", "e2e_slow_launch", "e2e_two_locations", "e2e_deferred", "e2e_daily", "e2e_whole",
+                 "e2e_dagster_retry", "e2e_outage", "e2e_mark_failed")
 
 
 @pytest.fixture(scope="module")
@@ -125,22 +130,41 @@ def servers(
     set_task_migrated(state_folder, dag_id=DAG_ID, task_id="middle", migrated=True)
     set_task_migrated(state_folder, dag_id=DAG_ID, task_id="last", migrated=False)
     for dag_id, task_id in (("e2e_kill", "slow"), ("e2e_slow_launch", "via_proxy"), ("e2e_deferred", "deferred"),
-                            ("e2e_two_locations", "both"), ("e2e_daily", "daily")):
+                            ("e2e_two_locations", "both"), ("e2e_daily", "daily"), ("e2e_dagster_retry", "retried"),
+                            ("e2e_outage", "waits_out"), ("e2e_mark_failed", "deferred_long")):
         set_task_migrated(state_folder, dag_id=dag_id, task_id=task_id, migrated=True)
     set_dag_migrated(state_folder, dag_id="e2e_whole", migrated=True)
 
     env = {"AIRLIFT_E2E_MARKERS": str(markers)}
     dagster = dagster_server_factory(workspace_file=HERE / "workspace.yaml", extra_packages=[], extra_env=env)
+    # run retries on (a run is retried when its tags ask, dagster/max_retries): the daemon reads it at start
+    with (dagster.home / "dagster.yaml").open("a") as f:
+        f.write("run_retries:\n  enabled: true\n  max_retries: 0\n")
+    _restart(dagster, "daemon", ["dagster-daemon", "run"])
     proxy = DelayingProxy(dagster.url)
     packages = repo_root() / "packages"
     airflow = airflow_server_factory(
         dags,
         extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow"],
         extra_env={**env, "AIRFLOW_CONN_DAGSTER_DEFAULT": dagster.url, "AIRFLOW_CONN_DAGSTER_SLOW": proxy.url},
+        startup_timeout=600,  # a loaded 2-core machine
     )
     airflow.wait_for_dags([DAG_ID, *MIGRATED_DAGS])
     yield Servers(airflow=airflow, dagster=dagster, dags=dags, markers=markers, proxy=proxy)
     proxy.stop()
+
+
+def _restart(dagster: DagsterServer, name: str, args: list[str], *, down_seconds: float = 0.0) -> None:
+    """Stop Dagster's ``name`` process (webserver or daemon), wait ``down_seconds``, start it again."""
+    [process] = [p for p in dagster._processes if p.log_path.name == f"{name}.log"]
+    process.stop()
+    dagster._processes.remove(process)
+    time.sleep(down_seconds)
+    assert dagster.venv is not None
+    dagster._processes.append(ServerProcess([str(dagster.venv / "bin" / args[0]), *args[1:], *dagster.target],
+                                            log_path=dagster.home / f"{name}.log", env=dagster.env(), cwd=dagster.home))
+    ready = dagster._daemon_healthy if name == "daemon" else dagster._loaded
+    wait_until(ready, timeout=300, what=f"Dagster's {name} back", interval=1.0)
 
 
 def _shown_migrated(airflow: AirflowServer, task_id: str) -> bool:
@@ -320,3 +344,72 @@ def test_whole_dag_migration_and_rollback(servers: Servers) -> None:
     assert back["state"] == "success"
     assert (servers.markers / "airflow_ran_whole").read_text() == "airflow"
     assert servers.dagster_runs(back["dag_run_id"]) == []
+
+
+@pytest.mark.extended  # minutes each on a loaded 2-core machine
+def test_a_run_dagster_retries_counts_for_the_task(servers: Servers) -> None:
+    """The run fails once; Dagster retries it (run tag dagster/max_retries=1): the Airflow task succeeds."""
+    run = servers.wait("e2e_dagster_retry")
+    assert run["state"] == "success", servers.airflow.log_tail()
+    first, retry = servers.dagster_runs(run["dag_run_id"])
+    assert (first["status"], retry["status"]) == ("FAILURE", "SUCCESS")
+    assert retry["tags"]["dagster/parent_run_id"] == first["runId"]
+    assert retry["tags"]["airlift/airflow_try_number"] == "1", "Dagster's retry carries the try's tags"
+    assert (servers.markers / "retried_table_runs").read_text() == "ran\nran\n"
+    log = _task_log(servers.airflow, run["dag_run_id"], "retried")
+    assert f"Dagster run {first['runId']} failed and Dagster retries it as run {retry['runId']}" in log
+    assert f"Dagster run {retry['runId']} succeeded" in log
+    print("\n--- Airflow task log of the task whose Dagster run Dagster retried ---")
+    print("\n".join(line for line in log.splitlines() if "Dagster" in line)[:3000])
+
+
+@pytest.mark.extended  # minutes each on a loaded 2-core machine
+def test_deferred_task_marked_failed_stops_its_run(servers: Servers) -> None:
+    """Airflow 3 calls the trigger's on_kill: the run ends canceled. Airflow 2 does not: the run goes on
+    until the task's next try, here a clear, which terminates it and launches a new run."""
+    airflow, dag_id = servers.airflow, "e2e_mark_failed"
+    run_id = servers.trigger(dag_id)
+    wait_until(lambda: _ti(servers, dag_id)["state"] == "deferred" and servers.dagster_runs(run_id), timeout=300,
+               what="the task to defer with its Dagster run", interval=1.0)
+    [first] = servers.dagster_runs(run_id)
+    started = time.monotonic()
+    body = {"new_state": "failed"} if airflow.generation >= 3 else {"new_state": "failed", "dry_run": False}
+    airflow.patch(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/deferred_long", json=body)
+    if airflow.generation >= 3:
+        wait_until(lambda: servers.dagster_runs(run_id)[0]["status"] == "CANCELED", timeout=120,
+                   what="the marked-failed task's Dagster run to be canceled", interval=1.0)
+        print(f"\nAirflow 3: run canceled {time.monotonic() - started:.0f}s after mark failed")
+        triggerer = (airflow.home / "standalone.log").read_text(errors="replace") + _task_log(airflow, run_id, "deferred_long")
+        assert f"Task killed: asked Dagster to terminate run {first['runId']}" in triggerer
+        return
+    time.sleep(10)
+    assert servers.dagster_runs(run_id)[0]["status"] in ("STARTED", "STARTING", "QUEUED"), "Airflow 2 tells no trigger"
+    airflow.post(f"/dags/{dag_id}/clearTaskInstances", json={
+        "dry_run": False, "task_ids": ["deferred_long"], "dag_run_id": run_id, "only_failed": False, "reset_dag_runs": True})
+    wait_until(lambda: len(servers.dagster_runs(run_id)) == 2, timeout=300, what="the cleared try's run", interval=1.0)
+    assert servers.dagster_runs(run_id)[0]["status"] in ("CANCELING", "CANCELED")
+    (servers.markers / "release_mark_failed").write_text("1")
+    assert servers.wait(dag_id)["state"] == "success"
+    assert [r["status"] for r in servers.dagster_runs(run_id)] == ["CANCELED", "SUCCESS"]
+    assert "of an earlier attempt of this task (cleared since) was still in flight: terminated" in \
+        _task_log(airflow, run_id, "deferred_long")
+
+
+@pytest.mark.extended  # minutes each on a loaded 2-core machine
+def test_webserver_stopped_while_a_task_waits(servers: Servers) -> None:
+    """The Dagster webserver is down 30 s while a migrated task waits: the task succeeds, one run."""
+    dag_id = "e2e_outage"
+    run_id = servers.trigger(dag_id)
+    wait_until(lambda: (servers.markers / "outage_table_runs").exists(), timeout=300,
+               what="the task's Dagster run to start", interval=1.0)
+    _restart(servers.dagster, "webserver", ["dagster-webserver", "-h", servers.dagster.host, "-p", str(servers.dagster.port)],
+             down_seconds=30)
+    (servers.markers / "outage_over").write_text("1")
+    run = servers.wait(dag_id)
+    assert run["state"] == "success", servers.airflow.log_tail()
+    assert [r["status"] for r in servers.dagster_runs(run_id)] == ["SUCCESS"]
+    assert (servers.markers / "outage_table_runs").read_text() == "ran\n"
+    log = _task_log(servers.airflow, run_id, "waits_out")
+    assert "cannot be reached" in log and "answers again after" in log
+    print("\n--- Airflow task log of the task that waited through the outage ---")
+    print("\n".join(line for line in log.splitlines() if "Dagster" in line)[:3000])
