@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import requests
 
 from airlift_protocol import AirflowTaskRef, parse_dagster_run_tags, run_counts_for_try
 from airlift_protocol.tags import AIRFLOW_EVENT_TAG
@@ -36,6 +38,7 @@ HERE = Path(__file__).parent
 INSTANCE = "chaos_prod"  # the AirflowInstance's name in Dagster; the Airflow side is never told
 LOCATION = "chaos_defs"
 SENSOR = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "sensorName": f"{INSTANCE}__airflow_sensor"}
+REST_TIMEOUT = 120.0  # Airflow's API answers slowly while its tasks keep a 2-core machine busy
 MAIN, LATE, NAMED = "chaos_main", "chaos_late", "chaos_named"
 #: (DAG, task) -> its asset (one each); the order is the DAG's.
 TASK_ASSETS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -202,7 +205,19 @@ class Chaos:
 
     # -- Airflow ------------------------------------------------------------------------------------
     def trigger(self, dag_id: str = MAIN, **conf: Any) -> str:
-        return self.airflow.trigger(dag_id, conf=conf)
+        """Trigger a run under a run id of our own, so a POST whose answer was lost is not sent twice."""
+        run_id = f"chaos__{uuid.uuid4().hex[:12]}"
+        body: dict[str, Any] = {"dag_run_id": run_id, "conf": conf}
+        if self.airflow.generation == 3:
+            body["logical_date"] = None
+        try:
+            self.airflow.post(f"/dags/{dag_id}/dagRuns", json=body, timeout=REST_TIMEOUT)
+        except requests.RequestException:
+            self.wait_for(lambda: self.get_run(dag_id, run_id), what=f"run {run_id} of {dag_id} after a lost answer", timeout=120)
+        return run_id
+
+    def get_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return dict(self.airflow.get(f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}", timeout=REST_TIMEOUT))
 
     def wait(self, dag_id: str, run_id: str, *, timeout: float = 600) -> dict[str, Any]:
         run = self.airflow.wait_for_run(dag_id, run_id, timeout=timeout)
@@ -219,7 +234,8 @@ class Chaos:
         return wait_until(predicate, timeout=timeout, what=what, interval=1.0)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        return self.airflow.task_instances(dag_id, run_id)
+        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
+        return list(self.airflow.get(path, params={"limit": 100}, timeout=REST_TIMEOUT)["task_instances"])
 
     def clear(self, dag_id: str, run_id: str, task_ids: list[str], *, downstream: bool) -> None:
         """Clear tasks (Airflow's "Clear", optionally with downstream) and wait for the run to finish again."""
@@ -247,12 +263,12 @@ class Chaos:
     def tries(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[dict[str, Any]]:
         path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
         path += f"/{map_index}/tries" if map_index >= 0 else "/tries"
-        return list(self.airflow.get(path, params={"limit": 100}).get("task_instances", []))
+        return list(self.airflow.get(path, params={"limit": 100}, timeout=REST_TIMEOUT).get("task_instances", []))
 
     def snapshot(self, runs: Iterable[tuple[str, str]]) -> None:
         """Record the runs' states and every try of their mapped tasks (Airflow's REST)."""
         for dag_id, run_id in runs:
-            run = self.airflow.get_run(dag_id, run_id)
+            run = self.get_run(dag_id, run_id)
             self.ledger.record_run(dag_id, run_id, run["state"], run.get("end_date"))
             for ti in self.task_instances(dag_id, run_id):
                 if (dag_id, ti["task_id"]) not in TASK_ASSETS:

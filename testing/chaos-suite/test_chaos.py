@@ -32,7 +32,7 @@ def _states(chaos: Chaos, dag_id: str, run_id: str) -> dict[str, str]:
 
 
 def _succeeded(chaos: Chaos, dag_id: str, run_id: str) -> None:
-    run = chaos.airflow.get_run(dag_id, run_id)
+    run = chaos.get_run(dag_id, run_id)
     assert run["state"] == "success", (run["state"], _states(chaos, dag_id, run_id), chaos.airflow.log_tail(40))
 
 
@@ -161,7 +161,7 @@ def test_clear_one_task_then_with_downstream(chaos: Chaos) -> None:
 
 def test_mark_success_and_mark_failed(chaos: Chaos) -> None:
     failed = chaos.run(fail_load=True)
-    assert chaos.airflow.get_run(MAIN, failed)["state"] == "failed"
+    assert chaos.get_run(MAIN, failed)["state"] == "failed"
     chaos.mark(MAIN, failed, "load", "success")  # the last task: nothing downstream for Airflow to clear
     done = chaos.run()
     chaos.check([(MAIN, failed), (MAIN, done)], title="mark success")
