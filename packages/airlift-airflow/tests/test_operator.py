@@ -234,20 +234,27 @@ def test_launch_answered_5xx_after_creating_the_run_is_found(fake_dagster: FakeD
     assert fake_dagster.operations.count("AirliftLaunch") == 1
 
 
-def test_launch_that_never_reached_dagster_is_sent_again(fake_dagster: FakeDagster) -> None:
-    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
-    hook = _hook(fake_dagster.url)
+def _first_launch_lost(hook: DagsterHook, *, sent: bool) -> list[dict[str, Any]]:
+    """The hook's first launch gets no answer (``sent``: after the request left); later ones go through."""
+    from airlift_airflow import DagsterLaunchUnknownError
+
     real = hook.get_conn().launch_run
-    calls = []
+    calls: list[dict[str, Any]] = []
 
     def lost(**kwargs: Any) -> str:
         calls.append(kwargs)
         if len(calls) == 1:
-            from airlift_airflow import DagsterLaunchUnknownError
-            raise DagsterLaunchUnknownError("launching a run got no answer (ConnectionError)", sent=False)
+            raise DagsterLaunchUnknownError("launching a run got no answer", sent=sent)
         return real(**kwargs)
 
     hook.get_conn().launch_run = lost  # type: ignore[method-assign]
+    return calls
+
+
+def test_launch_that_never_reached_dagster_is_sent_again(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
+    hook = _hook(fake_dagster.url)
+    calls = _first_launch_lost(hook, sent=False)
     run_id = hook.launch(location="loc", repository="__repository__", asset_paths=[("a",)], tags=_run_tags(1))
     assert run_id == "run-1" and len(calls) == 2 and len(fake_dagster.launched) == 1
     assert "AirliftRuns" not in fake_dagster.operations, "a request that never left needs no lookup"
@@ -258,17 +265,7 @@ def test_launch_lost_after_it_left_is_looked_up_for_the_window_then_sent_again(
 ) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
     hook = _hook(fake_dagster.url)
-    real = hook.get_conn().launch_run
-    calls = []
-
-    def lost(**kwargs: Any) -> str:
-        calls.append(kwargs)
-        if len(calls) == 1:
-            from airlift_airflow import DagsterLaunchUnknownError
-            raise DagsterLaunchUnknownError("launching a run got no answer (ReadTimeout)")
-        return real(**kwargs)
-
-    hook.get_conn().launch_run = lost  # type: ignore[method-assign]
+    _first_launch_lost(hook, sent=True)
     with caplog.at_level(logging.INFO):
         run_id = hook.launch(location="loc", repository="__repository__", asset_paths=[("a",)], tags=_run_tags(1),
                              lookup_for=30.0)
