@@ -119,6 +119,7 @@ def servers(
     airflow = airflow_server_factory(
         HERE / "dags",
         port=airflow_port,
+        startup_timeout=600.0,  # Airflow 2's webserver took over 240 s to start on a loaded 2-core machine
         extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow"],
         extra_env={
             "AIRFLOW_CONN_DAGSTER_DEFAULT": f"http://127.0.0.1:{dagster_port}",
