@@ -119,6 +119,8 @@ SUITES: tuple[Suite, ...] = (
     # restarts, a stopped daemon, a slow Dagster, a lost cursor, a DAG newly mapped): one ledger row per Airflow try,
     # exactly once (`uvx nox -t chaos`, a job of its own in the GitHub workflow)
     Suite("chaos", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration", airflow="server", tag="chaos"),
+    # its subset in the default run: instance names differing on both sides, a re-attached retry, push with a backlog
+    Suite("chaos-ci", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration and chaos_ci", airflow="server"),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
     # scripts/tutorial.py as a user runs it: start, trigger, see the materialization, two Ctrl-C, nothing left
     Suite("tutorial-script", ("tests/test_tutorial_script.py",), (), marker="integration", airflow="server"),

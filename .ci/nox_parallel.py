@@ -27,7 +27,7 @@ BUDGET_MINUTES = 45
 
 def _weight(session: str) -> int:
     """Start the long sessions first so the last minutes are not one long session alone."""
-    for prefix, weight in (("tutorial", 0), ("integration-airlift-dagster", 1), ("integration-airlift-airflow", 2),
+    for prefix, weight in (("tutorial", 0), ("chaos-ci", 0), ("integration-airlift-dagster", 1), ("integration-airlift-airflow", 2),
                            ("integration", 3), ("typecheck", 4), ("build", 5), ("unit-airlift-airflow", 6)):
         if session.startswith(prefix):
             return weight
