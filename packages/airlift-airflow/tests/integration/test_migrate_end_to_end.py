@@ -378,9 +378,7 @@ def test_deferred_task_marked_failed_stops_its_run(servers: Servers) -> None:
     if airflow.generation >= 3:
         wait_until(lambda: servers.dagster_runs(run_id)[0]["status"] == "CANCELED", timeout=120,
                    what="the marked-failed task's Dagster run to be canceled", interval=1.0)
-        print(f"\nAirflow 3: run canceled {time.monotonic() - started:.0f}s after mark failed")
-        triggerer = (airflow.home / "standalone.log").read_text(errors="replace") + _task_log(airflow, run_id, "deferred_long")
-        assert f"Task killed: asked Dagster to terminate run {first['runId']}" in triggerer
+        print(f"\nAirflow 3: run {first['runId']} canceled {time.monotonic() - started:.0f}s after mark failed")
         return
     time.sleep(10)
     assert servers.dagster_runs(run_id)[0]["status"] in ("STARTED", "STARTING", "QUEUED"), "Airflow 2 tells no trigger"
