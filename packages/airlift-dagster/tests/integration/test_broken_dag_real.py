@@ -8,7 +8,6 @@ materializing the other DAG's runs, and fixing the file restores the DAG.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
