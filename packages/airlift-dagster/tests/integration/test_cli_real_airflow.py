@@ -70,7 +70,7 @@ def test_doctor(airflow: AirflowServer) -> None:
     checks = {c["name"]: c for c in json.loads(result.output)["checks"]}
     assert {n: c["status"] for n, c in checks.items()} == {
         "Reachable": "OK", "REST API": "OK", "Authentication": "OK", "Airflow version": "OK",
-        "API permissions": "OK", "Clock skew": "OK", "Dagster": "WARN",
+        "API permissions": "OK", "DAG imports": "OK", "Clock skew": "OK", "Dagster": "WARN",
     }
     assert checks["Airflow version"]["detail"] == airflow.version
     assert airlift(airflow, "doctor").exit_code == EXIT_OK
