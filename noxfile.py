@@ -156,6 +156,8 @@ def _register(suite: Suite, python: str, airflow_version: str | None, dagster: s
             install.extend(DAGSTER_VERSIONS[dagster][:1])  # the test venv's dagster at that minor
         session.install(*install)
         args = ["pytest", *suite.paths, "-m", suite.marker, *suite.extra_pytest_args]
+        if suite.airflow == "server":
+            args.append("--durations=10")  # real-server sessions: the slowest tests in the log (see .ci/nox_parallel.py)
         env = {"AIRLIFT_REPO_ROOT": str(ROOT)}
         if airflow_version is not None:
             args += ["--airflow-version", airflow_version]

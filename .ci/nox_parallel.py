@@ -23,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_MINUTES = 45
+# sessions this long get their slowest tests printed
+SLOW_SESSION_SECONDS = float(os.environ.get("AIRLIFT_SLOW_SESSION_SECONDS", "240"))
 
 
 def _weight(session: str) -> int:
@@ -32,6 +34,15 @@ def _weight(session: str) -> int:
         if session.startswith(prefix):
             return weight
     return 9
+
+
+def _slowest_tests(log: Path, limit: int = 8) -> list[str]:
+    """The first lines of pytest's ``--durations`` table in a session log (real-server sessions ask for it)."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    for i, line in enumerate(lines):
+        if "slowest" in line and "durations" in line:
+            return [f"  {row.strip()}" for row in lines[i + 1:i + 1 + limit] if row.strip() and not row.startswith("=")]
+    return []
 
 
 def list_sessions(nox: list[str], tags: list[str]) -> list[str]:
@@ -75,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsession wall times (s):")
     for session, code, took in sorted(results, key=lambda r: -r[2]):
         print(f"  {took:7.0f}  {session}{'' if code == 0 else '  FAILED'}")
+    for session, _, took in sorted(results, key=lambda r: -r[2]):
+        slowest = _slowest_tests(logs / f"{session}.log")
+        if took >= SLOW_SESSION_SECONDS and slowest:
+            print(f"\nslowest tests of {session}:\n" + "\n".join(slowest), flush=True)
     cpu = os.cpu_count() or 0
     verdict = "within" if total <= BUDGET_MINUTES * 60 else "OVER"
     print(f"\n{len(results) - len(failed)}/{len(results)} sessions passed; wall time {total / 60:.1f} min with "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -98,6 +99,28 @@ def test_parallel_driver_runs_every_session_and_fails_when_one_fails(tmp_path: P
     assert out.stdout.index("integration-b (") < out.stdout.index("session wall times")
     compat = subprocess.run([sys.executable, str(driver), "--nox", str(fake_nox), "-t", "compat", "--logs", str(tmp_path / "logs")], capture_output=True, text=True)
     assert compat.returncode == 0 and "2/2 sessions passed" in compat.stdout, compat.stdout + compat.stderr
+
+
+def test_parallel_driver_prints_the_slowest_tests_of_a_slow_session(tmp_path: Path) -> None:
+    fake_nox = tmp_path / "nox"
+    fake_nox.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys, time\n"
+        "if '--list' in sys.argv:\n"
+        "    print(json.dumps([{'session': 'integration-x'}, {'session': 'unit-y'}])); sys.exit(0)\n"
+        "name = sys.argv[sys.argv.index('-s') + 1]\n"
+        "print('=== slowest 10 durations ===')\n"
+        "print(f'512.00s call     tests/test_{name}.py::test_slow')\n"
+        "time.sleep(1.2 if name == 'integration-x' else 0)\n"
+    )
+    fake_nox.chmod(0o755)
+    driver = ROOT / ".ci" / "nox_parallel.py"
+    env = {**os.environ, "AIRLIFT_SLOW_SESSION_SECONDS": "1"}
+    out = subprocess.run([sys.executable, str(driver), "--nox", str(fake_nox), "--logs", str(tmp_path / "logs")],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "slowest tests of integration-x:" in out.stdout and "tests/test_integration-x.py::test_slow" in out.stdout
+    assert "slowest tests of unit-y" not in out.stdout
 
 
 def test_nox_sessions_cover_every_package_and_airflow_version() -> None:

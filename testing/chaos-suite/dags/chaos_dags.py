@@ -5,6 +5,11 @@ tasks and a last observed task; a run's conf scripts failures:
 - ``{"fail_after_launch": ["flaky"]}``: the first try of ``flaky`` fails right after it launched its
   Dagster run (as if its worker were lost); the retry finds that run and re-attaches to it.
 
+The migrated tasks defer (the triggerer waits for their Dagster runs): while the suite keeps Dagster's
+daemon stopped, runs stay queued, and tasks waiting on a worker would hold every executor slot
+(Airflow 2 standalone runs one task at a time; the suite's Airflow 3 runs four), so no other task,
+``flaky``'s retry included, could start.
+
 chaos_late: one task, mapped on the Dagster side only when the suite says so.
 """
 
@@ -43,23 +48,25 @@ def _load(**context: Any) -> str:
 
 
 class ChaosOperator(DagsterOperator):
-    """DagsterOperator whose first try can be made to fail after its launch (run conf fail_after_launch)."""
+    """Deferrable DagsterOperator whose first try can be made to fail after its launch, before it
+    defers (run conf fail_after_launch)."""
 
     _lose_worker = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("deferrable", True)
+        super().__init__(**kwargs)
 
     def execute(self, context: Any) -> list[str]:
         ti = context["ti"]
         self._lose_worker = ti.task_id in (_conf(context).get("fail_after_launch") or []) and int(ti.try_number) == 1
         return super().execute(context)
 
-    def get_hook(self) -> Any:
-        hook = super().get_hook()
+    def defer(self, **kwargs: Any) -> Any:
         if self._lose_worker:
-            def lost(run_ids: Any, **kwargs: Any) -> Any:
-                raise RuntimeError(f"the worker of this try is lost after launching Dagster run(s) {list(run_ids)}")
-
-            hook.wait = lost
-        return hook
+            runs = list(getattr(kwargs.get("trigger"), "run_ids", []))
+            raise RuntimeError(f"the worker of this try is lost after launching Dagster run(s) {runs}")
+        return super().defer(**kwargs)
 
 
 with DAG("chaos_main", start_date=datetime(2024, 1, 1), schedule=None, catchup=False, max_active_runs=8) as main:
