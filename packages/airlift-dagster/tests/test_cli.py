@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -14,8 +17,9 @@ import pytest
 from click.testing import CliRunner, Result
 from dagster import DagsterInstance, asset, materialize
 
-from airlift_dagster.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, cli
+from airlift_dagster.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, _yaml_edit, cli
 from airlift_dagster.cli._connect import Connection
+from airlift_dagster.cli._errors import CliError
 from airlift_protocol import (
     MIGRATING_DAG_TAG,
     dagster_run_tags,
@@ -136,6 +140,113 @@ def test_set_and_rollback_edit_in_place_keeping_comments(env: dict[str, str], tm
     assert every.exit_code == EXIT_OK, every.output
     assert load_dag_migration_state(path).migrated_task_ids == ()
     assert "# extract" in path.read_text() and "# next one" in path.read_text()
+
+
+@pytest.mark.parametrize("fake", [3], indirect=True)  # the edit does not depend on Airflow's generation
+@pytest.mark.parametrize("failing", ["replace", "mkdtemp"])
+def test_an_unwritable_state_file_is_one_line_naming_it(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # Run as root, a read-only file or folder would still be written: the refusal is simulated where
+    # the operating system reports it.
+    state_dir = scaffold(env, tmp_path)
+    path = state_dir / f"{DAG}.yaml"
+    before = path.read_text()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os if failing == "replace" else tempfile, failing, refuse)
+    result = run(env, "state", "set", "-d", str(tmp_path), DAG, "task_000", "--migrated")
+    assert result.exit_code == EXIT_ERROR
+    assert result.output.strip() == (
+        f"error: {path}: cannot write the migration-state file (Permission denied); nothing changed. Make the "
+        "file and its folder writable for this user (or run as their owner) and re-run."
+    )
+    assert path.read_text() == before
+    assert not [p for p in state_dir.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("fake", [3], indirect=True)  # the edit does not depend on Airflow's generation
+def test_an_edit_keeps_the_file_mode(env: dict[str, str], tmp_path: Path) -> None:
+    state_dir = scaffold(env, tmp_path)
+    path = state_dir / f"{DAG}.yaml"
+    path.chmod(0o640)
+    result = run(env, "state", "set", "-d", str(tmp_path), DAG, "task_000", "--migrated")
+    assert result.exit_code == EXIT_OK, result.output
+    assert load_dag_migration_state(path).migrated_task_ids == ("task_000",)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("fake", [3], indirect=True)  # the edit does not depend on Airflow's generation
+def test_an_edit_never_overwrites_a_file_changed_since_it_was_read(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state_dir = scaffold(env, tmp_path)
+    path = state_dir / f"{DAG}.yaml"
+    theirs = "tasks:\n  task_002:\n    migrated: true\n"
+    real_load = _yaml_edit.load_dag_migration_state
+
+    def load_while_someone_else_saves(file: Path) -> Any:
+        if Path(file) != path:  # the edited copy is being checked: another editor saves meanwhile
+            path.write_text(theirs)
+        return real_load(file)
+
+    monkeypatch.setattr(_yaml_edit, "load_dag_migration_state", load_while_someone_else_saves)
+    result = run(env, "state", "set", "-d", str(tmp_path), DAG, "task_000", "--migrated")
+    assert result.exit_code == EXIT_ERROR
+    assert result.output.strip() == (
+        f"error: {path}: the file changed since this command read it (another edit?); nothing written. "
+        "Re-run the command to apply it to the current file."
+    )
+    assert path.read_text() == theirs
+    assert not [p for p in state_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_set_and_rollback_switch_a_whole_dag_file(env: dict[str, str], tmp_path: Path) -> None:
+    state_dir = scaffold(env, tmp_path)
+    path = state_dir / f"{DAG}.yaml"
+    path.write_text("# the whole DAG runs in Dagster\nmigrated: true  # since March\n")
+    back = run(env, "state", "rollback", "-d", str(tmp_path), DAG)
+    assert back.exit_code == EXIT_OK, back.output
+    assert path.read_text() == "# the whole DAG runs in Dagster\nmigrated: false # since March\n"
+    assert load_dag_migration_state(path).dag_migrated is False
+    again = run(env, "state", "set", "-d", str(tmp_path), DAG, "--migrated")
+    assert again.exit_code == EXIT_OK, again.output
+    assert load_dag_migration_state(path).dag_migrated is True
+
+    before = path.read_text()
+    for args in (("set", DAG, "task_000", "--migrated"), ("rollback", DAG, "task_000")):
+        refused = run(env, "state", args[0], "-d", str(tmp_path), *args[1:])
+        assert refused.exit_code == EXIT_ERROR
+        assert refused.output.strip() == (
+            f"error: {path}: DAG {DAG!r} is switched as a whole ('migrated: true'), so it has no task entries; "
+            f"nothing changed. Switch the whole DAG with `airlift state set {DAG} --migrated` or "
+            f"`airlift state rollback {DAG}` (no task ids), or replace the switch by 'tasks' to migrate task by task."
+        )
+    updated = run(env, "state", "scaffold", str(tmp_path), "--update")
+    assert updated.exit_code == EXIT_OK, updated.output
+    assert path.read_text() == before
+    assert not [p for p in state_dir.iterdir() if p.name.startswith(".")]
+
+    per_task = state_dir / "dag_00002.yaml"
+    unnamed = run(env, "state", "set", "-d", str(tmp_path), "dag_00002", "--migrated")
+    assert unnamed.exit_code == EXIT_ERROR and "name the tasks of DAG 'dag_00002' to set" in unnamed.output
+    assert load_dag_migration_state(per_task).migrated_task_ids == ()
+
+
+def test_an_invalid_edit_names_the_state_file_not_a_temporary_copy(tmp_path: Path) -> None:
+    path = tmp_path / "migration_state" / f"{DAG}.yaml"
+    path.parent.mkdir()
+    path.write_text("tasks: {}\n")
+    with pytest.raises(CliError) as raised:
+        _yaml_edit._write_validated(path, "tasks:\n  a:\n    migrated: maybe\n", overwrite=True, before="tasks: {}\n")
+    assert str(raised.value) == (
+        f"{path}, line 3, key 'tasks.a.migrated': expected true or false, found 'maybe'. "
+        f"(in the edited text: the edit is not written, {path} is unchanged)"
+    )
+    assert path.read_text() == "tasks: {}\n"
+    assert [p.name for p in path.parent.iterdir()] == [f"{DAG}.yaml"]
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 The file format itself (and its validation) belongs to :mod:`airlift_protocol.migration_state`; this
 module only edits the text with ruamel.yaml's round-trip mode so comments, key order and quoting
 survive, and never leaves a half-written or invalid file behind: the new text is written to a
-temporary file in the same folder, loaded back with the protocol loader, then renamed over the old one.
+temporary file in the same folder (with the old file's mode), loaded back with the protocol loader, then
+renamed over the old one, unless the old file changed since it was read (another edit won: nothing is
+written and the command says to re-run).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import difflib
 import io
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,7 +25,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from airlift_dagster.cli._errors import CliError
-from airlift_protocol import DagMigrationState, load_dag_migration_state
+from airlift_protocol import DagMigrationState, MigrationStateError, load_dag_migration_state
 from airlift_protocol.migration_state import MIGRATION_STATE_SUFFIXES
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "edit_state_file",
     "state_file_for",
     "unified_diff",
+    "whole_dag_refusal",
 ]
 
 
@@ -51,27 +55,74 @@ def _yaml() -> YAML:
     return yaml
 
 
-def _write_validated(path: Path, text: str, *, overwrite: bool) -> DagMigrationState:
+def _unwritable(path: Path, error: OSError) -> CliError:
+    reason = error.strerror or type(error).__name__
+    return CliError(
+        f"{path}: cannot write the migration-state file ({reason}); nothing changed. Make the file and its "
+        "folder writable for this user (or run as their owner) and re-run."
+    )
+
+
+def _write_validated(path: Path, text: str, *, overwrite: bool, before: str | None = None) -> DagMigrationState:
     """Write ``text`` to ``path`` through a temporary file that the protocol loader reads back first.
-    With ``overwrite=False`` an existing file is never replaced (the link fails instead)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A hidden folder next to the target: same file system (atomic rename), and the loader sees the
-    # real file name (the dag id is the file name).
-    scratch = Path(tempfile.mkdtemp(prefix=".airlift-", dir=path.parent))
+
+    With ``overwrite=False`` an existing file is never replaced (the link fails instead). With
+    ``before`` (the text the edit started from) the file is replaced only while it still holds that
+    text, and the new file keeps the old one's mode. Errors name ``path``, never the temporary file.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A hidden folder next to the target: same file system (atomic rename), and the loader sees the
+        # real file name (the dag id is the file name).
+        scratch = Path(tempfile.mkdtemp(prefix=".airlift-", dir=path.parent))
+    except OSError as e:
+        raise _unwritable(path, e) from e
     try:
         candidate = scratch / path.name
-        candidate.write_text(text, encoding="utf-8")
-        state = load_dag_migration_state(candidate)
+        try:
+            candidate.write_text(text, encoding="utf-8")
+            if overwrite and path.exists():
+                os.chmod(candidate, stat.S_IMODE(path.stat().st_mode))
+        except OSError as e:
+            raise _unwritable(path, e) from e
+        try:
+            state = load_dag_migration_state(candidate)
+        except MigrationStateError as e:
+            problem = str(e).strip().splitlines()[0].replace(str(candidate), str(path))
+            raise CliError(f"{problem} (in the edited text: the edit is not written, {path} is unchanged)") from e
         if overwrite:
-            os.replace(candidate, path)
+            _replace_if_unchanged(candidate, path, before)
         else:
             try:
                 os.link(candidate, path)
             except FileExistsError:
                 raise CliError(f"{path}: already exists; not overwritten (use --update to add missing tasks).") from None
+            except OSError as e:
+                raise _unwritable(path, e) from e
         return state
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _replace_if_unchanged(candidate: Path, path: Path, before: str | None) -> None:
+    """Rename ``candidate`` over ``path`` unless ``path`` no longer holds ``before`` (someone else
+    edited it since it was read: last-writer-wins would silently drop their change)."""
+    if before is not None:
+        try:
+            now = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            now = None
+        except OSError as e:
+            raise _unwritable(path, e) from e
+        if now != before:
+            raise CliError(
+                f"{path}: the file changed since this command read it (another edit?); nothing written. "
+                "Re-run the command to apply it to the current file."
+            )
+    try:
+        os.replace(candidate, path)
+    except OSError as e:
+        raise _unwritable(path, e) from e
 
 
 def create_state_file(path: Path, *, dag_id: str, task_ids: Iterable[str]) -> DagMigrationState:
@@ -121,11 +172,20 @@ def edit_state_file(
 
     ``set_tasks`` sets those tasks' flags (a task without an entry is appended); ``add_missing``
     appends ``migrated: false`` entries for tasks the file does not list; ``all_tasks_to`` sets every
-    listed task (and a DAG-level ``migrated`` key, where the format has one). The file is validated
-    before and after; nothing is written when the result would be invalid or nothing changed.
+    listed task, or the DAG-level ``migrated`` switch of a file that migrates the whole DAG (such a
+    file has no task entries: ``set_tasks`` is refused, ``add_missing`` adds nothing). The file is
+    validated before and after; nothing is written when the result would be invalid, nothing changed,
+    or the file changed since it was read.
     """
-    load_dag_migration_state(path)  # the current file must be valid: errors name file and line
-    before = path.read_text(encoding="utf-8")
+    current = load_dag_migration_state(path)  # the current file must be valid: errors name file and line
+    try:
+        before = path.read_text(encoding="utf-8")
+    except OSError as e:  # pragma: no cover - the protocol loader read it a moment ago
+        raise CliError(f"{path}: cannot read the file ({e}).") from e
+    if current.dag_migrated is not None:
+        if set_tasks:
+            raise CliError(whole_dag_refusal(path, current))
+        add_missing = ()
     yaml = _yaml()
     try:
         root: Any = yaml.load(before)
@@ -133,13 +193,14 @@ def edit_state_file(
         raise CliError(f"{path}: not valid YAML ({e}).") from e
     if not isinstance(root, CommentedMap):
         raise CliError(f"{path}: expected a mapping with a 'tasks' key.")
+    if all_tasks_to is not None and "migrated" in root:
+        root["migrated"] = all_tasks_to
     tasks = root.get("tasks")
     if not isinstance(tasks, CommentedMap):
         tasks = CommentedMap()
-        root["tasks"] = tasks
+        if set_tasks or add_missing:
+            root["tasks"] = tasks
     if all_tasks_to is not None:
-        if "migrated" in root:
-            root["migrated"] = all_tasks_to
         for entry in tasks.values():
             if isinstance(entry, CommentedMap):
                 entry["migrated"] = all_tasks_to
@@ -157,8 +218,19 @@ def edit_state_file(
     after = buffer.getvalue()
     if after == before or dry_run:
         return StateEdit(path, before, after, None)
-    state = _write_validated(path, after, overwrite=True)
+    state = _write_validated(path, after, overwrite=True, before=before)
     return StateEdit(path, before, after, state)
+
+
+def whole_dag_refusal(path: Path, current: DagMigrationState) -> str:
+    """Why task ids cannot be set in a file that switches the whole DAG, and what to run instead."""
+    switch = "true" if current.dag_migrated else "false"
+    return (
+        f"{path}: DAG {current.dag_id!r} is switched as a whole ('migrated: {switch}'), so it has no task "
+        f"entries; nothing changed. Switch the whole DAG with `airlift state set {current.dag_id} --migrated` "
+        f"or `airlift state rollback {current.dag_id}` (no task ids), or replace the switch by 'tasks' to "
+        "migrate task by task."
+    )
 
 
 def unified_diff(before: str, after: str, path: Path) -> str:

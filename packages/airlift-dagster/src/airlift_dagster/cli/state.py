@@ -24,6 +24,7 @@ from airlift_dagster.cli._yaml_edit import (
     edit_state_file,
     state_file_for,
     unified_diff,
+    whole_dag_refusal,
 )
 from airlift_protocol import (
     AIRFLOW_DAG_ID_RUN_TAG,
@@ -312,13 +313,15 @@ def _existing_file(folder: Path, dag_id: str) -> Path:
 @state.command(name="set")
 @with_folders
 @click.argument("dag_id")
-@click.argument("task_ids", nargs=-1, required=True)
+@click.argument("task_ids", nargs=-1)
 @click.option("--migrated/--not-migrated", required=True, help="Run the tasks in Dagster, or in Airflow again.")
 @click.option("--offline", is_flag=True, help="Do not check the DAG and tasks against Airflow.")
 @connection_options
 def set_(conn: Connection, dags_folder: str, state_dir: str | None, dag_id: str, task_ids: tuple[str, ...],
          migrated: bool, offline: bool) -> None:
     """Set TASK_IDS of DAG_ID migrated (or not), editing the file in place (comments and order kept).
+    A file that switches the whole DAG ("migrated: true" instead of "tasks") takes no TASK_IDS: its
+    switch is set.
 
     \b
     Example:
@@ -326,7 +329,16 @@ def set_(conn: Connection, dags_folder: str, state_dir: str | None, dag_id: str,
     """
     out = Output()
     path = _existing_file(_state_dir(dags_folder, state_dir), dag_id)
-    load_dag_migration_state(path)
+    current = load_dag_migration_state(path)
+    if current.dag_migrated is not None:
+        if task_ids:
+            raise CliError(whole_dag_refusal(path, current))
+        _check_against_airflow(conn, dag_id, (), offline=offline)
+        _apply(path, out, all_tasks_to=migrated)
+        return
+    if not task_ids:
+        raise CliError(f"{path}: name the tasks of DAG {dag_id!r} to set (e.g. `airlift state set {dag_id} TASK_ID "
+                       f"--migrated`); nothing changed.")
     _check_against_airflow(conn, dag_id, task_ids, offline=offline)
     _apply(path, out, set_tasks=dict.fromkeys(task_ids, migrated))
 
@@ -339,7 +351,8 @@ def set_(conn: Connection, dags_folder: str, state_dir: str | None, dag_id: str,
 @connection_options
 def rollback(conn: Connection, dags_folder: str, state_dir: str | None, dag_id: str, task_ids: tuple[str, ...],
              offline: bool) -> None:
-    """Roll back TASK_IDS of DAG_ID (every task when none is given) to run in Airflow.
+    """Roll back TASK_IDS of DAG_ID (every task when none is given, or the switch of a file that
+    migrates the whole DAG) to run in Airflow.
 
     \b
     Example:
@@ -348,6 +361,8 @@ def rollback(conn: Connection, dags_folder: str, state_dir: str | None, dag_id: 
     out = Output()
     path = _existing_file(_state_dir(dags_folder, state_dir), dag_id)
     current = load_dag_migration_state(path)
+    if task_ids and current.dag_migrated is not None:
+        raise CliError(whole_dag_refusal(path, current))
     if task_ids:
         missing = [t for t in task_ids if t not in current.tasks]
         if missing:
