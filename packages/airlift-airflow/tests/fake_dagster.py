@@ -103,7 +103,8 @@ class FakeDagster:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def add_asset(self, path: list[str], *, dag_id: str, task_id: str | None, location: str = "loc",
-                  executable: bool = True, partitions: dict[str, str] | None = None) -> None:
+                  executable: bool = True, partitions: dict[str, str] | None = None,
+                  checks: list[str] | None = None) -> None:
         tags = [{"key": "airlift/dag_id", "value": dag_id}]
         if task_id is not None:
             tags.append({"key": "airlift/task_id", "value": task_id})
@@ -111,6 +112,8 @@ class FakeDagster:
             "assetKey": {"path": path}, "isExecutable": executable, "tags": tags,
             "partitionDefinition": partitions,
             "repository": {"name": "__repository__", "location": {"name": location}},
+            **({} if checks is None else
+               {"assetChecksOrError": {"__typename": "AssetChecks", "checks": [{"name": n} for n in checks]}}),
         })
 
     def add_run(self, run_id: str, *, status: str, tags: dict[str, str]) -> None:

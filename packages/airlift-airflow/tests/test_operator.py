@@ -91,6 +91,21 @@ def test_launches_one_run_of_the_tagged_assets_with_airflow_tags(
     assert TOKEN not in logged
 
 
+def test_the_run_executes_the_assets_own_checks_and_leaves_airlifts_to_the_sensor(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["raw", "customers"], dag_id=DAG_ID, task_id=TASK_ID,
+                           checks=["airflow_task_succeeded", "airflow_partition_key", "not_null"])
+    fake_dagster.add_asset(["raw", "orders"], dag_id=DAG_ID, task_id=TASK_ID, checks=["airflow_task_succeeded"])
+    _operator().execute(_context())
+    assert fake_dagster.launched[0]["selector"]["assetCheckSelection"] == [{"assetKey": {"path": ["raw", "customers"]}, "name": "not_null"}]
+
+
+def test_unknown_checks_leave_the_selection_to_dagster(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["raw", "customers"], dag_id=DAG_ID, task_id=TASK_ID, checks=["airflow_task_succeeded"])
+    fake_dagster.add_asset(["raw", "orders"], dag_id=DAG_ID, task_id=TASK_ID)  # (checks not listed)
+    _operator().execute(_context())
+    assert "assetCheckSelection" not in fake_dagster.launched[0]["selector"]
+
+
 def test_instance_name_and_map_index_are_in_the_identity(fake_dagster: FakeDagster, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
     fake_dagster.dag_assets |= {("prod", "dag", DAG_ID), ("east", "dag", DAG_ID)}

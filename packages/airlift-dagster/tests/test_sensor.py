@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from dagster import (
@@ -41,6 +42,7 @@ from airlift_dagster.sensor import SensorSettings
 from airlift_dagster.sensor.cursor import SweepWindow, advance_cursor
 from airlift_dagster.sensor.windows import plan_tick
 from airlift_protocol import dagster_run_tags
+from airlift_protocol.events import TASK_RUN_CHECK_NAME
 from airlift_protocol.tags import AirflowEventId, airflow_event_key_of
 from airlift_testing.fake_airflow import FakeAirflow, FakeRun
 
@@ -441,6 +443,10 @@ def test_migrated_or_not_is_decided_per_airflow_run_from_dagster_run_tags(ticker
     assert counts[("inst/dag/dag_00000", run.run_id)] == 1
     assert counts[("b", other.run_id)] == 1
     assert counts[("b", rolled_back.run_id)] == 1
+    # the built try's check is the sensor's to evaluate (the operator's run does not execute Airlift's checks)
+    checks = [e for e in ticker.events if isinstance(e, AssetCheckEvaluation) and e.check_name == TASK_RUN_CHECK_NAME
+              and e.asset_key == AssetKey("b") and quote(run.run_id, safe="") in str(e.metadata["Airflow run"].value)]
+    assert [c.passed for c in checks] == [True]
 
 
 def test_two_instances_with_the_same_ids_stay_independent(fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:

@@ -25,6 +25,7 @@ from airlift_airflow.errors import (
     DagsterUnreachableError,
 )
 from airlift_protocol import Retryable, RetryPolicy
+from airlift_protocol.events import SENSOR_CHECK_NAMES
 from airlift_protocol.tags import TASK_ASSET_INDEX_METADATA, dag_asset_path, parse_task_asset_index
 
 __all__ = [
@@ -56,6 +57,7 @@ ASSET_FIELDS = """
     tags { key value }
     partitionDefinition { type fmt description }
     repository { name location { name } }
+    assetChecksOrError { __typename ... on AssetChecks { checks { name } } }
 """
 
 # Only the asset nodes named by key: the answer grows with the task, not with the deployment.
@@ -159,6 +161,14 @@ class DagsterAsset:
     partition_type: str | None = None
     partition_fmt: str | None = None
     partition_description: str | None = None
+    #: The names of the asset's checks; ``None``: Dagster did not list them.
+    checks: tuple[str, ...] | None = None
+
+    def run_checks(self) -> tuple[str, ...] | None:
+        """The checks a Dagster run building this asset executes: all but Airlift's own, which the
+        sensor evaluates from Airflow's records (:data:`airlift_protocol.events.SENSOR_CHECK_NAMES`);
+        ``None`` when the checks are unknown (Dagster then runs every check of the asset)."""
+        return None if self.checks is None else tuple(c for c in self.checks if c not in SENSOR_CHECK_NAMES)
 
 
 @dataclass(frozen=True)
@@ -406,9 +416,11 @@ class DagsterGraphQLClient:
         repository: str,
         asset_paths: Sequence[Sequence[str]],
         tags: Mapping[str, str],
+        asset_checks: Sequence[tuple[Sequence[str], str]] | None = None,
     ) -> str:
         """Send the launch mutation ONCE for exactly these assets of one code location (implicit
-        ``__ASSET_JOB``); returns the run id. A timeout, dropped connection or 5xx raises
+        ``__ASSET_JOB``) and, when given, exactly these ``(asset path, check name)`` checks (else
+        Dagster's default: every check of the assets); returns the run id. A timeout, dropped connection or 5xx raises
         :class:`DagsterLaunchUnknownError`: the run may exist, look it up by its tags."""
         params = {
             "selector": {
@@ -416,6 +428,8 @@ class DagsterGraphQLClient:
                 "repositoryName": repository,
                 "jobName": "__ASSET_JOB",
                 "assetSelection": [{"path": list(p)} for p in asset_paths],
+                **({} if asset_checks is None else
+                   {"assetCheckSelection": [{"assetKey": {"path": list(p)}, "name": n} for p, n in asset_checks]}),
             },
             "runConfigData": {},
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
@@ -579,6 +593,7 @@ def _never_sent(error: requests.ConnectionError) -> bool:
 def _asset(node: Mapping[str, Any]) -> DagsterAsset:
     repository = node["repository"]
     partitions = node.get("partitionDefinition") or {}
+    checks = node.get("assetChecksOrError") or {}
     return DagsterAsset(
         path=tuple(node["assetKey"]["path"]),
         location=repository["location"]["name"],
@@ -588,6 +603,7 @@ def _asset(node: Mapping[str, Any]) -> DagsterAsset:
         partition_type=partitions.get("type"),
         partition_fmt=partitions.get("fmt"),
         partition_description=partitions.get("description"),
+        checks=tuple(c["name"] for c in checks.get("checks") or []) if checks.get("__typename") == "AssetChecks" else None,
     )
 
 

@@ -203,7 +203,8 @@ class DagsterOperator(BaseOperator):
                 tags[DAGSTER_PARTITION_TAG] = partition
             self._launching = tags
             new_run = hook.launch(location=plan.location, repository=plan.repository, asset_paths=plan.paths, tags=tags,
-                                  say=self.log.warning, lookup_for=self.launch_lookup_timeout)
+                                  say=self.log.warning, lookup_for=self.launch_lookup_timeout,
+                                  asset_checks=_run_checks(assets, plan.paths))
             run_ids.append(new_run)
             self._launching = None
             self.log.info(
@@ -343,3 +344,16 @@ class DagsterOperator(BaseOperator):
             )
         except PartitionKeyError as e:
             raise DagsterApiError(f"{what}: {e}") from e
+
+
+def _run_checks(assets: Sequence[DagsterAsset], paths: Sequence[tuple[str, ...]]) -> list[tuple[tuple[str, ...], str]] | None:
+    """The checks the run of ``paths`` executes (see :meth:`DagsterAsset.run_checks`); ``None`` when
+    Dagster did not list some asset's checks (it then runs them all)."""
+    by_path = {a.path: a.run_checks() for a in assets}
+    selected: list[tuple[tuple[str, ...], str]] = []
+    for path in paths:
+        checks = by_path.get(tuple(path))
+        if checks is None:
+            return None
+        selected.extend((tuple(path), name) for name in checks)
+    return selected

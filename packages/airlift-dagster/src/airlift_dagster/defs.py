@@ -276,9 +276,9 @@ def build_defs_from_airflow_instance(
         @op(name=f"{name}__airflow_run_checks", ins={input_name: In(Nothing) for input_name in keys_by_input},
             out={output: Out(None, is_required=False) for output in specs_by_output})
         def _airflow_run_checks(context):  # type: ignore[no-untyped-def]  # dagster validates the annotation
-            # The sensor evaluates these checks from Airflow's task tries. A Dagster run evaluates one
-            # only when the DagsterOperator launched that run for the Airflow task mapped to the asset
-            # (a migrated task, which the run just built); otherwise the check is left to the sensor.
+            # The sensor evaluates these checks from Airflow's task tries, migrated ones included; the
+            # DagsterOperator leaves them out of the runs it launches. A run that still selects them (a
+            # DagsterOperator older than that) evaluates the migrated task's check here.
             ref = parse_dagster_run_tags(context.run.tags)
             if ref is None or (ref.instance_name is not None and ref.instance_name != name):
                 return

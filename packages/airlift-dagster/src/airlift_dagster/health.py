@@ -24,11 +24,11 @@ from dagster import (
 )
 
 from airlift_protocol import AirflowImportError
+from airlift_protocol.events import DAG_IMPORT_CHECK_NAME
 
 __all__ = ["DAG_IMPORT_CHECK_NAME", "import_error_check_specs", "import_error_description", "import_error_evaluations",
            "import_error_metadata"]
 
-DAG_IMPORT_CHECK_NAME = "airflow_dag_imports"
 _ERROR_ID = "Airflow import error id"
 
 

@@ -38,7 +38,10 @@ from airlift_protocol.tags import (
 )
 
 __all__ = [
+    "DAG_IMPORT_CHECK_NAME",
     "DAG_RUN_CHECK_NAME",
+    "PARTITION_CHECK_NAME",
+    "SENSOR_CHECK_NAMES",
     "TASK_RUN_CHECK_NAME",
     "MetadataEntry",
     "ReportedEvent",
@@ -53,6 +56,14 @@ __all__ = [
 TASK_RUN_CHECK_NAME = "airflow_task_succeeded"
 #: Asset check on every DAG asset: the latest Airflow run of the DAG succeeded.
 DAG_RUN_CHECK_NAME = "airflow_dag_run_succeeded"
+#: Asset check on time-partitioned mapped assets: the Airflow run names exactly one partition.
+PARTITION_CHECK_NAME = "airflow_partition_key"
+#: Asset check on a DAG asset: Airflow imports the DAG's file.
+DAG_IMPORT_CHECK_NAME = "airflow_dag_imports"
+#: Airlift's own checks. The sensor evaluates them from Airflow's records (a migrated task's try
+#: included), so a Dagster run launched for a migrated task never executes them: they would cost the
+#: run a step (a process, a pod) and evaluate the same try a second time.
+SENSOR_CHECK_NAMES = frozenset({TASK_RUN_CHECK_NAME, DAG_RUN_CHECK_NAME, PARTITION_CHECK_NAME, DAG_IMPORT_CHECK_NAME})
 
 def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat()

@@ -45,10 +45,9 @@ from __future__ import annotations
 
 from airlift_dagster.sensor.cursor import CURSOR_VERSION, AirliftSensorCursor
 from airlift_dagster.sensor.definition import build_airflow_sensor
-from airlift_dagster.sensor.emissions import PARTITION_CHECK_NAME
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
 from airlift_dagster.sensor.tick import TickOutcome, evaluate_tick
-from airlift_protocol.events import DAG_RUN_CHECK_NAME, TASK_RUN_CHECK_NAME
+from airlift_protocol.events import DAG_RUN_CHECK_NAME, PARTITION_CHECK_NAME, TASK_RUN_CHECK_NAME
 
 __all__ = [
     "CURSOR_VERSION",

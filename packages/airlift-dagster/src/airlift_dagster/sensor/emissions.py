@@ -34,6 +34,7 @@ from airlift_protocol import (
 )
 from airlift_protocol.events import (
     DAG_RUN_CHECK_NAME,
+    PARTITION_CHECK_NAME,
     TASK_RUN_CHECK_NAME,
     MetadataEntry,
     dag_run_success_event,
@@ -42,9 +43,6 @@ from airlift_protocol.events import (
     task_success_event,
 )
 from airlift_protocol.tags import AirflowEventId, DatasetEventId
-
-#: Check on time-partitioned mapped assets: the Airflow run names exactly one partition.
-PARTITION_CHECK_NAME = "airflow_partition_key"
 
 #: Late rows named in a warning (the rest are counted).
 LATE_NAMED = 10
