@@ -515,12 +515,21 @@ class _FakeDagsterGraphql(BaseHTTPRequestHandler):
     """Answers the two queries the command line sends to Dagster's /graphql (shapes of Dagster 1.13)."""
 
     runs: ClassVar[dict[tuple[str, str], list[dict[str, str]]]] = {}
+    #: The Dagster+ API token every request must carry (None: no token needed), and the tokens seen.
+    token: ClassVar[str | None] = None
+    tokens_seen: ClassVar[list[str | None]] = []
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.tokens_seen.append(self.headers.get("Dagster-Cloud-Api-Token"))
+        if self.token is not None and self.headers.get("Dagster-Cloud-Api-Token") != self.token:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if body["query"].strip() == "{ version }":
             data: dict[str, Any] = {"version": "1.13.0"}
         else:
@@ -537,6 +546,7 @@ class _FakeDagsterGraphql(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def dagster_url() -> Iterator[str]:
+    _FakeDagsterGraphql.token, _FakeDagsterGraphql.tokens_seen = None, []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeDagsterGraphql)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -559,6 +569,35 @@ def test_doctor_and_status_read_dagster_over_graphql(env: dict[str, str], tmp_pa
     rows = {(r["dag_id"], r["task_id"]): r for r in json.loads(status.output)["tasks"]}
     assert rows[(DAG, "task_001")]["last_dagster_run"] == "SUCCESS 01234567"
     assert rows[(DAG, "task_000")]["last_dagster_run"] is None
+
+
+@pytest.mark.parametrize("fake", [3], indirect=True)  # reading Dagster does not depend on Airflow's generation
+def test_status_and_doctor_send_the_dagster_plus_token(env: dict[str, str], tmp_path: Path, dagster_url: str) -> None:
+    secret = "dagster-token-SENTINEL"
+    _FakeDagsterGraphql.token = secret
+    _FakeDagsterGraphql.runs = {(DAG, "task_001"): [{"runId": "0123456789abcdef", "status": "SUCCESS"}]}
+    scaffold(env, tmp_path)
+    with_token = {**env, "AIRLIFT_DAGSTER_URL": dagster_url, "AIRLIFT_DAGSTER_API_TOKEN": secret}
+    status = run(with_token, "state", "status", "-d", str(tmp_path), "--json")
+    assert status.exit_code == EXIT_OK, status.output
+    rows = {(r["dag_id"], r["task_id"]): r for r in json.loads(status.output)["tasks"]}
+    assert rows[(DAG, "task_001")]["last_dagster_run"] == "SUCCESS 01234567"
+    doctor = run(with_token, "doctor", "--json")
+    assert json.loads(doctor.output)["checks"][-1]["status"] == "OK"
+    assert _FakeDagsterGraphql.tokens_seen and set(_FakeDagsterGraphql.tokens_seen) == {secret}
+    assert secret not in status.output + doctor.output
+
+    wrong = {**with_token, "AIRLIFT_DAGSTER_API_TOKEN": "wrong-SENTINEL"}
+    refused = run(wrong, "state", "status", "-d", str(tmp_path))
+    assert refused.exit_code == EXIT_ERROR
+    assert refused.output.strip() == (
+        f"error: {dagster_url}: could not read Dagster runs (HTTP 401). Dagster refused the request: give a valid "
+        "Dagster+ API token in AIRLIFT_DAGSTER_API_TOKEN (or --dagster-token)."
+    )
+    check = json.loads(run(wrong, "doctor", "--json").output)["checks"][-1]
+    assert (check["status"], check["hint"]) == ("FAIL", "Dagster refused the request: give a valid Dagster+ API token in "
+                                                        "AIRLIFT_DAGSTER_API_TOKEN (or --dagster-token)")
+    assert "SENTINEL" not in refused.output
 
 
 @pytest.mark.parametrize("fake", [3], indirect=True)  # reading Dagster does not depend on Airflow's generation

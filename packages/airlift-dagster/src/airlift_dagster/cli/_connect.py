@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import requests
 from dagster import AssetKey, Definitions
 
 from airlift_client import (
@@ -29,11 +30,15 @@ from airlift_client import (
 from airlift_dagster.cli._errors import CliError
 from airlift_dagster.mapping import task_handle_of
 
-__all__ = ["Connection", "UserCode", "connection_options", "load_user_code"]
+__all__ = ["DAGSTER_TOKEN_HEADER", "DAGSTER_TOKEN_HINT", "Connection", "UserCode", "connection_options", "load_user_code"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 AUTH_KINDS = ("basic", "token", "mwaa")
+#: The header Dagster+ reads its API token from (the Airflow side sends the same one).
+DAGSTER_TOKEN_HEADER = "Dagster-Cloud-Api-Token"
+#: What to do when Dagster refuses a request (401/403): its API token is missing or wrong.
+DAGSTER_TOKEN_HINT = "Dagster refused the request: give a valid Dagster+ API token in AIRLIFT_DAGSTER_API_TOKEN (or --dagster-token)"
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,7 @@ class Connection:
     instance_name: str | None = None
     timeout: float = 10.0
     dagster_url: str | None = None
+    dagster_token: str | None = field(default=None, repr=False)
     _user_code: UserCode | None = field(default=None, repr=False)
     _instance: AirflowInstance | None = field(default=None, repr=False)
 
@@ -149,6 +155,17 @@ class Connection:
         if self._user_code is None:
             self._user_code = load_user_code(self.defs_path, self.module, instance_name=self.instance_name)
         return self._user_code
+
+    def post_dagster_graphql(self, query: str, variables: dict[str, Any] | None = None) -> requests.Response:
+        """Send one GraphQL request to ``--dagster-url`` (with the Dagster+ API token, when given, as
+        the ``Dagster-Cloud-Api-Token`` header); network errors are the caller's to report."""
+        if not self.dagster_url:
+            raise CliError("no Dagster to talk to: give --dagster-url (or AIRLIFT_DAGSTER_URL).")
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        headers = {DAGSTER_TOKEN_HEADER: self.dagster_token} if self.dagster_token else {}
+        return requests.post(self.dagster_url.rstrip("/") + "/graphql", json=body, headers=headers, timeout=self.timeout)
 
     def _backend(self) -> AuthBackend:
         if self.auth == "mwaa" or (self.mwaa_env and not self.url):
@@ -208,9 +225,11 @@ _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--timeout",), {"envvar": "AIRLIFT_TIMEOUT", "type": float, "default": 10.0, "show_default": True,
                       "help": "Seconds per HTTP request."}),
     (("--dagster-url",), {"envvar": "AIRLIFT_DAGSTER_URL", "help": "Dagster webserver URL (doctor, last Dagster runs)."}),
+    (("--dagster-token",), {"envvar": "AIRLIFT_DAGSTER_API_TOKEN",
+                            "help": "Dagster+ API token for --dagster-url (prefer the env var)."}),
 ]
 _NAMES = ("url", "auth", "username", "password", "token", "mwaa_env", "mwaa_region", "defs_path", "module",
-          "instance_name", "timeout", "dagster_url")
+          "instance_name", "timeout", "dagster_url", "dagster_token")
 
 
 def connection_options(func: F) -> F:

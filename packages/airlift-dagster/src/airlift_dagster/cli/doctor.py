@@ -20,7 +20,7 @@ from airlift_client import (
     AirflowUnreachableError,
     AirliftClientError,
 )
-from airlift_dagster.cli._connect import Connection, connection_options
+from airlift_dagster.cli._connect import DAGSTER_TOKEN_HINT, Connection, connection_options
 from airlift_dagster.cli._errors import EXIT_OK, EXIT_PROBLEMS, CliError
 from airlift_dagster.cli._output import Output, first_line, json_option
 from airlift_dagster.state import with_unlisted_dags
@@ -79,19 +79,21 @@ def _airflow_version(instance: AirflowInstance, timeout: float) -> str:
     return str(response.json().get("version", "unknown"))
 
 
-def _dagster_checks(dagster_url: str | None, timeout: float) -> list[Check]:
-    if not dagster_url:
+def _dagster_checks(conn: Connection) -> list[Check]:
+    if not conn.dagster_url:
         return [Check("Dagster", "WARN", "not checked", "give --dagster-url (or AIRLIFT_DAGSTER_URL) to check it")]
-    url = dagster_url.rstrip("/")
+    url = conn.dagster_url.rstrip("/")
     hint = (
         f"Airflow reaches Dagster through the connection AIRFLOW_CONN_DAGSTER_DEFAULT='{url}' "
         "(the URL must resolve from the Airflow workers too)"
     )
     try:
-        response = requests.post(url + "/graphql", json={"query": "{ version }"}, timeout=timeout)
+        response = conn.post_dagster_graphql("{ version }")
         version = response.json()["data"]["version"] if response.status_code == 200 else None
     except (requests.RequestException, ValueError, KeyError, TypeError) as e:
         return [Check("Dagster", "FAIL", f"{url}: {first_line(e)}", "start dagster-webserver or fix --dagster-url")]
+    if response.status_code in (401, 403):
+        return [Check("Dagster", "FAIL", f"{url}/graphql answered {response.status_code}", DAGSTER_TOKEN_HINT)]
     if not version:
         return [Check("Dagster", "FAIL", f"{url}/graphql answered {response.status_code}", "is this a Dagster webserver?")]
     return [Check("Dagster", "OK", f"{url} (Dagster {version})", hint)]
@@ -105,7 +107,7 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
         instance = conn.instance()
     except (CliError, AirliftClientError) as e:
         checks.append(Check("Configuration", "FAIL", first_line(e), "see `airlift doctor --help` for the connection options"))
-        return checks + _dagster_checks(conn.dagster_url, timeout)
+        return checks + _dagster_checks(conn)
     code = conn.user_code() if conn.has_user_code else None
     if code is not None:
         checks.append(Check("Dagster definitions", "OK", f"{code.source}: {len(code.assets_by_task)} task(s) mapped to assets"))
@@ -114,7 +116,7 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
         url = instance.webserver_url  # MWAA: asks the MWAA API
     except AirliftClientError as e:
         checks.append(Check("Airflow location", "FAIL", first_line(e), "check the MWAA environment name, region and AWS credentials"))
-        return checks + _dagster_checks(conn.dagster_url, timeout)
+        return checks + _dagster_checks(conn)
     if url:
         try:
             sent = time.time()
@@ -122,7 +124,7 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
             received = time.time()
         except requests.RequestException as e:
             checks.append(Check("Reachable", "FAIL", f"{url}: {type(e).__name__}", "is the webserver running, and is --url right?"))
-            return checks + _dagster_checks(conn.dagster_url, timeout)
+            return checks + _dagster_checks(conn)
         elapsed = (received - sent) * 1000
         checks.append(Check("Reachable", "OK", f"{url} answered HTTP {health.status_code} in {elapsed:.0f} ms"))
     else:
@@ -149,13 +151,13 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
         checks.append(Check("REST API", "OK", generation()))
     except AirflowAuthError as e:
         checks.append(Check("Authentication", "FAIL", first_line(e), "check the user, password or token"))
-        return checks + _dagster_checks(conn.dagster_url, timeout)
+        return checks + _dagster_checks(conn)
     except AirflowUnreachableError as e:
         checks.append(Check("REST API", "FAIL", first_line(e), "is the webserver running, and is --url right?"))
-        return checks + _dagster_checks(conn.dagster_url, timeout)
+        return checks + _dagster_checks(conn)
     except (AirliftClientError, requests.RequestException, ValueError) as e:
         checks.append(Check("REST API", "FAIL", first_line(e), "pass the Airflow webserver's base URL"))
-        return checks + _dagster_checks(conn.dagster_url, timeout)
+        return checks + _dagster_checks(conn)
     first: list[DagInfo] = []
 
     def auth() -> str:
@@ -163,7 +165,7 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
         return f"{instance.auth_backend.describe()}: accepted"
 
     if not step("Authentication", auth, "check the credentials"):
-        return checks + _dagster_checks(conn.dagster_url, timeout)
+        return checks + _dagster_checks(conn)
     step("Airflow version", lambda: _airflow_version(instance, timeout), "the user needs read access to /version")
 
     permissions: list[tuple[str, Callable[[], Any]]] = [("list DAGs", lambda: None)]
@@ -202,7 +204,7 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
         )
         checks.append(Check("Clock skew", status, detail,
                             "" if status == "OK" else "sync both clocks (NTP)"))
-    return checks + _dagster_checks(conn.dagster_url, timeout)
+    return checks + _dagster_checks(conn)
 
 
 def _import_errors_check(instance: AirflowInstance, mapped_dag_ids: list[str] | None) -> Check:

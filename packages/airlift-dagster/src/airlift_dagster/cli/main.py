@@ -37,7 +37,8 @@ def cli() -> None:
 
     Connection options (on every command that talks to Airflow) also come from environment
     variables: AIRLIFT_AIRFLOW_URL, AIRLIFT_AIRFLOW_AUTH (basic|token|mwaa), AIRLIFT_AIRFLOW_USERNAME,
-    AIRLIFT_AIRFLOW_PASSWORD, AIRLIFT_AIRFLOW_TOKEN, AIRLIFT_MWAA_ENV, AIRLIFT_DEFS, AIRLIFT_DAGSTER_URL.
+    AIRLIFT_AIRFLOW_PASSWORD, AIRLIFT_AIRFLOW_TOKEN, AIRLIFT_MWAA_ENV, AIRLIFT_DEFS, AIRLIFT_DAGSTER_URL,
+    AIRLIFT_DAGSTER_API_TOKEN (Dagster+).
 
     \b
     Exit codes: 0 fine; 1 problems found (doctor FAIL, validate errors, diff --exit-code);

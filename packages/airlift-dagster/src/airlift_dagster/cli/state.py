@@ -16,7 +16,12 @@ from rich.table import Table
 from rich.text import Text
 
 from airlift_dagster.cli._airflow import LiveDag, fetch_live_dags, latest_task_instances
-from airlift_dagster.cli._connect import Connection, UserCode, connection_options
+from airlift_dagster.cli._connect import (
+    DAGSTER_TOKEN_HINT,
+    Connection,
+    UserCode,
+    connection_options,
+)
 from airlift_dagster.cli._errors import EXIT_OK, EXIT_PROBLEMS, CliError
 from airlift_dagster.cli._output import Output, first_line, json_option, plain
 from airlift_dagster.cli._yaml_edit import (
@@ -164,9 +169,10 @@ def _local_dagster_runs(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str
     return result
 
 
-def _dagster_runs(dagster_url: str, pairs: Sequence[tuple[str, str]], timeout: float) -> dict[tuple[str, str], str]:
+def _dagster_runs(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """The latest Dagster run launched for each (dag_id, task_id), as ``STATUS run_id``, read from
-    the webserver's GraphQL API."""
+    the webserver's GraphQL API (with the Dagster+ API token, when given)."""
+    dagster_url = str(conn.dagster_url)
     query = (
         "query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}, limit: 1) "
         "{ ... on Runs { results { runId status } } } }"
@@ -175,9 +181,9 @@ def _dagster_runs(dagster_url: str, pairs: Sequence[tuple[str, str]], timeout: f
     for dag_id, task_id in pairs:
         tags = [{"key": AIRFLOW_DAG_ID_RUN_TAG, "value": dag_id}, {"key": AIRFLOW_TASK_ID_RUN_TAG, "value": task_id}]
         try:
-            response = requests.post(
-                dagster_url.rstrip("/") + "/graphql", json={"query": query, "variables": {"tags": tags}}, timeout=timeout
-            )
+            response = conn.post_dagster_graphql(query, {"tags": tags})
+            if response.status_code in (401, 403):
+                raise CliError(f"{dagster_url}: could not read Dagster runs (HTTP {response.status_code}). {DAGSTER_TOKEN_HINT}.")
             runs = response.json()["data"]["runsOrError"]["results"]
         except (requests.RequestException, ValueError, KeyError, TypeError) as e:
             raise CliError(f"{dagster_url}: could not read Dagster runs ({first_line(e)}); check --dagster-url.") from e
@@ -235,7 +241,7 @@ def status(conn: Connection, dags_folder: str, state_dir: str | None, days: floa
     dagster: dict[tuple[str, str], str] = {}
     if conn.dagster_url:
         dagster_source = conn.dagster_url
-        dagster = _dagster_runs(conn.dagster_url, pairs, conn.timeout)
+        dagster = _dagster_runs(conn, pairs)
     elif code is not None and os.environ.get("DAGSTER_HOME"):
         dagster_source = f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
         dagster = _local_dagster_runs(pairs)
