@@ -329,12 +329,23 @@ NEXT = {
     ),
     "migrate": (
         "tutorial_example/dagster_defs/migrate.py",
-        "Edit airflow_dags/migration_state/rebuild_customers_list.yaml: set `migrated: true` under load_raw_customers,\n"
-        "      save, wait ~10 s for Airflow to re-parse, trigger again: the task now runs in Dagster. `migrated: false` rolls back.\n"
-        "      A YAML typo removes the DAG from Airflow until fixed: check Airflow's import errors (banner on the DAGs page).",
+        "Migrate load_raw_customers with the `airlift` command of the Dagster environment, which checks the task in\n"
+        "      Airflow and edits airflow_dags/migration_state/rebuild_customers_list.yaml:\n"
+        "        export AIRLIFT_AIRFLOW_URL={airflow_url} AIRLIFT_AIRFLOW_USERNAME=admin AIRLIFT_AIRFLOW_PASSWORD=admin\n"
+        "        {airlift} state set -d airflow_dags rebuild_customers_list load_raw_customers --migrated\n"
+        "      wait ~10 s for Airflow to re-parse, trigger again: the task now runs in Dagster. Roll it back with\n"
+        "        {airlift} state rollback -d airflow_dags rebuild_customers_list load_raw_customers",
         "",
     ),
 }
+
+
+def airlift_command(dagster: DagsterServer) -> str:
+    """The ``airlift`` command of the tutorial's Dagster environment (relative to the working folder)."""
+    executable = Path(dagster.venv or "", "bin", "airlift")
+    with contextlib.suppress(ValueError):
+        executable = executable.relative_to(Path.cwd())
+    return str(executable)
 
 
 def banner(args: argparse.Namespace, airflow: AirflowServer, dagster: DagsterServer, console: Console) -> None:
@@ -351,8 +362,10 @@ def banner(args: argparse.Namespace, airflow: AirflowServer, dagster: DagsterSer
         "",
         "What to do now:",
         f"  1. In Airflow, open {DAG_ID} (already unpaused) and press {trigger}.",
-        "  2. In Dagster, within ~30 s of the run finishing (sensor airflow_instance_one__airflow_sensor), the assets are materialized.",
-        f"  3. {what.format(defs=f'{EXAMPLE_REL}/{defs}')}".replace(" airflow_dags/", f" {EXAMPLE_REL}/airflow_dags/"),
+        "  2. In Dagster, within a sensor interval (30 s) plus its settle time (10 s) and the tick's own time of the run\n"
+        "     finishing (sensor airflow_instance_one__airflow_sensor), the assets are materialized.",
+        f"  3. {what.format(defs=f'{EXAMPLE_REL}/{defs}', airlift=airlift_command(dagster), airflow_url=airflow.url)}".replace(
+            " airflow_dags", f" {EXAMPLE_REL}/airflow_dags"),
     ]
     if next_command:
         lines.append(f"  4. Next step: press Ctrl-C, then run  {next_command.format(flags=flags)}")

@@ -142,3 +142,20 @@ def test_no_supported_python_says_which_are_needed(tutorial: Any, monkeypatch: p
     monkeypatch.setitem(tutorial.SUPPORTED_PYTHONS, "airflow2", ("3.98", "3.99"))  # not the one running this test
     with pytest.raises(tutorial.TutorialError, match=r"the Airflow 2 side needs Python 3\.98 or 3\.99, and none is on PATH"):
         tutorial.pick_python("airflow2", tutorial.Console(io.StringIO()))
+
+
+def test_the_migrate_banner_gives_the_airlift_commands_not_a_hand_edit(tutorial: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+    from types import SimpleNamespace
+
+    monkeypatch.chdir(ROOT)
+    airflow = SimpleNamespace(url="http://127.0.0.1:8080", generation=3, version="3.3.2", log_path=Path("airflow.log"))
+    dagster = SimpleNamespace(url="http://127.0.0.1:3000", venv=ROOT / ".airlift-cache" / "venvs" / "dagster-x", home=Path("home"))
+    out = io.StringIO()
+    tutorial.banner(argparse.Namespace(step="migrate", airflow="3", host="127.0.0.1"), airflow, dagster, tutorial.Console(out))
+    shown = out.getvalue()
+    airlift = ".airlift-cache/venvs/dagster-x/bin/airlift"
+    assert "export AIRLIFT_AIRFLOW_URL=http://127.0.0.1:8080 AIRLIFT_AIRFLOW_USERNAME=admin AIRLIFT_AIRFLOW_PASSWORD=admin" in shown
+    assert f"{airlift} state set -d examples/tutorial-example/airflow_dags rebuild_customers_list load_raw_customers --migrated" in shown
+    assert f"{airlift} state rollback -d examples/tutorial-example/airflow_dags rebuild_customers_list load_raw_customers" in shown
+    assert "Edit " not in shown and "`migrated: true`" not in shown
