@@ -373,7 +373,7 @@ def chaos_ledger_cls() -> Callable[[], tuple[Ledger, type[Seen]]]:
     return lambda: (Ledger(), Seen)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chaos(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
     root = tmp_path_factory.mktemp("chaos")
     dags = root / "dags"

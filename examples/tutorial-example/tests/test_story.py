@@ -26,6 +26,9 @@ EXAMPLE = Path(__file__).resolve().parent.parent
 DAG_ID = "rebuild_customers_list"
 TASKS = ["load_raw_customers", "run_dbt_model", "export_customers"]
 DBT_ASSETS = {"raw_data/raw_orders", "raw_data/raw_payments", "stg_customers", "stg_orders", "stg_payments", "customers"}
+MATERIALIZATIONS = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename ... on Asset {
+  assetMaterializations(limit: 500) { runId metadataEntries { label ... on TextMetadataEntry { text } } } } } }"""
+RUN_TAGS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { tags { key value } } } }"
 RUNS = """query($tag: String!) { runsOrError(filter: {tags: [{key: "%s", value: $tag}]}) {
   ... on Runs { results { runId status tags { key value } assetMaterializations { assetKey { path } } } } } }""" % AIRFLOW_RUN_ID_RUN_TAG
 
@@ -136,11 +139,13 @@ def test_migrate_task_by_task_and_roll_back(world: dict[str, Any], dagster_serve
         wait_until(parsed, timeout=180, what=f"Airflow to re-parse with {task_id} migrated={migrated}", interval=2)
 
     migrated_so_far: list[str] = []
+    airflow_runs: list[str] = []
     for task_id in TASKS:
         reparse(task_id, True)
         migrated_so_far.append(task_id)
         run = airflow.trigger_and_wait(DAG_ID, timeout=600)
         assert run["state"] == "success", airflow.log_tail()
+        airflow_runs.append(run["dag_run_id"])
         dagster_runs = dagster.graphql(RUNS, {"tag": run["dag_run_id"]})["runsOrError"]["results"]
         by_task = {next(t["value"] for t in r["tags"] if t["key"] == "airlift/airflow_task_id"): r for r in dagster_runs}
         assert sorted(by_task) == sorted(migrated_so_far)
@@ -153,5 +158,36 @@ def test_migrate_task_by_task_and_roll_back(world: dict[str, Any], dagster_serve
     reparse("run_dbt_model", False)
     run = airflow.trigger_and_wait(DAG_ID, timeout=600)
     assert run["state"] == "success"
+    airflow_runs.append(run["dag_run_id"])
     dagster_runs = dagster.graphql(RUNS, {"tag": run["dag_run_id"]})["runsOrError"]["results"]
     assert sorted(next(t["value"] for t in r["tags"] if t["key"] == "airlift/airflow_task_id") for r in dagster_runs) == ["export_customers", "load_raw_customers"]
+
+    # Exactly once across the paths: the Dagster daemon's sensor observed what Airflow ran and skipped what
+    # the migrated tasks' Dagster runs built; every asset has one materialization per Airflow run.
+    assets = ["raw_data/raw_customers", *sorted(DBT_ASSETS), "customers_csv", f"airflow_instance_one/dag/{DAG_ID}"]
+    run_tags: dict[str, dict[str, str]] = {}
+
+    def airflow_run_of(materialization: dict[str, Any]) -> str | None:
+        for entry in materialization["metadataEntries"]:
+            if entry["label"] == "Airflow run id":
+                return str(entry.get("text"))
+        if materialization["runId"] not in run_tags:
+            node = dagster.graphql(RUN_TAGS, {"id": materialization["runId"]})["runOrError"]
+            run_tags[materialization["runId"]] = {t["key"]: t["value"] for t in node.get("tags") or []}
+        return run_tags[materialization["runId"]].get(AIRFLOW_RUN_ID_RUN_TAG)
+
+    def held() -> Counter[tuple[str, str | None]]:
+        counts: Counter[tuple[str, str | None]] = Counter()
+        for asset in assets:
+            node = dagster.graphql(MATERIALIZATIONS, {"key": {"path": asset.split("/")}})["assetOrError"]
+            for m in node.get("assetMaterializations") or [] if node["__typename"] == "Asset" else []:
+                counts[(asset, airflow_run_of(m))] += 1
+        return counts
+
+    expected = Counter({(asset, run_id): 1 for asset in assets for run_id in airflow_runs})
+    wait_until(lambda: all(held()[k] for k in expected), timeout=240, interval=5,
+               what="the sensor to observe the last run (every asset of every Airflow run materialized)")
+    time.sleep(35)  # one more sensor interval: nothing else may arrive
+    counts = held()
+    assert {k: counts[k] for k in expected} == expected
+    assert not {k: n for k, n in counts.items() if n > 1}, "an asset materialized twice for one Airflow run"

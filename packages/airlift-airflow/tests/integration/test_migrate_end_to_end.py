@@ -32,7 +32,7 @@ from airlift_protocol import (
     tasks_migrated_in_dag_doc,
 )
 from airlift_testing import AirflowServer, DagsterServer, repo_root, wait_until
-from airlift_testing.procs import ServerProcess
+from airlift_testing.chaos import ChaosDagster
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -89,7 +89,7 @@ def _task_log(airflow: AirflowServer, run_id: str, task_id: str) -> str:
 @dataclass
 class Servers:
     airflow: AirflowServer
-    dagster: DagsterServer
+    dagster: ChaosDagster
     dags: Path
     markers: Path
     proxy: DelayingProxy
@@ -136,11 +136,12 @@ def servers(
     set_dag_migrated(state_folder, dag_id="e2e_whole", migrated=True)
 
     env = {"AIRLIFT_E2E_MARKERS": str(markers)}
-    dagster = dagster_server_factory(workspace_file=HERE / "workspace.yaml", extra_packages=[], extra_env=env)
+    dagster = dagster_server_factory(ChaosDagster, workspace_file=HERE / "workspace.yaml", extra_packages=[], extra_env=env)
     # run retries on (a run is retried when its tags ask, dagster/max_retries): the daemon reads it at start
     with (dagster.home / "dagster.yaml").open("a") as f:
         f.write("run_retries:\n  enabled: true\n  max_retries: 0\n")
-    _restart(dagster, "daemon", ["dagster-daemon", "run"])
+    dagster.stop_daemon()
+    dagster.start_daemon()
     proxy = DelayingProxy(dagster.url)
     packages = repo_root() / "packages"
     airflow = airflow_server_factory(
@@ -152,19 +153,6 @@ def servers(
     airflow.wait_for_dags([DAG_ID, *MIGRATED_DAGS])
     yield Servers(airflow=airflow, dagster=dagster, dags=dags, markers=markers, proxy=proxy)
     proxy.stop()
-
-
-def _restart(dagster: DagsterServer, name: str, args: list[str], *, down_seconds: float = 0.0) -> None:
-    """Stop Dagster's ``name`` process (webserver or daemon), wait ``down_seconds``, start it again."""
-    [process] = [p for p in dagster._processes if p.log_path.name == f"{name}.log"]
-    process.stop()
-    dagster._processes.remove(process)
-    time.sleep(down_seconds)
-    assert dagster.venv is not None
-    dagster._processes.append(ServerProcess([str(dagster.venv / "bin" / args[0]), *args[1:], *dagster.target],
-                                            log_path=dagster.home / f"{name}.log", env=dagster.env(), cwd=dagster.home))
-    ready = dagster._daemon_healthy if name == "daemon" else dagster._loaded
-    wait_until(ready, timeout=300, what=f"Dagster's {name} back", interval=1.0)
 
 
 def _shown_migrated(airflow: AirflowServer, task_id: str) -> bool:
@@ -400,8 +388,7 @@ def test_webserver_stopped_while_a_task_waits(servers: Servers) -> None:
     run_id = servers.trigger(dag_id)
     wait_until(lambda: (servers.markers / "outage_table_runs").exists(), timeout=300,
                what="the task's Dagster run to start", interval=1.0)
-    _restart(servers.dagster, "webserver", ["dagster-webserver", "-h", servers.dagster.host, "-p", str(servers.dagster.port)],
-             down_seconds=30)
+    servers.dagster.restart_webserver(down_seconds=30)
     (servers.markers / "outage_over").write_text("1")
     run = servers.wait(dag_id)
     assert run["state"] == "success", servers.airflow.log_tail()

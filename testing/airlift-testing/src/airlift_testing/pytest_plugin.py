@@ -48,10 +48,11 @@ def airflow_shape(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--airflow-shape"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow_server_factory(airflow_version: str, airflow_shape: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., AirflowServer]]:
     """``factory(dags_folder, **kwargs)`` starts an AirflowServer of the version and shape under test;
-    every server (and its database) is stopped at the end of the session (even when tests fail)."""
+    every server (and its database) is stopped at the end of the test module that started it (even
+    when tests fail): a 2-core machine cannot afford one module's idle servers during the next."""
     servers: list[AirflowServer] = []
 
     def factory(dags_folder: Path, **kwargs: Any) -> AirflowServer:
@@ -67,15 +68,16 @@ def airflow_server_factory(airflow_version: str, airflow_shape: str, tmp_path_fa
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dagster_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., DagsterServer]]:
-    """``factory(defs_file=... | workspace_file=..., **kwargs)`` starts a DagsterServer; all are
-    stopped at the end of the session."""
+    """``factory(defs_file=... | workspace_file=..., **kwargs)`` starts a DagsterServer (or the
+    subclass ``server_class``, e.g. :class:`airlift_testing.chaos.ChaosDagster`); all are stopped at the
+    end of the test module that started them."""
     servers: list[DagsterServer] = []
 
-    def factory(**kwargs: Any) -> DagsterServer:
+    def factory(server_class: type[DagsterServer] = DagsterServer, **kwargs: Any) -> DagsterServer:
         kwargs.setdefault("home", tmp_path_factory.mktemp("dagster-home"))
-        server = DagsterServer(**kwargs)
+        server = server_class(**kwargs)
         servers.append(server)
         return server.start()
 
