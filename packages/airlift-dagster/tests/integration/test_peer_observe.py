@@ -296,18 +296,19 @@ def test_dag_added_to_the_mapping_after_its_run_finished(airflow: AirflowServer)
 
 
 def test_paused_sensor_catches_up_in_bounded_ticks(airflow: AirflowServer) -> None:
+    RUNS = 9  # noqa: N806
     with DagsterInstance.ephemeral() as instance:
-        daemon = Daemon(_defs(airflow, QUICK, max_rows_per_tick=10), instance)
+        daemon = Daemon(_defs(airflow, QUICK, max_rows_per_tick=4), instance)
         daemon.tick()
         airflow.unpause("quick_dag")
-        # 21 runs finish while the sensor does not tick. They go in batches of 4: a burst of 21 at once
-        # overloads Airflow 3's SQLite-backed standalone server (its own writes lock the file), which is
-        # not what this test is about.
+        # 9 runs (18 rows, 4 per tick) finish while the sensor does not tick. They go in batches of 4: a
+        # burst at once overloads Airflow 3's SQLite-backed standalone server (its own writes lock the
+        # file), which is not what this test is about.
         run_ids: list[str] = []
         finished: list[dict[str, Any]] = []
-        for first in range(0, 21, 4):
+        for first in range(0, RUNS, 4):
             batch = [_trigger_with_id(airflow, "quick_dag", f"catch_up_{i:02d}_{uuid.uuid4().hex[:6]}", i)
-                     for i in range(first, min(first + 4, 21))]
+                     for i in range(first, min(first + 4, RUNS))]
             finished += [airflow.wait_for_run("quick_dag", r, timeout=600) for r in batch]
             run_ids += batch
         assert {r["state"] for r in finished} == {"success"}
@@ -319,7 +320,7 @@ def test_paused_sensor_catches_up_in_bounded_ticks(airflow: AirflowServer) -> No
             if (cursor.high_water and cursor.high_water >= max(_parse(r["end_date"]) for r in finished)) or ticks > 40:
                 break
         rows = daemon.materializations(*run_ids)
-        _report(f"sensor paused while 21 runs finished, caught up in {ticks} ticks", rows)
+        _report(f"sensor paused while {RUNS} runs finished, caught up in {ticks} ticks", rows)
         assert ticks >= 3, "the per-tick budget split the catch-up"
         assert Counter(rows) == Counter([("quick_table", r, 1) for r in run_ids] + [("airflow_one/dag/quick_dag", r, 0) for r in run_ids])
         for r in run_ids:  # the task asset before the DAG asset, in every run
