@@ -296,7 +296,7 @@ def test_dag_added_to_the_mapping_after_its_run_finished(airflow: AirflowServer)
 
 
 def test_paused_sensor_catches_up_in_bounded_ticks(airflow: AirflowServer) -> None:
-    RUNS = 9  # noqa: N806
+    RUNS = 9
     with DagsterInstance.ephemeral() as instance:
         daemon = Daemon(_defs(airflow, QUICK, max_rows_per_tick=4), instance)
         daemon.tick()
