@@ -17,6 +17,9 @@ Scaffold it with ``dg scaffold defs airlift_dagster.AirflowInstanceComponent air
           task_id: load_raw_customers
           assets:
             - key: raw_data/raw_customers
+        - dag_id: rebuild_customers_list   # no task_id: built by the DAG as a whole
+          assets:
+            - key: reports/customers_weekly
       dag_assets:              # optional: DAG owners and tags on the DAG assets
         owners_from_dag: true
         tags_from_dag: true
@@ -193,10 +196,12 @@ class DatasetsConfig(Resolvable, Model):
 
 @dataclass
 class TaskMapping(Resolvable):
-    """The Dagster assets an Airflow task builds (``dag_defs(dag_id, task_defs(task_id, *assets))``)."""
+    """The Dagster assets an Airflow task builds (``dag_defs(dag_id, task_defs(task_id, *assets))``);
+    without ``task_id``, the assets the DAG builds as a whole (``dag_defs(dag_id, *assets)``),
+    materialized when a run of the DAG succeeds."""
 
     dag_id: str
-    task_id: str
+    task_id: str | None = None
     assets: Sequence[ResolvedAssetSpec] = ()
 
 
@@ -365,5 +370,6 @@ class AirflowInstanceComponent(StateBackedComponent, Resolvable):
         by_dag: dict[str, list[Definitions]] = {}
         for mapping in self.mappings:
             specs: list[AssetSpec] = list(mapping.assets)
-            by_dag.setdefault(mapping.dag_id, []).append(task_defs(mapping.task_id, *specs))
+            part = task_defs(mapping.task_id, *specs) if mapping.task_id is not None else Definitions(assets=specs)
+            by_dag.setdefault(mapping.dag_id, []).append(part)
         return Definitions.merge(*(dag_defs(dag_id, *parts) for dag_id, parts in by_dag.items())) if by_dag else Definitions()

@@ -35,7 +35,7 @@ from airlift_dagster.health import (
     import_error_description,
     import_error_metadata,
 )
-from airlift_dagster.mapping import map_specs, task_asset_indexes, task_handle_of
+from airlift_dagster.mapping import dag_handle_of, map_specs, task_asset_indexes, task_handle_of
 from airlift_dagster.sensor import (
     DAG_RUN_CHECK_NAME,
     PARTITION_CHECK_NAME,
@@ -111,6 +111,12 @@ def load_airflow_state(
 class _Mapped:
     specs: Sequence[AssetSpec]
     by_task: Mapping[tuple[str, str], list[AssetKey]]
+    #: DAG id → the assets mapped to the DAG as a whole (``dag_defs`` without ``task_defs``).
+    by_dag: Mapping[str, list[AssetKey]]
+
+    @property
+    def dag_ids(self) -> set[str]:
+        return {d for d, _ in self.by_task} | set(self.by_dag)
 
 
 def _mapped_assets(defs: Definitions) -> _Mapped:
@@ -121,11 +127,15 @@ def _mapped_assets(defs: Definitions) -> _Mapped:
         elif isinstance(item, AssetsDefinition):
             specs.extend(item.specs)
     by_task: dict[tuple[str, str], list[AssetKey]] = {}
+    by_dag: dict[str, list[AssetKey]] = {}
     for spec in specs:
         handle = task_handle_of(spec)
         if handle is not None:
             by_task.setdefault(handle, []).append(spec.key)
-    return _Mapped(specs=specs, by_task=by_task)
+        dag_id = dag_handle_of(spec)
+        if dag_id is not None:
+            by_dag.setdefault(dag_id, []).append(spec.key)
+    return _Mapped(specs=specs, by_task=by_task, by_dag=by_dag)
 
 
 def build_defs_from_airflow_instance(
@@ -193,17 +203,17 @@ def build_defs_from_airflow_instance(
         airflow_instance.assume_api_version(state.api)
     else:
         state = load_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, refresh=refresh,
-                                   include_datasets=dataset_filter is not None, expected_dag_ids={d for d, _ in mapped.by_task})
+                                   include_datasets=dataset_filter is not None, expected_dag_ids=mapped.dag_ids)
     links = ui_links_for(state.api, state.webserver_url)
     known_dags = {d.dag_id for d in state.dags}
-    _check_known_ids(name, state, mapped.by_task, allow_unknown_ids, selected=dag_selector_fn is not None)
+    _check_known_ids(name, state, mapped.by_task, allow_unknown_ids, selected=dag_selector_fn is not None, dag_level=mapped.by_dag)
 
     def annotate(spec: AssetSpec) -> AssetSpec:
         handle = task_handle_of(spec)
-        if handle is None or handle[0] not in known_dags:
+        dag_id = handle[0] if handle is not None else dag_handle_of(spec)
+        if dag_id is None or dag_id not in known_dags:
             return spec
-        dag_id, task_id = handle
-        task = state.task(dag_id, task_id)
+        task = state.task(dag_id, handle[1]) if handle is not None else None
         metadata: dict[str, object] = {"Airflow DAG": MetadataValue.url(links.dag_url(dag_id))}
         if task is not None:
             metadata["Airflow task (raw)"] = MetadataValue.json(raw_json(task.raw))
@@ -214,6 +224,8 @@ def build_defs_from_airflow_instance(
 
     task_keys_by_dag: dict[str, list[AssetKey]] = {}
     for (dag_id, _task_id), keys in mapped.by_task.items():
+        task_keys_by_dag.setdefault(dag_id, []).extend(keys)
+    for dag_id, keys in mapped.by_dag.items():
         task_keys_by_dag.setdefault(dag_id, []).extend(keys)
     dag_keys = {dag.dag_id: translator.get_dag_asset_key(AirflowDagProps(name, dag)) for dag in state.dags}
     dataset_specs = _dataset_specs(name, state, translator, dataset_filter, mapped.by_task, dag_keys)
@@ -306,6 +318,7 @@ def build_defs_from_airflow_instance(
         webserver_url=state.webserver_url,
         upstream={dag_id: {t.task_id: t.upstream_task_ids for t in tasks} for dag_id, tasks in state.tasks.items()},
         by_task={k: v for k, v in mapped.by_task.items() if k[0] in known_dags},
+        by_dag={k: v for k, v in mapped.by_dag.items() if k in known_dags},
         specs=[*mapped.specs, *(s for _, s in dataset_specs), *dag_specs],
         dag_asset_keys=dag_keys,
         user_check_keys=user_check_keys,
@@ -330,14 +343,16 @@ def build_defs_from_airflow_instance(
 
 def _check_known_ids(
     name: str, state: AirflowInstanceState, by_task: Mapping[tuple[str, str], Sequence[AssetKey]], allow: bool | Collection[str],
-    *, selected: bool = False,
+    *, selected: bool = False, dag_level: Collection[str] = (),
 ) -> None:
-    """A mapped DAG or task id that Airflow does not have is an error (unless allowed)."""
+    """A mapped DAG or task id that Airflow does not have is an error (unless allowed); ``dag_level``:
+    the DAG ids assets are mapped to as a whole."""
     if allow is True:
         return
     allowed = set() if allow is False else set(allow)  # type: ignore[arg-type]
     known_dags = {d.dag_id for d in state.dags}
-    for dag_id, task_id in sorted(by_task):
+    handles: list[tuple[str, str | None]] = sorted([*by_task, *((d, None) for d in dag_level)], key=lambda h: (h[0], h[1] or ""))
+    for dag_id, task_id in handles:
         if dag_id in allowed:
             continue
         if dag_id not in known_dags:
@@ -349,7 +364,7 @@ def _check_known_ids(
                 f"allow_unknown_ids=[{dag_id!r}] to build_defs_from_airflow_instance if the DAG will appear later "
                 "(a DAG whose file never imported is not known to Airflow yet: see Airflow's import errors)"
             )
-        if state.task(dag_id, task_id) is None and dag_id not in state.import_errors:
+        if task_id is not None and state.task(dag_id, task_id) is None and dag_id not in state.import_errors:
             task_ids = sorted(t.task_id for t in state.tasks.get(dag_id, ()))
             close = difflib.get_close_matches(task_id, task_ids, n=3)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -26,6 +26,7 @@ __all__ = [
     "DAG_ID_METADATA_KEY",
     "TASK_ID_METADATA_KEY",
     "dag_defs",
+    "dag_handle_of",
     "map_specs",
     "task_asset_indexes",
     "task_defs",
@@ -88,6 +89,17 @@ def task_handle_of(spec: AssetSpec) -> tuple[str, str] | None:
 def _meta(spec: AssetSpec, key: str) -> str | None:
     value = spec.metadata.get(key)
     return None if value is None else str(getattr(value, "value", value))
+
+
+def dag_handle_of(spec: AssetSpec) -> str | None:
+    """The DAG id an asset is mapped to as a whole (``dag_defs`` without ``task_defs``), or None.
+
+    >>> dag_handle_of(AssetSpec("report", metadata={DAG_ID_METADATA_KEY: "weekly"}))
+    'weekly'
+    """
+    if _meta(spec, TASK_ID_METADATA_KEY) is not None:
+        return None
+    return _meta(spec, DAG_ID_METADATA_KEY)
 
 
 def task_asset_indexes(specs: Iterable[AssetSpec]) -> dict[str, dict[str, Any]]:

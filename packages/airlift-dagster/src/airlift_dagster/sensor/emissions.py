@@ -42,7 +42,7 @@ from airlift_protocol.events import (
     task_check_metadata,
     task_success_event,
 )
-from airlift_protocol.tags import AirflowEventId, DatasetEventId
+from airlift_protocol.tags import WHOLE_DAG_TASK_ID, AirflowEventId, DatasetEventId
 
 #: Late rows named in a warning (the rest are counted).
 LATE_NAMED = 10
@@ -53,12 +53,16 @@ class Emission:
     """One candidate event. ``event_id``: the Airflow identity it carries (a check evaluation or an
     observation carries the identity of the try or run it reports); ``occurred``: when that happened
     in Airflow (the ledger's :func:`~airlift_dagster.sensor.ledger.stored_since` reads Dagster from
-    there on); ``ti``: the try a task event reports (the ledger asks whether a Dagster run built it)."""
+    there on); ``ti``: the try a task event reports (the ledger asks whether a Dagster run built it);
+    ``whole_dag``: set on the materialization of an asset mapped to a whole DAG, reported for the
+    DAG run's success (the ledger asks whether a whole-DAG migration built it in that run; ``ti`` is
+    then the try of the task that ran the whole DAG, when the tick read it)."""
 
     event: Any
     event_id: AirflowEventId | DatasetEventId | None = None
     occurred: datetime | None = None
     ti: TaskInstance | None = None
+    whole_dag: bool = False
 
 
 def dagster_metadata(entries: Mapping[str, MetadataEntry]) -> dict[str, Any]:
@@ -119,7 +123,8 @@ def build_emissions(
                                        completing=(ti.dag_id, ti.run_id, ti.task_id, ti.map_index) in completing))
         run = run_rows.get(key)
         if run is not None:
-            out.extend(_run_emissions(plan, links, run_url, run, changed_after=changed_after, with_checks=with_checks))
+            out.extend(_run_emissions(plan, links, run_url, run, changed_after=changed_after, with_checks=with_checks,
+                                      tis=groups.get(key, ())))
     return out
 
 
@@ -226,6 +231,7 @@ def build_dataset_emissions(plan: SensorPlan, links: AirflowUiLinks, events: Seq
 
 def _run_emissions(
     plan: SensorPlan, links: AirflowUiLinks, run_url: str, run: DagRun, *, changed_after: datetime | None, with_checks: bool,
+    tis: Sequence[TaskInstance] = (),
 ) -> list[Emission]:
     dag_key = plan.dag_asset_keys[run.dag_id]
     if run.state == "running":
@@ -247,6 +253,14 @@ def _run_emissions(
     metadata = {**dagster_metadata(reported.check_metadata), **dagster_metadata(identity_metadata(event_id))}
     out: list[Emission] = []
     if run.is_success:
+        # the assets mapped to the DAG as a whole: built by this run (the DAG run's identity); a
+        # whole-DAG migration built them in Dagster (the ledger drops them then)
+        runner = next((t for t in tis if t.task_id == WHOLE_DAG_TASK_ID and t.map_index == -1), None)
+        out.extend(
+            Emission(AssetMaterialization(asset_key=key, description=reported.description, metadata=dagster_metadata(reported.metadata),
+                                          tags=reported.tags()), event_id, run.end_date, runner, whole_dag=True)
+            for key in sorted(plan.by_dag.get(run.dag_id, ()), key=lambda k: (plan.order.get(k, 0), str(k)))
+        )
         out.append(Emission(AssetMaterialization(asset_key=dag_key, description=reported.description,
                                                  metadata=dagster_metadata(reported.metadata), tags=reported.tags()), event_id, run.end_date))
     if with_checks and (not changed or out):

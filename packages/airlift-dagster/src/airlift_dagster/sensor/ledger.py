@@ -10,7 +10,8 @@ that no path delivered yet:
 - a materialization of a try that a Dagster run launched by the ``DagsterOperator`` built is
   dropped (:class:`BuiltTries`: the run's tags name the Airflow task, and
   :func:`airlift_protocol.run_counts_for_try` says whether it stands for the try that succeeded;
-  only runs that succeeded count);
+  only runs that succeeded count); so is the materialization of an asset mapped to a whole DAG
+  when a whole-DAG migration built it in that Airflow run (:meth:`BuiltTries.built_whole_dag`);
 - a candidate whose identity Dagster already stores is dropped: materializations and observations
   are read per asset key, check evaluations per check key (a check evaluation's identity includes
   whether it passed, so a failed try marked success later still gets its passing evaluation); a
@@ -47,6 +48,7 @@ from dagster import (
 
 from airlift_protocol import (
     AIRFLOW_RUN_ID_RUN_TAG,
+    WHOLE_DAG_TASK_ID,
     AirflowTaskRef,
     TaskInstance,
     parse_dagster_run_tags,
@@ -99,6 +101,29 @@ class BuiltTries:
     def built(self, ti: TaskInstance) -> bool:
         return self.counts(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index,
                            try_number=ti.try_number, max_tries=ti.max_tries)
+
+    def built_whole_dag(self, dag_id: str, run_id: str, runner: TaskInstance | None) -> bool:
+        """Whether a whole-DAG migration built the DAG's own assets in this successful Airflow run: a
+        successful Dagster run was launched for its task :data:`~airlift_protocol.WHOLE_DAG_TASK_ID`.
+        With that task's try read (``runner``), the try must have succeeded and the run stand for it
+        (:func:`run_counts_for_try`; a rolled-back DAG re-run by its own tasks leaves the try
+        ``removed``); without it, any such run of this Airflow run counts.
+
+        >>> from airlift_protocol import AirflowTaskRef
+        >>> built = BuiltTries({("d", "r", WHOLE_DAG_TASK_ID, -1): (AirflowTaskRef("d", WHOLE_DAG_TASK_ID, "r", try_number=1),)})
+        >>> built.built_whole_dag("d", "r", None), built.built_whole_dag("d", "other", None)
+        (True, False)
+        """
+        if runner is not None:
+            return runner.is_success and self.built(runner)
+        return bool(self.runs.get((dag_id, run_id, WHOLE_DAG_TASK_ID, -1)))
+
+    def built_emission(self, emission: Emission) -> bool:
+        """Whether a Dagster run launched by the ``DagsterOperator`` built a candidate materialization."""
+        if emission.whole_dag:
+            event_id = emission.event_id
+            return event_id is not None and self.built_whole_dag(event_id.dag_id, event_id.run_id, emission.ti)
+        return emission.ti is not None and self.built(emission.ti)
 
 
 def dagster_built_tries(
@@ -279,7 +304,7 @@ def settle_deliveries(
             out.kept.append(emission)
         elif entry in seen:
             out.repeated += 1
-        elif entry.kind == "materialization" and emission.ti is not None and built.built(emission.ti):
+        elif entry.kind == "materialization" and built.built_emission(emission):
             out.built += 1
             seen.add(entry)
         elif entry in held.entries or _companion(entry) in held.entries:

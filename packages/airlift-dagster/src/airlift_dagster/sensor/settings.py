@@ -22,10 +22,14 @@ from airlift_protocol import (
     TimeWindowPartitioning,
 )
 
+#: Stands in :func:`dag_digest` for assets mapped to the DAG as a whole (no task id is empty).
+DAG_LEVEL_MARK = ""
+
 
 def dag_digest(dag_id: str, mapped_task_ids: Iterable[str] = ()) -> str:
-    """8 hex characters standing in the cursor for a DAG and the tasks mapped to assets in it (a
-    DAG whose digest the cursor lacks joined the selector or the mapping: its history is backfilled)."""
+    """8 hex characters standing in the cursor for a DAG and the tasks mapped to assets in it
+    (:data:`DAG_LEVEL_MARK` for assets mapped to the DAG itself); a DAG whose digest the cursor lacks
+    joined the selector or the mapping: its history is backfilled."""
     return hashlib.sha1("\x1f".join([dag_id, *sorted(mapped_task_ids)]).encode()).hexdigest()[:8]
 
 
@@ -82,6 +86,8 @@ class SensorPlan:
     partitioning: Mapping[AssetKey, TimeWindowPartitioning] = field(default_factory=dict)
     #: DAG id → its mapped task ids (those of ``by_task``).
     tasks_by_dag: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: DAG id → the assets mapped to the DAG as a whole (materialized when a run of the DAG succeeds).
+    by_dag: Mapping[str, Sequence[AssetKey]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -97,6 +103,7 @@ class SensorPlan:
         user_check_keys: Mapping[AssetKey, Sequence[AssetCheckKey]],
         dataset_keys: Mapping[str, AssetKey] | None = None,
         partitioning: Mapping[AssetKey, TimeWindowPartitioning] | None = None,
+        by_dag: Mapping[str, Sequence[AssetKey]] | None = None,
     ) -> SensorPlan:
         """``upstream``: per DAG, each task's upstream task ids (Airflow's dependencies)."""
         rank: dict[tuple[str, str], int] = {}
@@ -106,9 +113,12 @@ class SensorPlan:
         mapped: dict[str, list[str]] = defaultdict(list)
         for dag_id, task_id in by_task:
             mapped[dag_id].append(task_id)
+        by_dag = {dag_id: tuple(keys) for dag_id, keys in (by_dag or {}).items() if keys}
         return cls(
             tasks_by_dag={dag_id: tuple(task_ids) for dag_id, task_ids in mapped.items()},
-            coverage={dag_id: dag_digest(dag_id, mapped.get(dag_id, ())) for dag_id in dag_asset_keys},
+            by_dag=by_dag,
+            coverage={dag_id: dag_digest(dag_id, [*mapped.get(dag_id, ()), *([DAG_LEVEL_MARK] if dag_id in by_dag else [])])
+                      for dag_id in dag_asset_keys},
             instance_name=instance_name,
             api=api,
             webserver_url=webserver_url,

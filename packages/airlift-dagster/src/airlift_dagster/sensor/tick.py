@@ -33,6 +33,7 @@ from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
 from airlift_dagster.sensor.windows import TickPlan, plan_tick
 from airlift_dagster.transform import AirflowTickView, EventTransformer, apply_event_transformer
 from airlift_protocol import (
+    WHOLE_DAG_TASK_ID,
     DagRun,
     TaskInstance,
 )
@@ -88,8 +89,8 @@ def evaluate_tick(
     read = read_airflow(airflow_instance, plan, tick, cursor.settled, settings=settings)  # 2. fetch
     candidates = build_tick_emissions(plan, ui_links_for(plan.api, plan.webserver_url), read, now=now,  # 3. emissions
                                       settle=settings.settle)
-    built, foreign = dagster_built_tries(context.instance, plan.instance_name, _success_run_ids(plan, read.task_instances),
-                                         mapped=plan.by_task)
+    built, foreign = dagster_built_tries(context.instance, plan.instance_name, _success_run_ids(plan, read),
+                                         mapped={*plan.by_task, *((d, WHOLE_DAG_TASK_ID) for d in plan.by_dag)})
     deliveries = settle_deliveries(candidates.all, instance=context.instance, instance_name=plan.instance_name,  # 4. ledger
                                    built=built, floor=tick.backfill_since)
     kept, tick_warnings = _report_audit(plan, read.audit, deliveries.kept, candidates.audited, settings)
@@ -117,8 +118,11 @@ def evaluate_tick(
     )
 
 
-def _success_run_ids(plan: SensorPlan, tis: Sequence[TaskInstance]) -> list[str]:
-    return [t.run_id for t in tis if t.is_success and (t.dag_id, t.task_id) in plan.by_task]
+def _success_run_ids(plan: SensorPlan, read: TickRead) -> list[str]:
+    """The Airflow runs whose successes may have been built by a Dagster run: those of successful
+    tries of mapped tasks, and successful runs of DAGs with assets mapped to the DAG itself."""
+    return [*(t.run_id for t in read.task_instances if t.is_success and (t.dag_id, t.task_id) in plan.by_task),
+            *(r.run_id for r in read.runs if r.is_success and r.dag_id in plan.by_dag)]
 
 
 def _log_late_found(plan: SensorPlan, tick: TickPlan, late: Sequence[Emission], kept: Sequence[Emission]) -> None:

@@ -1,0 +1,180 @@
+"""Mapping breadth against the fake Airflow (both REST generations): assets mapped to a whole DAG."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    AssetSpec,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    Definitions,
+    RunRequest,
+    SensorResult,
+    build_sensor_context,
+)
+
+from airlift_client import AirflowInstance
+from airlift_dagster import (
+    AirflowInstanceComponent,
+    AirliftDagsterError,
+    SensorSettings,
+    build_defs_from_airflow_instance,
+    dag_defs,
+    task_defs,
+)
+from airlift_protocol import WHOLE_DAG_TASK_ID, dagster_run_tags
+from airlift_protocol.tags import AirflowEventId, airflow_event_key_of
+from airlift_testing.fake_airflow import FakeAirflow
+
+DAG_KEY = "inst/dag/dag_00000"
+NOW = datetime.now(timezone.utc)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Ticker:
+    """Plays Dagster's daemon: evaluates the sensor, stores its events, then keeps the cursor."""
+
+    def __init__(self, defs: Definitions, instance: DagsterInstance, clock: Clock) -> None:
+        self.defs, self.instance, self.clock = defs, instance, clock
+        self.cursor: str | None = None
+        self.events: list[Any] = []
+        self.run_requests: list[RunRequest] = []
+
+    def tick(self) -> SensorResult:
+        result = self.defs.resolve_sensor_def("inst__airflow_sensor")(
+            build_sensor_context(instance=self.instance, definitions=self.defs, cursor=self.cursor))
+        assert isinstance(result, SensorResult)
+        for event in result.asset_events:
+            self.instance.report_runless_asset_event(event)
+        self.cursor = result.cursor
+        self.events.extend(result.asset_events)
+        self.run_requests.extend(result.run_requests or [])
+        self.clock.now += timedelta(minutes=1)
+        return result
+
+    def materializations(self) -> list[tuple[str, str]]:
+        """(asset, Airflow run id) of every materialization emitted, in order."""
+        return [(e.asset_key.to_user_string(), str(e.metadata["Airflow run id"].value))
+                for e in self.events if isinstance(e, AssetMaterialization)]
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        return Counter(self.materializations())
+
+
+def _whole_dag_defs(instance: AirflowInstance, clock: Clock, *extra: Definitions, **kwargs: Any) -> Definitions:
+    return build_defs_from_airflow_instance(
+        airflow_instance=instance,
+        defs=Definitions.merge(dag_defs("dag_00000", task_defs("task_000", AssetSpec("a")), AssetSpec("weekly_report")), *extra),
+        sensor_settings=SensorSettings(clock=clock),
+        **kwargs,
+    )
+
+
+def _keys(ticker: Ticker, run_id: str) -> list[str]:
+    return [k for k, r in ticker.materializations() if r == run_id]
+
+
+def test_dag_level_asset_is_materialized_when_the_dag_run_succeeds(instance: AirflowInstance, fake: FakeAirflow,
+                                                                  dagster_instance: DagsterInstance) -> None:
+    ticker = Ticker(_whole_dag_defs(instance, clock := Clock()), dagster_instance, clock)
+    ok = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=6))
+    failed = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=5), state="failed", task_state="failed")
+    ticker.tick()
+    ticker.tick()
+    assert _keys(ticker, ok.run_id) == ["a", "weekly_report", DAG_KEY], "before the DAG asset, after the task assets"
+    assert _keys(ticker, failed.run_id) == []
+    event = next(e for e in ticker.events if isinstance(e, AssetMaterialization) and e.asset_key == AssetKey("weekly_report"))
+    assert airflow_event_key_of(event.tags) == AirflowEventId("inst", "dag_00000", ok.run_id, run_end_date=ok.end_date.isoformat()).key  # type: ignore[union-attr]
+    assert event.metadata["Airflow run id"].value == ok.run_id
+    spec = {s.key: s for s in ticker.defs.resolve_all_asset_specs()}
+    assert AssetKey("weekly_report") in {d.asset_key for d in spec[AssetKey(["inst", "dag", "dag_00000"])].deps}
+    assert spec[AssetKey("weekly_report")].metadata["Airflow DAG"].value.startswith(fake.url)
+
+
+def test_a_whole_dag_migration_is_not_reported_again(instance: AirflowInstance, fake: FakeAirflow,
+                                                    dagster_instance: DagsterInstance) -> None:
+    ticker = Ticker(_whole_dag_defs(instance, clock := Clock()), dagster_instance, clock)
+    migrated = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=7))
+    other_instance = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=6))
+    not_migrated = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=5))
+    for i, (run, name) in enumerate([(migrated, "inst"), (other_instance, "staging")]):
+        ticker.instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id=f"{i}" * 8 + "-0000-0000-0000-000000000000", tags=dagster_run_tags(
+            dag_id="dag_00000", task_id=WHOLE_DAG_TASK_ID, run_id=run.run_id, try_number=1, instance_name=name),
+            status=DagsterRunStatus.SUCCESS))
+    ticker.tick()
+    assert Counter(k for k, _ in ticker.materializations())["weekly_report"] == 2
+    assert "weekly_report" not in _keys(ticker, migrated.run_id)
+    assert DAG_KEY in _keys(ticker, migrated.run_id), "the DAG asset is reported for every successful run"
+    assert "weekly_report" in _keys(ticker, other_instance.run_id), "another instance's run does not count"
+    assert "weekly_report" in _keys(ticker, not_migrated.run_id)
+
+
+def test_dag_newly_mapped_as_a_whole_gets_its_history(instance: AirflowInstance, fake: FakeAirflow,
+                                                     dagster_instance: DagsterInstance) -> None:
+    clock = Clock()
+    old = fake.state.add_run("dag_00001", start=NOW - timedelta(hours=2))
+    before = Ticker(_whole_dag_defs(instance, clock), dagster_instance, clock)
+    before.tick()
+    after = Ticker(_whole_dag_defs(instance, clock, dag_defs("dag_00001", AssetSpec("late_dag_level"))), dagster_instance, clock)
+    after.cursor = before.cursor  # a code-location reload: same sensor, same cursor
+    after.tick()
+    after.tick()
+    assert after.counts() == Counter({("late_dag_level", old.run_id): 1}), "the DAG asset is not reported twice"
+
+
+def test_unknown_dag_id_of_a_dag_level_mapping_fails_the_load_with_a_suggestion(instance: AirflowInstance) -> None:
+    with pytest.raises(AirliftDagsterError, match=r"dag_defs\('dag_0000O'\).*no DAG 'dag_0000O'.*Did you mean .*'dag_00000'"):
+        build_defs_from_airflow_instance(airflow_instance=instance, defs=dag_defs("dag_0000O", AssetSpec("x")))
+    defs = build_defs_from_airflow_instance(airflow_instance=instance, defs=dag_defs("later", AssetSpec("x")), allow_unknown_ids=["later"])
+    assert AssetKey("x") in {s.key for s in defs.resolve_all_asset_specs()}
+
+
+YAML = """
+name: inst
+webserver_url: "{{ env.AIRLIFT_TEST_URL }}"
+auth:
+  kind: basic
+  username: admin
+  password: admin
+mappings:
+  - dag_id: dag_00000
+    task_id: task_000
+    assets:
+      - key: a
+  - dag_id: dag_00000
+    assets:
+      - key: warehouse/weekly_report
+sensor:
+  settle_seconds: 0
+"""
+
+
+def test_component_maps_assets_to_a_whole_dag(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path,
+                                              dagster_instance: DagsterInstance) -> None:
+    monkeypatch.setenv("AIRLIFT_TEST_URL", fake.url)
+    component = AirflowInstanceComponent.resolve_from_yaml(YAML)
+    component.write_state_to_path(tmp_path / "state")
+    defs = component.build_defs_from_state(None, tmp_path / "state")  # type: ignore[arg-type]  # the context is not used
+    run = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=5))
+    ticker = Ticker(defs, dagster_instance, clock=Clock())
+    ticker.tick()
+    assert _keys(ticker, run.run_id) == ["a", "warehouse/weekly_report", DAG_KEY]
+    bad = YAML.replace("  - dag_id: dag_00000\n    assets:", "  - dag_id: dag_0000\n    assets:")
+    component = AirflowInstanceComponent.resolve_from_yaml(bad)
+    with pytest.raises(AirliftDagsterError, match=r"no DAG 'dag_0000'.*Did you mean"):
+        component.build_defs_from_state(None, tmp_path / "state")  # type: ignore[arg-type]
