@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSpec,
     AssetKey,
     AssetMaterialization,
     AssetSpec,
@@ -16,9 +20,12 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     Definitions,
+    Output,
     RunRequest,
     SensorResult,
+    asset,
     build_sensor_context,
+    multi_asset,
 )
 
 from airlift_client import AirflowInstance
@@ -178,3 +185,40 @@ def test_component_maps_assets_to_a_whole_dag(monkeypatch: pytest.MonkeyPatch, f
     component = AirflowInstanceComponent.resolve_from_yaml(bad)
     with pytest.raises(AirliftDagsterError, match=r"no DAG 'dag_0000'.*Did you mean"):
         component.build_defs_from_state(None, tmp_path / "state")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------ checks declared with assets
+@multi_asset(specs=[AssetSpec("orders")], check_specs=[AssetCheckSpec("orders_not_empty", asset="orders")], can_subset=True)
+def _orders(context):  # type: ignore[no-untyped-def]  # dagster validates the annotation at runtime
+    for key in context.selected_asset_check_keys:
+        yield AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=True)
+
+
+@asset(check_specs=[AssetCheckSpec("totals_add_up", asset="totals")])
+def totals() -> Iterator[Any]:
+    yield Output(1)
+    yield AssetCheckResult(check_name="totals_add_up", passed=True)
+
+
+def test_checks_declared_with_observed_assets_are_requested_after_airflow_data(
+    instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    defs = build_defs_from_airflow_instance(
+        airflow_instance=instance,
+        defs=dag_defs("dag_00000", task_defs("task_000", _orders), task_defs("task_001", totals)),
+        sensor_settings=SensorSettings(clock=clock),
+    )
+    assert "totals:totals_add_up" in caplog.text and "cannot be subset" in caplog.text
+    ticker = Ticker(defs, dagster_instance, clock)
+    fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=5), state="failed", task_state="failed")
+    ticker.tick()
+    assert not ticker.run_requests, "no new Airflow data: no check run"
+    fake.state.add_run("dag_00000", start=clock.now - timedelta(seconds=50))
+    ticker.tick()
+    requested = [k for r in ticker.run_requests for k in r.asset_check_keys or []]
+    assert requested == [AssetCheckKey(AssetKey("orders"), "orders_not_empty")], "not the check that would rebuild `totals`"
+    assert ticker.run_requests[0].asset_selection == []
+    sensor = defs.resolve_sensor_def("inst__airflow_sensor")
+    assert sensor.asset_selection is not None
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ __all__ = [
     "dag_asset_key",
     "load_airflow_state",
 ]
+
+log = logging.getLogger("airlift_dagster")
 
 #: Set to 1 to make a code-location load read Airflow again even when cached state is available.
 REFRESH_ENV_VAR = "AIRLIFT_REFRESH_AIRFLOW_STATE"
@@ -307,10 +310,8 @@ def build_defs_from_airflow_instance(
         assets_checks.append(AssetChecksDefinition.create(keys_by_input_name=keys_by_input, node_def=_airflow_run_checks,
                                                           check_specs_by_output_name=specs_by_output, can_subset=True))
 
-    user_check_keys: dict[AssetKey, list[AssetCheckKey]] = {}
-    for checks_def in user_defs.asset_checks or ():
-        for check_key in getattr(checks_def, "check_keys", ()):
-            user_check_keys.setdefault(check_key.asset_key, []).append(check_key)
+    user_check_keys = _user_check_keys(name, user_defs, observed={*(k for keys in mapped.by_task.values() for k in keys),
+                                                                  *(k for keys in mapped.by_dag.values() for k in keys)})
 
     plan = SensorPlan.build(
         instance_name=name,
@@ -339,6 +340,33 @@ def build_defs_from_airflow_instance(
         return Definitions.merge(annotated, peered).with_reconstruction_metadata(
             {_metadata_key(name): state.to_reconstruction_json(plan.tasks_by_dag, datasets=[d for d, _ in dataset_specs])}
         )
+
+
+def _user_check_keys(name: str, user_defs: Definitions, *, observed: Collection[AssetKey]) -> dict[AssetKey, list[AssetCheckKey]]:
+    """The user's checks the sensor requests after new Airflow data, by asset: those of
+    ``defs.asset_checks`` and those declared with the assets (``check_specs=``, dagster-dbt's tests)
+    on observed assets. A check declared with an asset whose definition cannot be subset would build
+    the asset again to run: it is left out, with a warning naming it."""
+    out: dict[AssetKey, list[AssetCheckKey]] = {}
+    for checks_def in user_defs.asset_checks or ():
+        for check_key in getattr(checks_def, "check_keys", ()):
+            out.setdefault(check_key.asset_key, []).append(check_key)
+    for item in user_defs.assets or ():
+        if not isinstance(item, AssetsDefinition) or isinstance(item, AssetChecksDefinition):
+            continue
+        declared = sorted((k for k in item.check_keys if k.asset_key in observed), key=str)
+        if declared and not item.can_subset:
+            log.warning(
+                "Airflow instance %r: the check(s) %s are declared with the asset(s) they check, whose definition cannot "
+                "be subset, so running them would build the assets again: the sensor does not request them after Airflow "
+                "data (declare them with @asset_check, or make the definition subsettable with can_subset=True)",
+                name, ", ".join(f"{k.asset_key.to_user_string()}:{k.name}" for k in declared),
+            )
+            continue
+        for check_key in declared:
+            if check_key not in out.get(check_key.asset_key, ()):
+                out.setdefault(check_key.asset_key, []).append(check_key)
+    return out
 
 
 def _check_known_ids(
