@@ -604,3 +604,15 @@ def test_on_kill_marks_a_starting_run_canceled(fake_dagster: FakeDagster) -> Non
     operator.on_kill()
     assert fake_dagster.terminated == ["run-1"]
     assert fake_dagster.operations.count("AirliftTerminate") == 2
+
+
+def test_asset_built_by_several_tasks_is_found_through_the_dag_index_without_task_tags(fake_dagster: FakeDagster) -> None:
+    # built_by_tasks: the asset carries no airlift/dag_id / airlift/task_id tags (they hold one value);
+    # the index on each DAG asset lists it under each of its tasks
+    fake_dagster.add_asset(["sales"], dag_id=DAG_ID, task_id=None)
+    fake_dagster.assets[-1]["tags"] = []
+    fake_dagster.dag_indexes[("airflow", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["sales"]]}, "dag": []}
+    assert _operator().execute(_context()) == ["run-1"]
+    assert fake_dagster.launched[0]["selector"]["assetSelection"] == [{"path": ["sales"]}]
+    tags = {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]}
+    assert tags["airlift/airflow_task_id"] == TASK_ID, "the run names the task that launched it"

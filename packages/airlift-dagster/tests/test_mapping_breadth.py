@@ -34,11 +34,19 @@ from airlift_dagster import (
     AirliftDagsterError,
     SensorSettings,
     build_defs_from_airflow_instance,
+    built_by_tasks,
     dag_defs,
     task_defs,
 )
+from airlift_dagster.mapping import task_handles_of
 from airlift_protocol import WHOLE_DAG_TASK_ID, dagster_run_tags
-from airlift_protocol.tags import AirflowEventId, airflow_event_key_of
+from airlift_protocol.tags import (
+    AIRFLOW_TASK_ID_RUN_TAG,
+    TASK_ASSET_INDEX_METADATA,
+    AirflowEventId,
+    airflow_event_key_of,
+    parse_task_asset_index,
+)
 from airlift_testing.fake_airflow import FakeAirflow
 
 DAG_KEY = "inst/dag/dag_00000"
@@ -222,3 +230,53 @@ def test_checks_declared_with_observed_assets_are_requested_after_airflow_data(
     sensor = defs.resolve_sensor_def("inst__airflow_sensor")
     assert sensor.asset_selection is not None
 
+
+# ------------------------------------------------------------------------ one asset, several tasks
+def _shared_defs(instance: AirflowInstance, clock: Clock) -> Definitions:
+    return build_defs_from_airflow_instance(
+        airflow_instance=instance,
+        defs=Definitions.merge(
+            dag_defs("dag_00000", task_defs("task_000", AssetSpec("a"))),
+            built_by_tasks([("dag_00000", "task_001"), ("dag_00001", "task_002")], AssetSpec("sales")),
+        ),
+        sensor_settings=SensorSettings(clock=clock),
+    )
+
+
+def test_an_asset_built_by_several_tasks_is_materialized_for_each_tasks_success(
+    instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance,
+) -> None:
+    ticker = Ticker(_shared_defs(instance, clock := Clock()), dagster_instance, clock)
+    daily = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=7))
+    weekly = fake.state.add_run("dag_00001", start=NOW - timedelta(minutes=6))
+    migrated = fake.state.add_run("dag_00000", start=NOW - timedelta(minutes=5))
+    # the DagsterOperator replaced dag_00000.task_001 for `migrated`: its Dagster run built `sales`
+    ticker.instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="c" * 8 + "-0000-0000-0000-000000000000", tags=dagster_run_tags(
+        dag_id="dag_00000", task_id="task_001", run_id=migrated.run_id, try_number=1, instance_name="inst"), status=DagsterRunStatus.SUCCESS))
+    ticker.tick()
+    ticker.tick()
+    sales = [e for e in ticker.events if isinstance(e, AssetMaterialization) and e.asset_key == AssetKey("sales")]
+    assert sorted((str(e.metadata["Airflow run id"].value), e.tags[AIRFLOW_TASK_ID_RUN_TAG]) for e in sales) == sorted(
+        [(daily.run_id, "task_001"), (weekly.run_id, "task_002")]), "one per task success, naming the task; not the migrated one"
+    assert _keys(ticker, daily.run_id) == ["a", "sales", DAG_KEY]
+    specs = {s.key: s for s in ticker.defs.resolve_all_asset_specs()}
+    for dag_id, task_id in [("dag_00000", "task_001"), ("dag_00001", "task_002")]:
+        dag_asset = specs[AssetKey(["inst", "dag", dag_id])]
+        assert AssetKey("sales") in {d.asset_key for d in dag_asset.deps}
+        index = parse_task_asset_index(dag_asset.metadata[TASK_ASSET_INDEX_METADATA].value)
+        assert index is not None and index[task_id] == [("sales",)], "the Airflow side finds it from either DAG"
+    assert specs[AssetKey("sales")].metadata["Airflow tasks"] == "dag_00000.task_001, dag_00001.task_002"
+
+
+def test_several_handles_keep_the_single_handle_api_and_are_validated(instance: AirflowInstance) -> None:
+    one = built_by_tasks([("dag_00000", "task_000")], AssetSpec("x"))
+    same = dag_defs("dag_00000", task_defs("task_000", AssetSpec("x")))
+    assert [s.tags for s in one.resolve_all_asset_specs()] == [s.tags for s in same.resolve_all_asset_specs()]
+    nested = dag_defs("dag_00001", task_defs("task_001", built_by_tasks([("dag_00000", "task_000"), ("dag_00002", "task_000")], AssetSpec("y"))))
+    assert task_handles_of(next(iter(nested.resolve_all_asset_specs()))) == [
+        ("dag_00000", "task_000"), ("dag_00002", "task_000"), ("dag_00001", "task_001")]
+    with pytest.raises(AirliftDagsterError, match=r"task_defs\('task_0009'\) in dag_defs\('dag_00001'\).*Did you mean"):
+        build_defs_from_airflow_instance(airflow_instance=instance,
+                                         defs=built_by_tasks([("dag_00000", "task_000"), ("dag_00001", "task_0009")], AssetSpec("z")))
+    with pytest.raises(AirliftDagsterError, match=r"at least one"):
+        built_by_tasks([], AssetSpec("z"))

@@ -29,7 +29,7 @@ from airlift_dagster.defs import (
     load_airflow_state,
 )
 from airlift_dagster.errors import AirliftDagsterError
-from airlift_dagster.mapping import dag_defs, task_defs
+from airlift_dagster.mapping import built_by_tasks, dag_defs, task_defs
 from airlift_dagster.sensor import AirliftSensorCursor, SensorSettings, TickOutcome, evaluate_tick
 from airlift_dagster.state import AirflowInstanceState, fetch_airflow_state
 from airlift_dagster.transform import AirflowTickView, EventTransformer
@@ -65,6 +65,7 @@ __all__ = [
     "TokenAuthBackend",
     "__version__",
     "build_defs_from_airflow_instance",
+    "built_by_tasks",
     "dag_asset_key",
     "dag_defs",
     "dataset_asset_key",

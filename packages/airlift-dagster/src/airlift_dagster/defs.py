@@ -36,7 +36,7 @@ from airlift_dagster.health import (
     import_error_description,
     import_error_metadata,
 )
-from airlift_dagster.mapping import dag_handle_of, map_specs, task_asset_indexes, task_handle_of
+from airlift_dagster.mapping import dag_handle_of, map_specs, task_asset_indexes, task_handles_of
 from airlift_dagster.sensor import (
     DAG_RUN_CHECK_NAME,
     PARTITION_CHECK_NAME,
@@ -132,8 +132,7 @@ def _mapped_assets(defs: Definitions) -> _Mapped:
     by_task: dict[tuple[str, str], list[AssetKey]] = {}
     by_dag: dict[str, list[AssetKey]] = {}
     for spec in specs:
-        handle = task_handle_of(spec)
-        if handle is not None:
+        for handle in task_handles_of(spec):
             by_task.setdefault(handle, []).append(spec.key)
         dag_id = dag_handle_of(spec)
         if dag_id is not None:
@@ -212,12 +211,16 @@ def build_defs_from_airflow_instance(
     _check_known_ids(name, state, mapped.by_task, allow_unknown_ids, selected=dag_selector_fn is not None, dag_level=mapped.by_dag)
 
     def annotate(spec: AssetSpec) -> AssetSpec:
-        handle = task_handle_of(spec)
-        dag_id = handle[0] if handle is not None else dag_handle_of(spec)
+        handles = [h for h in task_handles_of(spec) if h[0] in known_dags]
+        dag_id = handles[0][0] if handles else dag_handle_of(spec)
         if dag_id is None or dag_id not in known_dags:
             return spec
-        task = state.task(dag_id, handle[1]) if handle is not None else None
+        task = state.task(*handles[0]) if len(handles) == 1 else None
         metadata: dict[str, object] = {"Airflow DAG": MetadataValue.url(links.dag_url(dag_id))}
+        if len(handles) > 1:
+            metadata["Airflow tasks"] = ", ".join(f"{d}.{t}" for d, t in handles)
+            metadata["Migrated to Dagster"] = ", ".join(
+                f"{d}.{t}" for d, t in handles if (found := state.task(d, t)) is not None and task_is_marked_migrated(found.doc_md)) or "none"
         if task is not None:
             metadata["Airflow task (raw)"] = MetadataValue.json(raw_json(task.raw))
             metadata["Migrated to Dagster"] = task_is_marked_migrated(task.doc_md)
@@ -279,7 +282,10 @@ def build_defs_from_airflow_instance(
     assets_checks = []
     if check_specs:
 
-        task_of_key = {key: handle for handle, keys in mapped.by_task.items() for key in keys}
+        tasks_of_key: dict[AssetKey, set[tuple[str, str]]] = {}
+        for handle, keys in mapped.by_task.items():
+            for key in keys:
+                tasks_of_key.setdefault(key, set()).add(handle)
 
         # What @multi_asset_check builds, with input names of our own: Dagster 1.12 derives them from
         # the asset keys and rejects a DAG id with a dot ("team.sales-daily_v2"). The inputs carry
@@ -298,7 +304,7 @@ def build_defs_from_airflow_instance(
             if ref is None or (ref.instance_name is not None and ref.instance_name != name):
                 return
             for key in sorted(context.selected_asset_check_keys, key=str):
-                if key.name == TASK_RUN_CHECK_NAME and task_of_key.get(key.asset_key) == (ref.dag_id, ref.task_id):
+                if key.name == TASK_RUN_CHECK_NAME and (ref.dag_id, ref.task_id) in tasks_of_key.get(key.asset_key, ()):
                     yield AssetCheckResult(
                         asset_key=key.asset_key,
                         check_name=key.name,

@@ -24,17 +24,22 @@ from airlift_protocol.tags import dump_task_asset_index
 
 __all__ = [
     "DAG_ID_METADATA_KEY",
+    "TASK_HANDLES_METADATA_KEY",
     "TASK_ID_METADATA_KEY",
+    "built_by_tasks",
     "dag_defs",
     "dag_handle_of",
     "map_specs",
     "task_asset_indexes",
     "task_defs",
     "task_handle_of",
+    "task_handles_of",
 ]
 
 DAG_ID_METADATA_KEY = "airlift/dag_id"
 TASK_ID_METADATA_KEY = "airlift/task_id"
+#: Metadata of an asset built by several Airflow tasks: JSON list of ``[dag_id, task_id]`` pairs.
+TASK_HANDLES_METADATA_KEY = "airlift/task_handles"
 
 TaskDefsInput = AssetSpec | AssetsDefinition | Definitions
 
@@ -77,8 +82,50 @@ def dag_defs(dag_id: str, *defs: Definitions | AssetSpec | AssetsDefinition) -> 
     return _tag(_as_definitions(defs, f"dag_defs({dag_id!r})"), DAG_ID_TAG, DAG_ID_METADATA_KEY, dag_id)
 
 
+def built_by_tasks(handles: Iterable[tuple[str, str]], *defs: TaskDefsInput) -> Definitions:
+    """Definitions built by several Airflow tasks, in one DAG or several (a daily and a weekly DAG
+    writing one table): ``handles`` are ``(dag_id, task_id)`` pairs. The sensor materializes each
+    asset once per successful try of each of the tasks (the materialization names the task); a
+    ``DagsterOperator`` replacing one of them runs the assets, the others keep reporting theirs. One
+    handle is ``dag_defs(dag_id, task_defs(task_id, ...))``. The assets carry the handles in the
+    ``airlift/task_handles`` metadata; the Airflow side finds them through the index on each DAG
+    asset (asset tags hold one value, so they carry no ``airlift/dag_id`` / ``airlift/task_id`` tags).
+
+    >>> defs = built_by_tasks([("daily", "load"), ("weekly", "load")], AssetSpec("sales"))
+    >>> task_handles_of(next(iter(defs.resolve_all_asset_specs())))
+    [('daily', 'load'), ('weekly', 'load')]
+    """
+    pairs = list(dict.fromkeys((str(d), str(t)) for d, t in handles))
+    where = f"built_by_tasks({pairs!r})"
+    if not pairs:
+        raise AirliftDagsterError(f"{where}: give at least one (dag_id, task_id) pair")
+    if len(pairs) == 1:
+        return dag_defs(pairs[0][0], task_defs(pairs[0][1], *defs))
+
+    def add(spec: AssetSpec) -> AssetSpec:
+        known = [h for h in task_handles_of(spec) if h not in pairs]
+        return spec.merge_attributes(metadata={TASK_HANDLES_METADATA_KEY: [list(h) for h in [*known, *pairs]]})
+
+    return map_specs(_as_definitions(defs, where), add)
+
+
+def task_handles_of(spec: AssetSpec) -> list[tuple[str, str]]:
+    """Every (dag_id, task_id) an asset is mapped to: those of :func:`built_by_tasks`, and the one of
+    ``dag_defs``/``task_defs``.
+
+    >>> task_handles_of(AssetSpec("a", metadata={DAG_ID_METADATA_KEY: "d", TASK_ID_METADATA_KEY: "t"}))
+    [('d', 't')]
+    """
+    value = spec.metadata.get(TASK_HANDLES_METADATA_KEY)
+    value = getattr(value, "value", getattr(value, "data", value))
+    out = [(str(d), str(t)) for d, t in value] if isinstance(value, (list, tuple)) else []
+    single = task_handle_of(spec)
+    return [*out, single] if single is not None and single not in out else out
+
+
 def task_handle_of(spec: AssetSpec) -> tuple[str, str] | None:
-    """(dag_id, task_id) an asset is mapped to, or None."""
+    """(dag_id, task_id) an asset is mapped to with ``dag_defs``/``task_defs``, or None (see
+    :func:`task_handles_of` for assets built by several tasks)."""
     dag_id = spec.metadata.get(DAG_ID_METADATA_KEY)
     task_id = spec.metadata.get(TASK_ID_METADATA_KEY)
     if dag_id is None or task_id is None:
@@ -97,7 +144,7 @@ def dag_handle_of(spec: AssetSpec) -> str | None:
     >>> dag_handle_of(AssetSpec("report", metadata={DAG_ID_METADATA_KEY: "weekly"}))
     'weekly'
     """
-    if _meta(spec, TASK_ID_METADATA_KEY) is not None:
+    if _meta(spec, TASK_ID_METADATA_KEY) is not None or TASK_HANDLES_METADATA_KEY in spec.metadata:
         return None
     return _meta(spec, DAG_ID_METADATA_KEY)
 
@@ -116,15 +163,16 @@ def task_asset_indexes(specs: Iterable[AssetSpec]) -> dict[str, dict[str, Any]]:
     dag_level: dict[str, list[list[str]]] = {}
     partitioned: dict[str, list[list[str]]] = {}
     for spec in specs:
-        dag_id = _meta(spec, DAG_ID_METADATA_KEY)
-        if dag_id is None:
-            continue
-        if isinstance(spec.partitions_def, TimeWindowPartitionsDefinition):
-            partitioned.setdefault(dag_id, []).append(list(spec.key.path))
-        task_id = _meta(spec, TASK_ID_METADATA_KEY)
-        tasks.setdefault(dag_id, {})
-        if task_id is None:
-            dag_level.setdefault(dag_id, []).append(list(spec.key.path))
-        else:
-            tasks[dag_id].setdefault(task_id, []).append(list(spec.key.path))
+        path = list(spec.key.path)
+        whole = dag_handle_of(spec)
+        handles: list[tuple[str, str | None]] = [*task_handles_of(spec), *([(whole, None)] if whole is not None else [])]
+        for dag_id in dict.fromkeys(d for d, _ in handles):
+            tasks.setdefault(dag_id, {})
+            if isinstance(spec.partitions_def, TimeWindowPartitionsDefinition):
+                partitioned.setdefault(dag_id, []).append(path)
+        for dag_id, task_id in handles:
+            if task_id is None:
+                dag_level.setdefault(dag_id, []).append(path)
+            else:
+                tasks[dag_id].setdefault(task_id, []).append(path)
     return {dag_id: dump_task_asset_index(by_task, dag_level.get(dag_id, ()), partitioned.get(dag_id, ())) for dag_id, by_task in tasks.items()}

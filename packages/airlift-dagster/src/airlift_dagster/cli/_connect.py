@@ -28,7 +28,7 @@ from airlift_client import (
     TokenAuthBackend,
 )
 from airlift_dagster.cli._errors import CliError
-from airlift_dagster.mapping import task_handle_of
+from airlift_dagster.mapping import task_handles_of
 
 __all__ = ["DAGSTER_TOKEN_HEADER", "DAGSTER_TOKEN_HINT", "Connection", "UserCode", "connection_options", "load_user_code"]
 
@@ -54,8 +54,7 @@ class UserCode:
 def _mapping(defs: Definitions) -> dict[tuple[str, str], list[AssetKey]]:
     mapping: dict[tuple[str, str], list[AssetKey]] = {}
     for spec in defs.resolve_all_asset_specs():
-        handle = task_handle_of(spec)
-        if handle is not None:
+        for handle in task_handles_of(spec):
             mapping.setdefault(handle, []).append(spec.key)
     return mapping
 
