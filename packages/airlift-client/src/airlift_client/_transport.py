@@ -8,7 +8,7 @@ Every request, and every login, goes through :class:`airlift_protocol.retry.Retr
   2xx answer whose body is not complete JSON (truncated, or a proxy's HTML page);
 - never retried blindly: a non-idempotent request (a trigger) is sent once;
 - a 401 (or a login page, or a 403 for backends whose expired sessions answer 403) logs in again
-  once and repeats the request; when many threads see it at once, one of them logs in and the others
+  once and repeats the request (within the same attempt: it does not use up a retry); when many threads see it at once, one of them logs in and the others
   reuse its credentials;
 - the final error names the method, URL, status, what was asked for, and the attempt count.
 """
@@ -35,8 +35,8 @@ from airlift_client.errors import (
     AirflowUnreachableError,
     AirliftClientError,
 )
-from airlift_client.retry import RETRY_STATUSES, RetryPolicy
-from airlift_protocol import ApiVersion
+from airlift_client.retry import NO_RETRY, RETRY_STATUSES, RetryPolicy
+from airlift_protocol import ApiVersion, Retryable
 
 __all__ = ["Transport", "excerpt", "looks_like_html"]
 
@@ -103,14 +103,13 @@ def with_attempts(error: AirliftClientError, attempts: int) -> AirliftClientErro
     return error
 
 
-class _Retry(Exception):
+class _Retry(Retryable):
     """One attempt failed in a way worth retrying; ``final`` is the error if no retry is left."""
 
     def __init__(self, reason: str, final: AirliftClientError, retry_after: str | None = None) -> None:
-        super().__init__(reason)
+        super().__init__(reason, retry_after=retry_after)
         self.reason = reason
         self.final = final
-        self.retry_after = retry_after
 
 
 class Transport:
@@ -172,25 +171,27 @@ class Transport:
     def _login(self, session: requests.Session) -> None:
         """Log in through the backend, retried like any request (caller holds ``_lock``)."""
         assert self._api is not None, "bind() the API version first"
-        start = self.retry.start()
-        attempt = 0
-        while True:
-            attempt += 1
+        api = self._api
+
+        def attempt() -> None:
             self._count()
             try:
-                self.backend.authenticate(session, api_version=self._api, timeout=self.timeout)
+                self.backend.authenticate(session, api_version=api, timeout=self.timeout)
             except AirliftClientError as e:
-                transient = isinstance(e, (AirflowUnreachableError, AirflowBadResponseError)) or e.status in RETRY_STATUSES
-                delay = self.retry.delay_for(attempt, start=start) if transient else None
-                if delay is None:
-                    raise with_attempts(e, attempt) if transient else e
-                log.warning("%s: login failed (%s); retry %d in %.1fs", self.backend.describe(), type(e).__name__, attempt, delay)
-                self.retry.sleep(delay)
-                continue
-            self._auth_epoch += 1
-            with self._count_lock:
-                self.login_count += 1
-            return
+                if isinstance(e, (AirflowUnreachableError, AirflowBadResponseError)) or e.status in RETRY_STATUSES:
+                    raise _Retry(type(e).__name__, e) from None
+                raise
+
+        def say(error: Retryable, delay: float) -> None:
+            log.warning("%s: login failed (%s); retry %d in %.1fs", self.backend.describe(), error.problem, error.attempts, delay)
+
+        try:
+            self.retry.call(attempt, on_retry=say)
+        except _Retry as e:
+            raise with_attempts(e.final, e.attempts) from None
+        self._auth_epoch += 1
+        with self._count_lock:
+            self.login_count += 1
 
     def _authenticated(self) -> tuple[requests.Session, int]:
         with self._lock:
@@ -239,14 +240,18 @@ class Transport:
 
         ``what`` names the object for error messages (e.g. "DAG 'x'").
         """
-        start = self.retry.start()
-        attempt = 0
+        attempts = 0
         relogged = False
-        while True:
-            session, epoch = self._authenticated()
-            attempt += 1
-            self._count()
-            try:
+        login_page_at: list[int] = []  # the credentials epoch a login page answered; log in again first
+
+        def attempt() -> Any:
+            nonlocal attempts, relogged
+            if login_page_at:
+                self._relogin(login_page_at.pop())
+            while True:  # logging in again after a 401 is part of the attempt, not a retry
+                session, epoch = self._authenticated()
+                attempts += 1
+                self._count()
                 try:
                     response = session.request(
                         method, url, params=params, json=json, headers=dict(headers or {}), timeout=self.timeout
@@ -255,7 +260,7 @@ class Transport:
                     raise AirflowUnreachableError(
                         f"{method} {url} for {what}: TLS failed ({_reason(e)}). If the server uses a private CA, "
                         "pass ca_bundle='/path/to/ca.pem' to AirflowInstance (or set REQUESTS_CA_BUNDLE)",
-                        method=method, url=url, attempts=attempt,
+                        method=method, url=url, attempts=attempts,
                     ) from None
                 except _TRANSIENT as e:
                     raise _Retry(
@@ -273,15 +278,20 @@ class Transport:
                     relogged = True
                     self._relogin(epoch)
                     continue
-                return self._answer(response, method, url, what, idempotent=idempotent, model=model)
-            except _Retry as retry:
-                delay = self.retry.delay_for(attempt, start=start, retry_after=retry.retry_after) if idempotent else None
-                if delay is None:
-                    raise with_attempts(retry.final, attempt) from None
-                log.warning("%s %s: %s; retry %d in %.1fs", method, url, retry.reason, attempt, delay)
-                self.retry.sleep(delay)
-                if retry.reason == "login page":
-                    self._relogin(epoch)
+                try:
+                    return self._answer(response, method, url, what, idempotent=idempotent, model=model)
+                except _Retry as retry:
+                    if retry.reason == "login page":
+                        login_page_at.append(epoch)
+                    raise
+
+        def say(error: Retryable, delay: float) -> None:
+            log.warning("%s %s: %s; retry %d in %.1fs", method, url, error.problem, error.attempts, delay)
+
+        try:
+            return (self.retry if idempotent else NO_RETRY).call(attempt, on_retry=say)
+        except _Retry as retry:
+            raise with_attempts(retry.final, retry.attempts) from None
 
     def _answer(
         self,
