@@ -239,3 +239,27 @@ def test_dag_folder_parsed_by_airflow(tmp_path: Path) -> None:
     bag = parse_dag_folder(tmp_path)
     assert type(bag.dags["unnamed"].task_dict["b"]).__name__ == "EmptyOperator"
     assert not task_is_marked_migrated(bag.dags["unnamed"].task_dict["b"].doc_md)
+
+
+def test_operator_factory_builds_each_replacing_operator() -> None:
+    seen: list[tuple[str | None, str]] = []
+
+    def factory(task: Any, kwargs: dict[str, Any]) -> DagsterOperator:
+        seen.append((None if task is None else task.task_id, kwargs["task_id"]))
+        return DagsterOperator(**kwargs, deferrable=True, run_tags={"team": "analytics"}, asset_keys=[["raw", kwargs["task_id"]]])
+
+    g = context_manager_dag()
+    mark_as_dagster_migrating(global_vars=g, migration_state=_state("ctx.dag-1", load=True), operator_factory=factory)
+    load = g["dag"].task_dict["load"]
+    assert isinstance(load, DagsterOperator) and load.deferrable and load.run_tags == {"team": "analytics"}
+    assert load.asset_keys == [["raw", "load"]] and load.retries == 3, "the kept settings come in the kwargs"
+    assert load.downstream_task_ids == {"build"}
+    assert seen == [("load", "load")]
+    g = context_manager_dag()
+    dag_id = g["dag"].dag_id
+    whole = MigrationState({dag_id: DagMigrationState(dag_id, dag_migrated=True)})
+    mark_as_dagster_migrating(global_vars=g, migration_state=whole, operator_factory=factory)
+    assert seen[-1] == (None, WHOLE_DAG_TASK_ID) and g["dag"].task_dict[WHOLE_DAG_TASK_ID].whole_dag
+    with pytest.raises(AirliftMigrationError, match=r"operator_factory .*returned str for task 'load' of DAG 'ctx.dag-1'"):
+        mark_as_dagster_migrating(global_vars=context_manager_dag(), migration_state=_state("ctx.dag-1", load=True),
+                                  operator_factory=lambda task, kwargs: "nope")

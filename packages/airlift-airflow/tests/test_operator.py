@@ -179,8 +179,11 @@ def test_own_assets_by_key_read_only_those_nodes(fake_dagster: FakeDagster) -> N
         fake_dagster.add_asset([f"x{i}"], dag_id="other", task_id="t")
     assert _operator(asset_keys=[["a"]]).execute(_context()) == ["run-1"]
     assert "AirliftAssetsByTag" not in fake_dagster.operations
-    with pytest.raises(DagsterApiError, match=r"not mapped to Airflow task"):
-        _operator(asset_keys=[["x1"]]).execute(_context())
+    # an explicit list needs no Airlift tags on the assets (here: tagged with another task, and untagged)
+    fake_dagster.add_asset(["untagged"], dag_id=DAG_ID, task_id=None)
+    fake_dagster.assets[-1]["tags"] = []
+    assert _operator(asset_keys=[["x1"], ["untagged"]]).execute(_context(map_index=5)) == ["run-2"]
+    assert fake_dagster.launched[-1]["selector"]["assetSelection"] == [{"path": ["x1"]}, {"path": ["untagged"]}]
     with pytest.raises(DagsterApiError, match=r"has no asset\(s\) \['nope'\]"):
         _operator(asset_keys=[["nope"]]).execute(_context())
 
@@ -616,3 +619,24 @@ def test_asset_built_by_several_tasks_is_found_through_the_dag_index_without_tas
     assert fake_dagster.launched[0]["selector"]["assetSelection"] == [{"path": ["sales"]}]
     tags = {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]}
     assert tags["airlift/airflow_task_id"] == TASK_ID, "the run names the task that launched it"
+
+
+def test_partition_key_hook_in_a_subclass(fake_dagster: FakeDagster) -> None:
+    class Monthly(DagsterOperator):
+        def get_partition_key(self, context: Any, assets: Any) -> str | None:
+            return f"{context['logical_date']:%Y-%m}-01"
+
+    class Broken(DagsterOperator):
+        def get_partition_key(self, context: Any, assets: Any) -> str | None:
+            raise KeyError("logical_date")
+
+    fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID, partitions=DAILY)
+    monthly = Monthly(task_id=TASK_ID, request_backoff=0.001, poll_interval=0.01)
+    import pendulum
+
+    monthly.execute(_context(logical_date=pendulum.datetime(2024, 3, 5, tz="UTC")))
+    tags = {t["key"]: t["value"] for t in fake_dagster.launched[0]["executionMetadata"]["tags"]}
+    assert tags["dagster/partition"] == "2024-03-01"
+    with pytest.raises(DagsterApiError, match=r"Broken.get_partition_key raised KeyError for Airflow task"):
+        Broken(task_id=TASK_ID, request_backoff=0.001, poll_interval=0.01).execute(_context())
+    assert len(fake_dagster.launched) == 1, "nothing launched after the hook failed"

@@ -23,8 +23,8 @@ from airlift_airflow.errors import (
     DagsterUnreachableError,
 )
 from airlift_airflow.hook import DagsterHook
-from airlift_airflow.migrating import mark_as_dagster_migrating
-from airlift_airflow.operator import DagsterOperator
+from airlift_airflow.migrating import OperatorFactory, mark_as_dagster_migrating
+from airlift_airflow.operator import DagsterOperator, default_partition_key
 from airlift_airflow.triggers import DagsterRunTrigger
 from airlift_airflow.version import __version__
 from airlift_protocol import (
@@ -46,7 +46,9 @@ __all__ = [
     "DagsterRunTrigger",
     "DagsterUnreachableError",
     "MigrationState",
+    "OperatorFactory",
     "__version__",
+    "default_partition_key",
     "load_migration_state_from_yaml",
     "mark_as_dagster_migrating",
     "set_dag_migrated",

@@ -229,8 +229,7 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
         scan_if_unindexed: bool = True,
     ) -> list[DagsterAsset]:
         """The asset nodes of one Airflow task (``task_id=None``: those mapped to the DAG itself, with
-        no task tag). With ``asset_keys`` only those nodes are asked for; each must carry the task's
-        tags. Otherwise, with ``instance_name``, the task -> asset index on the DAG asset
+        no task tag). With ``asset_keys`` only those nodes are asked for, tagged or not. Otherwise, with ``instance_name``, the task -> asset index on the DAG asset
         ``[instance_name, "dag", dag_id]`` names the keys (two small requests, whatever the size of
         the deployment; an asset built by several tasks is listed under each and carries no task
         tags); without it, or when Dagster has no such DAG asset, every asset node's tags are read
@@ -247,12 +246,10 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
         without = () if task_id is not None else (TASK_ID_TAG,)
         what = f"Airflow task {dag_id}.{task_id}" if task_id is not None else f"Airflow DAG {dag_id}"
         paths: Sequence[Sequence[str]] | None = None if asset_keys is None else [tuple(k) for k in asset_keys]
-        indexed = False
         if paths is None and instance_name:
             index = client.task_asset_index(dag_asset_path(instance_name, dag_id))
             if index is not None:
                 paths = index.get(task_id) or ([] if not scan_if_unindexed else None)
-                indexed = bool(paths)
             else:
                 log.warning("Dagster at %s has no task index on the DAG asset %s (airlift-dagster older than this "
                             "airlift-airflow): reading every asset node's tags (slow path)",
@@ -265,14 +262,6 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
             raise DagsterApiError(
                 f"Dagster at {client.url} has no asset(s) {['/'.join(m) for m in missing]} for {what}: "
                 "fix the task's asset_keys or reload the code location"
-            )
-        # the index is built from the same definitions as the tags (and lists assets of several tasks)
-        wrong = [] if indexed else [a for a in assets if any(a.tags.get(k) != v for k, v in wanted.items())
-                                    or any(k in a.tags for k in without)]
-        if wrong:
-            raise DagsterApiError(
-                f"the asset(s) {['/'.join(a.path) for a in wrong]} at {client.url} are not mapped to {what} "
-                "(tags airlift/dag_id and airlift/task_id): map them with dag_defs/task_defs"
             )
         return assets
 

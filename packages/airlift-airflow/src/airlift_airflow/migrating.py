@@ -22,7 +22,7 @@ Rules (the migration-state folder is shared by every DAG file next to it):
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from airlift_airflow.errors import AirliftMigrationError
@@ -42,7 +42,11 @@ from airlift_protocol import (
     task_migration_doc,
 )
 
-__all__ = ["mark_as_dagster_migrating"]
+__all__ = ["OperatorFactory", "mark_as_dagster_migrating"]
+
+#: ``operator_factory(original_task, kwargs) -> DagsterOperator``: builds the operator replacing one
+#: task (``original_task`` is ``None`` for the one task of a whole-DAG migration).
+OperatorFactory = Callable[[Any, dict[str, Any]], Any]
 
 DOC_HEADING = "### Migration to Dagster (Airlift)"
 
@@ -88,7 +92,27 @@ def _state_doc(state: DagMigrationState, dag: Any) -> str:
     return "\n".join(lines)
 
 
-def _replace(dag: Any, task_id: str, operator_class: type, extra: Mapping[str, Any]) -> Any:
+def _build(operator_class: type, factory: OperatorFactory | None, original: Any, kwargs: dict[str, Any]) -> Any:
+    """The replacing operator: ``operator_class(**kwargs)``, or what ``factory(original, kwargs)``
+    returns (a ``DagsterOperator`` with the task id of ``kwargs``; anything else is an error naming it)."""
+    if factory is None:
+        return operator_class(**kwargs)
+    name = getattr(factory, "__qualname__", repr(factory))
+    dag_id = getattr(kwargs.get("dag"), "dag_id", "?")
+    try:
+        built = factory(original, dict(kwargs))
+    except AirliftMigrationError:
+        raise
+    except Exception as e:
+        raise AirliftMigrationError(f"operator_factory {name} raised {type(e).__name__} for task {kwargs['task_id']!r} of DAG "
+                                    f"{dag_id!r}: {e}") from e
+    if not isinstance(built, DagsterOperator):
+        raise AirliftMigrationError(f"operator_factory {name} returned {type(built).__name__} for task {kwargs['task_id']!r} of DAG "
+                                    f"{dag_id!r}; return a DagsterOperator (build it from the kwargs it is given)")
+    return built
+
+
+def _replace(dag: Any, task_id: str, operator_class: type, extra: Mapping[str, Any], factory: OperatorFactory | None = None) -> Any:
     old = dag.task_dict[task_id]
     upstream = set(old.upstream_task_ids)
     downstream = set(old.downstream_task_ids)
@@ -102,14 +126,14 @@ def _replace(dag: Any, task_id: str, operator_class: type, extra: Mapping[str, A
         dag.task_dict[up].downstream_task_ids.discard(task_id)
     for down in downstream:
         dag.task_dict[down].upstream_task_ids.discard(task_id)
-    new = operator_class(
-        task_id=label if group is not None and not group.is_root else task_id,
-        dag=dag,
-        task_group=group,
-        doc_md=task_migration_doc(getattr(old, "doc_md", None)),
+    new = _build(operator_class, factory, old, {
+        "task_id": label if group is not None and not group.is_root else task_id,
+        "dag": dag,
+        "task_group": group,
+        "doc_md": task_migration_doc(getattr(old, "doc_md", None)),
         **kwargs,
         **extra,
-    )
+    })
     # weight_rule is stored as a loaded strategy object that the constructor does not take back.
     for name in ("weight_rule", "priority_weight_strategy"):
         if hasattr(old, name):
@@ -126,7 +150,7 @@ def _replace(dag: Any, task_id: str, operator_class: type, extra: Mapping[str, A
     return new
 
 
-def _replace_whole_dag(dag: Any, operator_class: type, extra: Mapping[str, Any]) -> None:
+def _replace_whole_dag(dag: Any, operator_class: type, extra: Mapping[str, Any], factory: OperatorFactory | None = None) -> None:
     """Swap every task of the DAG for one DagsterOperator running the DAG's own assets."""
     if WHOLE_DAG_TASK_ID in dag.task_dict and isinstance(dag.task_dict[WHOLE_DAG_TASK_ID], DagsterOperator):
         return  # a second call changes nothing
@@ -137,14 +161,16 @@ def _replace_whole_dag(dag: Any, operator_class: type, extra: Mapping[str, Any])
     defaults = dict(getattr(dag, "default_args", None) or {})
     accepted = _init_params(operator_class)
     kwargs = {k: v for k, v in defaults.items() if k in KEPT_SETTINGS and k in accepted}
-    operator_class(
-        task_id=WHOLE_DAG_TASK_ID,
-        dag=dag,
-        whole_dag=True,
-        doc_md=task_migration_doc("Runs the assets mapped to this DAG (dag_defs) as one Dagster run."),
+    new = _build(operator_class, factory, None, {
+        "task_id": WHOLE_DAG_TASK_ID,
+        "dag": dag,
+        "whole_dag": True,
+        "doc_md": task_migration_doc("Runs the assets mapped to this DAG (dag_defs) as one Dagster run."),
         **kwargs,
         **extra,
-    )
+    })
+    if new.task_id != WHOLE_DAG_TASK_ID:
+        raise AirliftMigrationError(f"replacing DAG {dag.dag_id!r} as a whole produced task id {new.task_id!r}")
 
 
 def mark_as_dagster_migrating(
@@ -154,6 +180,7 @@ def mark_as_dagster_migrating(
     dagster_operator_class: type = DagsterOperator,
     dagster_conn_id: str = DEFAULT_CONN_ID,
     dag_ids: Iterable[str] | None = None,
+    operator_factory: OperatorFactory | None = None,
 ) -> None:
     """Swap every ``migrated: true`` task of the DAGs in ``global_vars`` for a DagsterOperator.
 
@@ -180,6 +207,16 @@ def mark_as_dagster_migrating(
         dagster_operator_class: a ``DagsterOperator`` subclass to use instead.
         dagster_conn_id: Airflow connection to Dagster the operators use.
         dag_ids: the DAG ids this file defines; one that is not found is an error.
+        operator_factory: builds each replacing operator instead of ``dagster_operator_class(**kwargs)``:
+            called with the original task (``None`` for the task of a whole-DAG migration) and the
+            keyword arguments Airlift would pass (task id, DAG, task group, doc, kept settings,
+            ``dagster_conn_id``); returns a ``DagsterOperator`` with that task id, e.g. with per-task
+            ``asset_keys``, ``run_tags`` or ``deferrable``::
+
+                def factory(task, kwargs):
+                    if task is not None and task.task_id == "run_dbt_model":
+                        return DagsterOperator(**kwargs, deferrable=True, run_tags={"team": "analytics"})
+                    return DagsterOperator(**kwargs)
 
     Raises:
         AirliftMigrationError: at parse time (an Airflow import error of the file), when the state
@@ -198,7 +235,7 @@ def mark_as_dagster_migrating(
         if state is None:
             continue
         if state.dag_migrated:
-            _replace_whole_dag(dag, dagster_operator_class, {"dagster_conn_id": dagster_conn_id})
+            _replace_whole_dag(dag, dagster_operator_class, {"dagster_conn_id": dagster_conn_id}, operator_factory)
             set_dag_tags(dag, {MIGRATING_DAG_TAG})
             original = (dag.doc_md or "").split(DOC_HEADING)[0].rstrip()
             doc = _state_doc(state, dag)
@@ -220,7 +257,7 @@ def mark_as_dagster_migrating(
             )
         for task_id in state.migrated_task_ids:
             if not isinstance(dag.task_dict[task_id], DagsterOperator):  # a second call changes nothing
-                _replace(dag, task_id, dagster_operator_class, {"dagster_conn_id": dagster_conn_id})
+                _replace(dag, task_id, dagster_operator_class, {"dagster_conn_id": dagster_conn_id}, operator_factory)
         set_dag_tags(dag, {MIGRATING_DAG_TAG})
         original = (dag.doc_md or "").split(DOC_HEADING)[0].rstrip()
         doc = _state_doc(state, dag)

@@ -35,7 +35,8 @@ from airlift_protocol import (
     partition_key_for_airflow_run,
 )
 
-__all__ = ["DEFAULT_CONN_ID", "INSTANCE_ENV", "TOKEN_ENV", "URL_ENV", "DagsterOperator", "configured_instance_name"]
+__all__ = ["DEFAULT_CONN_ID", "INSTANCE_ENV", "TOKEN_ENV", "URL_ENV", "DagsterOperator", "configured_instance_name",
+           "default_partition_key"]
 
 #: Seconds ``on_kill`` looks for the run of a launch whose answer had not come yet.
 ON_KILL_LOOKUP = 10.0
@@ -178,7 +179,7 @@ class DagsterOperator(BaseOperator):
                                   instance_name=instance_name)
         what = f"Airflow DAG {dag_id}" if self.whole_dag else f"Airflow task {dag_id}.{task_id}"
         self._check_assets(assets, what=what, url=client.url)
-        partition = self._partition_key(assets, context, what=what)
+        partition = self._partition(context, assets, what=what)
         groups: dict[tuple[str, str], list[tuple[str, ...]]] = defaultdict(list)
         for asset in assets:
             groups[(asset.location, asset.repository)].append(asset.path)
@@ -316,34 +317,64 @@ class DagsterOperator(BaseOperator):
                 "replace the AssetSpecs with asset definitions before migrating the task"
             )
 
-    @staticmethod
-    def _partition_key(assets: Sequence[DagsterAsset], context: Mapping[str, Any], *, what: str) -> str | None:
-        kinds = {(a.partition_type, a.partition_fmt, a.partition_description) for a in assets}
-        if kinds == {(None, None, None)}:
-            return None
-        if len(kinds) > 1:
-            listed = "; ".join(f"{'/'.join(a.path)}: {a.partition_description or 'not partitioned'}" for a in assets)
-            raise DagsterApiError(
-                f"the Dagster assets of {what} are partitioned differently ({listed}); one Airflow run materializes "
-                "one partition of one partitioning: give them the same partitions definition or map them to different tasks"
-            )
-        asset = assets[0]
-        if asset.partition_type != "TIME_WINDOW" or not asset.partition_fmt or not asset.partition_description:
-            raise DagsterApiError(
-                f"the Dagster assets of {what} have {asset.partition_type} partitions; only time-window partitions "
-                "follow from an Airflow run (its data interval)"
-            )
+    def get_partition_key(self, context: Mapping[str, Any], assets: Sequence[DagsterAsset]) -> str | None:
+        """The partition the Dagster run materializes (``dagster/partition``), or ``None`` for none.
+        Override it in a subclass (passed as ``dagster_operator_class``) to choose another: ``context``
+        is the task's Airflow context, ``assets`` the asset nodes the run selects (``path``,
+        ``partition_type``, ``partition_description``). The default is :func:`default_partition_key`.
+
+        >>> class MonthlyOperator(DagsterOperator):
+        ...     def get_partition_key(self, context, assets):
+        ...         return context["logical_date"].strftime("%Y-%m-01")
+        """
+        ti = context["ti"]
+        what = f"Airflow DAG {ti.dag_id}" if self.whole_dag else f"Airflow task {ti.dag_id}.{ti.task_id}"
+        return default_partition_key(assets, context, what=what)
+
+    def _partition(self, context: Mapping[str, Any], assets: Sequence[DagsterAsset], *, what: str) -> str | None:
+        """:meth:`get_partition_key`; an override's error (or a non-string key) fails the task naming it."""
         try:
-            partitioning = TimeWindowPartitioning.from_dagster(fmt=asset.partition_fmt, description=asset.partition_description)
-            return partition_key_for_airflow_run(
-                partitioning,
-                logical_date=context.get("logical_date"),
-                data_interval_start=context.get("data_interval_start"),
-                data_interval_end=context.get("data_interval_end"),
-                run_id=str(context.get("run_id", "")),
-            )
-        except PartitionKeyError as e:
-            raise DagsterApiError(f"{what}: {e}") from e
+            key = self.get_partition_key(context, assets)
+        except DagsterApiError:
+            raise
+        except Exception as e:
+            raise DagsterApiError(f"{type(self).__name__}.get_partition_key raised {type(e).__name__} for {what}: {e}") from e
+        if key is not None and not isinstance(key, str):
+            raise DagsterApiError(f"{type(self).__name__}.get_partition_key returned {type(key).__name__} for {what}; "
+                                  "return a partition key (str) or None")
+        return key
+
+
+def default_partition_key(assets: Sequence[DagsterAsset], context: Mapping[str, Any], *, what: str) -> str | None:
+    """The partition of time-window partitioned ``assets`` that holds the Airflow run's data interval
+    start (else logical date), by :func:`airlift_protocol.partition_key_for_airflow_run`; ``None`` when
+    the assets are not partitioned. Mixed or non-time partitioning raises :class:`DagsterApiError`."""
+    kinds = {(a.partition_type, a.partition_fmt, a.partition_description) for a in assets}
+    if kinds == {(None, None, None)}:
+        return None
+    if len(kinds) > 1:
+        listed = "; ".join(f"{'/'.join(a.path)}: {a.partition_description or 'not partitioned'}" for a in assets)
+        raise DagsterApiError(
+            f"the Dagster assets of {what} are partitioned differently ({listed}); one Airflow run materializes "
+            "one partition of one partitioning: give them the same partitions definition or map them to different tasks"
+        )
+    asset = assets[0]
+    if asset.partition_type != "TIME_WINDOW" or not asset.partition_fmt or not asset.partition_description:
+        raise DagsterApiError(
+            f"the Dagster assets of {what} have {asset.partition_type} partitions; only time-window partitions "
+            "follow from an Airflow run (its data interval)"
+        )
+    try:
+        partitioning = TimeWindowPartitioning.from_dagster(fmt=asset.partition_fmt, description=asset.partition_description)
+        return partition_key_for_airflow_run(
+            partitioning,
+            logical_date=context.get("logical_date"),
+            data_interval_start=context.get("data_interval_start"),
+            data_interval_end=context.get("data_interval_end"),
+            run_id=str(context.get("run_id", "")),
+        )
+    except PartitionKeyError as e:
+        raise DagsterApiError(f"{what}: {e}") from e
 
 
 def _run_checks(assets: Sequence[DagsterAsset], paths: Sequence[tuple[str, ...]]) -> list[tuple[tuple[str, ...], str]] | None:
