@@ -6,6 +6,7 @@
 
     uv run scripts/tutorial.py                      # Airflow 3, step "peer"
     uv run scripts/tutorial.py --airflow 2 --step observe
+    uv run scripts/tutorial.py --push               # push mode on: Airflow reports each task to Dagster at once
     uv run scripts/tutorial.py --stop               # stop servers an earlier run left behind
     uv run scripts/tutorial.py --check              # start, print the URLs, stop
 
@@ -14,7 +15,9 @@ Airflow: http://127.0.0.1:8080 (admin/admin). Dagster: http://127.0.0.1:3000. Ct
 runs from its own virtual environment, built once with uv and cached in .airlift-cache/, with any
 Python 3.10-3.13 found on PATH (Airflow 2.11 needs 3.10-3.12). Every server runs in its own process
 group, recorded in examples/tutorial-example/.tutorial/tutorial.json until it is stopped, so the next
-start can find and stop leftovers of a run that was killed.
+start can find and stop leftovers of a run that was killed. Exported ``AIRFLOW__AIRLIFT__*`` settings
+(push mode's ``[airlift]`` section) reach the tutorial's Airflow; with push on, stopping the tutorial also
+stops the push relay its tasks started (found by the tutorial's state folder in its environment).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -62,6 +66,13 @@ SUPPORTED_PYTHONS = {
     "dagster": ("3.11", "3.12", "3.13", "3.10"),
 }
 STATE_FILE_NAME = "tutorial.json"
+#: In the tutorial's Airflow environment, so in every push relay its tasks start: the state folder, which
+#: tells the tutorial's relays from any other.
+RELAY_MARKER_ENV = "AIRLIFT_TUTORIAL_STATE_DIR"
+#: Where a push relay keeps its job (airlift_airflow.relay.JOB_ENV).
+PUSH_JOB_ENV = "AIRLIFT_PUSH_JOB"
+#: The relay's log (airlift_airflow.relay.relay_dir, push_status.LOG_FILE_NAME).
+PUSH_LOG_HINT = f"{tempfile.gettempdir()}/airlift-push-{os.getuid()}/push-relay.log"
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -240,6 +251,64 @@ def stop_leftovers(state_file: StateFile, console: Console) -> bool:
     return bool(groups) or owner is not None or bool(state.get("process_groups"))
 
 
+def _environ_of(pid: int) -> dict[str, str] | None:
+    """The environment ``pid`` started with (``None``: gone or not ours to read)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    pairs = (entry.split(b"=", 1) for entry in raw.split(b"\0") if b"=" in entry)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def tutorial_relays(state_root: Path) -> list[int]:
+    """Pids of the push relays (and one-shot senders) that tasks of the tutorial with this state
+    folder started: processes with a push job whose environment names the folder. Relays start in a
+    session of their own, so stopping Airflow's process group does not reach them."""
+    marker = str(state_root.resolve())
+    found: list[int] = []
+    if Path("/proc/self/environ").exists():
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                env = _environ_of(int(entry.name))
+                if env is not None and PUSH_JOB_ENV in env and env.get(RELAY_MARKER_ENV) == marker:
+                    found.append(int(entry.name))
+        return sorted(found)
+    # no /proc (macOS): ps shows each process's environment after its command line
+    done = subprocess.run(["ps", "eww", "-ax", "-o", "pid=,command="], capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        pid, _, command = line.strip().partition(" ")
+        if pid.isdigit() and int(pid) != os.getpid() and f" {PUSH_JOB_ENV}=" in command and f" {RELAY_MARKER_ENV}={marker}" in command:
+            found.append(int(pid))
+    return sorted(found)
+
+
+def stop_relays(state_root: Path, console: Console) -> int:
+    """Stop the tutorial's push relays; how many there were."""
+    relays = tutorial_relays(state_root)
+    for pid in relays:
+        console.say(f"Stopping the push relay (pid {pid}) ...")
+        try:
+            leader = os.getpgid(pid) == pid
+        except ProcessLookupError:
+            continue
+        if leader:
+            stop_group(pid, timeout=10.0)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    return len(relays)
+
+
+def airflow_settings(push: bool) -> dict[str, str]:
+    """The ``[airlift]`` settings of the tutorial's Airflow: the exported ``AIRFLOW__AIRLIFT__*`` variables
+    (the server otherwise starts without ``AIRFLOW_*`` variables of the caller), push mode on with ``push``."""
+    settings = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW__AIRLIFT__")}
+    if push:
+        settings["AIRFLOW__AIRLIFT__PUSH_ENABLED"] = "True"
+    return settings
+
+
 def ask(question: str) -> bool:
     if not sys.stdin.isatty():
         return False
@@ -354,6 +423,8 @@ def banner(args: argparse.Namespace, airflow: AirflowServer, dagster: DagsterSer
     flags = "" if args.airflow == "3" else " --airflow 2"
     if args.host != "127.0.0.1":
         flags += f" --host {args.host}"
+    if args.push:
+        flags += " --push"
     lines = [
         "",
         f"Airlift tutorial, step {args.step!r}, is running (Airflow {airflow.version}, Dagster code location {LOCATION_NAME!r}):",
@@ -363,7 +434,9 @@ def banner(args: argparse.Namespace, airflow: AirflowServer, dagster: DagsterSer
         "What to do now:",
         f"  1. In Airflow, open {DAG_ID} (already unpaused) and press {trigger}.",
         "  2. In Dagster, within a sensor interval (30 s) plus its settle time (10 s) and the tick's own time of the run\n"
-        "     finishing (sensor airflow_instance_one__airflow_sensor), the assets are materialized.",
+        "     finishing (sensor airflow_instance_one__airflow_sensor), the assets are materialized." if not args.push else
+        "  2. In Dagster, each task's assets are materialized within seconds of the task (push mode; the relay's log is\n"
+        f"     {PUSH_LOG_HINT}); the sensor airflow_instance_one__airflow_sensor records what push missed.",
         f"  3. {what.format(defs=f'{EXAMPLE_REL}/{defs}', airlift=airlift_command(dagster), airflow_url=airflow.url)}".replace(
             " airflow_dags", f" {EXAMPLE_REL}/airflow_dags"),
     ]
@@ -383,7 +456,10 @@ def run(args: argparse.Namespace, console: Console, guard: SignalGuard) -> int:
     state_root = Path(args.state_dir).resolve()
     state_file = StateFile(state_root / STATE_FILE_NAME)
     if args.stop:
-        console.say("Stopped." if stop_leftovers(state_file, console) else f"Nothing to stop ({state_file.path} lists no running server).")
+        stopped = stop_leftovers(state_file, console)
+        relays = stop_relays(state_root, console)
+        console.say("Stopped." if stopped or relays else
+                    f"Nothing to stop ({state_file.path} lists no running server, and no push relay of it runs).")
         return 0
     previous = state_file.read()
     if previous is not None:
@@ -415,17 +491,18 @@ def run(args: argparse.Namespace, console: Console, guard: SignalGuard) -> int:
     console.log_path = state_dir / "tutorial.log"
     host = link_host(args.host)
     env = tutorial_env(state_dir, f"http://{host}:{args.airflow_port}", f"http://{host}:{args.dagster_port}")
+    stop_relays(state_root, console)  # a relay of a killed earlier run would deliver to this run's Dagster
     state_file.write(pid=os.getpid(), airflow=args.airflow, step=args.step, host=args.host, process_groups=[],
                      started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     try:
-        return start_and_wait(args, console, guard, state_file, state_dir, env)
+        return start_and_wait(args, console, guard, state_file, state_dir, env, state_root)
     finally:
         if not live_leftovers(state_file.read() or {})[1]:  # keep the record of anything still running
             state_file.remove()
 
 
 def start_and_wait(args: argparse.Namespace, console: Console, guard: SignalGuard, state_file: StateFile,
-                   state_dir: Path, env: dict[str, str]) -> int:
+                   state_dir: Path, env: dict[str, str], state_root: Path) -> int:
     """Build the environments, start both servers, print the banner, wait for a signal; always stops
     what it started."""
     with console.step("Choosing Python for each side") as note:
@@ -445,7 +522,8 @@ def start_and_wait(args: argparse.Namespace, console: Console, guard: SignalGuar
 
     airflow = AirflowServer(
         version=args.airflow, dags_folder=EXAMPLE / "airflow_dags", home=state_dir / "airflow-home",
-        extra_packages=AIRFLOW_SIDE, extra_requirements=AIRFLOW_REQUIREMENTS, extra_env=env, port=args.airflow_port,
+        extra_packages=AIRFLOW_SIDE, extra_requirements=AIRFLOW_REQUIREMENTS, port=args.airflow_port,
+        extra_env={**env, **airflow_settings(args.push), RELAY_MARKER_ENV: str(state_root.resolve())},
         python=airflow_python, host=args.host,
     )
     dagster = DagsterServer(
@@ -486,6 +564,7 @@ def start_and_wait(args: argparse.Namespace, console: Console, guard: SignalGuar
             for group in recorder.known:  # whatever a server's own stop left in its process group
                 if group_alive(group["pgid"]):
                     stop_group(group["pgid"], timeout=5)
+            stop_relays(state_root, console)  # after Airflow: no task starts another one
             if still := [g for g in recorder.known if group_alive(g["pgid"])]:
                 raise TutorialError(f"could not stop {describe(still)}; they stay listed in {state_file.path}")
 
@@ -536,7 +615,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dagster-port", type=int, default=3000)
     parser.add_argument("--state-dir", default=str(EXAMPLE / ".tutorial"),
                         help="where the databases, logs and the state file live (default examples/tutorial-example/.tutorial)")
-    parser.add_argument("--stop", action="store_true", help="stop a running tutorial or servers an earlier run left, then exit")
+    parser.add_argument("--push", action="store_true",
+                        help="push mode on in the tutorial's Airflow (AIRFLOW__AIRLIFT__PUSH_ENABLED=True): each task "
+                             "success reaches Dagster within seconds, through a relay process the tutorial stops with the servers")
+    parser.add_argument("--stop", action="store_true",
+                        help="stop a running tutorial, servers an earlier run left and its push relays, then exit")
     parser.add_argument("--check", action="store_true", help="start everything, print the URLs, then stop")
     args = parser.parse_args(argv)
     console = Console(sys.stdout)

@@ -152,10 +152,46 @@ def test_the_migrate_banner_gives_the_airlift_commands_not_a_hand_edit(tutorial:
     airflow = SimpleNamespace(url="http://127.0.0.1:8080", generation=3, version="3.3.2", log_path=Path("airflow.log"))
     dagster = SimpleNamespace(url="http://127.0.0.1:3000", venv=ROOT / ".airlift-cache" / "venvs" / "dagster-x", home=Path("home"))
     out = io.StringIO()
-    tutorial.banner(argparse.Namespace(step="migrate", airflow="3", host="127.0.0.1"), airflow, dagster, tutorial.Console(out))
+    tutorial.banner(argparse.Namespace(step="migrate", airflow="3", host="127.0.0.1", push=False), airflow, dagster, tutorial.Console(out))
     shown = out.getvalue()
     airlift = ".airlift-cache/venvs/dagster-x/bin/airlift"
     assert "export AIRLIFT_AIRFLOW_URL=http://127.0.0.1:8080 AIRLIFT_AIRFLOW_USERNAME=admin AIRLIFT_AIRFLOW_PASSWORD=admin" in shown
     assert f"{airlift} state set -d examples/tutorial-example/airflow_dags rebuild_customers_list load_raw_customers --migrated" in shown
     assert f"{airlift} state rollback -d examples/tutorial-example/airflow_dags rebuild_customers_list load_raw_customers" in shown
     assert "Edit " not in shown and "`migrated: true`" not in shown
+
+
+def _relay_like(state_dir: Path) -> subprocess.Popen[bytes]:
+    """A process as a push relay started by a task of the tutorial with ``state_dir``: in its own session,
+    the push job and the tutorial's state folder in its environment."""
+    env = {**os.environ, "AIRLIFT_PUSH_JOB": "{}", "AIRLIFT_TUTORIAL_STATE_DIR": str(state_dir.resolve())}
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env, start_new_session=True)
+
+
+def test_stop_stops_the_push_relays_of_this_tutorial_only(tmp_path: Path, tutorial: Any) -> None:
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    relay, other = _relay_like(ours), _relay_like(theirs)
+    try:
+        deadline = time.monotonic() + 30
+        while tutorial.tutorial_relays(ours) != [relay.pid]:  # the environment is readable once exec is done
+            assert time.monotonic() < deadline, tutorial.tutorial_relays(ours)
+            time.sleep(0.1)
+        done = _run("--state-dir", str(ours), "--stop")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"Stopping the push relay (pid {relay.pid})" in done.stdout and "Stopped." in done.stdout
+        assert relay.wait(timeout=30) is not None
+        assert other.poll() is None and tutorial.tutorial_relays(theirs) == [other.pid]
+        again = _run("--state-dir", str(ours), "--stop")
+        assert "Nothing to stop" in again.stdout and "no push relay of it runs" in again.stdout
+    finally:
+        for process in (relay, other):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def test_exported_airlift_settings_reach_the_tutorials_airflow(tutorial: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__AIRLIFT__MAX_AGE", "5")
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")  # not the tutorial's to take
+    assert tutorial.airflow_settings(False) == {"AIRFLOW__AIRLIFT__MAX_AGE": "5"}
+    assert tutorial.airflow_settings(True) == {"AIRFLOW__AIRLIFT__MAX_AGE": "5", "AIRFLOW__AIRLIFT__PUSH_ENABLED": "True"}
