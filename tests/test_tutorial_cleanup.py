@@ -22,13 +22,9 @@ SCRIPT = ROOT / "scripts" / "tutorial.py"
 
 @pytest.fixture(scope="module")
 def tutorial() -> Any:
-    import importlib.util
+    from airlift_testing.tutorial import load_tutorial_script
 
-    spec = importlib.util.spec_from_file_location("tutorial_script", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tutorial_script()
 
 
 @pytest.fixture

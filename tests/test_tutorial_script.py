@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,11 +18,11 @@ import requests
 
 from airlift_testing import AirflowServer, free_port, wait_until
 from airlift_testing.procs import group_alive
+from airlift_testing.tutorial import output_of, start_tutorial, wait_for_banner
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "rebuild_customers_list"
-BANNER_END = "Press Ctrl-C to stop both servers."
 MATERIALIZATIONS = """query($path: [String!]!) { assetOrError(assetKey: {path: $path}) {
   ... on Asset { assetMaterializations(limit: 5) { runOrError { __typename } metadataEntries { label
     ... on UrlMetadataEntry { url } } } } } }"""
@@ -31,10 +30,6 @@ MATERIALIZATIONS = """query($path: [String!]!) { assetOrError(assetKey: {path: $
 
 SENSOR_TICKS = """{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name
   sensorState { ticks(limit: 100) { status skipReason runIds } } } } } } }"""
-
-
-def _output(log: Path) -> str:
-    return log.read_text(errors="replace") if log.exists() else ""
 
 
 def _listening(port: int) -> bool:
@@ -45,18 +40,11 @@ def _listening(port: int) -> bool:
 
 @pytest.fixture
 def tutorial(airflow_version: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    uv = shutil.which("uv")
-    assert uv, "uv must be on PATH (the README's first step installs it)"
     ports = {"airflow": free_port(), "dagster": free_port()}
     state_dir = tmp_path / "state"
     log = tmp_path / "tutorial.out"
-    with log.open("wb") as out:
-        # A terminal runs the command in its own process group; Ctrl-C signals that whole group.
-        process = subprocess.Popen(
-            [uv, "run", str(ROOT / "scripts" / "tutorial.py"), "--airflow", airflow_version.split(".")[0],
-             "--airflow-port", str(ports["airflow"]), "--dagster-port", str(ports["dagster"]), "--state-dir", str(state_dir)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
-        )
+    process = start_tutorial("--airflow", airflow_version.split(".")[0], "--airflow-port", str(ports["airflow"]),
+                             "--dagster-port", str(ports["dagster"]), "--state-dir", str(state_dir), log=log)
     world = {"process": process, "ports": ports, "state_file": state_dir / "tutorial.json", "log": log, "groups": []}
     try:
         yield world
@@ -73,12 +61,7 @@ def test_start_trigger_materialize_then_two_ctrl_c_leave_nothing(tutorial: dict[
     process: subprocess.Popen[bytes] = tutorial["process"]
     log: Path = tutorial["log"]
 
-    deadline = time.monotonic() + 1500  # a cold cache builds both environments first
-    while BANNER_END not in _output(log):
-        assert process.poll() is None, f"tutorial.py exited with {process.returncode}:\n{_output(log)}"
-        assert time.monotonic() < deadline, f"no banner after 1500 s:\n{_output(log)}"
-        time.sleep(2)
-    output = _output(log)
+    output = wait_for_banner(process, log)
     airflow_url = f"http://127.0.0.1:{tutorial['ports']['airflow']}"
     dagster_url = f"http://127.0.0.1:{tutorial['ports']['dagster']}"
     assert f"{airflow_url}/dags/{DAG_ID}" in output and f"{dagster_url}/asset-groups" in output, output
@@ -92,7 +75,7 @@ def test_start_trigger_materialize_then_two_ctrl_c_leave_nothing(tutorial: dict[
     assert not any(d["is_paused"] for d in airflow.dags() if d["dag_id"] == DAG_ID)
     run_id = airflow.trigger(DAG_ID, unpause=False)
     run = airflow.wait_for_run(DAG_ID, run_id, timeout=600)
-    assert run["state"] == "success", _output(log)
+    assert run["state"] == "success", output_of(log)
 
     def materialized() -> list[dict[str, Any]] | None:
         response = requests.post(f"{dagster_url}/graphql", timeout=30, json={
@@ -120,8 +103,8 @@ def test_start_trigger_materialize_then_two_ctrl_c_leave_nothing(tutorial: dict[
     os.killpg(process.pid, signal.SIGINT)
     time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)
-    assert process.wait(timeout=180) == 0, _output(log)
-    assert not [pgid for pgid in tutorial["groups"] if group_alive(pgid)], _output(log)
+    assert process.wait(timeout=180) == 0, output_of(log)
+    assert not [pgid for pgid in tutorial["groups"] if group_alive(pgid)], output_of(log)
     assert not _listening(tutorial["ports"]["airflow"]) and not _listening(tutorial["ports"]["dagster"])
     assert not tutorial["state_file"].exists()
-    assert "Stopping Dagster and Airflow" in _output(log)
+    assert "Stopping Dagster and Airflow" in output_of(log)

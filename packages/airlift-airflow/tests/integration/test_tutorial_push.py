@@ -5,10 +5,8 @@ Extended: a second start of the whole tutorial (``tests/test_tutorial_script.py`
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -22,69 +20,48 @@ import requests
 from airlift_protocol.tags import AIRFLOW_EVENT_TAG
 from airlift_testing import AirflowServer, free_port, repo_root, wait_until
 from airlift_testing.procs import group_alive
+from airlift_testing.tutorial import (
+    load_tutorial_script,
+    output_of,
+    start_tutorial,
+    wait_for_banner,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.extended]
 ROOT = repo_root()
-SCRIPT = ROOT / "scripts" / "tutorial.py"
 DAG_ID = "rebuild_customers_list"
-BANNER_END = "Press Ctrl-C to stop both servers."
 MATERIALIZATIONS = """query($path: [String!]!) { assetOrError(assetKey: {path: $path}) {
   ... on Asset { assetMaterializations(limit: 20) { tags { key } metadataEntries { label } } } } }"""
 
 
-def _output(log: Path) -> str:
-    return log.read_text(errors="replace") if log.exists() else ""
-
-
-@pytest.fixture(scope="module")
-def script() -> Any:
-    spec = importlib.util.spec_from_file_location("tutorial_script", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def tutorial(airflow_version: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    uv = shutil.which("uv")
-    assert uv, "uv must be on PATH"
     ports = {"airflow": free_port(), "dagster": free_port()}
     state_dir = tmp_path / "state"
     log = tmp_path / "tutorial.out"
-    with log.open("wb") as out:  # a terminal's process group: Ctrl-C signals all of it
-        process = subprocess.Popen(
-            [uv, "run", str(SCRIPT), "--push", "--airflow", airflow_version.split(".")[0], "--airflow-port",
-             str(ports["airflow"]), "--dagster-port", str(ports["dagster"]), "--state-dir", str(state_dir)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
-        )
-    world = {"process": process, "ports": ports, "state_dir": state_dir, "log": log}
+    process = start_tutorial("--push", "--airflow", airflow_version.split(".")[0], "--airflow-port", str(ports["airflow"]),
+                             "--dagster-port", str(ports["dagster"]), "--state-dir", str(state_dir), log=log)
     try:
-        yield world
+        yield {"process": process, "ports": ports, "state_dir": state_dir, "log": log}
     finally:
         if process.poll() is None:  # the test failed half-way: leave nothing behind
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=120)
-        subprocess.run([uv, "run", str(SCRIPT), "--stop", "--state-dir", str(state_dir)], cwd=ROOT, capture_output=True,
-                       stdin=subprocess.DEVNULL, timeout=300)
+        start_tutorial("--stop", "--state-dir", str(state_dir), log=tmp_path / "stop.out").wait(timeout=300)
 
 
-def test_push_delivers_and_ctrl_c_stops_the_relay(tutorial: dict[str, Any], airflow_version: str, script: Any) -> None:
+def test_push_delivers_and_ctrl_c_stops_the_relay(tutorial: dict[str, Any], airflow_version: str) -> None:
     process: subprocess.Popen[bytes] = tutorial["process"]
     log: Path = tutorial["log"]
-    deadline = time.monotonic() + 1500  # a cold cache builds both environments first
-    while BANNER_END not in _output(log):
-        assert process.poll() is None, f"tutorial.py exited with {process.returncode}:\n{_output(log)}"
-        assert time.monotonic() < deadline, f"no banner after 1500 s:\n{_output(log)}"
-        time.sleep(2)
-    assert "within seconds of the task (push mode" in _output(log)
+    assert "within seconds of the task (push mode" in wait_for_banner(process, log)
+    script = load_tutorial_script()
     state = json.loads((tutorial["state_dir"] / "tutorial.json").read_text())
     groups = [g["pgid"] for g in state["process_groups"]]
 
     airflow = AirflowServer(version=airflow_version, dags_folder=ROOT / "examples" / "tutorial-example" / "airflow_dags",
                             home=log.parent / "client-only", port=tutorial["ports"]["airflow"])
     run_id = airflow.trigger(DAG_ID, unpause=False)
-    assert airflow.wait_for_run(DAG_ID, run_id, timeout=600)["state"] == "success", _output(log)
+    assert airflow.wait_for_run(DAG_ID, run_id, timeout=600)["state"] == "success", output_of(log)
 
     dagster_url = f"http://127.0.0.1:{tutorial['ports']['dagster']}"
 
@@ -92,19 +69,20 @@ def test_push_delivers_and_ctrl_c_stops_the_relay(tutorial: dict[str, Any], airf
         response = requests.post(f"{dagster_url}/graphql", timeout=30, json={
             "query": MATERIALIZATIONS, "variables": {"path": ["airflow_instance_one", "dag", DAG_ID]}})
         events = response.json()["data"]["assetOrError"].get("assetMaterializations") or []
-        # Dagster's report endpoints take no tags: push's identity is in the metadata only
-        return [e for e in events if not e["tags"] and any(m["label"] == AIRFLOW_EVENT_TAG for m in e["metadataEntries"])] or None
+        # Dagster's report endpoints take no tags: push's identity is in the metadata only, the sensor's in both
+        return [e for e in events if AIRFLOW_EVENT_TAG not in {t["key"] for t in e["tags"]}
+                and any(m["label"] == AIRFLOW_EVENT_TAG for m in e["metadataEntries"])] or None
 
     wait_until(pushed, timeout=300, what="the DAG asset's materialization pushed to Dagster", interval=2.0)
     relays = script.tutorial_relays(tutorial["state_dir"])
-    assert relays, f"no push relay of the tutorial runs:\n{_output(log)}"
+    assert relays, f"no push relay of the tutorial runs:\n{output_of(log)}"
     assert not [pid for pid in relays if os.getpgid(pid) in groups]  # outside the servers' process groups
 
     os.killpg(process.pid, signal.SIGINT)
     time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)
-    assert process.wait(timeout=180) == 0, _output(log)
-    output = _output(log)
+    assert process.wait(timeout=180) == 0, output_of(log)
+    output = output_of(log)
     assert all(f"Stopping the push relay (pid {pid})" in output for pid in relays), output
     assert script.tutorial_relays(tutorial["state_dir"]) == [], output
     assert not [pgid for pgid in groups if group_alive(pgid)], output
