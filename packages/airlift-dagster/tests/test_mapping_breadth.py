@@ -280,3 +280,18 @@ def test_several_handles_keep_the_single_handle_api_and_are_validated(instance: 
                                          defs=built_by_tasks([("dag_00000", "task_000"), ("dag_00001", "task_0009")], AssetSpec("z")))
     with pytest.raises(AirliftDagsterError, match=r"at least one"):
         built_by_tasks([], AssetSpec("z"))
+
+
+# ------------------------------------------------------------------------ a job per mirrored DAG
+def test_each_mirrored_dag_has_a_job_that_says_it_runs_in_airflow(instance: AirflowInstance) -> None:
+    plain = build_defs_from_airflow_instance(airflow_instance=instance)
+    assert [j.name for j in plain.resolve_all_job_defs() if j.name.startswith("inst__")] == []
+    defs = build_defs_from_airflow_instance(airflow_instance=instance, sensor_settings=SensorSettings(mirror_runs=True))
+    names = sorted(j.name for j in defs.resolve_all_job_defs() if j.name.startswith("inst__"))
+    assert names == ["inst__dag_00000", "inst__dag_00001", "inst__dag_00002"], "the job names the mirrored runs carry"
+    job = defs.resolve_job_def("inst__dag_00001")
+    assert "Airflow DAG dag_00001" in (job.description or "") and job.tags["airlift/airflow_dag_id"] == "dag_00001"
+    result = job.execute_in_process(raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "stands for the Airflow DAG dag_00001, which runs in Airflow" in str(failure.step_failure_data.error)

@@ -20,7 +20,10 @@ from dagster import (
     AssetSpec,
     DefaultSensorStatus,
     Definitions,
+    Failure,
+    GraphDefinition,
     In,
+    JobDefinition,
     MetadataValue,
     Nothing,
     Out,
@@ -37,6 +40,7 @@ from airlift_dagster.health import (
     import_error_metadata,
 )
 from airlift_dagster.mapping import dag_handle_of, map_specs, task_asset_indexes, task_handles_of
+from airlift_dagster.run_mirror import mirror_job_name
 from airlift_dagster.sensor import (
     DAG_RUN_CHECK_NAME,
     PARTITION_CHECK_NAME,
@@ -341,11 +345,42 @@ def build_defs_from_airflow_instance(
         event_transformer=event_transformer,
         import_errors=state.import_errors,
     )
-    peered = Definitions(assets=[*(s for _, s in dataset_specs), *dag_specs], asset_checks=assets_checks, sensors=[sensor])
+    jobs = _mirror_jobs(name, state.dags, links) if settings.mirror_runs else []
+    peered = Definitions(assets=[*(s for _, s in dataset_specs), *dag_specs], asset_checks=assets_checks, sensors=[sensor], jobs=jobs)
     with preview_api():
         return Definitions.merge(annotated, peered).with_reconstruction_metadata(
             {_metadata_key(name): state.to_reconstruction_json(plan.tasks_by_dag, datasets=[d for d, _ in dataset_specs])}
         )
+
+
+@op(name="airlift_runs_in_airflow", description="Stands for an Airflow DAG: it runs in Airflow, not here.")
+def _runs_in_airflow(context) -> None:  # type: ignore[no-untyped-def]  # dagster validates the annotation
+    dag_id = context.run.tags.get("airlift/airflow_dag_id") or context.job_def.tags.get("airlift/airflow_dag_id", "?")
+    raise Failure(description=f"Job {context.job_def.name} stands for the Airflow DAG {dag_id}, which runs in Airflow: trigger "
+                              "it there. Its Airflow runs appear under this job (sensor setting mirror_runs).")
+
+
+def _mirror_jobs(name: str, dags: Sequence[DagInfo], links: Any) -> list[JobDefinition]:
+    """One job per DAG, named as its mirrored runs (:func:`~airlift_dagster.run_mirror.mirror_job_name`), so
+    they are filed under a job that Jobs lists; launching it only fails, saying the DAG runs in Airflow. Two
+    DAG ids with one job name (``a.b``, ``a_b``): the first keeps it, a warning names both."""
+    jobs: dict[str, JobDefinition] = {}
+    owner: dict[str, str] = {}
+    for dag in sorted(dags, key=lambda d: d.dag_id):
+        job_name = mirror_job_name(name, dag.dag_id)
+        if job_name in owner:
+            log.warning("Airflow instance %r: DAGs %r and %r both have the mirrored-run job name %r; it stands for %r",
+                        name, owner[job_name], dag.dag_id, job_name, owner[job_name])
+            continue
+        owner[job_name] = dag.dag_id
+        jobs[job_name] = JobDefinition(
+            graph_def=GraphDefinition(name=job_name, node_defs=[_runs_in_airflow]),
+            name=job_name,
+            description=f"The runs of Airflow DAG {dag.dag_id} ({links.dag_url(dag.dag_id)}), mirrored from Airflow. "
+                        "The DAG runs in Airflow: launching this job only fails.",
+            tags={"airlift/airflow_instance": name, "airlift/airflow_dag_id": dag.dag_id},
+        )
+    return list(jobs.values())
 
 
 def _user_check_keys(name: str, user_defs: Definitions, *, observed: Collection[AssetKey]) -> dict[AssetKey, list[AssetCheckKey]]:
