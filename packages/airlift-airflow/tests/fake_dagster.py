@@ -44,6 +44,9 @@ class FakeDagster:
         self.report_gate.set()
         self.dag_indexes: dict[tuple[str, ...], dict[str, Any]] = {}
         self.dag_assets: set[tuple[str, ...]] = set()  # DAG assets without a task index
+        # the sensor settle (seconds) every DAG asset with an index publishes, as Dagster's GraphQL answers
+        # it (a FloatMetadataEntry; an int: IntMetadataEntry; None: not published, an older Dagster side)
+        self.sensor_settle: float | int | None = 10.0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -127,8 +130,14 @@ class FakeDagster:
             path = tuple(variables["keys"][0]["path"])
             if path not in self.dag_indexes:
                 return {"assetNodes": []}
-            entry = {"label": "airlift/task_asset_keys", "jsonString": json.dumps(self.dag_indexes[path])}
-            return {"assetNodes": [{"assetKey": {"path": list(path)}, "metadataEntries": [entry]}]}
+            entries: list[dict[str, Any]] = [
+                {"label": "Airflow DAG"},  # other metadata types answer their label only
+                {"label": "airlift/task_asset_keys", "jsonString": json.dumps(self.dag_indexes[path])},
+            ]
+            if self.sensor_settle is not None:
+                value = "intValue" if isinstance(self.sensor_settle, int) else "floatValue"
+                entries.append({"label": "airlift/sensor_settle_seconds", value: self.sensor_settle})
+            return {"assetNodes": [{"assetKey": {"path": list(path)}, "metadataEntries": entries}]}
         if name == "AirliftDagAssets":
             keys = [a["assetKey"]["path"] for a in self.assets] + [list(k) for k in {*self.dag_assets, *self.dag_indexes}]
             return {"assetNodes": [{"assetKey": {"path": k}} for k in keys]}

@@ -34,7 +34,12 @@ from airlift_airflow.version_compat import (
 )
 from airlift_protocol import ApiVersion, RetryPolicy
 from airlift_protocol.push_status import load_push_status
-from airlift_protocol.tags import AIRFLOW_EVENT_TAG, AirflowEventId, airflow_event_key_of
+from airlift_protocol.tags import (
+    AIRFLOW_EVENT_TAG,
+    PUSH_SETTLE_MARGIN,
+    AirflowEventId,
+    airflow_event_key_of,
+)
 
 DAG_ID, TASK_ID, RUN_ID = "rebuild.customers", "load_raw", "manual__2026-01-01T00:00:00+00:00"
 START = datetime(2026, 1, 1, 0, 0, 1, 123456, tzinfo=timezone.utc)
@@ -429,7 +434,7 @@ def test_status_file_adds_up_every_process(tmp_path: Path) -> None:
     relay_side.flush()
     status = load_push_status(path)
     assert dict(status.counters) == {"delivered": 2, "dropped_too_old": 1, "dropped_queue_full": 1, "failed": 0,
-                                     "unresolved_instance_name": 0}
+                                     "unresolved_instance_name": 0, "settle_too_short": 0}
     assert [p.counter for p in status.problems] == ["dropped_too_old", "dropped_queue_full"]
     assert status.problem_of(DAG_ID) is None, "neither needs the user to act"
 
@@ -452,3 +457,90 @@ def test_an_actionable_drop_warns_in_the_task_log_until_push_delivers_again(
     assert "do not reach Dagster" not in caplog.text
     status = load_push_status(status_path)
     assert status.counters["delivered"] == 1 and status.problem_of(DAG_ID) is None
+
+
+def _settle_reporter(fake: FakeDagster, settle: float | int | None, now: list[float],
+                     status: StatusFile | None = None) -> tuple[DagsterReporter, PushSender]:
+    """build_reporter against a fake Dagster whose DAG asset publishes ``settle``; both clocks read ``now[0]``."""
+    fake.sensor_settle = settle
+    fake.dag_indexes[("prod", "dag", DAG_ID)] = {"tasks": {TASK_ID: [["a"]]}, "dag": []}
+    reporter = build_reporter(fake.url, api_token=None, instance_name=None, api=ApiVersion.V2, airflow_url="http://af",
+                              max_age=8.0)
+    reporter.clock = lambda: now[0]
+    return reporter, PushSender(deliver=reporter, max_age=8.0, retry=NO_WAIT, clock=lambda: now[0], status=status)
+
+
+@pytest.mark.parametrize("settle", [2.5, 3, 5.0, 9.0, 10.0, 30.0, None])
+@pytest.mark.parametrize("age", [0.0, 0.4, 1.0, 2.9, 3.0, 4.5, 6.9, 7.0, 7.9, 8.0, 9.5])
+def test_no_report_is_sent_at_or_after_the_sensor_settle_minus_the_margin(
+    fake_dagster: FakeDagster, settle: float | None, age: float
+) -> None:
+    """The sensor's settle, read from the DAG asset, bounds push's max age: a report goes out only while
+    the event is younger than min(max_age, settle - 2 s). Using max_age 8 s with a settle of 3, 5 or 9 s
+    sends reports the sensor may have read already (a second materialization)."""
+    now = [age]
+    reporter, sender = _settle_reporter(fake_dagster, settle, now)
+    sender.deliver_now(PushItem(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, try_number=1, created=0.0))
+    limit = 8.0 if settle is None else min(8.0, settle - PUSH_SETTLE_MARGIN)
+    sent = [p for p, _ in fake_dagster.reports]
+    if age < limit:
+        assert sent == ["/report_asset_materialization/a", "/report_asset_check/a"] and sender.stats.delivered == 1
+    else:
+        assert sent == [] and sender.stats.dropped_too_old == 1
+    if settle is not None:
+        assert reporter.max_age_for(reporter.assets(DAG_ID), DAG_ID) < settle  # type: ignore[arg-type]
+
+
+def test_the_settle_comes_with_the_index_in_one_request(fake_dagster: FakeDagster) -> None:
+    now = [1.0]
+    _, sender = _settle_reporter(fake_dagster, 5, now)  # an IntMetadataEntry reads the same
+    sender.deliver_now(PushItem(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, try_number=1, created=0.0))
+    assert fake_dagster.operations.count("AirliftDagIndex") == 1 and set(fake_dagster.operations) == {"AirliftDagAssets", "AirliftDagIndex"}
+    now[0] = 3.0  # 5 s settle: 3 s max age
+    sender.deliver_now(PushItem(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, try_number=2, created=0.0))
+    assert (sender.stats.delivered, sender.stats.dropped_too_old) == (1, 1)
+
+
+def test_a_lowered_max_age_is_logged_once_per_instance(fake_dagster: FakeDagster, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="airlift_airflow.push")
+    _, sender = _settle_reporter(fake_dagster, 5.0, [0.5])
+    for try_number in (1, 2, 3):
+        sender.deliver_now(PushItem(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, try_number=try_number, created=0.0))
+    lowered = [r.getMessage() for r in caplog.records if "lowered" in r.getMessage()]
+    assert sender.stats.delivered == 3 and len(lowered) == 1
+    assert "settle is 5s" in lowered[0] and "at most 3s" in lowered[0] and "'prod'" in lowered[0]
+
+
+@pytest.mark.parametrize("settle", [0, 1.5, 2.0])
+def test_a_settle_that_leaves_push_no_time_sends_nothing_and_says_what_to_set(
+    fake_dagster: FakeDagster, tmp_path: Path, caplog: pytest.LogCaptureFixture, settle: float
+) -> None:
+    """The sensor takes rows at most 2 s old: any push could be its second materialization. Nothing is
+    sent for the instance, one ERROR names Dagster, the instance, the settle and the setting, and the
+    status file holds an actionable problem for ``airlift doctor --push-status``."""
+    status = StatusFile(tmp_path / "push-status.json", interval=60)
+    _, sender = _settle_reporter(fake_dagster, settle, [0.0], status)
+    for try_number in (1, 2):
+        sender.deliver_now(PushItem(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, try_number=try_number, created=0.0))
+    sender.deliver_now(PushItem.for_dag_run(dag_id=DAG_ID, run_id=RUN_ID, run_type="manual", start_date=START, end_date=END))
+    status.flush()
+    assert fake_dagster.reports == []
+    assert (sender.stats.settle_too_short, sender.stats.delivered, sender.stats.failed, sender.stats.dropped_too_old) == (3, 0, 0, 0)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, errors
+    for part in (fake_dagster.url, "'prod'", f"settle is {settle:g}s", "SensorSettings(settle=", "settle_seconds", "10s or more"):
+        assert part in errors[0]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], "one ERROR, not one warning per item"
+    problem = load_push_status(tmp_path / "push-status.json").problem_of(DAG_ID)
+    assert problem is not None and problem.counter == "settle_too_short" and fake_dagster.url in problem.reason
+
+
+def test_a_dagster_side_without_a_published_settle_keeps_max_age_and_warns_once(
+    fake_dagster: FakeDagster, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, sender = _settle_reporter(fake_dagster, None, [7.5])
+    for try_number in (1, 2):
+        sender.deliver_now(PushItem(dag_id=DAG_ID, run_id=RUN_ID, task_id=TASK_ID, try_number=try_number, created=0.0))
+    assert sender.stats.delivered == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "publishes no sensor settle" in warnings[0] and "max_age 8s" in warnings[0]

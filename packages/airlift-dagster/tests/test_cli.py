@@ -491,6 +491,20 @@ def test_doctor_shows_push_delivery_from_the_status_file(env: dict[str, str], tm
     assert "no push status file at" in json.loads(missing.output)["checks"][-1]["detail"]
 
 
+def test_doctor_names_the_sensor_settle_when_push_refused_to_send(env: dict[str, str], tmp_path: Path) -> None:
+    """Push sends nothing for an instance whose sensor settle leaves it no time: a FAIL saying what to set."""
+    path = tmp_path / STATUS_FILE_NAME
+    problem = PushProblem("2026-12-01T10:02:00+00:00", "settle_too_short", "d", "task d.t run r try 1",
+                          "Dagster at http://dagster:3000 ... settle is 0s", actionable=True)
+    path.write_text(json.dumps(merge_push_status(PushStatus(), {"settle_too_short": 1}, [problem], now="2026-12-01T10:03:00+00:00").to_json()))
+    result = run(env, "doctor", "--json", "--push-status", str(path))
+    assert result.exit_code == EXIT_PROBLEMS
+    delivery, shown = json.loads(result.output)["checks"][-2:]
+    assert delivery["status"] == "WARN" and "settle too short 1" in delivery["detail"]
+    assert shown["status"] == "FAIL" and "task d.t" in shown["detail"]
+    assert "SensorSettings(settle=" in shown["hint"] and "settle_seconds" in shown["hint"]
+
+
 def test_unreachable_and_wrong_password_are_one_line_and_write_nothing(env: dict[str, str], tmp_path: Path) -> None:
     down = run({**env, "AIRLIFT_AIRFLOW_URL": "http://127.0.0.1:9", "AIRLIFT_TIMEOUT": "2"}, "state", "scaffold", str(tmp_path))
     assert down.exit_code == EXIT_ERROR

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from dagster import AssetKey, AssetSpec, Definitions, asset, multi_asset
 
@@ -7,12 +9,14 @@ from airlift_client import AirflowInstance, BasicAuthBackend
 from airlift_dagster import (
     AirflowInstanceState,
     AirliftDagsterError,
+    SensorSettings,
     build_defs_from_airflow_instance,
     dag_asset_key,
     dag_defs,
     task_defs,
 )
 from airlift_protocol import MIGRATION_DOC_MARKER, encode_tag_value
+from airlift_protocol.tags import SENSOR_SETTLE_METADATA, parse_sensor_settle
 from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState
 
 
@@ -58,6 +62,19 @@ def test_peer_defs_shape(instance: AirflowInstance, fake: FakeAirflow) -> None:
     assert defs.resolve_sensor_def("inst__airflow_sensor").minimum_interval_seconds == 30
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"airflow_dag_run_succeeded", "airflow_task_succeeded"}
+
+
+@pytest.mark.parametrize(("settings", "published"), [(None, 10.0), (SensorSettings(settle=timedelta(seconds=3.5)), 3.5),
+                                                     (SensorSettings(settle=timedelta(0)), 0.0)])
+def test_dag_assets_publish_the_sensor_settle_for_push(instance: AirflowInstance, settings: SensorSettings | None,
+                                                       published: float) -> None:
+    """Push (Airflow side) reads the sensor's settle from every DAG asset to stop reporting before the sensor reads a row."""
+    defs = build_defs_from_airflow_instance(airflow_instance=instance, sensor_settings=settings,
+                                            defs=dag_defs("dag_00000", task_defs("task_000", AssetSpec("a"))))
+    specs = {s.key: s for s in defs.resolve_all_asset_specs()}
+    dag_specs = [spec for key, spec in specs.items() if key.path[1:2] == ["dag"]]
+    assert len(dag_specs) > 1
+    assert {parse_sensor_settle(spec.metadata[SENSOR_SETTLE_METADATA].value) for spec in dag_specs} == {published}
 
 
 def test_dag_ids_with_dots_and_dashes_build_their_checks(instance: AirflowInstance, fake: FakeAirflow) -> None:

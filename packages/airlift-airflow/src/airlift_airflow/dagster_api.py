@@ -26,12 +26,19 @@ from airlift_airflow.errors import (
 )
 from airlift_protocol import Retryable, RetryPolicy
 from airlift_protocol.events import SENSOR_CHECK_NAMES
-from airlift_protocol.tags import TASK_ASSET_INDEX_METADATA, dag_asset_path, parse_task_asset_index
+from airlift_protocol.tags import (
+    SENSOR_SETTLE_METADATA,
+    TASK_ASSET_INDEX_METADATA,
+    dag_asset_path,
+    parse_sensor_settle,
+    parse_task_asset_index,
+)
 
 __all__ = [
     "DAG_ASSETS_TTL",
     "FINISHED_STATUSES",
     "INSTANCE_ENV",
+    "DagAssetInfo",
     "DagsterAsset",
     "DagsterGraphQLClient",
     "DagsterRun",
@@ -74,12 +81,17 @@ DAG_ASSETS_TTL = 30.0
 INSTANCE_ENV = "AIRLIFT_AIRFLOW_INSTANCE_NAME"
 INSTANCE_SETTINGS = f"airflow_instance_name= on the operator, {INSTANCE_ENV} or [airlift] instance_name"
 
-# The DAG asset's task -> asset index (definition metadata), one node by key.
+# The DAG asset's definition metadata, one node by key: the task -> asset index and the sensor's settle.
 DAG_INDEX_QUERY = """
 query AirliftDagIndex($keys: [AssetKeyInput!]) {
   assetNodes(assetKeys: $keys) {
     assetKey { path }
-    metadataEntries { label ... on JsonMetadataEntry { jsonString } }
+    metadataEntries {
+      label
+      ... on JsonMetadataEntry { jsonString }
+      ... on FloatMetadataEntry { floatValue }
+      ... on IntMetadataEntry { intValue }
+    }
   }
 }
 """
@@ -169,6 +181,20 @@ class DagsterAsset:
         sensor evaluates from Airflow's records (:data:`airlift_protocol.events.SENSOR_CHECK_NAMES`);
         ``None`` when the checks are unknown (Dagster then runs every check of the asset)."""
         return None if self.checks is None else tuple(c for c in self.checks if c not in SENSOR_CHECK_NAMES)
+
+
+@dataclass(frozen=True)
+class DagAssetInfo:
+    """What a DAG asset's definition metadata tells the Airflow side: its task -> asset keys index
+    (``None`` key: the DAG's own assets) and the Airlift sensor's settle in seconds (``None``: the
+    Dagster side does not publish it, an Airlift older than that key).
+
+    >>> DagAssetInfo(index={None: []}, settle=10.0).settle
+    10.0
+    """
+
+    index: dict[str | None, list[tuple[str, ...]]]
+    settle: float | None = None
 
 
 @dataclass(frozen=True)
@@ -374,11 +400,22 @@ class DagsterGraphQLClient:
         """The task -> asset keys index on the DAG asset ``dag_asset_path`` (one node, one request);
         ``None`` when Dagster has no such asset or it carries no index. ``without_partitioned``: leave
         out time-partitioned assets (push mode; the sensor reports them with their partition)."""
+        info = self.dag_asset_info(dag_asset_path, without_partitioned=without_partitioned)
+        return None if info is None else info.index
+
+    def dag_asset_info(self, dag_asset_path: Sequence[str], *, without_partitioned: bool = False) -> DagAssetInfo | None:
+        """The task -> asset keys index and the sensor's settle on the DAG asset ``dag_asset_path``
+        (one node, one request); ``None`` when Dagster has no such asset or it carries no index."""
         nodes = self.query(DAG_INDEX_QUERY, {"keys": [{"path": list(dag_asset_path)}]}).get("assetNodes") or []
         for node in nodes:
-            for entry in node.get("metadataEntries") or []:
-                if entry.get("label") == TASK_ASSET_INDEX_METADATA:
-                    return parse_task_asset_index(entry.get("jsonString"), without_partitioned=without_partitioned)
+            entries = {entry.get("label"): entry for entry in node.get("metadataEntries") or []}
+            index_entry = entries.get(TASK_ASSET_INDEX_METADATA)
+            index = None if index_entry is None else parse_task_asset_index(
+                index_entry.get("jsonString"), without_partitioned=without_partitioned)
+            if index is not None:
+                settle_entry = entries.get(SENSOR_SETTLE_METADATA) or {}
+                settle = settle_entry.get("floatValue", settle_entry.get("intValue"))
+                return DagAssetInfo(index=index, settle=parse_sensor_settle(settle))
         return None
 
     def dag_asset_instances(self, dag_id: str, *, max_age: float = DAG_ASSETS_TTL) -> list[str]:

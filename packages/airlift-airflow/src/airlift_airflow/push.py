@@ -13,11 +13,17 @@ slow or fail an Airflow task:
   asset per request: Dagster takes no batch) with timeouts and the shared
   :class:`~airlift_protocol.RetryPolicy`. A task's assets are reported in parallel (per asset, the
   materialization, then its check), so a task with N assets takes as long as one;
-- every POST is sent only while the item is younger than ``max_age`` seconds (counted from the
-  listener's call, right after Airflow stored the success), and its timeouts end by then: the
-  polling sensor reads a row only once it is older than its ``settle`` (10 s by default), and skips
-  events Dagster already holds, so with ``max_age`` below ``settle`` no report lands after the sensor
-  read its row. An item too old to be sent is dropped, counted and left to the sensor.
+- every POST is sent only while the item is younger than its max age (counted from the listener's
+  call, right after Airflow stored the success), and its timeouts end by then: the polling sensor
+  reads a row only once it is older than its ``settle`` (10 s by default), and skips events Dagster
+  already holds, so a report must land before ``settle``. The Dagster side publishes the sensor's
+  ``settle`` on each DAG asset (:data:`~airlift_protocol.tags.SENSOR_SETTLE_METADATA`, read with the
+  task -> asset index); the max age is ``min(max_age, settle - PUSH_SETTLE_MARGIN)`` (2 s margin for
+  clock skew and the request's own time). With ``settle`` at or below the margin push sends nothing
+  for that Airflow instance (one ERROR log, counted as ``settle_too_short``: an actionable problem
+  ``airlift doctor --push-status`` shows). A Dagster side that publishes no settle (an older
+  airlift-dagster) leaves ``max_age`` as configured (one WARNING). An item too old to be sent is
+  dropped, counted and left to the sensor.
 
 Report requests are not idempotent, so only failures where Dagster surely stored nothing are
 retried (connection refused, connect timeout, 429, 503); an ambiguous one (read timeout, other 5xx)
@@ -67,9 +73,10 @@ from airlift_protocol.push_status import (
     DROPPED_QUEUE_FULL,
     DROPPED_TOO_OLD,
     FAILED,
+    SETTLE_TOO_SHORT,
     UNRESOLVED_INSTANCE_NAME,
 )
-from airlift_protocol.tags import dag_asset_path
+from airlift_protocol.tags import PUSH_SETTLE_MARGIN, dag_asset_path
 
 __all__ = [
     "DEFAULT_MAX_AGE",
@@ -83,7 +90,9 @@ __all__ = [
     "PushStats",
     "ReportFailedError",
     "ReportTooOldError",
+    "SettleTooShortError",
     "build_reporter",
+    "effective_max_age",
 ]
 
 log = logging.getLogger("airlift_airflow.push")
@@ -156,6 +165,7 @@ class PushStats:
     dropped_queue_full: int = 0
     failed: int = 0
     unresolved_instance_name: int = 0
+    settle_too_short: int = 0
     events_sent: int = 0
     skipped_unmapped: int = 0
 
@@ -190,6 +200,32 @@ class InstanceUnresolvedError(ReportFailedError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retry=False, actionable=True)
+
+
+class SettleTooShortError(ReportFailedError):
+    """The Airlift sensor reads rows at most ``PUSH_SETTLE_MARGIN`` seconds old: any report could
+    land after it and materialize the run twice, so push sends nothing for the instance (logged
+    once by the reporter, not per item)."""
+
+    counter = SETTLE_TOO_SHORT
+    logged = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry=False, actionable=True)
+
+
+def effective_max_age(max_age: float, settle: float | None, margin: float = PUSH_SETTLE_MARGIN) -> float | None:
+    """Seconds after the Airflow event a report may still be sent: the configured ``max_age``, at most
+    the sensor's ``settle`` minus ``margin``; ``None`` when that leaves no time (send nothing). An
+    unknown ``settle`` (an older Dagster side) leaves ``max_age``.
+
+    >>> effective_max_age(8.0, 10.0), effective_max_age(8.0, 5.0), effective_max_age(8.0, 2.0), effective_max_age(8.0, None)
+    (8.0, 3.0, None, 8.0)
+    """
+    if settle is None:
+        return max_age
+    limit = settle - margin
+    return None if limit <= 0 else min(max_age, limit)
 
 
 class StatusSink(Protocol):
@@ -310,7 +346,8 @@ class PushSender:
                 age = self.clock() - item.created
                 delay = self.retry.delay_for(attempt, start=item.created, retry_after=e.retry_after) if e.retry else None
                 if delay is None or age + delay >= self.max_age:
-                    self._outcome(item, e.counter, f"{e} (after {attempt} attempt(s))", actionable=e.actionable)
+                    self._outcome(item, e.counter, f"{e} (after {attempt} attempt(s))", actionable=e.actionable,
+                                  log_it=not getattr(e, "logged", False))
                     return
                 self.retry.sleep(delay)
                 continue
@@ -334,11 +371,13 @@ class PushSender:
 
 @dataclass(frozen=True)
 class DagAssets:
-    """What Dagster says about one DAG: its Airflow instance name and task -> asset keys index
-    (``None`` key: the DAG asset's own assets)."""
+    """What Dagster says about one DAG: its Airflow instance name, task -> asset keys index
+    (``None`` key: the DAG asset's own assets) and the Airlift sensor's settle in seconds (``None``:
+    the Dagster side does not publish it)."""
 
     instance_name: str
     index: Mapping[str | None, Sequence[tuple[str, ...]]]
+    settle: float | None = None
 
 
 class AssetIndexCache:
@@ -388,7 +427,9 @@ class DagsterReporter:
     no DAG asset for it, nothing is reported; :class:`InstanceUnresolvedError`: the name is
     ambiguous or unknown). One ``requests.Session`` whose pool holds ``parallel`` connections; a
     task's assets are reported in parallel. A POST is sent only while the item is younger than
-    ``max_age`` (else :class:`ReportTooOldError`), with (connect, read) timeouts that end by then.
+    :func:`effective_max_age` of ``max_age`` and the DAG's sensor settle (else
+    :class:`ReportTooOldError`; no time at all: :class:`SettleTooShortError`), with (connect, read)
+    timeouts that end by then.
     The Dagster+ token (if any) is sent as ``Dagster-Cloud-Api-Token`` and never logged.
 
     >>> DagsterReporter("http://dagster:3000/", api_token="secret", api=ApiVersion.V2,
@@ -429,13 +470,44 @@ class DagsterReporter:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = -1
         self._pool_lock = threading.Lock()
+        self._said: set[tuple[str, float | None]] = set()
 
     def __repr__(self) -> str:
         return f"DagsterReporter(url={self.url!r})"
 
-    def event_for(self, item: PushItem) -> tuple[ReportedEvent, list[tuple[str, ...]]] | None:
-        """The event of ``item`` and the asset keys it goes to (``None``: nothing mapped)."""
-        found = self.assets(item.dag_id)
+    def max_age_for(self, found: DagAssets, dag_id: str) -> float:
+        """Seconds after the Airflow event this DAG's reports may still be sent (:func:`effective_max_age`);
+        :class:`SettleTooShortError` when the sensor's settle leaves none. Logged once per instance and settle."""
+        limit = effective_max_age(self.max_age, found.settle)
+        key = (found.instance_name, found.settle)
+        with self._pool_lock:
+            first = key not in self._said
+            self._said.add(key)
+        where = f"Dagster at {self.url}, Airflow instance {found.instance_name!r} (DAG asset {'/'.join(dag_asset_path(found.instance_name, dag_id))})"
+        if limit is None:
+            message = (f"{where} says the Airlift sensor's settle is {found.settle:g}s: push would have to stop "
+                       f"{PUSH_SETTLE_MARGIN:g}s before it, so a report could land after the sensor read the row and "
+                       "materialize the run twice; push sends nothing for this instance (the sensor reports it). Set "
+                       f"the sensor's settle above {PUSH_SETTLE_MARGIN:g}s on the Dagster side (SensorSettings(settle=...) "
+                       f"or the component's sensor.settle_seconds; {self.max_age + PUSH_SETTLE_MARGIN:g}s or more keeps "
+                       f"push's max_age {self.max_age:g}s)")
+            if first:
+                log.error("Airlift push: %s", message)
+            raise SettleTooShortError(message)
+        if first and found.settle is None:
+            log.warning("Airlift push: %s publishes no sensor settle (airlift-dagster older than this airlift-airflow): "
+                        "push keeps max_age %gs, which delivers once only while the sensor's settle exceeds %gs; upgrade "
+                        "airlift-dagster", where, self.max_age, self.max_age + PUSH_SETTLE_MARGIN)
+        elif first and limit < self.max_age:
+            log.info("Airlift push: %s says the Airlift sensor's settle is %gs: push sends reports at most %gs after "
+                     "the Airflow event (max_age %gs lowered, %gs margin)", where, found.settle, limit, self.max_age,
+                     PUSH_SETTLE_MARGIN)
+        return limit
+
+    def event_for(self, item: PushItem, found: DagAssets | None = None) -> tuple[ReportedEvent, list[tuple[str, ...]]] | None:
+        """The event of ``item`` and the asset keys it goes to (``None``: nothing mapped); ``found``:
+        what ``assets(item.dag_id)`` said, if already asked."""
+        found = found or self.assets(item.dag_id)
         if found is None:
             return None
         name, index = found.instance_name, found.index
@@ -463,18 +535,20 @@ class DagsterReporter:
                 log.info("Airlift push: cannot read the asset index of DAG %s yet (%s)", item.dag_id, e)
             return 0
         try:
-            found = self.event_for(item)
+            dag = self.assets(item.dag_id)
+            found = None if dag is None else self.event_for(item, dag)
         except DagsterApiError as e:
             unreachable = isinstance(e, DagsterUnreachableError)
             raise ReportFailedError(f"asset index of DAG {item.dag_id}: {e}", retry=unreachable, actionable=not unreachable) from e
-        if found is None:
+        if dag is None or found is None:
             self.stats.skipped_unmapped += 1
             return 0
+        max_age = self.max_age_for(dag, item.dag_id)
         event, paths = found
         if len(paths) == 1:
-            self._report_asset(item, event, paths[0])
+            self._report_asset(item, event, paths[0], max_age)
         else:  # one chain per asset, all at once; every failure is looked at before deciding
-            futures = [self._executor().submit(self._report_asset, item, event, path) for path in paths]
+            futures = [self._executor().submit(self._report_asset, item, event, path, max_age) for path in paths]
             errors = [e for e in (f.exception() for f in futures) if e is not None]
             if errors:
                 raise _worst(errors)
@@ -487,23 +561,23 @@ class DagsterReporter:
                 self._pool_pid = os.getpid()
             return self._pool
 
-    def _report_asset(self, item: PushItem, event: ReportedEvent, path: tuple[str, ...]) -> None:
+    def _report_asset(self, item: PushItem, event: ReportedEvent, path: tuple[str, ...], max_age: float) -> None:
         """One asset's reports, in order: the materialization, then the check on it."""
         self._post(item, "report_asset_materialization", path, {
             "description": event.description, "metadata": metadata_json(event.metadata),
-        })
+        }, max_age)
         self._post(item, "report_asset_check", path, {
             "check_name": event.check_name, "passed": True, "severity": "ERROR",
             "metadata": metadata_json(event.check_metadata),
-        })
+        }, max_age)
 
-    def _post(self, item: PushItem, endpoint: str, path: tuple[str, ...], body: Mapping[str, Any]) -> None:
+    def _post(self, item: PushItem, endpoint: str, path: tuple[str, ...], body: Mapping[str, Any], max_age: float) -> None:
         if (endpoint, path) in item.sent:
             return
-        left = item.created + self.max_age - self.clock()
+        left = item.created + max_age - self.clock()
         if left <= 0:
-            raise ReportTooOldError(f"{'/'.join(path)} not sent: {self.max_age - left:.1f}s after the Airflow event "
-                                    f"(max_age {self.max_age:g}s)")
+            raise ReportTooOldError(f"{'/'.join(path)} not sent: {max_age - left:.1f}s after the Airflow event "
+                                    f"(max age {max_age:g}s)")
         # the key goes in the body (a list of parts), so parts may hold any character, "/" included
         url = f"{self.url}/{endpoint}/"
         body = {"asset_key": list(path), **body}
@@ -555,7 +629,8 @@ def build_reporter(
     """A reporter with its own HTTP sessions and a per-DAG cache (``index_ttl`` seconds) of the
     instance name and task -> asset index, as the listener and the push relay use it. The name is
     ``instance_name`` checked against Dagster, or learned from it (``None``), by the one resolver the
-    operator uses; a DAG with no DAG asset in Dagster has nothing to report."""
+    operator uses; a DAG with no DAG asset in Dagster has nothing to report. The sensor's settle comes
+    with the index (same request) and bounds the max age (:func:`effective_max_age`)."""
     from airlift_airflow.dagster_api import DagsterGraphQLClient, resolve_instance_name
 
     client = DagsterGraphQLClient(url, api_token=api_token, timeout=5.0,
@@ -570,8 +645,8 @@ def build_reporter(
             raise
         except DagsterApiError as e:
             raise InstanceUnresolvedError(str(e)) from e
-        index = client.task_asset_index(dag_asset_path(name, dag_id), without_partitioned=True)
-        return None if index is None else DagAssets(name, index)
+        info = client.dag_asset_info(dag_asset_path(name, dag_id), without_partitioned=True)
+        return None if info is None else DagAssets(name, info.index, info.settle)
 
     cache = AssetIndexCache(fetch, ttl=index_ttl)
     return DagsterReporter(url, api_token=api_token, api=api, airflow_url=airflow_url, assets=cache.get, max_age=max_age)

@@ -66,7 +66,11 @@ from airlift_protocol import (
     parse_dagster_run_tags,
     task_is_marked_migrated,
 )
-from airlift_protocol.tags import TASK_ASSET_INDEX_METADATA, dump_task_asset_index
+from airlift_protocol.tags import (
+    SENSOR_SETTLE_METADATA,
+    TASK_ASSET_INDEX_METADATA,
+    dump_task_asset_index,
+)
 
 __all__ = [
     "DAG_RUN_CHECK_NAME",
@@ -253,6 +257,8 @@ def build_defs_from_airflow_instance(
             "Airflow DAG": MetadataValue.url(links.dag_url(dag.dag_id)),
             "Raw DAG (REST)": MetadataValue.json(raw_json(dag.raw)),
             TASK_ASSET_INDEX_METADATA: MetadataValue.json(indexes.get(dag.dag_id) or dump_task_asset_index({})),
+            # push (Airflow side) reads it to stop reporting before this sensor reads the row
+            SENSOR_SETTLE_METADATA: MetadataValue.float(settings.settle.total_seconds()),
         }
         if source is not None:
             metadata["Source code"] = MetadataValue.md(f"```python\n{source}\n```")

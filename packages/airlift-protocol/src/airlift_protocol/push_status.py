@@ -29,6 +29,7 @@ __all__ = [
     "FAILED",
     "LOG_FILE_NAME",
     "MAX_PROBLEMS",
+    "SETTLE_TOO_SHORT",
     "STATUS_FILE_NAME",
     "UNRESOLVED_INSTANCE_NAME",
     "PushProblem",
@@ -48,6 +49,7 @@ DROPPED_TOO_OLD = "dropped_too_old"
 DROPPED_QUEUE_FULL = "dropped_queue_full"
 FAILED = "failed"
 UNRESOLVED_INSTANCE_NAME = "unresolved_instance_name"
+SETTLE_TOO_SHORT = "settle_too_short"
 #: Counter -> what it counts (one Airflow event each: a task try's reports or a DAG run's).
 COUNTERS: Mapping[str, str] = {
     DELIVERED: "delivered to Dagster",
@@ -55,6 +57,7 @@ COUNTERS: Mapping[str, str] = {
     DROPPED_QUEUE_FULL: "dropped: queue full (left to the sensor)",
     FAILED: "failed: Dagster did not take it (left to the sensor)",
     UNRESOLVED_INSTANCE_NAME: "not sent: the DAG's Airflow instance name is unknown in Dagster (left to the sensor)",
+    SETTLE_TOO_SHORT: "not sent: the Airlift sensor's settle leaves push no time to land first (left to the sensor)",
 }
 
 

@@ -360,7 +360,31 @@ def airflow_event_key_of(
 #: "dag": [[key part, ...], ...]}`` ("dag": assets mapped to the DAG itself, no task).
 TASK_ASSET_INDEX_METADATA = "airlift/task_asset_keys"
 
-__all__ += ["TASK_ASSET_INDEX_METADATA", "dag_asset_path", "dump_task_asset_index", "parse_task_asset_index"]
+#: Definition metadata entry (float, seconds) of a DAG asset: the Airlift sensor's ``settle``
+#: (``SensorSettings.settle``; it reads an Airflow row only once the row is older than that). Push
+#: (on the Airflow side, same GraphQL request as the index) sends a report only while its Airflow
+#: event is younger than ``settle - PUSH_SETTLE_MARGIN`` seconds, so no report lands after the sensor
+#: read the row and a run is materialized once.
+SENSOR_SETTLE_METADATA = "airlift/sensor_settle_seconds"
+#: Seconds push keeps between its last report and the sensor's ``settle`` (clock skew between the
+#: Airflow database and Dagster, the request's own time). With ``settle`` at or below it push sends nothing.
+PUSH_SETTLE_MARGIN = 2.0
+
+__all__ += ["PUSH_SETTLE_MARGIN", "SENSOR_SETTLE_METADATA", "TASK_ASSET_INDEX_METADATA", "dag_asset_path",
+            "dump_task_asset_index", "parse_sensor_settle", "parse_task_asset_index"]
+
+
+def parse_sensor_settle(value: Any) -> float | None:
+    """The sensor's settle in seconds from :data:`SENSOR_SETTLE_METADATA`'s value (``None``: absent
+    or not a finite number of zero or more).
+
+    >>> parse_sensor_settle(10.0), parse_sensor_settle(None), parse_sensor_settle(-1)
+    (10.0, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    settle = float(value)
+    return settle if 0.0 <= settle < float("inf") else None
 
 
 def dag_asset_path(instance_name: str, dag_id: str) -> tuple[str, str, str]:

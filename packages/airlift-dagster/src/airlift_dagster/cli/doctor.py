@@ -28,10 +28,12 @@ from airlift_protocol import ApiVersion, DagInfo
 from airlift_protocol.push_status import (
     COUNTERS,
     DELIVERED,
+    SETTLE_TOO_SHORT,
     UNRESOLVED_INSTANCE_NAME,
     PushStatusError,
     load_push_status,
 )
+from airlift_protocol.tags import PUSH_SETTLE_MARGIN
 
 __all__ = ["Check", "doctor", "push_status_checks", "run_checks"]
 
@@ -251,6 +253,10 @@ def push_status_checks(path: str) -> list[Check]:
 
 
 def _push_hint(counter: str) -> str:
+    if counter == SETTLE_TOO_SHORT:
+        return (f"the Airlift sensor's settle must exceed push's {PUSH_SETTLE_MARGIN:g}s margin, or push could report a "
+                "run after the sensor did: raise SensorSettings(settle=...) (component: sensor.settle_seconds; default 10) "
+                "and reload the code location")
     if counter == UNRESOLVED_INSTANCE_NAME:
         return ("Dagster must hold exactly one DAG asset [<instance name>, 'dag', <dag_id>] for the DAG: map the DAG in "
                 "Dagster, or set [airlift] instance_name (AIRLIFT_AIRFLOW_INSTANCE_NAME) to the AirflowInstance's name")
