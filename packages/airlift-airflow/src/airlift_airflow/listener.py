@@ -13,8 +13,8 @@ dag_id]``); ``instance_name`` (``AIRLIFT_AIRFLOW_INSTANCE_NAME`` wins) sets it, 
 have that DAG asset. A DAG whose name cannot be resolved is not reported (counted and logged).
 
 Optional: ``airflow_url`` (the Airflow UI's URL as the Dagster side knows it, for links; default
-the webserver's/API's ``base_url``), ``max_queue`` (1000), ``max_age`` (8 seconds, keep it below
-the sensor's ``settle``), ``flush_timeout`` (2 seconds a task process waits, after its success is
+the webserver's/API's ``base_url``), ``max_queue`` (1000), ``max_age`` (8 seconds; lowered to the
+sensor's ``settle`` minus 2 s, which the DAG asset says), ``flush_timeout`` (2 seconds a task process waits, after its success is
 recorded, for its events to be handed over when ``detach`` is off), ``index_ttl`` (60 seconds), ``detach``
 (True: a task's events go to the push relay, a process of its own that the first task starts and that
 exits after ``relay_idle_seconds``, 300, without work; see :mod:`airlift_airflow.relay`; so the task's
