@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 
 from airlift_protocol.push_status import (
+    LOG_FILE_NAME,
     STATUS_FILE_NAME,
     PushStatus,
     PushStatusError,
     load_push_status,
 )
-from airlift_protocol.tags import AIRFLOW_EVENT_TAG
+from airlift_protocol.tags import AIRFLOW_EVENT_TAG, SENSOR_SETTLE_METADATA
 from airlift_testing import AirflowServer, DagsterServer, repo_root, wait_until
 from airlift_testing.procs import free_port
 
@@ -51,6 +52,9 @@ query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) { _
 START_SENSOR = """
 mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) { __typename
   ... on Sensor { sensorState { status } } ... on PythonError { message } } }
+"""
+DAG_ASSET_SETTLE = """
+query($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) { metadataEntries { label ... on FloatMetadataEntry { floatValue } } } }
 """
 SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "sensorName": SENSOR}
 
@@ -169,6 +173,12 @@ def test_push_delivers_with_the_sensor_stopped(servers: Servers) -> None:
     wait_until(lambda: servers.push_status().counters["delivered"] >= 3, timeout=30, what="the push status file", interval=1.0)
     status = servers.push_status()
     assert status.counters["unresolved_instance_name"] == 0 and not [p for p in status.problems if p.actionable], status
+    # the relay read the sensor's settle (9.5 s) from the DAG asset, with the index, and stops 2 s before it
+    node = servers.dagster.graphql(DAG_ASSET_SETTLE, {"keys": [{"path": [INSTANCE, "dag", DAG_ID]}]})["assetNodes"][0]
+    assert {e["label"]: e.get("floatValue") for e in node["metadataEntries"]}[SENSOR_SETTLE_METADATA] == 9.5
+    relay_log = (servers.tmp / f"airlift-push-{os.getuid()}" / LOG_FILE_NAME).read_text()
+    assert "settle is 9.5s: push sends reports at most 7.5s after the Airflow event" in relay_log, relay_log[-2000:]
+    assert "publishes no sensor settle" not in relay_log
 
 
 def test_push_and_sensor_together_deliver_each_try_once(servers: Servers) -> None:
@@ -177,7 +187,7 @@ def test_push_and_sensor_together_deliver_each_try_once(servers: Servers) -> Non
     run_id = _run(servers)
     servers.wait_for_events(DAG_ID, run_id, timeout=60)
     done = time.time()
-    # the sensor has read the run's rows (settle 10 s) and skipped what push delivered
+    # the sensor has read the run's rows (settle 9.5 s) and skipped what push delivered
     wait_until(lambda: servers.sensor_ticked_after(done + 12), timeout=120, what="a sensor tick after the run settled", interval=2.0)
     _exactly_once(servers)
     assert not any(e.by_sensor for p in ASSETS[DAG_ID] for e in servers.of_run(p, run_id))

@@ -1,13 +1,16 @@
 """Dagster side of the push tests: the Airlift definitions of the test Airflow (sensor stopped at
-start, ticking every 5 s once started); task c is migrated and runs here."""
+start, ticking every 5 s once started, settle 9.5 s: push learns it and stops 2 s before); task c is
+migrated and runs here."""
 
 import os
+from datetime import timedelta
 
 import dagster as dg
 
 from airlift_dagster import (
     AirflowInstance,
     BasicAuthBackend,
+    SensorSettings,
     build_defs_from_airflow_instance,
     dag_defs,
     task_defs,
@@ -34,6 +37,7 @@ defs = build_defs_from_airflow_instance(
         dag_defs("push_plain", task_defs("x", dg.AssetSpec(["push", "x"]))),
     ),
     sensor_minimum_interval_seconds=5,
+    sensor_settings=SensorSettings(settle=timedelta(seconds=9.5)),
     default_sensor_status=dg.DefaultSensorStatus.STOPPED,
     dag_selector_fn=lambda dag: dag.dag_id in ("push_dag", "push_plain"),
 )
