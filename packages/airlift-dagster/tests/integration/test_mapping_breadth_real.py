@@ -1,6 +1,6 @@
 """Mapping breadth against a real Airflow (the version under test) and a real Dagster webserver +
 daemon running the sensor: an asset mapped to the whole DAG is materialized when the DAG run
-succeeds, and a check declared with an observed asset (``check_specs=``) is requested by the sensor
+succeeds, an asset built by tasks of two DAGs is materialized once per task success, and a check declared with an observed asset (``check_specs=``) is requested by the sensor
 and executed by the daemon's run after the Airflow data lands."""
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from datetime import timedelta
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, AssetSpec, multi_asset
 
 from airlift_dagster import (
-    AirflowInstance, BasicAuthBackend, SensorSettings, build_defs_from_airflow_instance, dag_defs, task_defs,
+    AirflowInstance, BasicAuthBackend, SensorSettings, build_defs_from_airflow_instance, built_by_tasks, dag_defs, task_defs,
 )
+from dagster import Definitions
 
 
 @multi_asset(specs=[AssetSpec("orders")], check_specs=[AssetCheckSpec("orders_not_empty", asset="orders")], can_subset=True)
@@ -57,7 +58,10 @@ defs = build_defs_from_airflow_instance(
         auth_backend=BasicAuthBackend(webserver_url=os.environ["AIRLIFT_TEST_AIRFLOW_URL"], username="admin", password="admin"),
         name="breadth",
     ),
-    defs=dag_defs("breadth_daily", task_defs("load", orders), AssetSpec("daily_report")),
+    defs=Definitions.merge(
+        dag_defs("breadth_daily", task_defs("load", orders), AssetSpec("daily_report")),
+        built_by_tasks([("breadth_daily", "publish"), ("breadth_weekly", "load")], AssetSpec("sales")),
+    ),
     sensor_minimum_interval_seconds=5,
     sensor_settings=SensorSettings(settle=timedelta(seconds=1), history_window=timedelta(hours=1)),
 )
@@ -100,7 +104,9 @@ def test_dag_level_assets_and_declared_checks_in_a_real_daemon(
     started = dagster.graphql(f"mutation {{ startSensor(sensorSelector: {SENSOR}) {{ __typename }} }}")["startSensor"]
     assert started["__typename"] == "Sensor", started
     run_id = airflow.trigger("breadth_daily")
+    weekly_run_id = airflow.trigger("breadth_weekly")
     assert airflow.wait_for_run("breadth_daily", run_id)["state"] == "success"
+    assert airflow.wait_for_run("breadth_weekly", weekly_run_id)["state"] == "success"
 
     def check_executed() -> list[dict[str, Any]] | None:
         executions = dagster.graphql(CHECKS, {"path": ["orders"], "name": "orders_not_empty"})["assetCheckExecutions"]
@@ -117,3 +123,14 @@ def test_dag_level_assets_and_declared_checks_in_a_real_daemon(
     print(f"daily_report materializations: {len(daily)}; tags {tags}")
     assert len(daily) == 1 and metadata["Airflow run id"] == run_id
     assert "airlift/airflow_task_id" not in tags and "airlift/airflow_run_end_date" in tags, "the DAG run's identity"
+
+    def both_sales() -> list[dict[str, Any]] | None:
+        found = _materializations(dagster, ["sales"])
+        return found if len(found) >= 2 else None
+
+    sales = wait_until(both_sales, timeout=60,
+                       what="both materializations of the asset built by two tasks", interval=2.0)
+    built_by = sorted(({m["label"]: m.get("text") for m in e["metadataEntries"]}["Airflow run id"],
+                       {t["key"]: t["value"] for t in e["tags"]}["airlift/airflow_task_id"]) for e in sales)
+    print(f"sales materializations (Airflow run id, task): {built_by}")
+    assert built_by == sorted([(run_id, "publish"), (weekly_run_id, "load")])
