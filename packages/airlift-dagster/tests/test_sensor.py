@@ -829,3 +829,28 @@ def test_the_ledger_reads_only_the_keys_at_stake(ticker: Ticker, fake: FakeAirfl
     for i in range(1000):
         ticker.instance.report_runless_asset_event(AssetMaterialization(["unrelated", f"asset_{i % 50}"]))
     assert quiet > 0 and records_read() == quiet
+
+
+def test_the_ledger_skips_the_history_of_keys_not_materialized_since_the_events_at_stake(dagster_instance: DagsterInstance,
+                                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """One batched read of the keys' latest materializations: a key whose latest materialization is
+    older than its candidates is not read record by record; a key materialized since is."""
+    from airlift_dagster.sensor.emissions import Emission
+    from airlift_dagster.sensor.ledger import CLOCK_SKEW, BuiltTries, settle_deliveries
+
+    stored = AirflowEventId("i", "d", "r0", task_id="t", try_number=1)
+    dagster_instance.report_runless_asset_event(AssetMaterialization("old", tags=stored.tags()))
+    dagster_instance.report_runless_asset_event(AssetMaterialization("recent", tags=stored.tags()))
+    read: list[AssetKey] = []
+    fetch = dagster_instance.fetch_materializations
+    monkeypatch.setattr(dagster_instance, "fetch_materializations",
+                        lambda records_filter, **kw: (read.append(records_filter.asset_key), fetch(records_filter, **kw))[1])
+    late = datetime.now(timezone.utc) + CLOCK_SKEW + timedelta(minutes=1)
+    new_id = AirflowEventId("i", "d", "r1", task_id="t", try_number=1)
+    emissions = [Emission(AssetMaterialization("old", tags=new_id.tags()), new_id, late),
+                 Emission(AssetMaterialization("recent", tags=stored.tags()), stored, NOW),
+                 Emission(AssetMaterialization("never", tags=new_id.tags()), new_id, NOW)]
+    out = settle_deliveries(emissions, instance=dagster_instance, instance_name="i", built=BuiltTries(), floor=NOW)
+    assert read == [AssetKey("recent")]
+    assert [e.event.asset_key for e in out.kept] == [AssetKey("old"), AssetKey("never")] and out.held == 1
+

@@ -239,12 +239,35 @@ def _check_events(instance: DagsterInstance, key: AssetCheckKey, since: float) -
         cursor = records[-1].id
 
 
+def quiet_materialization_keys(
+    instance: DagsterInstance, since: Mapping[tuple[str, AssetKey | AssetCheckKey], float],
+) -> set[tuple[str, AssetKey | AssetCheckKey]]:
+    """The (``"materialization"``, key) slots with nothing to read: Dagster stores no materialization
+    of the key, or its latest one is older than the slot's time. One batched read of the keys' asset
+    records (each carries the key's latest materialization), so a key nobody materialized since the
+    events at stake costs no read of its history."""
+    wanted = {key: after for (kind, key), after in since.items() if kind == "materialization" and isinstance(key, AssetKey)}
+    if not wanted:
+        return set()
+    latest = {record.asset_entry.asset_key: record.asset_entry.last_materialization_record
+              for record in instance.get_asset_records(list(wanted))}
+    quiet: set[tuple[str, AssetKey | AssetCheckKey]] = set()
+    for key, after in wanted.items():
+        last = latest.get(key)
+        if last is None or last.timestamp < after:
+            quiet.add(("materialization", key))
+    return quiet
+
+
 def read_held(instance: DagsterInstance | None, instance_name: str, since: Mapping[tuple[str, AssetKey | AssetCheckKey], float]) -> Held:
     """The entries Dagster stores for each (kind, key) since its time (seconds, Dagster's clock)."""
     held = Held()
     if instance is None:
         return held
+    quiet = quiet_materialization_keys(instance, since)
     for (kind, key), after in sorted(since.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        if (kind, key) in quiet:
+            continue
         if kind == "check":
             assert isinstance(key, AssetCheckKey)
             events: Iterable[Any] = (e.asset_check_evaluation for e in _check_events(instance, key, after))
