@@ -854,3 +854,27 @@ def test_the_ledger_skips_the_history_of_keys_not_materialized_since_the_events_
     assert read == [AssetKey("recent")]
     assert [e.event.asset_key for e in out.kept] == [AssetKey("old"), AssetKey("never")] and out.held == 1
 
+
+def test_a_swept_window_larger_than_the_row_budget_is_read_in_parts_over_ticks(instance: AirflowInstance, fake: FakeAirflow) -> None:
+    """The second read of a window (merged windows can hold more rows than one tick reads) takes at
+    most ``max_rows_per_tick`` rows per tick, with the fresh window, and the rest of it on later ticks."""
+    from airlift_dagster.sensor.fetch import fetch_changes
+
+    settings = SensorSettings(max_rows_per_tick=10, lateness_window=timedelta(minutes=5))
+    now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
+    runs = [fake.state.add_run("dag_00000", start=now - timedelta(hours=2) + timedelta(minutes=i)) for i in range(10)]
+    window = SweepWindow(now - timedelta(hours=3), now - timedelta(hours=1), rows=40, digest=0)
+    cursor = Cursor(high_water=now - timedelta(minutes=2), pending=[window], dags=frozenset({_digest("dag_00000")}))
+    coverage = {"dag_00000": _digest("dag_00000")}
+    swept: set[str] = set()
+    for _ in range(20):
+        plan = plan_tick(cursor, now=now, coverage=coverage, settings=settings)
+        if plan.sweep is None:
+            break
+        fetched = fetch_changes(instance, plan, dag_ids=frozenset({"dag_00000"}), settings=settings)
+        assert fetched.rows_listed <= settings.max_rows_per_tick
+        swept |= {r.run_id for r in fetched.sweep_runs}
+        cursor = advance_cursor(cursor, plan, fetched, coverage=coverage, tick_started=1.0, settings=settings)
+        now += timedelta(seconds=30)
+    assert swept == {r.run_id for r in runs}, "the whole window was read again, in parts"
+    assert not cursor.pending or cursor.pending[0].lo > window.hi

@@ -33,6 +33,10 @@ MAX_SWEEP_WINDOWS = 32
 MAX_SETTLED_WINDOWS = 16
 
 
+#: :attr:`SweepWindow.rows` of a window whose first read is not known (the rest of a window read in parts).
+UNKNOWN_ROWS = -1
+
+
 @dataclass(frozen=True)
 class SweepWindow:
     """An ``updated_at`` window already read, to read once more after the lateness window:
@@ -44,7 +48,13 @@ class SweepWindow:
     digest: int
 
     def merged(self, other: SweepWindow) -> SweepWindow:
-        return SweepWindow(lo=self.lo, hi=other.hi, rows=self.rows + other.rows, digest=self.digest ^ other.digest)
+        rows = UNKNOWN_ROWS if UNKNOWN_ROWS in (self.rows, other.rows) else self.rows + other.rows
+        return SweepWindow(lo=self.lo, hi=other.hi, rows=rows, digest=self.digest ^ other.digest)
+
+    def rest_after(self, hi: datetime) -> SweepWindow:
+        """The part after ``hi`` of a window read only up to ``hi`` (what it held is unknown: its
+        rows are all treated as changed when it is read)."""
+        return SweepWindow(lo=hi + _TICK, hi=self.hi, rows=UNKNOWN_ROWS, digest=0)
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,8 @@ def advance_cursor(
     pending = list(cursor.pending)
     if plan.sweep is not None and pending and pending[0] == plan.sweep:
         pending.pop(0)
+        if fetched.sweep_read is not None and fetched.sweep_read[1] < plan.sweep.hi:
+            pending.insert(0, plan.sweep.rest_after(fetched.sweep_read[1]))
     high_water = cursor.high_water
     if fetched.fresh is not None:
         lo, hi = fetched.fresh
@@ -173,8 +185,8 @@ def advance_cursor(
     else:
         dags = frozenset((cursor.dags & current) | {coverage[d] for d in plan.backfill})
     settled = list(audit.settled) if audit is not None else list(cursor.settled)
-    if plan.sweep is not None and fetched.sweep_total is not None:
-        settled = settle_window(settled, SettledWindow(plan.sweep.lo, plan.sweep.hi, fetched.sweep_total))
+    if fetched.sweep_read is not None and fetched.sweep_total is not None:
+        settled = settle_window(settled, SettledWindow(*fetched.sweep_read, fetched.sweep_total))
     return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags, settled=settled)
 
 

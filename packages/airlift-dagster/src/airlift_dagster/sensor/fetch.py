@@ -32,8 +32,17 @@ class Fetched:
     sweep_tis: list[TaskInstance] = field(default_factory=list)
     backfill_runs: list[DagRun] = field(default_factory=list)
     backfill_tis: list[TaskInstance] = field(default_factory=list)
-    #: rows of every DAG Airflow listed in the sweep window (the settled window's count)
+    #: the part of the sweep window read this tick (all of it unless it held more rows than the budget)
+    sweep_read: tuple[datetime, datetime] | None = None
+    #: rows of every DAG Airflow listed in ``sweep_read`` (the settled window's count)
     sweep_total: int | None = None
+    #: rows of every DAG Airflow listed in the fresh window
+    fresh_listed: int = 0
+
+    @property
+    def rows_listed(self) -> int:
+        """Rows of every DAG read this tick from the windows (the row budget counts them)."""
+        return (self.sweep_total or 0) + self.fresh_listed
 
 
 def size_window(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, budget: int) -> datetime:
@@ -63,21 +72,23 @@ def _changed_all(airflow_instance: AirflowInstance, lo: datetime, hi: datetime,
     return runs, tis, total
 
 
-def _changed(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, dag_ids: frozenset[str]) -> tuple[list[DagRun], list[TaskInstance]]:
-    runs, tis, _ = _changed_all(airflow_instance, lo, hi, dag_ids)
-    return runs, tis
-
-
 def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids: frozenset[str], settings: SensorSettings) -> Fetched:
-    """Step 2 (I/O): read the planned windows; any client error propagates (nothing partial)."""
+    """Step 2 (I/O): read the planned windows within one row budget: the sweep (the older window)
+    first, sized to the budget (a larger one is read in parts over ticks), then the fresh window
+    with what is left (none left: the fresh window waits for the next tick). Any client error
+    propagates (nothing partial)."""
     out = Fetched()
-    if plan.fresh is not None:
-        lo, hi = plan.fresh
-        hi = size_window(airflow_instance, lo, hi, settings.max_rows_per_tick)
-        out.fresh = (lo, hi)
-        out.fresh_runs, out.fresh_tis = _changed(airflow_instance, lo, hi, dag_ids)
+    room = settings.max_rows_per_tick
     if plan.sweep is not None:
-        out.sweep_runs, out.sweep_tis, out.sweep_total = _changed_all(airflow_instance, plan.sweep.lo, plan.sweep.hi, dag_ids)
+        lo, hi = plan.sweep.lo, size_window(airflow_instance, plan.sweep.lo, plan.sweep.hi, room)
+        out.sweep_read = (lo, hi)
+        out.sweep_runs, out.sweep_tis, out.sweep_total = _changed_all(airflow_instance, lo, hi, dag_ids)
+        room -= out.sweep_total
+    if plan.fresh is not None and room > 0:
+        lo, hi = plan.fresh
+        hi = size_window(airflow_instance, lo, hi, room)
+        out.fresh = (lo, hi)
+        out.fresh_runs, out.fresh_tis, out.fresh_listed = _changed_all(airflow_instance, lo, hi, dag_ids)
     if plan.backfill:
         upper = out.fresh[0] - _TICK if out.fresh else None
         runs = list(airflow_instance.iter_dag_runs(dag_ids=list(plan.backfill), states=["success", "failed"],
@@ -106,10 +117,12 @@ class Audit:
 
 
 def audit_settled(airflow_instance: AirflowInstance, settled: Sequence[SettledWindow], *, dag_ids: frozenset[str],
-                  budget: int) -> Audit:
+                  budget: int, room: int | None = None) -> Audit:
     """Step 2b (I/O): count the rows in all settled windows at once (two one-item requests); only if
-    that total moved, count each window, and re-read the first one that grew if it fits ``budget``.
-    A grown window holds rows committed later than the lateness window."""
+    that total moved, count each window, and re-read the first one that grew if it fits ``budget``
+    and the ``room`` the tick has left (else a later tick re-reads it). A grown window holds rows
+    committed later than the lateness window."""
+    room = budget if room is None else room
     audit = Audit(settled=list(settled))
     if not settled:
         return audit
@@ -122,10 +135,10 @@ def audit_settled(airflow_instance: AirflowInstance, settled: Sequence[SettledWi
         if now_rows > window.rows:
             if now_rows > budget:  # counted and warned about once
                 audit.unread.append((window, now_rows))
-            elif audit.window is None:
+            elif audit.window is None and now_rows <= room:
                 audit.runs, audit.tis, now_rows = _changed_all(airflow_instance, window.lo, window.hi, dag_ids)
                 audit.window = window
-            else:  # one re-read per tick: the old count makes a later tick find this window again
+            else:  # one re-read per tick, within the room left: the old count makes a later tick find this window again
                 recounted.append(window)
                 continue
         recounted.append(SettledWindow(window.lo, window.hi, now_rows))
@@ -230,7 +243,8 @@ def read_airflow(airflow_instance: AirflowInstance, plan: SensorPlan, tick: Tick
     airflow_instance.assume_api_version(plan.api)
     try:
         fetched = fetch_changes(airflow_instance, tick, dag_ids=plan.dag_ids, settings=settings)
-        audit = audit_settled(airflow_instance, settled, dag_ids=plan.dag_ids, budget=settings.max_rows_per_tick)
+        audit = audit_settled(airflow_instance, settled, dag_ids=plan.dag_ids, budget=settings.max_rows_per_tick,
+                              room=settings.max_rows_per_tick - fetched.rows_listed)
         swept_changed = tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest)
         backfill_tis, sweep_tis, audit_tis, fresh_tis = (list(fetched.backfill_tis), list(fetched.sweep_tis), list(audit.tis),
                                                          list(fetched.fresh_tis))

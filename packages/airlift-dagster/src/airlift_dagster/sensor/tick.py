@@ -101,7 +101,7 @@ def evaluate_tick(
                                 settings=settings, audit=read.audit)
     events = apply_event_transformer(event_transformer, [e.event for e in kept], _tick_view(plan, read))
     fresh = read.fetched.fresh
-    caught_up = fresh is None or (tick.fresh is not None and fresh[1] >= tick.fresh[1])
+    caught_up = tick.fresh is None or (fresh is not None and fresh[1] >= tick.fresh[1])
     return TickOutcome(
         events=events,
         cursor=new_cursor,
