@@ -168,3 +168,17 @@ def test_a_subclass_supplies_the_translator(monkeypatch: pytest.MonkeyPatch, fak
     component.write_state_to_path(tmp_path / "state")
     specs = {spec.key: spec for spec in _build(component, tmp_path / "state").resolve_all_asset_specs()}
     assert specs[AssetKey(["fake_one", "dag", "dag_00001"])].group_name == "airflow_dag_00001"
+
+
+def test_the_dag_selection_is_asked_of_airflow_and_sources_can_be_left_unread(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path
+) -> None:
+    from airlift_testing.fake_airflow import all_paths
+
+    component = _component(monkeypatch, fake, YAML + "dag_assets:\n  source_code: false\n")
+    component.write_state_to_path(tmp_path / "state")
+    lists = [p for p in all_paths(fake) if "order_by=dag_id" in p]
+    assert lists and all("dag_id_pattern=dag_0000" in p for p in lists), lists
+    assert not [p for p in all_paths(fake) if "dagSources" in p]
+    assert {spec.key for spec in _build(component, tmp_path / "state").resolve_all_asset_specs()} >= {
+        AssetKey(["fake_one", "dag", "dag_00000"]), AssetKey(["fake_one", "dag", "dag_00001"])}

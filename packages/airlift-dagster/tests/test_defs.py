@@ -180,3 +180,35 @@ def test_ids_airflow_does_not_have_are_an_error_unless_allowed(instance: Airflow
     defs = build_defs_from_airflow_instance(airflow_instance=instance, defs=dag_defs("nope", task_defs("t", AssetSpec("x"))),
                                             allow_unknown_ids=["nope"])
     assert AssetKey("x") in {s.key for s in defs.resolve_all_asset_specs()}
+
+
+def test_a_dag_filter_is_asked_of_airflow_and_sources_can_be_skipped() -> None:
+    """``dag_filter`` narrows Airflow's DAG list server side (a glob's literal part as
+    ``dag_id_pattern``, tags as Airflow's tag filter; exact ids read by id, no list), and
+    ``include_sources=False`` reads no DAG source."""
+    from airlift_dagster import DagFilter
+
+    state = FakeAirflowState.generate(dags=12, tasks_per_dag=2)
+    state.dags[3].tags = ["finance"]
+    with FakeAirflow(state, generation=2) as fake:
+        instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=fake.url, username="admin", password="admin"), name="i")
+        defs = build_defs_from_airflow_instance(airflow_instance=instance, dag_filter=DagFilter(id_pattern="dag_0001*"),
+                                                include_sources=False, refresh=True)
+        dag_keys = {k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[1] == "dag"}
+        assert dag_keys == {AssetKey(["i", "dag", f"dag_{n:05d}"]) for n in (10, 11)}
+        listed = [p for m, p, _ in fake.request_log if m == "GET" and p.startswith("/api/v1/dags?order_by")]
+        assert listed and all("dag_id_pattern=dag_0001" in p for p in listed), listed
+        assert fake.requests["GET /api/v1/dags/{id}/tasks"] == 2
+        assert not [k for k in fake.requests if "dagSources" in k], fake.requests
+
+        fake.request_log.clear()
+        fake.requests.clear()
+        tagged = build_defs_from_airflow_instance(airflow_instance=instance, dag_filter=DagFilter(tags=("finance",)), refresh=True)
+        assert {k.path[2] for k in tagged.resolve_asset_graph().get_all_asset_keys() if k.path[1] == "dag"} == {"dag_00003"}
+        assert fake.requests["GET /api/v1/dags/{id}/tasks"] == 1
+
+        fake.request_log.clear()
+        by_id = build_defs_from_airflow_instance(airflow_instance=instance, dag_filter=DagFilter(ids=("dag_00005", "nope")),
+                                                 include_sources=False, refresh=True)
+        assert {k.path[2] for k in by_id.resolve_asset_graph().get_all_asset_keys() if k.path[1] == "dag"} == {"dag_00005"}
+        assert not [p for _, p, _ in fake.request_log if p.startswith("/api/v1/dags?order_by")], "no DAG list read"

@@ -410,6 +410,18 @@ class AirflowInstance:
         with ThreadPoolExecutor(max_workers=min(self.max_workers, len(keys)), thread_name_prefix="airlift") as pool:
             return dict(zip(keys, pool.map(work, keys), strict=True))
 
+    def get_dags(self, dag_ids: Iterable[str]) -> list[DagInfo]:
+        """The DAGs of these ids that Airflow has (one request each, concurrently; an id Airflow
+        does not know is left out), in the order given."""
+        def one(dag_id: str) -> DagInfo | None:
+            try:
+                return self.get_dag(dag_id)
+            except AirflowNotFoundError:
+                return None
+
+        found = self._concurrently(list(dict.fromkeys(dag_ids)), one)
+        return [dag for dag in found.values() if dag is not None]
+
     def list_tasks_for_dags(self, dag_ids: Iterable[str]) -> dict[str, list[TaskInfo]]:
         """Tasks of many DAGs, read concurrently (at most ``max_workers`` requests at once)."""
         return self._concurrently(list(dict.fromkeys(dag_ids)), self.list_tasks)

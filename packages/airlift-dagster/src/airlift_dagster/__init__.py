@@ -31,7 +31,7 @@ from airlift_dagster.defs import (
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.mapping import built_by_tasks, dag_defs, task_defs
 from airlift_dagster.sensor import AirliftSensorCursor, SensorSettings, TickOutcome, evaluate_tick
-from airlift_dagster.state import AirflowInstanceState, fetch_airflow_state
+from airlift_dagster.state import AirflowInstanceState, DagFilter, fetch_airflow_state
 from airlift_dagster.transform import AirflowTickView, EventTransformer
 from airlift_dagster.translator import (
     AirflowDagProps,
@@ -57,6 +57,7 @@ __all__ = [
     "AirliftDagsterError",
     "AirliftSensorCursor",
     "BasicAuthBackend",
+    "DagFilter",
     "DatasetFilter",
     "EventTransformer",
     "MwaaSessionAuthBackend",

@@ -49,7 +49,7 @@ from airlift_dagster.sensor import (
     SensorSettings,
     build_airflow_sensor,
 )
-from airlift_dagster.state import AirflowInstanceState, fetch_airflow_state, raw_json
+from airlift_dagster.state import AirflowInstanceState, DagFilter, fetch_airflow_state, raw_json
 from airlift_dagster.transform import EventTransformer
 from airlift_dagster.translator import (
     AirflowDagProps,
@@ -99,6 +99,8 @@ def load_airflow_state(
     refresh: bool | None = None,
     include_datasets: bool = False,
     expected_dag_ids: Collection[str] = (),
+    dag_filter: DagFilter | None = None,
+    include_sources: bool = True,
 ) -> AirflowInstanceState:
     """Airflow state for building definitions: from the Definitions' reconstruction metadata when
     Dagster reconstructs the code location (run workers, sensor and schedule evaluations), else read
@@ -115,7 +117,7 @@ def load_airflow_state(
             airflow_instance.assume_api_version(state.api)
             return state
     return fetch_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, include_datasets=include_datasets,
-                               expected_dag_ids=expected_dag_ids)
+                               expected_dag_ids=expected_dag_ids, dag_filter=dag_filter, include_sources=include_sources)
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ def build_defs_from_airflow_instance(
     translator: AirflowTranslator | None = None,
     datasets: DatasetFilter | bool = False,
     event_transformer: EventTransformer | None = None,
+    dag_filter: DagFilter | None = None,
+    include_sources: bool = True,
 ) -> Definitions:
     """Dagster definitions for an Airflow instance.
 
@@ -190,6 +194,9 @@ def build_defs_from_airflow_instance(
     assets the DAGs produce or consume to external assets (producing tasks' assets upstream,
     consuming DAGs downstream) whose Airflow events the sensor reports as materializations;
     ``event_transformer`` (see :mod:`airlift_dagster.transform`) changes what each tick reports.
+    ``dag_filter`` (a :class:`DagFilter`: ids, id glob, tags) narrows the DAGs Airflow lists, server
+    side (``dag_selector_fn`` then keeps some of those); ``include_sources=False`` reads no DAG
+    source (the DAG assets then show none).
     A task-mapped asset with a time-window ``partitions_def`` is materialized for the partition its
     Airflow run's data interval (or logical date) names; a run naming none fails the
     ``airflow_partition_key`` check instead.
@@ -213,10 +220,12 @@ def build_defs_from_airflow_instance(
         airflow_instance.assume_api_version(state.api)
     else:
         state = load_airflow_state(airflow_instance, dag_selector_fn=dag_selector_fn, refresh=refresh,
-                                   include_datasets=dataset_filter is not None, expected_dag_ids=mapped.dag_ids)
+                                   include_datasets=dataset_filter is not None, expected_dag_ids=mapped.dag_ids,
+                                   dag_filter=dag_filter, include_sources=include_sources)
     links = ui_links_for(state.api, state.webserver_url)
     known_dags = {d.dag_id for d in state.dags}
-    _check_known_ids(name, state, mapped.by_task, allow_unknown_ids, selected=dag_selector_fn is not None, dag_level=mapped.by_dag)
+    _check_known_ids(name, state, mapped.by_task, allow_unknown_ids, selected=dag_selector_fn is not None or dag_filter is not None,
+                     dag_level=mapped.by_dag)
 
     def annotate(spec: AssetSpec) -> AssetSpec:
         handles = [h for h in task_handles_of(spec) if h[0] in known_dags]
@@ -435,7 +444,7 @@ def _check_known_ids(
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise AirliftDagsterError(
                 f"dag_defs({dag_id!r}): Airflow instance {name!r} ({state.webserver_url}) has no DAG {dag_id!r}"
-                f"{' that dag_selector_fn keeps' if selected else ''}.{hint} Fix the id, or pass "
+                f"{' that dag_filter / dag_selector_fn keep' if selected else ''}.{hint} Fix the id, or pass "
                 f"allow_unknown_ids=[{dag_id!r}] to build_defs_from_airflow_instance if the DAG will appear later "
                 "(a DAG whose file never imported is not known to Airflow yet: see Airflow's import errors)"
             )

@@ -7,8 +7,10 @@ into the Definitions' reconstruction metadata) → ``build_defs_from_airflow_ins
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from airlift_protocol import (
     with_upstream_task_ids,
 )
 
-__all__ = ["STATE_FORMAT_VERSION", "AirflowInstanceState", "fetch_airflow_state", "with_unlisted_dags"]
+__all__ = ["STATE_FORMAT_VERSION", "AirflowInstanceState", "DagFilter", "fetch_airflow_state", "with_unlisted_dags"]
 
 log = logging.getLogger("airlift_dagster")
 STATE_FORMAT_VERSION = 1
@@ -170,6 +172,48 @@ def _import_errors(data: Mapping[str, Any], api: ApiVersion) -> dict[str, Airflo
     return {dag_id: AirflowImportError.from_rest(raw, api=api) for dag_id, raw in (data.get("import_errors") or {}).items()}
 
 
+@dataclass(frozen=True)
+class DagFilter:
+    """Which DAGs to read, asked of Airflow's DAG list so that only those come back: ``ids`` (exact
+    ids: each read by id, the list is not read), ``id_pattern`` (a glob on the id, e.g.
+    ``"sales_*"``: Airflow's list is asked for its longest literal part, then the glob is matched
+    here) and ``tags`` (DAGs carrying at least one of them: Airflow's own tag filter). A DAG is kept
+    when it passes every filter given.
+
+    >>> DagFilter(id_pattern="sales_*_daily").server_pattern()
+    '_daily'
+    >>> DagFilter(id_pattern="sales_*").keeps(DagInfo.from_rest({"dag_id": "sales_eu"}, api=ApiVersion.V2))
+    True
+    """
+
+    ids: tuple[str, ...] | None = None
+    id_pattern: str | None = None
+    tags: tuple[str, ...] | None = None
+
+    def keeps(self, dag: DagInfo) -> bool:
+        if self.ids is not None and dag.dag_id not in self.ids:
+            return False
+        if self.id_pattern is not None and not re.fullmatch(fnmatch.translate(self.id_pattern), dag.dag_id):
+            return False
+        return self.tags is None or bool(set(self.tags) & set(dag.tags))
+
+    def server_pattern(self) -> str | None:
+        """The longest literal part of :attr:`id_pattern` (every matching id contains it: Airflow's
+        ``dag_id_pattern`` is a substring match)."""
+        if self.id_pattern is None:
+            return None
+        parts = [p for p in re.split(r"[*?\[\]]", self.id_pattern) if p]
+        return max(parts, key=len) if parts else None
+
+    def list_dags(self, instance: AirflowInstance) -> list[DagInfo]:
+        """The DAGs Airflow has that this filter keeps (by id, or Airflow's filtered list)."""
+        if self.ids is not None:
+            found = instance.get_dags(self.ids)
+        else:
+            found = list(instance.iter_dags(dag_id_pattern=self.server_pattern(), tags=self.tags or ()))
+        return [d for d in found if self.keeps(d)]
+
+
 def fetch_airflow_state(
     instance: AirflowInstance,
     *,
@@ -177,9 +221,12 @@ def fetch_airflow_state(
     include_sources: bool = True,
     include_datasets: bool = False,
     expected_dag_ids: Iterable[str] = (),
+    dag_filter: DagFilter | None = None,
 ) -> AirflowInstanceState:
     """Read DAGs (paged), their tasks and sources (concurrently) from Airflow; with
     ``include_datasets``, also the datasets / assets the selected DAGs produce or consume.
+    ``dag_filter`` narrows the DAGs Airflow lists (server side); ``dag_selector_fn`` then keeps
+    some of those; ``include_sources=False`` reads no DAG source (one request per DAG file less).
 
     ``expected_dag_ids`` (the DAGs the definitions map) that Airflow no longer lists but still serves
     by id (its file stopped importing: Airflow 3 marks such a DAG stale at once) are kept, with the
@@ -189,9 +236,10 @@ def fetch_airflow_state(
     """
     started = time.monotonic()
     try:
-        dags = [d for d in instance.iter_dags() if dag_selector_fn is None or _select(dag_selector_fn, d)]
+        listing = dag_filter.list_dags(instance) if dag_filter is not None else instance.iter_dags()
+        dags = [d for d in listing if dag_selector_fn is None or _select(dag_selector_fn, d)]
         listed = {d.dag_id for d in dags}
-        import_errors = with_unlisted_dags(instance, dags, expected_dag_ids, keep=dag_selector_fn)
+        import_errors = with_unlisted_dags(instance, dags, expected_dag_ids, keep=_both(dag_filter, dag_selector_fn))
         if len(dags) > 50:  # a progress line on the code server's console for large instances
             log.info("airlift: %s: %d DAGs listed, reading their tasks and sources...", instance.name, len(dags))
         healthy = [d for d in dags if d.dag_id not in import_errors and d.dag_id in listed]
@@ -257,6 +305,12 @@ def with_unlisted_dags(
         if error is not None:
             found[dag.dag_id] = error
     return found
+
+
+def _both(dag_filter: DagFilter | None, fn: Callable[[DagInfo], bool] | None) -> Callable[[DagInfo], bool] | None:
+    if dag_filter is None:
+        return fn
+    return lambda dag: dag_filter.keeps(dag) and (fn is None or _select(fn, dag))
 
 
 def _select(fn: Callable[[DagInfo], bool], dag: DagInfo) -> bool:
