@@ -250,6 +250,14 @@ def bench_sensor(session: nox.Session) -> None:
 
 
 @nox.session(python=DEFAULT_PYTHON, default=False)
+def bench_scale(session: nox.Session) -> None:
+    """Costs at production size: the ledger's read against 1,000,000 unrelated Dagster events and
+    definitions loads at 1,000 and 10,000 DAGs (``-- --quick`` for a smaller run)."""
+    session.install(*_pkg("airlift-dagster"), *_TEST_TOOLS)
+    session.run("python", "bench/scale.py", *session.posargs, env={"AIRLIFT_REPO_ROOT": str(ROOT)})
+
+
+@nox.session(python=DEFAULT_PYTHON, default=False)
 def bench_push(session: nox.Session) -> None:
     """Push vs polling latency (task end -> Dagster event log) and the listener's time per task, on a
     real Airflow (``-- --airflow 2`` or ``3``) with 100 tasks ending in a burst."""
