@@ -1,4 +1,4 @@
-from dagster import AssetSpec, Definitions, multi_asset
+from dagster import AssetSpec, Definitions, in_process_executor, multi_asset
 from dagster_dbt import DbtProject
 
 from airlift_dagster import build_defs_from_airflow_instance, dag_defs, task_defs
@@ -17,16 +17,21 @@ def export_customers():
 
 defs = build_defs_from_airflow_instance(
     airflow_instance=airflow_instance,
-    defs=dag_defs(
-        "rebuild_customers_list",
-        task_defs("load_raw_customers", load_csv_to_duckdb_defs(raw_customers_load())),
-        task_defs(
-            "run_dbt_model",
-            dbt_defs(
-                manifest=dbt_project_path() / "target" / "manifest.json",
-                project=DbtProject(dbt_project_path()),
+    defs=Definitions.merge(
+        dag_defs(
+            "rebuild_customers_list",
+            task_defs("load_raw_customers", load_csv_to_duckdb_defs(raw_customers_load())),
+            task_defs(
+                "run_dbt_model",
+                dbt_defs(
+                    manifest=dbt_project_path() / "target" / "manifest.json",
+                    project=DbtProject(dbt_project_path()),
+                ),
             ),
+            task_defs("export_customers", Definitions(assets=[export_customers])),
         ),
-        task_defs("export_customers", Definitions(assets=[export_customers])),
+        # each migrated task's run is one small step writing the one DuckDB file: run it in the run's
+        # own process (no step subprocess that loads the code location again)
+        Definitions(executor=in_process_executor),
     ),
 )
