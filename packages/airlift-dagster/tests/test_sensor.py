@@ -878,3 +878,20 @@ def test_a_swept_window_larger_than_the_row_budget_is_read_in_parts_over_ticks(i
         now += timedelta(seconds=30)
     assert swept == {r.run_id for r in runs}, "the whole window was read again, in parts"
     assert not cursor.pending or cursor.pending[0].lo > window.hi
+
+
+def test_the_ledger_stops_reading_a_key_once_every_event_at_stake_is_found(dagster_instance: DagsterInstance) -> None:
+    """A key's read stops at the last of its candidates found stored: the key's later events
+    (other pushes, later runs) are not read."""
+    from airlift_dagster.sensor.emissions import Emission
+    from airlift_dagster.sensor.ledger import BuiltTries, settle_deliveries
+
+    at_stake = [AirflowEventId("i", "d", f"r{n}", task_id="t", try_number=1) for n in range(3)]
+    for event_id in at_stake:
+        dagster_instance.report_runless_asset_event(AssetMaterialization("x", tags=event_id.tags()))
+    for n in range(20):
+        later = AirflowEventId("i", "d", f"later{n}", task_id="t", try_number=1)
+        dagster_instance.report_runless_asset_event(AssetMaterialization("x", tags=later.tags()))
+    emissions = [Emission(AssetMaterialization("x", tags=e.tags()), e, NOW) for e in at_stake]
+    out = settle_deliveries(emissions, instance=dagster_instance, instance_name="i", built=BuiltTries(), floor=NOW)
+    assert (out.held, out.kept, out.records_read) == (3, [], 3)

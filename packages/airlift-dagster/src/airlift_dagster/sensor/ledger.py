@@ -259,8 +259,11 @@ def quiet_materialization_keys(
     return quiet
 
 
-def read_held(instance: DagsterInstance | None, instance_name: str, since: Mapping[tuple[str, AssetKey | AssetCheckKey], float]) -> Held:
-    """The entries Dagster stores for each (kind, key) since its time (seconds, Dagster's clock)."""
+def read_held(instance: DagsterInstance | None, instance_name: str, since: Mapping[tuple[str, AssetKey | AssetCheckKey], float],
+              wanted: Mapping[tuple[str, AssetKey | AssetCheckKey], set[Entry]] | None = None) -> Held:
+    """The entries Dagster stores for each (kind, key) since its time (seconds, Dagster's clock). The
+    read of a (kind, key) stops once it found every entry ``wanted`` of it (more records could not
+    change what is decided), so a backlog whose events are all stored reads about as far as they go."""
     held = Held()
     if instance is None:
         return held
@@ -276,11 +279,16 @@ def read_held(instance: DagsterInstance | None, instance_name: str, since: Mappi
             fetch = instance.fetch_materializations if kind == "materialization" else instance.fetch_observations
             events = (r.event_log_entry.asset_materialization or r.event_log_entry.asset_observation
                       for r in _asset_records(fetch, key, after))
+        missing = set((wanted or {}).get((kind, key), ())) or None
         for event in events:
             held.records_read += 1
             entry = entry_of(event, instance_name=instance_name) if event is not None else None
             if entry is not None:
                 held.entries.add(entry)
+                if missing is not None:
+                    missing.discard(entry)
+                    if not missing:
+                        break
     return held
 
 
@@ -311,6 +319,7 @@ def settle_deliveries(
     """Keep the candidates no path delivered yet (see the module docstring)."""
     entries = [entry_of(e.event, instance_name=instance_name) for e in emissions]
     since: dict[tuple[str, AssetKey | AssetCheckKey], float] = {}
+    at_stake: dict[tuple[str, AssetKey | AssetCheckKey], set[Entry]] = defaultdict(set)
     for emission, entry in zip(emissions, entries, strict=True):
         if entry is None:
             continue
@@ -319,7 +328,8 @@ def settle_deliveries(
             if wanted is not None:
                 slot = (wanted.kind, wanted.key)
                 since[slot] = min(since.get(slot, when), when)
-    held = read_held(instance, instance_name, since)
+                at_stake[slot].add(wanted)
+    held = read_held(instance, instance_name, since, at_stake)
     out = Deliveries(kept=[], records_read=held.records_read)
     seen: set[Entry] = set()
     for emission, entry in zip(emissions, entries, strict=True):
