@@ -83,13 +83,19 @@ def mark_failed_table() -> None:
         time.sleep(0.5)
 
 
+@dg.asset(key=["e2e", "custom_table"], partitions_def=dg.MonthlyPartitionsDefinition(start_date="2024-01-01"))
+def custom_table(context: dg.AssetExecutionContext) -> None:
+    """No Airlift tags: the migrated task names it with asset_keys."""
+    (_markers() / f"custom_partition_{context.partition_key}").write_text(context.run.run_id)
+
+
 # The DAG assets ``[instance, "dag", dag_id]`` a peered Airflow has: the operator learns its instance name from them.
 INSTANCE = "e2e_airflow"
 DAG_IDS = ("e2e_pipeline", "e2e_kill", "e2e_slow_launch", "e2e_two_locations", "e2e_deferred", "e2e_daily", "e2e_whole",
-           "e2e_dagster_retry", "e2e_outage", "e2e_mark_failed")
+           "e2e_dagster_retry", "e2e_outage", "e2e_mark_failed", "e2e_custom")
 dag_assets = [dg.AssetSpec([INSTANCE, "dag", dag_id]) for dag_id in DAG_IDS]
 
 defs = dg.Definitions(
     assets=[middle_table, slow_table, proxied_table, deferred_table, loc_one_table, daily_table, whole_table,
-            retried_table, outage_table, mark_failed_table, *dag_assets]
+            retried_table, outage_table, mark_failed_table, custom_table, *dag_assets]
 )

@@ -111,7 +111,7 @@ class Servers:
 
 
 MIGRATED_DAGS = ("e2e_kill", "e2e_slow_launch", "e2e_two_locations", "e2e_deferred", "e2e_daily", "e2e_whole",
-                 "e2e_dagster_retry", "e2e_outage", "e2e_mark_failed")
+                 "e2e_dagster_retry", "e2e_outage", "e2e_mark_failed", "e2e_custom")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def servers(
     set_task_migrated(state_folder, dag_id=DAG_ID, task_id="last", migrated=False)
     for dag_id, task_id in (("e2e_kill", "slow"), ("e2e_slow_launch", "via_proxy"), ("e2e_deferred", "deferred"),
                             ("e2e_two_locations", "both"), ("e2e_daily", "daily"), ("e2e_dagster_retry", "retried"),
-                            ("e2e_outage", "waits_out"), ("e2e_mark_failed", "deferred_long")):
+                            ("e2e_outage", "waits_out"), ("e2e_mark_failed", "deferred_long"), ("e2e_custom", "custom")):
         set_task_migrated(state_folder, dag_id=dag_id, task_id=task_id, migrated=True)
     set_dag_migrated(state_folder, dag_id="e2e_whole", migrated=True)
 
@@ -332,6 +332,22 @@ def test_whole_dag_migration_and_rollback(servers: Servers) -> None:
     assert back["state"] == "success"
     assert (servers.markers / "airflow_ran_whole").read_text() == "airflow"
     assert servers.dagster_runs(back["dag_run_id"]) == []
+
+
+@pytest.mark.extended  # minutes each on a loaded 2-core machine
+def test_operator_factory_partition_hook_and_untagged_asset_keys(servers: Servers) -> None:
+    airflow = servers.airflow
+    airflow.unpause("e2e_custom")
+    created = airflow.post("/dags/e2e_custom/dagRuns", json={"logical_date": "2024-03-05T00:00:00Z", "conf": {}})
+    run = airflow.wait_for_run("e2e_custom", created["dag_run_id"], timeout=400)
+    assert run["state"] == "success", airflow.log_tail()
+    [dagster_run] = servers.dagster_runs(run["dag_run_id"])
+    print(f"\nDagster run of the factory-built operator: partition {dagster_run['tags'].get('dagster/partition')}, "
+          f"tag e2e/built_by={dagster_run['tags'].get('e2e/built_by')}, assets {dagster_run['assetMaterializations']}")
+    assert dagster_run["tags"]["dagster/partition"] == "2024-03-01", "the get_partition_key override chose it"
+    assert dagster_run["tags"]["e2e/built_by"] == "factory:custom", "the operator the factory built ran"
+    assert [m["assetKey"]["path"] for m in dagster_run["assetMaterializations"]] == [["e2e", "custom_table"]]
+    assert (servers.markers / "custom_partition_2024-03-01").read_text() == dagster_run["runId"]
 
 
 @pytest.mark.extended  # minutes each on a loaded 2-core machine
