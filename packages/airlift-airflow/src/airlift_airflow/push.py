@@ -176,6 +176,8 @@ class ReportFailedError(Exception):
     token, the definitions) for push to deliver."""
 
     counter = FAILED
+    #: Already logged where it was found (once): the sender does not log it again per item.
+    logged = False
 
     def __init__(self, message: str, *, retry: bool, retry_after: str | None = None, actionable: bool = False) -> None:
         super().__init__(message)
@@ -347,7 +349,7 @@ class PushSender:
                 delay = self.retry.delay_for(attempt, start=item.created, retry_after=e.retry_after) if e.retry else None
                 if delay is None or age + delay >= self.max_age:
                     self._outcome(item, e.counter, f"{e} (after {attempt} attempt(s))", actionable=e.actionable,
-                                  log_it=not getattr(e, "logged", False))
+                                  log_it=not e.logged)
                     return
                 self.retry.sleep(delay)
                 continue
