@@ -103,7 +103,7 @@ SUITES: tuple[Suite, ...] = (
     # unit tests (no network)
     Suite("unit-airlift-protocol", ("packages/airlift-protocol",), _pkg("airlift-protocol"), pythons=PYTHONS),
     Suite("unit-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), pythons=PYTHONS),
-    Suite("unit-airlift-dagster", ("packages/airlift-dagster/tests",), _pkg("airlift-dagster"), compat=True, dagster=True),
+    Suite("unit-airlift-dagster", ("packages/airlift-dagster/tests", "testing/airlift-testing/examples"), _pkg("airlift-dagster"), compat=True, dagster=True),
     Suite("unit-airlift-airflow", ("packages/airlift-airflow/tests",), _pkg("airlift-airflow"), airflow="host", compat=True),
     Suite("unit-airlift-dbt", ("packages/airlift-dbt/tests",), (*_pkg("airlift-dbt", "[duckdb]"),)),
     Suite("unit-airlift-testing", (f"{TESTING}/tests",), ()),
@@ -231,14 +231,14 @@ def build(session: nox.Session) -> None:
     """Build every package's sdist and wheel with hatchling; install each wheel in a fresh venv
     (with only its declared dependencies, internal ones from the freshly built wheels) and import it.
     Also proves the layering: airlift-airflow's install has no dagster, airlift-dagster's has no
-    apache-airflow, airlift-protocol's has nothing but PyYAML."""
+    apache-airflow, airlift-protocol's has nothing but PyYAML, airlift-testing's has neither."""
     session.install("build>=1.2", "hatchling>=1.21")
     dist = Path(session.create_tmp()) / "dist"
     if dist.exists():
         for old in dist.iterdir():
             old.unlink()
-    for package in PACKAGES:
-        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(dist), str(PKG / package))
+    for folder in (*(PKG / package for package in PACKAGES), ROOT / TESTING):
+        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(dist), str(folder))
     session.run("python", str(ROOT / "tests" / "check_wheels.py"), str(dist), external=False)
 
 

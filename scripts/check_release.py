@@ -3,7 +3,7 @@
     python scripts/check_release.py airlift-dagster-v0.1.0        # prints packages/airlift-dagster
 
 A tag ``<distribution>-v<version>`` releases one package. The check fails (exit 1, one line naming the
-file) unless the distribution is a folder of ``packages/``, its ``version.py`` says ``<version>``, and
+file) unless the distribution is a folder of ``packages/`` (or ``testing/``: airlift-testing), its ``version.py`` says ``<version>``, and
 its ``CHANGELOG.md`` has a ``## <version>`` entry that is not marked ``(unreleased)`` and lists at least
 one change. The release workflow (.github/workflows/release.yml) runs it first.
 """
@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The folders holding released packages, one package folder (named as its distribution) each.
+PACKAGE_FOLDERS = ("packages", "testing")
 TAG = re.compile(r"^(?P<dist>airlift-[a-z]+)-v(?P<version>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)$")
 
 
@@ -47,10 +49,11 @@ def check_tag(tag: str, root: Path = ROOT) -> Path:
     if not match:
         raise ReleaseCheckError(f"tag {tag!r} is not <distribution>-v<version>, e.g. airlift-dagster-v0.1.0")
     dist, version = match["dist"], match["version"]
-    package = root / "packages" / dist
-    if not (package / "pyproject.toml").exists():
-        known = ", ".join(sorted(p.name for p in (root / "packages").iterdir() if (p / "pyproject.toml").exists()))
-        raise ReleaseCheckError(f"tag {tag!r}: no package {dist!r} under packages/ (known: {known})")
+    folders = [root / folder for folder in PACKAGE_FOLDERS if (root / folder).is_dir()]
+    package = next((f / dist for f in folders if (f / dist / "pyproject.toml").exists()), None)
+    if package is None:
+        known = ", ".join(sorted(p.name for f in folders for p in f.iterdir() if (p / "pyproject.toml").exists()))
+        raise ReleaseCheckError(f"tag {tag!r}: no package {dist!r} under {' or '.join(f + '/' for f in PACKAGE_FOLDERS)} (known: {known})")
     version_file = package / "src" / dist.replace("-", "_") / "version.py"
     found = re.search(r'__version__\s*=\s*"([^"]+)"', version_file.read_text(encoding="utf-8"))
     if not found or found[1] != version:

@@ -21,6 +21,7 @@ CHECKS = {
     "airlift-dagster": ("airlift_dagster", ("apache-airflow",)),
     "airlift-airflow": ("airlift_airflow_check", ("dagster", "dagster-webserver")),
     "airlift-dbt": ("airlift_dbt", ("apache-airflow",)),
+    "airlift-testing": ("airlift_testing", ("dagster", "apache-airflow")),
 }
 
 PROBE = """

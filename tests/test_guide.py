@@ -24,3 +24,12 @@ def test_guide_covers_every_step_file() -> None:
     for step in ("peer", "observe", "observe_with_factory", "migrate"):
         assert f"dagster_defs/{step}.py" in text
     assert "<<" not in text and "COMPLETED CODE HERE" not in text
+
+
+def test_the_testing_readme_example_is_its_file() -> None:
+    """airlift-testing's "Testing your definitions" shows the example the unit-airlift-dagster session runs."""
+    readme = ROOT / "testing" / "airlift-testing" / "README.md"
+    blocks = list(INCLUDE.finditer(readme.read_text()))
+    assert [b["path"] for b in blocks] == ["testing/airlift-testing/examples/test_my_definitions.py"]
+    for block in blocks:
+        assert block["body"] == (ROOT / block["path"]).read_text().rstrip(), f"{readme} is out of date for {block['path']}"

@@ -42,8 +42,28 @@ def test_what_blocks_a_release(repo: Path, tag: str, changelog: str | None, mess
         check_tag(tag, repo)
 
 
+def test_a_package_under_testing_is_released_too(repo: Path) -> None:
+    package = repo / "testing" / "airlift-testing"
+    (package / "src" / "airlift_testing").mkdir(parents=True)
+    (package / "pyproject.toml").write_text("[project]\nname = 'airlift-testing'\n")
+    (package / "src" / "airlift_testing" / "version.py").write_text('__version__ = "0.2.0"\n')
+    (package / "CHANGELOG.md").write_text("# Changelog\n\n## 0.2.0 (2026-12-03)\n- The fake Airflow, documented.\n")
+    assert check_tag("airlift-testing-v0.2.0", repo) == package
+    with pytest.raises(ReleaseCheckError, match="known: airlift-dagster, airlift-testing"):
+        check_tag("airlift-tests-v0.2.0", repo)
+
+
+RELEASED = [*sorted((ROOT / "packages").iterdir()), ROOT / "testing" / "airlift-testing"]
+
+
+def test_six_packages_are_released_and_the_wheel_check_covers_each() -> None:
+    assert len(RELEASED) == 6
+    wheels = runpy.run_path(str(ROOT / "tests" / "check_wheels.py"))["CHECKS"]
+    assert sorted(wheels) == sorted(p.name for p in RELEASED)
+
+
 def test_every_package_has_a_changelog_entry_for_its_version() -> None:
-    for package in sorted((ROOT / "packages").iterdir()):
+    for package in RELEASED:
         version_file = package / "src" / package.name.replace("-", "_") / "version.py"
         version = runpy.run_path(str(version_file))["__version__"]
         text = (package / "CHANGELOG.md").read_text()

@@ -1,4 +1,5 @@
-"""Internal test support for Airlift: real Airflow 2/3 and Dagster servers for integration tests."""
+"""Test support for Airlift: the fake Airflow (:mod:`airlift_testing.fake_airflow`) for unit tests, and
+real Airflow 2/3 and Dagster servers for integration tests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from airlift_testing.dagster import DagsterServer, dagster_venv
 from airlift_testing.postgres import PostgresServer
 from airlift_testing.procs import ServerProcess, ServerStartError, free_port, wait_until
 from airlift_testing.venvs import ensure_venv, repo_root
+from airlift_testing.version import __version__
 from airlift_testing.versions import AIRFLOW_VERSIONS, DAGSTER_REQUIREMENTS, DEFAULT_PYTHON, PYTHONS
 
 #: DAGs with the shapes real deployments have (dotted ids, branches, a mapped task, a failing task with a retry).
@@ -29,6 +31,7 @@ __all__ = [
     "PostgresServer",
     "ServerProcess",
     "ServerStartError",
+    "__version__",
     "airflow_venv",
     "dagster_venv",
     "ensure_venv",
