@@ -50,9 +50,11 @@ from airlift_testing.versions import AIRFLOW_VERSIONS, find_python  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "tutorial-example"
 EXAMPLE_REL = "examples/tutorial-example"
+#: Where the decommission step's files go (the folder tutorial_example/dagster_defs/decommission.py loads).
+DECOMMISSIONED_REL = f"{EXAMPLE_REL}/tutorial_example/dagster_defs/decommissioned"
 PACKAGES = ROOT / "packages"
 DAG_ID = "rebuild_customers_list"
-STEPS = ("peer", "observe", "observe_with_factory", "migrate")
+STEPS = ("peer", "observe", "observe_with_factory", "migrate", "decommission")
 #: One code location name for every step: the sensor keeps its cursor when the step changes, so a
 #: new step never records the Airflow history again.
 LOCATION_NAME = "tutorial_example"
@@ -404,6 +406,19 @@ NEXT = {
         "        {airlift} state set -d airflow_dags rebuild_customers_list load_raw_customers --migrated\n"
         "      wait ~10 s for Airflow to re-parse, trigger again: the task now runs in Dagster. Roll it back with\n"
         "        {airlift} state rollback -d airflow_dags rebuild_customers_list load_raw_customers",
+        "uv run scripts/tutorial.py{flags} --step decommission",
+    ),
+    "decommission": (
+        "tutorial_example/dagster_defs/decommission.py",
+        "Migrate every task, wait ~10 s for Airflow to re-parse, then hand the DAG to Dagster (--dry-run shows the file\n"
+        "      and the pause first):\n"
+        "        export AIRLIFT_AIRFLOW_URL={airflow_url} AIRLIFT_AIRFLOW_USERNAME=admin AIRLIFT_AIRFLOW_PASSWORD=admin\n"
+        "        {airlift} state set -d airflow_dags rebuild_customers_list load_raw_customers run_dbt_model export_customers --migrated\n"
+        "        {airlift} decommission -d airflow_dags --out-dir {decommissioned} rebuild_customers_list --dry-run\n"
+        "        {airlift} decommission -d airflow_dags --out-dir {decommissioned} rebuild_customers_list\n"
+        "      Airflow pauses the DAG; reload the code location in Dagster (Deployment > Reload): job\n"
+        "      rebuild_customers_list_decommissioned builds the DAG's assets, whose history stays. Undo with\n"
+        "        {airlift} decommission --undo -d airflow_dags --out-dir {decommissioned} rebuild_customers_list",
         "",
     ),
 }
@@ -437,7 +452,7 @@ def banner(args: argparse.Namespace, airflow: AirflowServer, dagster: DagsterSer
         "     finishing (sensor airflow_instance_one__airflow_sensor), the assets are materialized." if not args.push else
         "  2. In Dagster, each task's assets are materialized within seconds of the task (push mode; the relay's log is\n"
         f"     {PUSH_LOG_HINT}); the sensor airflow_instance_one__airflow_sensor records what push missed.",
-        f"  3. {what.format(defs=f'{EXAMPLE_REL}/{defs}', airlift=airlift_command(dagster), airflow_url=airflow.url)}".replace(
+        f"  3. {what.format(defs=f'{EXAMPLE_REL}/{defs}', airlift=airlift_command(dagster), airflow_url=airflow.url, decommissioned=DECOMMISSIONED_REL)}".replace(
             " airflow_dags", f" {EXAMPLE_REL}/airflow_dags"),
     ]
     if next_command:

@@ -21,7 +21,7 @@ def test_every_included_block_matches_its_file() -> None:
 
 def test_guide_covers_every_step_file() -> None:
     text = GUIDE.read_text()
-    for step in ("peer", "observe", "observe_with_factory", "migrate"):
+    for step in ("peer", "observe", "observe_with_factory", "migrate", "decommission"):
         assert f"dagster_defs/{step}.py" in text
     assert "<<" not in text and "COMPLETED CODE HERE" not in text
 

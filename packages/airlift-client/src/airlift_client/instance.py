@@ -36,6 +36,7 @@ from airlift_protocol import (
     ApiVersion,
     DagInfo,
     DagRun,
+    DagTimetable,
     DatasetEvent,
     RestPayloadError,
     TaskInfo,
@@ -384,6 +385,11 @@ class AirflowInstance:
         """One DAG by id (:class:`AirflowNotFoundError` names it if it does not exist)."""
         raw = self._call("GET", f"/dags/{_q(dag_id)}", what=f"DAG {dag_id!r}")
         return self._parse(lambda: DagInfo.from_rest(raw, api=self.api_version), f"DAG {dag_id!r}")
+
+    def get_dag_timetable(self, dag_id: str) -> DagTimetable:
+        """When a DAG runs: its schedule, catchup, dates and dataset condition (``GET /dags/{id}/details``)."""
+        raw = self._call("GET", f"/dags/{_q(dag_id)}/details", what=f"the details of DAG {dag_id!r}")
+        return self._parse(lambda: DagTimetable.from_rest(raw, api=self.api_version), f"the details of DAG {dag_id!r}")
 
     def list_tasks(self, dag_id: str) -> list[TaskInfo]:
         """The tasks of a DAG, with ``upstream_task_ids`` filled in.

@@ -19,6 +19,7 @@ from typing import Any
 
 from airlift_client import AirflowInstance, BasicAuthBackend, TokenAuthBackend
 from airlift_dagster.component import AirflowInstanceComponent
+from airlift_dagster.decommission import load_decommissioned_defs
 from airlift_dagster.defs import (
     DAG_RUN_CHECK_NAME,
     PARTITION_CHECK_NAME,
@@ -73,6 +74,7 @@ __all__ = [
     "evaluate_tick",
     "fetch_airflow_state",
     "load_airflow_state",
+    "load_decommissioned_defs",
     "task_defs",
 ]
 

@@ -24,7 +24,7 @@ import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airlift_protocol.errors import RestPayloadError
@@ -38,6 +38,7 @@ __all__ = [
     "DagInfo",
     "DagRun",
     "DagRunState",
+    "DagTimetable",
     "DatasetEvent",
     "TaskInfo",
     "TaskInstance",
@@ -233,6 +234,82 @@ class DagInfo:
             description=raw.get("description"),
             schedule=_schedule(raw) if isinstance(raw, Mapping) else None,
             raw=_check_mapping(raw, what),
+        )
+
+
+@dataclass(frozen=True)
+class DagTimetable:
+    """When a DAG runs, as ``GET /dags/{dag_id}/details`` of either generation describes it.
+
+    ``schedule`` is Airflow 2's ``schedule_interval`` value (cron, preset, ``"Dataset"``, a custom
+    timetable's summary) or Airflow 3's ``timetable_summary``; ``schedule_delta`` Airflow 2's
+    ``TimeDelta`` interval; ``schedule_relativedelta`` Airflow 2's ``RelativeDelta`` one. ``datasets``
+    is the dataset (Airflow 2) or asset (Airflow 3) condition of a data-aware schedule, as Airflow
+    serialises it. The next run's data interval tells trigger timetables (an empty interval) from data
+    interval ones.
+
+    >>> t = DagTimetable.from_rest({"dag_id": "d", "schedule_interval": {"__type": "TimeDelta", "days": 0,
+    ...     "seconds": 3600, "microseconds": 0}, "catchup": True, "timezone": "UTC"}, api=ApiVersion.V1)
+    >>> t.schedule_delta, t.catchup
+    (datetime.timedelta(seconds=3600), True)
+    """
+
+    dag_id: str
+    api: ApiVersion
+    schedule: str | None
+    description: str | None
+    timezone: str
+    catchup: bool
+    is_paused: bool
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    schedule_delta: timedelta | None = None
+    schedule_relativedelta: Mapping[str, Any] | None = None
+    datasets: Any = None
+    next_data_interval_start: datetime | None = None
+    next_data_interval_end: datetime | None = None
+    fileloc: str | None = None
+
+    @classmethod
+    def from_rest(cls, raw: Mapping[str, Any], *, api: ApiVersion) -> DagTimetable:
+        """Parse ``GET /dags/{dag_id}/details`` of either API generation."""
+        dag_id = str(_require(raw, "dag_id", "DAG details"))
+        what = f"the details of DAG {dag_id!r}"
+        schedule: str | None = None
+        delta: timedelta | None = None
+        relative: Mapping[str, Any] | None = None
+        if api is ApiVersion.V2:
+            summary = raw.get("timetable_summary")
+            schedule = None if summary is None else str(summary)
+        else:
+            interval = raw.get("schedule_interval")
+            if isinstance(interval, Mapping):
+                kind = interval.get("__type")
+                if kind == "TimeDelta":
+                    delta = timedelta(days=interval.get("days") or 0, seconds=interval.get("seconds") or 0,
+                                      microseconds=interval.get("microseconds") or 0)
+                elif kind == "RelativeDelta":
+                    relative = {k: v for k, v in interval.items() if k != "__type" and v}
+                elif interval.get("value") is not None:
+                    schedule = str(interval["value"])
+            elif interval is not None:
+                schedule = str(interval)
+        return cls(
+            dag_id=dag_id,
+            api=api,
+            schedule=schedule,
+            description=raw.get("timetable_description"),
+            timezone=str(raw.get("timezone") or "UTC"),
+            catchup=bool(raw.get("catchup", False)),
+            is_paused=bool(raw.get("is_paused", False)),
+            start_date=parse_airflow_datetime(raw.get("start_date"), what=f"{what}: start_date"),
+            end_date=parse_airflow_datetime(raw.get("end_date"), what=f"{what}: end_date"),
+            schedule_delta=delta,
+            schedule_relativedelta=relative,
+            datasets=raw.get("asset_expression" if api is ApiVersion.V2 else "dataset_expression"),
+            next_data_interval_start=parse_airflow_datetime(raw.get("next_dagrun_data_interval_start"), what=what),
+            next_data_interval_end=parse_airflow_datetime(raw.get("next_dagrun_data_interval_end"), what=what),
+            fileloc=raw.get("fileloc"),
         )
 
 

@@ -78,6 +78,10 @@ class FakeDag:
     #: Left out of ``GET /dags`` (Airflow 3 right after a failed parse; Airflow 2 once the file has
     #: not produced the DAG for ``dag_stale_not_seen_duration``); ``GET /dags/{id}`` still serves it.
     stale: bool = False
+    #: Timetable fields as Airflow serves them (``schedule_interval``/``timetable_summary``, ``catchup``,
+    #: ``start_date``, ``dataset_expression``/``asset_expression``, ...), over the defaults of a DAG
+    #: without a schedule; ``GET /dags`` shows those it lists, ``GET /dags/{id}/details`` all of them.
+    timetable: dict[str, Any] = field(default_factory=dict)
 
     @property
     def file_token(self) -> str:
@@ -358,6 +362,24 @@ class FakeAirflow(LoopbackServer):
                          "last_parse_duration": 0.01, "next_dagrun_logical_date": None, "next_dagrun_run_after": None,
                          "is_backfillable": False, "allowed_run_types": None, "timetable_partitioned": False,
                          "timetable_periodic": False})
+        body.update({k: v for k, v in dag.timetable.items() if k in body})
+        return body
+
+    def dag_details_json(self, dag: FakeDag) -> dict[str, Any]:
+        """``GET /dags/{id}/details``: the DAG with its doc, timetable and run settings."""
+        g = self.generation
+        body = self.dag_json(dag)
+        body.update({"doc_md": dag.doc_md, "catchup": False, "concurrency": 16, "dag_run_timeout": None,
+                     "start_date": iso(EPOCH, g), "end_date": None, "timezone": "UTC", "is_paused_upon_creation": None,
+                     "last_parsed": iso(EPOCH, g), "orientation": "LR", "render_template_as_native_obj": False,
+                     "params": {}})
+        if g == 2:
+            body.update({"dataset_expression": None, "template_searchpath": None})
+        else:
+            body.update({"asset_expression": None, "template_search_path": None, "default_args": {}, "owner_links": {},
+                         "active_runs_count": 0, "is_favorite": False, "latest_dag_version": None,
+                         "rerun_with_latest_version": None})
+        body.update(dag.timetable)
         return body
 
     def task_json(self, dag: FakeDag, task: FakeTask) -> dict[str, Any]:
@@ -710,8 +732,8 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 if "is_paused" in (body or {}):
                     dag.is_paused = bool(body["is_paused"])
                 self._send(200, fake.dag_json(dag))
-            elif suffix == "/details" and g == 2 and method == "GET":
-                self._send(200, {**fake.dag_json(dag), "doc_md": dag.doc_md})
+            elif suffix == "/details" and method == "GET":
+                self._send(200, fake.dag_details_json(dag))
             elif suffix == "/tasks":
                 self._send(200, {"tasks": [fake.task_json(dag, t) for t in dag.tasks], "total_entries": len(dag.tasks)})
             elif suffix == "/dagRuns" and method == "POST":

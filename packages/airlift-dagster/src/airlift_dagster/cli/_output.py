@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
-__all__ = ["Output", "json_option"]
+__all__ = ["Output", "diff_text", "json_option"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -75,3 +75,13 @@ def plain(values: Iterable[object]) -> str:
     """Comma-separated values, or a dash when empty."""
     shown = [str(v) for v in values]
     return ", ".join(shown) if shown else "-"
+
+
+def diff_text(diff: str) -> Text:
+    """A unified diff with added lines green and removed lines red."""
+    text = Text()
+    for line in diff.rstrip("\n").splitlines(keepends=True):
+        style = "green" if line.startswith("+") and not line.startswith("+++") else (
+            "red" if line.startswith("-") and not line.startswith("---") else "")
+        text.append(line, style=style)
+    return text

@@ -10,6 +10,7 @@ import click
 from airlift_client import AirliftClientError
 from airlift_dagster.cli._errors import EXIT_ERROR
 from airlift_dagster.cli._output import Output, first_line
+from airlift_dagster.cli.decommission import decommission
 from airlift_dagster.cli.doctor import doctor
 from airlift_dagster.cli.state import state
 from airlift_dagster.errors import AirliftDagsterError
@@ -51,6 +52,7 @@ def cli() -> None:
 
 cli.add_command(doctor)
 cli.add_command(state)
+cli.add_command(decommission)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from airlift_dagster.cli._connect import (
     connection_options,
 )
 from airlift_dagster.cli._errors import EXIT_OK, EXIT_PROBLEMS, CliError
-from airlift_dagster.cli._output import Output, first_line, json_option, plain
+from airlift_dagster.cli._output import Output, diff_text, first_line, json_option, plain
 from airlift_dagster.cli._yaml_edit import (
     create_state_file,
     edit_state_file,
@@ -49,7 +49,7 @@ __all__ = ["state"]
 STATE_FOLDER_NAME = "migration_state"
 
 
-def _state_dir(dags_folder: str, state_dir: str | None) -> Path:
+def state_dir_of(dags_folder: str, state_dir: str | None) -> Path:
     return Path(state_dir) if state_dir else Path(dags_folder) / STATE_FOLDER_NAME
 
 
@@ -111,7 +111,7 @@ def scaffold(conn: Connection, dags_folder: str, patterns: tuple[str, ...], upda
             edit = edit_state_file(path, add_missing=dag.task_ids)
             if edit.changed:
                 out.print(f"[yellow]updated[/] {escape(str(path))}")
-                out.print(_diff_text(unified_diff(edit.before, edit.after, path)))
+                out.print(diff_text(unified_diff(edit.before, edit.after, path)))
                 updated += 1
             else:
                 kept += 1
@@ -207,7 +207,7 @@ def status(conn: Connection, dags_folder: str, state_dir: str | None, days: floa
         airlift state status -d airflow_dags/ --defs dagster_defs/migrate.py --json
     """
     out = Output(as_json=as_json)
-    folder = _state_dir(dags_folder, state_dir)
+    folder = state_dir_of(dags_folder, state_dir)
     current = _load_state(folder)
     instance = conn.instance()
     code = conn.user_code()
@@ -275,15 +275,6 @@ def status(conn: Connection, dags_folder: str, state_dir: str | None, days: floa
 
 
 # -------------------------------------------------------------------------------- set / rollback
-def _diff_text(diff: str) -> Text:
-    text = Text()
-    for line in diff.rstrip("\n").splitlines(keepends=True):
-        style = "green" if line.startswith("+") and not line.startswith("+++") else (
-            "red" if line.startswith("-") and not line.startswith("---") else "")
-        text.append(line, style=style)
-    return text
-
-
 def _check_against_airflow(conn: Connection, dag_id: str, task_ids: Sequence[str], *, offline: bool) -> None:
     if offline:
         return
@@ -306,7 +297,7 @@ def _apply(path: Path, out: Output, **changes: Any) -> None:
     if not edit.changed:
         out.print(f"{escape(str(path))}: already so, nothing changed")
         return
-    out.print(_diff_text(unified_diff(edit.before, edit.after, path)))
+    out.print(diff_text(unified_diff(edit.before, edit.after, path)))
 
 
 def _existing_file(folder: Path, dag_id: str) -> Path:
@@ -334,7 +325,7 @@ def set_(conn: Connection, dags_folder: str, state_dir: str | None, dag_id: str,
         airlift state set -d airflow_dags/ rebuild_customers_list load_raw_customers --migrated
     """
     out = Output()
-    path = _existing_file(_state_dir(dags_folder, state_dir), dag_id)
+    path = _existing_file(state_dir_of(dags_folder, state_dir), dag_id)
     current = load_dag_migration_state(path)
     if current.dag_migrated is not None:
         if task_ids:
@@ -365,7 +356,7 @@ def rollback(conn: Connection, dags_folder: str, state_dir: str | None, dag_id: 
         airlift state rollback -d airflow_dags/ rebuild_customers_list load_raw_customers
     """
     out = Output()
-    path = _existing_file(_state_dir(dags_folder, state_dir), dag_id)
+    path = _existing_file(state_dir_of(dags_folder, state_dir), dag_id)
     current = load_dag_migration_state(path)
     if task_ids and current.dag_migrated is not None:
         raise CliError(whole_dag_refusal(path, current))
@@ -424,7 +415,7 @@ def validate(conn: Connection, dags_folder: str, state_dir: str | None, offline:
         airlift state validate -d airflow_dags/ --defs dagster_defs/migrate.py
     """
     out = Output(as_json=as_json)
-    folder = _state_dir(dags_folder, state_dir)
+    folder = state_dir_of(dags_folder, state_dir)
     states, problems = _load_each(folder)
     live: dict[str, LiveDag] = {}
     if not offline:
@@ -504,7 +495,7 @@ def diff(conn: Connection, dags_folder: str, state_dir: str | None, exit_code: b
         airlift state diff -d airflow_dags/ --exit-code
     """
     out = Output(as_json=as_json)
-    folder = _state_dir(dags_folder, state_dir)
+    folder = state_dir_of(dags_folder, state_dir)
     current = _load_state(folder)
     live = fetch_live_dags(conn.instance(), out, expected=sorted(current.dag_ids))
     changes: list[DagChange] = []
