@@ -51,6 +51,11 @@ def fake_and_validator(airflow_version: str) -> Any:
     prefix = "" if generation == 2 else "/api/v2"
     state = FakeAirflowState.generate(dags=3, tasks_per_dag=2)
     state.dags[0].tasks[0].is_mapped = True
+    state.dags[1].timetable = ({"schedule_interval": {"__type": "CronExpression", "value": "@daily"}, "catchup": True,
+                                "next_dagrun_data_interval_start": "2024-01-01T00:00:00+00:00",
+                                "next_dagrun_data_interval_end": "2024-01-02T00:00:00+00:00"} if generation == 2 else
+                               {"timetable_summary": "0 0 * * *", "catchup": True, "next_dagrun_data_interval_start": "2024-01-02T00:00:00Z",
+                                "next_dagrun_data_interval_end": "2024-01-02T00:00:00Z"})
     now = datetime.now(timezone.utc)
     mapped = state.add_run("dag_00000", start=now - timedelta(minutes=5), map_count=3)
     state.tis_of_run(mapped)[0].max_tries = 2  # a task with retries: REST max_tries is an int
@@ -93,6 +98,8 @@ def fake_and_validator(airflow_version: str) -> Any:
         ("GET", "/dags/dag_00000", "/dags/{dag_id}", None),
         ("GET", "/dags/dag_00000/tasks", "/dags/{dag_id}/tasks", None),
         ("GET", "/dags/dag_00002", "/dags/{dag_id}", None),
+        ("GET", "/dags/dag_00001/details", "/dags/{dag_id}/details", None),
+        ("PATCH", "/dags/dag_00001", "/dags/{dag_id}", {"is_paused": True}),
         ("GET", "/importErrors", "/importErrors", None),
         ("POST", "/dags/~/dagRuns/list", "/dags/~/dagRuns/list", {"page_limit": 100}),
         ("POST", "/dags/~/dagRuns/~/taskInstances/list", "/dags/~/dagRuns/~/taskInstances/list", {"page_limit": 100}),
