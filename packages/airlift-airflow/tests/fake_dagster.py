@@ -107,7 +107,8 @@ class FakeDagster:
 
     def add_asset(self, path: list[str], *, dag_id: str, task_id: str | None, location: str = "loc",
                   executable: bool = True, partitions: dict[str, str] | None = None,
-                  checks: list[str] | None = None) -> None:
+                  checks: list[str] | None = None, op_name: str | None = None,
+                  config_fields: list[str] | None = None) -> None:
         tags = [{"key": "airlift/dag_id", "value": dag_id}]
         if task_id is not None:
             tags.append({"key": "airlift/task_id", "value": task_id})
@@ -117,6 +118,9 @@ class FakeDagster:
             "repository": {"name": "__repository__", "location": {"name": location}},
             **({} if checks is None else
                {"assetChecksOrError": {"__typename": "AssetChecks", "checks": [{"name": n} for n in checks]}}),
+            "opNames": [op_name or path[-1]],
+            "configField": None if config_fields is None else
+            {"configType": {"__typename": "CompositeConfigType", "fields": [{"name": n} for n in config_fields]}},
         })
 
     def add_run(self, run_id: str, *, status: str, tags: dict[str, str]) -> None:

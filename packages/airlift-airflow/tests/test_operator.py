@@ -173,6 +173,33 @@ def test_one_run_per_code_location(fake_dagster: FakeDagster) -> None:
     assert [p["selector"]["assetSelection"] for p in fake_dagster.launched] == [[{"path": ["a"]}], [{"path": ["b"]}]]
 
 
+def test_params_and_conf_reach_the_run_as_config_of_the_assets_that_declare_it_and_as_tags(
+    fake_dagster: FakeDagster,
+) -> None:
+    """``params`` overridden by ``dag_run.conf``: each asset with a Config gets the fields it declares."""
+    fake_dagster.add_asset(["orders"], dag_id=DAG_ID, task_id=TASK_ID, op_name="orders", config_fields=["region", "limit"])
+    fake_dagster.add_asset(["plain"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.add_asset(["audit"], dag_id=DAG_ID, task_id=TASK_ID, config_fields=["reviewer"])  # none of its fields given
+    context = _context(params={"region": "eu", "limit": 10, "dry": False},
+                       dag_run=SimpleNamespace(conf={"limit": 5, "note": "x" * 500}))
+    _operator().execute(context)
+    launched = fake_dagster.launched[0]
+    assert launched["runConfigData"] == {"ops": {"orders": {"config": {"region": "eu", "limit": 5}}}}
+    tags = {t["key"]: t["value"] for t in launched["executionMetadata"]["tags"]}
+    assert {k: v for k, v in tags.items() if k.startswith("airlift/airflow_param.")} == {
+        "airlift/airflow_param.region": "eu", "airlift/airflow_param.limit": "5", "airlift/airflow_param.dry": "false",
+    }  # the 500-character note is over the tag limit: run config only (no asset declares it here)
+    assert {k: v for k, v in tags.items() if not k.startswith("airlift/airflow_param.")} == _run_tags(1, max_tries=0)
+
+
+def test_pass_params_false_passes_neither_config_nor_tags(fake_dagster: FakeDagster) -> None:
+    fake_dagster.add_asset(["orders"], dag_id=DAG_ID, task_id=TASK_ID, config_fields=["region"])
+    _operator(pass_params=False).execute(_context(params={"region": "eu"}, dag_run=SimpleNamespace(conf={"region": "us"})))
+    launched = fake_dagster.launched[0]
+    assert launched["runConfigData"] == {}
+    assert not any(t["key"].startswith("airlift/airflow_param.") for t in launched["executionMetadata"]["tags"])
+
+
 def test_own_assets_by_key_read_only_those_nodes(fake_dagster: FakeDagster) -> None:
     fake_dagster.add_asset(["a"], dag_id=DAG_ID, task_id=TASK_ID)
     for i in range(50):

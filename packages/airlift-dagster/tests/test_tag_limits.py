@@ -21,9 +21,11 @@ from dagster import (
     asset,
     materialize,
 )
+from dagster._utils.tags import is_valid_tag_key
 
 from airlift_protocol import (
     AIRFLOW_RUN_ID_RUN_TAG,
+    airflow_param_run_tags,
     encode_tag_value,
     operator_run_tags,
     parse_dagster_run_tags,
@@ -62,3 +64,21 @@ def test_run_tags_carry_the_real_airflow_run_id_and_filtering_by_it_finds_the_ru
         assert [run.run_id for run in found] == [result.run_id]
         ref = parse_dagster_run_tags(found[0].tags)
         assert ref is not None and ref.run_id == RUN_ID
+
+
+def test_param_run_tags_are_keys_dagster_accepts_and_runs_are_found_by_them(tmp_path: Path) -> None:
+    """Dagster warns about run tag keys whose name part is over 63 characters or has other characters
+    (``filterwarnings = error`` makes that warning fail this test): parameter names that do not fit are
+    written as digests, and a long value is left out."""
+    @asset
+    def built() -> None:
+        pass
+
+    params = {"region": "eu-west", "limit": 10, "a name with spaces": 1, "p" * 60: "long name", "blob": "x" * 500}
+    tags = airflow_param_run_tags(params)
+    assert len(tags) == 4 and all(is_valid_tag_key(key) for key in tags)
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        result = materialize([built], instance=instance, tags=tags)
+        found = instance.get_runs(filters=RunsFilter(tags={"airlift/airflow_param.region": "eu-west"}))
+        assert [run.run_id for run in found] == [result.run_id]
+        assert found[0].tags["airlift/airflow_param.limit"] == "10"

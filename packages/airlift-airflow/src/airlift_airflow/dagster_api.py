@@ -65,6 +65,8 @@ ASSET_FIELDS = """
     partitionDefinition { type fmt description }
     repository { name location { name } }
     assetChecksOrError { __typename ... on AssetChecks { checks { name } } }
+    opNames
+    configField { configType { __typename ... on CompositeConfigType { fields { name } } } }
 """
 
 # Only the asset nodes named by key: the answer grows with the task, not with the deployment.
@@ -175,6 +177,10 @@ class DagsterAsset:
     partition_description: str | None = None
     #: The names of the asset's checks; ``None``: Dagster did not list them.
     checks: tuple[str, ...] | None = None
+    #: The op computing the asset (``None``: none or several, e.g. a graph-backed asset).
+    op_name: str | None = None
+    #: The fields of the asset's run config (its ``Config``); ``None``: it takes no config.
+    config_fields: tuple[str, ...] | None = None
 
     def run_checks(self) -> tuple[str, ...] | None:
         """The checks a Dagster run building this asset executes: all but Airlift's own, which the
@@ -454,10 +460,11 @@ class DagsterGraphQLClient:
         asset_paths: Sequence[Sequence[str]],
         tags: Mapping[str, str],
         asset_checks: Sequence[tuple[Sequence[str], str]] | None = None,
+        run_config: Mapping[str, Any] | None = None,
     ) -> str:
         """Send the launch mutation ONCE for exactly these assets of one code location (implicit
         ``__ASSET_JOB``) and, when given, exactly these ``(asset path, check name)`` checks (else
-        Dagster's default: every check of the assets); returns the run id. A timeout, dropped connection or 5xx raises
+        Dagster's default: every check of the assets), with ``run_config``; returns the run id. A timeout, dropped connection or 5xx raises
         :class:`DagsterLaunchUnknownError`: the run may exist, look it up by its tags."""
         params = {
             "selector": {
@@ -468,7 +475,7 @@ class DagsterGraphQLClient:
                 **({} if asset_checks is None else
                    {"assetCheckSelection": [{"assetKey": {"path": list(p)}, "name": n} for p, n in asset_checks]}),
             },
-            "runConfigData": {},
+            "runConfigData": dict(run_config or {}),
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         }
         payload = {"query": LAUNCH_MUTATION, "variables": {"executionParams": params}}
@@ -631,6 +638,8 @@ def _asset(node: Mapping[str, Any]) -> DagsterAsset:
     repository = node["repository"]
     partitions = node.get("partitionDefinition") or {}
     checks = node.get("assetChecksOrError") or {}
+    op_names = node.get("opNames") or []
+    config = (node.get("configField") or {}).get("configType") or {}
     return DagsterAsset(
         path=tuple(node["assetKey"]["path"]),
         location=repository["location"]["name"],
@@ -641,6 +650,8 @@ def _asset(node: Mapping[str, Any]) -> DagsterAsset:
         partition_fmt=partitions.get("fmt"),
         partition_description=partitions.get("description"),
         checks=tuple(c["name"] for c in checks.get("checks") or []) if checks.get("__typename") == "AssetChecks" else None,
+        op_name=op_names[0] if len(op_names) == 1 else None,
+        config_fields=tuple(f["name"] for f in config.get("fields") or []) if config.get("__typename") == "CompositeConfigType" else None,
     )
 
 

@@ -311,6 +311,7 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
         say: Callable[..., None] = log.warning,
         lookup_for: float = DEFAULT_LAUNCH_LOOKUP,
         asset_checks: Sequence[tuple[Sequence[str], str]] | None = None,
+        run_config: Mapping[str, Any] | None = None,
     ) -> str:
         """Launch one run, exactly once per ``tags``. The mutation is sent once; when its answer is lost
         or late (timeout, dropped connection, 5xx after the request left) the run is looked up by its
@@ -328,7 +329,7 @@ class DagsterHook(BaseHook):  # type: ignore[misc]
                 say("No Dagster run with this try's tags appeared within %gs; launching again", lookup_for)
             try:
                 return client.launch_run(location=location, repository=repository, asset_paths=asset_paths, tags=tags,
-                                         asset_checks=asset_checks)
+                                         asset_checks=asset_checks, run_config=run_config)
             except DagsterLaunchUnknownError as e:
                 if e.sent:
                     lost.append(str(e))

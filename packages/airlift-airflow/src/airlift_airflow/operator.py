@@ -30,13 +30,14 @@ from airlift_protocol import (
     DAGSTER_PARTITION_TAG,
     PartitionKeyError,
     TimeWindowPartitioning,
+    airflow_param_run_tags,
     dagster_run_tags,
     operator_run_tags,
     partition_key_for_airflow_run,
 )
 
-__all__ = ["DEFAULT_CONN_ID", "INSTANCE_ENV", "TOKEN_ENV", "URL_ENV", "DagsterOperator", "configured_instance_name",
-           "default_partition_key"]
+__all__ = ["DEFAULT_CONN_ID", "INSTANCE_ENV", "TOKEN_ENV", "URL_ENV", "DagsterOperator", "airflow_run_params",
+           "configured_instance_name", "default_partition_key"]
 
 #: Seconds ``on_kill`` looks for the run of a launch whose answer had not come yet.
 ON_KILL_LOOKUP = 10.0
@@ -95,6 +96,12 @@ class DagsterOperator(BaseOperator):
     locations that are missing or failed. A user clear starts a new attempt: its tries launch new runs
     and terminate the earlier attempt's runs still in flight.
 
+    Parameters: the Airflow run's ``params``, overridden by its ``dag_run.conf``, reach the run twice: as
+    run config of each asset that declares a ``Config`` (the fields it declares, ``{"ops": {op: {"config":
+    ...}}}``), and as run tags ``airlift/airflow_param.<name>`` (see
+    :func:`airlift_protocol.airflow_param_run_tags`). ``pass_params=False`` passes neither (keep values
+    that must not show in Dagster's UI out of it).
+
     Partitions: when the assets are time-window partitioned, the run materializes the partition
     holding the Airflow run's data interval start (else logical date); see
     :func:`airlift_protocol.partition_key_for_airflow_run`. Mixed or non-time partitioning is an error.
@@ -134,6 +141,7 @@ class DagsterOperator(BaseOperator):
         asset_keys: Sequence[Sequence[str]] | None = None,
         whole_dag: bool = False,
         deferrable: bool = False,
+        pass_params: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -150,6 +158,7 @@ class DagsterOperator(BaseOperator):
         self.asset_keys = [list(k) for k in asset_keys] if asset_keys is not None else None
         self.whole_dag = whole_dag
         self.deferrable = deferrable
+        self.pass_params = pass_params
         self._run_ids: list[str] = []
         self._launching: Mapping[str, str] | None = None
         self._waiter: RunWaiter | None = None
@@ -180,6 +189,7 @@ class DagsterOperator(BaseOperator):
         what = f"Airflow DAG {dag_id}" if self.whole_dag else f"Airflow task {dag_id}.{task_id}"
         self._check_assets(assets, what=what, url=client.url)
         partition = self._partition(context, assets, what=what)
+        params = airflow_run_params(context) if self.pass_params else {}
         groups: dict[tuple[str, str], list[tuple[str, ...]]] = defaultdict(list)
         for asset in assets:
             groups[(asset.location, asset.repository)].append(asset.path)
@@ -196,7 +206,7 @@ class DagsterOperator(BaseOperator):
                               plan.run.run_id, plan.location, plan.reason, client.run_url(plan.run.run_id))
                 run_ids.append(plan.run.run_id)
                 continue
-            tags = {**self.run_tags}
+            tags = {**self.run_tags, **airflow_param_run_tags(params)}
             tags |= operator_run_tags(instance_name=instance_name, dag_id=dag_id, task_id=task_id, run_id=run_id,
                                      try_number=try_number, map_index=map_index, location=plan.location,
                                      max_tries=max_tries)
@@ -205,7 +215,8 @@ class DagsterOperator(BaseOperator):
             self._launching = tags
             new_run = hook.launch(location=plan.location, repository=plan.repository, asset_paths=plan.paths, tags=tags,
                                   say=self.log.warning, lookup_for=self.launch_lookup_timeout,
-                                  asset_checks=_run_checks(assets, plan.paths))
+                                  asset_checks=_run_checks(assets, plan.paths),
+                                  run_config=_run_config(assets, plan.paths, params))
             run_ids.append(new_run)
             self._launching = None
             self.log.info(
@@ -375,6 +386,36 @@ def default_partition_key(assets: Sequence[DagsterAsset], context: Mapping[str, 
         )
     except PartitionKeyError as e:
         raise DagsterApiError(f"{what}: {e}") from e
+
+
+def airflow_run_params(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The Airflow run's parameters: the DAG's ``params`` (as resolved for the run) overridden by the
+    run's ``dag_run.conf``.
+
+    >>> from types import SimpleNamespace
+    >>> airflow_run_params({"params": {"region": "eu", "limit": 10}, "dag_run": SimpleNamespace(conf={"limit": 5})})
+    {'region': 'eu', 'limit': 5}
+    """
+    params = context.get("params") or {}
+    values: dict[str, Any] = {str(name): params[name] for name in params}
+    conf = getattr(context.get("dag_run"), "conf", None)
+    if isinstance(conf, Mapping):
+        values.update((str(k), v) for k, v in conf.items())
+    return values
+
+
+def _run_config(assets: Sequence[DagsterAsset], paths: Sequence[tuple[str, ...]], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Run config giving each selected asset that declares a ``Config`` the parameters it declares
+    (nothing for an asset none of whose fields is a parameter)."""
+    wanted = {tuple(p) for p in paths}
+    ops: dict[str, Any] = {}
+    for asset in assets:
+        if asset.path not in wanted or asset.op_name is None or asset.config_fields is None:
+            continue
+        config = {name: params[name] for name in asset.config_fields if name in params}
+        if config:
+            ops[asset.op_name] = {"config": config}
+    return {"ops": ops} if ops else {}
 
 
 def _run_checks(assets: Sequence[DagsterAsset], paths: Sequence[tuple[str, ...]]) -> list[tuple[tuple[str, ...], str]] | None:

@@ -89,13 +89,24 @@ def custom_table(context: dg.AssetExecutionContext) -> None:
     (_markers() / f"custom_partition_{context.partition_key}").write_text(context.run.run_id)
 
 
+class ParamsConfig(dg.Config):
+    region: str = "nowhere"
+    limit: int = 1
+
+
+@dg.asset(key=["e2e", "params_table"], tags={"airlift/dag_id": "e2e_params", "airlift/task_id": "with_params"})
+def params_table(context: dg.AssetExecutionContext, config: ParamsConfig) -> None:
+    """Writes the config it got: the Airflow run's params overridden by its conf."""
+    (_markers() / "params").write_text(f"{config.region} {config.limit} {context.run.run_id}")
+
+
 # The DAG assets ``[instance, "dag", dag_id]`` a peered Airflow has: the operator learns its instance name from them.
 INSTANCE = "e2e_airflow"
 DAG_IDS = ("e2e_pipeline", "e2e_kill", "e2e_slow_launch", "e2e_two_locations", "e2e_deferred", "e2e_daily", "e2e_whole",
-           "e2e_dagster_retry", "e2e_outage", "e2e_mark_failed", "e2e_custom")
+           "e2e_dagster_retry", "e2e_outage", "e2e_mark_failed", "e2e_custom", "e2e_params")
 dag_assets = [dg.AssetSpec([INSTANCE, "dag", dag_id]) for dag_id in DAG_IDS]
 
 defs = dg.Definitions(
     assets=[middle_table, slow_table, proxied_table, deferred_table, loc_one_table, daily_table, whole_table,
-            retried_table, outage_table, mark_failed_table, custom_table, *dag_assets]
+            retried_table, outage_table, mark_failed_table, custom_table, params_table, *dag_assets]
 )

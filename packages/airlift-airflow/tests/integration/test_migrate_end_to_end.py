@@ -111,7 +111,7 @@ class Servers:
 
 
 MIGRATED_DAGS = ("e2e_kill", "e2e_slow_launch", "e2e_two_locations", "e2e_deferred", "e2e_daily", "e2e_whole",
-                 "e2e_dagster_retry", "e2e_outage", "e2e_mark_failed", "e2e_custom")
+                 "e2e_dagster_retry", "e2e_outage", "e2e_mark_failed", "e2e_custom", "e2e_params")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,8 @@ def servers(
     set_task_migrated(state_folder, dag_id=DAG_ID, task_id="last", migrated=False)
     for dag_id, task_id in (("e2e_kill", "slow"), ("e2e_slow_launch", "via_proxy"), ("e2e_deferred", "deferred"),
                             ("e2e_two_locations", "both"), ("e2e_daily", "daily"), ("e2e_dagster_retry", "retried"),
-                            ("e2e_outage", "waits_out"), ("e2e_mark_failed", "deferred_long"), ("e2e_custom", "custom")):
+                            ("e2e_outage", "waits_out"), ("e2e_mark_failed", "deferred_long"), ("e2e_custom", "custom"),
+                            ("e2e_params", "with_params")):
         set_task_migrated(state_folder, dag_id=dag_id, task_id=task_id, migrated=True)
     set_dag_migrated(state_folder, dag_id="e2e_whole", migrated=True)
 
@@ -348,6 +349,21 @@ def test_operator_factory_partition_hook_and_untagged_asset_keys(servers: Server
     assert dagster_run["tags"]["e2e/built_by"] == "factory:custom", "the operator the factory built ran"
     assert [m["assetKey"]["path"] for m in dagster_run["assetMaterializations"]] == [["e2e", "custom_table"]]
     assert (servers.markers / "custom_partition_2024-03-01").read_text() == dagster_run["runId"]
+
+
+@pytest.mark.extended  # minutes each on a loaded 2-core machine
+def test_params_and_conf_reach_the_dagster_run_as_config_and_tags(servers: Servers) -> None:
+    """The DAG's params {region: us, limit: 100}, the run's conf {region: eu}: the asset's Config gets
+    region=eu, limit=100, and the run carries them as tags."""
+    airflow = servers.airflow
+    run = airflow.trigger_and_wait("e2e_params", conf={"region": "eu"}, timeout=400)
+    assert run["state"] == "success", airflow.log_tail()
+    [dagster_run] = servers.dagster_runs(run["dag_run_id"])
+    params = {k: v for k, v in dagster_run["tags"].items() if k.startswith("airlift/airflow_param.")}
+    print(f"\nDagster run {dagster_run['runId']} of e2e_params: config as the asset saw it "
+          f"{(servers.markers / 'params').read_text()!r}, tags {params}")
+    assert (servers.markers / "params").read_text() == f"eu 100 {dagster_run['runId']}"
+    assert params == {"airlift/airflow_param.region": "eu", "airlift/airflow_param.limit": "100"}
 
 
 @pytest.mark.extended  # minutes each on a loaded 2-core machine

@@ -90,7 +90,12 @@ def encode_tag_value(airflow_id: str) -> str:
     """
     if _STRICT_VALUE.match(airflow_id) and not airflow_id.startswith("airlift-sha1-"):
         return airflow_id
-    return "airlift-sha1-" + hashlib.sha1(airflow_id.encode("utf-8")).hexdigest()[:35]
+    return _tag_digest(airflow_id)
+
+
+def _tag_digest(text: str) -> str:
+    """48 characters of ``[a-z0-9-]`` standing for ``text`` (a valid tag value or key part)."""
+    return "airlift-sha1-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:35]
 
 
 def _digest(*parts: str) -> str:
@@ -255,6 +260,52 @@ def operator_run_tags(
     tags[DAGSTER_CODE_LOCATION_RUN_TAG] = location
     if max_tries is not None:
         tags[AIRFLOW_MAX_TRIES_RUN_TAG] = str(max_tries)
+    return tags
+
+
+# ---- the Airflow run's parameters on a migrated task's Dagster run --------------------------------
+
+#: Prefix of the run tags carrying the Airflow run's parameters (``params`` overridden by
+#: ``dag_run.conf``): ``airlift/airflow_param.<name>`` = the value.
+AIRFLOW_PARAM_RUN_TAG_PREFIX = "airlift/airflow_param."
+#: Longest parameter value (characters, as written) carried as a run tag; a longer one is left out of
+#: the tags (it still reaches the run config of the assets that declare it).
+AIRFLOW_PARAM_TAG_MAX_CHARS = 200
+# Dagster warns about (and will refuse) a run tag key whose part after the "/" is over 63 characters
+# of [A-Za-z0-9_.-]: a parameter name that does not fit after the prefix is written as its digest.
+_PARAM_NAME_ROOM = 63 - len(AIRFLOW_PARAM_RUN_TAG_PREFIX.split("/", 1)[1])
+
+__all__ += ["AIRFLOW_PARAM_RUN_TAG_PREFIX", "AIRFLOW_PARAM_TAG_MAX_CHARS", "airflow_param_run_tags", "param_tag_value"]
+
+
+def param_tag_value(value: Any) -> str:
+    """A parameter value as a run tag value: a string as it is, anything else as sorted JSON.
+
+    >>> param_tag_value("eu"), param_tag_value(3), param_tag_value({"b": 1, "a": [True]})
+    ('eu', '3', '{"a": [true], "b": 1}')
+    """
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def airflow_param_run_tags(values: Mapping[str, Any]) -> dict[str, str]:
+    """Run tags carrying an Airflow run's parameters, one per name: ``airlift/airflow_param.<name>``.
+    A name that is not a valid Dagster tag key part (or too long for one) is written as its digest
+    (:func:`encode_tag_value`); a value longer than :data:`AIRFLOW_PARAM_TAG_MAX_CHARS` is left out.
+
+    >>> airflow_param_run_tags({"region": "eu", "limit": 10, "blob": "x" * 500})
+    {'airlift/airflow_param.region': 'eu', 'airlift/airflow_param.limit': '10'}
+    >>> [len(k.split("/")[1]) for k in airflow_param_run_tags({"a name with spaces": 1})]
+    [62]
+    """
+    tags: dict[str, str] = {}
+    for name, value in values.items():
+        text = param_tag_value(value)
+        if len(text) > AIRFLOW_PARAM_TAG_MAX_CHARS:
+            continue
+        key = encode_tag_value(str(name))
+        if len(key) > _PARAM_NAME_ROOM:
+            key = _tag_digest(key)
+        tags[AIRFLOW_PARAM_RUN_TAG_PREFIX + key] = text
     return tags
 
 
