@@ -33,7 +33,11 @@ def _states(chaos: Chaos, dag_id: str, run_id: str) -> dict[str, str]:
 
 def _succeeded(chaos: Chaos, dag_id: str, run_id: str) -> None:
     run = chaos.get_run(dag_id, run_id)
-    assert run["state"] == "success", (run["state"], _states(chaos, dag_id, run_id), chaos.airflow.log_tail(40))
+    if run["state"] != "success":
+        states = _states(chaos, dag_id, run_id)
+        failed = sorted({task.split("[")[0] for task, state in states.items() if state == "failed"})
+        logs = "\n".join(f"--- {task} ---\n" + "\n".join(chaos.task_log(run_id, task).splitlines()[-40:]) for task in failed)
+        raise AssertionError(f"{dag_id} {run_id} ended {run['state']}: {states}\n{logs}")
 
 
 def _task_done(chaos: Chaos, dag_id: str, run_id: str, task_id: str) -> bool:
