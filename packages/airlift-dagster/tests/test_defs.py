@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import base64
+import json
+import zlib
 from datetime import timedelta
 
 import pytest
@@ -15,7 +18,7 @@ from airlift_dagster import (
     dag_defs,
     task_defs,
 )
-from airlift_protocol import MIGRATION_DOC_MARKER, encode_tag_value
+from airlift_protocol import MIGRATION_DOC_MARKER, ApiVersion, DagInfo, TaskInfo, encode_tag_value
 from airlift_protocol.tags import SENSOR_SETTLE_METADATA, parse_sensor_settle
 from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState
 
@@ -154,7 +157,7 @@ def test_run_workers_rebuild_from_slim_metadata_without_airflow(instance: Airflo
     mapping = dag_defs("dag_00000", task_defs("task_000", AssetSpec("a")), task_defs("task_001", AssetSpec("b", deps=["a"])))
     defs = build_defs_from_airflow_instance(airflow_instance=instance, defs=mapping)
     metadata = {k: v.value for k, v in (defs.metadata or {}).items() if isinstance(v, CodeLocationReconstructionMetadataValue)}
-    text = metadata["airlift/state/inst"]
+    text = zlib.decompress(base64.b64decode(json.loads(metadata["airlift/state/inst"])["z"])).decode()
     assert "dag_00000" in text and "Source" not in text and "task_002" not in text, "ids and mapped tasks only"
     before = fake.total_requests
     DefinitionsLoadContext.set(DefinitionsLoadContext(
@@ -170,6 +173,21 @@ def test_run_workers_rebuild_from_slim_metadata_without_airflow(instance: Airflo
     assert rebuilt.resolve_asset_graph().asset_check_keys == defs.resolve_asset_graph().asset_check_keys
     specs = {s.key: s for s in rebuilt.resolve_all_asset_specs()}
     assert specs[AssetKey("b")].metadata["Migrated to Dagster"] is True
+
+
+def test_reconstruction_metadata_of_10000_dags_is_compressed_and_round_trips() -> None:
+    dags = tuple(DagInfo.from_rest({"dag_id": f"dag_{d:05d}"}, api=ApiVersion.V2) for d in range(10_000))
+    tasks = {d.dag_id: tuple(TaskInfo.from_rest({"task_id": f"task_{t:03d}"}, dag_id=d.dag_id, api=ApiVersion.V2) for t in range(10))
+             for d in dags}
+    state = AirflowInstanceState("inst", ApiVersion.V2, "http://airflow:8080", dags, tasks)
+    mapped = {d.dag_id: ["task_000", "task_001"] for d in dags}
+    text = state.to_reconstruction_json(mapped)
+    assert len(text) < 100_000, f"{len(text):,} bytes for 10,000 DAGs x 2 mapped tasks"
+    again = AirflowInstanceState.from_json(text)
+    assert [d.dag_id for d in again.dags] == [d.dag_id for d in dags]
+    assert {k: [t.task_id for t in v] for k, v in again.tasks.items()} == mapped
+    with pytest.raises(AirliftDagsterError, match="does not decompress"):
+        AirflowInstanceState.from_json('{"v": 3, "z": "bm90IHpsaWI="}')
 
 
 def test_ids_airflow_does_not_have_are_an_error_unless_allowed(instance: AirflowInstance) -> None:

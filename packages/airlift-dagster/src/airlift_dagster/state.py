@@ -7,11 +7,13 @@ into the Definitions' reconstruction metadata) → ``build_defs_from_airflow_ins
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import json
 import logging
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +37,8 @@ log = logging.getLogger("airlift_dagster")
 STATE_FORMAT_VERSION = 1
 #: The slim record carried to run workers (:meth:`AirflowInstanceState.to_reconstruction_json`).
 RECONSTRUCTION_FORMAT_VERSION = 2
+#: The slim record compressed (zlib, base64): ``{"v": 3, "z": "<base64>"}`` holds a version-2 record.
+COMPRESSED_FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,9 @@ class AirflowInstanceState:
         >>> state = AirflowInstanceState("prod", ApiVersion.V2, "http://airflow:8080", (), {})
         >>> AirflowInstanceState.from_json(state.to_reconstruction_json({})).instance_name
         'prod'
+
+        The record is compressed (zlib, then base64: :data:`COMPRESSED_FORMAT_VERSION`): DAG and task
+        ids repeat across thousands of DAGs, and Dagster stores the metadata with every run snapshot.
         """
         tasks: dict[str, list[list[Any]]] = {}
         for dag_id, task_ids in mapped_tasks.items():
@@ -102,7 +109,7 @@ class AirflowInstanceState:
                 task = self.task(dag_id, task_id)
                 if task is not None:
                     tasks.setdefault(dag_id, []).append([task.task_id, int(task.is_mapped), int(task_is_marked_migrated(task.doc_md))])
-        return json.dumps(
+        slim = json.dumps(
             {
                 "v": RECONSTRUCTION_FORMAT_VERSION,
                 "instance_name": self.instance_name,
@@ -116,6 +123,8 @@ class AirflowInstanceState:
             },
             separators=(",", ":"),
         )
+        packed = base64.b64encode(zlib.compress(slim.encode(), 9)).decode("ascii")
+        return json.dumps({"v": COMPRESSED_FORMAT_VERSION, "z": packed}, separators=(",", ":"))
 
     @classmethod
     def _from_reconstruction(cls, data: Mapping[str, Any]) -> AirflowInstanceState:
@@ -137,6 +146,11 @@ class AirflowInstanceState:
     def from_json(cls, text: str) -> AirflowInstanceState:
         """Inverse of :meth:`to_json` and :meth:`to_reconstruction_json`; another format version is an error."""
         data = json.loads(text)
+        if data.get("v") == COMPRESSED_FORMAT_VERSION:
+            try:
+                data = json.loads(zlib.decompress(base64.b64decode(data["z"])))
+            except (KeyError, TypeError, ValueError, zlib.error) as e:
+                raise AirliftDagsterError(f"cached Airflow state (format {COMPRESSED_FORMAT_VERSION}) does not decompress: {e}") from e
         if data.get("v") == RECONSTRUCTION_FORMAT_VERSION:
             return cls._from_reconstruction(data)
         if data.get("v") != STATE_FORMAT_VERSION:
