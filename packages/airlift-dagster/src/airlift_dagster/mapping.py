@@ -23,6 +23,8 @@ from airlift_protocol import DAG_ID_TAG, TASK_ID_TAG, encode_tag_value
 from airlift_protocol.tags import dump_task_asset_index
 
 __all__ = [
+    "DAGSTER_AIRLIFT_DAG_MAPPING_KEY",
+    "DAGSTER_AIRLIFT_TASK_MAPPING_KEY",
     "DAG_ID_METADATA_KEY",
     "TASK_HANDLES_METADATA_KEY",
     "TASK_ID_METADATA_KEY",
@@ -40,6 +42,10 @@ DAG_ID_METADATA_KEY = "airlift/dag_id"
 TASK_ID_METADATA_KEY = "airlift/task_id"
 #: Metadata of an asset built by several Airflow tasks: JSON list of ``[dag_id, task_id]`` pairs.
 TASK_HANDLES_METADATA_KEY = "airlift/task_handles"
+#: The mapping metadata dagster-airlift writes on AssetSpecs (read, never written, so its users' specs
+#: map unchanged): a list of ``{"dag_id", "task_id"}`` objects, and a list of ``{"dag_id"}`` objects.
+DAGSTER_AIRLIFT_TASK_MAPPING_KEY = "dagster-airlift/task-mapping"
+DAGSTER_AIRLIFT_DAG_MAPPING_KEY = "dagster-airlift/dag-mapping"
 
 TaskDefsInput = AssetSpec | AssetsDefinition | Definitions
 
@@ -109,16 +115,42 @@ def built_by_tasks(handles: Iterable[tuple[str, str]], *defs: TaskDefsInput) -> 
     return map_specs(_as_definitions(defs, where), add)
 
 
+def _json_meta(spec: AssetSpec, key: str) -> Any:
+    value = spec.metadata.get(key)
+    return getattr(value, "value", getattr(value, "data", value))
+
+
+def _dagster_airlift_handles(spec: AssetSpec, key: str, fields: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The handles in dagster-airlift's mapping metadata ``key``: a list of objects with ``fields``; any
+    other shape is an error naming the asset and the key."""
+    value = _json_meta(spec, key)
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(item, dict) and all(isinstance(item.get(f), str) for f in fields) for item in value
+    ):
+        example = "{" + ", ".join(f'"{f}": "..."' for f in fields) + "}"
+        raise AirliftDagsterError(
+            f"asset {spec.key.to_user_string()!r}: metadata {key!r} is {value!r}; expected a list of {example} "
+            "(the form dagster-airlift writes), or map the asset with dag_defs/task_defs instead"
+        )
+    return list(dict.fromkeys(tuple(str(item[f]) for f in fields) for item in value))
+
+
 def task_handles_of(spec: AssetSpec) -> list[tuple[str, str]]:
-    """Every (dag_id, task_id) an asset is mapped to: those of :func:`built_by_tasks`, and the one of
-    ``dag_defs``/``task_defs``.
+    """Every (dag_id, task_id) an asset is mapped to: those of :func:`built_by_tasks`, those of
+    dagster-airlift's ``dagster-airlift/task-mapping`` metadata, and the one of ``dag_defs``/``task_defs``.
 
     >>> task_handles_of(AssetSpec("a", metadata={DAG_ID_METADATA_KEY: "d", TASK_ID_METADATA_KEY: "t"}))
     [('d', 't')]
+    >>> task_handles_of(AssetSpec("b", metadata={DAGSTER_AIRLIFT_TASK_MAPPING_KEY: [{"dag_id": "d", "task_id": "t"}]}))
+    [('d', 't')]
     """
-    value = spec.metadata.get(TASK_HANDLES_METADATA_KEY)
-    value = getattr(value, "value", getattr(value, "data", value))
+    value = _json_meta(spec, TASK_HANDLES_METADATA_KEY)
     out = [(str(d), str(t)) for d, t in value] if isinstance(value, (list, tuple)) else []
+    for dag_id, task_id in _dagster_airlift_handles(spec, DAGSTER_AIRLIFT_TASK_MAPPING_KEY, ("dag_id", "task_id")):
+        if (dag_id, task_id) not in out:
+            out.append((dag_id, task_id))
     single = task_handle_of(spec)
     return [*out, single] if single is not None and single not in out else out
 
@@ -139,14 +171,25 @@ def _meta(spec: AssetSpec, key: str) -> str | None:
 
 
 def dag_handle_of(spec: AssetSpec) -> str | None:
-    """The DAG id an asset is mapped to as a whole (``dag_defs`` without ``task_defs``), or None.
+    """The DAG id an asset is mapped to as a whole (``dag_defs`` without ``task_defs``, or
+    dagster-airlift's ``dagster-airlift/dag-mapping`` metadata naming one DAG), or None.
 
     >>> dag_handle_of(AssetSpec("report", metadata={DAG_ID_METADATA_KEY: "weekly"}))
     'weekly'
+    >>> dag_handle_of(AssetSpec("report", metadata={DAGSTER_AIRLIFT_DAG_MAPPING_KEY: [{"dag_id": "weekly"}]}))
+    'weekly'
     """
-    if _meta(spec, TASK_ID_METADATA_KEY) is not None or TASK_HANDLES_METADATA_KEY in spec.metadata:
+    if (_meta(spec, TASK_ID_METADATA_KEY) is not None or TASK_HANDLES_METADATA_KEY in spec.metadata
+            or DAGSTER_AIRLIFT_TASK_MAPPING_KEY in spec.metadata):
         return None
-    return _meta(spec, DAG_ID_METADATA_KEY)
+    dags = [d for (d,) in _dagster_airlift_handles(spec, DAGSTER_AIRLIFT_DAG_MAPPING_KEY, ("dag_id",))]
+    if len(dags) > 1:
+        raise AirliftDagsterError(
+            f"asset {spec.key.to_user_string()!r}: metadata {DAGSTER_AIRLIFT_DAG_MAPPING_KEY!r} maps it to the DAGs "
+            f"{dags!r}; Airlift maps an asset to one whole DAG: map it to one, or to tasks of each with built_by_tasks"
+        )
+    own = _meta(spec, DAG_ID_METADATA_KEY)
+    return own if own is not None else (dags[0] if dags else None)
 
 
 def task_asset_indexes(specs: Iterable[AssetSpec]) -> dict[str, dict[str, Any]]:

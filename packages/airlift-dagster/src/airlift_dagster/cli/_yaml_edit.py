@@ -32,6 +32,7 @@ __all__ = [
     "StateEdit",
     "create_state_file",
     "edit_state_file",
+    "new_state_text",
     "state_file_for",
     "unified_diff",
     "whole_dag_refusal",
@@ -125,24 +126,38 @@ def _replace_if_unchanged(candidate: Path, path: Path, before: str | None) -> No
         raise _unwritable(path, e) from e
 
 
-def create_state_file(path: Path, *, dag_id: str, task_ids: Iterable[str]) -> DagMigrationState:
-    """Create ``path`` with every task ``migrated: false``; an existing file is left untouched
-    (:class:`CliError`)."""
+def new_state_text(dag_id: str, task_ids: Iterable[str], *, migrated: Mapping[str, bool] = {},
+                   dag_migrated: bool | None = None, note: str | None = None) -> str:
+    """The text of a new state file: every task ``migrated: false`` unless ``migrated`` says otherwise,
+    or only the whole-DAG switch ``dag_migrated``; ``note``: one more comment line."""
+    if dag_migrated is not None:
+        return "\n".join([
+            f"# Migration state of the Airflow DAG {dag_id!r}, switched as a whole: `migrated: true` runs it in Dagster,",
+            "# false rolls it back (`airlift state set` / `airlift state rollback` without task ids).",
+            *([f"# {note}"] if note else []), f"migrated: {str(dag_migrated).lower()}",
+        ]) + "\n"
     lines = [
         f"# Migration state of the Airflow DAG {dag_id!r}: set a task's `migrated` to true to run it in",
         "# Dagster (`airlift state set`), back to false to roll it back (`airlift state rollback`).",
-        "tasks:",
+        *([f"# {note}"] if note else []),
     ]
+    lines.append("tasks:")
     body = CommentedMap()
     for task_id in task_ids:
-        body[task_id] = CommentedMap([("migrated", False)])
+        body[task_id] = CommentedMap([("migrated", bool(migrated.get(task_id, False)))])
     if body:
         buffer = io.StringIO()
         _yaml().dump(body, buffer)
         lines.extend("  " + line for line in buffer.getvalue().rstrip("\n").splitlines())
     else:
         lines[-1] = "tasks: {}"
-    return _write_validated(path, "\n".join(lines) + "\n", overwrite=False)
+    return "\n".join(lines) + "\n"
+
+
+def create_state_file(path: Path, *, dag_id: str, task_ids: Iterable[str], text: str | None = None) -> DagMigrationState:
+    """Create ``path`` with every task ``migrated: false`` (or with ``text``, from :func:`new_state_text`);
+    an existing file is left untouched (:class:`CliError`)."""
+    return _write_validated(path, text if text is not None else new_state_text(dag_id, task_ids), overwrite=False)
 
 
 class StateEdit:

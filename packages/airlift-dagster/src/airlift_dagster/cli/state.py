@@ -24,9 +24,11 @@ from airlift_dagster.cli._connect import (
 )
 from airlift_dagster.cli._errors import EXIT_OK, EXIT_PROBLEMS, CliError
 from airlift_dagster.cli._output import Output, diff_text, first_line, json_option, plain
+from airlift_dagster.cli._proxied import ProxiedDag, load_proxied_folder
 from airlift_dagster.cli._yaml_edit import (
     create_state_file,
     edit_state_file,
+    new_state_text,
     state_file_for,
     unified_diff,
     whole_dag_refusal,
@@ -544,3 +546,67 @@ def diff(conn: Connection, dags_folder: str, state_dir: str | None, exit_code: b
                 out.print(f"  [yellow]{escape(c.note)}[/]")
     raise SystemExit(EXIT_PROBLEMS if exit_code and (pending or unappliable) else EXIT_OK)
 
+
+
+# --------------------------------------------------------------------------------- import-proxied
+PROXIED_FOLDER_NAME = "proxied_state"
+
+
+def _import_one(dag: ProxiedDag, folder: Path, out: Output, *, dry_run: bool) -> bool:
+    """Convert one proxied-state file; print its diff; whether it changes (or would change) a file."""
+    path = state_file_for(folder, dag.dag_id)
+    if not path.exists():
+        text = new_state_text(dag.dag_id, dag.tasks, migrated=dag.tasks, dag_migrated=dag.dag_proxied,
+                              note=f"Imported from {dag.path.name} (dagster-airlift's proxied_state): proxied is migrated.")
+        if not dry_run:
+            create_state_file(path, dag_id=dag.dag_id, task_ids=dag.tasks, text=text)
+        out.print(f"[green]{'would create' if dry_run else 'created'}[/] {escape(str(path))}")
+        out.print(diff_text(unified_diff("", text, path)))
+        return True
+    current = load_dag_migration_state(path)
+    if (current.dag_migrated is None) != (dag.dag_proxied is None):
+        ours = "switches the whole DAG" if current.dag_migrated is not None else "lists tasks"
+        theirs = "switches the whole DAG" if dag.dag_proxied is not None else "lists tasks"
+        raise CliError(f"{path} {ours} but {dag.path} {theirs}; nothing was written for DAG {dag.dag_id!r}. Make "
+                       "them the same shape (or move the migration-state file away to import it anew), then re-run.")
+    if dag.dag_proxied is not None:
+        edit = edit_state_file(path, all_tasks_to=dag.dag_proxied, dry_run=dry_run)
+    else:
+        edit = edit_state_file(path, set_tasks=dag.tasks, dry_run=dry_run)
+    if not edit.changed:
+        out.print(f"[dim]same[/]    {escape(str(path))}: already says what {escape(str(dag.path))} says")
+        return False
+    out.print(f"[yellow]{'would update' if dry_run else 'updated'}[/] {escape(str(path))}")
+    out.print(diff_text(unified_diff(edit.before, edit.after, path)))
+    return True
+
+
+@state.command(name="import-proxied")
+@with_folders
+@click.option("--proxied-dir", type=click.Path(file_okay=False),
+              help="dagster-airlift's proxied-state folder (default: DAGS_FOLDER/proxied_state).")
+@click.option("--dry-run", is_flag=True, help="Show the diffs; write nothing.")
+def import_proxied(dags_folder: str, state_dir: str | None, proxied_dir: str | None, dry_run: bool) -> None:
+    """Convert dagster-airlift's proxied_state/<dag_id>.yaml files into migration-state files
+    (proxied is migrated), showing each change as a diff.
+
+    A DAG without a migration-state file gets one; an existing file is edited in place like
+    `airlift state set` does (comments and order kept, validated, written atomically, never over an edit
+    saved meanwhile), setting only the flags the proxied-state file lists. Every proxied-state file is
+    checked before anything is written. Nothing is asked of Airflow: run `airlift state validate` next.
+
+    \b
+    Example:
+        airlift state import-proxied -d airflow_dags/ --dry-run
+    """
+    out = Output()
+    proxied = Path(proxied_dir) if proxied_dir else Path(dags_folder) / PROXIED_FOLDER_NAME
+    folder = state_dir_of(dags_folder, state_dir)
+    dags = load_proxied_folder(proxied)
+    for dag in dags:  # every existing migration-state file must be valid before anything is written
+        if state_file_for(folder, dag.dag_id).exists():
+            load_dag_migration_state(state_file_for(folder, dag.dag_id))
+    changed = sum(_import_one(dag, folder, out, dry_run=dry_run) for dag in dags)
+    verb = "would change" if dry_run else "changed"
+    out.print(f"{len(dags)} proxied-state file(s) read from {escape(str(proxied))}; {changed} migration-state file(s) {verb} "
+              f"in {escape(str(folder))}.")
