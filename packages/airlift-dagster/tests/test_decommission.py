@@ -34,8 +34,8 @@ from airlift_dagster.decommission import (
     dump_decommission_plan,
     load_decommission_plan,
 )
-from airlift_protocol import task_migration_doc
-from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState
+from airlift_protocol import WHOLE_DAG_TASK_ID, task_migration_doc
+from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState, FakeTask
 
 DAG = "dag_00001"
 UTC = timezone.utc
@@ -144,6 +144,22 @@ def test_refuses_a_dag_with_unmigrated_tasks(fake: FakeAirflow, project: Path) -
     assert result.exit_code == EXIT_ERROR
     assert "tasks not migrated" in result.output and "task_001, task_002" in result.output
     assert not (project / "decommissioned").exists() and not paused(fake)
+
+
+def test_a_whole_dag_migration_is_decommissioned_once_airflow_runs_it(fake: FakeAirflow, project: Path) -> None:
+    (project / "migration_state" / f"{DAG}.yaml").write_text("migrated: true\n")
+    refused = run(fake, project, DAG)
+    assert refused.exit_code == EXIT_ERROR and "Airflow still runs the DAG's own tasks" in refused.output
+    dag = fake.state.dag(DAG)
+    assert dag is not None
+    dag.tasks = [FakeTask(WHOLE_DAG_TASK_ID, doc_md=task_migration_doc(None))]
+    whole = DEFS_FILE[:DEFS_FILE.index("defs = Definitions.merge(")]
+    (project / "defs.py").write_text(whole + 'defs = dag_defs("dag_00001", Definitions(assets=[first, second, third]))\n')
+    result = run(fake, project, DAG)
+    assert result.exit_code == EXIT_OK, result.output
+    (project / "migration_state" / f"{DAG}.yaml").write_text("migrated: false\n")
+    assert run(fake, project, DAG, "--undo").exit_code == EXIT_OK
+    assert "says 'migrated: false'" in run(fake, project, DAG).output
 
 
 def test_refuses_a_migration_airflow_does_not_run_yet(fake: FakeAirflow, project: Path) -> None:

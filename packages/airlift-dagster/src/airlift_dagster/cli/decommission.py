@@ -30,7 +30,7 @@ from airlift_dagster.decommission import (
     schedule_from_timetable,
 )
 from airlift_dagster.translator import dag_asset_key
-from airlift_protocol import load_dag_migration_state, task_is_marked_migrated
+from airlift_protocol import WHOLE_DAG_TASK_ID, load_dag_migration_state, task_is_marked_migrated
 
 __all__ = ["decommission"]
 
@@ -53,6 +53,13 @@ def _unmigrated(dag: LiveDag, state_folder: Path) -> str | None:
     if not path.exists():
         return f"{path}: no migration-state file, so every task still runs in Airflow; migrate them first (`airlift state set`)"
     dag_state = load_dag_migration_state(path)
+    if dag_state.dag_migrated is not None:  # the whole DAG is switched: Airflow runs one task in its place
+        if not dag_state.dag_migrated:
+            return f"{path} switches the whole DAG and says 'migrated: false'; migrate it first (`airlift state set {dag.dag.dag_id} --migrated`)"
+        if dag.task_ids != (WHOLE_DAG_TASK_ID,) or not task_is_marked_migrated(getattr(dag.task(WHOLE_DAG_TASK_ID), "doc_md", None)):
+            return ("Airflow still runs the DAG's own tasks (the whole-DAG migration is not deployed or not re-parsed yet); "
+                    "deploy it and wait until `airlift state diff` shows no change")
+        return None
     pending = [t for t in dag.task_ids if not dag_state.is_task_migrated(t)]
     if pending:
         return f"tasks not migrated in {path}: {', '.join(pending)}; migrate them first (`airlift state set {dag.dag.dag_id} ... --migrated`)"
@@ -64,7 +71,7 @@ def _unmigrated(dag: LiveDag, state_folder: Path) -> str | None:
 
 
 def _unmapped(dag: LiveDag, code: UserCode | None) -> str | None:
-    if code is None:
+    if code is None or dag.task_ids == (WHOLE_DAG_TASK_ID,):  # whole-DAG assets: checked when the job is built
         return None
     missing = [t for t in dag.task_ids if not code.assets_by_task.get((dag.dag.dag_id, t))]
     return f"no Dagster asset in {code.source} is mapped to task {', '.join(missing)}" if missing else None

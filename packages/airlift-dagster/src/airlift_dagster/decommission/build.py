@@ -34,7 +34,7 @@ from dagster import (
 from airlift_dagster.decommission.plan import DecommissionPlan, load_decommission_plan
 from airlift_dagster.decommission.timetable import DagSchedule
 from airlift_dagster.errors import AirliftDagsterError
-from airlift_dagster.mapping import task_handles_of
+from airlift_dagster.mapping import dag_handle_of, task_handles_of
 from airlift_protocol.partitions import (
     PartitionKeyError,
     TimeWindowPartitioning,
@@ -216,7 +216,8 @@ def _dataset_keys(defs: Definitions, uris: Sequence[str], dag_id: str) -> list[A
 def _build_one(plan: DecommissionPlan, defs: Definitions) -> Definitions:
     specs = list(defs.resolve_all_asset_specs())
     graph = defs.resolve_asset_graph()
-    keys = [s.key for s in specs if any(dag_id == plan.dag_id for dag_id, _ in task_handles_of(s))]
+    keys = [s.key for s in specs
+            if dag_handle_of(s) == plan.dag_id or any(dag_id == plan.dag_id for dag_id, _ in task_handles_of(s))]
     executable = [k for k in keys if graph.get(k).is_executable]
     if not executable:
         raise AirliftDagsterError(
