@@ -83,7 +83,11 @@ def backlog(chaos: Chaos) -> list[str]:
         run_ids = [chaos.trigger(), chaos.trigger(fail_after_launch=["flaky"]), chaos.trigger()]
         for run_id in run_ids:
             chaos.wait_for(lambda r=run_id: _task_done(chaos, MAIN, r, "fan"), what=f"fan of {run_id}")
-        chaos.wait_for(lambda: _try_number(chaos, run_ids[1], "flaky") == 2, what="flaky's retry")
+        try:
+            chaos.wait_for(lambda: _try_number(chaos, run_ids[1], "flaky") == 2, what="flaky's retry")
+        except Exception as e:
+            raise AssertionError(f"{e}\n{_states(chaos, MAIN, run_ids[1])}\n--- flaky's log ---\n"
+                                 f"{chaos.task_log(run_ids[1], 'flaky')[-6000:]}\n--- Airflow ---\n{chaos.airflow.log_tail(60)}") from e
     finally:
         chaos.dagster.start_daemon()
     for run_id in run_ids:
