@@ -78,6 +78,23 @@ def test_timedelta_of_whole_minutes(generation: int) -> None:
 
 
 @generations
+def test_a_data_interval_timetable_summarised_as_a_timedelta(generation: int) -> None:
+    # DeltaDataIntervalTimetable(timedelta(days=7)): Airflow 2 serves its summary as the schedule_interval value
+    s = schedule_from_timetable(details(generation, "7 days, 0:00:00"))
+    assert (s.kind, s.interval_seconds) == ("interval", 7 * 86400)
+
+
+@generations
+def test_a_cron_whose_planned_next_run_is_not_a_tick_in_the_dag_timezone_is_refused(generation: int) -> None:
+    # CronTriggerTimetable("0 3 * * *", timezone="Europe/Paris") in a UTC DAG: Airflow plans 02:00 UTC
+    key = "next_dagrun_create_after" if generation == 2 else "next_dagrun_run_after"
+    with pytest.raises(TimetableNotSupportedError, match=r"next run \(2024-03-05T02:00:00\+00:00\) is not a tick of cron '0 3 \* \* \*'"):
+        schedule_from_timetable(details(generation, "0 3 * * *", **{key: "2024-03-05T02:00:00+00:00"}))
+    paris = details(generation, "0 3 * * *", timezone="Europe/Paris", **{key: "2024-03-05T02:00:00+00:00"})
+    assert schedule_from_timetable(paris).timezone == "Europe/Paris"
+
+
+@generations
 def test_no_schedule_and_once_are_a_job_without_schedule(generation: int) -> None:
     assert schedule_from_timetable(details(generation, None)).kind == "manual"
     once = schedule_from_timetable(details(generation, "@once"))

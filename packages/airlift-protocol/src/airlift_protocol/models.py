@@ -268,6 +268,8 @@ class DagTimetable:
     datasets: Any = None
     next_data_interval_start: datetime | None = None
     next_data_interval_end: datetime | None = None
+    #: When Airflow plans to start the next run (v1 ``next_dagrun_create_after``, v2 ``next_dagrun_run_after``).
+    next_run_after: datetime | None = None
     fileloc: str | None = None
 
     @classmethod
@@ -309,6 +311,8 @@ class DagTimetable:
             datasets=raw.get("asset_expression" if api is ApiVersion.V2 else "dataset_expression"),
             next_data_interval_start=parse_airflow_datetime(raw.get("next_dagrun_data_interval_start"), what=what),
             next_data_interval_end=parse_airflow_datetime(raw.get("next_dagrun_data_interval_end"), what=what),
+            next_run_after=parse_airflow_datetime(
+                raw.get("next_dagrun_run_after" if api is ApiVersion.V2 else "next_dagrun_create_after"), what=what),
             fileloc=raw.get("fileloc"),
         )
 

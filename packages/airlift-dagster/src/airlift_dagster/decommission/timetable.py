@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dagster import TimeWindowPartitionsDefinition
+
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_protocol import ApiVersion, DagTimetable
 
@@ -196,7 +198,7 @@ def schedule_from_timetable(timetable: DagTimetable) -> DagSchedule:
                       "give the DAG a cron schedule first (e.g. '@monthly')")
     text = timetable.schedule
     delta = timetable.schedule_delta
-    if delta is None and text is not None and timetable.api is ApiVersion.V2:
+    if delta is None and text is not None:  # Airflow 3's summary; a Delta*Timetable's summary on Airflow 2
         delta = _delta_from_text(text)
     if delta is not None:
         seconds = _whole_minutes(delta, dag_id)
@@ -225,4 +227,21 @@ def schedule_from_timetable(timetable: DagTimetable) -> DagSchedule:
                       "only cron presets, cron strings, timedeltas and dataset triggers are translated; "
                       "give the DAG one of those or write its Dagster schedule by hand")
     has_interval, note = _has_data_interval(timetable)
-    return DagSchedule(kind="cron", source=text, cron=cron, data_interval=has_interval, notes=(note,) if note else (), **base)
+    schedule = DagSchedule(kind="cron", source=text, cron=cron, data_interval=has_interval, notes=(note,) if note else (), **base)
+    _check_next_tick(schedule, timetable)
+    return schedule
+
+
+def _check_next_tick(schedule: DagSchedule, timetable: DagTimetable) -> None:
+    """Refuse when Airflow's planned next run is not a tick of the translated cron in the DAG's timezone
+    (a timetable with a timezone of its own, or a shape its summary does not show)."""
+    planned = timetable.next_run_after
+    if planned is None or schedule.cron is None:
+        return
+    windows = TimeWindowPartitionsDefinition(cron_schedule=schedule.cron, start=datetime(1970, 1, 1), timezone=schedule.timezone,
+                                             fmt="%Y-%m-%dT%H:%M:%S")
+    window = windows.get_prev_partition_window(planned, respect_bounds=False)
+    if window is None or window.end.timestamp() != planned.timestamp():
+        raise _refuse(timetable.dag_id, f"{schedule.source!r} ({timetable.description or 'custom'})",
+                      f"Airflow's next run ({planned.isoformat()}) is not a tick of cron {schedule.cron!r} in the DAG's timezone "
+                      f"{schedule.timezone}: the timetable has a timezone or shape of its own; write its Dagster schedule by hand")
