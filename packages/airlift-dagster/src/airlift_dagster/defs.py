@@ -58,6 +58,7 @@ from airlift_dagster.translator import (
     DatasetFilter,
     dag_asset_key,
 )
+from airlift_dagster.trigger import build_dag_trigger_asset
 from airlift_protocol import (
     AirflowDataset,
     DagInfo,
@@ -169,6 +170,7 @@ def build_defs_from_airflow_instance(
     event_transformer: EventTransformer | None = None,
     dag_filter: DagFilter | None = None,
     include_sources: bool = True,
+    executable_dags: Collection[str] = (),
 ) -> Definitions:
     """Dagster definitions for an Airflow instance.
 
@@ -197,6 +199,9 @@ def build_defs_from_airflow_instance(
     ``dag_filter`` (a :class:`DagFilter`: ids, id glob, tags) narrows the DAGs Airflow lists, server
     side (``dag_selector_fn`` then keeps some of those); ``include_sources=False`` reads no DAG
     source (the DAG assets then show none).
+    ``executable_dags``: DAG ids whose DAG asset is executable: materializing it triggers the DAG
+    (run config ``conf``) and waits for the run; the run's success is that Dagster run's
+    materialization, and the sensor does not report it again (see :mod:`airlift_dagster.trigger`).
     A task-mapped asset with a time-window ``partitions_def`` is materialized for the partition its
     Airflow run's data interval (or logical date) names; a run naming none fails the
     ``airflow_partition_key`` check instead.
@@ -226,6 +231,7 @@ def build_defs_from_airflow_instance(
     known_dags = {d.dag_id for d in state.dags}
     _check_known_ids(name, state, mapped.by_task, allow_unknown_ids, selected=dag_selector_fn is not None or dag_filter is not None,
                      dag_level=mapped.by_dag)
+    triggered = _executable_dag_ids(name, executable_dags, known_dags)
 
     def annotate(spec: AssetSpec) -> AssetSpec:
         handles = [h for h in task_handles_of(spec) if h[0] in known_dags]
@@ -257,6 +263,7 @@ def build_defs_from_airflow_instance(
         for dag_id in {*dataset.consuming_dags, *(d for d, _ in dataset.consuming_tasks)}:
             dataset_keys_by_consumer.setdefault(dag_id, []).append(spec.key)
     dag_specs = []
+    trigger_assets = []
     check_specs = []
     indexes = task_asset_indexes(mapped.specs)
     for dag in state.dags:
@@ -282,7 +289,11 @@ def build_defs_from_airflow_instance(
         spec = spec.replace_attributes(key=dag_keys[dag.dag_id], deps=[*spec.deps, *deps]).merge_attributes(
             metadata=metadata, tags={"airlift/airflow_instance": name})
         key = spec.key
-        dag_specs.append(spec)
+        if dag.dag_id in triggered:
+            trigger_assets.append(build_dag_trigger_asset(spec, airflow_instance=airflow_instance, dag_id=dag.dag_id, api=state.api,
+                                                          webserver_url=state.webserver_url))
+        else:
+            dag_specs.append(spec)
         check_specs.append(AssetCheckSpec(DAG_RUN_CHECK_NAME, asset=key, description="The latest Airflow run of this DAG succeeded."))
     check_specs.extend(import_error_check_specs(dag_keys, state.import_errors))
     partitioning = _partitioning(name, mapped.specs, mapped.by_task)
@@ -350,6 +361,7 @@ def build_defs_from_airflow_instance(
         user_check_keys=user_check_keys,
         dataset_keys={d.uri: s.key for d, s in dataset_specs},
         partitioning=partitioning,
+        triggered_dags=triggered,
     )
     sensor = build_airflow_sensor(
         airflow_instance=airflow_instance,
@@ -361,7 +373,7 @@ def build_defs_from_airflow_instance(
         import_errors=state.import_errors,
     )
     jobs = _mirror_jobs(name, state.dags, links) if settings.mirror_runs else []
-    peered = Definitions(assets=[*(s for _, s in dataset_specs), *dag_specs], asset_checks=assets_checks, sensors=[sensor], jobs=jobs)
+    peered = Definitions(assets=[*(s for _, s in dataset_specs), *dag_specs, *trigger_assets], asset_checks=assets_checks, sensors=[sensor], jobs=jobs)
     with preview_api():
         return Definitions.merge(annotated, peered).with_reconstruction_metadata(
             {_metadata_key(name): state.to_reconstruction_json(plan.tasks_by_dag, datasets=[d for d, _ in dataset_specs])}
@@ -423,6 +435,20 @@ def _user_check_keys(name: str, user_defs: Definitions, *, observed: Collection[
             if check_key not in out.get(check_key.asset_key, ()):
                 out.setdefault(check_key.asset_key, []).append(check_key)
     return out
+
+
+def _executable_dag_ids(name: str, executable_dags: Collection[str], known_dags: Collection[str]) -> frozenset[str]:
+    """The ``executable_dags``, each checked against the DAGs Airflow has (an unknown id is an error
+    naming it and the closest ids)."""
+    if isinstance(executable_dags, str):
+        raise AirliftDagsterError(f"Airflow instance {name!r}: executable_dags takes a list of DAG ids, got the string "
+                                  f"{executable_dags!r}: write [{executable_dags!r}]")
+    unknown = sorted(set(executable_dags) - set(known_dags))
+    if unknown:
+        hints = "; ".join(f"{d!r} (closest: {', '.join(difflib.get_close_matches(d, sorted(known_dags), n=3)) or 'none'})"
+                          for d in unknown)
+        raise AirliftDagsterError(f"Airflow instance {name!r}: executable_dags names DAG ids it does not have: {hints}")
+    return frozenset(executable_dags)
 
 
 def _check_known_ids(

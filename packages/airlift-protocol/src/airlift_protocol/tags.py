@@ -232,6 +232,11 @@ def task_is_marked_migrated(doc_md: str | None) -> bool:
 DAGSTER_CODE_LOCATION_RUN_TAG = "airlift/dagster_code_location"
 #: Task id of the one task that runs a whole migrated DAG (DAG-level ``migrated: true``).
 WHOLE_DAG_TASK_ID = "run_dag_in_dagster"
+#: Task id in the run tags of a Dagster run that triggered an Airflow DAG run (an executable DAG
+#: asset): no Airflow task has it; with the DAG and run ids it says that this Dagster run reports the
+#: DAG run's success, so the sensor does not.
+DAG_TRIGGER_TASK_ID = "airlift_dag_trigger"
+__all__ += ["DAG_TRIGGER_TASK_ID"]
 
 
 def operator_run_tags(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,13 +56,16 @@ class Emission:
     there on); ``ti``: the try a task event reports (the ledger asks whether a Dagster run built it);
     ``whole_dag``: set on the materialization of an asset mapped to a whole DAG, reported for the
     DAG run's success (the ledger asks whether a whole-DAG migration built it in that run; ``ti`` is
-    then the try of the task that ran the whole DAG, when the tick read it)."""
+    then the try of the task that ran the whole DAG, when the tick read it); ``dag_run``: set on the
+    DAG asset's materialization of a DAG run's success (the ledger asks whether a Dagster run
+    triggered that DAG run and so reports it)."""
 
     event: Any
     event_id: AirflowEventId | DatasetEventId | None = None
     occurred: datetime | None = None
     ti: TaskInstance | None = None
     whole_dag: bool = False
+    dag_run: bool = False
 
 
 def dagster_metadata(entries: Mapping[str, MetadataEntry]) -> dict[str, Any]:
@@ -262,7 +265,8 @@ def _run_emissions(
             for key in sorted(plan.by_dag.get(run.dag_id, ()), key=lambda k: (plan.order.get(k, 0), str(k)))
         )
         out.append(Emission(AssetMaterialization(asset_key=dag_key, description=reported.description,
-                                                 metadata=dagster_metadata(reported.metadata), tags=reported.tags()), event_id, run.end_date))
+                                                 metadata=dagster_metadata(reported.metadata), tags=reported.tags()), event_id, run.end_date,
+                            dag_run=True))
     if with_checks and (not changed or out):
         out.append(Emission(AssetCheckEvaluation(
             asset_key=dag_key, check_name=DAG_RUN_CHECK_NAME, passed=run.is_success, severity=AssetCheckSeverity.ERROR, metadata=metadata,
@@ -282,7 +286,7 @@ def _mark_late(emission: Emission, note: str) -> Emission:
         return emission
     marked = AssetMaterialization(asset_key=event.asset_key, description=event.description, partition=event.partition,
                                   metadata={**event.metadata, "Committed late": note}, tags=event.tags)
-    return Emission(marked, emission.event_id, emission.occurred, emission.ti)
+    return replace(emission, event=marked)
 
 
 def late_warnings(instance_name: str, audit: Audit, late: Sequence[Emission], *, sensor_name: str,

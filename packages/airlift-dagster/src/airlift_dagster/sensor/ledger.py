@@ -11,7 +11,9 @@ that no path delivered yet:
   dropped (:class:`BuiltTries`: the run's tags name the Airflow task, and
   :func:`airlift_protocol.run_counts_for_try` says whether it stands for the try that succeeded;
   only runs that succeeded count); so is the materialization of an asset mapped to a whole DAG
-  when a whole-DAG migration built it in that Airflow run (:meth:`BuiltTries.built_whole_dag`);
+  when a whole-DAG migration built it in that Airflow run (:meth:`BuiltTries.built_whole_dag`); so is
+  the DAG asset's materialization of a DAG run that a Dagster run triggered (an executable DAG asset:
+  that run, succeeded or still in flight, reports it; :meth:`BuiltTries.triggered`);
 - a candidate whose identity Dagster already stores is dropped: materializations and observations
   are read per asset key, check evaluations per check key (a check evaluation's identity includes
   whether it passed, so a failed try marked success later still gets its passing evaluation); a
@@ -48,6 +50,7 @@ from dagster import (
 
 from airlift_protocol import (
     AIRFLOW_RUN_ID_RUN_TAG,
+    DAG_TRIGGER_TASK_ID,
     WHOLE_DAG_TASK_ID,
     AirflowTaskRef,
     TaskInstance,
@@ -59,6 +62,8 @@ from airlift_protocol.tags import airflow_event_key_of, dag_asset_path
 if TYPE_CHECKING:
     from airlift_dagster.sensor.emissions import Emission
 
+#: Dagster run statuses of a run that has not ended: one that triggered an Airflow DAG run will report it.
+IN_FLIGHT = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
 #: Records per page when reading what Dagster stores for one key.
 PAGE = 1000
 #: How far Airflow's clock may run ahead of Dagster's without an event being delivered twice.
@@ -118,8 +123,21 @@ class BuiltTries:
             return runner.is_success and self.built(runner)
         return bool(self.runs.get((dag_id, run_id, WHOLE_DAG_TASK_ID, -1)))
 
+    def triggered(self, dag_id: str, run_id: str) -> bool:
+        """Whether a Dagster run triggered this DAG run (task id :data:`~airlift_protocol.DAG_TRIGGER_TASK_ID`
+        in its tags): it reports the run's success as the DAG asset's materialization.
+
+        >>> from airlift_protocol import AirflowTaskRef
+        >>> BuiltTries({("d", "r", DAG_TRIGGER_TASK_ID, -1): (AirflowTaskRef("d", DAG_TRIGGER_TASK_ID, "r"),)}).triggered("d", "r")
+        True
+        """
+        return bool(self.runs.get((dag_id, run_id, DAG_TRIGGER_TASK_ID, -1)))
+
     def built_emission(self, emission: Emission) -> bool:
-        """Whether a Dagster run launched by the ``DagsterOperator`` built a candidate materialization."""
+        """Whether a Dagster run launched by the ``DagsterOperator`` built a candidate materialization,
+        or a Dagster run that triggered the DAG run reports it."""
+        if emission.dag_run:
+            return emission.event_id is not None and self.triggered(emission.event_id.dag_id, emission.event_id.run_id)
         if emission.whole_dag:
             event_id = emission.event_id
             return event_id is not None and self.built_whole_dag(event_id.dag_id, event_id.run_id, emission.ti)
@@ -130,7 +148,7 @@ def dagster_built_tries(
     instance: DagsterInstance | None, instance_name: str, run_ids: Iterable[str], *, mapped: Container[tuple[str, str]] = (),
 ) -> tuple[BuiltTries, list[str]]:
     """The successful Dagster runs carrying the ``DagsterOperator``'s run tags for these Airflow
-    runs (one read), and warnings. A run tagged with another instance's name does not count; when no
+    runs, and those in flight or succeeded that triggered one of them (one read), and warnings. A run tagged with another instance's name does not count; when no
     Dagster asset of that instance's DAG exists (so no peered instance has that name) and the task
     is one of this instance's ``mapped`` (dag, task), a warning names both names and the fix. A run
     tagged without an instance name (older operators) counts."""
@@ -140,9 +158,10 @@ def dagster_built_tries(
     runs: dict[tuple[str, str, str, int], list[AirflowTaskRef]] = defaultdict(list)
     warnings: list[str] = []
     foreign: dict[tuple[str, str], bool] = {}
-    for record in instance.get_run_records(filters=RunsFilter(tags={AIRFLOW_RUN_ID_RUN_TAG: wanted}, statuses=[DagsterRunStatus.SUCCESS])):
+    for record in instance.get_run_records(filters=RunsFilter(tags={AIRFLOW_RUN_ID_RUN_TAG: wanted},
+                                                              statuses=[DagsterRunStatus.SUCCESS, *IN_FLIGHT])):
         ref = parse_dagster_run_tags(record.dagster_run.tags)
-        if ref is None:
+        if ref is None or (record.dagster_run.status != DagsterRunStatus.SUCCESS and ref.task_id != DAG_TRIGGER_TASK_ID):
             continue
         if ref.instance_name is not None and ref.instance_name != instance_name:
             if (ref.dag_id, ref.task_id) in mapped and _unknown_instance(instance, foreign, ref.instance_name, ref.dag_id):

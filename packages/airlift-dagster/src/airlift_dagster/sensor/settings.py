@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -88,6 +88,9 @@ class SensorPlan:
     tasks_by_dag: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: DAG id → the assets mapped to the DAG as a whole (materialized when a run of the DAG succeeds).
     by_dag: Mapping[str, Sequence[AssetKey]] = field(default_factory=dict)
+    #: DAGs whose DAG asset is executable (it triggers the DAG): a Dagster run that triggered a DAG
+    #: run reports that run's success, so the tick leaves it to that run.
+    triggered_dags: frozenset[str] = frozenset()
 
     @classmethod
     def build(
@@ -104,6 +107,7 @@ class SensorPlan:
         dataset_keys: Mapping[str, AssetKey] | None = None,
         partitioning: Mapping[AssetKey, TimeWindowPartitioning] | None = None,
         by_dag: Mapping[str, Sequence[AssetKey]] | None = None,
+        triggered_dags: Collection[str] = (),
     ) -> SensorPlan:
         """``upstream``: per DAG, each task's upstream task ids (Airflow's dependencies)."""
         rank: dict[tuple[str, str], int] = {}
@@ -130,6 +134,7 @@ class SensorPlan:
             user_check_keys={k: tuple(v) for k, v in user_check_keys.items()},
             dataset_keys=dict(dataset_keys or {}),
             partitioning=dict(partitioning or {}),
+            triggered_dags=frozenset(triggered_dags),
         )
 
 

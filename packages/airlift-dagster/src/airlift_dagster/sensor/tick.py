@@ -120,9 +120,10 @@ def evaluate_tick(
 
 def _success_run_ids(plan: SensorPlan, read: TickRead) -> list[str]:
     """The Airflow runs whose successes may have been built by a Dagster run: those of successful
-    tries of mapped tasks, and successful runs of DAGs with assets mapped to the DAG itself."""
+    tries of mapped tasks, successful runs of DAGs with assets mapped to the DAG itself, and
+    successful runs of DAGs with an executable DAG asset (a Dagster run may have triggered them)."""
     return [*(t.run_id for t in read.task_instances if t.is_success and (t.dag_id, t.task_id) in plan.by_task),
-            *(r.run_id for r in read.runs if r.is_success and r.dag_id in plan.by_dag)]
+            *(r.run_id for r in read.runs if r.is_success and (r.dag_id in plan.by_dag or r.dag_id in plan.triggered_dags))]
 
 
 def _log_late_found(plan: SensorPlan, tick: TickPlan, late: Sequence[Emission], kept: Sequence[Emission]) -> None:
