@@ -191,3 +191,16 @@ def test_exported_airlift_settings_reach_the_tutorials_airflow(tutorial: Any, mo
     monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")  # not the tutorial's to take
     assert tutorial.airflow_settings(False) == {"AIRFLOW__AIRLIFT__MAX_AGE": "5"}
     assert tutorial.airflow_settings(True) == {"AIRFLOW__AIRLIFT__MAX_AGE": "5", "AIRFLOW__AIRLIFT__PUSH_ENABLED": "True"}
+
+
+def test_the_dg_project_names_the_location_the_guides_dagster_dev_command_loads() -> None:
+    """Dagster warns at every load when ``code_location_name`` differs from the location ``dagster dev -m`` registers."""
+    import re
+
+    import tomllib
+
+    command = re.search(r"^dagster dev -m (\S+)$", (ROOT / "docs" / "guide.md").read_text(), re.M)
+    assert command, "the guide's `dagster dev -m` command of the YAML peer step"
+    project = tomllib.loads((ROOT / "examples" / "tutorial-example" / "pyproject.toml").read_text())["tool"]["dg"]["project"]
+    assert project["code_location_name"] == command.group(1)
+    assert project["code_location_target_module"] == command.group(1)
