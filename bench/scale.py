@@ -1,7 +1,14 @@
 """Costs at production size (``uvx nox -s bench_scale``; see bench/README.md).
 
-    python bench/scale.py [--quick] [--parts ledger,loads] [--unrelated 1000000] [--keys 100]
-                          [--load-dags 1000,10000] [--latency 0.02]
+    python bench/scale.py [--quick] [--parts airflow,ledger,loads] [--unrelated 1000000] [--keys 100]
+                          [--load-dags 1000,10000] [--latency 0.02] [--airflow-versions 2,3]
+                          [--airflow-dags 500] [--airflow-runs 1000] [--changed-per-minute 2000] [--busy-ticks 6]
+
+0. ``airflow``: sensor ticks against a real Airflow 2.11 and 3.3 on PostgreSQL seeded by SQL with
+   ``--airflow-dags`` x ``--airflow-runs`` DAG runs of 10 task instances each (5,000,000 by default),
+   ``--changed-per-minute`` task instances finishing per simulated minute: wall, CPU, peak memory,
+   requests, and the database's time and blocks per tick (``pg_stat_statements``), and the plans of
+   the sensor's statements (``auto_explain``); see :mod:`scale_airflow`.
 
 1. ``ledger``: the sensor's "already stored?" read (:func:`airlift_dagster.sensor.ledger.settle_deliveries`)
    on a Dagster instance (in-memory SQLite, as the unit tests use) before and after seeding
@@ -160,10 +167,21 @@ LOAD_CASES = {
 }
 
 
+def _serve_fake(dags: int, latency: float) -> None:
+    """Child process: serve the fake Airflow (``dags`` x 10 tasks) until stdin closes; prints its URL."""
+    from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState
+
+    with FakeAirflow(FakeAirflowState.generate(dags=dags, tasks_per_dag=10), generation=2, latency=latency) as fake:
+        print(fake.url, flush=True)
+        sys.stdin.read()
+
+
 def _one_load(dags: int, latency: float, case: str) -> dict[str, Any]:
-    """Run in a fresh process: definitions built from the fake Airflow; wall, requests, peak RSS."""
+    """Run in a fresh process: definitions built from the fake Airflow, which serves from its own
+    process (its CPU and memory are not the code server's); wall, CPU, requests, peak RSS."""
     import resource
 
+    import requests
     from dagster import AssetSpec, Definitions
     from dagster._core.definitions.metadata.metadata_value import (
         CodeLocationReconstructionMetadataValue,
@@ -177,15 +195,16 @@ def _one_load(dags: int, latency: float, case: str) -> dict[str, Any]:
         dag_defs,
         task_defs,
     )
-    from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState
 
     options = dict(LOAD_CASES[case])
     pattern = options.pop("id_pattern", None)
-    state = FakeAirflowState.generate(dags=dags, tasks_per_dag=10)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with FakeAirflow(state, generation=2, latency=latency) as fake:
-        instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=fake.url, username="admin", password="admin"), name=INSTANCE)
-        selected = [d.dag_id for d in state.dags if pattern is None or d.dag_id.startswith(pattern.rstrip("*"))]
+    server = subprocess.Popen([sys.executable, __file__, "--serve-fake", f"{dags}:{latency}"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=url, username="admin", password="admin"), name=INSTANCE)
+        selected = [f"dag_{d:05d}" for d in range(dags) if pattern is None or f"dag_{d:05d}".startswith(pattern.rstrip("*"))]
         mapped = Definitions.merge(*(dag_defs(d, *[task_defs(f"task_{t:03d}", AssetSpec([d, f"t{t}"])) for t in range(2)])
                                      for d in selected))
         started, cpu = time.perf_counter(), time.process_time()
@@ -194,17 +213,20 @@ def _one_load(dags: int, latency: float, case: str) -> dict[str, Any]:
         specs = defs.resolve_all_asset_specs()
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         metadata = sum(len(v.value) for v in (defs.metadata or {}).values() if isinstance(v, CodeLocationReconstructionMetadataValue))
-        requests = fake.total_requests
+        total = requests.get(f"{url}/__bench/requests", timeout=30).json()["total"]
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=60)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"dags": dags, "case": case, "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "requests": requests,
-            "assets": len(specs), "peak_rss_mb": round(rss / 1024), "fake_state_rss_mb": round(before / 1024),
-            "reconstruction_metadata_bytes": metadata}
+    return {"dags": dags, "case": case, "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "requests": total,
+            "assets": len(specs), "peak_rss_mb": round(rss / 1024), "reconstruction_metadata_bytes": metadata}
 
 
 def loads(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
-    print(f"\nDefinitions load from the fake Airflow ({args.latency * 1000:.0f} ms per request, Airflow 2 API), 10 tasks per "
-          "DAG, 2 mapped per selected DAG; peak RSS of the whole process (the fake's state included)")
+    print(f"\nDefinitions load from the fake Airflow ({args.latency * 1000:.0f} ms per request, Airflow 2 API, in its own process), "
+          "10 tasks per DAG, 2 mapped per selected DAG; peak RSS of the loading process")
     print(f"{'DAGs':>7}  {'case':<32}{'assets':>8}{'wall s':>8}{'CPU s':>7}{'requests':>10}{'RSS MB':>8}{'metadata KB':>13}")
     for dags in [int(n) for n in args.load_dags.split(",")]:
         for case in LOAD_CASES:
@@ -221,21 +243,35 @@ def loads(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100,000 unrelated events, 1,000 DAGs only")
-    parser.add_argument("--parts", default="ledger,loads")
+    parser.add_argument("--parts", default="airflow,ledger,loads")
+    parser.add_argument("--airflow-versions", default="2,3")
+    parser.add_argument("--airflow-dags", type=int, default=500)
+    parser.add_argument("--airflow-runs", type=int, default=1000, help="runs per DAG (10 task instances each)")
+    parser.add_argument("--changed-per-minute", type=int, default=2000, help="task instances finishing per simulated minute")
+    parser.add_argument("--busy-ticks", type=int, default=6)
     parser.add_argument("--unrelated", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=100)
     parser.add_argument("--load-dags", default="1000,10000")
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--one-load", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-fake", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_fake:
+        dags, latency = args.serve_fake.split(":")
+        _serve_fake(int(dags), float(latency))
+        return
     if args.one_load:
         dags, latency, case = args.one_load.split(":", 2)
         print(json.dumps(_one_load(int(dags), float(latency), case)))
         return
     if args.quick:
-        args.unrelated, args.load_dags = 100_000, "1000"
+        args.unrelated, args.load_dags, args.airflow_dags, args.airflow_runs = 100_000, "1000", 50, 100
     parts = args.parts.split(",")
     results: dict[str, Any] = {"args": vars(args)}
+    if "airflow" in parts:
+        from scale_airflow import airflow_part
+
+        results["airflow"] = airflow_part(args)
     if "ledger" in parts:
         results["ledger"] = ledger(args)
     if "loads" in parts:

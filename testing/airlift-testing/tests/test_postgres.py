@@ -6,6 +6,7 @@ import pytest
 
 from airlift_testing import postgres
 from airlift_testing.postgres import PostgresServer, PostgresUnavailable
+from airlift_testing.procs import ServerStartError
 
 
 def test_cluster_starts_serves_a_database_and_is_removed() -> None:
@@ -24,3 +25,13 @@ def test_missing_binaries_say_how_to_install(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(postgres.shutil, "which", lambda name: None)
     with pytest.raises(PostgresUnavailable, match="apt-get install -y postgresql"):
         PostgresServer()
+
+
+def test_settings_reach_the_server_and_psql_reports_errors() -> None:
+    with PostgresServer(settings={"shared_preload_libraries": "pg_stat_statements", "work_mem": "16MB"}) as db:
+        db.create_database("airflow")
+        assert db.psql("airflow", "SHOW shared_preload_libraries; SHOW work_mem").split() == ["pg_stat_statements", "16MB"]
+        db.psql("airflow", "CREATE EXTENSION pg_stat_statements")
+        assert db.psql("airflow", "SELECT count(*) >= 0 FROM pg_stat_statements").strip() == "t"
+        with pytest.raises(ServerStartError, match="no_such_table"):
+            db.psql("airflow", "SELECT * FROM no_such_table")

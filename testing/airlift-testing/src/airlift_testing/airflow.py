@@ -113,6 +113,8 @@ class AirflowServer:
         python: str = DEFAULT_PYTHON,
         host: str = "127.0.0.1",
         shape: str = "standalone",
+        api_only: bool = False,
+        postgres: PostgresServer | None = None,
     ) -> None:
         if shape not in SHAPES:
             raise ValueError(f"unknown Airflow server shape {shape!r}; use one of {SHAPES}")
@@ -130,7 +132,12 @@ class AirflowServer:
             self.extra_requirements.append("psycopg2-binary")
             if self.generation >= 3:  # Airflow 3 also opens an async engine on the metadata database
                 self.extra_requirements += ["asyncpg", "apache-airflow-providers-fab"]
-        self.postgres: PostgresServer | None = None
+        #: serve the REST API only (no scheduler, no DAG processor): the DAG files are serialized once
+        #: (``airflow dags reserialize``) before the API server starts, so the database sees the API's
+        #: own work and nothing else (benches of the API's database cost)
+        self.api_only = api_only
+        #: a cluster to use for the production shape (started by the caller, stopped by :meth:`stop`)
+        self.postgres: PostgresServer | None = postgres
         self._database_url = f"sqlite:///{self.home / 'airflow.db'}"
         self.extra_env = dict(extra_env or {})
         for user in extra_users:
@@ -240,8 +247,9 @@ class AirflowServer:
         """
         self.home.mkdir(parents=True, exist_ok=True)
         self.venv = airflow_venv(self.version, self.extra_packages, self.extra_requirements, python=self.python)
-        if self.shape == "production" and self.postgres is None:
-            self.postgres = PostgresServer().start()
+        if self.shape == "production":
+            if self.postgres is None:
+                self.postgres = PostgresServer().start()
             self._database_url = self.postgres.create_database("airflow")
         env = self.env()
         airflow = str(self.venv / "bin" / "airflow")
@@ -259,7 +267,11 @@ class AirflowServer:
                      "--firstname", user.username, "--lastname", "Airlift"],
                     env,
                 )
-        self._process = ServerProcess([airflow, "standalone"], log_path=self.log_path, env=env, cwd=self.home)
+        command = [airflow, "standalone"]
+        if self.api_only:
+            self._run([airflow, "dags", "reserialize"], env)
+            command = [airflow, "webserver" if self.generation == 2 else "api-server"]
+        self._process = ServerProcess(command, log_path=self.log_path, env=env, cwd=self.home)
         try:
             wait_until(self._healthy, timeout=self.startup_timeout, what=f"Airflow {self.version} at {self.url}",
                        process=self._process, interval=1.0)
@@ -290,7 +302,7 @@ class AirflowServer:
             return False
         health = response.json()
         scheduler = (health.get("scheduler") or {}).get("status")
-        return bool(health.get("metadatabase", {}).get("status") == "healthy" and scheduler == "healthy")
+        return bool(health.get("metadatabase", {}).get("status") == "healthy" and (self.api_only or scheduler == "healthy"))
 
     def stop(self) -> None:
         """Stop every process this server started (process group; SIGKILL after a timeout)."""

@@ -18,6 +18,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -49,7 +50,10 @@ def postgres_bindir() -> Path:
 class PostgresServer:
     """A private PostgreSQL cluster on a free 127.0.0.1 port; :meth:`create_database` adds databases."""
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, settings: Mapping[str, str] | None = None) -> None:
+        """``settings``: server settings passed as ``-c name=value`` at start (e.g.
+        ``{"shared_preload_libraries": "pg_stat_statements"}``)."""
+        self.settings = dict(settings or {})
         self.bindir = postgres_bindir()
         self.port = port or free_port()
         self.root = Path(tempfile.mkdtemp(prefix="airlift-postgres-"))
@@ -75,6 +79,7 @@ class PostgresServer:
         try:
             self._run("initdb", "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync")
             options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off"
+            options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
             self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options, "-w", "-t", "120", "start")
             self._started = True
         except BaseException:
@@ -93,6 +98,18 @@ class PostgresServer:
         if done.returncode != 0:
             raise ServerStartError(f"creating database {name!r} on 127.0.0.1:{self.port} failed:\n{done.stderr[-2000:]}")
         return self.sqlalchemy_url(name)
+
+    def psql(self, database: str, sql: str, *, timeout: float = 3600) -> str:
+        """Run ``sql`` with ``psql`` on ``database`` (stops at the first error); returns its output
+        (unaligned, tuples only)."""
+        psql = shutil.which("psql") or str(self.bindir / "psql")
+        done = subprocess.run(
+            [psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", database, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
+            capture_output=True, text=True, timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise ServerStartError(f"psql on {database!r} at 127.0.0.1:{self.port} failed:\n{done.stderr[-2000:]}")
+        return done.stdout
 
     def sqlalchemy_url(self, database: str) -> str:
         """``postgresql+psycopg2://airlift@127.0.0.1:<port>/<database>``."""

@@ -1,0 +1,327 @@
+"""The sensor against a real Airflow on PostgreSQL at production size (part ``airflow`` of bench/scale.py).
+
+For each Airflow version: a private PostgreSQL cluster with ``pg_stat_statements`` and ``auto_explain``
+preloaded, Airflow's API server only (no scheduler: the database sees the API's work and nothing else),
+``--airflow-dags`` DAGs x 10 tasks loaded from one DAG file, and ``--airflow-runs`` finished runs per DAG
+(10 task instances each) seeded by SQL copies of one run the API created (so every column holds what
+Airflow writes). The newest runs stay ``running``; a simulated clock moves 30 s per tick and before
+each busy tick ``--changed-per-minute / 2`` task instances of them finish (SQL updates of their rows
+and of their runs, ``updated_at`` inside the 30 s). Per tick: wall and CPU time, peak Python memory
+(tracemalloc), HTTP requests, and the database's time, calls, rows and 8 KB blocks touched from
+``pg_stat_statements``. The plans of the sensor's statements come from ``auto_explain`` during the
+last busy tick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "testing" / "airlift-testing" / "src"))
+
+INSTANCE = "bench"
+TASKS = 10
+TEMPLATE_DAG = "dag_0000"
+
+DAG_FILE = '''
+from datetime import datetime
+try:
+    from airflow.providers.standard.operators.empty import EmptyOperator
+except ImportError:
+    from airflow.operators.empty import EmptyOperator
+from airflow import DAG
+
+for d in range({dags}):
+    with DAG(f"dag_{{d:04d}}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        previous = None
+        for t in range({tasks}):
+            task = EmptyOperator(task_id=f"task_{{t:03d}}")
+            if previous is not None:
+                previous >> task
+            previous = task
+    globals()[dag.dag_id] = dag
+'''
+
+
+def _columns(db: Any, table: str) -> list[str]:
+    out = db.psql("airflow", f"SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' "
+                             "AND table_schema = 'public' ORDER BY ordinal_position")
+    return out.split()
+
+
+def _copy_sql(columns: list[str], overrides: dict[str, str], source: str) -> str:
+    """``SELECT`` list copying ``source``'s columns, with ``overrides`` (column -> SQL expression)."""
+    return ", ".join(overrides.get(c, f"{source}.{c}") for c in columns)
+
+
+def seed(db: Any, *, dags: int, runs: int, running: int, t0: datetime) -> dict[str, Any]:
+    """Copies of the template run (one per DAG and run number) and of its task instances, by SQL.
+    Finished runs end 5 s apart from ``t0 - 1 h`` back (about 29 days at 500,000 runs); the
+    ``running`` newest runs are ``running`` with their task instances not started."""
+    started = time.perf_counter()
+    total = dags * runs
+    run_cols = _columns(db, "dag_run")
+    ti_cols = [c for c in _columns(db, "task_instance")]
+    date_col = "logical_date" if "logical_date" in run_cols else "execution_date"
+    t0s = t0.strftime("%Y-%m-%d %H:%M:%S+00")
+    # g: global run number (oldest 0); the run of DAG d with number n has g = n * dags + d
+    end = f"(timestamptz '{t0s}' - interval '1 hour' - ({total - 1} - g) * interval '5 seconds')"
+    version = "NULL"
+    if "dag_version_id" in ti_cols:  # Airflow 3: each row names its DAG's version
+        db.psql("airflow", "CREATE TABLE airlift_seed_version AS SELECT DISTINCT ON (dag_id) substr(dag_id, 5)::int AS d, id "
+                           "FROM dag_version ORDER BY dag_id, version_number DESC; ALTER TABLE airlift_seed_version ADD PRIMARY KEY (d)")
+        version = "(SELECT id FROM airlift_seed_version sv WHERE sv.d = s.d)"
+    template_tis = int(db.psql("airflow", f"SELECT count(*) FROM task_instance WHERE dag_id = '{TEMPLATE_DAG}'").strip())
+    if template_tis != TASKS:
+        raise RuntimeError(f"the template run of {TEMPLATE_DAG} has {template_tis} task instances, expected {TASKS}")
+    state = f"CASE WHEN g >= {total - running} THEN 'running' ELSE 'success' END"
+    run_over = {
+        "id": None, "dag_id": "'dag_' || lpad(d::text, 4, '0')", "run_id": "'seed__' || lpad(n::text, 7, '0')",
+        date_col: "timestamptz '2020-01-01' + g * interval '1 minute'", "run_after": end, "queued_at": f"{end} - interval '1 minute'",
+        "start_date": f"{end} - interval '1 minute'", "end_date": f"CASE WHEN g >= {total - running} THEN NULL ELSE {end} END",
+        "state": state, "data_interval_start": end, "data_interval_end": end, "updated_at": end, "created_at": end,
+        "last_scheduling_decision": end, "created_dag_version_id": version, "conf": "NULL",
+    }
+    cols = [c for c in run_cols if c != "id"]
+    gen = f"(SELECT g, g % {dags} AS d, g / {dags} AS n FROM generate_series(0, {total - 1}) AS g) s"
+    db.psql("airflow", f"INSERT INTO dag_run ({', '.join(cols)}) SELECT {_copy_sql(cols, run_over, 't')} "
+                       f"FROM {gen}, (SELECT * FROM dag_run WHERE dag_id = '{TEMPLATE_DAG}' LIMIT 1) t")
+    runs_seconds = time.perf_counter() - started
+    ti_state = f"CASE WHEN g >= {total - running} THEN NULL ELSE 'success' END"
+    ti_end = f"CASE WHEN g >= {total - running} THEN NULL ELSE {end} END"
+    ti_over = {
+        "id": "gen_random_uuid()", "dag_id": "'dag_' || lpad(d::text, 4, '0')", "run_id": "'seed__' || lpad(n::text, 7, '0')",
+        "state": ti_state, "start_date": f"CASE WHEN g >= {total - running} THEN NULL ELSE {end} - interval '30 seconds' END",
+        "end_date": ti_end, "duration": f"CASE WHEN g >= {total - running} THEN NULL ELSE 30 END", "updated_at": end,
+        "queued_dttm": f"{end} - interval '40 seconds'", "try_number": f"CASE WHEN g >= {total - running} THEN 0 ELSE 1 END",
+        "dag_version_id": version, "hostname": "'worker'", "unixname": "'airflow'", "last_heartbeat_at": "NULL",
+    }
+    chunk = max(1, 1_000_000 // (dags * TASKS)) * dags  # about 1,000,000 task instances per statement
+    for lo in range(0, total, chunk):
+        hi = min(total, lo + chunk) - 1
+        gen = f"(SELECT g, g % {dags} AS d, g / {dags} AS n FROM generate_series({lo}, {hi}) AS g) s"
+        db.psql("airflow", f"INSERT INTO task_instance ({', '.join(ti_cols)}) SELECT {_copy_sql(ti_cols, ti_over, 't')} "
+                           f"FROM {gen}, (SELECT ti.* FROM task_instance ti JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
+                           f"WHERE r.dag_id = '{TEMPLATE_DAG}' AND r.run_id NOT LIKE 'seed__%') t")
+        print(f"    seeded task instances of runs {lo:,}..{hi:,} ({time.perf_counter() - started:.0f} s)", flush=True)
+    db.psql("airflow", f"DELETE FROM task_instance WHERE dag_id = '{TEMPLATE_DAG}' AND run_id NOT LIKE 'seed__%'; "
+                       f"DELETE FROM dag_run WHERE dag_id = '{TEMPLATE_DAG}' AND run_id NOT LIKE 'seed__%'")
+    db.psql("airflow", "DROP TABLE IF EXISTS airlift_seed_version")
+    for table in ("dag_run", "task_instance"):
+        db.psql("airflow", f"VACUUM ANALYZE {table}")
+    counts = db.psql("airflow", "SELECT (SELECT count(*) FROM dag_run), (SELECT count(*) FROM task_instance), "
+                                "pg_total_relation_size('task_instance'), pg_total_relation_size('dag_run')").strip().split("|")
+    return {"dag_runs": int(counts[0]), "task_instances": int(counts[1]), "task_instance_mb": round(int(counts[2]) / 2**20),
+            "dag_run_mb": round(int(counts[3]) / 2**20), "runs_seconds": round(runs_seconds, 1),
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta) -> int:
+    """The oldest ``count`` running runs succeed with their tasks, ``updated_at`` spread over the
+    ``window`` before ``clock - 11 s`` (the sensor leaves the last 10 s to the next tick)."""
+    hi = clock - timedelta(seconds=11)
+    his = hi.strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    span = window.total_seconds()
+    out = db.psql("airflow", f"""
+        CREATE TEMP TABLE done AS SELECT dag_id, run_id, row_number() OVER (ORDER BY id) AS i FROM dag_run
+            WHERE state = 'running' ORDER BY id LIMIT {count};
+        WITH u AS (UPDATE task_instance ti SET state = 'success', try_number = 1,
+                start_date = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second' - interval '30 seconds',
+                end_date = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second',
+                updated_at = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second', duration = 30
+            FROM done d WHERE ti.dag_id = d.dag_id AND ti.run_id = d.run_id RETURNING 1) SELECT count(*) FROM u;
+        UPDATE dag_run r SET state = 'success', end_date = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second',
+            updated_at = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second'
+            FROM done d WHERE r.dag_id = d.dag_id AND r.run_id = d.run_id;
+    """)
+    return int(out.split()[0]) if out.split() else 0
+
+
+def _db_stats(db: Any) -> dict[str, Any]:
+    row = db.psql("airflow", "SELECT coalesce(sum(total_exec_time), 0), coalesce(sum(calls), 0), coalesce(sum(rows), 0), "
+                             "coalesce(sum(shared_blks_hit + shared_blks_read), 0) FROM pg_stat_statements "
+                             "WHERE query NOT ILIKE '%pg_stat_statements%'").strip().split("|")
+    top = db.psql("airflow", "SELECT round(total_exec_time::numeric, 1), calls, rows, shared_blks_hit + shared_blks_read, "
+                             "left(regexp_replace(query, '\\s+', ' ', 'g'), 160) FROM pg_stat_statements "
+                             "WHERE query NOT ILIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 3")
+    return {"db_ms": round(float(row[0]), 1), "db_calls": int(row[1]), "db_rows": int(row[2]), "db_blocks": int(row[3]),
+            "top": [line.split("|", 4) for line in top.strip().splitlines()]}
+
+
+def _plan_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
+    what = node.get("Node Type", "?")
+    if node.get("Relation Name"):
+        what += f" on {node['Relation Name']}"
+    if node.get("Index Name"):
+        what += f" using {node['Index Name']}"
+    detail = next((node[k] for k in ("Index Cond", "Filter", "Hash Cond") if node.get(k)), "")
+    lines = [f"{'  ' * depth}{what} (rows={node.get('Plan Rows')}){' ' + detail[:140] if detail else ''}"]
+    for child in node.get("Plans", []):
+        lines += _plan_lines(child, depth + 1)
+    return lines
+
+
+def _plans(log: str) -> list[dict[str, Any]]:
+    """The distinct plans auto_explain logged as JSON (one per query text, literals folded)."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in re.finditer(r"LOG:\s+duration: ([0-9.]+) ms\s+plan:\n((?:\t.*\n?)+)", log):
+        try:
+            doc = json.loads("\n".join(line[1:] for line in m.group(2).splitlines()))
+        except ValueError:
+            continue
+        text = doc.get("Query Text", "")
+        if "pg_stat_statements" in text or "pg_reload_conf" in text:
+            continue
+        shape = re.sub(r"'[^']*'|\b\d+\b", "?", " ".join(text.split()))[:300]
+        lines = _plan_lines(doc.get("Plan", {}))
+        entry = out.setdefault(shape, {"query": " ".join(text.split())[:300], "plan": lines, "calls": 0, "ms": 0.0})
+        entry["calls"] += 1
+        entry["ms"] = round(entry["ms"] + float(m.group(1)), 1)
+    return sorted(out.values(), key=lambda e: -e["ms"])
+
+
+def run_version(version: str, args: Any) -> dict[str, Any]:
+    from dagster import (
+        AssetMaterialization,
+        AssetSpec,
+        DagsterInstance,
+        Definitions,
+        build_sensor_context,
+    )
+
+    from airlift_dagster import (
+        AirflowInstance,
+        BasicAuthBackend,
+        SensorSettings,
+        build_defs_from_airflow_instance,
+        dag_defs,
+        task_defs,
+    )
+    from airlift_testing.airflow import AirflowServer
+    from airlift_testing.postgres import PostgresServer
+
+    dags, runs = args.airflow_dags, args.airflow_runs
+    per_tick = args.changed_per_minute // 2  # task instances finishing per 30 s tick
+    running = (per_tick // TASKS) * args.busy_ticks
+    folder = Path(tempfile.mkdtemp(prefix="airlift-scale-dags-"))
+    (folder / "scale_dags.py").write_text(DAG_FILE.format(dags=dags, tasks=TASKS))
+    db = PostgresServer(settings={"shared_preload_libraries": "pg_stat_statements,auto_explain",
+                                  "shared_buffers": "256MB", "work_mem": "16MB"}).start()
+    server = AirflowServer(version=version, dags_folder=folder, shape="production", api_only=True, postgres=db,
+                           startup_timeout=600)
+    out: dict[str, Any] = {"version": server.version, "dags": dags, "tasks_per_dag": TASKS}
+    try:
+        started = time.perf_counter()
+        server.start()
+        db.psql("airflow", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        out["startup_seconds"] = round(time.perf_counter() - started, 1)
+        session = server.session()
+        api = "/api/v1" if server.generation == 2 else "/api/v2"
+        body: dict[str, Any] = {} if server.generation == 2 else {"logical_date": None}
+        response = session.post(f"{server.url}{api}/dags/{TEMPLATE_DAG}/dagRuns", json=body, timeout=60)
+        response.raise_for_status()
+        t0 = datetime.now(timezone.utc).replace(microsecond=0)
+        print(f"  Airflow {server.version}: API up in {out['startup_seconds']} s; seeding {dags * runs:,} runs, "
+              f"{dags * runs * TASKS:,} task instances", flush=True)
+        out["seed"] = seed(db, dags=dags, runs=runs, running=running, t0=t0)
+        print(f"    seeded {out['seed']}", flush=True)
+        sent = [0]
+        original = requests.Session.send
+
+        def counting(self: Any, *a: Any, **k: Any) -> Any:
+            sent[0] += 1
+            return original(self, *a, **k)
+
+        requests.Session.send = counting  # type: ignore[method-assign]
+        clock = [t0]
+        settings = SensorSettings(history_window=timedelta(minutes=5), clock=lambda: clock[0])
+        instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=server.url, username="admin", password="admin"),
+                                   name=INSTANCE)
+        dag_ids = [f"dag_{d:04d}" for d in range(dags)]
+        mapped = Definitions.merge(*(dag_defs(d, *[task_defs(f"task_{t:03d}", AssetSpec([d, f"t{t}"])) for t in range(2)])
+                                     for d in dag_ids))
+        started = time.perf_counter()
+        defs = build_defs_from_airflow_instance(airflow_instance=instance, defs=mapped, sensor_settings=settings,
+                                                include_sources=False)
+        sensor = defs.resolve_sensor_def(f"{INSTANCE}__airflow_sensor")
+        out["load_seconds"] = round(time.perf_counter() - started, 1)
+        plan = ["first"] + ["busy", "busy", "quiet"] * (args.busy_ticks // 2) + ["busy"] * (args.busy_ticks % 2) + ["quiet"]
+        ticks: list[dict[str, Any]] = []
+        cursor: str | None = None
+        with DagsterInstance.ephemeral() as dagster:
+            for i, kind in enumerate(plan):
+                clock[0] = t0 + timedelta(seconds=30 * i)
+                changed = finish_runs(db, count=per_tick // TASKS, clock=clock[0], window=timedelta(seconds=30)) if kind == "busy" else 0
+                explain = kind == "busy" and i == max(j for j, k in enumerate(plan) if k == "busy")
+                if explain:
+                    for sql in ("ALTER SYSTEM SET auto_explain.log_min_duration = 0", "ALTER SYSTEM SET auto_explain.log_format = json",
+                                "SELECT pg_reload_conf()"):  # ALTER SYSTEM runs outside a transaction: one statement per call
+                        db.psql("airflow", sql)
+                    log_start = db.log_path.stat().st_size
+                db.psql("airflow", "SELECT pg_stat_statements_reset()")
+                context = build_sensor_context(instance=dagster, definitions=defs, cursor=cursor)
+                before = sent[0]
+                tracemalloc.start()
+                t_wall, t_cpu = time.perf_counter(), time.process_time()
+                result = sensor(context)
+                wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
+                _, peak = tracemalloc.get_traced_memory()
+                tracemalloc.stop()
+                stats = _db_stats(db)
+                if explain:
+                    db.psql("airflow", "ALTER SYSTEM RESET auto_explain.log_min_duration")
+                    db.psql("airflow", "SELECT pg_reload_conf()")
+                    with db.log_path.open(errors="replace") as f:
+                        f.seek(log_start)
+                        out["plans"] = _plans(f.read())
+                for event in result.asset_events:
+                    if isinstance(event, AssetMaterialization):
+                        dagster.report_runless_asset_event(event)
+                cursor = result.cursor
+                materialized = sum(isinstance(e, AssetMaterialization) for e in result.asset_events)
+                tick = {"kind": kind, "changed_tis": changed, "seconds": round(wall, 2), "cpu_s": round(cpu, 2),
+                        "peak_mb": round(peak / 2**20, 1), "requests": sent[0] - before, "materializations": materialized, **stats}
+                ticks.append(tick)
+                print(f"    tick {i:2d} {kind:<6}{changed:>6} changed: {wall:6.2f} s ({cpu:5.2f} s CPU), {peak / 2**20:5.1f} MB, "
+                      f"{tick['requests']:3d} requests, {materialized:5d} materializations; DB {stats['db_ms']:9.1f} ms, "
+                      f"{stats['db_calls']} calls, {stats['db_rows']:,} rows, {stats['db_blocks']:,} blocks", flush=True)
+                for top in stats["top"]:
+                    print(f"        {top[0]:>9} ms {top[1]:>4} calls {top[2]:>7} rows {top[3]:>8} blocks  {top[4]}", flush=True)
+        requests.Session.send = original  # type: ignore[method-assign]
+        out["ticks"] = ticks
+        out["load_average"] = [round(x, 1) for x in os.getloadavg()]
+        print(f"\n  Plans of the sensor's statements during the last busy tick (auto_explain), Airflow {server.version}:")
+        for p in out.get("plans", []):
+            print(f"    {p['calls']} x, {p['ms']} ms: {p['query']}")
+            for line in p["plan"]:
+                print(f"      {line}")
+    finally:
+        server.cleanup()
+    return out
+
+
+def airflow_part(args: Any) -> dict[str, Any]:
+    results = {}
+    for version in args.airflow_versions.split(","):
+        results[version] = run_version(version, args)
+    print("\nSensor ticks on real Airflow over PostgreSQL (DB: pg_stat_statements, API statements only)")
+    print(f"{'Airflow':<9}{'tick':<7}{'ticks':>6}{'wall s max':>11}{'CPU s max':>10}{'MB max':>8}{'requests':>10}{'DB ms max':>11}{'DB blocks max':>15}")
+    for r in results.values():
+        for kind in ("busy", "quiet"):
+            ts = [t for t in r["ticks"] if t["kind"] == kind]
+            if ts:
+                print(f"{r['version']:<9}{kind:<7}{len(ts):>6}{max(t['seconds'] for t in ts):>11}{max(t['cpu_s'] for t in ts):>10}"
+                      f"{max(t['peak_mb'] for t in ts):>8}{max(t['requests'] for t in ts):>10}{max(t['db_ms'] for t in ts):>11,.0f}"
+                      f"{max(t['db_blocks'] for t in ts):>15,}")
+    return results
