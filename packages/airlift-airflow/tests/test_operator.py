@@ -534,12 +534,40 @@ def test_unreachable_dagster_retries_then_fails(monkeypatch: pytest.MonkeyPatch,
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("AIRFLOW_CONN_DAGSTER_DEFAULT", json.dumps({"conn_type": "http", "host": "127.0.0.1",
                                                                    "port": int(url.rsplit(":", 1)[1]), "password": TOKEN}))
-    operator = _operator(request_attempts=3, request_backoff=0.01, request_timeout=2)
+    operator = _operator(request_attempts=3, request_backoff=0.01, request_timeout=2, unreachable_grace=0)
     with caplog.at_level(logging.INFO), pytest.raises(DagsterUnreachableError) as raised:
         operator.execute(_context())
     assert f"cannot reach Dagster's GraphQL API at {url}/graphql after 3 attempt(s)" in str(raised.value)
+    assert "unreachable_grace 0s" in str(raised.value)
     assert "retry 2 in" in caplog.text
     assert TOKEN not in str(raised.value) + _logged(caplog, capsys)
+
+
+def test_a_dagster_restart_before_the_launch_is_ridden_out(
+    fake_dagster: FakeDagster, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deploy: the webserver answers 503 or drops connections for longer than one call's retries
+    (3 attempts) while the task looks up its assets; the task waits (unreachable_grace) and launches once."""
+    fake_dagster.add_asset(["raw", "customers"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.fail_http, fake_dagster.dropped = 7, 3
+    operator = _operator(request_attempts=3, request_timeout=2, unreachable_grace=60, poll_interval=0.01)
+    with caplog.at_level(logging.INFO):
+        assert operator.execute(_context()) == ["run-1"]
+    assert len(fake_dagster.launched) == 1
+    logged = _logged(caplog, capsys)
+    assert "(unreachable_grace) before launching the run of Airflow task" in logged
+    assert f"Dagster at {fake_dagster.url} answers again after" in logged
+    assert TOKEN not in logged
+
+
+def test_a_launch_whose_answer_was_lost_in_an_outage_is_found_not_sent_again(fake_dagster: FakeDagster) -> None:
+    """Dagster creates the run, then the outage starts before its answer: the repeat finds the try's run."""
+    fake_dagster.add_asset(["raw", "customers"], dag_id=DAG_ID, task_id=TASK_ID)
+    fake_dagster.failed_launches_after_create = 1
+    fake_dagster.outage_after_launch = (0, 20)
+    operator = _operator(request_attempts=2, request_timeout=2, unreachable_grace=60, launch_lookup_timeout=0.05)
+    assert operator.execute(_context()) == ["run-1"]
+    assert len(fake_dagster.launched) == 1 and len(fake_dagster.runs) == 1
 
 
 def test_backoff_comes_from_the_shared_policy() -> None:

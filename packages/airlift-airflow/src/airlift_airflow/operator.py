@@ -12,10 +12,11 @@ from airlift_airflow.dagster_api import (
     FINISHED_STATUSES,
     INSTANCE_ENV,
     DagsterAsset,
+    DagsterGraphQLClient,
     DagsterRunResult,
     resolve_instance_name,
 )
-from airlift_airflow.errors import DagsterApiError, DagsterRunFailedError
+from airlift_airflow.errors import DagsterApiError, DagsterRunFailedError, DagsterUnreachableError
 from airlift_airflow.hook import (
     DEFAULT_CONN_ID,
     DEFAULT_LAUNCH_LOOKUP,
@@ -80,8 +81,9 @@ class DagsterOperator(BaseOperator):
        Airflow task, with the run link and Dagster's error, when one fails or is canceled. It returns
        (and pushes as XCom) the Dagster run ids (the last run of each Dagster retry chain).
 
-    Dagster faults: waiting polls through connection errors, timeouts and 5xx for up to
-    ``unreachable_grace`` seconds (default 300) and logs the outage and the recovery; a failed run that
+    Dagster faults: finding the assets, launching and waiting go on through connection errors, timeouts and
+    5xx for up to ``unreachable_grace`` seconds (default 300) and log the outage and the recovery (a Dagster
+    deploy or webserver restart does not fail the task); a failed run that
     Dagster retries (run retries, e.g. the ``dagster/max_retries`` tag, which ``run_tags`` can set) is
     followed to its retry. The wait ends only on a final run status, the grace, or ``run_timeout``; a task
     that stops waiting without success logs each run's fate (ended FAILURE/CANCELED, or left running with
@@ -183,10 +185,56 @@ class DagsterOperator(BaseOperator):
         max_tries = None if getattr(ti, "max_tries", None) is None else _int(ti.max_tries, 0)
         hook = self.get_hook()
         client = hook.get_conn()
+        what = f"Airflow DAG {dag_id}" if self.whole_dag else f"Airflow task {dag_id}.{task_id}"
+        run_ids = self._run_ids = []  # on_kill sees each run as soon as it is known
+        outage: float | None = None
+        while True:  # a Dagster deploy or restart before the runs are launched is ridden out like one while waiting
+            try:
+                self._launch(context, hook, client, run_ids, what=what, try_number=try_number, map_index=map_index,
+                             max_tries=max_tries)
+                break
+            except DagsterUnreachableError as e:
+                now = time.monotonic()
+                outage = now if outage is None else outage
+                if now - outage >= self.unreachable_grace:
+                    raise DagsterUnreachableError(
+                        f"{e}; Dagster stayed unreachable for {now - outage:.0f}s before the run of {what} could be "
+                        f"launched (unreachable_grace {self.unreachable_grace:g}s)") from e
+                self.log.warning("%s; trying again for up to %gs (unreachable_grace) before launching the run of %s",
+                                 e, self.unreachable_grace - (now - outage), what)
+                time.sleep(max(self.poll_interval, 1.0))
+        if outage is not None:
+            self.log.info("Dagster at %s answers again after %.0fs; launched", client.url, time.monotonic() - outage)
+        if self.deferrable:
+            from airlift_airflow.triggers import DagsterRunTrigger
+
+            self.log.info("Deferring: the triggerer waits for Dagster run(s) %s", ", ".join(run_ids))
+            end_time = None if self.run_timeout is None else time.time() + self.run_timeout
+            self.defer(
+                trigger=DagsterRunTrigger(run_ids=run_ids, dagster_conn_id=self.dagster_conn_id,
+                                          poll_interval=self.poll_interval, end_time=end_time,
+                                          request_timeout=self.request_timeout, request_attempts=self.request_attempts,
+                                          request_backoff=self.request_backoff, unreachable_grace=self.unreachable_grace),
+                method_name="execute_complete",
+            )
+        try:
+            results = hook.wait(run_ids, poll_interval=self.poll_interval, timeout=self.run_timeout,
+                                grace=self.unreachable_grace, say=self.log.info, warn=self.log.warning,
+                                started=self._watching)
+        except Exception as e:
+            self._left_running(client, run_ids, f"{type(e).__name__}: {e}")
+            raise
+        return self._finish(results, what=what)
+
+    def _launch(self, context: Any, hook: DagsterHook, client: DagsterGraphQLClient, run_ids: list[str], *, what: str, try_number: int,
+                map_index: int, max_tries: int | None) -> None:
+        """Find this task's assets and launch (or re-attach to) one run per code location, appending each
+        run id to ``run_ids``. Safe to repeat: a repeat finds the runs already launched for the try."""
+        ti = context["ti"]
+        dag_id, task_id, run_id = ti.dag_id, ti.task_id, context["run_id"]
         instance_name = resolve_instance_name(client, dag_id, self.instance_name, say=self.log.info)
         assets = hook.task_assets(dag_id=dag_id, task_id=None if self.whole_dag else task_id, asset_keys=self.asset_keys,
                                   instance_name=instance_name)
-        what = f"Airflow DAG {dag_id}" if self.whole_dag else f"Airflow task {dag_id}.{task_id}"
         self._check_assets(assets, what=what, url=client.url)
         partition = self._partition(context, assets, what=what)
         params = airflow_run_params(context) if self.pass_params else {}
@@ -195,13 +243,14 @@ class DagsterOperator(BaseOperator):
             groups[(asset.location, asset.repository)].append(asset.path)
         identity = dagster_run_tags(dag_id=dag_id, task_id=task_id, run_id=run_id, instance_name=instance_name)
         identity[AIRFLOW_MAP_INDEX_RUN_TAG] = str(map_index)
-        run_ids = self._run_ids = []  # on_kill sees each run as soon as it is known
         for plan in hook.plan(groups, identity=identity, try_number=try_number, max_tries=max_tries):
             for run_id_, problem in hook.terminate([r.run_id for r in plan.stale]).items():
                 self.log.warning("Dagster run %s of an earlier attempt of this task (cleared since) was still in flight: "
                                  "%s: %s", run_id_, "terminated" if problem is None else f"could not terminate ({problem})",
                                  client.run_url(run_id_))
             if plan.run is not None:
+                if plan.run.run_id in run_ids:
+                    continue
                 self.log.info("Using Dagster run %s for code location %s (%s): %s",
                               plan.run.run_id, plan.location, plan.reason, client.run_url(plan.run.run_id))
                 run_ids.append(plan.run.run_id)
@@ -224,26 +273,6 @@ class DagsterOperator(BaseOperator):
                 new_run, len(plan.paths), what, plan.location,
                 f" (partition {partition})" if partition is not None else "", client.run_url(new_run),
             )
-        if self.deferrable:
-            from airlift_airflow.triggers import DagsterRunTrigger
-
-            self.log.info("Deferring: the triggerer waits for Dagster run(s) %s", ", ".join(run_ids))
-            end_time = None if self.run_timeout is None else time.time() + self.run_timeout
-            self.defer(
-                trigger=DagsterRunTrigger(run_ids=run_ids, dagster_conn_id=self.dagster_conn_id,
-                                          poll_interval=self.poll_interval, end_time=end_time,
-                                          request_timeout=self.request_timeout, request_attempts=self.request_attempts,
-                                          request_backoff=self.request_backoff, unreachable_grace=self.unreachable_grace),
-                method_name="execute_complete",
-            )
-        try:
-            results = hook.wait(run_ids, poll_interval=self.poll_interval, timeout=self.run_timeout,
-                                grace=self.unreachable_grace, say=self.log.info, warn=self.log.warning,
-                                started=self._watching)
-        except Exception as e:
-            self._left_running(client, run_ids, f"{type(e).__name__}: {e}")
-            raise
-        return self._finish(results, what=what)
 
     def _watching(self, waiter: RunWaiter) -> None:
         self._waiter = waiter
