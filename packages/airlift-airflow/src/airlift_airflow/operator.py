@@ -178,7 +178,7 @@ class DagsterOperator(BaseOperator):
 
     def execute(self, context: Any) -> list[str]:
         ti = context["ti"]
-        dag_id, task_id, run_id = ti.dag_id, ti.task_id, context["run_id"]
+        dag_id, task_id = ti.dag_id, ti.task_id
         try_number = _int(getattr(ti, "try_number", None), 1)
         map_index = _int(getattr(ti, "map_index", None), -1)
         # Airflow changes max_tries only when a task is cleared: it names the attempt (see run_counts_for_try)
