@@ -112,6 +112,8 @@ class Ledger:
     #: DAG -> (run, task, map index) -> the try current when the DAG became mapped (earlier tries
     #: are history the sensor does not report, see the guide's "map a DAG ... after its runs finished").
     mapped_from: dict[str, dict[tuple[str, str, int], int]] = field(default_factory=dict)
+    #: DAGs whose tasks Dagster does not map yet: their tries need nothing in Dagster (their DAG runs do).
+    unmapped: set[str] = field(default_factory=lambda: {LATE})
 
     def record_try(self, key: TryKey, state: str | None, max_tries: int | None) -> None:
         seen = self.states.setdefault(key, [])
@@ -128,7 +130,7 @@ class Ledger:
 
     def expected_try(self, key: TryKey) -> int:
         dag_id, run_id, task_id, map_index, try_number = key
-        if "success" not in self.states.get(key, []):
+        if "success" not in self.states.get(key, []) or dag_id in self.unmapped:
             return 0
         first = self.mapped_from.get(dag_id)
         if first is not None and try_number < first.get((run_id, task_id, map_index), 0):
@@ -320,6 +322,7 @@ class Chaos:
             for ti in self.task_instances(dag_id, run_id):
                 first[(run_id, ti["task_id"], int(ti.get("map_index", -1)))] = int(ti.get("try_number") or 0)
         self.ledger.mapped_from[LATE] = first
+        self.ledger.unmapped.discard(LATE)
         self.dagster.start_daemon()
 
     def sensor_high_water(self) -> tuple[float, datetime | None]:
