@@ -99,15 +99,16 @@ def test_datasets_example(airflow: AirflowServer) -> None:
     assert {d.asset_key for d in specs[dataset].deps} == {AssetKey("orders_raw")}, "the producing task's asset is upstream"
     assert dataset in {d.asset_key for d in specs[report_dag].deps}, "the DAG scheduled on the dataset is downstream"
 
-    airflow.unpause("build_orders_report")
-    produced = airflow.trigger_and_wait("publish_orders")
-    assert produced["state"] == "success"
-    # Airflow runs the consumer because the dataset was updated
-    consumer = wait_until(lambda: next(iter(airflow.get("/dags/build_orders_report/dagRuns").get("dag_runs", [])), None),
-                          timeout=180, what="the run of build_orders_report the dataset event triggers", interval=2.0)
-    consumed = airflow.wait_for_run("build_orders_report", consumer["dag_run_id"])
     with DagsterInstance.ephemeral() as instance:
         daemon = Daemon(defs, instance)
+        daemon.tick()
+        airflow.unpause("build_orders_report")
+        produced = airflow.trigger_and_wait("publish_orders")
+        assert produced["state"] == "success"
+        # Airflow runs the consumer because the dataset was updated
+        consumer = wait_until(lambda: next(iter(airflow.get("/dags/build_orders_report/dagRuns").get("dag_runs", [])), None),
+                              timeout=180, what="the run of build_orders_report the dataset event triggers", interval=2.0)
+        consumed = airflow.wait_for_run("build_orders_report", consumer["dag_run_id"])
         daemon.tick_until(lambda: bool(daemon.of_run(dataset, produced["dag_run_id"]) and daemon.of_run(report_dag, consumed["dag_run_id"])),
                           what="the dataset event and the consumer's run in Dagster")
         events = daemon.materializations(dataset)
