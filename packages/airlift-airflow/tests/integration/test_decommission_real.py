@@ -3,7 +3,7 @@ one task migrated, is decommissioned with the ``airlift`` command line. Afterwar
 schedule materializes the asset every minute, Airflow's DAG is paused and starts no run for a later
 tick, and the materializations made while Airflow ran the DAG remain; ``--undo`` unpauses it.
 
-Extended (``uvx nox -t extended -- -k decommission``): about five minutes per Airflow major.
+Extended (``uvx nox -t extended -- -k decommission``): 8.5 minutes on Airflow 2.11 on a loaded machine.
 """
 
 from __future__ import annotations
