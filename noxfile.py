@@ -11,7 +11,8 @@ sessions with ``nox --list --json``, so local runs and CI cannot drift.
     uvx nox -s bench             # benchmark vs dagster-airlift (not part of the default run)
     uvx nox -t compat            # the wider matrix: every other supported Airflow and Dagster minor,
                                  # and the production shape (PostgreSQL, LocalExecutor, FAB auth)
-    uvx nox -t production        # only the production-shaped sessions
+    uvx nox -t production        # only the production-shaped sessions, and the production-shaped
+                                 # deployment (deploy-airflow2/3: Celery workers, a Postgres-backed Dagster, a code server)
     uvx nox -t extended          # real-server tests of the optional features (push, datasets, dg component)
     uvx nox -t chaos             # the chaos suite: scripted operations on real servers, exactly once
     uvx nox -t chaos-ci          # its quick subset (three scenarios) on both Airflow majors and on 2.9
@@ -123,7 +124,7 @@ SUITES: tuple[Suite, ...] = (
     # real Airflow (push on) and a real Dagster webserver + daemon under scripted operations (clears, marks, retries,
     # restarts, a stopped daemon, a slow Dagster, a lost cursor, a DAG newly mapped): one ledger row per Airflow try,
     # exactly once (`uvx nox -t chaos`, a job of its own in the GitHub workflow)
-    Suite("chaos", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration", airflow="server", tag="chaos"),
+    Suite("chaos", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration and not deploy", airflow="server", tag="chaos"),
     # its quick subset (`uvx nox -t chaos-ci`, not in the default run, for its time budget; the tutorial sessions prove
     # one materialization per Airflow run across the sensor and migrated runs): instance names differing on both
     # sides, a re-attached retry, push with a backlog
@@ -131,12 +132,14 @@ SUITES: tuple[Suite, ...] = (
     # listener's try number differs from REST's outside RUNNING, and push must still report each try once.
     Suite("chaos-ci", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration and chaos_ci", airflow="server",
           tag="chaos-ci", compat=True, compat_minors=("2.9",)),
+    # the production-shaped deployment (Airflow: CeleryExecutor, Redis, two workers, PostgreSQL; Dagster:
+    # PostgreSQL, a code server, webserver and daemon, a run queue of one; see airlift_testing.deploy), exactly once
+    # (`uvx nox -t production`, or `-s deploy-airflow2` / `-s deploy-airflow3`)
+    Suite("deploy", ("testing/chaos-suite/test_deploy.py",), _pkg("airlift-protocol"), marker="integration and deploy",
+          airflow="server", tag="production"),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
     # scripts/tutorial.py as a user runs it: start, trigger, see the materialization, two Ctrl-C, nothing left
     Suite("tutorial-script", ("tests/test_tutorial_script.py",), (), marker="integration", airflow="server"),
-    # the feature examples (examples/datasets, examples/partitions, examples/mirror-runs) on real Airflow: `uvx nox -t examples`
-    # (not in the default run: the default run's time budget)
-    Suite("examples", ("examples/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server", tag="examples"),
     Suite("tutorial", ("examples/tutorial-example/tests",), (*_pkg("airlift-dbt", "[duckdb]"), f"-e{ROOT / 'examples' / 'tutorial-example'}"), marker="integration", airflow="server"),
 )
 

@@ -32,6 +32,7 @@ from airlift_protocol import AirflowTaskRef, parse_dagster_run_tags, run_counts_
 from airlift_protocol.tags import AIRFLOW_EVENT_TAG
 from airlift_testing import AirflowServer, repo_root, wait_until
 from airlift_testing.chaos import ChaosDagster, DelayProxy
+from airlift_testing.deploy import CeleryAirflow, DeployedDagster, wait_no_processes_using
 from airlift_testing.procs import free_port
 
 HERE = Path(__file__).parent
@@ -65,6 +66,7 @@ RUN_TAGS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { t
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "chaos_ci: the chaos scenarios that also run in the default run (`uvx nox -s ci`)")
+    config.addinivalue_line("markers", "deploy: the story on the production-shaped deployment (`uvx nox -t production`)")
 
 
 # ------------------------------------------------------------------------------------------- ledger
@@ -203,6 +205,8 @@ class Chaos:
     proxy: DelayProxy
     state: Path
     ledger: Ledger = field(default_factory=Ledger)
+    #: The proxy in front of Airflow that Dagster's requests go through (the production-shaped deployment only).
+    airflow_proxy: DelayProxy | None = None
     _run_tags: dict[str, dict[str, str]] = field(default_factory=dict)
 
     # -- Airflow ------------------------------------------------------------------------------------
@@ -415,3 +419,44 @@ def chaos(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory
     finally:
         dagster.stop()
         proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def deployed(airflow_version: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
+    """The suite's DAGs and definitions on the production-shaped deployment (airlift_testing.deploy):
+    Airflow with the CeleryExecutor (Redis, two workers, PostgreSQL; push on through its airflow.cfg) and
+    Dagster on PostgreSQL with a code server and a run queue of one. At the end, nothing started under
+    the deployment's folder runs any more (the workers' push relays exit after their idle time)."""
+    root = tmp_path_factory.mktemp("deployed")
+    dags = root / "dags"
+    shutil.copytree(HERE / "dags", dags)
+    definitions = root / "definitions"
+    shutil.copytree(HERE / "dagster", definitions)
+    state = root / "state"
+    state.mkdir()
+    dagster_port = free_port()
+    proxy = DelayProxy(f"http://127.0.0.1:{dagster_port}").start()
+    airflow_port = free_port()
+    # Dagster reaches Airflow through a proxy too: it counts Dagster's requests to Airflow
+    airflow_proxy = DelayProxy(f"http://127.0.0.1:{airflow_port}").start()
+    packages = repo_root() / "packages"
+    airflow = CeleryAirflow(port=airflow_port, version=airflow_version, dags_folder=dags, home=root / "airflow", startup_timeout=600.0,
+                            extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow"],
+                            extra_env={"AIRFLOW_CONN_DAGSTER_DEFAULT": proxy.url})
+    dagster = DeployedDagster(defs_file=definitions / "chaos_defs.py", location_name=LOCATION, home=root / "dagster",
+                              port=dagster_port, startup_timeout=600.0,
+                              extra_env={"CHAOS_AIRFLOW_URL": airflow_proxy.url, "CHAOS_STATE": str(state), "CHAOS_STORED_STATE": "1"})
+    try:
+        airflow.start()
+        airflow.wait_for_dags([MAIN, LATE, NAMED])
+        dagster.start()
+        for dag_id in (MAIN, LATE, NAMED):
+            airflow.unpause(dag_id)
+        yield Chaos(airflow=airflow, dagster=dagster, proxy=proxy, state=state, airflow_proxy=airflow_proxy)
+    finally:
+        (state / "release").write_text("1")
+        dagster.stop()
+        airflow.stop()
+        proxy.stop()
+        airflow_proxy.stop()
+        wait_no_processes_using(root)

@@ -3,7 +3,11 @@ tasks and a last observed task; a run's conf scripts failures:
 
 - ``{"fail_load": true}``: ``load`` fails (no retry), so the run fails;
 - ``{"fail_after_launch": ["flaky"]}``: the first try of ``flaky`` fails right after it launched its
-  Dagster run (as if its worker were lost); the retry finds that run and re-attaches to it.
+  Dagster run (as if its worker were lost); the retry finds that run and re-attaches to it;
+- ``{"wait_on_worker": true}``: the migrated tasks wait for their Dagster runs on their worker (not deferred).
+
+The migrated tasks name Celery queues (``migrated`` on worker_a's, ``flaky`` on worker_b's; the
+production-shaped deployment runs one worker per queue; the LocalExecutor ignores queues).
 
 The migrated tasks defer (the triggerer waits for their Dagster runs): while the suite keeps Dagster's
 daemon stopped, runs stay queued, and tasks waiting on a worker would hold every executor slot
@@ -60,6 +64,8 @@ class ChaosOperator(DagsterOperator):
     def execute(self, context: Any) -> list[str]:
         ti = context["ti"]
         self._lose_worker = ti.task_id in (_conf(context).get("fail_after_launch") or []) and int(ti.try_number) == 1
+        if _conf(context).get("wait_on_worker"):
+            self.deferrable = False
         return super().execute(context)
 
     def defer(self, **kwargs: Any) -> Any:
@@ -72,8 +78,8 @@ class ChaosOperator(DagsterOperator):
 with DAG("chaos_main", start_date=datetime(2024, 1, 1), schedule=None, catchup=False, max_active_runs=8) as main:
     extract = PythonOperator(task_id="extract", python_callable=_work)
     fan = PythonOperator.partial(task_id="fan", python_callable=_work).expand(op_args=[[1], [2], [3]])
-    migrated = PythonOperator(task_id="migrated", python_callable=_work)
-    flaky = PythonOperator(task_id="flaky", python_callable=_work, retries=1, retry_delay=timedelta(seconds=2))
+    migrated = PythonOperator(task_id="migrated", python_callable=_work, queue="worker_a")
+    flaky = PythonOperator(task_id="flaky", python_callable=_work, retries=1, retry_delay=timedelta(seconds=2), queue="worker_b")
     load = PythonOperator(task_id="load", python_callable=_load, retries=0)
     extract >> fan >> [migrated, flaky] >> load
 

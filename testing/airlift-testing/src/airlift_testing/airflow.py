@@ -267,11 +267,7 @@ class AirflowServer:
                      "--firstname", user.username, "--lastname", "Airlift"],
                     env,
                 )
-        command = [airflow, "standalone"]
-        if self.api_only:
-            self._run([airflow, "dags", "reserialize"], env)
-            command = [airflow, "webserver" if self.generation == 2 else "api-server"]
-        self._process = ServerProcess(command, log_path=self.log_path, env=env, cwd=self.home)
+        self._process = self._launch(airflow, env)
         try:
             wait_until(self._healthy, timeout=self.startup_timeout, what=f"Airflow {self.version} at {self.url}",
                        process=self._process, interval=1.0)
@@ -285,6 +281,15 @@ class AirflowServer:
             raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    def _launch(self, airflow: str, env: Mapping[str, str]) -> ServerProcess:
+        """Start the server's processes once the database is ready; returns the one serving the API
+        (``airflow standalone`` here: every component in one process group; only the API with ``api_only``)."""
+        command = [airflow, "standalone"]
+        if self.api_only:
+            self._run([airflow, "dags", "reserialize"], env)
+            command = [airflow, "webserver" if self.generation == 2 else "api-server"]
+        return ServerProcess(command, log_path=self.log_path, env=env, cwd=self.home)
 
     def _run(self, args: list[str], env: Mapping[str, str]) -> None:
         done = subprocess.run(args, env=dict(env), capture_output=True, text=True, cwd=self.home, timeout=600)

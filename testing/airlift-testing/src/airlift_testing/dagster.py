@@ -116,11 +116,7 @@ class DagsterServer:
         """Build/reuse the venv, migrate the instance, start webserver (+ daemon) and wait until the
         code location is loaded (and the daemon's run queue is healthy). Sets :attr:`startup_seconds`."""
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "dagster.yaml").write_text(
-            "telemetry:\n  enabled: false\n"
-            "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
-            "  config:\n    dequeue_interval_seconds: 1\n"
-        )
+        (self.home / "dagster.yaml").write_text(self.instance_config())
         self.venv = dagster_venv(self.extra_packages, self.extra_requirements, python=self.python)
         env = self.env()
         bin_dir = self.venv / "bin"
@@ -150,6 +146,14 @@ class DagsterServer:
             raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    def instance_config(self) -> str:
+        """The instance's ``dagster.yaml``: SQLite storage in DAGSTER_HOME, the QueuedRunCoordinator."""
+        return (
+            "telemetry:\n  enabled: false\n"
+            "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
+            "  config:\n    dequeue_interval_seconds: 1\n"
+        )
 
     def _daemon_healthy(self) -> bool:
         data = self.graphql(_DAEMON_QUERY)
