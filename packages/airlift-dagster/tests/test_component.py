@@ -4,11 +4,18 @@ reprs and errors."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetKey, Definitions
+from dagster import (
+    AssetKey,
+    AssetSpec,
+    DagsterInstance,
+    Definitions,
+    build_sensor_context,
+)
 
 from airlift_dagster import (
     AirflowInstanceComponent,
@@ -182,3 +189,60 @@ def test_the_dag_selection_is_asked_of_airflow_and_sources_can_be_left_unread(
     assert not [p for p in all_paths(fake) if "dagSources" in p]
     assert {spec.key for spec in _build(component, tmp_path / "state").resolve_all_asset_specs()} >= {
         AssetKey(["fake_one", "dag", "dag_00000"]), AssetKey(["fake_one", "dag", "dag_00001"])}
+
+
+BY_KEY_YAML = YAML.replace("""      - key: warehouse/orders
+""", """      - key: warehouse/orders
+  - dag_id: dag_00000
+    task_id: task_001
+    by_key: [warehouse/loaded]
+  - dag_id: dag_00001
+    by_key: [reports/weekly]
+""")
+
+
+def test_by_key_maps_assets_the_project_defines_elsewhere(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path) -> None:
+    from dagster import asset
+
+    from airlift_protocol.tags import TASK_ASSET_INDEX_METADATA, parse_task_asset_index
+
+    @asset(key=["warehouse", "loaded"])
+    def loaded() -> None: ...
+
+    @asset(key=["reports", "weekly"])
+    def weekly() -> None: ...
+
+    component = _component(monkeypatch, fake, BY_KEY_YAML)
+    state = tmp_path / "state"
+    component.write_state_to_path(state)
+    built = _build(component, state)
+    # the component defines none of them: the project's own definitions do, executable
+    defined = {k for a in built.assets or () for k in ([a.key] if isinstance(a, AssetSpec) else a.keys)}
+    assert defined == {AssetKey(["fake_one", "dag", "dag_00000"]), AssetKey(["fake_one", "dag", "dag_00001"]), AssetKey(["warehouse", "orders"])}
+    project = Definitions.merge(built, Definitions(assets=[loaded, weekly]))
+    graph = project.resolve_asset_graph()
+    assert graph.get(AssetKey(["warehouse", "loaded"])).is_executable
+    specs = {s.key: s for s in project.resolve_all_asset_specs()}
+    index = parse_task_asset_index(specs[AssetKey(["fake_one", "dag", "dag_00000"])].metadata[TASK_ASSET_INDEX_METADATA].value)
+    assert index is not None and index["task_001"] == [("warehouse", "loaded")] and index["task_000"] == [("warehouse", "orders")]
+    whole = parse_task_asset_index(specs[AssetKey(["fake_one", "dag", "dag_00001"])].metadata[TASK_ASSET_INDEX_METADATA].value)
+    assert whole is not None and whole[None] == [("reports", "weekly")]
+    assert AssetKey(["warehouse", "loaded"]) in {d.asset_key for d in specs[AssetKey(["fake_one", "dag", "dag_00000"])].deps}
+    checks = {k for c in project.asset_checks or () for k in getattr(c, "check_keys", ())}
+    assert any(k.asset_key == AssetKey(["warehouse", "loaded"]) for k in checks)
+
+    # the sensor reports them: a successful Airflow run materializes the by_key assets (in its mirrored run)
+    fake.state.add_run("dag_00000", start=datetime.now(timezone.utc) - timedelta(minutes=10))
+    fake.state.add_run("dag_00001", start=datetime.now(timezone.utc) - timedelta(minutes=10))
+    with DagsterInstance.ephemeral() as dagster:
+        project.resolve_sensor_def("fake_one__airflow_sensor")(build_sensor_context(instance=dagster, definitions=project))
+        for key in (AssetKey(["warehouse", "loaded"]), AssetKey(["reports", "weekly"])):
+            assert dagster.get_latest_materialization_event(key) is not None, key
+
+
+def test_by_key_with_an_unknown_task_is_the_usual_error(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow, tmp_path: Path) -> None:
+    component = _component(monkeypatch, fake, BY_KEY_YAML.replace("task_id: task_001", "task_id: task_0o1"))
+    state = tmp_path / "state"
+    component.write_state_to_path(state)
+    with pytest.raises(AirliftDagsterError, match="has no task 'task_0o1'"):
+        _build(component, state)

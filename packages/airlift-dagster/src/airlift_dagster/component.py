@@ -20,6 +20,9 @@ Scaffold it with ``dg scaffold defs airlift_dagster.AirflowInstanceComponent air
         - dag_id: rebuild_customers_list   # no task_id: built by the DAG as a whole
           assets:
             - key: reports/customers_weekly
+        - dag_id: rebuild_customers_list   # executable assets the project defines elsewhere
+          task_id: export_customers
+          by_key: [customers_csv]
       dag_assets:              # optional: DAG owners and tags on the DAG assets
         owners_from_dag: true
         tags_from_dag: true
@@ -50,7 +53,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from dagster import AssetSpec, DefaultSensorStatus, Definitions
+from dagster import AssetKey, AssetSpec, DefaultSensorStatus, Definitions
 from pydantic import Field
 
 from airlift_client import (
@@ -199,11 +202,23 @@ class DatasetsConfig(Resolvable, Model):
 class TaskMapping(Resolvable):
     """The Dagster assets an Airflow task builds (``dag_defs(dag_id, task_defs(task_id, *assets))``);
     without ``task_id``, the assets the DAG builds as a whole (``dag_defs(dag_id, *assets)``),
-    materialized when a run of the DAG succeeds."""
+    materialized when a run of the DAG succeeds.
+
+    ``by_key`` names assets by key (``"warehouse/loaded"``) that the project defines elsewhere, e.g.
+    an ``@asset`` module in the defs folder or another component: they stay as defined (executable,
+    so the task can migrate) and are mapped as the ``assets`` are.
+
+    >>> TaskMapping(dag_id="d", task_id="load", by_key=["warehouse/loaded"]).keys_elsewhere()
+    [AssetKey(['warehouse', 'loaded'])]
+    """
 
     dag_id: str
     task_id: str | None = None
     assets: Sequence[ResolvedAssetSpec] = ()
+    by_key: Sequence[str] = ()
+
+    def keys_elsewhere(self) -> list[AssetKey]:
+        return [AssetKey.from_user_string(key) for key in self.by_key]
 
 
 class AirflowInstanceScaffolder(Scaffolder):  # type: ignore[type-arg]
@@ -366,12 +381,23 @@ class AirflowInstanceComponent(StateBackedComponent, Resolvable):
             datasets=dataset_filter or False,
             translator=self.get_translator(),
             event_transformer=self.get_event_transformer(),
+            mapped_elsewhere=self._mapped_elsewhere(),
         )
 
     def _user_defs(self) -> Definitions:
+        return self._mapped([(m, list(m.assets)) for m in self.mappings])
+
+    def _mapped_elsewhere(self) -> list[AssetSpec]:
+        """The ``by_key`` assets as specs carrying only their key and the mapping (not defined here)."""
+        mapped = self._mapped([(m, [AssetSpec(key) for key in m.keys_elsewhere()]) for m in self.mappings])
+        return [spec for spec in mapped.assets or () if isinstance(spec, AssetSpec)]
+
+    @staticmethod
+    def _mapped(parts_of: Sequence[tuple[TaskMapping, list[AssetSpec]]]) -> Definitions:
         by_dag: dict[str, list[Definitions]] = {}
-        for mapping in self.mappings:
-            specs: list[AssetSpec] = list(mapping.assets)
+        for mapping, specs in parts_of:
+            if not specs:
+                continue
             part = task_defs(mapping.task_id, *specs) if mapping.task_id is not None else Definitions(assets=specs)
             by_dag.setdefault(mapping.dag_id, []).append(part)
         return Definitions.merge(*(dag_defs(dag_id, *parts) for dag_id, parts in by_dag.items())) if by_dag else Definitions()

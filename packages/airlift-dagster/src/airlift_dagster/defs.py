@@ -133,8 +133,8 @@ class _Mapped:
         return {d for d, _ in self.by_task} | set(self.by_dag)
 
 
-def _mapped_assets(defs: Definitions) -> _Mapped:
-    specs: list[AssetSpec] = []
+def _mapped_assets(defs: Definitions, elsewhere: Sequence[AssetSpec] = ()) -> _Mapped:
+    specs: list[AssetSpec] = [*elsewhere]
     for item in defs.assets or ():
         if isinstance(item, AssetSpec):
             specs.append(item)
@@ -171,6 +171,7 @@ def build_defs_from_airflow_instance(
     dag_filter: DagFilter | None = None,
     include_sources: bool = True,
     executable_dags: Collection[str] = (),
+    mapped_elsewhere: Sequence[AssetSpec] = (),
 ) -> Definitions:
     """Dagster definitions for an Airflow instance.
 
@@ -202,6 +203,10 @@ def build_defs_from_airflow_instance(
     ``executable_dags``: DAG ids whose DAG asset is executable: materializing it triggers the DAG
     (run config ``conf``) and waits for the run; the run's success is that Dagster run's
     materialization, and the sensor does not report it again (see :mod:`airlift_dagster.trigger`).
+    ``mapped_elsewhere``: specs (passed through :func:`dag_defs` / :func:`task_defs`) naming assets that
+    other definitions of the code location define, e.g. executable assets of another component: they
+    are mapped (sensor, checks, the task index the ``DagsterOperator`` reads) but not defined here; only
+    their keys and Airlift's mapping metadata are read, so they count as not time-partitioned.
     A task-mapped asset with a time-window ``partitions_def`` is materialized for the partition its
     Airflow run's data interval (or logical date) names; a run naming none fails the
     ``airflow_partition_key`` check instead.
@@ -219,7 +224,7 @@ def build_defs_from_airflow_instance(
     translator = translator or AirflowTranslator()
     dataset_filter = DatasetFilter() if datasets is True else (datasets or None)
     user_defs = defs or Definitions()
-    mapped = _mapped_assets(user_defs)
+    mapped = _mapped_assets(user_defs, mapped_elsewhere)
     if airflow_state is not None:
         state = airflow_state
         airflow_instance.assume_api_version(state.api)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 
 from airlift_testing import AirflowServer
 from airlift_testing.dagster import DagsterServer
+from airlift_testing.dg_project import run_in, workspace_for, write_dg_project
 from airlift_testing.fault_proxy import FaultProxy
 from airlift_testing.procs import wait_until
 
@@ -37,31 +36,6 @@ except ImportError:
 
 with DAG("component_dag", start_date=datetime(2024, 1, 1), schedule=None, catchup=False):
     PythonOperator(task_id="load", python_callable=lambda: "ok") >> PythonOperator(task_id="publish", python_callable=lambda: "ok")
-"""
-
-PYPROJECT = """
-[project]
-name = "airflow_peer"
-version = "0.1.0"
-requires-python = ">=3.10"
-dependencies = ["airlift-dagster"]
-
-[tool.dg]
-directory_type = "project"
-
-[tool.dg.project]
-root_module = "airflow_peer"
-"""
-
-DEFINITIONS = """
-from pathlib import Path
-
-from dagster import definitions, load_from_defs_folder
-
-
-@definitions
-def defs():
-    return load_from_defs_folder(path_within_project=Path(__file__).parent)
 """
 
 ATTRIBUTES = """
@@ -119,13 +93,6 @@ def proxy(airflow: AirflowServer) -> Iterator[FaultProxy]:
         yield counting
 
 
-def _dg(project: Path, env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([str(Path(sys.executable).parent / args[0]), *args[1:]], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout + done.stderr
-
-
 def _runs(dagster: DagsterServer) -> list[dict[str, Any]]:
     data = dagster.graphql(RUNS, {"tag": "true"})["runsOrError"]
     assert data["__typename"] == "Runs", data
@@ -136,36 +103,27 @@ def test_component_from_yaml_reload_without_requests_and_mirrored_runs(
     airflow: AirflowServer, proxy: FaultProxy, dagster_server_factory: Callable[..., DagsterServer], tmp_path: Path
 ) -> None:
     project = tmp_path / "airflow-peer"
-    package = project / "src" / "airflow_peer"
-    (package / "defs").mkdir(parents=True)
-    (project / "pyproject.toml").write_text(PYPROJECT)
-    (package / "__init__.py").write_text("")
-    (package / "defs" / "__init__.py").write_text("")
-    (package / "definitions.py").write_text(DEFINITIONS)
+    package = write_dg_project(project, "airflow_peer")
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME",)}
     env.update({"PYTHONPATH": str(project / "src"), "AIRLIFT_TEST_AIRFLOW_URL": proxy.url, "AIRLIFT_TEST_AIRFLOW_PASSWORD": "admin",
                 "DAGSTER_HOME": str(tmp_path / "dg-home")})
     (tmp_path / "dg-home").mkdir()
 
-    _dg(project, env, "dg", "scaffold", "defs", "airlift_dagster.AirflowInstanceComponent", "airflow")
+    run_in(project, env, "dg", "scaffold", "defs", "airlift_dagster.AirflowInstanceComponent", "airflow")
     defs_yaml = package / "defs" / "airflow" / "defs.yaml"
     assert defs_yaml.read_text().startswith("type: airlift_dagster.AirflowInstanceComponent")
     defs_yaml.write_text("type: airlift_dagster.AirflowInstanceComponent\n" + ATTRIBUTES)
 
     before = proxy.requests
-    _dg(project, env, "dg", "utils", "refresh-defs-state")
+    run_in(project, env, "dg", "utils", "refresh-defs-state")
     refreshed = proxy.requests - before
     assert refreshed > 0
     before = proxy.requests
-    validated = _dg(project, env, "dagster", "definitions", "validate", "-m", "airflow_peer.definitions")
+    validated = run_in(project, env, "dagster", "definitions", "validate", "-m", "airflow_peer.definitions")
     assert "airflow" in validated.lower()
     assert proxy.requests == before, proxy.log[-10:]
 
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n  - python_module:\n      module_name: airflow_peer.definitions\n"
-        f"      working_directory: {project / 'src'}\n      location_name: airflow_peer\n"
-    )
+    workspace = workspace_for(tmp_path / "workspace.yaml", project, "airflow_peer")
     dagster = dagster_server_factory(workspace_file=workspace, extra_env={k: env[k] for k in ("AIRLIFT_TEST_AIRFLOW_URL", "AIRLIFT_TEST_AIRFLOW_PASSWORD")})
     reload = dagster.graphql(
         'mutation { reloadRepositoryLocation(repositoryLocationName: "airflow_peer") { __typename '
