@@ -140,6 +140,9 @@ SUITES: tuple[Suite, ...] = (
     # the user guide, end to end: peer, observe, migrate task by task, roll back
     # scripts/tutorial.py as a user runs it: start, trigger, see the materialization, two Ctrl-C, nothing left
     Suite("tutorial-script", ("tests/test_tutorial_script.py",), (), marker="integration", airflow="server"),
+    # the feature examples (examples/datasets, examples/partitions, examples/mirror-runs) on real Airflow: `uvx nox -t examples`
+    # (not in the default run: the default run's time budget)
+    Suite("examples", ("examples/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server", tag="examples"),
     Suite("tutorial", ("examples/tutorial-example/tests",), (*_pkg("airlift-dbt", "[duckdb]"), f"-e{ROOT / 'examples' / 'tutorial-example'}"), marker="integration", airflow="server"),
 )
 

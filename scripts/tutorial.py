@@ -7,6 +7,7 @@
     uv run scripts/tutorial.py                      # Airflow 3, step "peer"
     uv run scripts/tutorial.py --airflow 2 --step observe
     uv run scripts/tutorial.py --push               # push mode on: Airflow reports each task to Dagster at once
+    uv run scripts/tutorial.py --example datasets   # a feature example (examples/datasets, partitions, mirror-runs)
     uv run scripts/tutorial.py --stop               # stop servers an earlier run left behind
     uv run scripts/tutorial.py --check              # start, print the URLs, stop
 
@@ -66,6 +67,13 @@ SUPPORTED_PYTHONS = {
     "airflow2": ("3.11", "3.12", "3.10"),
     "airflow3": ("3.11", "3.12", "3.13", "3.10"),
     "dagster": ("3.11", "3.12", "3.13", "3.10"),
+}
+#: The feature examples ``--example`` serves instead of the tutorial DAG: examples/<name> (its airflow_dags/ and
+#: defs.py), and the DAGs Airflow must list before they are unpaused.
+FEATURE_EXAMPLES = {
+    "datasets": ("publish_orders", "build_orders_report"),
+    "partitions": ("daily_sales",),
+    "mirror-runs": ("nightly_export",),
 }
 STATE_FILE_NAME = "tutorial.json"
 #: In the tutorial's Airflow environment, so in every push relay its tasks start: the state folder, which
@@ -358,14 +366,23 @@ def tutorial_env(state_dir: Path, airflow_url: str, dagster_url: str) -> dict[st
         "TUTORIAL_DUCKDB_PATH": str(state_dir / "jaffle_shop.duckdb"),
         "TUTORIAL_EXPORT_DIR": str(state_dir),
         "TUTORIAL_AIRFLOW_URL": airflow_url,
+        "EXAMPLE_AIRFLOW_URL": airflow_url,
         "AIRFLOW_CONN_DAGSTER_DEFAULT": dagster_url,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
 
 
-def write_workspace(state_dir: Path, step: str) -> Path:
-    """A workspace file loading the step's definitions under the one location name."""
+def write_workspace(state_dir: Path, step: str, example: str | None = None) -> Path:
+    """A workspace file loading the step's definitions under the one location name (a feature example:
+    its ``defs.py``, in a location named after it)."""
     path = state_dir / "workspace.yaml"
+    if example is not None:
+        path.write_text(
+            "load_from:\n  - python_file:\n"
+            f"      relative_path: {ROOT / 'examples' / example / 'defs.py'}\n"
+            f"      location_name: {example.replace('-', '_')}_example\n"
+        )
+        return path
     path.write_text(
         "load_from:\n  - python_module:\n"
         f"      module_name: tutorial_example.dagster_defs.{step}\n"
@@ -432,7 +449,27 @@ def airlift_command(dagster: DagsterServer) -> str:
     return str(executable)
 
 
+def example_banner(args: argparse.Namespace, airflow: AirflowServer, dagster: DagsterServer, console: Console) -> None:
+    dags = ", ".join(FEATURE_EXAMPLES[args.example])
+    console.say("\n".join([
+        "",
+        f"Airlift example {args.example!r} is running (Airflow {airflow.version}, Dagster code location "
+        f"{args.example.replace('-', '_')}_example):",
+        f"  Airflow  {airflow.url}/dags   (user admin, password admin; DAGs {dags}, unpaused)",
+        f"  Dagster  {dagster.url}/asset-groups   (global asset lineage)",
+        "",
+        f"What to do now: follow examples/{args.example}/README.md (its DAGs: examples/{args.example}/airflow_dags/, "
+        f"its definitions: examples/{args.example}/defs.py).",
+        "",
+        f"Logs: {airflow.log_path}, {dagster.home / 'webserver.log'}, {dagster.home / 'daemon.log'}",
+        "Press Ctrl-C to stop both servers.",
+    ]))
+
+
 def banner(args: argparse.Namespace, airflow: AirflowServer, dagster: DagsterServer, console: Console) -> None:
+    if getattr(args, "example", None):
+        example_banner(args, airflow, dagster, console)
+        return
     defs, what, next_command = NEXT[args.step]
     trigger = "the Trigger button (top right)" if airflow.generation == 3 else "the ▶ (Trigger DAG) button"
     flags = "" if args.airflow == "3" else " --airflow 2"
@@ -501,7 +538,8 @@ def run(args: argparse.Namespace, console: Console, guard: SignalGuard) -> int:
                 f"{state_file.path} lists none running). Stop that program, or choose another port with {flag} {port + 1}."
             )
 
-    state_dir = state_root / f"airflow{args.airflow}"
+    # a feature example keeps its own databases: its DAGs' history never mixes with the tutorial's
+    state_dir = state_root / (f"{args.example}-airflow{args.airflow}" if args.example else f"airflow{args.airflow}")
     state_dir.mkdir(parents=True, exist_ok=True)
     console.log_path = state_dir / "tutorial.log"
     host = link_host(args.host)
@@ -536,13 +574,14 @@ def start_and_wait(args: argparse.Namespace, console: Console, guard: SignalGuar
         airflow_venv(args.airflow, AIRFLOW_SIDE, AIRFLOW_REQUIREMENTS, python=airflow_python)
 
     airflow = AirflowServer(
-        version=args.airflow, dags_folder=EXAMPLE / "airflow_dags", home=state_dir / "airflow-home",
+        version=args.airflow, dags_folder=ROOT / "examples" / args.example / "airflow_dags" if args.example else EXAMPLE / "airflow_dags",
+        home=state_dir / "airflow-home",
         extra_packages=AIRFLOW_SIDE, extra_requirements=AIRFLOW_REQUIREMENTS, port=args.airflow_port,
         extra_env={**env, **airflow_settings(args.push), RELAY_MARKER_ENV: str(state_root.resolve())},
         python=airflow_python, host=args.host,
     )
     dagster = DagsterServer(
-        workspace_file=write_workspace(state_dir, args.step), home=state_dir / "dagster-home",
+        workspace_file=write_workspace(state_dir, args.step, args.example), home=state_dir / "dagster-home",
         extra_packages=DAGSTER_SIDE, extra_env=env, port=args.dagster_port, python=dagster_python, host=args.host,
     )
     recorder = GroupRecorder(state_file, airflow, dagster)
@@ -550,10 +589,12 @@ def start_and_wait(args: argparse.Namespace, console: Console, guard: SignalGuar
     try:
         with console.step(f"Starting Airflow on {airflow.url} (about a minute; a new database takes longer)"):
             airflow.start()
-        with console.step(f"Waiting for DAG {DAG_ID} to be parsed, then unpausing it"):
-            airflow.wait_for_dags([DAG_ID])
-            airflow.unpause(DAG_ID)
-        with console.step(f"Starting Dagster ({args.step}) on {dagster.url}"):
+        dag_ids = FEATURE_EXAMPLES[args.example] if args.example else (DAG_ID,)
+        with console.step(f"Waiting for DAG {', '.join(dag_ids)} to be parsed, then unpausing {'it' if len(dag_ids) == 1 else 'them'}"):
+            airflow.wait_for_dags(list(dag_ids))
+            for dag_id in dag_ids:
+                airflow.unpause(dag_id)
+        with console.step(f"Starting Dagster ({f'example {args.example}' if args.example else args.step}) on {dagster.url}"):
             dagster.start()
         recorder.record()
         banner(args, airflow, dagster, console)
@@ -623,6 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--airflow", choices=["2", "3"], default="3", help="Airflow major version (default 3)")
     parser.add_argument("--step", choices=STEPS, default="peer", help="which guide step Dagster shows (default peer)")
+    parser.add_argument("--example", choices=list(FEATURE_EXAMPLES),
+                        help="serve a feature example (examples/NAME: its DAGs in Airflow, its defs.py in Dagster) "
+                             "instead of the tutorial DAG")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address both servers listen on and links use (default 127.0.0.1; 0.0.0.0 for every "
                              "interface, links then use this machine's name)")
@@ -637,6 +681,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop a running tutorial, servers an earlier run left and its push relays, then exit")
     parser.add_argument("--check", action="store_true", help="start everything, print the URLs, then stop")
     args = parser.parse_args(argv)
+    if args.example and args.step != "peer":
+        parser.error(f"--example {args.example} serves examples/{args.example}/defs.py: it takes no --step")
     console = Console(sys.stdout)
     guard = SignalGuard(console)
     guard.install()

@@ -204,3 +204,22 @@ def test_the_dg_project_names_the_location_the_guides_dagster_dev_command_loads(
     project = tomllib.loads((ROOT / "examples" / "tutorial-example" / "pyproject.toml").read_text())["tool"]["dg"]["project"]
     assert project["code_location_name"] == command.group(1)
     assert project["code_location_target_module"] == command.group(1)
+
+
+def test_each_feature_example_is_served_from_its_folder(tutorial: Any, tmp_path: Path) -> None:
+    for example, dag_ids in tutorial.FEATURE_EXAMPLES.items():
+        folder = ROOT / "examples" / example
+        sources = "".join(p.read_text() for p in (folder / "airflow_dags").glob("*.py"))
+        assert all(f'DAG("{dag_id}"' in sources for dag_id in dag_ids), f"{example}: the DAGs the script waits for"
+        assert (folder / "README.md").is_file()
+        workspace = tutorial.write_workspace(tmp_path, "peer", example).read_text()
+        assert f"relative_path: {folder / 'defs.py'}" in workspace
+        assert f"location_name: {example.replace('-', '_')}_example" in workspace
+    assert "module_name: tutorial_example.dagster_defs.observe" in tutorial.write_workspace(tmp_path, "observe").read_text()
+
+
+def test_an_example_takes_no_step(capsys: pytest.CaptureFixture[str]) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--example", "datasets", "--step", "observe"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "testing" / "airlift-testing" / "src")})
+    assert done.returncode == 2
+    assert "--example datasets serves examples/datasets/defs.py: it takes no --step" in done.stderr

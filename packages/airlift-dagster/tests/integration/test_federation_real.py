@@ -47,7 +47,7 @@ def fed_orders_report() -> None:
     pass
 
 
-airflow = build_defs_from_airflow_instance(
+defs = Definitions.merge(build_defs_from_airflow_instance(
     airflow_instance=AirflowInstance(
         auth_backend=BasicAuthBackend(webserver_url=os.environ["AIRLIFT_TEST_AIRFLOW_URL"], username="admin", password="admin"),
         name="fed",
@@ -56,8 +56,7 @@ airflow = build_defs_from_airflow_instance(
     executable_dags=["fed_trigger"],
     sensor_minimum_interval_seconds=5,
     sensor_settings=SensorSettings(settle=timedelta(seconds=1), history_window=timedelta(hours=1)),
-)
-defs = Definitions.merge(airflow, Definitions(assets=[fed_orders_report]))
+), Definitions(assets=[fed_orders_report]))  # one Definitions at module scope
 """
 
 LOCATION = '{repositoryLocationName: "defs.py", repositoryName: "__repository__", sensorName: "%s"}'
