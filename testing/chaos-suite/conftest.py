@@ -385,9 +385,9 @@ def chaos_ledger_cls() -> Callable[[], tuple[Ledger, type[Seen]]]:
     return lambda: (Ledger(), Seen)
 
 
-@pytest.fixture(scope="module")
-def chaos(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
-    root = tmp_path_factory.mktemp("chaos")
+def _workdir(root: Path) -> tuple[Path, Path, Path, int, DelayProxy]:
+    """The suite's DAGs and definitions copied under ``root``, a state folder, Dagster's port and the
+    delaying proxy Airflow reaches Dagster through."""
     dags = root / "dags"
     shutil.copytree(HERE / "dags", dags)
     definitions = root / "definitions"
@@ -395,7 +395,13 @@ def chaos(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory
     state = root / "state"
     state.mkdir()
     dagster_port = free_port()
-    proxy = DelayProxy(f"http://127.0.0.1:{dagster_port}").start()
+    return dags, definitions, state, dagster_port, DelayProxy(f"http://127.0.0.1:{dagster_port}").start()
+
+
+@pytest.fixture(scope="module")
+def chaos(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
+    root = tmp_path_factory.mktemp("chaos")
+    dags, definitions, state, dagster_port, proxy = _workdir(root)
     packages = repo_root() / "packages"
     # Airflow first (the code location reads it when it loads); it reaches Dagster through the proxy.
     airflow = airflow_server_factory(
@@ -428,14 +434,7 @@ def deployed(airflow_version: str, tmp_path_factory: pytest.TempPathFactory) -> 
     Dagster on PostgreSQL with a code server and a run queue of one. At the end, nothing started under
     the deployment's folder runs any more (the workers' push relays exit after their idle time)."""
     root = tmp_path_factory.mktemp("deployed")
-    dags = root / "dags"
-    shutil.copytree(HERE / "dags", dags)
-    definitions = root / "definitions"
-    shutil.copytree(HERE / "dagster", definitions)
-    state = root / "state"
-    state.mkdir()
-    dagster_port = free_port()
-    proxy = DelayProxy(f"http://127.0.0.1:{dagster_port}").start()
+    dags, definitions, state, dagster_port, proxy = _workdir(root)
     airflow_port = free_port()
     # Dagster reaches Airflow through a proxy too: it counts Dagster's requests to Airflow
     airflow_proxy = DelayProxy(f"http://127.0.0.1:{airflow_port}").start()
