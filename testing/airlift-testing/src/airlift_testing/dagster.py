@@ -79,7 +79,7 @@ class DagsterServer:
         self.target = ["-f", str(Path(defs_file).resolve())] if defs_file else ["-w", str(Path(workspace_file).resolve())]  # type: ignore[arg-type]
         self._own_home = home is None
         self.home = Path(home) if home else Path(tempfile.mkdtemp(prefix="dagster-home-"))
-        self.extra_packages = airlift_dagster_packages() if extra_packages is None else list(extra_packages)
+        self.extra_packages: list[Path | str] = [*airlift_dagster_packages()] if extra_packages is None else list(extra_packages)
         self.extra_requirements = list(extra_requirements)
         self.extra_env = dict(extra_env or {})
         self.port = port or free_port()

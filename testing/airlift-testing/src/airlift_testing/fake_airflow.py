@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler
@@ -179,7 +179,7 @@ class FakeAirflowState:
         """Runs (``name="runs"``) or task instances (``"tis"``) whose ``updated_at`` is in the window,
         in insertion order, through an index sorted by ``updated_at`` (rebuilt when rows are added or
         :meth:`touch` changed one)."""
-        items = self.runs if name == "runs" else self.task_instances
+        items: Sequence[FakeRun | FakeTaskInstance] = self.runs if name == "runs" else self.task_instances
         stamp = (id(items), len(items), self._touches)
         cached = self._index.get("updated:" + name)
         if cached is None or cached[0] != stamp:
@@ -615,9 +615,9 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 return
             if rest == ("/datasets" if g == 2 else "/assets") and method == "GET":  # Airflow 2 datasets / Airflow 3 assets
                 pattern = query.get("uri_pattern", [""])[0].lower()
-                wanted_dags = set(",".join(query.get("dag_ids", [])).split(",")) - {""}
+                dataset_dags = set(",".join(query.get("dag_ids", [])).split(",")) - {""}
                 found = [(i, d) for i, d in enumerate(state.datasets) if pattern in d.uri.lower()
-                         and (not wanted_dags or wanted_dags & ({p for p, _ in d.producing_tasks} | set(d.consuming_dags)))]
+                         and (not dataset_dags or dataset_dags & ({p for p, _ in d.producing_tasks} | set(d.consuming_dags)))]
                 page = _page(found, int(query.get("offset", ["0"])[0]), int(query.get("limit", ["100"])[0]), cap)
                 self._send(200, {rest.strip("/"): [fake.dataset_json(i, d) for i, d in page], "total_entries": len(found)})
                 return
@@ -748,10 +748,10 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 state.runs.append(run)
                 self._send(200, fake.run_json(run))
             elif run_id is not None:
-                run = next((r for r in state.runs if r.dag_id == dag.dag_id and r.run_id == unquote(run_id)), None)
-                if run is None:
+                one_run = next((r for r in state.runs if r.dag_id == dag.dag_id and r.run_id == unquote(run_id)), None)
+                if one_run is None:
                     raise _HttpError(404, f"DAGRun with DAG ID: '{dag.dag_id}' and DagRun ID: '{unquote(run_id)}' not found")
-                self._send(200, fake.run_json(run))
+                self._send(200, fake.run_json(one_run))
             else:
                 raise _HttpError(405, "Method not allowed")
 
