@@ -18,7 +18,11 @@ from dagster import (
 )
 
 from airlift_client import AirflowInstance, BasicAuthBackend, RetryPolicy
-from airlift_dagster import AirliftDagsterError, build_defs_from_airflow_instance
+from airlift_dagster import (
+    AirliftDagsterError,
+    ExecutableDagSettings,
+    build_defs_from_airflow_instance,
+)
 from airlift_dagster.sensor import SensorSettings
 from airlift_dagster.trigger import airflow_run_id_for
 from airlift_protocol import DAG_TRIGGER_TASK_ID, dagster_run_tags
@@ -145,3 +149,45 @@ def test_unknown_executable_dag_is_a_clear_error(instance: AirflowInstance) -> N
         build_defs_from_airflow_instance(airflow_instance=instance, executable_dags=["dag_0001"])
     with pytest.raises(AirliftDagsterError, match="takes a list of DAG ids"):
         build_defs_from_airflow_instance(airflow_instance=instance, executable_dags=DAG)
+
+
+def test_the_wait_follows_the_executable_dag_settings(fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    """A run that never finishes: the step reads it every poll_interval and fails after timeout, naming the run."""
+    fake.state.dag(DAG).is_paused = False  # type: ignore[union-attr]
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    airflow = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=fake.url, username="admin", password="admin"), name="inst",
+                              retry_policy=RetryPolicy(max_attempts=2, sleep=lambda s: None), sleep=sleep, clock=lambda: now[0])
+    defs = build_defs_from_airflow_instance(
+        airflow_instance=airflow, executable_dags=[DAG], sensor_settings=SensorSettings(clock=Clock()),
+        executable_dag_settings=ExecutableDagSettings(poll_interval=timedelta(seconds=30), timeout=timedelta(minutes=2)))
+    result = _materialize(defs, dagster_instance)
+    assert not result.success
+    assert sleeps == [30.0, 30.0, 30.0, 30.0]
+    [run] = _triggered(fake)
+    failure = result.failure_data_for_node(OP)
+    assert failure is not None
+    message = str(failure.user_failure_data.description if failure.user_failure_data else failure.error)
+    assert f"run {run.run_id!r} of DAG {DAG!r} is still 'queued' after 120s" in message
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"poll_interval": timedelta(0)}, r"poll_interval must be a timedelta greater than zero, got datetime\.timedelta\(0\)"),
+    ({"timeout": 3600}, "timeout must be a timedelta greater than zero, got 3600"),
+    ({"poll_interval": timedelta(minutes=10), "timeout": timedelta(minutes=5)},
+     r"timeout \(0:05:00\) is shorter than poll_interval \(0:10:00\): raise timeout or lower poll_interval"),
+])
+def test_executable_dag_settings_are_checked(kwargs: dict[str, Any], error: str) -> None:
+    with pytest.raises(AirliftDagsterError, match=error):
+        ExecutableDagSettings(**kwargs)
+
+
+def test_executable_dag_settings_of_another_type_are_refused(fake: FakeAirflow) -> None:
+    with pytest.raises(AirliftDagsterError, match=r"'inst': executable_dag_settings takes an ExecutableDagSettings .*got dict"):
+        build_defs_from_airflow_instance(airflow_instance=_airflow(fake), executable_dags=[DAG],
+                                         executable_dag_settings={"timeout": 60})  # type: ignore[arg-type]

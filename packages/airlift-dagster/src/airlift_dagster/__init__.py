@@ -41,6 +41,7 @@ from airlift_dagster.translator import (
     DatasetFilter,
     dataset_asset_key,
 )
+from airlift_dagster.trigger import ExecutableDagSettings
 from airlift_dagster.version import __version__
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "DagFilter",
     "DatasetFilter",
     "EventTransformer",
+    "ExecutableDagSettings",
     "MwaaSessionAuthBackend",
     "SensorSettings",
     "TickOutcome",

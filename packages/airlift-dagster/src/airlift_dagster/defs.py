@@ -58,7 +58,7 @@ from airlift_dagster.translator import (
     DatasetFilter,
     dag_asset_key,
 )
-from airlift_dagster.trigger import build_dag_trigger_asset
+from airlift_dagster.trigger import ExecutableDagSettings, build_dag_trigger_asset
 from airlift_protocol import (
     AirflowDataset,
     DagInfo,
@@ -171,6 +171,7 @@ def build_defs_from_airflow_instance(
     dag_filter: DagFilter | None = None,
     include_sources: bool = True,
     executable_dags: Collection[str] = (),
+    executable_dag_settings: ExecutableDagSettings | None = None,
     mapped_elsewhere: Sequence[AssetSpec] = (),
 ) -> Definitions:
     """Dagster definitions for an Airflow instance.
@@ -203,6 +204,8 @@ def build_defs_from_airflow_instance(
     ``executable_dags``: DAG ids whose DAG asset is executable: materializing it triggers the DAG
     (run config ``conf``) and waits for the run; the run's success is that Dagster run's
     materialization, and the sensor does not report it again (see :mod:`airlift_dagster.trigger`).
+    ``executable_dag_settings`` (an :class:`ExecutableDagSettings`): how their steps poll the triggered
+    run and how long they wait (default every 5 seconds, for up to 24 hours).
     ``mapped_elsewhere``: specs (passed through :func:`dag_defs` / :func:`task_defs`) naming assets that
     other definitions of the code location define, e.g. executable assets of another component: they
     are mapped (sensor, checks, the task index the ``DagsterOperator`` reads) but not defined here; only
@@ -237,6 +240,9 @@ def build_defs_from_airflow_instance(
     _check_known_ids(name, state, mapped.by_task, allow_unknown_ids, selected=dag_selector_fn is not None or dag_filter is not None,
                      dag_level=mapped.by_dag)
     triggered = _executable_dag_ids(name, executable_dags, known_dags)
+    if executable_dag_settings is not None and not isinstance(executable_dag_settings, ExecutableDagSettings):
+        raise AirliftDagsterError(f"Airflow instance {name!r}: executable_dag_settings takes an ExecutableDagSettings "
+                                  f"(airlift_dagster.ExecutableDagSettings), got {type(executable_dag_settings).__name__}")
 
     def annotate(spec: AssetSpec) -> AssetSpec:
         handles = [h for h in task_handles_of(spec) if h[0] in known_dags]
@@ -296,7 +302,7 @@ def build_defs_from_airflow_instance(
         key = spec.key
         if dag.dag_id in triggered:
             trigger_assets.append(build_dag_trigger_asset(spec, airflow_instance=airflow_instance, dag_id=dag.dag_id, api=state.api,
-                                                          webserver_url=state.webserver_url))
+                                                          webserver_url=state.webserver_url, settings=executable_dag_settings))
         else:
             dag_specs.append(spec)
         check_specs.append(AssetCheckSpec(DAG_RUN_CHECK_NAME, asset=key, description="The latest Airflow run of this DAG succeeded."))

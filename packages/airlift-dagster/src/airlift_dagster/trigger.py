@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from dagster import (
@@ -28,16 +30,37 @@ from dagster import (
 
 from airlift_client import AirflowInstance, ui_links_for
 from airlift_client.errors import AirflowNotFoundError, AirliftClientError
+from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor.emissions import dagster_metadata
 from airlift_protocol import DAG_TRIGGER_TASK_ID, ApiVersion, DagRun, dagster_run_tags
 from airlift_protocol.events import dag_run_success_event
 
-__all__ = ["DAG_RUN_TIMEOUT", "TRIGGER_POLL_INTERVAL", "airflow_run_id_for", "build_dag_trigger_asset"]
+__all__ = ["ExecutableDagSettings", "airflow_run_id_for", "build_dag_trigger_asset"]
 
-#: Seconds between two reads of the triggered Airflow run's state.
-TRIGGER_POLL_INTERVAL = 5.0
-#: Seconds the step waits for the triggered Airflow run to finish before it fails (the run goes on).
-DAG_RUN_TIMEOUT = 24 * 3600.0
+
+@dataclass(frozen=True)
+class ExecutableDagSettings:
+    """How the step of an executable DAG asset waits for the Airflow run it triggered.
+
+    - ``poll_interval``: between two reads of the run's state (one REST request each);
+    - ``timeout``: how long the step waits for the run to finish; then the step fails with the run's
+      link (the Airflow run goes on). At least ``poll_interval``.
+
+    >>> ExecutableDagSettings(timeout=timedelta(hours=2)).poll_interval
+    datetime.timedelta(seconds=5)
+    """
+
+    poll_interval: timedelta = timedelta(seconds=5)
+    timeout: timedelta = timedelta(hours=24)
+
+    def __post_init__(self) -> None:
+        for name in ("poll_interval", "timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, timedelta) or value <= timedelta(0):
+                raise AirliftDagsterError(f"executable DAG setting {name} must be a timedelta greater than zero, got {value!r}")
+        if self.timeout < self.poll_interval:
+            raise AirliftDagsterError(f"executable DAG setting timeout ({self.timeout}) is shorter than poll_interval "
+                                      f"({self.poll_interval}): raise timeout or lower poll_interval")
 
 
 def airflow_run_id_for(dagster_run_id: str) -> str:
@@ -64,17 +87,17 @@ def build_dag_trigger_asset(
     dag_id: str,
     api: ApiVersion,
     webserver_url: str,
-    poll_interval: float = TRIGGER_POLL_INTERVAL,
-    timeout: float = DAG_RUN_TIMEOUT,
+    settings: ExecutableDagSettings | None = None,
 ) -> AssetsDefinition:
     """The DAG asset ``spec`` as an executable asset whose step triggers the Airflow DAG (with the run
-    config's ``conf``), waits for the run and reports its success as the asset's materialization.
+    config's ``conf``), waits for the run (``settings``) and reports its success as the asset's materialization.
 
     Run config: ``{"ops": {<op name>: {"config": {"conf": {...}}}}}``; the op name is
     ``<instance>__run_dag__<dag_id>`` (other characters as ``_`` plus a digest).
     """
     name = airflow_instance.name
     links = ui_links_for(api, webserver_url)
+    waiting = settings or ExecutableDagSettings()
 
     conf_field = Field(Permissive(), default_value={}, is_required=False,  # type: ignore[no-untyped-call]
                        description="The Airflow DAG run's conf.")
@@ -91,7 +114,8 @@ def build_dag_trigger_asset(
         url = links.run_url(dag_id, run_id)
         context.log.info(f"Airflow DAG run {run_id} of {dag_id} ({run.state}): {url}")
         try:
-            run = airflow_instance.wait_for_run(dag_id, run_id, timeout=timeout, poll_interval=poll_interval)
+            run = airflow_instance.wait_for_run(dag_id, run_id, timeout=waiting.timeout.total_seconds(),
+                                                poll_interval=waiting.poll_interval.total_seconds())
         except AirliftClientError as e:
             raise Failure(description=f"waiting for Airflow DAG run {run_id} of {dag_id} ({url}): {e}") from e
         if not run.is_success or run.end_date is None:
