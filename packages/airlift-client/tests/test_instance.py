@@ -97,6 +97,22 @@ def test_dag_filters(fake_factory: Factory, instance_for: Instance) -> None:
     assert [d.dag_id for d in inst.list_dags(dag_id_pattern="00003")] == ["dag_00003"]
 
 
+def test_task_instances_of_runs_reads_only_the_named_runs_when_dags_share_run_ids(
+    fake_factory: Factory, instance_for: Instance
+) -> None:
+    state = FakeAirflowState.generate(dags=3, tasks_per_dag=2, runs_per_dag=0)
+    starts = [EPOCH + timedelta(hours=h) for h in range(3)]
+    runs = {(d, h): state.add_run(f"dag_{d:05d}", start=starts[h]) for d in range(3) for h in range(3)}
+    assert runs[0, 0].run_id == runs[1, 0].run_id, "runs of one start share their id, as scheduled runs of one schedule do"
+    fake = fake_factory(state)
+    inst = instance_for(fake)
+    wanted = [(runs[0, 0].dag_id, runs[0, 0].run_id), (runs[1, 1].dag_id, runs[1, 1].run_id),
+              (runs[2, 1].dag_id, runs[2, 1].run_id), (runs[2, 2].dag_id, runs[2, 2].run_id)]
+    got = sorted((t.dag_id, t.run_id, t.task_id) for t in inst.iter_task_instances_of_runs(wanted))
+    assert got == sorted((d, r, t) for d, r in wanted for t in ("task_000", "task_001"))
+    assert list(inst.iter_task_instances_of_runs([])) == []
+
+
 def test_tasks_sources_runs_and_links(fake_factory: Factory, instance_for: Instance, generation: int) -> None:
     state = FakeAirflowState.generate(dags=3, tasks_per_dag=3, runs_per_dag=2)
     state.dags[0].dag_id = "team.sales-daily_v2"

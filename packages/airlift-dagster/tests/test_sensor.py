@@ -485,6 +485,26 @@ def test_dag_added_to_the_selector_later_gets_its_history(instance: AirflowInsta
     assert with_it.counts() == Counter({("inst/dag/dag_00001", old.run_id): 1})
 
 
+def test_backfill_reads_the_tasks_of_its_runs_only_when_dags_share_run_ids(instance: AirflowInstance, fake: FakeAirflow,
+                                                                          dagster_instance: DagsterInstance) -> None:
+    clock = Clock()
+    start = NOW - timedelta(hours=2)
+    finished = [fake.state.add_run(d, start=start) for d in ("dag_00001", "dag_00002")]
+    other = fake.state.add_run("dag_00002", start=start + timedelta(minutes=5), state="running", task_state="running")
+    fake.state.add_run("dag_00001", start=other.start_date)
+    assert finished[0].run_id == finished[1].run_id
+    without = Ticker(_defs(instance, clock, dag_selector_fn=lambda d: d.dag_id == "dag_00000"), dagster_instance)
+    without.tick()
+    with_them = Ticker(_defs(instance, clock), dagster_instance)
+    with_them.cursor = without.cursor
+    fake.request_log.clear()
+    with_them.tick()
+    read = {(d, r) for _, path, body in fake.request_log if path.endswith("/taskInstances/list")
+            for d in body.get("dag_ids") or [] for r in body.get("dag_run_ids") or []}
+    assert ("dag_00001", other.run_id) in read and ("dag_00002", other.run_id) not in read, "a run id is asked of its DAG only"
+    assert with_them.counts()[("inst/dag/dag_00002", finished[1].run_id)] == 1
+
+
 def test_dag_added_to_the_mapping_later_gets_its_task_history(instance: AirflowInstance, fake: FakeAirflow,
                                                              dagster_instance: DagsterInstance) -> None:
     clock = Clock()

@@ -94,12 +94,7 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids:
         runs = list(airflow_instance.iter_dag_runs(dag_ids=list(plan.backfill), states=["success", "failed"],
                                                    end_date_gte=plan.backfill_since, end_date_lte=upper))
         out.backfill_runs = runs
-        if runs:
-            wanted = {(r.dag_id, r.run_id) for r in runs}
-            out.backfill_tis = [
-                t for t in airflow_instance.iter_task_instances(dag_ids=sorted({r.dag_id for r in runs}), run_ids=sorted({r.run_id for r in runs}))
-                if (t.dag_id, t.run_id) in wanted
-            ]
+        out.backfill_tis = list(airflow_instance.iter_task_instances_of_runs((r.dag_id, r.run_id) for r in runs))
     return out
 
 
@@ -165,7 +160,7 @@ def complete_runs(
     """Step 2d (I/O): a successful run's DAG asset comes after the events of its tasks. Airflow 3 can
     write a task's row again after its run ended (so the row falls in a later window), and the row
     budget can split a run from its tasks: the mapped tasks of a successful run that its group lacks
-    are read now (one request for the tick) and added to that group (``groups``: runs, task rows).
+    are read now (by run: :meth:`AirflowInstance.iter_task_instances_of_runs`) and added to that group (``groups``: runs, task rows).
     Returns the added rows' (dag, run, task, map index); a row already reported is dropped by the
     identity check, and the later copy of the row finds its event held."""
     wanted: dict[tuple[str, str], int] = {}
@@ -179,8 +174,7 @@ def complete_runs(
     dag_ids = sorted({d for d, _ in wanted})
     present = {(t.dag_id, t.run_id, t.task_id, t.map_index) for _, tis in groups for t in tis}
     added: set[tuple[str, str, str, int]] = set()
-    for ti in airflow_instance.iter_task_instances(dag_ids=dag_ids, run_ids=sorted({r for _, r in wanted}),
-                                                   task_ids=sorted({t for d in dag_ids for t in plan.tasks_by_dag[d]})):
+    for ti in airflow_instance.iter_task_instances_of_runs(sorted(wanted), task_ids=sorted({t for d in dag_ids for t in plan.tasks_by_dag[d]})):
         group = wanted.get((ti.dag_id, ti.run_id))
         key = (ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
         if group is None or (ti.dag_id, ti.task_id) not in plan.by_task or key in present:
