@@ -119,7 +119,7 @@ def test_decommissioned_dag_runs_on_a_dagster_schedule(
     location = dagster.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"][0]["name"]
 
     def reload() -> None:
-        answer = dagster.graphql(RELOAD, {"name": location})["reloadRepositoryLocation"]
+        answer = dagster.graphql(RELOAD, {"name": location}, timeout=300)["reloadRepositoryLocation"]  # it reads Airflow again
         assert answer["locationOrLoadError"]["__typename"] != "PythonError", answer
 
     # 1. Airflow runs the DAG every minute; its migrated task materializes the asset through Dagster
