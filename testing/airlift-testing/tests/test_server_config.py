@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from airlift_testing.airflow import AirflowServer, AirflowUser, _same_file
+from airlift_testing.chaos import ChaosDagster
 from airlift_testing.dagster import DagsterServer
 
 
@@ -118,3 +120,22 @@ def test_dagster_host_and_no_process_groups_before_start(tmp_path: Path) -> None
     server = DagsterServer(workspace_file=tmp_path / "workspace.yaml", home=tmp_path / "home", host="localhost")
     assert server.url == f"http://localhost:{server.port}" and server.process_group_ids() == []
     assert _server(tmp_path, "3").process_group_ids() == []
+
+
+def test_chaos_dagster_launches_queued_runs_together(tmp_path: Path) -> None:
+    """A chaos Dagster's daemon, restarted on a backlog of queued runs, launches up to four at once."""
+    plain = yaml.safe_load(DagsterServer(workspace_file=tmp_path / "workspace.yaml", home=tmp_path).instance_config())
+    chaos = yaml.safe_load(ChaosDagster(workspace_file=tmp_path / "workspace.yaml", home=tmp_path).instance_config())
+    assert "dequeue_use_threads" not in plain["run_coordinator"]["config"]
+    assert chaos["run_coordinator"] == {**plain["run_coordinator"], "config": {
+        **plain["run_coordinator"]["config"], "dequeue_use_threads": True, "dequeue_num_workers": 4}}
+    assert chaos["telemetry"] == plain["telemetry"]
+
+
+def test_chaos_dagster_waits_for_slow_code_server_answers(tmp_path: Path) -> None:
+    """A launch waits until the run's process has loaded the code location: 300 s, not Dagster's 60."""
+    server = ChaosDagster(workspace_file=tmp_path / "workspace.yaml", home=tmp_path)
+    server.venv = tmp_path / "venv"
+    assert server.env()["DAGSTER_GRPC_TIMEOUT_SECONDS"] == "300"
+    server.extra_env["DAGSTER_GRPC_TIMEOUT_SECONDS"] = "90"
+    assert server.env()["DAGSTER_GRPC_TIMEOUT_SECONDS"] == "90"

@@ -7,7 +7,8 @@ a real Dagster slow for the clients behind it and fast again without restarting 
 
 ``ChaosDagster`` is a :class:`~airlift_testing.dagster.DagsterServer` with ``stop_daemon`` /
 ``start_daemon`` (a backlog builds up while the daemon is down: no sensor ticks, no queued run
-starts) and ``restart_webserver`` (same port; the GraphQL API is gone meanwhile).
+starts) and ``restart_webserver`` (same port; the GraphQL API is gone meanwhile); its run queue
+launches up to four runs at once, and its requests to the code server wait up to 300 s.
 
 >>> with DelayProxy("http://127.0.0.1:3000") as proxy:  # doctest: +SKIP
 ...     proxy.delay = 5.0  # every request now waits 5 s before it is forwarded
@@ -48,6 +49,19 @@ class DelayProxy(FaultProxy):
 
 class ChaosDagster(DagsterServer):
     """A :class:`DagsterServer` whose daemon and webserver can be stopped and started separately."""
+
+    def instance_config(self) -> str:
+        """The base instance's, with the run queue launching up to four runs at once: a daemon started
+        on a backlog of queued runs starts them together instead of one at a time (each launch waits
+        until its run's process has loaded the code location)."""
+        return super().instance_config() + "    dequeue_use_threads: true\n    dequeue_num_workers: 4\n"
+
+    def env(self) -> dict[str, str]:
+        """The base environment, with Dagster's code-server request timeout at 300 s (default 60): the daemon
+        launches a run by asking the code server, which answers once the run's process has loaded the code
+        location (the Airlift definitions read Airflow's REST API); on a busy 2-core machine, during a
+        webserver restart, that took longer than 60 s and Dagster failed the run."""
+        return {"DAGSTER_GRPC_TIMEOUT_SECONDS": "300", **super().env()}
 
     def _process(self, name: str) -> ServerProcess | None:
         return next((p for p in self._processes if p.log_path.name == f"{name}.log"), None)
