@@ -11,7 +11,7 @@ sessions with ``nox --list --json``, so local runs and CI cannot drift.
     uvx nox -s bench             # benchmark vs dagster-airlift (not part of the default run)
     uvx nox -t compat            # the wider matrix: every other supported Airflow and Dagster minor,
                                  # and the production shape (PostgreSQL, LocalExecutor, FAB auth)
-    uvx nox -t production        # only the production-shaped sessions, and the production-shaped
+    uvx nox -t production        # only the production-shaped sessions, and the story on the production-shaped
                                  # deployment (deploy-airflow2/3: Celery workers, a Postgres-backed Dagster, a code server)
     uvx nox -t extended          # real-server tests of the optional features (push, datasets, dg component)
     uvx nox -t chaos             # the chaos suite: scripted operations on real servers, exactly once
@@ -132,7 +132,7 @@ SUITES: tuple[Suite, ...] = (
     # listener's try number differs from REST's outside RUNNING, and push must still report each try once.
     Suite("chaos-ci", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration and chaos_ci", airflow="server",
           tag="chaos-ci", compat=True, compat_minors=("2.9",)),
-    # the production-shaped deployment (Airflow: CeleryExecutor, Redis, two workers, PostgreSQL; Dagster:
+    # the story on the production-shaped deployment (Airflow: CeleryExecutor, Redis, two workers, PostgreSQL; Dagster:
     # PostgreSQL, a code server, webserver and daemon, a run queue of one; see airlift_testing.deploy), exactly once
     # (`uvx nox -t production`, or `-s deploy-airflow2` / `-s deploy-airflow3`)
     Suite("deploy", ("testing/chaos-suite/test_deploy.py",), _pkg("airlift-protocol"), marker="integration and deploy",
