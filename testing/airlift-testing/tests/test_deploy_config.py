@@ -34,6 +34,7 @@ def test_airflow_cfg_decides_what_it_sets(tmp_path: Path) -> None:
     parser.read_string(template.substitute(DATABASE_URL="postgresql+psycopg2://u@h/db", BROKER_URL="redis://h:1/0"))
     assert parser["core"]["executor"] == "CeleryExecutor"
     assert parser["celery"]["result_backend"] == "db+postgresql+psycopg2://u@h/db"
+    assert float(parser["celery"]["operation_timeout"]) >= 10  # the default 1 s failed tasks on a loaded machine
     assert parser["airlift"]["push_enabled"] == "True"
 
 
