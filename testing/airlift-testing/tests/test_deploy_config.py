@@ -27,7 +27,7 @@ def test_airflow_cfg_decides_what_it_sets(tmp_path: Path) -> None:
     env = server.env()
     assert not {"AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__PARALLELISM", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"} & set(env)
     assert env["X_EXTRA"] == "1" and env["AIRFLOW_HOME"] == str(tmp_path / "home")
-    assert {"apache-airflow-providers-celery", "redis", "psycopg2-binary"} <= set(server.extra_requirements)
+    assert {"apache-airflow-providers-celery>=3.26", "redis", "psycopg2-binary"} <= set(server.extra_requirements)
     template = string.Template(AIRFLOW_CFG.read_text())
     assert set(template.get_identifiers()) == {"DATABASE_URL", "BROKER_URL"}
     parser = configparser.ConfigParser(interpolation=None)

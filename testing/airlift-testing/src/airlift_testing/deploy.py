@@ -42,8 +42,10 @@ CONFIG = Path(__file__).parent / "deploy_config"
 AIRFLOW_CFG = CONFIG / "airflow.cfg"
 DAGSTER_YAML = CONFIG / "dagster.yaml"
 #: What the Airflow venv adds for the CeleryExecutor. The provider (3.26 with Airflow 2.11 and 3.3) imports
-#: ``celery.backends.database.retry``, which Celery 5.7 removed: Celery stays below 5.7.
-CELERY_REQUIREMENTS: tuple[str, ...] = ("apache-airflow-providers-celery", "celery<5.7", "redis")
+#: ``celery.backends.database.retry``, which Celery 5.7 removed: Celery stays below 5.7. Unbounded, the provider
+#: resolved to 3.6.1 with Airflow 2.11, whose ``CeleryExecutor.change_state`` lacks ``remove_running``: the
+#: scheduler then exits when it fails the task of a lost worker.
+CELERY_REQUIREMENTS: tuple[str, ...] = ("apache-airflow-providers-celery>=3.26", "celery<5.7", "redis")
 #: The Celery workers: each serves the queues ``default`` and its own name.
 WORKERS: tuple[str, ...] = ("worker_a", "worker_b")
 _HOSTNAME_MODULE = '''"""[core] hostname_callable of a test Celery worker: the name in AIRLIFT_WORKER_NAME."""
