@@ -249,6 +249,8 @@ def main() -> None:
     parser.add_argument("--airflow-runs", type=int, default=1000, help="runs per DAG (10 task instances each)")
     parser.add_argument("--changed-per-minute", type=int, default=2000, help="task instances finishing per simulated minute")
     parser.add_argument("--busy-ticks", type=int, default=6)
+    parser.add_argument("--by-run-probe", action=argparse.BooleanOptionalAction, default=True,
+                        help="after the ticks, time the reads of task instances by run instead of by updated_at")
     parser.add_argument("--unrelated", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=100)
     parser.add_argument("--load-dags", default="1000,10000")

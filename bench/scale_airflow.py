@@ -183,12 +183,101 @@ def _plans(log: str) -> list[dict[str, Any]]:
         text = doc.get("Query Text", "")
         if "pg_stat_statements" in text or "pg_reload_conf" in text:
             continue
-        shape = re.sub(r"'[^']*'|\b\d+\b", "?", " ".join(text.split()))[:300]
+        flat = " ".join(text.split())
+        shape = re.sub(r"'[^']*'|\b\d+\b", "?", flat)  # the whole text: statements differing in their WHERE stay apart
         lines = _plan_lines(doc.get("Plan", {}))
-        entry = out.setdefault(shape, {"query": " ".join(text.split())[:300], "plan": lines, "calls": 0, "ms": 0.0})
+        where = flat.rfind(" WHERE ")
+        query = flat[:300] if where < 0 else f"{flat[:100]} ...{flat[where:where + 200]}"
+        entry = out.setdefault(shape, {"query": query, "plan": lines, "calls": 0, "ms": 0.0})
         entry["calls"] += 1
         entry["ms"] = round(entry["ms"] + float(m.group(1)), 1)
     return sorted(out.values(), key=lambda e: -e["ms"])
+
+
+FINISHED_TI_STATES = ["success", "failed", "up_for_retry", "up_for_reschedule", "upstream_failed", "skipped"]
+
+
+def seed_log(db: Any, *, rows: int, dags: int, t0: datetime) -> None:
+    """``rows`` audit-log rows (Airflow's ``log`` table, indexed on ``dttm``), 1 s apart back from
+    ``t0``, as task runs and user actions write them: the by-run probe reads its window."""
+    t0s = t0.strftime("%Y-%m-%d %H:%M:%S+00")
+    db.psql("airflow", f"INSERT INTO log (dttm, dag_id, task_id, map_index, event, run_id, owner, try_number) "
+                       f"SELECT timestamptz '{t0s}' - g * interval '1 second', 'dag_' || lpad((g % {dags})::text, 4, '0'), "
+                       f"'task_' || lpad((g % {TASKS})::text, 3, '0'), -1, CASE WHEN g % 2 = 0 THEN 'running' ELSE 'success' END, "
+                       f"'seed__' || lpad((g / 5000)::text, 7, '0'), 'airflow', 1 FROM generate_series(1, {rows}) AS g")
+    db.psql("airflow", "VACUUM ANALYZE log")
+
+
+def _explained(db: Any, work: Any, *, explain: bool = True) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+    """Run ``work()`` with ``pg_stat_statements`` reset first (and ``auto_explain`` logging every
+    statement if ``explain``): its result, the statements' totals and their plans."""
+    if not explain:
+        db.psql("airflow", "SELECT pg_stat_statements_reset()")
+        result = work()
+        return result, _db_stats(db), []
+    for sql in ("ALTER SYSTEM SET auto_explain.log_min_duration = 0", "ALTER SYSTEM SET auto_explain.log_format = json",
+                "SELECT pg_reload_conf()"):  # ALTER SYSTEM runs outside a transaction: one statement per call
+        db.psql("airflow", sql)
+    log_start = db.log_path.stat().st_size
+    db.psql("airflow", "SELECT pg_stat_statements_reset()")
+    result = work()
+    stats = _db_stats(db)
+    db.psql("airflow", "ALTER SYSTEM RESET auto_explain.log_min_duration")
+    db.psql("airflow", "SELECT pg_reload_conf()")
+    with db.log_path.open(errors="replace") as f:
+        f.seek(log_start)
+        plans = _plans(f.read())
+    return result, stats, plans
+
+
+def by_run_probe(db: Any, instance: Any, session: Any, url: str, *, clock: datetime, kind: str) -> dict[str, Any]:
+    """The reads of a sensor that never filters task instances on time, for the 30 s window before
+    ``clock - 10 s``: runs whose row changed (``dag_run.updated_at``), running runs (the indexed
+    state), the task instances of both by (dag_id, run_id) (finished ones only for running runs),
+    and the audit log's window (``log.dttm``, where Airflow records marks and clears)."""
+    hi = clock - timedelta(seconds=10)
+    lo = hi - timedelta(seconds=30)
+    api = "/api/v1" if instance.api_version.value == "v1" else "/api/v2"
+
+    def work() -> dict[str, int]:
+        changed = [(r.dag_id, r.run_id) for r in instance.iter_updated_dag_runs(updated_at_gte=lo, updated_at_lte=hi)]
+        running = [(r.dag_id, r.run_id) for r in instance.iter_dag_runs(states=["queued", "running"])]
+        tis = sum(1 for _ in instance.iter_task_instances_of_runs(changed))
+        running_tis = sum(1 for _ in instance.iter_task_instances_of_runs(running, states=FINISHED_TI_STATES))
+        logs = session.get(f"{url}{api}/eventLogs", params={"after": lo.isoformat(), "before": hi.isoformat(), "limit": 100},
+                           timeout=60)
+        log_rows = int(logs.json().get("total_entries", 0)) if logs.ok else f"HTTP {logs.status_code}: {logs.text[:200]}"
+        return {"changed_runs": len(changed), "running_runs": len(running), "task_instances": tis, "running_finished_tis": running_tis,
+                "log_rows": log_rows}
+
+    started = time.perf_counter()
+    counts, stats, plans = _explained(db, work)
+    out = {"kind": kind, "seconds": round(time.perf_counter() - started, 2), **counts, **stats, "plans": plans}
+    print(f"    by-run reads, {kind}: {out['seconds']} s, {counts}; DB {stats['db_ms']:.1f} ms, {stats['db_calls']} calls, "
+          f"{stats['db_rows']:,} rows, {stats['db_blocks']:,} blocks", flush=True)
+    for p in plans:
+        print(f"      {p['calls']} x, {p['ms']} ms: {p['query'][:200]}")
+        for line in p["plan"]:
+            print(f"        {line}")
+    return out
+
+
+def mark_probe(db: Any, session: Any, url: str, *, generation: int, dag_id: str, run_id: str) -> dict[str, Any]:
+    """Mark a task of a finished run failed through the REST API (as the UI does) and see what
+    Airflow changed: the run's ``updated_at`` (before, after) and the audit-log rows written."""
+    api = "/api/v1" if generation == 2 else "/api/v2"
+    where = f"dag_id = '{dag_id}' AND run_id = '{run_id}'"
+    before = db.psql("airflow", f"SELECT updated_at, state FROM dag_run WHERE {where}").strip()
+    since = db.psql("airflow", "SELECT coalesce(max(id), 0) FROM log").strip()
+    response = session.patch(f"{url}{api}/dags/{dag_id}/dagRuns/{run_id}/taskInstances/task_009", json={"new_state": "failed", **({"dry_run": False} if generation == 2 else {})},
+                             timeout=60)
+    after = db.psql("airflow", f"SELECT updated_at, state FROM dag_run WHERE {where}").strip()
+    logs = db.psql("airflow", f"SELECT event, dag_id, task_id, run_id FROM log WHERE id > {since} ORDER BY id").strip().splitlines()
+    ti = db.psql("airflow", f"SELECT state, updated_at FROM task_instance WHERE {where} AND task_id = 'task_009'").strip()
+    out = {"status": response.status_code, "run_before": before, "run_after": after, "task_after": ti, "log_rows": logs}
+    print(f"    mark failed of {dag_id}/{run_id}/task_009 in a finished run: HTTP {response.status_code}; run row "
+          f"{'unchanged' if before == after else 'changed'} ({before} -> {after}); task {ti}; audit log {logs}", flush=True)
+    return out
 
 
 def run_version(version: str, args: Any) -> dict[str, Any]:
@@ -213,7 +302,7 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
 
     dags, runs = args.airflow_dags, args.airflow_runs
     per_tick = args.changed_per_minute // 2  # task instances finishing per 30 s tick
-    running = (per_tick // TASKS) * args.busy_ticks
+    running = (per_tick // TASKS) * (args.busy_ticks + (1 if args.by_run_probe else 0))  # the probe finishes one more batch
     folder = Path(tempfile.mkdtemp(prefix="airlift-scale-dags-"))
     (folder / "scale_dags.py").write_text(DAG_FILE.format(dags=dags, tasks=TASKS))
     db = PostgresServer(settings={"shared_preload_libraries": "pg_stat_statements,auto_explain",
@@ -264,27 +353,21 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                 clock[0] = t0 + timedelta(seconds=30 * i)
                 changed = finish_runs(db, count=per_tick // TASKS, clock=clock[0], window=timedelta(seconds=30)) if kind == "busy" else 0
                 explain = kind == "busy" and i == max(j for j, k in enumerate(plan) if k == "busy")
-                if explain:
-                    for sql in ("ALTER SYSTEM SET auto_explain.log_min_duration = 0", "ALTER SYSTEM SET auto_explain.log_format = json",
-                                "SELECT pg_reload_conf()"):  # ALTER SYSTEM runs outside a transaction: one statement per call
-                        db.psql("airflow", sql)
-                    log_start = db.log_path.stat().st_size
-                db.psql("airflow", "SELECT pg_stat_statements_reset()")
                 context = build_sensor_context(instance=dagster, definitions=defs, cursor=cursor)
                 before = sent[0]
-                tracemalloc.start()
-                t_wall, t_cpu = time.perf_counter(), time.process_time()
-                result = sensor(context)
-                wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
-                _, peak = tracemalloc.get_traced_memory()
-                tracemalloc.stop()
-                stats = _db_stats(db)
+
+                def timed(context: Any = context) -> tuple[Any, float, float, int]:
+                    tracemalloc.start()
+                    t_wall, t_cpu = time.perf_counter(), time.process_time()
+                    result = sensor(context)
+                    wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
+                    _, peak = tracemalloc.get_traced_memory()
+                    tracemalloc.stop()
+                    return result, wall, cpu, peak
+
+                (result, wall, cpu, peak), stats, plans = _explained(db, timed, explain=explain)
                 if explain:
-                    db.psql("airflow", "ALTER SYSTEM RESET auto_explain.log_min_duration")
-                    db.psql("airflow", "SELECT pg_reload_conf()")
-                    with db.log_path.open(errors="replace") as f:
-                        f.seek(log_start)
-                        out["plans"] = _plans(f.read())
+                    out["plans"] = plans
                 for event in result.asset_events:
                     if isinstance(event, AssetMaterialization):
                         dagster.report_runless_asset_event(event)
@@ -300,6 +383,14 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                     print(f"        {top[0]:>9} ms {top[1]:>4} calls {top[2]:>7} rows {top[3]:>8} blocks  {top[4]}", flush=True)
         requests.Session.send = original  # type: ignore[method-assign]
         out["ticks"] = ticks
+        if args.by_run_probe:
+            seed_log(db, rows=1_000_000, dags=dags, t0=clock[0])
+            probe_clock = clock[0] + timedelta(seconds=30)
+            out["by_run"] = [by_run_probe(db, instance, session, server.url, clock=probe_clock, kind="quiet")]
+            probe_clock += timedelta(seconds=30)
+            changed = finish_runs(db, count=per_tick // TASKS, clock=probe_clock, window=timedelta(seconds=30))
+            out["by_run"].append({**by_run_probe(db, instance, session, server.url, clock=probe_clock, kind="busy"), "changed_tis": changed})
+            out["mark"] = mark_probe(db, session, server.url, generation=server.generation, dag_id="dag_0001", run_id="seed__0000000")
         out["load_average"] = [round(x, 1) for x in os.getloadavg()]
         print(f"\n  Plans of the sensor's statements during the last busy tick (auto_explain), Airflow {server.version}:")
         for p in out.get("plans", []):
@@ -324,4 +415,13 @@ def airflow_part(args: Any) -> dict[str, Any]:
                 print(f"{r['version']:<9}{kind:<7}{len(ts):>6}{max(t['seconds'] for t in ts):>11}{max(t['cpu_s'] for t in ts):>10}"
                       f"{max(t['peak_mb'] for t in ts):>8}{max(t['requests'] for t in ts):>10}{max(t['db_ms'] for t in ts):>11,.0f}"
                       f"{max(t['db_blocks'] for t in ts):>15,}")
+    probes = [(r["version"], p) for r in results.values() for p in r.get("by_run", [])]
+    if probes:
+        print("\nBy-run reads (changed runs by dag_run.updated_at, running runs by state, their task instances by "
+              "(dag_id, run_id), the audit log by dttm)")
+        print(f"{'Airflow':<9}{'tick':<7}{'runs':>6}{'running':>9}{'TIs':>7}{'DB ms':>9}{'DB calls':>10}{'DB blocks':>11}  plans on task_instance")
+        for version, p in probes:
+            scans = sorted({line.strip().split(" (")[0] for q in p["plans"] for line in q["plan"] if "on task_instance" in line})
+            print(f"{version:<9}{p['kind']:<7}{p['changed_runs']:>6}{p['running_runs']:>9}{p['task_instances'] + p['running_finished_tis']:>7}"
+                  f"{p['db_ms']:>9,.1f}{p['db_calls']:>10}{p['db_blocks']:>11,}  {'; '.join(scans)}")
     return results
