@@ -65,7 +65,7 @@ RUN_TAGS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { t
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "chaos_ci: the chaos scenarios that also run in the default run (`uvx nox -s ci`)")
+    config.addinivalue_line("markers", "chaos_ci: the chaos suite's quick subset (`uvx nox -t chaos-ci`)")
     config.addinivalue_line("markers", "deploy: the story on the production-shaped deployment (`uvx nox -t production`)")
 
 

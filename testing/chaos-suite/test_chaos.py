@@ -5,7 +5,7 @@ per Airflow try and per DAG run: expected / seen, by source) and passes only whe
 in Dagster exactly once and nothing else is.
 
     uvx nox -t chaos                                   # every scenario, Airflow 2 and 3
-    uvx nox -s chaos-ci-airflow3                       # the subset the default run has
+    uvx nox -s chaos-ci-airflow3                       # the quick subset (three scenarios)
     uvx nox -s chaos-airflow3 -- -k backlog            # one scenario
 
 One Airflow and one Dagster serve every scenario of a session (see conftest.py).
@@ -74,7 +74,7 @@ def test_ledger_rows(chaos_ledger_cls: Any) -> None:
 
 @pytest.fixture(scope="module")
 def backlog(chaos: Chaos) -> list[str]:
-    """The runs of the default run's scenarios, together: the daemon is stopped while two runs go, the
+    """The runs of the quick subset's scenarios, together: the daemon is stopped while two runs go, the
     second with a first try of flaky lost after its launch. Push keeps delivering the observed tasks
     while the migrated tasks wait in Dagster's queue; the sensor then has a backlog of more rows than
     one tick reads (two DAG runs and their 14 task instances; a tick reads 10 rows) and the lost try's retry
