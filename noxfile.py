@@ -13,7 +13,7 @@ sessions with ``nox --list --json``, so local runs and CI cannot drift.
                                  # and the production shape (PostgreSQL, LocalExecutor, FAB auth)
     uvx nox -t production        # only the production-shaped sessions, and the story on the production-shaped
                                  # deployment (deploy-airflow2/3: Celery workers, a Postgres-backed Dagster, a code server)
-    uvx nox -t extended          # real-server tests of the optional features (push, datasets, dg component)
+    uvx nox -t extended          # real-server tests of the optional features (push, datasets, dg component, decommission)
     uvx nox -t chaos             # the chaos suite: scripted operations on real servers, exactly once
     uvx nox -t chaos-ci          # its quick subset (three scenarios) on both Airflow majors and on 2.9
 
@@ -144,7 +144,9 @@ SUITES: tuple[Suite, ...] = (
     # the feature examples (examples/datasets, examples/partitions, examples/mirror-runs) on real Airflow: `uvx nox -t examples`
     # (not in the default run: the default run's time budget)
     Suite("examples", ("examples/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server", tag="examples"),
-    Suite("tutorial", ("examples/tutorial-example/tests",), (*_pkg("airlift-dbt", "[duckdb]"), f"-e{ROOT / 'examples' / 'tutorial-example'}"), marker="integration", airflow="server"),
+    Suite("tutorial", ("examples/tutorial-example/tests",), (*_pkg("airlift-dbt", "[duckdb]"), f"-e{ROOT / 'examples' / 'tutorial-example'}"), marker="integration and not extended", airflow="server"),
+    # the guide's Step 4 on the tutorial's DAG: migrate every task, decommission, run the job, undo (`uvx nox -t extended`)
+    Suite("extended-tutorial", ("examples/tutorial-example/tests",), (*_pkg("airlift-dbt", "[duckdb]"), f"-e{ROOT / 'examples' / 'tutorial-example'}"), marker="integration and extended", airflow="server", tag="extended"),
 )
 
 

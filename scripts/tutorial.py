@@ -431,11 +431,12 @@ NEXT = {
         "      and the pause first):\n"
         "        export AIRLIFT_AIRFLOW_URL={airflow_url} AIRLIFT_AIRFLOW_USERNAME=admin AIRLIFT_AIRFLOW_PASSWORD=admin\n"
         "        {airlift} state set -d airflow_dags rebuild_customers_list load_raw_customers run_dbt_model export_customers --migrated\n"
-        "        {airlift} decommission -d airflow_dags --out-dir {decommissioned} rebuild_customers_list --dry-run\n"
-        "        {airlift} decommission -d airflow_dags --out-dir {decommissioned} rebuild_customers_list\n"
-        "      Airflow pauses the DAG; reload the code location in Dagster (Deployment > Reload): job\n"
-        "      rebuild_customers_list_decommissioned builds the DAG's assets, whose history stays. Undo with\n"
-        "        {airlift} decommission --undo -d airflow_dags --out-dir {decommissioned} rebuild_customers_list",
+        "        {airlift} decommission -d airflow_dags --instance airflow_instance_one --out-dir {decommissioned} rebuild_customers_list --dry-run\n"
+        "        {airlift} decommission -d airflow_dags --instance airflow_instance_one --out-dir {decommissioned} rebuild_customers_list\n"
+        "      Airflow pauses the DAG; reload the code location in Dagster (Deployment > Reload): the DAG has no schedule,\n"
+        "      so Dagster gets the job rebuild_customers_list_decommissioned only (Jobs > it > Launchpad > Launch run builds\n"
+        "      the DAG's assets; their history and the DAG asset's stay). Undo with\n"
+        "        {airlift} decommission --undo -d airflow_dags --instance airflow_instance_one --out-dir {decommissioned} rebuild_customers_list",
         "",
     ),
 }
