@@ -24,6 +24,7 @@ def test_private_dagster_apis_resolve_on_the_installed_dagster() -> None:
         with _compat.preview_api():
             assert defs.with_reconstruction_metadata({"k": "v"}) is not None
     assert dagster.__version__
+    assert "dagster/kind/x" in dagster.AssetSpec("a", kinds={"x"}).tags and _compat.KIND_PREFIX == "dagster/kind/"
 
 
 def _modules() -> list[Path]:

@@ -32,7 +32,7 @@ from dagster import (
 )
 
 from airlift_client import AirflowInstance, ui_links_for
-from airlift_dagster._compat import DefinitionsLoadContext, DefinitionsLoadType, preview_api
+from airlift_dagster._compat import KIND_PREFIX, DefinitionsLoadContext, DefinitionsLoadType, preview_api
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.health import (
     import_error_check_specs,
@@ -296,9 +296,10 @@ def build_defs_from_airflow_instance(
         if import_error is not None:
             spec = spec.replace_attributes(description=import_error_description(dag.dag_id, import_error)
                                            + (f"\n\n{spec.description}" if spec.description else ""))
-        # Airlift's metadata, tag and dependencies stay whatever the translator returned.
-        spec = spec.replace_attributes(key=dag_keys[dag.dag_id], deps=[*spec.deps, *deps]).merge_attributes(
-            metadata=metadata, tags={"airlift/airflow_instance": name})
+        # Airlift's metadata, tag and dependencies stay whatever the translator returned. One spec
+        # built, not two: what replace_attributes(key, deps) then merge_attributes(metadata, tags) give.
+        spec = spec.replace_attributes(key=dag_keys[dag.dag_id], deps=[*spec.deps, *deps], metadata={**spec.metadata, **metadata},
+                                       tags={**_tags_without_kinds(spec), "airlift/airflow_instance": name})
         key = spec.key
         if dag.dag_id in triggered:
             trigger_assets.append(build_dag_trigger_asset(spec, airflow_instance=airflow_instance, dag_id=dag.dag_id, api=state.api,
@@ -335,8 +336,12 @@ def build_defs_from_airflow_instance(
         keys_by_input = {f"checked_asset_{i}": key for i, key in enumerate(checked)}
         specs_by_output = {spec.get_python_identifier(): spec for spec in check_specs}
 
-        @op(name=f"{name}__airflow_run_checks", ins={input_name: In(Nothing) for input_name in keys_by_input},
-            out={output: Out(None, is_required=False) for output in specs_by_output})
+        # One In and one Out shared by every input and output (they are immutable): building one per
+        # checked asset costs as much as the op itself at 10,000 DAGs.
+        nothing_in, optional_out = In(Nothing), Out(None, is_required=False)
+
+        @op(name=f"{name}__airflow_run_checks", ins=dict.fromkeys(keys_by_input, nothing_in),
+            out=dict.fromkeys(specs_by_output, optional_out))
         def _airflow_run_checks(context):  # type: ignore[no-untyped-def]  # dagster validates the annotation
             # The sensor evaluates these checks from Airflow's task tries, migrated ones included; the
             # DagsterOperator leaves them out of the runs it launches. A run that still selects them (a
@@ -495,6 +500,11 @@ def _check_known_ids(
                 f"{task_id!r}.{hint} Its tasks: {listed or 'none'}. Fix the id, or pass allow_unknown_ids=[{dag_id!r}] to "
                 "build_defs_from_airflow_instance if the task will appear later"
             )
+
+
+def _tags_without_kinds(spec: AssetSpec) -> dict[str, str]:
+    """The tags ``AssetSpec.merge_attributes`` carries over (the kinds come back from ``spec.kinds``)."""
+    return {k: v for k, v in spec.tags.items() if not k.startswith(KIND_PREFIX)}
 
 
 def _translated(method: Callable[[Any], AssetSpec], props: Any, name: str, what: str) -> AssetSpec:
