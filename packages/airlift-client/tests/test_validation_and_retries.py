@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -475,6 +476,24 @@ def test_proxy_variables_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
         server.server_close()
     assert "http://airflow.invalid/auth/token" in seen, "the token login goes through the proxy"
     assert any(p.startswith("http://airflow.invalid/api/v2/dags") for p in seen)
+
+
+def test_default_session_reads_the_proxy_variables_again_after_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airlift_client.instance import _pooled_session
+
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    session = _pooled_session(2)
+    url = "http://airflow.invalid/api/v2/dags"
+    assert "http" not in session.merge_environment_settings(url, {}, None, None, None)["proxies"]
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    assert "http" not in session.merge_environment_settings(url, {}, None, None, None)["proxies"], "one reading per second"
+    assert session.merge_environment_settings("http://other.invalid/x", {}, None, None, None)["proxies"]["http"] == "http://proxy.invalid:3128"
+    session.ENV_TTL = 0.0
+    time.sleep(0.01)
+    assert session.merge_environment_settings(url, {}, None, None, None)["proxies"]["http"] == "http://proxy.invalid:3128"
+    session.trust_env = False
+    assert session.merge_environment_settings(url, {}, None, None, None)["proxies"] == {}
 
 
 def test_login_page_after_a_relogin_is_retried_then_named() -> None:

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import dagster
+import pytest
 from dagster import Definitions, PreviewWarning
 
 import airlift_dagster
@@ -24,6 +25,8 @@ def test_private_dagster_apis_resolve_on_the_installed_dagster() -> None:
         with _compat.preview_api():
             assert defs.with_reconstruction_metadata({"k": "v"}) is not None
     assert dagster.__version__
+    with pytest.raises(_compat.DagsterInvalidMetadata):
+        dagster.MetadataValue.json({"at": object()})
     assert "dagster/kind/x" in dagster.AssetSpec("a", kinds={"x"}).tags and _compat.KIND_PREFIX == "dagster/kind/"
 
 

@@ -23,11 +23,14 @@ from dagster._core.events import AssetObservationData, StepMaterializationData
 # Where a run's job lives (Dagster's run timeline only lists runs that carry one).
 from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
 
+# What MetadataValue.json raises for data json.dumps refuses.
+from dagster._core.errors import DagsterInvalidMetadata
+
 # The tag prefix AssetSpec stores its kinds under (merge_attributes drops those tags and rebuilds
 # them from ``kinds``; defs.py does the same when it builds a spec in one step).
 from dagster._core.storage.tags import KIND_PREFIX
 
-__all__ = ["KIND_PREFIX", "AssetObservationData", "DefinitionsLoadContext", "DefinitionsLoadType", "RemoteJobOrigin",
+__all__ = ["KIND_PREFIX", "AssetObservationData", "DagsterInvalidMetadata", "DefinitionsLoadContext", "DefinitionsLoadType", "RemoteJobOrigin",
            "RemoteRepositoryOrigin", "StepMaterializationData", "preview_api"]
 
 

@@ -32,7 +32,7 @@ from dagster import (
 )
 
 from airlift_client import AirflowInstance, ui_links_for
-from airlift_dagster._compat import KIND_PREFIX, DefinitionsLoadContext, DefinitionsLoadType, preview_api
+from airlift_dagster._compat import KIND_PREFIX, DagsterInvalidMetadata, DefinitionsLoadContext, DefinitionsLoadType, preview_api
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.health import (
     import_error_check_specs,
@@ -127,6 +127,14 @@ class _Mapped:
     by_task: Mapping[tuple[str, str], list[AssetKey]]
     #: DAG id → the assets mapped to the DAG as a whole (``dag_defs`` without ``task_defs``).
     by_dag: Mapping[str, list[AssetKey]]
+    #: Per spec (in the order of ``specs``): its task handles and the DAG it is mapped to as a whole.
+    handles: Sequence[tuple[list[tuple[str, str]], str | None]]
+    #: ``id(spec)`` → (spec, its task handles), so the specs Dagster hands back are not parsed again.
+    task_handles_by_id: Mapping[int, tuple[AssetSpec, list[tuple[str, str]]]]
+
+    def task_handles(self, spec: AssetSpec) -> list[tuple[str, str]]:
+        known = self.task_handles_by_id.get(id(spec))
+        return known[1] if known is not None and known[0] is spec else task_handles_of(spec)
 
     @property
     def dag_ids(self) -> set[str]:
@@ -142,13 +150,17 @@ def _mapped_assets(defs: Definitions, elsewhere: Sequence[AssetSpec] = ()) -> _M
             specs.extend(item.specs)
     by_task: dict[tuple[str, str], list[AssetKey]] = {}
     by_dag: dict[str, list[AssetKey]] = {}
+    handles: list[tuple[list[tuple[str, str]], str | None]] = []
     for spec in specs:
-        for handle in task_handles_of(spec):
+        task_handles = task_handles_of(spec)
+        for handle in task_handles:
             by_task.setdefault(handle, []).append(spec.key)
         dag_id = dag_handle_of(spec)
         if dag_id is not None:
             by_dag.setdefault(dag_id, []).append(spec.key)
-    return _Mapped(specs=specs, by_task=by_task, by_dag=by_dag)
+        handles.append((task_handles, dag_id))
+    return _Mapped(specs=specs, by_task=by_task, by_dag=by_dag, handles=handles,
+                   task_handles_by_id={id(spec): (spec, h) for spec, (h, _) in zip(specs, handles, strict=True)})
 
 
 def build_defs_from_airflow_instance(
@@ -245,7 +257,7 @@ def build_defs_from_airflow_instance(
                                   f"(airlift_dagster.ExecutableDagSettings), got {type(executable_dag_settings).__name__}")
 
     def annotate(spec: AssetSpec) -> AssetSpec:
-        handles = [h for h in task_handles_of(spec) if h[0] in known_dags]
+        handles = [h for h in mapped.task_handles(spec) if h[0] in known_dags]
         dag_id = handles[0][0] if handles else dag_handle_of(spec)
         if dag_id is None or dag_id not in known_dags:
             return spec
@@ -256,7 +268,7 @@ def build_defs_from_airflow_instance(
             metadata["Migrated to Dagster"] = ", ".join(
                 f"{d}.{t}" for d, t in handles if (found := state.task(d, t)) is not None and task_is_marked_migrated(found.doc_md)) or "none"
         if task is not None:
-            metadata["Airflow task (raw)"] = MetadataValue.json(raw_json(task.raw))
+            metadata["Airflow task (raw)"] = _raw_metadata(task.raw)
             metadata["Migrated to Dagster"] = task_is_marked_migrated(task.doc_md)
         return spec.merge_attributes(metadata=metadata, kinds={"airflow"} if "airflow" not in spec.kinds else set())
 
@@ -276,13 +288,13 @@ def build_defs_from_airflow_instance(
     dag_specs = []
     trigger_assets = []
     check_specs = []
-    indexes = task_asset_indexes(mapped.specs)
+    indexes = task_asset_indexes(mapped.specs, mapped.handles)
     for dag in state.dags:
         deps = [*task_keys_by_dag.get(dag.dag_id, []), *dataset_keys_by_consumer.get(dag.dag_id, [])]
         source = state.sources.get(dag.dag_id)
         metadata: dict[str, object] = {
             "Airflow DAG": MetadataValue.url(links.dag_url(dag.dag_id)),
-            "Raw DAG (REST)": MetadataValue.json(raw_json(dag.raw)),
+            "Raw DAG (REST)": _raw_metadata(dag.raw),
             TASK_ASSET_INDEX_METADATA: MetadataValue.json(indexes.get(dag.dag_id) or dump_task_asset_index({})),
             # push (Airflow side) reads it to stop reporting before this sensor reads the row
             SENSOR_SETTLE_METADATA: MetadataValue.float(settings.settle.total_seconds()),
@@ -500,6 +512,16 @@ def _check_known_ids(
                 f"{task_id!r}.{hint} Its tasks: {listed or 'none'}. Fix the id, or pass allow_unknown_ids=[{dag_id!r}] to "
                 "build_defs_from_airflow_instance if the task will appear later"
             )
+
+
+def _raw_metadata(raw: Mapping[str, Any]) -> Any:
+    """``MetadataValue.json(raw_json(raw))``: a raw REST dict as JSON metadata. Dagster copies it
+    through JSON itself; :func:`raw_json`'s copy (values JSON does not know as strings) is made only
+    when Dagster refuses the dict as it is."""
+    try:
+        return MetadataValue.json(raw)
+    except DagsterInvalidMetadata:
+        return MetadataValue.json(raw_json(raw))
 
 
 def _tags_without_kinds(spec: AssetSpec) -> dict[str, str]:

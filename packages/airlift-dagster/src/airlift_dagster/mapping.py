@@ -12,7 +12,7 @@ executable asset definitions and multi-assets alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from dagster import AssetsDefinition, AssetSpec, Definitions, TimeWindowPartitionsDefinition
@@ -192,11 +192,15 @@ def dag_handle_of(spec: AssetSpec) -> str | None:
     return own if own is not None else (dags[0] if dags else None)
 
 
-def task_asset_indexes(specs: Iterable[AssetSpec]) -> dict[str, dict[str, Any]]:
+def task_asset_indexes(
+    specs: Iterable[AssetSpec], handles: Sequence[tuple[Sequence[tuple[str, str]], str | None]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Per DAG id, the DAG asset's :data:`~airlift_protocol.TASK_ASSET_INDEX_METADATA` value: the
     keys of the assets mapped to each task of the DAG (and to the DAG itself), so the Airflow side
     reads one asset node instead of every node of the deployment. Time-partitioned assets are listed
-    as such: a push leaves them to the sensor, which records their partition.
+    as such: a push leaves them to the sensor, which records their partition. ``handles``: each
+    spec's :func:`task_handles_of` and :func:`dag_handle_of`, in the order of ``specs``, when the
+    caller has them already.
 
     >>> spec = AssetSpec(key=["raw", "customers"], metadata={DAG_ID_METADATA_KEY: "d", TASK_ID_METADATA_KEY: "load"})
     >>> task_asset_indexes([spec])
@@ -205,15 +209,16 @@ def task_asset_indexes(specs: Iterable[AssetSpec]) -> dict[str, dict[str, Any]]:
     tasks: dict[str, dict[str, list[list[str]]]] = {}
     dag_level: dict[str, list[list[str]]] = {}
     partitioned: dict[str, list[list[str]]] = {}
-    for spec in specs:
+    specs = list(specs)
+    for spec, (task_handles, whole) in zip(specs, handles if handles is not None else [(task_handles_of(s), dag_handle_of(s)) for s in specs],
+                                           strict=True):
         path = list(spec.key.path)
-        whole = dag_handle_of(spec)
-        handles: list[tuple[str, str | None]] = [*task_handles_of(spec), *([(whole, None)] if whole is not None else [])]
-        for dag_id in dict.fromkeys(d for d, _ in handles):
+        both: list[tuple[str, str | None]] = [*task_handles, *([(whole, None)] if whole is not None else [])]
+        for dag_id in dict.fromkeys(d for d, _ in both):
             tasks.setdefault(dag_id, {})
             if isinstance(spec.partitions_def, TimeWindowPartitionsDefinition):
                 partitioned.setdefault(dag_id, []).append(path)
-        for dag_id, task_id in handles:
+        for dag_id, task_id in both:
             if task_id is None:
                 dag_level.setdefault(dag_id, []).append(path)
             else:
