@@ -98,11 +98,11 @@ class _PooledSession(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
-        self._env_settings: dict[Hashable, tuple[float, dict[str, Any]]] = {}
+        self._env_settings: dict[Hashable, tuple[float, Any]] = {}
 
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
         if not self.trust_env:
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)  # type: ignore[no-any-return]
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(str(url))
         key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream, verify, cert,
                tuple(sorted(self.proxies.items())), self.stream, self.verify, self.cert)

@@ -16,15 +16,15 @@ from dagster._core.definitions.definitions_load_context import (
     DefinitionsLoadType,
 )
 
+# What MetadataValue.json raises for data json.dumps refuses.
+from dagster._core.errors import DagsterInvalidMetadata
+
 # The payloads of asset events stored in a run's event log (what Dagster's own step execution and
 # report_runless_asset_event build), for runs that stand for Airflow DAG runs (run_mirror.py).
 from dagster._core.events import AssetObservationData, StepMaterializationData
 
 # Where a run's job lives (Dagster's run timeline only lists runs that carry one).
 from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
-
-# What MetadataValue.json raises for data json.dumps refuses.
-from dagster._core.errors import DagsterInvalidMetadata
 
 # The tag prefix AssetSpec stores its kinds under (merge_attributes drops those tags and rebuilds
 # them from ``kinds``; defs.py does the same when it builds a spec in one step).

@@ -32,7 +32,13 @@ from dagster import (
 )
 
 from airlift_client import AirflowInstance, ui_links_for
-from airlift_dagster._compat import KIND_PREFIX, DagsterInvalidMetadata, DefinitionsLoadContext, DefinitionsLoadType, preview_api
+from airlift_dagster._compat import (
+    KIND_PREFIX,
+    DagsterInvalidMetadata,
+    DefinitionsLoadContext,
+    DefinitionsLoadType,
+    preview_api,
+)
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.health import (
     import_error_check_specs,
