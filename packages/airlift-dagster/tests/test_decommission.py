@@ -45,7 +45,7 @@ from airlift_dagster import AirflowInstance, BasicAuthBackend, dag_defs, task_de
 import os
 
 airflow_instance = AirflowInstance(auth_backend=BasicAuthBackend(os.environ["AIRLIFT_AIRFLOW_URL"], "admin", "admin"),
-                                   name="airflow")
+                                   name="warehouse_airflow")
 
 @asset
 def first(): ...
@@ -86,11 +86,11 @@ def project(tmp_path: Path, fake: FakeAirflow) -> Path:
     return tmp_path
 
 
-def run(fake: FakeAirflow, project: Path, *args: str) -> Result:
+def run(fake: FakeAirflow, project: Path, *args: str, defs: bool = True) -> Result:
     env = {"AIRLIFT_AIRFLOW_URL": fake.url, "AIRLIFT_AIRFLOW_USERNAME": "admin", "AIRLIFT_AIRFLOW_PASSWORD": "admin",
            "NO_COLOR": "1", "COLUMNS": "250"}
-    return CliRunner().invoke(cli, ["decommission", "-d", str(project), "--defs", str(project / "defs.py"), *args],
-                              env=env, catch_exceptions=False)
+    where = ["--defs", str(project / "defs.py")] if defs else ["--out-dir", str(project / "decommissioned")]
+    return CliRunner().invoke(cli, ["decommission", "-d", str(project), *where, *args], env=env, catch_exceptions=False)
 
 
 def paused(fake: FakeAirflow) -> bool:
@@ -114,7 +114,7 @@ def test_decommission_writes_the_file_pauses_and_undo_reverts(fake: FakeAirflow,
     path = project / "decommissioned" / f"{DAG}.yaml"
     plan = load_decommission_plan(path)
     assert (plan.schedule.kind, plan.schedule.cron, plan.airflow_was_paused) == ("cron", "0 0 * * *", False)
-    assert plan.dag_asset_key == ("airflow", "dag", DAG)
+    assert (plan.airflow_instance, plan.dag_asset_key) == ("warehouse_airflow", ("warehouse_airflow", "dag", DAG))  # --url, named by --defs
     assert any("migration_state" in item for item in plan.airflow_cleanup)
     assert paused(fake)
     assert "delete DAG" in result.output
@@ -180,6 +180,30 @@ def test_refuses_a_timetable_it_cannot_express(fake: FakeAirflow, project: Path)
     assert result.exit_code == EXIT_ERROR
     assert result.output.count("\n") == 1 and "'@continuous'" in result.output
     assert not (project / "decommissioned").exists() and not paused(fake)
+
+
+def test_without_defs_the_instance_name_comes_from_instance_or_the_command_refuses(fake: FakeAirflow, project: Path) -> None:
+    refused = run(fake, project, DAG, defs=False)
+    assert refused.exit_code == EXIT_ERROR and refused.output.count("\n") == 1, refused.output
+    assert "pass --instance NAME" in refused.output and "--defs" in refused.output
+    assert not (project / "decommissioned").exists() and not paused(fake)
+    assert run(fake, project, DAG, "--dry-run", defs=False).exit_code == EXIT_ERROR
+
+    named = run(fake, project, DAG, "--instance", "warehouse_airflow", defs=False)
+    assert named.exit_code == EXIT_OK, named.output
+    plan = load_decommission_plan(project / "decommissioned" / f"{DAG}.yaml")
+    assert plan.dag_asset_key == ("warehouse_airflow", "dag", DAG) and paused(fake)
+    assert run(fake, project, DAG, "--undo", defs=False).exit_code == EXIT_OK  # the file names the instance
+    assert not paused(fake)
+
+
+def test_defs_without_an_airflow_instance_and_a_url_need_instance(fake: FakeAirflow, project: Path) -> None:
+    start, end = DEFS_FILE.index("airflow_instance = "), DEFS_FILE.index("@asset")
+    (project / "defs.py").write_text(DEFS_FILE[:start] + DEFS_FILE[end:])
+    refused = run(fake, project, DAG)
+    assert refused.exit_code == EXIT_ERROR and refused.output.count("\n") == 1, refused.output
+    assert "defs.py has no AirflowInstance; pass --instance NAME" in refused.output
+    assert not paused(fake)
 
 
 def test_refuses_unknown_dag_and_undo_of_a_dag_not_decommissioned(fake: FakeAirflow, project: Path) -> None:

@@ -38,6 +38,9 @@ AUTH_KINDS = ("basic", "token", "mwaa")
 #: The header Dagster+ reads its API token from (the Airflow side sends the same one).
 DAGSTER_TOKEN_HEADER = "Dagster-Cloud-Api-Token"
 #: What to do when Dagster refuses a request (401/403): its API token is missing or wrong.
+#: The name of an ``AirflowInstance`` built from ``--url``/``--mwaa-env`` alone, for commands whose
+#: output does not depend on it.
+UNNAMED_INSTANCE = "airflow"
 DAGSTER_TOKEN_HINT = "Dagster refused the request: give a valid Dagster+ API token in AIRLIFT_DAGSTER_API_TOKEN (or --dagster-token)"
 
 
@@ -141,6 +144,7 @@ class Connection:
     dagster_token: str | None = field(default=None, repr=False)
     _user_code: UserCode | None = field(default=None, repr=False)
     _instance: AirflowInstance | None = field(default=None, repr=False)
+    _unnamed: bool = field(default=False, repr=False)
 
     @property
     def has_user_code(self) -> bool:
@@ -191,8 +195,20 @@ class Connection:
             )
         return BasicAuthBackend(url, self.username, self.password)
 
-    def instance(self) -> AirflowInstance:
-        """The ``AirflowInstance`` to talk to: from the options, else from the user's definitions."""
+    def _known_instance_name(self) -> str | None:
+        """The ``AirflowInstance``'s name: ``--instance``, else the one in the user's definitions."""
+        if self.instance_name:
+            return self.instance_name
+        code = self.user_code()
+        return code.instance.name if code is not None and code.instance is not None else None
+
+    def instance(self, *, named: bool = False) -> AirflowInstance:
+        """The ``AirflowInstance`` to talk to: from the options, else from the user's definitions.
+
+        Built from the options, it takes its name from ``--instance``, else from the user's
+        definitions. ``named=True`` is for a command whose output depends on that name (it is part of
+        the DAG assets' keys): without either it refuses rather than make up a name.
+        """
         if self._instance is None:
             code = self.user_code()
             if not self.url and not self.mwaa_env and code is not None:
@@ -200,12 +216,20 @@ class Connection:
                     raise CliError(f"{code.source}: no AirflowInstance found at module level; give --url instead.")
                 self._instance = code.instance
             else:
+                name = self._known_instance_name()
                 self._instance = AirflowInstance(
                     auth_backend=self._backend(),
-                    name=self.instance_name or "airflow",
+                    name=name or UNNAMED_INSTANCE,
                     timeout=self.timeout,
                     retry_policy=RetryPolicy(max_attempts=2, deadline=self.timeout * 3),
                 )
+                self._unnamed = name is None
+        if named and self._unnamed:
+            code = self.user_code()
+            how = (f"{code.source} has no AirflowInstance; pass --instance NAME" if code is not None
+                   else "pass --instance NAME (or --defs/-m with your Dagster definitions)")
+            raise CliError(f"cannot tell the AirflowInstance's name, part of the DAG assets' keys: {how}, NAME being "
+                           "the name of the AirflowInstance in your Dagster definitions; nothing changed.")
         return self._instance
 
 
@@ -220,7 +244,8 @@ _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--mwaa-region",), {"envvar": "AIRLIFT_MWAA_REGION", "help": "AWS region of the MWAA environment."}),
     (("--defs", "defs_path"), {"envvar": "AIRLIFT_DEFS", "help": "Python file of your Dagster definitions."}),
     (("-m", "--module"), {"envvar": "AIRLIFT_DEFS_MODULE", "help": "Module of your Dagster definitions."}),
-    (("--instance", "instance_name"), {"envvar": "AIRLIFT_INSTANCE", "help": "AirflowInstance name (when several)."}),
+    (("--instance", "instance_name"), {"envvar": "AIRLIFT_INSTANCE",
+                                      "help": "AirflowInstance name: picks one of several in --defs; names the DAG assets without --defs."}),
     (("--timeout",), {"envvar": "AIRLIFT_TIMEOUT", "type": float, "default": 10.0, "show_default": True,
                       "help": "Seconds per HTTP request."}),
     (("--dagster-url",), {"envvar": "AIRLIFT_DAGSTER_URL", "help": "Dagster webserver URL (doctor, last Dagster runs)."}),

@@ -121,7 +121,7 @@ def _check_builds(plan: DecommissionPlan, code: UserCode | None, text: str) -> N
 
 
 def _plan(conn: Connection, dag_id: str, state_folder: Path) -> tuple[DecommissionPlan, LiveDag]:
-    instance = conn.instance()
+    instance = conn.instance(named=True)  # its name is part of the DAG asset's key in the file
     live = fetch_live_dags(instance, Output(), dag_ids=[dag_id]).get(dag_id)
     if live is None:
         raise CliError(f"DAG {dag_id!r} is not in {instance.webserver_url}; nothing changed.")
