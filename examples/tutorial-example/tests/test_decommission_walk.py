@@ -10,9 +10,7 @@ Extended (``uvx nox -s extended-tutorial-airflow3``, or ``-airflow2``).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,9 @@ from typing import Any
 import pytest
 
 from airlift_protocol import AIRFLOW_RUN_ID_RUN_TAG, MIGRATION_DOC_MARKER
-from airlift_testing import AirflowServer, DagsterServer, free_port, repo_root, wait_until
+from airlift_testing import AirflowServer, DagsterServer, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.extended]
-EXAMPLE = Path(__file__).resolve().parent.parent
 DAG_ID = "rebuild_customers_list"
 INSTANCE = "airflow_instance_one"
 TASKS = ["load_raw_customers", "run_dbt_model", "export_customers"]
@@ -51,37 +48,14 @@ def _materializations(dagster: DagsterServer, asset: str) -> list[str]:
 
 
 def test_migrate_every_task_then_decommission_the_tutorial_dag(
-    airflow_server_factory: Callable[..., AirflowServer],
-    dagster_server_factory: Callable[..., DagsterServer],
-    tmp_path: Path,
+    world: dict[str, Any], tutorial_dagster: Callable[..., DagsterServer]
 ) -> None:
-    dags = tmp_path / "airflow_dags"
-    shutil.copytree(EXAMPLE / "airflow_dags", dags)
-    decommissioned = tmp_path / "decommissioned"
-    env = {
-        "TUTORIAL_DUCKDB_PATH": str(tmp_path / "jaffle_shop.duckdb"),
-        "TUTORIAL_EXPORT_DIR": str(tmp_path / "export"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    project = EXAMPLE / "dbt_project"
-    subprocess.run([str(Path(sys.executable).parent / "dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project)],
-                   check=True, capture_output=True, env={**os.environ, **env})
-    packages = repo_root() / "packages"
-    dagster_port = free_port()  # Airflow's DagsterOperator is told up front
-    airflow = airflow_server_factory(
-        dags,
-        extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow", EXAMPLE],
-        extra_requirements=["dbt-core>=1.8,<1.12", "dbt-duckdb>=1.8", "duckdb>=1.0"],
-        extra_env={**env, "AIRFLOW_CONN_DAGSTER_DEFAULT": f"http://127.0.0.1:{dagster_port}"},
-    )
-    airflow.wait_for_dags([DAG_ID])
+    airflow: AirflowServer = world["airflow"]
+    dags: Path = world["dags"]
+    env: dict[str, str] = world["env"]
+    decommissioned = world["tmp"] / "decommissioned"
     airflow.unpause(DAG_ID)
-    dagster = dagster_server_factory(
-        defs_file=EXAMPLE / "tutorial_example" / "dagster_defs" / "decommission.py",
-        extra_packages=[*(packages / p for p in ("airlift-protocol", "airlift-client", "airlift-dagster", "airlift-dbt")), EXAMPLE],
-        extra_env={**env, "TUTORIAL_AIRFLOW_URL": airflow.url, "AIRLIFT_DECOMMISSIONED_DIR": str(decommissioned)},
-        port=dagster_port,
-    )
+    dagster = tutorial_dagster("decommission", AIRLIFT_DECOMMISSIONED_DIR=str(decommissioned))
     assert dagster.venv is not None
     airlift_command = str(dagster.venv / "bin" / "airlift")
     location = dagster.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"][0]["name"]
@@ -153,7 +127,7 @@ def test_migrate_every_task_then_decommission_the_tutorial_dag(
         assert job_run in after[asset], asset
         assert set(before[asset]) <= set(after[asset]) and len(after[asset]) == len(before[asset]) + 1, asset
     assert after[DAG_ASSET] == before[DAG_ASSET], "the DAG asset's history stays as the sensor recorded it"
-    assert (tmp_path / "export" / "customers.csv").read_text().count("\n") == 51
+    assert (world["tmp"] / "export" / "customers.csv").read_text().count("\n") == 51
 
     # undo: Airflow schedules the DAG again; after a reload the job is gone
     undone = decommission("--undo")

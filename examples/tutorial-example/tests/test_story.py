@@ -6,23 +6,18 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from dagster import AssetMaterialization, DagsterInstance, Definitions, build_sensor_context
 
 from airlift_protocol import AIRFLOW_RUN_ID_RUN_TAG, MIGRATION_DOC_MARKER, set_task_migrated
-from airlift_testing import AirflowServer, DagsterServer, free_port, repo_root, wait_until
+from airlift_testing import AirflowServer, DagsterServer, wait_until
 
 pytestmark = pytest.mark.integration
-EXAMPLE = Path(__file__).resolve().parent.parent
 DAG_ID = "rebuild_customers_list"
 TASKS = ["load_raw_customers", "run_dbt_model", "export_customers"]
 DBT_ASSETS = {"raw_data/raw_orders", "raw_data/raw_payments", "stg_customers", "stg_orders", "stg_payments", "customers"}
@@ -33,31 +28,11 @@ RUNS = """query($tag: String!) { runsOrError(filter: {tags: [{key: "%s", value: 
   ... on Runs { results { runId status tags { key value } assetMaterializations { assetKey { path } } } } } }""" % AIRFLOW_RUN_ID_RUN_TAG
 
 
-@pytest.fixture(scope="module")
-def world(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("tutorial")
-    dagster_port = free_port()  # the migrate step's Dagster; Airflow's DagsterOperator is told up front
-    dags = tmp / "airflow_dags"
-    shutil.copytree(EXAMPLE / "airflow_dags", dags)
-    env = {
-        "TUTORIAL_DUCKDB_PATH": str(tmp / "jaffle_shop.duckdb"),
-        "TUTORIAL_EXPORT_DIR": str(tmp / "export"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    os.environ.update(env)
-    project = EXAMPLE / "dbt_project"
-    subprocess.run([str(Path(sys.executable).parent / "dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project)],
-                   check=True, capture_output=True)
-    packages = repo_root() / "packages"
-    airflow = airflow_server_factory(
-        dags,
-        extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow", EXAMPLE],
-        extra_requirements=["dbt-core>=1.8,<1.12", "dbt-duckdb>=1.8", "duckdb>=1.0"],
-        extra_env={**env, "AIRFLOW_CONN_DAGSTER_DEFAULT": f"http://127.0.0.1:{dagster_port}"},
-    )
-    airflow.wait_for_dags([DAG_ID])
-    os.environ["TUTORIAL_AIRFLOW_URL"] = airflow.url
-    return {"airflow": airflow, "dags": dags, "env": env, "tmp": tmp, "dagster_port": dagster_port}
+@pytest.fixture(scope="module", autouse=True)
+def _tutorial_env(world: dict[str, Any]) -> None:
+    """The sensor runs in this process and imports the tutorial's definitions, which read these."""
+    os.environ.update(world["env"])
+    os.environ["TUTORIAL_AIRFLOW_URL"] = world["airflow"].url
 
 
 def _defs(step: str) -> Definitions:
@@ -117,15 +92,9 @@ def test_peer_then_observe(world: dict[str, Any]) -> None:
     assert (world["tmp"] / "export" / "customers.csv").read_text().count("\n") == 51
 
 
-def test_migrate_task_by_task_and_roll_back(world: dict[str, Any], dagster_server_factory: Callable[..., DagsterServer]) -> None:
+def test_migrate_task_by_task_and_roll_back(world: dict[str, Any], tutorial_dagster: Callable[..., DagsterServer]) -> None:
     airflow: AirflowServer = world["airflow"]
-    packages = repo_root() / "packages"
-    dagster = dagster_server_factory(
-        defs_file=EXAMPLE / "tutorial_example" / "dagster_defs" / "migrate.py",
-        extra_packages=[*(packages / p for p in ("airlift-protocol", "airlift-client", "airlift-dagster", "airlift-dbt")), EXAMPLE],
-        extra_env={**world["env"], "TUTORIAL_AIRFLOW_URL": airflow.url},
-        port=world["dagster_port"],
-    )
+    dagster = tutorial_dagster("migrate")
     state_dir = world["dags"] / "migration_state"
 
     def reparse(task_id: str, migrated: bool) -> None:
