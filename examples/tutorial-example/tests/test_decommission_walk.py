@@ -2,7 +2,7 @@
 and a real Dagster webserver + daemon loading ``dagster_defs/decommission.py``: migrate the three tasks,
 run the DAG (each task runs in Dagster), decommission it (``--dry-run``, then for real), reload the code
 location, launch the job ``rebuild_customers_list_decommissioned`` (the DAG has no schedule, so Dagster gets
-the job only), then ``--undo``.
+the job only), then ``--undo``. Before the migration, and without ``--instance``, the command refuses.
 
 Extended (``uvx nox -s extended-tutorial-airflow3``, or ``-airflow2``).
 """
@@ -75,6 +75,14 @@ def test_migrate_every_task_then_decommission_the_tutorial_dag(
         answer = dagster.graphql(RELOAD, {"name": location}, timeout=300)["reloadRepositoryLocation"]  # it reads Airflow again
         assert answer["locationOrLoadError"]["__typename"] != "PythonError", answer
         return dict(dagster.graphql(REPOSITORY, {"sel": repository})["repositoryOrError"])
+
+    # refused, nothing changed: before the migration (every task still runs in Airflow), and without --instance
+    # (no --defs either: the command cannot tell the DAG asset's key)
+    early = decommission()
+    assert early.returncode == 3 and "tasks not migrated" in early.stdout + early.stderr, early.stdout + early.stderr
+    unnamed = airlift("decommission", "-d", str(dags), "--out-dir", str(decommissioned), DAG_ID, "--dry-run")
+    assert unnamed.returncode == 3 and "pass --instance NAME" in unnamed.stdout + unnamed.stderr, unnamed.stdout + unnamed.stderr
+    assert not decommissioned.exists() and airflow.get(f"/dags/{DAG_ID}")["is_paused"] is False
 
     # Step 3, every task: the banner's `airlift state set ... --migrated`, then Airflow re-parses
     migrated = airlift("state", "set", "-d", str(dags), DAG_ID, *TASKS, "--migrated")
