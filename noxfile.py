@@ -15,7 +15,8 @@ sessions with ``nox --list --json``, so local runs and CI cannot drift.
                                  # deployment (deploy-airflow2/3: Celery workers, a Postgres-backed Dagster, a code server)
     uvx nox -t extended          # real-server tests of the optional features (push, datasets, dg component, decommission)
     uvx nox -t chaos             # the chaos suite: scripted operations on real servers, exactly once
-    uvx nox -t chaos-ci          # its quick subset (three scenarios) on both Airflow majors and on 2.9
+    uvx nox -t chaos-ci          # its quick subset (three scenarios; also in the default run) on both majors and 2.9
+    uvx nox -t tutorial-script   # scripts/tutorial.py as a user runs it, on both majors
 
 Isolation rules the sessions keep (they model production):
 - a session testing airlift-airflow never installs dagster; one testing airlift-dagster never installs
@@ -89,6 +90,8 @@ class Suite:
     shapes: tuple[str, ...] = ()
     # Not in the default run: its sessions carry this tag instead (`uvx nox -t <tag>`).
     tag: str | None = None
+    # In the default run all the same (its default-version sessions; the tag still selects them alone).
+    in_default_run: bool = False
     # The Airflow generations ("2", "3") it runs on; None: every one of AIRFLOW_VERSIONS.
     generations: tuple[str, ...] | None = None
 
@@ -125,14 +128,12 @@ SUITES: tuple[Suite, ...] = (
     # restarts, a stopped daemon, a slow Dagster, a lost cursor, a DAG newly mapped): one ledger row per Airflow try,
     # exactly once (`uvx nox -t chaos`, a job of its own in the GitHub workflow)
     Suite("chaos", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration and not deploy", airflow="server", tag="chaos"),
-    # its quick subset (`uvx nox -t chaos-ci`): instance names differing on both sides, a re-attached retry, push with
-    # a backlog; one Airflow, one Dagster and one backlog of two runs for the three. Not in the default run: 432 s on
-    # Airflow 3.3 and about 11 minutes on 2.11 on 2 busy cores (README), over the 5 minutes per major the default run
-    # has room for; the tutorial sessions prove one materialization per Airflow run across the sensor and migrated runs
+    # its quick subset, in the default run (alone: `uvx nox -t chaos-ci`): instance names differing on both sides, a
+    # re-attached retry, push with a backlog; one Airflow, one Dagster and one backlog of two runs for the three.
     # Also on Airflow 2.9 in the wider matrix (`uvx nox -s chaos-ci-airflow2.9`, tag compat): before 2.10 the
     # listener's try number differs from REST's outside RUNNING, and push must still report each try once.
     Suite("chaos-ci", ("testing/chaos-suite",), _pkg("airlift-protocol"), marker="integration and chaos_ci", airflow="server",
-          tag="chaos-ci", compat=True, compat_minors=("2.9",)),
+          tag="chaos-ci", in_default_run=True, compat=True, compat_minors=("2.9",)),
     # the story on the production-shaped deployment (Airflow: CeleryExecutor, Redis, two workers, PostgreSQL; Dagster:
     # PostgreSQL, a code server, webserver and daemon, a run queue of one; see airlift_testing.deploy), exactly once
     # (`uvx nox -t production`, or `-s deploy-airflow2` / `-s deploy-airflow3`)
@@ -140,7 +141,8 @@ SUITES: tuple[Suite, ...] = (
           airflow="server", tag="production"),
     # the user guide, end to end: peer, observe, migrate task by task, roll back
     # scripts/tutorial.py as a user runs it: start, trigger, see the materialization, two Ctrl-C, nothing left
-    Suite("tutorial-script", ("tests/test_tutorial_script.py",), (), marker="integration", airflow="server"),
+    # (`uvx nox -t tutorial-script`, a job of its own in the GitHub workflow; its unit tests run by default in unit-repo)
+    Suite("tutorial-script", ("tests/test_tutorial_script.py",), (), marker="integration", airflow="server", tag="tutorial-script"),
     # the feature examples (examples/datasets, examples/partitions, examples/mirror-runs) on real Airflow: `uvx nox -t examples`
     # (not in the default run: the default run's time budget)
     Suite("examples", ("examples/tests",), _pkg("airlift-dagster"), marker="integration", airflow="server", tag="examples"),
@@ -195,7 +197,7 @@ def _register(suite: Suite, python: str, airflow_version: str | None, dagster: s
         f" and Dagster {dagster}" if dagster else ""
     ) + (f" ({shape} shape)" if shape else "")
     tags = (["compat"] if compat else []) + ([shape] if shape else []) + ([suite.tag] if suite.tag else [])
-    nox.session(name=name, python=python, default=not compat and suite.tag is None, tags=tags)(run)
+    nox.session(name=name, python=python, default=not compat and (suite.tag is None or suite.in_default_run), tags=tags)(run)
 
 
 for _suite in SUITES:
