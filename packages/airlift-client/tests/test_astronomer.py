@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,44 @@ def test_deployment_url_shape() -> None:
     assert repr(AstronomerAuthBackend("https://myorg.astronomer.run/d8nu8sxx/", token="t")) == (
         "AstronomerAuthBackend(deployment_url='https://myorg.astronomer.run/d8nu8sxx')"
     )
+
+
+def test_a_netrc_entry_for_the_host_does_not_replace_the_token(astro: FakeAstroDeployment, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests applies ~/.netrc to a request with no ``auth`` of its own, which replaces the session's
+    ``Authorization: Bearer`` header with the file's Basic credentials; Airlift's credentials come from
+    its auth backend only."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login curl-user password netrc-secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    inst = AirflowInstance(auth_backend=AstronomerAuthBackend(astro.gateway.url, token=astro.issue()), name="astro")
+    assert len(inst.list_dags()) == 3
+    assert {scheme for _, path, scheme in astro.gateway.seen} == {"Bearer"}
+    assert astro.refused == []
+
+
+def test_redirects_keep_the_token_on_the_host_and_never_take_netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import requests
+
+    from airlift_client._sessions import CredentialsSession
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine other.example login curl-user password netrc-secret\nmachine airflow.example login u password p\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    session = CredentialsSession()
+    session.headers["Authorization"] = "Bearer t"
+
+    def redirected(to: str) -> requests.PreparedRequest:
+        first = session.prepare_request(requests.Request("GET", "https://airflow.example/api/v2/dags"))
+        response = requests.Response()
+        response.request = first
+        again = first.copy()
+        again.prepare_url(to, None)
+        session.rebuild_auth(again, response)
+        return again
+
+    assert session.prepare_request(requests.Request("GET", "https://airflow.example/x")).headers["Authorization"] == "Bearer t"
+    assert redirected("https://airflow.example/api/v2/dags/").headers["Authorization"] == "Bearer t"
+    assert "Authorization" not in redirected("https://other.example/login").headers

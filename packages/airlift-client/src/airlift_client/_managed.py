@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import requests
 
+from airlift_client._sessions import CredentialsSession
 from airlift_client.auth import AuthBackend
 from airlift_client.errors import AirflowUnreachableError
 from airlift_protocol import ApiVersion
@@ -15,7 +16,7 @@ def probe_with_credentials(backend: AuthBackend, *, timeout: float) -> ApiVersio
     """The REST generation, from the health endpoints asked with the backend's credentials (Cloud
     Composer and Astro refuse anonymous requests, even to health). None if neither answers JSON:
     the client then probes anonymously and names what it saw."""
-    with requests.Session() as probe:
+    with CredentialsSession() as probe:
         backend.authenticate(probe, api_version=ApiVersion.V2, timeout=timeout)
         for api, path in ((ApiVersion.V2, "/api/v2/monitor/health"), (ApiVersion.V1, "/api/v1/health")):
             url = backend.webserver_url + path

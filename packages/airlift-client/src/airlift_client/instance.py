@@ -19,6 +19,7 @@ import requests.adapters
 
 from airlift_client._generations import GenerationRest, rest_for
 from airlift_client._schemas import SCHEMAS
+from airlift_client._sessions import CredentialsSession
 from airlift_client._transport import Transport
 from airlift_client.auth import AuthBackend
 from airlift_client.errors import (
@@ -88,7 +89,7 @@ def run_groups(runs: Iterable[tuple[str, str]]) -> list[tuple[list[str], list[st
     return sorted((sorted(dags), sorted(run_ids)) for run_ids, dags in dag_groups.items())
 
 
-class _PooledSession(requests.Session):
+class _PooledSession(CredentialsSession):
     """requests' session, reading the proxy and CA-bundle variables of the environment at most once a
     second per server instead of once per request (requests scans the whole environment each time:
     a third of the client's CPU per request when thousands of task lists are read at load)."""

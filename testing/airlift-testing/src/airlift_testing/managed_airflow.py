@@ -87,7 +87,9 @@ class GatewayServer(LoopbackServer):
         if self.fake.generation == 2:
             return "Basic " + base64.b64encode(f"{self.fake.username}:{self.fake.password}".encode()).decode()
         if self._fake_bearer is None:
-            response = requests.post(f"{self.fake.url}/auth/token", json={"username": self.fake.username, "password": self.fake.password}, timeout=10)
+            with requests.Session() as login:
+                login.trust_env = False
+                response = login.post(f"{self.fake.url}/auth/token", json={"username": self.fake.username, "password": self.fake.password}, timeout=10)
             self._fake_bearer = "Bearer " + response.json()["access_token"]
         return self._fake_bearer
 
@@ -125,7 +127,9 @@ class GatewayServer(LoopbackServer):
                 headers = {"Authorization": outer._upstream_auth()}
                 if request.body:
                     headers["Content-Type"] = self.headers.get("Content-Type") or "application/json"
-                upstream = requests.request(self.command, outer.fake.url + path, data=request.body or None, headers=headers, timeout=30)
+                with requests.Session() as forward:
+                    forward.trust_env = False  # the gateway's own credentials, never a ~/.netrc entry of the test's
+                    upstream = forward.request(self.command, outer.fake.url + path, data=request.body or None, headers=headers, timeout=30)
                 self._reply(upstream.status_code, upstream.content, upstream.headers.get("Content-Type", "application/json"))
 
             do_GET = do_POST = do_PATCH = do_DELETE = _handle
