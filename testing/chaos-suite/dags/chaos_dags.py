@@ -11,7 +11,7 @@ production-shaped deployment runs one worker per queue; the LocalExecutor ignore
 
 The migrated tasks defer (the triggerer waits for their Dagster runs): while the suite keeps Dagster's
 daemon stopped, runs stay queued, and tasks waiting on a worker would hold every executor slot
-(Airflow 2 standalone runs one task at a time; the suite's Airflow 3 runs four), so no other task,
+(the suite's Airflow 2 runs on PostgreSQL with the LocalExecutor, Airflow 3 standalone runs four at once), so no other task,
 ``flaky``'s retry included, could start.
 
 chaos_late: one task, mapped on the Dagster side only when the suite says so.

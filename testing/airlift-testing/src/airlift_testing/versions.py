@@ -125,6 +125,8 @@ def supported_versions_table() -> str:
     releases = ", ".join(AIRFLOW_VERSIONS.values())
     for index, (shape, what) in enumerate(SHAPES.items()):
         run_by = "`uvx nox`" if index == 0 else f"`uvx nox -t {shape}` (`-{shape}` sessions, also in `-t compat`)"
+        if shape == "production":  # the chaos suite runs Airflow 2 on it (testing/chaos-suite/conftest.py)
+            run_by += "; Airflow 2 of the chaos suite, in `uvx nox` too (`chaos-ci-airflow2`)"
         rows.append(f"| Airflow server shape | {shape}: {what} | {releases} | {run_by} |")
     for python in PYTHONS:
         run_by = "`uvx nox` (all sessions; Airflow and Dagster servers)" if python == DEFAULT_PYTHON else f"`uvx nox` (`-py{python}` sessions)"
