@@ -346,11 +346,13 @@ class Chaos:
                 for t in self.dagster.sensor_state(SENSOR)["ticks"] if t["status"] == "FAILURE"]
 
     # -- the check ----------------------------------------------------------------------------------
-    def check(self, runs: list[tuple[str, str]], *, title: str, timeout: float = 300) -> None:
+    def check(self, runs: list[tuple[str, str]], *, title: str, timeout: float = 300, unchanged_since: datetime | None = None) -> None:
         """Wait until Dagster holds what the runs need and the sensor has read past them, then print the
-        ledger and fail with it unless every row holds exactly what it should."""
+        ledger and fail with it unless every row holds exactly what it should. ``unchanged_since``: the
+        runs ended and nothing changed them after that time (default: they may have changed until now);
+        the sensor must have read past it and ticked once more."""
         self.snapshot(runs)
-        done = datetime.now(timezone.utc)
+        done = unchanged_since or datetime.now(timezone.utc)
         deadline = time.monotonic() + timeout
 
         def complete() -> bool:

@@ -13,6 +13,8 @@ One Airflow and one Dagster serve every scenario of a session (see conftest.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -72,8 +74,16 @@ def test_ledger_rows(chaos_ledger_cls: Any) -> None:
     assert len(wrong) == 1 and "not an expected row" in wrong[0]
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """The quick subset's two runs and when both had ended (nothing changes them afterwards)."""
+
+    run_ids: list[str]
+    ended_by: datetime
+
+
 @pytest.fixture(scope="module")
-def backlog(chaos: Chaos) -> list[str]:
+def backlog(chaos: Chaos) -> Backlog:
     """The runs of the quick subset's scenarios, together: the daemon is stopped while two runs go, the
     second with a first try of flaky lost after its launch. Push keeps delivering the observed tasks
     while the migrated tasks wait in Dagster's queue; the sensor then has a backlog of more rows than
@@ -93,7 +103,7 @@ def backlog(chaos: Chaos) -> list[str]:
         chaos.dagster.start_daemon()
     for run_id in run_ids:
         chaos.wait(MAIN, run_id)
-    return run_ids
+    return Backlog(run_ids, datetime.now(timezone.utc))
 
 
 def _try_number(chaos: Chaos, run_id: str, task_id: str) -> int:
@@ -105,11 +115,11 @@ def _try_number(chaos: Chaos, run_id: str, task_id: str) -> int:
 
 
 @pytest.mark.chaos_ci
-def test_instance_names_differ(chaos: Chaos, backlog: list[str]) -> None:
+def test_instance_names_differ(chaos: Chaos, backlog: Backlog) -> None:
     """Nothing on the Airflow side names the instance: push and the operator learn Dagster's name."""
-    run_id = backlog[0]
+    run_id = backlog.run_ids[0]
     _succeeded(chaos, MAIN, run_id)
-    chaos.check([(MAIN, run_id)], title="instance names differ")
+    chaos.check([(MAIN, run_id)], title="instance names differ", unchanged_since=backlog.ended_by)
     runs = chaos.dagster_runs(run_id)
     assert {r["tags"].get("airlift/airflow_instance") for r in runs} == {chaos.INSTANCE}, [r["tags"] for r in runs]
     pushed = [s for s in chaos.seen() if s.airflow_run_id == run_id and s.source == "push"]
@@ -117,21 +127,21 @@ def test_instance_names_differ(chaos: Chaos, backlog: list[str]) -> None:
 
 
 @pytest.mark.chaos_ci
-def test_retry_reattaches_to_its_queued_run(chaos: Chaos, backlog: list[str]) -> None:
-    run_id = backlog[1]
+def test_retry_reattaches_to_its_queued_run(chaos: Chaos, backlog: Backlog) -> None:
+    run_id = backlog.run_ids[1]
     _succeeded(chaos, MAIN, run_id)
-    chaos.check([(MAIN, run_id)], title="a re-attached retry (its run queued)")
+    chaos.check([(MAIN, run_id)], title="a re-attached retry (its run queued)", unchanged_since=backlog.ended_by)
     assert _try_number(chaos, run_id, "flaky") == 2
     runs = chaos.dagster_runs(run_id, "flaky")
     assert [(r["tags"].get("airlift/airflow_try_number"), r["status"]) for r in runs] == [("1", "SUCCESS")], runs
 
 
 @pytest.mark.chaos_ci
-def test_push_with_a_backlog(chaos: Chaos, backlog: list[str]) -> None:
-    for run_id in backlog:
+def test_push_with_a_backlog(chaos: Chaos, backlog: Backlog) -> None:
+    for run_id in backlog.run_ids:
         _succeeded(chaos, MAIN, run_id)
-    chaos.check([(MAIN, r) for r in backlog], title="push with a backlog")
-    pushed = {s.asset for s in chaos.seen() if s.airflow_run_id in backlog and s.source == "push"}
+    chaos.check([(MAIN, r) for r in backlog.run_ids], title="push with a backlog", unchanged_since=backlog.ended_by)
+    pushed = {s.asset for s in chaos.seen() if s.airflow_run_id in backlog.run_ids and s.source == "push"}
     assert ("chaos", "fanned") in pushed, "push delivered none of the tasks that ran while the daemon was down"
 
 
