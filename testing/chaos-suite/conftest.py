@@ -266,11 +266,14 @@ class Chaos:
                 if f"task_id={task_id}" in str(p) and plain in str(p).replace(":", "").replace("%3A", "")]
         return "\n".join(p.read_text(errors="replace") for p in sorted(logs))
 
+    def airflow_older_than(self, major: int, minor: int) -> bool:
+        return tuple(int(p) for p in self.airflow.version.split(".")[:2]) < (major, minor)
+
     def tries(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[dict[str, Any]]:
         """Every earlier try of a task instance; Airflow before 2.10 has no tries endpoint, and there the
         ledger holds the current try only (earlier tries failed: Dagster must hold nothing for them, and
         anything it does hold for them still shows as a row nobody expected)."""
-        if tuple(int(p) for p in self.airflow.version.split(".")[:2]) < (2, 10):
+        if self.airflow_older_than(2, 10):
             return []
         path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
         path += f"/{map_index}/tries" if map_index >= 0 else "/tries"

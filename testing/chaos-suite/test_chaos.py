@@ -110,7 +110,7 @@ def _try_number(chaos: Chaos, run_id: str, task_id: str) -> int:
     """The task's current try. Airflow before 2.10 lowers a deferred task's try number by one until the
     trigger fires (it raises it again when the task resumes), and its REST API shows the lowered number."""
     [ti] = [ti for ti in chaos.task_instances(MAIN, run_id) if ti["task_id"] == task_id]
-    lowered = ti["state"] == "deferred" and tuple(int(p) for p in chaos.airflow.version.split(".")[:2]) < (2, 10)
+    lowered = ti["state"] == "deferred" and chaos.airflow_older_than(2, 10)
     return int(ti["try_number"]) + (1 if lowered else 0)
 
 

@@ -12,8 +12,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
 
 from airlift_client import AirflowAuthError, AirflowInstance, AstronomerAuthBackend
+from airlift_client._sessions import CredentialsSession
 from airlift_client.astronomer import TOKEN_ENV, normalize_deployment_url
 from airlift_testing.fake_airflow import EPOCH, FakeAirflow, FakeAirflowState
 from airlift_testing.managed_airflow import GatewayReply, GatewayRequest, GatewayServer
@@ -151,10 +153,6 @@ def test_a_netrc_entry_for_the_host_does_not_replace_the_token(astro: FakeAstroD
 
 
 def test_redirects_keep_the_token_on_the_host_and_never_take_netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import requests
-
-    from airlift_client._sessions import CredentialsSession
-
     netrc = tmp_path / "netrc"
     netrc.write_text("machine other.example login curl-user password netrc-secret\nmachine airflow.example login u password p\n")
     netrc.chmod(0o600)

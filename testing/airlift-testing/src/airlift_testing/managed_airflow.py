@@ -56,6 +56,14 @@ class GatewayReply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+def _direct(method: str, url: str, **kwargs: Any) -> requests.Response:
+    """A request to the fake with the gateway's own credentials only: nothing from the environment
+    (a test's ``$NETRC`` must not reach the fake behind the gateway)."""
+    with requests.Session() as session:
+        session.trust_env = False
+        return session.request(method, url, **kwargs)
+
+
 class GatewayServer(LoopbackServer):
     """``authorize(request)`` returns a :class:`GatewayReply` to refuse, None to forward; ``routes``
     maps ``"METHOD /path"`` (query string excluded) to a handler returning a reply. Every request is
@@ -87,9 +95,7 @@ class GatewayServer(LoopbackServer):
         if self.fake.generation == 2:
             return "Basic " + base64.b64encode(f"{self.fake.username}:{self.fake.password}".encode()).decode()
         if self._fake_bearer is None:
-            with requests.Session() as login:
-                login.trust_env = False
-                response = login.post(f"{self.fake.url}/auth/token", json={"username": self.fake.username, "password": self.fake.password}, timeout=10)
+            response = _direct("POST", f"{self.fake.url}/auth/token", json={"username": self.fake.username, "password": self.fake.password}, timeout=10)
             self._fake_bearer = "Bearer " + response.json()["access_token"]
         return self._fake_bearer
 
@@ -127,9 +133,7 @@ class GatewayServer(LoopbackServer):
                 headers = {"Authorization": outer._upstream_auth()}
                 if request.body:
                     headers["Content-Type"] = self.headers.get("Content-Type") or "application/json"
-                with requests.Session() as forward:
-                    forward.trust_env = False  # the gateway's own credentials, never a ~/.netrc entry of the test's
-                    upstream = forward.request(self.command, outer.fake.url + path, data=request.body or None, headers=headers, timeout=30)
+                upstream = _direct(self.command, outer.fake.url + path, data=request.body or None, headers=headers, timeout=30)
                 self._reply(upstream.status_code, upstream.content, upstream.headers.get("Content-Type", "application/json"))
 
             do_GET = do_POST = do_PATCH = do_DELETE = _handle
