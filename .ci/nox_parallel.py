@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,6 +46,50 @@ def _slowest_tests(log: Path, limit: int = 8) -> list[str]:
     return []
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat (None where there is none)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+class CpuSampler:
+    """How busy the machine's CPUs were during the run: the whole run's share, and the share of
+    10-second samples above 90% busy. A run whose CPUs are saturated gains nothing from more jobs;
+    one with idle CPUs is waiting on sleeps and polls."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.samples: list[float] = []
+        self._first = _cpu_times()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        last = self._first
+        while not self._stop.wait(self.every):
+            now = _cpu_times()
+            if last and now and now[1] > last[1]:
+                self.samples.append((now[0] - last[0]) / (now[1] - last[1]))
+            last = now
+
+    def summary(self) -> str:
+        self._stop.set()
+        now = _cpu_times()
+        if not self._first or not now or now[1] <= self._first[1]:
+            return "CPU use: not measured (no /proc/stat)"
+        busy = (now[0] - self._first[0]) / (now[1] - self._first[1])
+        high = sum(1 for s in self.samples if s > 0.9) / len(self.samples) if self.samples else 0.0
+        return f"CPU busy {busy:.0%} of the run on {os.cpu_count()} CPUs; {high:.0%} of its 10-s samples above 90% busy"
+
+
 def list_sessions(nox: list[str], tags: list[str]) -> list[str]:
     """The session names ``nox`` would run (with ``-t`` tags if given)."""
     args = [*nox, "--list", "--json", *(a for t in tags for a in ("-t", t))]
@@ -67,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     print(f"running {len(sessions)} nox sessions, {args.jobs} at a time (logs in {logs})", flush=True)
     started = time.monotonic()
+    cpu_use = CpuSampler().start()
 
     def run(session: str) -> tuple[str, int, float]:
         t0 = time.monotonic()
@@ -79,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(run, sessions))
     total = time.monotonic() - started
+    cpu_summary = cpu_use.summary()
     failed = [r for r in results if r[1] != 0]
     for session, _, _ in failed:
         tail = (logs / f"{session}.log").read_text(errors="replace").splitlines()[-60:]
@@ -93,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = os.cpu_count() or 0
     verdict = "within" if total <= BUDGET_MINUTES * 60 else "OVER"
     print(f"\n{len(results) - len(failed)}/{len(results)} sessions passed; wall time {total / 60:.1f} min with "
-          f"{args.jobs} jobs on {cpu} CPUs ({verdict} the {BUDGET_MINUTES}-minute budget)", flush=True)
+          f"{args.jobs} jobs on {cpu} CPUs ({verdict} the {BUDGET_MINUTES}-minute budget)\n{cpu_summary}", flush=True)
     return 1 if failed else 0
 
 

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,8 +98,26 @@ def test_parallel_driver_runs_every_session_and_fails_when_one_fails(tmp_path: P
     assert out.returncode == 1, out.stdout + out.stderr
     assert "2/3 sessions passed" in out.stdout and "lint failed" in out.stdout and "ran lint" in out.stdout
     assert out.stdout.index("integration-b (") < out.stdout.index("session wall times")
+    assert re.search(r"CPU busy \d+% of the run on \d+ CPUs", out.stdout), out.stdout
     compat = subprocess.run([sys.executable, str(driver), "--nox", str(fake_nox), "-t", "compat", "--logs", str(tmp_path / "logs")], capture_output=True, text=True)
     assert compat.returncode == 0 and "2/2 sessions passed" in compat.stdout, compat.stdout + compat.stderr
+
+
+def test_cpu_sampler_sees_a_busy_cpu() -> None:
+    sys.path.insert(0, str(ROOT / ".ci"))
+    try:
+        import nox_parallel
+    finally:
+        sys.path.pop(0)
+    assert nox_parallel._cpu_times() is not None, "CI runs on Linux: /proc/stat is readable"
+    sampler = nox_parallel.CpuSampler(every=0.2).start()
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:  # one CPU fully busy
+        pass
+    summary = sampler.summary()
+    busy = int(re.search(r"CPU busy (\d+)%", summary).group(1))  # type: ignore[union-attr]
+    assert busy >= 100 // (os.cpu_count() or 1) - 15, summary  # at least one CPU's share, within noise
+    assert len(sampler.samples) >= 3
 
 
 def test_parallel_driver_prints_the_slowest_tests_of_a_slow_session(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ TASKS = ["load_raw_customers", "run_dbt_model", "export_customers"]
 DBT_ASSETS = {"raw_data/raw_orders", "raw_data/raw_payments", "stg_customers", "stg_orders", "stg_payments", "customers"}
 MATERIALIZATIONS = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename ... on Asset {
   assetMaterializations(limit: 500) { runId metadataEntries { label ... on TextMetadataEntry { text } } } } } }"""
+SENSOR = {"repositoryLocationName": "migrate.py", "repositoryName": "__repository__", "sensorName": "airflow_instance_one__airflow_sensor"}
 RUN_TAGS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { tags { key value } } } }"
 RUNS = """query($tag: String!) { runsOrError(filter: {tags: [{key: "%s", value: $tag}]}) {
   ... on Runs { results { runId status tags { key value } assetMaterializations { assetKey { path } } } } } }""" % AIRFLOW_RUN_ID_RUN_TAG
@@ -42,7 +43,7 @@ def _defs(step: str) -> Definitions:
 
 
 def _tick(defs: Definitions, instance: DagsterInstance, cursor: str | None) -> tuple[list[AssetMaterialization], str | None]:
-    sensor = defs.resolve_sensor_def("airflow_instance_one__airflow_sensor")
+    sensor = defs.resolve_sensor_def(SENSOR["sensorName"])
     result = sensor(build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
     return [e for e in result.asset_events if isinstance(e, AssetMaterialization)], result.cursor
 
@@ -156,7 +157,10 @@ def test_migrate_task_by_task_and_roll_back(world: dict[str, Any], tutorial_dags
     expected = Counter({(asset, run_id): 1 for asset in assets for run_id in airflow_runs})
     wait_until(lambda: all(held()[k] for k in expected), timeout=240, interval=5,
                what="the sensor to observe the last run (every asset of every Airflow run materialized)")
-    time.sleep(35)  # one more sensor interval: nothing else may arrive
+    # one more sensor tick, started after that and finished: nothing else may arrive
+    all_held = time.time()
+    wait_until(lambda: any(t["status"] in ("SUCCESS", "SKIPPED") and t["timestamp"] > all_held for t in dagster.sensor_state(SENSOR)["ticks"]),
+               timeout=180, interval=2, what="one more tick of the sensor")
     counts = held()
     assert {k: counts[k] for k in expected} == expected
     assert not {k: n for k, n in counts.items() if n > 1}, "an asset materialized twice for one Airflow run"

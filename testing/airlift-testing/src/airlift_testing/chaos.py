@@ -127,16 +127,6 @@ class ChaosDagster(DagsterServer):
 
         return fresh
 
-    def sensor_state(self, selector: Mapping[str, str]) -> dict[str, Any]:
-        """The sensor's status, cursor and latest ticks (timestamp, status, error message)."""
-        data = self.graphql(
-            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { __typename ... on Sensor { sensorState { "
-            "status typeSpecificData { ... on SensorData { lastCursor } } ticks(limit: 10) { timestamp status "
-            "cursor error { message } } } } ... on PythonError { message } } }", {"s": dict(selector)})["sensorOrError"]
-        if data["__typename"] != "Sensor":
-            raise RuntimeError(f"sensor {dict(selector)} at {self.url}: {data}")
-        return dict(data["sensorState"])
-
     def set_sensor_cursor(self, selector: Mapping[str, str], cursor: str | None) -> None:
         """Set the sensor's stored cursor (as ``dagster sensor cursor --set`` does)."""
         data = self.graphql(

@@ -177,6 +177,16 @@ class DagsterServer:
             raise RuntimeError(f"GraphQL errors from {self.graphql_url}: {body['errors']}")
         return dict(body["data"])
 
+    def sensor_state(self, selector: Mapping[str, str]) -> dict[str, Any]:
+        """The sensor's status, cursor and latest ticks (timestamp, status, error message)."""
+        data = self.graphql(
+            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { __typename ... on Sensor { sensorState { "
+            "status typeSpecificData { ... on SensorData { lastCursor } } ticks(limit: 10) { timestamp status "
+            "cursor error { message } } } } ... on PythonError { message } } }", {"s": dict(selector)})["sensorOrError"]
+        if data["__typename"] != "Sensor":
+            raise RuntimeError(f"sensor {dict(selector)} at {self.url}: {data}")
+        return dict(data["sensorState"])
+
     def log_tail(self, lines: int = 80) -> str:
         """The end of the webserver and daemon logs, for failure messages."""
         return "\n".join(f"--- {p.log_path.name} ---\n{tail(p.log_path, lines)}" for p in self._processes)
