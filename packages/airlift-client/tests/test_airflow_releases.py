@@ -22,11 +22,11 @@ def test_airflow_older_than_2_7_1_is_named_in_the_error() -> None:
         with pytest.raises(AirflowResponseError, match=r"runs Airflow 2\.6\.3.*Airflow 2\.7\.1 and later") as caught:
             list(inst.iter_task_instances(dag_ids=["dag_00000"], task_ids=["task_000"]))
         assert caught.value.status == 400
-        assert fake.requests["GET /api/v1/version"] == detection + 1
+        assert fake.requests["GET /api/v1/version"] == detection  # the release read at detection names it
 
 
 @pytest.mark.parametrize("version", ["2.7.1", "2.11.2"])
-def test_supported_airflow_2_reads_task_instances_without_asking_the_version(version: str) -> None:
+def test_supported_airflow_2_reads_task_instances_without_asking_the_version_again(version: str) -> None:
     with FakeAirflow(FakeAirflowState.generate(dags=2, tasks_per_dag=2, runs_per_dag=1), generation=2) as fake:
         fake.airflow_version = version
         inst = _instance(fake)
@@ -45,7 +45,7 @@ def test_other_bad_requests_keep_their_own_error() -> None:
         with pytest.raises(AirflowResponseError) as caught:
             list(inst.iter_task_instances(dag_ids=["dag_00000"]))
         assert "2.7.1" not in str(caught.value)
-        assert fake.requests["GET /api/v1/version"] == detection + 1
+        assert fake.requests["GET /api/v1/version"] == detection
 
 
 @pytest.mark.parametrize("version", ["2.7.3", "2.9.3", "2.10.5"])
@@ -62,3 +62,15 @@ def test_migrated_tasks_are_read_where_the_release_serves_them(version: str) -> 
         tasks = _instance(fake).list_tasks(dag.dag_id)
         assert [task_is_marked_migrated(t.doc_md) for t in tasks] == [False, True]
         assert fake.requests["GET /api/v1/dags/{id}/details"] == (0 if version == "2.10.5" else 1)
+
+
+def test_the_release_is_read_once_with_the_generation() -> None:
+    with FakeAirflow(FakeAirflowState.generate(dags=1, tasks_per_dag=1), generation=2) as fake:
+        fake.airflow_version = "2.9.3"
+        inst = _instance(fake)
+        assert inst.get_airflow_version() == "2.9.3" and inst.get_airflow_version() == "2.9.3"
+        assert fake.requests["GET /api/v1/version"] == 1
+        known = _instance(fake)
+        known.assume_api_version(inst.api_version)  # generation known from cached state: read when asked
+        assert known.get_airflow_version() == "2.9.3"
+        assert fake.requests["GET /api/v1/version"] == 2

@@ -377,6 +377,28 @@ def test_status_table_and_drift(env: dict[str, str], fake: FakeAirflow, tmp_path
     assert "failed (try 1)" in line and "Airflow still runs it in Dagster" in line
 
 
+@pytest.mark.parametrize("release", ["2.9.3", "2.10.5"])
+def test_status_shows_the_try_that_runs(env: dict[str, str], fake: FakeAirflow, tmp_path: Path, release: str) -> None:
+    """Before 2.10 Airflow's REST API shows a deferred task's try one lower and a queued try before it is
+    counted (seen on a real 2.9.3: try 0 for a deferred first try); status shows the try that runs, as
+    Airflow 2.10+ and 3 do, with the version the client read when it detected the API generation."""
+    scaffold(env, tmp_path)
+    lowered = fake.generation == 2 and release == "2.9.3"
+    if fake.generation == 2:
+        fake.airflow_version = release
+    run_ = fake.state.add_run(DAG, start=datetime.now(timezone.utc) - timedelta(minutes=5), state="running")
+    raw = {"task_000": ("success", 1), "task_001": ("deferred", 0 if lowered else 1), "task_002": ("queued", 0 if lowered else 1)}
+    for ti in fake.state.task_instances:
+        if ti.run_id == run_.run_id:
+            ti.state, ti.try_number = raw[ti.task_id]
+    fake.requests.clear()
+    status = run(env, "state", "status", "-d", str(tmp_path), "--json")
+    assert status.exit_code == EXIT_OK, status.output
+    shown = {t["task_id"]: t["last_airflow_state"] for t in json.loads(status.output)["tasks"] if t["dag_id"] == DAG}
+    assert shown == {"task_000": "success (try 1)", "task_001": "deferred (try 1)", "task_002": "queued (try 1)"}
+    assert sum(n for key, n in fake.requests.items() if key.endswith("/version")) == 1  # the generation's check only
+
+
 def test_diff_shows_what_a_deploy_changes(env: dict[str, str], fake: FakeAirflow, tmp_path: Path) -> None:
     scaffold(env, tmp_path)
     dag = fake.state.dag(DAG)

@@ -28,7 +28,7 @@ from airlift_client.errors import (
     AirflowUnreachableError,
     AirliftClientError,
 )
-from airlift_client.instance import AirflowInstance
+from airlift_client.instance import AirflowInstance, release_tuple
 from airlift_client.links import AirflowUiLinks, ui_links_for
 from airlift_client.retry import RetryPolicy
 from airlift_client.version import __version__
@@ -55,6 +55,7 @@ __all__ = [
     "RetryPolicy",
     "TokenAuthBackend",
     "__version__",
+    "release_tuple",
     "ui_links_for",
 ]
 

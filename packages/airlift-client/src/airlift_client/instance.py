@@ -59,6 +59,15 @@ MAX_RESCANS = 8
 MIN_AIRFLOW_2 = (2, 7, 1)
 
 
+def release_tuple(version: str) -> tuple[int, ...]:
+    """An Airflow release string as numbers, for comparisons (local and pre-release parts count as 0).
+
+    >>> release_tuple("2.9.3"), release_tuple("3.0.0rc1+astro.2") < (3, 0, 1)
+    ((2, 9, 3), True)
+    """
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("+")[0].split(".")[:3]) if version else ()
+
+
 def _q(value: str) -> str:
     return quote(value, safe="")
 
@@ -230,6 +239,8 @@ class AirflowInstance:
             raise ValueError(f"api_version={api_version!r}: use 'v1' (Airflow 2) or 'v2' (Airflow 3)") from None
         self._assumed_api: ApiVersion | None = None
         self._rest: GenerationRest | None = None
+        #: The release ``GET /version`` reported when the generation was detected.
+        self._airflow_version: str | None = None
         self._detect_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -242,6 +253,7 @@ class AirflowInstance:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_airflow_version", None)
         self._detect_lock = threading.Lock()
 
     @property
@@ -336,6 +348,7 @@ class AirflowInstance:
         expected = "2" if api is ApiVersion.V1 else "3"
         if version.split(".")[0] != expected:
             return f"{url} reports Airflow {version}"
+        self._airflow_version = version
         return None
 
     def _call(self, method: str, path: str, *, what: str, idempotent: bool = True, **kwargs: Any) -> Any:
@@ -729,14 +742,22 @@ class AirflowInstance:
             total += count
         return total
 
+    def get_airflow_version(self) -> str:
+        """The Airflow release the server runs, e.g. ``"2.9.3"``: what ``GET /version`` said when this
+        instance detected the API generation, else read now."""
+        self._generation()
+        if self._airflow_version is None:
+            self._airflow_version = str(self._call("GET", "/version", what="the Airflow version").get("version") or "")
+        return self._airflow_version
+
     def _raise_if_too_old(self, error: AirflowResponseError) -> None:
         """After a 400 from an Airflow 2 batch endpoint: read ``/version`` and, on a release older than
         :data:`MIN_AIRFLOW_2`, raise an error that names the version instead of the bare 400."""
         try:
-            version = str(self._call("GET", "/version", what="the Airflow version").get("version") or "")
+            version = self.get_airflow_version()
         except AirflowResponseError:
             return
-        parts = tuple(int(p) if p.isdigit() else 0 for p in version.split("+")[0].split(".")[:3])
+        parts = release_tuple(version)
         if parts and parts < MIN_AIRFLOW_2:
             raise AirflowResponseError(
                 f"{self.webserver_url} runs Airflow {version}; its task-instance batch endpoint does not accept "

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
 DAG_ID = "cli_pipeline"
 SAMPLE_DAG_IDS = ["team.sales-daily_v2", "mapped_dag", "failing_dag"]
+DEFERRED_DAG_ID = "cli_deferred"
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,11 @@ def airflow(airflow_server_factory: Callable[..., AirflowServer], tmp_path_facto
     dags = tmp_path_factory.mktemp("cli-dags")
     shutil.copy(SAMPLE_DAGS, dags)
     shutil.copy(HERE / "cli_dags" / "cli_pipeline.py", dags)
+    shutil.copy(HERE / "cli_dags" / "cli_deferred.py", dags)
     (dags / "migration_state").mkdir()
     packages = repo_root() / "packages"
     server = airflow_server_factory(dags, extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow"])
-    server.wait_for_dags([*SAMPLE_DAG_IDS, DAG_ID])
+    server.wait_for_dags([*SAMPLE_DAG_IDS, DAG_ID, DEFERRED_DAG_ID])
     return server
 
 
@@ -84,7 +86,7 @@ def test_scaffold_migrate_validate_and_roll_back(airflow: AirflowServer) -> None
 
     scaffold = airlift(airflow, "state", "scaffold", str(dags))
     assert scaffold.exit_code == EXIT_OK
-    assert sorted(p.stem for p in state_dir.glob("*.yaml")) == sorted([*SAMPLE_DAG_IDS, DAG_ID])
+    assert sorted(p.stem for p in state_dir.glob("*.yaml")) == sorted([*SAMPLE_DAG_IDS, DAG_ID, DEFERRED_DAG_ID])
     assert list(load_dag_migration_state(state_dir / f"{DAG_ID}.yaml").tasks) == ["extract", "publish"]
     sales = list(load_dag_migration_state(state_dir / "team.sales-daily_v2.yaml").tasks)
     assert (sales[0], sorted(sales[1:3]), sales[3]) == ("extract", ["transform_left", "transform_right"], "load")
@@ -115,6 +117,26 @@ def test_scaffold_migrate_validate_and_roll_back(airflow: AirflowServer) -> None
     (dags / "cli_pipeline.py").touch()
     wait_until(lambda: not _marked(airflow, "publish"), timeout=180, interval=2, what="Airflow to re-parse the rolled-back DAG")
     assert airlift(airflow, "state", "diff", "-d", str(dags), "--exit-code").exit_code == EXIT_OK
+
+
+def test_status_shows_the_try_of_a_deferred_task(airflow: AirflowServer, tmp_path: Path) -> None:
+    # Before 2.10 Airflow's REST API shows a deferred task's try one lower (0 for the first); status shows the
+    # try that runs on every release
+    (tmp_path / "migration_state").mkdir()
+    (tmp_path / "migration_state" / f"{DEFERRED_DAG_ID}.yaml").write_text("tasks:\n  wait:\n    migrated: false\n")
+    run_id = airflow.trigger(DEFERRED_DAG_ID)
+    try:
+        def deferred() -> bool:
+            tis = airflow.get(f"/dags/{DEFERRED_DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
+            return bool(tis) and tis[0]["state"] == "deferred"
+
+        wait_until(deferred, timeout=180, interval=1, what=f"task 'wait' of {DEFERRED_DAG_ID} to defer")
+        status = airlift(airflow, "state", "status", "-d", str(tmp_path), "--json")
+        assert status.exit_code == EXIT_OK, status.output
+        rows = {r["task_id"]: r for r in json.loads(status.output)["tasks"]}
+        assert rows["wait"]["last_airflow_state"] == "deferred (try 1)"
+    finally:
+        airflow.patch(f"/dags/{DEFERRED_DAG_ID}/dagRuns/{run_id}", json={"state": "failed"})
 
 
 def test_bad_inputs_give_one_line_and_write_nothing(airflow: AirflowServer, tmp_path: Path) -> None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from airlift_client import AirflowInstance, AirflowNotFoundError
+from airlift_client import AirflowInstance, AirflowNotFoundError, release_tuple
 from airlift_dagster.cli._output import Output
 from airlift_dagster.state import with_unlisted_dags
-from airlift_protocol import AirflowImportError, DagInfo, DagRun, TaskInfo, TaskInstance
+from airlift_protocol import AirflowImportError, ApiVersion, DagInfo, DagRun, TaskInfo, TaskInstance
 
-__all__ = ["LiveDag", "fetch_live_dags", "latest_task_instances", "topological_task_ids"]
+__all__ = ["TRY_COUNTED_ON_RUN", "LiveDag", "fetch_live_dags", "latest_task_instances", "topological_task_ids"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def latest_task_instances(
     instance: AirflowInstance, dag_ids: Sequence[str], *, days: float
 ) -> tuple[dict[str, DagRun], dict[tuple[str, str], TaskInstance]]:
     """The latest run of each DAG started in the last ``days`` days, and its task instances
-    (``(dag_id, task_id)`` → the instance; mapped tasks give their highest map index)."""
+    (``(dag_id, task_id)`` → the instance; mapped tasks give their highest map index), with the try number
+    of an unfinished task as Airflow 2.10 and later count it (see :data:`TRY_COUNTED_ON_RUN`)."""
     if not dag_ids:
         return {}, {}
     since = datetime.now(timezone.utc) - timedelta(days=days)
@@ -119,4 +121,15 @@ def latest_task_instances(
         ):
             if (ti.dag_id, ti.run_id) in wanted:
                 tis[(ti.dag_id, ti.task_id)] = ti
+    lowered = (instance.api_version is ApiVersion.V1 and any(ti.state in TRY_COUNTED_ON_RUN for ti in tis.values())
+               and release_tuple(instance.get_airflow_version()) < (2, 10))
+    if lowered:
+        tis = {key: dataclasses.replace(ti, try_number=ti.try_number + 1) if ti.state in TRY_COUNTED_ON_RUN else ti
+               for key, ti in tis.items()}
     return latest, tis
+
+
+#: Task states whose try Airflow before 2.10 counts only once the task runs: the REST API shows the try of
+#: a scheduled or queued task before it is counted, and a deferred or rescheduled task's lowered by one until
+#: it runs again. :func:`latest_task_instances` shows the try that runs, as Airflow 2.10 and later do.
+TRY_COUNTED_ON_RUN = frozenset({"scheduled", "queued", "deferred", "up_for_reschedule"})
