@@ -27,7 +27,6 @@ Isolation rules the sessions keep (they model production):
 
 from __future__ import annotations
 
-import os
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +46,6 @@ airflow_requirement = _VERSIONS["airflow_requirement"]
 airflow_requirements = _VERSIONS["airflow_requirements"]
 
 nox.options.default_venv_backend = "uv"
-# Bytecode caches, as a pip-installed production Airflow or Dagster has them: uv installs without them, and with
-# PYTHONDONTWRITEBYTECODE set (some CI images set it) every Airflow and Dagster process a session starts (servers,
-# task runs, run workers) compiles every module it imports again. Measured on 2 cores: `import airflow.models` in
-# the Airflow 3.3 venv takes 5.1 s of CPU without caches and 2.2 s with them.
-os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 nox.options.error_on_missing_interpreters = True
 
 PKG = ROOT / "packages"
