@@ -230,3 +230,27 @@ def test_a_dag_filter_is_asked_of_airflow_and_sources_can_be_skipped() -> None:
                                                  include_sources=False, refresh=True)
         assert {k.path[2] for k in by_id.resolve_asset_graph().get_all_asset_keys() if k.path[1] == "dag"} == {"dag_00005"}
         assert not [p for _, p, _ in fake.request_log if p.startswith("/api/v1/dags?order_by")], "no DAG list read"
+
+
+def test_sources_are_read_by_default_only_up_to_the_auto_limit(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """``include_sources`` unset: sources are read for at most ``SOURCES_AUTO_LIMIT`` selected DAGs;
+    above it none is read and the load says so; ``True`` and ``False`` are obeyed at any size."""
+    import airlift_dagster.state as state_module
+    from airlift_dagster import DagFilter
+
+    monkeypatch.setattr(state_module, "SOURCES_AUTO_LIMIT", 5)
+    with FakeAirflow(FakeAirflowState.generate(dags=8, tasks_per_dag=2), generation=2) as fake:
+        instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=fake.url, username="admin", password="admin"), name="i")
+
+        def sources_read(**kwargs: object) -> int:
+            fake.requests.clear()
+            build_defs_from_airflow_instance(airflow_instance=instance, refresh=True, **kwargs)  # type: ignore[arg-type]
+            return sum(n for k, n in fake.requests.items() if "dagSources" in k)
+
+        with caplog.at_level("INFO", logger="airlift_dagster"):
+            assert sources_read() == 0
+        assert "8 DAGs selected, more than 5: their sources are not read" in caplog.text
+        assert "include_sources=True" in caplog.text
+        assert sources_read(include_sources=True) == 8
+        assert sources_read(dag_filter=DagFilter(id_pattern="dag_0000[0-4]")) == 5
+        assert sources_read(dag_filter=DagFilter(id_pattern="dag_0000[0-4]"), include_sources=False) == 0

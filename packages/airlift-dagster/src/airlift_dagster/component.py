@@ -177,8 +177,9 @@ class DagAssetsConfig(Resolvable, Model):
 
     owners_from_dag: bool = Field(default=False, description="The DAG's Airflow owners become the asset's owners.")
     tags_from_dag: bool = Field(default=False, description="Each DAG tag becomes a Dagster tag of the asset.")
-    source_code: bool = Field(default=True, description="Read each DAG's source from Airflow and show it on the DAG asset "
-                                                        "(false: one request per DAG file less on every state refresh).")
+    source_code: bool | None = Field(default=None, description="Read each DAG's source from Airflow and show it on the DAG "
+                                     "asset (false: one request per DAG file less on every state refresh; unset: read when "
+                                     "at most 1,000 DAGs are selected).")
 
 
 class DatasetsConfig(Resolvable, Model):

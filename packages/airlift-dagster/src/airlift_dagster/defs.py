@@ -107,7 +107,7 @@ def load_airflow_state(
     include_datasets: bool = False,
     expected_dag_ids: Collection[str] = (),
     dag_filter: DagFilter | None = None,
-    include_sources: bool = True,
+    include_sources: bool | None = None,
 ) -> AirflowInstanceState:
     """Airflow state for building definitions: from the Definitions' reconstruction metadata when
     Dagster reconstructs the code location (run workers, sensor and schedule evaluations), else read
@@ -187,7 +187,7 @@ def build_defs_from_airflow_instance(
     datasets: DatasetFilter | bool = False,
     event_transformer: EventTransformer | None = None,
     dag_filter: DagFilter | None = None,
-    include_sources: bool = True,
+    include_sources: bool | None = None,
     executable_dags: Collection[str] = (),
     executable_dag_settings: ExecutableDagSettings | None = None,
     mapped_elsewhere: Sequence[AssetSpec] = (),
@@ -218,7 +218,8 @@ def build_defs_from_airflow_instance(
     ``event_transformer`` (see :mod:`airlift_dagster.transform`) changes what each tick reports.
     ``dag_filter`` (a :class:`DagFilter`: ids, id glob, tags) narrows the DAGs Airflow lists, server
     side (``dag_selector_fn`` then keeps some of those); ``include_sources=False`` reads no DAG
-    source (the DAG assets then show none).
+    source (the DAG assets then show none), ``True`` every one; by default (``None``) sources are read
+    when at most :data:`~airlift_dagster.state.SOURCES_AUTO_LIMIT` (1,000) DAGs are selected.
     ``executable_dags``: DAG ids whose DAG asset is executable: materializing it triggers the DAG
     (run config ``conf``) and waits for the run; the run's success is that Dagster run's
     materialization, and the sensor does not report it again (see :mod:`airlift_dagster.trigger`).

@@ -31,10 +31,13 @@ from airlift_protocol import (
     with_upstream_task_ids,
 )
 
-__all__ = ["STATE_FORMAT_VERSION", "AirflowInstanceState", "DagFilter", "fetch_airflow_state", "with_unlisted_dags"]
+__all__ = ["SOURCES_AUTO_LIMIT", "STATE_FORMAT_VERSION", "AirflowInstanceState", "DagFilter", "fetch_airflow_state", "with_unlisted_dags"]
 
 log = logging.getLogger("airlift_dagster")
 STATE_FORMAT_VERSION = 1
+#: With ``include_sources=None``, a load reads the DAG sources only up to this many DAGs (one more
+#: request per DAG file: 10,000 DAGs with sources took twice as long as without, bench/README.md).
+SOURCES_AUTO_LIMIT = 1000
 #: The slim record carried to run workers (:meth:`AirflowInstanceState.to_reconstruction_json`).
 RECONSTRUCTION_FORMAT_VERSION = 2
 #: The slim record compressed (zlib, base64): ``{"v": 3, "z": "<base64>"}`` holds a version-2 record.
@@ -232,15 +235,16 @@ def fetch_airflow_state(
     instance: AirflowInstance,
     *,
     dag_selector_fn: Callable[[DagInfo], bool] | None = None,
-    include_sources: bool = True,
+    include_sources: bool | None = None,
     include_datasets: bool = False,
     expected_dag_ids: Iterable[str] = (),
     dag_filter: DagFilter | None = None,
 ) -> AirflowInstanceState:
     """Read DAGs (paged), their tasks and sources (concurrently) from Airflow; with
-    ``include_datasets``, also the datasets / assets the selected DAGs produce or consume.
-    ``dag_filter`` narrows the DAGs Airflow lists (server side); ``dag_selector_fn`` then keeps
-    some of those; ``include_sources=False`` reads no DAG source (one request per DAG file less).
+    ``include_datasets``, also the datasets / assets the selected DAGs produce or consume. ``dag_filter`` narrows the DAGs Airflow lists (server side);
+    ``dag_selector_fn`` then keeps some of those; ``include_sources=False`` reads no DAG source (one
+    request per DAG file less), ``True`` reads every one, ``None`` (the default) reads them when at
+    most :data:`SOURCES_AUTO_LIMIT` DAGs are selected and logs that it skipped them otherwise.
 
     ``expected_dag_ids`` (the DAGs the definitions map) that Airflow no longer lists but still serves
     by id (its file stopped importing: Airflow 3 marks such a DAG stale at once) are kept, with the
@@ -254,14 +258,16 @@ def fetch_airflow_state(
         dags = [d for d in listing if dag_selector_fn is None or _select(dag_selector_fn, d)]
         listed = {d.dag_id for d in dags}
         import_errors = with_unlisted_dags(instance, dags, expected_dag_ids, keep=_both(dag_filter, dag_selector_fn))
-        if len(dags) > 50:  # a progress line on the code server's console for large instances
-            log.info("airlift: %s: %d DAGs listed, reading their tasks and sources...", instance.name, len(dags))
         healthy = [d for d in dags if d.dag_id not in import_errors and d.dag_id in listed]
+        read_sources = _reads_sources(instance.name, include_sources, len(healthy))
+        if len(dags) > 50:  # a progress line on the code server's console for large instances
+            log.info("airlift: %s: %d DAGs listed, reading their tasks%s...", instance.name, len(dags),
+                     " and sources" if read_sources else "")
         tasks = instance.list_tasks_for_dags([d.dag_id for d in healthy])
+        sources = instance.get_dag_sources(healthy) if read_sources else {}
         for dag in dags:  # a DAG whose file fails to import: what Airflow last parsed, if it still serves it
             if dag.dag_id not in tasks:
                 tasks[dag.dag_id] = _last_parsed_tasks(instance, dag.dag_id, import_errors.get(dag.dag_id))
-        sources = instance.get_dag_sources(healthy) if include_sources else {}
         selected = {d.dag_id for d in dags}
         datasets = tuple(d for d in instance.iter_datasets() if d.dag_ids & selected) if include_datasets and dags else ()
     except AirliftClientError as e:
@@ -284,6 +290,19 @@ def fetch_airflow_state(
         datasets_read=include_datasets,
         import_errors=import_errors,
     )
+
+
+def _reads_sources(name: str, include_sources: bool | None, dags: int) -> bool:
+    """Whether a load reads the DAG sources: as asked, or (``None``) when at most
+    :data:`SOURCES_AUTO_LIMIT` DAGs are selected."""
+    if include_sources is not None:
+        return include_sources
+    if dags <= SOURCES_AUTO_LIMIT:
+        return True
+    log.info("airlift: %s: %d DAGs selected, more than %d: their sources are not read (the DAG assets show none); "
+             "pass include_sources=True (component: dag_assets.source_code: true) to read them anyway",
+             name, dags, SOURCES_AUTO_LIMIT)
+    return False
 
 
 def _last_parsed_tasks(instance: AirflowInstance, dag_id: str, error: AirflowImportError | None) -> list[TaskInfo]:
