@@ -915,3 +915,63 @@ def test_the_ledger_stops_reading_a_key_once_every_event_at_stake_is_found(dagst
     emissions = [Emission(AssetMaterialization("x", tags=e.tags()), e, NOW) for e in at_stake]
     out = settle_deliveries(emissions, instance=dagster_instance, instance_name="i", built=BuiltTries(), floor=NOW)
     assert (out.held, out.kept, out.records_read) == (3, [], 3)
+
+
+def test_a_backfill_larger_than_the_row_budget_is_read_in_parts_over_ticks(instance: AirflowInstance, fake: FakeAirflow) -> None:
+    """A DAG new to the mapping whose history holds more rows than ``max_rows_per_tick``: each tick
+    reads at most the budget plus one request group, the next tick resumes after the last end date
+    read (runs ending in the same instant are read together), and every run is read exactly once."""
+    from airlift_dagster.sensor.fetch import fetch_changes
+
+    settings = SensorSettings(max_rows_per_tick=40)
+    now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
+    start = now - timedelta(hours=20)
+    runs = [fake.state.add_run("dag_00001", start=start + timedelta(minutes=5 * i)) for i in range(60)]
+    # two more runs ending in the same instant (4 rows each: the run and its 3 tasks)
+    twins = [fake.state.add_run("dag_00001", start=start + timedelta(hours=6, seconds=s), duration=timedelta(seconds=60 - s))
+             for s in (1, 31)]
+    assert twins[0].end_date == twins[1].end_date
+    from airlift_dagster.sensor.settings import dag_digest
+
+    coverage = {"dag_00000": _digest("dag_00000"), "dag_00001": dag_digest("dag_00001", ["task_002"])}
+    cursor = Cursor(high_water=now - timedelta(minutes=2), dags=frozenset({_digest("dag_00000"), _digest("dag_00001")}))
+    read: list[str] = []
+    ticks = 0
+    while ticks < 30:
+        plan = plan_tick(cursor, now=now, coverage=coverage, settings=settings)
+        if not plan.backfill:
+            break
+        ticks += 1
+        fetched = fetch_changes(instance, plan, dag_ids=frozenset(coverage), settings=settings)
+        assert fetched.rows_listed <= settings.max_rows_per_tick + 4 * 10, "the budget, and at most one request group more"
+        read += [r.run_id for r in fetched.backfill_runs]
+        this_tick = {r.run_id for r in fetched.backfill_runs}
+        assert len(this_tick & {t.run_id for t in twins}) in (0, 2), "runs ending together are read in the same tick"
+        assert {t.run_id for t in fetched.backfill_tis} == {r.run_id for r in fetched.backfill_runs}, "each run with its tasks"
+        cursor = advance_cursor(cursor, plan, fetched, coverage=coverage, tick_started=1.0, settings=settings)
+        assert AirliftSensorCursor.parse(cursor.serialize()) == cursor
+        now += timedelta(seconds=30)
+    assert ticks >= 6, f"the 248 rows took {ticks} ticks of at most 40 rows (+ one group)"
+    assert sorted(read) == sorted(r.run_id for r in [*runs, *twins]), "every run read once"
+    assert cursor.backfilling is None and coverage["dag_00001"] in (cursor.dags or ())
+
+
+def test_a_newly_mapped_dag_backfilled_over_several_ticks_reports_each_try_once(instance: AirflowInstance, fake: FakeAirflow,
+                                                                                dagster_instance: DagsterInstance) -> None:
+    clock = Clock()
+    runs = [fake.state.add_run("dag_00001", start=NOW - timedelta(hours=20) + timedelta(minutes=10 * i)) for i in range(40)]
+    before = Ticker(_defs(instance, clock, max_rows_per_tick=30), dagster_instance)
+    for _ in range(20):
+        before.tick()
+    assert before.counts() == Counter({("inst/dag/dag_00001", r.run_id): 1 for r in runs})
+    mapped = Definitions.merge(_defs_body(), dag_defs("dag_00001", task_defs("task_002", AssetSpec("late_mapped"))))
+    after = Ticker(build_defs_from_airflow_instance(airflow_instance=instance, defs=mapped,
+                                                    sensor_settings=SensorSettings(clock=clock, max_rows_per_tick=30)),
+                   dagster_instance)
+    after.cursor = before.cursor
+    partial = 0
+    for _ in range(15):
+        after.tick()
+        partial += AirliftSensorCursor.parse(after.cursor).backfilling is not None
+    assert partial >= 3, "the history took several ticks"
+    assert after.counts() == Counter({("late_mapped", r.run_id): 1 for r in runs}), "each try once, the DAG asset not again"

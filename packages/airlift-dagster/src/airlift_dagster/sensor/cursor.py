@@ -96,7 +96,9 @@ class AirliftSensorCursor:
     ``pending``: windows to read again after the lateness window; ``settled``: windows read twice,
     with how many rows Airflow listed in them (the late-commit audit); ``dags``: digests of the DAGs the
     sensor covers (a DAG new to the mapping gets its history backfilled; ``None``: take the current
-    ones as covered, as after an upgrade from the end-date cursor of earlier releases).
+    ones as covered, as after an upgrade from the end-date cursor of earlier releases);
+    ``backfilling``: the digest of a DAG whose history is being backfilled over several ticks (more
+    rows than one tick reads) and the end date its runs were read up to.
 
     >>> AirliftSensorCursor.parse(AirliftSensorCursor().serialize()).high_water is None
     True
@@ -107,19 +109,20 @@ class AirliftSensorCursor:
     pending: list[SweepWindow] = field(default_factory=list)
     dags: frozenset[str] | None = frozenset()
     settled: list[SettledWindow] = field(default_factory=list)
+    backfilling: tuple[str, datetime] | None = None
 
     def serialize(self) -> str:
-        return json.dumps(
-            {
-                "v": CURSOR_VERSION,
-                "hw": _iso(self.high_water) if self.high_water else None,
-                "at": round(self.tick_started, 3),
-                "sw": [[_us(w.lo), _us(w.hi), w.rows, w.digest] for w in self.pending],
-                "dags": None if self.dags is None else "".join(sorted(self.dags)),
-                "au": [[_us(w.lo), _us(w.hi), w.rows] for w in self.settled],
-            },
-            separators=(",", ":"),
-        )
+        record: dict[str, object] = {
+            "v": CURSOR_VERSION,
+            "hw": _iso(self.high_water) if self.high_water else None,
+            "at": round(self.tick_started, 3),
+            "sw": [[_us(w.lo), _us(w.hi), w.rows, w.digest] for w in self.pending],
+            "dags": None if self.dags is None else "".join(sorted(self.dags)),
+            "au": [[_us(w.lo), _us(w.hi), w.rows] for w in self.settled],
+        }
+        if self.backfilling is not None:
+            record["bf"] = [self.backfilling[0], _us(self.backfilling[1])]
+        return json.dumps(record, separators=(",", ":"))
 
     @classmethod
     def parse(cls, text: str | None) -> AirliftSensorCursor:
@@ -142,6 +145,7 @@ class AirliftSensorCursor:
                 pending=[SweepWindow(_from_us(lo), _from_us(hi), int(n), int(d)) for lo, hi, n, d in data.get("sw") or []],
                 dags=None if dags is None else frozenset(dags[i: i + 8] for i in range(0, len(dags), 8)),
                 settled=[SettledWindow(_from_us(lo), _from_us(hi), int(n)) for lo, hi, n in data.get("au") or []],
+                backfilling=(str(data["bf"][0]), _from_us(int(data["bf"][1]))) if data.get("bf") else None,
             )
         except (ValueError, TypeError, AttributeError) as e:
             raise AirliftDagsterError(
@@ -180,14 +184,21 @@ def advance_cursor(
             break
         pending = merged
     current = set(coverage.values())
+    backfilling = cursor.backfilling
     if plan.first_start or cursor.dags is None:
         dags = frozenset(current)
+        backfilling = None
     else:
-        dags = frozenset((cursor.dags & current) | {coverage[d] for d in plan.backfill})
+        dags = frozenset((cursor.dags & current) | {coverage[d] for d in fetched.backfill_done})
+        if fetched.backfill_partial is not None:
+            backfilling = (coverage[fetched.backfill_partial[0]], fetched.backfill_partial[1])
+        elif backfilling is not None and (backfilling[0] in dags or backfilling[0] not in current):
+            backfilling = None  # finished, or the DAG left the mapping (or its mapping changed)
     settled = list(audit.settled) if audit is not None else list(cursor.settled)
     if fetched.sweep_read is not None and fetched.sweep_total is not None:
         settled = settle_window(settled, SettledWindow(*fetched.sweep_read, fetched.sweep_total))
-    return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags, settled=settled)
+    return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags, settled=settled,
+                               backfilling=backfilling)
 
 
 def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow]:

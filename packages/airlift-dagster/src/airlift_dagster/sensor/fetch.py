@@ -32,6 +32,12 @@ class Fetched:
     sweep_tis: list[TaskInstance] = field(default_factory=list)
     backfill_runs: list[DagRun] = field(default_factory=list)
     backfill_tis: list[TaskInstance] = field(default_factory=list)
+    #: DAGs whose whole history the backfill read (this tick and earlier ones)
+    backfill_done: tuple[str, ...] = ()
+    #: a DAG whose history was read in part: its id and the end date its runs were read up to
+    backfill_partial: tuple[str, datetime] | None = None
+    #: runs plus task instances the backfill read
+    backfill_rows: int = 0
     #: the part of the sweep window read this tick (all of it unless it held more rows than the budget)
     sweep_read: tuple[datetime, datetime] | None = None
     #: rows of every DAG Airflow listed in ``sweep_read`` (the settled window's count)
@@ -41,8 +47,8 @@ class Fetched:
 
     @property
     def rows_listed(self) -> int:
-        """Rows of every DAG read this tick from the windows (the row budget counts them)."""
-        return (self.sweep_total or 0) + self.fresh_listed
+        """Rows of every DAG read this tick from the windows, and the backfill's (the row budget counts them)."""
+        return (self.sweep_total or 0) + self.fresh_listed + self.backfill_rows
 
 
 def size_window(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, budget: int) -> datetime:
@@ -90,12 +96,51 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids:
         out.fresh = (lo, hi)
         out.fresh_runs, out.fresh_tis, out.fresh_listed = _changed_all(airflow_instance, lo, hi, dag_ids)
     if plan.backfill:
-        upper = out.fresh[0] - _TICK if out.fresh else None
-        runs = list(airflow_instance.iter_dag_runs(dag_ids=list(plan.backfill), states=["success", "failed"],
-                                                   end_date_gte=plan.backfill_since, end_date_lte=upper))
-        out.backfill_runs = runs
-        out.backfill_tis = list(airflow_instance.iter_task_instances_of_runs((r.dag_id, r.run_id) for r in runs))
+        read_backfill(airflow_instance, plan, out, upper=out.fresh[0] - _TICK if out.fresh else None,
+                      room=settings.max_rows_per_tick - out.rows_listed)
     return out
+
+
+#: Runs whose task instances the backfill reads in its first request group (later groups are sized
+#: from the task instances per run seen so far).
+BACKFILL_FIRST_RUNS = 10
+
+
+def read_backfill(airflow_instance: AirflowInstance, plan: TickPlan, out: Fetched, *, upper: datetime | None, room: int) -> None:
+    """Step 2a (I/O): the finished runs of DAGs new to the mapping (from :meth:`TickPlan.backfill_start`
+    up to ``upper``) and their task instances, oldest end date first, within ``room`` rows (runs plus
+    task instances; at most one request group more). A DAG whose history holds more is read in part:
+    ``out.backfill_partial`` says up to which end date (runs ending together are read together), and
+    a later tick resumes there. Fills ``out``'s backfill fields."""
+    done: list[str] = []
+    for dag_id in plan.backfill:
+        if out.backfill_rows >= room:
+            break
+        runs = sorted((r for r in airflow_instance.iter_dag_runs(dag_ids=[dag_id], states=["success", "failed"],
+                                                                  end_date_gte=plan.backfill_start(dag_id), end_date_lte=upper)
+                       if r.end_date is not None), key=lambda r: r.end_date)  # type: ignore[arg-type,return-value]
+        i = 0
+        per_run = 0.0
+        dag_rows = 0
+        while i < len(runs) and out.backfill_rows < room:
+            size = BACKFILL_FIRST_RUNS if not per_run else max(1, int((room - out.backfill_rows) / per_run))
+            j = min(len(runs), i + size)
+            while j < len(runs) and runs[j].end_date == runs[j - 1].end_date:
+                j += 1  # runs ending in the same instant are read together: the resume point cannot split them
+            group = runs[i:j]
+            tis = list(airflow_instance.iter_task_instances_of_runs((r.dag_id, r.run_id) for r in group))
+            out.backfill_runs.extend(group)
+            out.backfill_tis.extend(tis)
+            out.backfill_rows += len(group) + len(tis)
+            dag_rows += len(group) + len(tis)
+            i = j
+            per_run = dag_rows / i
+        if i < len(runs):
+            if i:
+                out.backfill_partial = (dag_id, runs[i - 1].end_date)  # type: ignore[assignment]
+            break
+        done.append(dag_id)
+    out.backfill_done = tuple(done)
 
 
 @dataclass

@@ -26,6 +26,14 @@ class TickPlan:
     backfill: tuple[str, ...]
     backfill_since: datetime
     first_start: bool
+    #: where the backfill of ``backfill[0]`` resumes (its history was read in part by earlier ticks)
+    resume: datetime | None = None
+
+    def backfill_start(self, dag_id: str) -> datetime:
+        """Runs of ``dag_id`` ending from this time on are backfilled this tick."""
+        if self.resume is not None and self.backfill and dag_id == self.backfill[0]:
+            return max(self.resume, self.backfill_since)
+        return self.backfill_since
 
 
 def plan_tick(cursor: AirliftSensorCursor, *, now: datetime, coverage: Mapping[str, str], settings: SensorSettings) -> TickPlan:
@@ -41,8 +49,14 @@ def plan_tick(cursor: AirliftSensorCursor, *, now: datetime, coverage: Mapping[s
     hi = now - settings.settle
     sweep = cursor.pending[0] if cursor.pending and cursor.pending[0].hi <= now - settings.lateness_window else None
     backfill: tuple[str, ...] = ()
+    resume: datetime | None = None
     if not first and cursor.dags is not None:
-        backfill = tuple(sorted(d for d, digest in coverage.items() if digest not in cursor.dags))[:BACKFILL_DAGS_PER_TICK]
+        pending = sorted(d for d, digest in coverage.items() if digest not in cursor.dags)
+        partial = cursor.backfilling
+        resumed = [d for d in pending if partial is not None and coverage[d] == partial[0]][:1]
+        if resumed and partial is not None:  # the DAG whose history earlier ticks read in part goes first
+            resume = partial[1] + _TICK
+        backfill = tuple([*resumed, *(d for d in pending if d not in resumed)][:BACKFILL_DAGS_PER_TICK])
     return TickPlan(fresh=(lo, hi) if hi >= lo else None, sweep=sweep, backfill=backfill,
-                    backfill_since=now - settings.history_window, first_start=first)
+                    backfill_since=now - settings.history_window, first_start=first, resume=resume)
 
