@@ -46,3 +46,31 @@ def test_a_list_that_keeps_changing_is_an_error_not_a_partial_list(fake_factory:
     monkeypatch.setattr(state, "changed_between", shifting)
     with pytest.raises(AirflowResponseError, match="kept changing while it was read"):
         list(instance_for(fake).iter_updated_dag_runs(updated_at_gte=EPOCH, updated_at_lte=EPOCH + timedelta(days=1)))
+
+
+def test_read_updated_sizes_a_window_from_the_first_pages(fake_factory: Callable[..., FakeAirflow],
+                                                         instance_for: Callable[..., AirflowInstance]) -> None:
+    """``read_updated`` reads both lists whole (all pages, the first page not asked twice) when Airflow
+    counts at most ``max_rows`` rows, and stops after the two first pages (``None``) when it counts more."""
+    state = FakeAirflowState.generate(dags=3, tasks_per_dag=4, runs_per_dag=30)
+    fake = fake_factory(state, maximum_page_limit=7)
+    instance = instance_for(fake)
+    lo, hi = EPOCH + timedelta(minutes=10), EPOCH + timedelta(minutes=40)
+    expected_runs = {(r.dag_id, r.run_id) for r in state.runs if r.updated_at is not None and lo <= r.updated_at <= hi}
+    expected_tis = {(t.dag_id, t.run_id, t.task_id) for t in state.task_instances if t.updated_at is not None and lo <= t.updated_at <= hi}
+    total = len(expected_runs) + len(expected_tis)
+    assert total > 2 * 7, "more than one page of each"
+    instance.list_dags()  # the generation is known before counting requests
+    fake.request_log.clear()
+    rows = instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=total)
+    assert rows is not None
+    runs, tis = rows
+    assert {(r.dag_id, r.run_id) for r in runs} == expected_runs and len(runs) == len(expected_runs)
+    assert {(t.dag_id, t.run_id, t.task_id) for t in tis} == expected_tis and len(tis) == len(expected_tis)
+    pages = [p for m, p, _ in fake.request_log if "updated_at" in p]
+    offsets = [p.split("offset=")[1].split("&")[0] for p in pages]
+    assert offsets.count("0") == 2, "each list's first page is asked once (it carries the count)"
+    assert len(pages) == -(-len(expected_runs) // 7) + -(-len(expected_tis) // 7)
+    fake.request_log.clear()
+    assert instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=total - 1) is None
+    assert len([p for m, p, _ in fake.request_log if "updated_at" in p]) == 2, "the two first pages, nothing more"

@@ -975,3 +975,14 @@ def test_a_newly_mapped_dag_backfilled_over_several_ticks_reports_each_try_once(
         partial += AirliftSensorCursor.parse(after.cursor).backfilling is not None
     assert partial >= 3, "the history took several ticks"
     assert after.counts() == Counter({("late_mapped", r.run_id): 1 for r in runs}), "each try once, the DAG asset not again"
+
+
+def test_a_quiet_tick_asks_airflow_two_requests_for_its_window(ticker: Ticker, fake: FakeAirflow) -> None:
+    """The new window is sized by the counts its lists' first pages carry: a tick with nothing new
+    sends one runs page and one task-instance page, and no count request of its own."""
+    fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
+    ticker.tick()
+    fake.request_log.clear()
+    ticker.tick()
+    window = [p for _, p, _ in fake.request_log if "updated_at" in p]
+    assert len(window) == 2 and not [p for p in window if "limit=1&" in p or p.endswith("limit=1")], window

@@ -68,6 +68,25 @@ def release_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) if p.isdigit() else 0 for p in version.split("+")[0].split(".")[:3]) if version else ()
 
 
+#: Identity of an item of the changed-rows lists (paging drops repeats by it).
+_UPDATED_IDENTITY: dict[str, Callable[[Mapping[str, Any]], Hashable]] = {
+    "dag_runs": lambda r: (r.get("dag_id"), r.get("dag_run_id")),
+    "task_instances": lambda t: (t.get("dag_id"), t.get("dag_run_id"), t.get("task_id"), t.get("map_index")),
+}
+
+
+def _replaying(first: Mapping[str, Any], fetch: Callable[[int, int], Mapping[str, Any]]) -> Callable[[int, int], Mapping[str, Any]]:
+    """``fetch`` whose first call for offset 0 answers with the page already read."""
+    pending = [first]
+
+    def page(offset: int, limit: int) -> Mapping[str, Any]:
+        if pending and offset == 0:
+            return pending.pop()
+        return fetch(offset, limit)
+
+    return page
+
+
 def _q(value: str) -> str:
     return quote(value, safe="")
 
@@ -635,7 +654,7 @@ class AirflowInstance:
         params = rest.updated_params(updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte, states=states,
                                      order_by=rest.runs_order_by)
         fetch = functools.partial(self._updated_page, "/dags/~/dagRuns", params, what="the changed DAG runs")
-        for raw in self._paged(fetch, "dag_runs", lambda r: (r.get("dag_id"), r.get("dag_run_id")), strict=True):
+        for raw in self._paged(fetch, "dag_runs", _UPDATED_IDENTITY["dag_runs"], strict=True):
             yield self._parse(lambda raw=raw: DagRun.from_rest(raw, api=rest.api), "a DAG run")  # type: ignore[misc]
 
     def iter_updated_task_instances(
@@ -655,10 +674,7 @@ class AirflowInstance:
         params = rest.updated_params(updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte, states=states,
                                      order_by=rest.updated_tis_order_by)
         fetch = functools.partial(self._updated_page, "/dags/~/dagRuns/~/taskInstances", params, what="the changed task instances")
-        identity: Callable[[Mapping[str, Any]], Hashable] = lambda t: (  # noqa: E731
-            t.get("dag_id"), t.get("dag_run_id"), t.get("task_id"), t.get("map_index"),
-        )
-        for raw in self._paged(fetch, "task_instances", identity, strict=True):
+        for raw in self._paged(fetch, "task_instances", _UPDATED_IDENTITY["task_instances"], strict=True):
             yield self._parse(lambda raw=raw: TaskInstance.from_rest(raw, api=rest.api), "a task instance")  # type: ignore[misc]
 
     # ------------------------------------------------------------------ datasets / assets
@@ -721,6 +737,39 @@ class AirflowInstance:
             total = page.get("total_entries")
             if older or not items or (isinstance(total, int) and offset >= total):
                 return
+
+    def read_updated(
+        self, *, updated_at_gte: datetime, updated_at_lte: datetime, max_rows: int | None = None
+    ) -> tuple[list[DagRun], list[TaskInstance]] | None:
+        """The DAG runs and task instances of every DAG changed in ``[updated_at_gte, updated_at_lte]``
+        (:meth:`iter_updated_dag_runs` and :meth:`iter_updated_task_instances`), or ``None`` as soon
+        as Airflow counts more than ``max_rows`` of them: the count comes with each list's first page,
+        so sizing a window costs no request of its own (an oversized window costs its first pages).
+
+        >>> from datetime import datetime, timedelta, timezone
+        >>> now = datetime.now(timezone.utc)
+        >>> airflow_instance.read_updated(updated_at_gte=now - timedelta(minutes=1), updated_at_lte=now, max_rows=5000)  # doctest: +SKIP
+        """
+        rest = self._generation()
+        lists: list[tuple[str, Callable[[int, int], Mapping[str, Any]], Mapping[str, Any]]] = []
+        listed = 0
+        for path, key, order_by, what in (
+            ("/dags/~/dagRuns", "dag_runs", rest.runs_order_by, "the changed DAG runs"),
+            ("/dags/~/dagRuns/~/taskInstances", "task_instances", rest.updated_tis_order_by, "the changed task instances"),
+        ):
+            params = rest.updated_params(updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte, states=None, order_by=order_by)
+            fetch = functools.partial(self._updated_page, path, params, what=what)
+            first = fetch(0, self.page_size)
+            total = first.get("total_entries")
+            if not isinstance(total, int):
+                raise AirflowResponseError(f"{self.webserver_url}: the list of {key} has no total_entries")
+            listed += total
+            if max_rows is not None and listed > max_rows:
+                return None
+            lists.append((key, fetch, first))
+        out = [list(self._paged(_replaying(first, fetch), key, _UPDATED_IDENTITY[key], strict=True)) for key, fetch, first in lists]
+        return ([self._parse(lambda raw=raw: DagRun.from_rest(raw, api=rest.api), "a DAG run") for raw in out[0]],  # type: ignore[misc]
+                [self._parse(lambda raw=raw: TaskInstance.from_rest(raw, api=rest.api), "a task instance") for raw in out[1]])  # type: ignore[misc]
 
     def count_updated(self, *, updated_at_gte: datetime, updated_at_lte: datetime) -> int:
         """How many DAG runs plus task instances changed in ``[updated_at_gte, updated_at_lte]`` (two

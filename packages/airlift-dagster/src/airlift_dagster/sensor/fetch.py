@@ -51,31 +51,30 @@ class Fetched:
         return (self.sweep_total or 0) + self.fresh_listed + self.backfill_rows
 
 
-def size_window(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, budget: int) -> datetime:
-    """The largest ``hi' <= hi`` (halving) whose window ``[lo, hi']`` holds at most ``budget`` rows.
-    Rows sharing one instant cannot be split: such a window is read whole."""
+def read_window(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, budget: int,
+                dag_ids: frozenset[str]) -> tuple[datetime, list[DagRun], list[TaskInstance], int]:
+    """Read the largest window ``[lo, hi']`` (``hi' <= hi``, halving) that holds at most ``budget``
+    rows: its upper bound, its rows of ``dag_ids`` and how many rows of every DAG Airflow listed.
+    The size comes with the lists' first pages (no count of its own). Rows sharing one instant
+    cannot be split: such a window is read whole."""
     while True:
-        count = airflow_instance.count_updated(updated_at_gte=lo, updated_at_lte=hi)
-        if count <= budget or hi - lo <= _TICK:
-            return hi
+        rows = airflow_instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=None if hi - lo <= _TICK else budget)
+        if rows is not None:
+            return (hi, *_of_dags(rows, dag_ids))
         hi = lo + (hi - lo) / 2
 
 
 def _changed_all(airflow_instance: AirflowInstance, lo: datetime, hi: datetime,
                  dag_ids: frozenset[str]) -> tuple[list[DagRun], list[TaskInstance], int]:
-    """The rows of ``dag_ids`` changed in ``[lo, hi]``, and how many rows of every DAG were listed."""
-    total = 0
-    runs: list[DagRun] = []
-    tis: list[TaskInstance] = []
-    for run in airflow_instance.iter_updated_dag_runs(updated_at_gte=lo, updated_at_lte=hi):
-        total += 1
-        if run.dag_id in dag_ids:
-            runs.append(run)
-    for ti in airflow_instance.iter_updated_task_instances(updated_at_gte=lo, updated_at_lte=hi):
-        total += 1
-        if ti.dag_id in dag_ids:
-            tis.append(ti)
-    return runs, tis, total
+    """The rows of ``dag_ids`` changed in ``[lo, hi]`` (the whole window), and how many rows of every DAG were listed."""
+    rows = airflow_instance.read_updated(updated_at_gte=lo, updated_at_lte=hi)
+    assert rows is not None  # no max_rows: never None
+    return _of_dags(rows, dag_ids)
+
+
+def _of_dags(rows: tuple[list[DagRun], list[TaskInstance]], dag_ids: frozenset[str]) -> tuple[list[DagRun], list[TaskInstance], int]:
+    runs, tis = rows
+    return [r for r in runs if r.dag_id in dag_ids], [t for t in tis if t.dag_id in dag_ids], len(runs) + len(tis)
 
 
 def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids: frozenset[str], settings: SensorSettings) -> Fetched:
@@ -86,15 +85,13 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids:
     out = Fetched()
     room = settings.max_rows_per_tick
     if plan.sweep is not None:
-        lo, hi = plan.sweep.lo, size_window(airflow_instance, plan.sweep.lo, plan.sweep.hi, room)
-        out.sweep_read = (lo, hi)
-        out.sweep_runs, out.sweep_tis, out.sweep_total = _changed_all(airflow_instance, lo, hi, dag_ids)
+        hi, out.sweep_runs, out.sweep_tis, out.sweep_total = read_window(airflow_instance, plan.sweep.lo, plan.sweep.hi, room, dag_ids)
+        out.sweep_read = (plan.sweep.lo, hi)
         room -= out.sweep_total
     if plan.fresh is not None and room > 0:
-        lo, hi = plan.fresh
-        hi = size_window(airflow_instance, lo, hi, room)
+        lo = plan.fresh[0]
+        hi, out.fresh_runs, out.fresh_tis, out.fresh_listed = read_window(airflow_instance, lo, plan.fresh[1], room, dag_ids)
         out.fresh = (lo, hi)
-        out.fresh_runs, out.fresh_tis, out.fresh_listed = _changed_all(airflow_instance, lo, hi, dag_ids)
     if plan.backfill:
         read_backfill(airflow_instance, plan, out, upper=out.fresh[0] - _TICK if out.fresh else None,
                       room=settings.max_rows_per_tick - out.rows_listed)
