@@ -2,7 +2,9 @@
 
 For unit tests and scale benchmarks only (integration tests use real Airflow). It serves the
 endpoints Airlift reads with the response shapes of Airflow 2.11 / 3.3 (checked against Airflow's
-own OpenAPI spec by ``tests/test_fake_airflow_openapi.py``), Airflow's paging cap
+own OpenAPI spec by ``tests/test_fake_airflow_openapi.py``), the audit log (``GET /eventLogs``) with the
+rows each generation writes when task tries run and when task instances are marked or cleared (see
+:class:`FakeEventLog`), Airflow's paging cap
 (``maximum_page_limit``), its auth behaviour (basic auth → 403 on Airflow 2, bearer JWT from
 ``/auth/token`` → 401 on Airflow 3), optional latency per request, injected faults, and counts
 requests.
@@ -31,10 +33,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from airlift_testing.loopback import LoopbackServer
 
-__all__ = ["FakeAirflow", "FakeAirflowState", "FakeDag", "FakeDataset", "FakeDatasetEvent", "FakeRun", "FakeTask",
+__all__ = ["FakeAirflow", "FakeAirflowState", "FakeDag", "FakeDataset", "FakeDatasetEvent", "FakeEventLog", "FakeRun", "FakeTask",
            "FakeTaskInstance", "iso"]
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
 
 def iso(value: datetime | None, generation: int = 2) -> str | None:
@@ -143,6 +146,42 @@ class FakeDatasetEvent:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Task-instance states a worker reaches, each written to the audit log when a try gets there (the
+#: scheduler sets the others, e.g. upstream_failed, without a row).
+TRY_LOG_STATES = frozenset({"running", "success", "failed", "up_for_retry"})
+#: Audit-log events of REST actions, as Airflow 3 names them (Airflow 2 prefixes ``api.``).
+MARK_EVENT, CLEAR_EVENT, BATCH_READ_EVENT = "patch_task_instance", "post_clear_task_instances", "get_task_instances_batch"
+
+
+@dataclass(slots=True)
+class FakeEventLog:
+    """One row of Airflow's audit log (table ``log``) as the fake keeps it; ``GET /eventLogs`` serves
+    it as each generation writes it (:meth:`FakeAirflow.event_log_json`), as the contract tests on
+    real Airflow 2.9, 2.11 and 3.3 found:
+
+    - a try writes ``running`` when it starts and the state it ends in, with the DAG, run, task, map
+      index and try number; a try that goes up for retry is logged ``up_for_retry`` by Airflow 3 and
+      ``failed`` by Airflow 2 (stored here as ``up_for_retry``);
+    - a REST mark (``PATCH`` of a task instance) writes ``patch_task_instance`` (Airflow 2:
+      ``api.patch_task_instance``) naming the DAG, run and task, no map index or try, and no
+      state-named row;
+    - a REST clear writes ``post_clear_task_instances`` (Airflow 2: ``api.``...) naming the DAG and,
+      on Airflow 3 only, the run;
+    - Airflow 3 audits each task-instance batch read (``get_task_instances_batch``, nothing named);
+    - Airflow before 2.10 returns neither map index nor try number over REST.
+    """
+
+    when: datetime
+    event: str
+    dag_id: str | None = None
+    task_id: str | None = None
+    run_id: str | None = None
+    map_index: int | None = None
+    try_number: int | None = None
+    owner: str | None = None
+    extra: str | None = None
+
+
 @dataclass
 class FakeAirflowState:
     """What the fake serves. Mutate it between requests to simulate a live Airflow."""
@@ -152,6 +191,8 @@ class FakeAirflowState:
     task_instances: list[FakeTaskInstance] = field(default_factory=list)
     datasets: list[FakeDataset] = field(default_factory=list)
     dataset_events: list[FakeDatasetEvent] = field(default_factory=list)
+    #: The audit log; a row's ``event_log_id`` is its position + 1.
+    event_logs: list[FakeEventLog] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _index: dict[str, Any] = field(default_factory=dict, repr=False)
     _touches: int = field(default=0, repr=False)
@@ -193,12 +234,57 @@ class FakeAirflowState:
 
     def touch(self, row: FakeRun | FakeTaskInstance, when: datetime, **changes: Any) -> None:
         """Change a run or task instance as Airflow would (clear, re-run, mark): apply ``changes``
-        and set its ``updated_at`` to ``when``."""
+        and set its ``updated_at`` to ``when``. A task instance's change is written to the audit log
+        as Airflow writes it: a higher ``try_number`` is a try that ran (``running`` at its
+        ``start_date``, then its state at its ``end_date``, else at ``when``); a new state within the
+        same try is a mark (a finished state) or a clear (``None``)."""
         with self.lock:
+            old_try, old_state = (row.try_number, row.state) if isinstance(row, FakeTaskInstance) else (0, None)
             for key, value in changes.items():
                 setattr(row, key, value)
             row.updated_at = when
             self._touches += 1
+            if not isinstance(row, FakeTaskInstance):
+                return
+            if row.try_number > old_try:
+                self.log_try(row, start=row.start_date or when, end=row.end_date or when)
+            elif "state" in changes and row.state != old_state:
+                if row.state is None:
+                    self.log_event(FakeEventLog(when, CLEAR_EVENT, dag_id=row.dag_id, run_id=row.run_id))
+                elif row.state in FINISHED_STATES:
+                    self.log_event(FakeEventLog(when, MARK_EVENT, dag_id=row.dag_id, run_id=row.run_id, task_id=row.task_id))
+
+    def event_logs_between(self, after: datetime | None, before: datetime | None) -> list[int]:
+        """Positions (in id order) of the audit-log rows with ``after < when < before``, through an
+        index sorted by ``when`` (Airflow's ``idx_log_dttm``; rebuilt when rows were added)."""
+        stamp = (id(self.event_logs), len(self.event_logs))
+        cached = self._index.get("event_logs")
+        if cached is None or cached[0] != stamp:
+            ordered = sorted((row.when, position) for position, row in enumerate(self.event_logs))
+            cached = self._index["event_logs"] = (stamp, ordered, [when for when, _ in ordered])
+        _, ordered, keys = cached
+        low = bisect.bisect_right(keys, after) if after is not None else 0
+        high = bisect.bisect_left(keys, before) if before is not None else len(keys)
+        return sorted(position for _, position in ordered[low:high])
+
+    def log_event(self, row: FakeEventLog) -> FakeEventLog:
+        """Append a row to the audit log (its id is the next one, as in Airflow's table)."""
+        with self.lock:
+            self.event_logs.append(row)
+        return row
+
+    def log_try(self, ti: FakeTaskInstance, *, start: datetime | None, end: datetime | None) -> None:
+        """The rows a worker writes for the current try of ``ti``: ``running`` at ``start``, then
+        ``ti.state`` at ``end`` (when the try reached a state a worker writes)."""
+        if ti.state not in TRY_LOG_STATES:
+            return
+        events = [(start, "running")] + ([(end, str(ti.state))] if ti.state != "running" else [])
+        with self.lock:
+            self.event_logs.extend(
+                FakeEventLog(when, event, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index,
+                             try_number=ti.try_number, owner="airflow")
+                for when, event in events if when is not None
+            )
 
     def tis_of_run(self, run: FakeRun) -> list[FakeTaskInstance]:
         return self.task_instances_of([run.dag_id], [run.run_id])
@@ -244,11 +330,13 @@ class FakeAirflowState:
                 indexes = range(map_count) if task.is_mapped and map_count else [-1]
                 for map_index in indexes:
                     ti_end = start + step * (i + 1) if task_state in ("success", "failed") else None
-                    self.task_instances.append(FakeTaskInstance(
+                    ti = FakeTaskInstance(
                         dag_id=dag_id, run_id=run.run_id, task_id=task.task_id, map_index=map_index,
                         state=task_state, start_date=start + step * i, end_date=ti_end, operator=task.operator,
                         updated_at=committed_at or ti_end or start + step * i,
-                    ))
+                    )
+                    self.task_instances.append(ti)
+                    self.log_try(ti, start=ti.start_date, end=ti_end)
         return run
 
 
@@ -286,6 +374,9 @@ class FakeAirflow(LoopbackServer):
         #: batch body filters that release added (``dag_run_ids``, ``task_ids``) with a 400, as
         #: Airflow 2.6's marshmallow schema does.
         self.airflow_version = "2.11.2" if generation == 2 else "3.3.2"
+        #: False: the user may not read the audit log (``GET /eventLogs`` answers 403, as for a user
+        #: without "can read on Audit Logs", which only Airflow 2's Admin role has).
+        self.audit_log_readable = True
         self._sessions: set[str] = set()
         self._tokens: dict[str, float] = {}
         self._token_seq = 0
@@ -449,6 +540,32 @@ class FakeAirflow(LoopbackServer):
             dataset = next((d for d in self.state.datasets if d.uri == event.uri), None)
             body.update({"id": position + 1, "asset_id": ids.get(event.uri, 0), "uri": event.uri,
                          "name": (dataset.name if dataset else None) or event.uri, "group": "asset", "partition_key": None})
+        return body
+
+    def event_log_json(self, position: int, row: FakeEventLog) -> dict[str, Any]:
+        """One ``GET /eventLogs`` item as this generation writes the row (see :class:`FakeEventLog`)."""
+        g = self.generation
+        event, run_id = row.event, row.run_id
+        if g == 2:
+            if event == "up_for_retry":
+                event = "failed"  # Airflow 2's handle_failure logs FAILED before it decides to retry
+            elif event in (MARK_EVENT, CLEAR_EVENT, BATCH_READ_EVENT):
+                event = f"api.{event}"
+                if row.event == CLEAR_EVENT:
+                    run_id = None  # Airflow 2 takes the run from the URL only; the clear names it in the body
+        run = self.state.run_of(row.dag_id, row.run_id) if row.dag_id and row.run_id and row.try_number is not None else None
+        body: dict[str, Any] = {
+            "event_log_id": position + 1, "when": iso(row.when, g), "dag_id": row.dag_id, "task_id": row.task_id,
+            "run_id": run_id, "map_index": row.map_index, "try_number": row.try_number, "event": event,
+            "owner": row.owner, "extra": row.extra,
+        }
+        logical = iso(run.logical_date, g) if run is not None else None
+        if g == 2:
+            body["execution_date"] = logical
+            if _release(self.airflow_version) < (2, 10, 0):
+                del body["map_index"], body["try_number"]  # the REST schema gained them in Airflow 2.10
+        else:
+            body.update({"logical_date": logical, "dag_display_name": row.dag_id, "task_display_name": row.task_id})
         return body
 
     def ti_json(self, ti: FakeTaskInstance, run: FakeRun | None) -> dict[str, Any]:
@@ -640,6 +757,9 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                            **({"bundle_name": "dags-folder"} if g == 3 else {})} for i, (name, d) in enumerate(page)]
                 self._send(200, {"import_errors": errors, "total_entries": len(files)})
                 return
+            if rest == "/eventLogs" and method == "GET":
+                self._event_logs(query, state)
+                return
             if rest == "/dags" and method == "GET":
                 dags = sorted(state.dags, key=lambda d: d.dag_id)
                 stale_too = query.get("only_active" if g == 2 else "exclude_stale", ["true"])[0] == "false"
@@ -688,6 +808,9 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                                      "total_entries": len(rows)})
                 return
             if rest == "/dags/~/dagRuns/~/taskInstances/list" and method == "POST":
+                if g == 3:  # Airflow 3 audits this read (its route has action_logging)
+                    state.log_event(FakeEventLog(datetime.now(timezone.utc), BATCH_READ_EVENT, owner=fake.username,
+                                                 extra=json.dumps({**body, "method": "POST"})))
                 unknown = sorted(set(body) & {"dag_run_ids", "task_ids"})
                 if g == 2 and unknown and _release(fake.airflow_version) < (2, 7, 1):
                     raise _HttpError(400, str({field: ["Unknown field."] for field in unknown}))
@@ -718,6 +841,14 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                     self._send(200, {"content": dag.source})
                 else:
                     self._send(200, {"content": dag.source, "dag_id": dag.dag_id, "version_number": 1, "dag_display_name": dag.dag_id})
+                return
+            match = re.fullmatch(r"/dags/([^/~]+)/dagRuns/([^/~]+)/taskInstances/([^/]+)", rest)
+            if match and method == "PATCH":
+                self._mark(unquote(match.group(1)), unquote(match.group(2)), unquote(match.group(3)), body or {}, state)
+                return
+            match = re.fullmatch(r"/dags/([^/~]+)/clearTaskInstances", rest)
+            if match and method == "POST":
+                self._clear(unquote(match.group(1)), body or {}, state)
                 return
             match = re.fullmatch(r"/dags/([^/]+)(/tasks|/details|/dagRuns|/dagRuns/([^/]+))?", rest)
             if not match:
@@ -754,6 +885,94 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 self._send(200, fake.run_json(one_run))
             else:
                 raise _HttpError(405, "Method not allowed")
+
+        def _event_logs(self, query: dict[str, list[str]], state: FakeAirflowState) -> None:
+            """``GET /eventLogs``: Airflow's filters (``after`` and ``before`` strict), orderings and paging."""
+            g = fake.generation
+            if not fake.audit_log_readable:
+                raise _HttpError(403, "Forbidden" if g == 3 else "You do not have permission to access this resource (Audit Logs).")
+            order = query.get("order_by", ["event_log_id" if g == 2 else "id"])[-1]
+            allowed = {"event_log_id", "when", "dag_id", "task_id", "run_id", "event", "execution_date", "owner", "extra"}
+            if g == 3:
+                allowed = (allowed - {"execution_date"}) | {"id", "dttm", "logical_date"}
+            if order.lstrip("-") not in allowed:
+                raise _HttpError(400, f"Ordering with '{order.lstrip('-')}' is disallowed or the attribute does not exist on the model")
+
+            def listed(name: str) -> set[str] | None:
+                values = query.get(name)
+                if not values:
+                    return None
+                return {v for value in values for v in value.split(",")} if g == 2 else set(values)
+
+            if g == 2 and _release(fake.airflow_version) < (2, 9, 0):  # new in Airflow 2.9: older releases ignore them
+                included = excluded = None
+            else:
+                included, excluded = listed("included_events"), listed("excluded_events")
+            after, before = _parse(query.get("after", [None])[0]), _parse(query.get("before", [None])[0])
+            exact = {k: query[k][0] for k in ("dag_id", "task_id", "run_id", "event", "owner") if k in query}
+            numbers = {k: int(query[k][0]) for k in ("map_index", "try_number") if k in query}
+            rows = [(i, fake.event_log_json(i, state.event_logs[i])) for i in state.event_logs_between(after, before)]
+            rows = [(i, item) for i, item in rows
+                    if all(item.get(k) == v for k, v in exact.items()) and all(item.get(k) == v for k, v in numbers.items())
+                    and (included is None or item["event"] in included) and (excluded is None or item["event"] not in excluded)]
+            key = {"id": "event_log_id", "dttm": "when"}.get(order.lstrip("-"), order.lstrip("-"))
+            if key == "when":
+                rows.sort(key=lambda entry: state.event_logs[entry[0]].when)
+            elif key != "event_log_id":  # Airflow sorts on that one column (ties: the database's order, here the id)
+                rows.sort(key=lambda entry: str(entry[1].get(key) or ""))
+            if order.startswith("-"):
+                rows.reverse()
+            page = _page(rows, int(query.get("offset", ["0"])[0]), int(query.get("limit", ["100"])[0]), fake.maximum_page_limit)
+            self._send(200, {"event_logs": [item for _, item in page], "total_entries": len(rows)})
+
+        def _mark(self, dag_id: str, run_id: str, task_id: str, body: dict[str, Any], state: FakeAirflowState) -> None:
+            """``PATCH`` of an (unmapped) task instance's state: the REST mark."""
+            g = fake.generation
+            ti = next((t for t in state.task_instances_of([dag_id], [run_id]) if t.task_id == task_id and t.map_index == -1), None)
+            if ti is None:
+                raise _HttpError(404, f"Task instance not found for task {task_id!r} of run {run_id!r} of DAG {dag_id!r}")
+            new_state = body.get("new_state")
+            if new_state not in ("success", "failed", "skipped"):
+                raise _HttpError(400 if g == 2 else 422, f"'{new_state}' is not one of ['success', 'failed', 'skipped']")
+            now = datetime.now(timezone.utc)
+            # Both generations log the action before it runs (Airflow 2 even for a dry run, its default)
+            state.log_event(FakeEventLog(now, MARK_EVENT, dag_id=dag_id, run_id=run_id, task_id=task_id, owner=fake.username,
+                                         extra=json.dumps(body)))
+            if g == 3 or not body.get("dry_run", True):
+                with state.lock:  # no state-named row: a mark is not a try
+                    ti.state, ti.end_date, ti.updated_at = new_state, ti.end_date or now, now
+                    state._touches += 1
+            run = state.run_of(dag_id, run_id)
+            if g == 2:
+                self._send(200, {"task_id": task_id, "dag_id": dag_id, "dag_run_id": run_id,
+                                 "execution_date": iso(run.logical_date if run else None, g)})
+            else:
+                self._send(200, {"task_instances": [fake.ti_json(ti, run)], "total_entries": 1})
+
+        def _clear(self, dag_id: str, body: dict[str, Any], state: FakeAirflowState) -> None:
+            """``POST /dags/{dag_id}/clearTaskInstances`` (the tasks ``task_ids`` of run ``dag_run_id``): one
+            audit row (Airflow 3 skips it for a dry run, its default; Airflow 2 writes it either way)."""
+            g = fake.generation
+            dry = bool(body.get("dry_run", True))
+            run_id, task_ids = body.get("dag_run_id"), body.get("task_ids")
+            now = datetime.now(timezone.utc)
+            if g == 2 or not dry:
+                state.log_event(FakeEventLog(now, CLEAR_EVENT, dag_id=dag_id, run_id=run_id, owner=fake.username,
+                                             extra=json.dumps(body)))
+            tis = [t for t in state.task_instances if t.dag_id == dag_id and (run_id is None or t.run_id == run_id)
+                   and (task_ids is None or t.task_id in task_ids)]
+            if not dry:
+                with state.lock:
+                    for ti in tis:
+                        ti.state, ti.end_date, ti.updated_at = None, None, now
+                        state._touches += 1
+            if g == 2:
+                self._send(200, {"task_instances": [
+                    {"task_id": t.task_id, "dag_id": t.dag_id, "dag_run_id": t.run_id,
+                     "execution_date": iso(getattr(state.run_of(t.dag_id, t.run_id), "logical_date", None), g)} for t in tis]})
+            else:
+                self._send(200, {"task_instances": [fake.ti_json(t, state.run_of(t.dag_id, t.run_id)) for t in tis],
+                                 "total_entries": len(tis)})
 
     return Handler
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import jsonschema
 import pytest
@@ -88,6 +89,7 @@ def fake_and_validator(airflow_version: str) -> Any:
             errors = sorted(validator.iter_errors(response.json()), key=lambda e: list(e.path))
             assert not errors, f"{method} {path}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
 
+        check.state = state  # type: ignore[attr-defined]
         yield check
 
 
@@ -117,3 +119,17 @@ def test_fake_dataset_responses_match_the_spec(fake_and_validator: Any, airflow_
     base = "/datasets" if airflow_version.startswith("2.") else "/assets"
     path = base if kind == "list" else base + "/events"
     fake_and_validator("GET", path + "?order_by=id" if kind == "list" else path, path)
+
+
+def test_fake_audit_log_responses_match_the_spec(fake_and_validator: Any) -> None:
+    """A REST mark and clear (which the fake writes to the audit log), then ``GET /eventLogs`` with try rows,
+    action rows and Airflow 3's batch-read rows."""
+    state = fake_and_validator.state
+    run_id = quote(state.runs[1].run_id, safe="")
+    fake_and_validator("PATCH", f"/dags/dag_00001/dagRuns/{run_id}/taskInstances/task_001",
+                       "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}", json={"new_state": "success", "dry_run": False})
+    fake_and_validator("POST", "/dags/dag_00001/clearTaskInstances", "/dags/{dag_id}/clearTaskInstances",
+                       json={"dry_run": False, "task_ids": ["task_001"], "dag_run_id": state.runs[1].run_id})
+    fake_and_validator("POST", "/dags/~/dagRuns/~/taskInstances/list", "/dags/~/dagRuns/~/taskInstances/list", json={"page_limit": 1})
+    assert {row.event for row in state.event_logs} >= {"running", "success", "failed", "patch_task_instance", "post_clear_task_instances"}
+    fake_and_validator("GET", "/eventLogs?order_by=when&after=2020-01-01T00:00:00%2B00:00", "/eventLogs")
