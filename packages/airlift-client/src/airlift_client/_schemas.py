@@ -221,6 +221,37 @@ class _ImportErrorsV2(_Model):
     total_entries: int
 
 
+class _EventLog(_Model):
+    event_log_id: int
+    when: str
+    event: str
+    dag_id: str | None = None
+    task_id: str | None = None
+    run_id: str | None = None
+    map_index: int | None = None
+    try_number: int | None = None
+    owner: str | None = None
+    extra: str | None = None
+
+
+class _EventLogV1(_EventLog):
+    execution_date: str | None = None
+
+
+class _EventLogV2(_EventLog):
+    logical_date: str | None = None
+
+
+class _EventLogsV1(_Model):
+    event_logs: list[_EventLogV1]
+    total_entries: int
+
+
+class _EventLogsV2(_Model):
+    event_logs: list[_EventLogV2]
+    total_entries: int
+
+
 class _Version(_Model):
     version: str
 
@@ -245,13 +276,14 @@ class Schemas(NamedTuple):
     datasets: type[BaseModel]
     dataset_events: type[BaseModel]
     import_errors: type[BaseModel]
+    event_logs: type[BaseModel]
 
 
 SCHEMAS = {
     ApiVersion.V1: Schemas(_DagV1, _DagsV1, _Tasks, _RunV1, _RunsV1, _TaskInstancesV1, _SourceV1, _Version,
-                           _DatasetsV1, _DatasetEventsV1, _ImportErrorsV1),
+                           _DatasetsV1, _DatasetEventsV1, _ImportErrorsV1, _EventLogsV1),
     ApiVersion.V2: Schemas(_DagV2, _DagsV2, _Tasks, _RunV2, _RunsV2, _TaskInstancesV2, _SourceV2, _Version,
-                           _DatasetsV2, _DatasetEventsV2, _ImportErrorsV2),
+                           _DatasetsV2, _DatasetEventsV2, _ImportErrorsV2, _EventLogsV2),
 }
 
 

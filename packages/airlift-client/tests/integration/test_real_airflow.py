@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -14,10 +17,11 @@ from airlift_client import (
     AirflowAuthError,
     AirflowInstance,
     AirflowNotFoundError,
+    AirflowResponseError,
     BasicAuthBackend,
     TokenAuthBackend,
 )
-from airlift_protocol import ApiVersion
+from airlift_protocol import ApiVersion, EventLog
 from airlift_testing import SAMPLE_DAGS, AirflowServer
 
 pytestmark = pytest.mark.integration
@@ -155,3 +159,187 @@ def test_token_backend(airflow: AirflowServer) -> None:
         backend = TokenAuthBackend(webserver_url=airflow.url, token_provider=provider)
     inst = AirflowInstance(auth_backend=backend, name="tok")
     assert len(inst.list_dags()) == len(DAG_IDS)
+
+
+# ---------------------------------------------------------------------- the audit log (GET /eventLogs)
+# What these tests found, per Airflow version, is the contract the audit-log-based sensor relies on.
+#: A try's end as its row names it: Airflow 2 writes "failed" for a try that goes up for retry
+#: (``handle_failure`` logs FAILED before it decides to retry); Airflow 3 logs the state the
+#: execution API sets.
+RETRY_EVENT = {2: "failed", 3: "up_for_retry"}
+#: Task-try rows carry ``map_index`` and ``try_number`` over REST from Airflow 2.10 on.
+TRY_FIELDS_SINCE = (2, 10)
+
+
+#: The audit log is read by time window and run from Airflow 2.9 on (before, its rows name no run).
+AUDIT_LOG_SINCE = (2, 9)
+
+
+def _release(airflow_version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in airflow_version.split(".")[:2])
+
+
+@pytest.fixture(scope="module")
+def audit_log_served(airflow_version: str) -> None:
+    """Skips (before any server starts: list it first) where the audit log cannot be read."""
+    if _release(airflow_version) < AUDIT_LOG_SINCE:
+        pytest.skip(f"Airflow {airflow_version}: the audit log is read from Airflow 2.9 on (test_event_logs_need_airflow_2_9)")
+
+
+def test_event_logs_need_airflow_2_9(inst: AirflowInstance, airflow: AirflowServer, airflow_version: str) -> None:
+    """Before 2.9 ``GET /eventLogs`` names no run (2.8 counts every row whatever the filters, 2.7 has no filters):
+    a clear error naming the release, before any request to it."""
+    if _release(airflow_version) >= AUDIT_LOG_SINCE:
+        pytest.skip("the audit log is served")
+    now = datetime.now(timezone.utc)
+    rows = airflow.get("/eventLogs", params={"limit": 5})["event_logs"]
+    assert rows and all("run_id" not in row for row in rows), rows
+    if _release(airflow_version) < (2, 8):
+        with pytest.raises(RuntimeError, match="400"):  # strict validation: a parameter the spec lacks
+            airflow.get("/eventLogs", params={"after": (now - timedelta(hours=1)).isoformat()})
+    with pytest.raises(AirflowResponseError, match=rf"runs Airflow {airflow_version}.*needs Airflow 2\.9 or later"):
+        list(inst.iter_event_logs(after=now - timedelta(hours=1), before=now))
+
+
+def _rows_of_dag_during_run(inst: AirflowInstance, dag_id: str, run_id: str) -> list[EventLog]:
+    """The DAG's rows from 5 s before its run started to 5 s after it ended."""
+    run = inst.get_dag_run(dag_id, run_id)
+    assert run.start_date is not None and run.end_date is not None
+    return list(inst.iter_event_logs(after=run.start_date - timedelta(seconds=5), before=run.end_date + timedelta(seconds=5),
+                                     dag_ids=[dag_id]))
+
+
+def _table(rows: list[EventLog]) -> str:
+    return "\n".join(f"  {r.event_log_id:>5} {r.when.isoformat()} {r.event:<28} task={r.task_id} run={r.run_id} "
+                     f"map={r.map_index} try={r.try_number}" for r in rows)
+
+
+def test_event_logs_name_every_finished_try(audit_log_served: None, inst: AirflowInstance, finished_runs: dict[str, str],
+                                            airflow: AirflowServer, airflow_version: str) -> None:
+    """Every try of every finished task instance has a row naming its DAG, run, task (and, from 2.10 on,
+    map index and try number) whose event is the state the try ended in; a "running" row starts each try;
+    tasks the scheduler sets (upstream_failed) have none."""
+    with_try = _release(airflow_version) >= TRY_FIELDS_SINCE
+    seen = {}
+    for dag_id, run_id in finished_runs.items():
+        of_dag = _rows_of_dag_during_run(inst, dag_id, run_id)
+        tis = list(inst.iter_task_instances(dag_ids=[dag_id], run_ids=[run_id]))
+        seen[dag_id] = (of_dag, tis)
+        states = sorted(f"{t.task_id}[{t.map_index}] try {t.try_number} {t.state}" for t in tis if t.task_id != "mapped")
+        print(f"Airflow {airflow_version} {dag_id} / {run_id}: {len(of_dag)} row(s) of the DAG\n{_table(of_dag)}\n  tis: {states}")
+    for dag_id, run_id in finished_runs.items():
+        of_dag, tis = seen[dag_id]
+        rows = [r for r in of_dag if r.run_id == run_id]
+        for ti in tis:
+            mine = [r for r in rows if r.task_id == ti.task_id and (not with_try or r.map_index == ti.map_index)]
+            if ti.state == "upstream_failed":  # set by the scheduler (the sample DAGs skip nothing)
+                assert mine == [], f"{ti.key} ({ti.state}, set by the scheduler) has rows:\n{_table(mine)}"
+                continue
+            if with_try:
+                for try_number in range(1, ti.try_number + 1):
+                    final = ti.state if try_number == ti.try_number else RETRY_EVENT[airflow.generation]
+                    of_try = [r for r in mine if r.try_number == try_number]
+                    assert [r.event for r in of_try] == ["running", final], f"{ti.key} try {try_number}:\n{_table(mine)}"
+                    assert all(r.dag_id == dag_id and r.run_id == run_id for r in of_try)
+            else:  # Airflow 2.9: no map index or try number over REST; one row per try start and end
+                assert all(r.map_index is None and r.try_number is None for r in mine), _table(mine)
+                maps = len([t for t in tis if t.task_id == ti.task_id])
+                expected = ["running", RETRY_EVENT[2]] * (ti.try_number - 1) + ["running", str(ti.state)]
+                assert sorted(r.event for r in mine) == sorted(expected * maps), f"{ti.key}:\n{_table(mine)}"
+
+
+def test_event_logs_window_bounds_and_filters(audit_log_served: None, inst: AirflowInstance, finished_runs: dict[str, str]) -> None:
+    """``after`` and ``before`` are strict bounds (Airflow's ``dttm > after`` and ``dttm < before``);
+    the event filter and paging keep every row once."""
+    run = inst.get_dag_run("mapped_dag", finished_runs["mapped_dag"])
+    assert run.start_date is not None and run.end_date is not None
+    window = {"after": run.start_date - timedelta(seconds=5), "before": run.end_date + timedelta(seconds=5)}
+    rows = list(inst.iter_event_logs(**window, dag_ids=["mapped_dag"]))
+    assert rows and len({r.event_log_id for r in rows}) == len(rows)
+    assert [r.event_log_id for r in rows] == sorted(r.event_log_id for r in rows)
+    paged = list(AirflowInstance(auth_backend=inst.auth_backend, name="paged", page_size=2).iter_event_logs(**window, dag_ids=["mapped_dag"]))
+    assert paged == rows
+    first = rows[0]
+    at_first = {r.event_log_id for r in inst.iter_event_logs(after=first.when, before=window["before"], dag_ids=["mapped_dag"])}
+    assert first.event_log_id not in at_first, "after is strict"
+    until_first = {r.event_log_id for r in inst.iter_event_logs(after=window["after"], before=first.when, dag_ids=["mapped_dag"])}
+    assert first.event_log_id not in until_first, "before is strict"
+    around = inst.iter_event_logs(after=first.when - timedelta(microseconds=1), before=first.when + timedelta(microseconds=1),
+                                  dag_ids=["mapped_dag"])
+    assert first.event_log_id in {r.event_log_id for r in around}
+    ends = list(inst.iter_event_logs(**window, dag_ids=["mapped_dag", "failing_dag"], events=["success", "failed"]))
+    assert ends and {r.event for r in ends} <= {"success", "failed"} and {r.dag_id for r in ends} <= {"mapped_dag", "failing_dag"}
+    assert [r.event_log_id for r in ends] == sorted(r.event_log_id for r in ends)
+
+
+def test_event_logs_of_a_rest_mark_and_a_clear(audit_log_served: None, inst: AirflowInstance, finished_runs: dict[str, str],
+                                               airflow: AirflowServer, airflow_version: str) -> None:
+    """Marking a finished task failed over REST writes an audit row naming the DAG, the run and the
+    task; clearing it writes one too, and its re-run writes the next try's rows."""
+    dag_id, task_id = "team.sales-daily_v2", "load"
+    run_id = finished_runs[dag_id]
+    path = f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+    before_mark = datetime.now(timezone.utc) - timedelta(seconds=1)
+    airflow.patch(path, json={"new_state": "failed", **({"dry_run": False} if airflow.generation == 2 else {})})
+    after_mark = datetime.now(timezone.utc) + timedelta(seconds=1)
+    marked = list(inst.iter_event_logs(after=before_mark, before=after_mark, dag_ids=[dag_id]))
+    print(f"mark on Airflow {airflow_version}:\n{_table(marked)}")
+    action = "api.patch_task_instance" if airflow.generation == 2 else "patch_task_instance"
+    audit = [r for r in marked if r.event == action]
+    assert len(audit) == 1, _table(marked)
+    assert (audit[0].dag_id, audit[0].task_id, audit[0].run_id) == (dag_id, task_id, run_id)
+    assert (audit[0].map_index, audit[0].try_number) == (None, None), "the action's row names no map index or try"
+    assert not [r for r in marked if r.event == "failed"], "a mark writes no state-named row"
+    assert inst.get_dag_run(dag_id, run_id).state in ("success", "failed")
+
+    before_clear = datetime.now(timezone.utc) - timedelta(seconds=1)
+    airflow.post(f"/dags/{quote(dag_id, safe='')}/clearTaskInstances", json={
+        "dry_run": False, "task_ids": [task_id], "dag_run_id": run_id, "reset_dag_runs": True, "only_failed": False})
+    deadline = datetime.now(timezone.utc) + timedelta(seconds=240)
+    while True:
+        ti = next(iter(inst.iter_task_instances(dag_ids=[dag_id], run_ids=[run_id], task_ids=[task_id])))
+        if ti.state in ("success", "failed") or datetime.now(timezone.utc) > deadline:
+            break
+        time.sleep(2)
+    assert (ti.state, ti.try_number) == ("success", 2)
+    rerun = list(inst.iter_event_logs(after=before_clear, before=datetime.now(timezone.utc) + timedelta(seconds=1), dag_ids=[dag_id]))
+    print(f"clear and re-run on Airflow {airflow_version}:\n{_table(rerun)}")
+    clear_action = "api.post_clear_task_instances" if airflow.generation == 2 else "post_clear_task_instances"
+    cleared = [r for r in rerun if r.event == clear_action]
+    assert len(cleared) == 1 and cleared[0].dag_id == dag_id, _table(rerun)
+    # The clear's row names the DAG; Airflow 3 also the run (the body's dag_run_id), Airflow 2 neither run
+    # nor task (it takes them from the URL and form fields only); no version names the task (task_ids is a list).
+    assert (cleared[0].run_id, cleared[0].task_id) == ((None if airflow.generation == 2 else run_id), None), _table(cleared)
+    tries = [(r.event, r.task_id, r.run_id) for r in rerun if r.event in ("running", "success")]
+    assert tries == [("running", task_id, run_id), ("success", task_id, run_id)], _table(rerun)
+    if _release(airflow_version) >= TRY_FIELDS_SINCE:
+        assert [r.try_number for r in rerun if r.event in ("running", "success")] == [2, 2]
+
+
+def test_event_logs_record_the_clients_own_batch_reads(audit_log_served: None, inst: AirflowInstance, finished_runs: dict[str, str],
+                                                       airflow: AirflowServer) -> None:
+    """Airflow 3 writes an audit row for every task-instance batch read (``get_task_instances_batch``,
+    no DAG, run or task named), the client's own included; Airflow 2 does not audit reads."""
+    start = datetime.now(timezone.utc) - timedelta(seconds=1)
+    list(inst.iter_task_instances(dag_ids=["mapped_dag"], run_ids=[finished_runs["mapped_dag"]]))
+    rows = list(inst.iter_event_logs(after=start, before=datetime.now(timezone.utc) + timedelta(seconds=1)))
+    print(f"after one batch read:\n{_table(rows)}")
+    reads = [(r.event, r.dag_id, r.run_id, r.task_id) for r in rows if "task_instances" in r.event]
+    assert reads == ([] if airflow.generation == 2 else [("get_task_instances_batch", None, None, None)]), _table(rows)
+
+
+def test_event_logs_need_the_audit_log_permission(audit_log_served: None, airflow: AirflowServer) -> None:
+    """Airflow 2 gives the audit log to Admin only: a Viewer gets a 403 that names the permission."""
+    if airflow.generation != 2:
+        pytest.skip("Airflow 3: who reads the audit log depends on the auth manager (standalone's simple one lets every role)")
+    assert airflow.venv is not None
+    subprocess.run([str(airflow.venv / "bin" / "airflow"), "users", "create", "--username", "auditless", "--password", "auditless",
+                    "--role", "Viewer", "--email", "auditless@example.com", "--firstname", "a", "--lastname", "b"],
+                   env=airflow.env(), cwd=airflow.home, check=True, capture_output=True, timeout=300)
+    viewer = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=airflow.url, username="auditless", password="auditless"),
+                             name="viewer")
+    assert viewer.list_dags(), "a Viewer reads the DAGs"
+    now = datetime.now(timezone.utc)
+    with pytest.raises(AirflowAuthError, match="can read on Audit Logs") as info:
+        list(viewer.iter_event_logs(after=now - timedelta(hours=1), before=now))
+    assert info.value.status == 403 and "/eventLogs" in str(info.value)

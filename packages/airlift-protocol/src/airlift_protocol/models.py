@@ -40,6 +40,7 @@ __all__ = [
     "DagRunState",
     "DagTimetable",
     "DatasetEvent",
+    "EventLog",
     "TaskInfo",
     "TaskInstance",
     "TaskInstanceState",
@@ -650,3 +651,78 @@ class DatasetEvent:
             created_run_ids=created,
             event_id=int(event_id) if isinstance(event_id, int) else None,
         )
+
+
+def _optional_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _optional_str(value: Any) -> str | None:
+    return str(value) if value is not None and value != "" else None
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """One row of Airflow's audit log (table ``log``; ``GET /eventLogs`` in both REST generations):
+    ``event`` happened at ``when``. Task tries write rows named after the state they reached
+    (``running``, ``success``, ``failed``, ...) with the try's identity; REST and UI actions write
+    rows named after the action (e.g. ``api.patch_task_instance`` on Airflow 2,
+    ``patch_task_instance`` on Airflow 3) with the DAG, run and task of the request.
+
+    ``map_index`` and ``try_number`` are ``None`` when the row has none, and always on Airflow
+    before 2.10, whose REST API does not return them. ``logical_date`` is v1's ``execution_date``
+    or v2's ``logical_date``.
+
+    >>> e = EventLog.from_rest({"event_log_id": 7, "when": "2026-01-01T00:00:00.5+00:00", "event": "success",
+    ...     "dag_id": "d", "task_id": "t", "run_id": "r", "map_index": -1, "try_number": 1,
+    ...     "execution_date": None, "owner": "airflow", "extra": None}, api=ApiVersion.V1)
+    >>> e.event, e.when.isoformat(), e.task_key
+    ('success', '2026-01-01T00:00:00.500000+00:00', ('d', 'r', 't', -1))
+    """
+
+    event_log_id: int
+    event: str
+    when: datetime
+    api: ApiVersion
+    dag_id: str | None
+    task_id: str | None
+    run_id: str | None
+    map_index: int | None
+    try_number: int | None
+    logical_date: datetime | None = None
+    owner: str | None = None
+    extra: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_rest(cls, raw: Mapping[str, Any], *, api: ApiVersion) -> EventLog:
+        """Parse one item of ``GET /eventLogs`` (v1 or v2)."""
+        event_log_id = _require(raw, "event_log_id", "event log")
+        if not isinstance(event_log_id, int) or isinstance(event_log_id, bool):
+            raise RestPayloadError(f"event log: 'event_log_id' is not an integer: {event_log_id!r}")
+        what = f"event log {event_log_id}"
+        when = parse_airflow_datetime(_require(raw, "when", what), what=f"{what} when")
+        if when is None:
+            raise RestPayloadError(f"{what}: field 'when' is empty")
+        logical = raw.get("execution_date") if api is ApiVersion.V1 else raw.get("logical_date")
+        return cls(
+            event_log_id=event_log_id,
+            event=str(_require(raw, "event", what)),
+            when=when,
+            api=api,
+            dag_id=_optional_str(raw.get("dag_id")),
+            task_id=_optional_str(raw.get("task_id")),
+            run_id=_optional_str(raw.get("run_id")),
+            map_index=_optional_int(raw.get("map_index")),
+            try_number=_optional_int(raw.get("try_number")),
+            logical_date=parse_airflow_datetime(logical, what=f"{what} logical_date"),
+            owner=_optional_str(raw.get("owner")),
+            extra=raw.get("extra") if isinstance(raw.get("extra"), str) else None,
+            raw=raw,
+        )
+
+    @property
+    def task_key(self) -> tuple[str | None, str | None, str | None, int]:
+        """(dag_id, run_id, task_id, map_index) as :attr:`TaskInstance.key` names a task instance
+        (a missing map index counts as -1, Airflow's value for unmapped tasks)."""
+        return (self.dag_id, self.run_id, self.task_id, -1 if self.map_index is None else self.map_index)

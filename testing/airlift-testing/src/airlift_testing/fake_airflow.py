@@ -904,10 +904,10 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                     return None
                 return {v for value in values for v in value.split(",")} if g == 2 else set(values)
 
-            if g == 2 and _release(fake.airflow_version) < (2, 9, 0):  # new in Airflow 2.9: older releases ignore them
-                included = excluded = None
-            else:
-                included, excluded = listed("included_events"), listed("excluded_events")
+            if g == 2 and _release(fake.airflow_version) < (2, 9, 0) and {"included_events", "excluded_events"} & set(query):
+                # new in Airflow 2.9; before, its strict validation refuses a parameter the spec lacks
+                raise _HttpError(400, "Extra query parameter(s) included_events not in spec")
+            included, excluded = listed("included_events"), listed("excluded_events")
             after, before = _parse(query.get("after", [None])[0]), _parse(query.get("before", [None])[0])
             exact = {k: query[k][0] for k in ("dag_id", "task_id", "run_id", "event", "owner") if k in query}
             numbers = {k: int(query[k][0]) for k in ("map_index", "try_number") if k in query}
