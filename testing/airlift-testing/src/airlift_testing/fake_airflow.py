@@ -167,7 +167,8 @@ class FakeEventLog:
       state-named row;
     - a REST clear writes ``post_clear_task_instances`` (Airflow 2: ``api.``...) naming the DAG and,
       on Airflow 3 only, the run;
-    - Airflow 3 audits each task-instance batch read (``get_task_instances_batch``, nothing named);
+    - Airflow 3 audits each task-instance batch read (``get_task_instances_batch``) with DAG and run
+      ``"~"``, which its REST API never lists (it lists rows of DAGs the user may read, or of none);
     - Airflow before 2.10 returns neither map index nor try number over REST.
     """
 
@@ -808,9 +809,9 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                                      "total_entries": len(rows)})
                 return
             if rest == "/dags/~/dagRuns/~/taskInstances/list" and method == "POST":
-                if g == 3:  # Airflow 3 audits this read (its route has action_logging)
-                    state.log_event(FakeEventLog(datetime.now(timezone.utc), BATCH_READ_EVENT, owner=fake.username,
-                                                 extra=json.dumps({**body, "method": "POST"})))
+                if g == 3:  # Airflow 3 audits this read, naming DAG "~" and run "~" (GET /eventLogs never shows it)
+                    state.log_event(FakeEventLog(datetime.now(timezone.utc), BATCH_READ_EVENT, dag_id="~", run_id="~",
+                                                 owner=fake.username, extra=json.dumps({**body, "method": "POST"})))
                 unknown = sorted(set(body) & {"dag_run_ids", "task_ids"})
                 if g == 2 and unknown and _release(fake.airflow_version) < (2, 7, 1):
                     raise _HttpError(400, str({field: ["Unknown field."] for field in unknown}))
@@ -911,7 +912,8 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
             after, before = _parse(query.get("after", [None])[0]), _parse(query.get("before", [None])[0])
             exact = {k: query[k][0] for k in ("dag_id", "task_id", "run_id", "event", "owner") if k in query}
             numbers = {k: int(query[k][0]) for k in ("map_index", "try_number") if k in query}
-            rows = [(i, fake.event_log_json(i, state.event_logs[i])) for i in state.event_logs_between(after, before)]
+            rows = [(i, fake.event_log_json(i, state.event_logs[i])) for i in state.event_logs_between(after, before)
+                    if state.event_logs[i].dag_id != "~"]  # Airflow 3 lists rows of readable DAGs (or none) only
             rows = [(i, item) for i, item in rows
                     if all(item.get(k) == v for k, v in exact.items()) and all(item.get(k) == v for k, v in numbers.items())
                     and (included is None or item["event"] in included) and (excluded is None or item["event"] not in excluded)]

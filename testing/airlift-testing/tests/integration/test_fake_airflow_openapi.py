@@ -122,8 +122,8 @@ def test_fake_dataset_responses_match_the_spec(fake_and_validator: Any, airflow_
 
 
 def test_fake_audit_log_responses_match_the_spec(fake_and_validator: Any) -> None:
-    """A REST mark and clear (which the fake writes to the audit log), then ``GET /eventLogs`` with try rows,
-    action rows and Airflow 3's batch-read rows."""
+    """A REST mark and clear (which the fake writes to the audit log), then ``GET /eventLogs`` with try rows
+    and action rows."""
     state = fake_and_validator.state
     run_id = quote(state.runs[1].run_id, safe="")
     fake_and_validator("PATCH", f"/dags/dag_00001/dagRuns/{run_id}/taskInstances/task_001",
