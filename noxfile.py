@@ -276,8 +276,12 @@ def bench_scale(session: nox.Session) -> None:
     """Costs at production size: sensor ticks against a real Airflow 2.11 and 3.3 on PostgreSQL with
     5,000,000 task instances (pg_stat_statements, plans), the ledger's read against 1,000,000
     unrelated Dagster events and definitions loads at 1,000 and 10,000 DAGs (``-- --quick`` for a
-    smaller run; ``-- --parts airflow`` for one part)."""
-    session.install(*_pkg("airlift-dagster"), *_TEST_TOOLS)
+    smaller run; ``-- --parts airflow`` for one part). The ledger part also runs on a Dagster instance on
+    PostgreSQL: dagster-postgres at the minor paired with the default Dagster minor (the library minor
+    dagster-dbt has in the version table; each dagster-postgres release pins its dagster release exactly)."""
+    dagster = DAGSTER_VERSIONS[DEFAULT_DAGSTER]
+    postgres = "dagster-postgres" + next(r for r in dagster if r.startswith("dagster-dbt==")).removeprefix("dagster-dbt")
+    session.install(*_pkg("airlift-dagster"), dagster[0], postgres, *_TEST_TOOLS)
     session.run("python", "bench/scale.py", *session.posargs, env={"AIRLIFT_REPO_ROOT": str(ROOT)})
 
 

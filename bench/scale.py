@@ -1,7 +1,7 @@
 """Costs at production size (``uvx nox -s bench_scale``; see bench/README.md).
 
     python bench/scale.py [--quick] [--parts airflow,ledger,loads] [--unrelated 1000000] [--keys 100]
-                          [--load-dags 1000,10000] [--latency 0.02] [--airflow-versions 2,3]
+                          [--ledger-storage sqlite,postgres] [--load-dags 1000,10000] [--latency 0.02] [--airflow-versions 2,3]
                           [--airflow-dags 500] [--airflow-runs 1000] [--changed-per-minute 2000] [--busy-ticks 6]
 
 0. ``airflow``: sensor ticks against a real Airflow 2.11 and 3.3 on PostgreSQL seeded by SQL with
@@ -11,11 +11,15 @@
    the sensor's statements (``auto_explain``); see :mod:`scale_airflow`.
 
 1. ``ledger``: the sensor's "already stored?" read (:func:`airlift_dagster.sensor.ledger.settle_deliveries`)
-   on a Dagster instance (in-memory SQLite, as the unit tests use) before and after seeding
-   ``--unrelated`` materializations of 1,000 other assets (bulk SQL inserts), for a steady tick (one
-   candidate per key, half of them pushed already) and for a tick of a 1-day backlog (12 candidates
-   per key spread over the day, the key pushed every 5 minutes all day). Prints the median time of
-   3 evaluations, the records read and the SQL statements issued.
+   on a Dagster instance before and after seeding ``--unrelated`` materializations of 1,000 other
+   assets (bulk SQL inserts), for a steady tick (one candidate per key, half of them pushed already)
+   and for a tick of a 1-day backlog (12 candidates per key spread over the day, the key pushed every
+   5 minutes all day). ``--ledger-storage``: the instance's storage, one run each: ``sqlite`` (in
+   memory, as the unit tests use) and ``postgres`` (dagster-postgres on a private PostgreSQL cluster
+   with ``pg_stat_statements`` and ``auto_explain``, as production deployments run). Prints the median
+   time of 3 evaluations, the records read, the SQL statements issued and the database connections
+   opened; on PostgreSQL also the database's own time for the statements (median per evaluation) and,
+   in the results, the plans of the statements of a 4th evaluation.
 2. ``loads``: definitions built from the fake Airflow (``airlift_testing.fake_airflow``, ``--latency``
    seconds per request) at ``--load-dags`` DAGs x 10 tasks, two tasks per DAG mapped, with every
    option combination of a server-side DAG filter and the source switch: wall time, requests, peak
@@ -28,10 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -65,29 +74,161 @@ def _seed_unrelated(dagster: Any, count: int, now: datetime) -> float:
     return time.perf_counter() - started
 
 
-def _ledger_case(dagster: Any, emissions: list[Any], floor: datetime) -> dict[str, Any]:
+def _seed_unrelated_postgres(dagster: Any, pg: Any, database: str, count: int, now: datetime) -> float:
+    """What :func:`_seed_unrelated` does, in PostgreSQL's SQL: 1,000 materializations reported through
+    the instance (their ``event_logs`` and ``asset_keys`` rows written by Dagster), then ``count - 1,000``
+    copies of their ``event_logs`` rows (every column as Dagster wrote it, ``timestamp`` spread over the
+    last day), then ``VACUUM ANALYZE``."""
+    from dagster import AssetMaterialization
+
+    started = time.perf_counter()
+    for i in range(1000):
+        dagster.report_runless_asset_event(AssetMaterialization(["unrelated", f"asset_{i:04d}"]))
+    copies = max(0, count - 1000)
+    day_ago = (now - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+    pg.psql(database, f"""
+        WITH t AS (SELECT e.*, row_number() OVER (ORDER BY e.id) - 1 AS i FROM event_logs e WHERE e.asset_key LIKE '%unrelated%')
+        INSERT INTO event_logs (run_id, event, dagster_event_type, timestamp, step_key, asset_key, partition)
+        SELECT t.run_id, t.event, t.dagster_event_type, timestamp '{day_ago}' + ((g * 7919) % 86400) * interval '1 second',
+               t.step_key, t.asset_key, t.partition
+        FROM generate_series(0::bigint, {copies - 1}) AS g JOIN t ON t.i = g % 1000""")
+    pg.psql(database, "VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
+def _check_unrelated(dagster: Any) -> dict[str, Any]:
+    """Dagster's own reads see the seeded rows as materializations: the newest materialization of one
+    unrelated key (by storage id) is a seeded copy (stored after the 1,000 reported ones), and how
+    many the key has."""
+    from dagster import AssetKey, AssetRecordsFilter
+    from sqlalchemy import text
+
+    with dagster.event_log_storage.index_connection() as conn:
+        last_reported = conn.execute(text("SELECT id FROM event_logs WHERE asset_key LIKE :like ORDER BY id LIMIT 1 OFFSET 999"),
+                                     {"like": "%unrelated%"}).scalar()
+    key = AssetKey(["unrelated", "asset_0500"])
+    latest = dagster.fetch_materializations(key, limit=1).records
+    assert latest and latest[0].event_log_entry.asset_materialization is not None, "no materialization of an unrelated key"
+    total, cursor = 0, None
+    while True:
+        page = dagster.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=1000, cursor=cursor)
+        total += len(page.records)
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return {"key": key.to_user_string(), "latest_storage_id": latest[0].storage_id,
+            "latest_is_seeded_copy": latest[0].storage_id > last_reported, "materializations": total}
+
+
+def _pg_stats(pg: Any, database: str) -> dict[str, Any]:
+    """The database's time, calls, rows and 8 KB blocks of the statements since the last reset, in
+    all and per statement (``pg_stat_statements`` folds the literals: one row for the 100 keys' reads)."""
+    where = "FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%'"
+    row = pg.psql(database, "SELECT coalesce(sum(total_exec_time), 0), coalesce(sum(calls), 0), coalesce(sum(rows), 0), "
+                            f"coalesce(sum(shared_blks_hit + shared_blks_read), 0) {where}").strip().split("|")
+    top = pg.psql(database, "SELECT round(total_exec_time::numeric, 1), calls, rows, shared_blks_hit + shared_blks_read, "
+                            f"left(regexp_replace(query, '\\s+', ' ', 'g'), 200) {where} ORDER BY total_exec_time DESC LIMIT 5")
+    return {"db_ms": float(row[0]), "db_calls": int(row[1]), "db_rows": int(row[2]), "db_blocks": int(row[3]),
+            "top": [line.split("|", 4) for line in top.strip().splitlines()]}
+
+
+def _ledger_case(dagster: Any, emissions: list[Any], floor: datetime, pg: Any = None, database: str = "") -> dict[str, Any]:
+    """Median of 3 evaluations; with ``pg`` (PostgreSQL) also the database's own figures per
+    evaluation (``pg_stat_statements`` reset before each) and the plans of a 4th evaluation
+    (``auto_explain``, untimed)."""
     from sqlalchemy import event
 
     from airlift_dagster.sensor.ledger import BuiltTries, settle_deliveries
 
-    statements = [0]
+    counts = {"statements": 0, "connections": 0}
     engine = dagster.event_log_storage._engine
 
     def count(*_: Any) -> None:
-        statements[0] += 1
+        counts["statements"] += 1
 
-    times = []
+    def connected(*_: Any) -> None:
+        counts["connections"] += 1
+
+    def evaluate() -> Any:
+        return settle_deliveries(emissions, instance=dagster, instance_name=INSTANCE, built=BuiltTries(), floor=floor)
+
+    times, db = [], []
     event.listen(engine, "before_cursor_execute", count)
+    event.listen(engine, "connect", connected)
     try:
         for _ in range(3):
-            statements[0] = 0
+            counts.update(statements=0, connections=0)
+            if pg is not None:
+                pg.psql(database, "SELECT pg_stat_statements_reset()")
             started = time.perf_counter()
-            out = settle_deliveries(emissions, instance=dagster, instance_name=INSTANCE, built=BuiltTries(), floor=floor)
+            out = evaluate()
             times.append(time.perf_counter() - started)
+            if pg is not None:
+                db.append(_pg_stats(pg, database))
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    return {"seconds_median": round(statistics.median(times), 4), "records_read": out.records_read,
-            "sql_statements": statements[0], "kept": len(out.kept), "held": out.held}
+        event.remove(engine, "connect", connected)
+    result: dict[str, Any] = {"seconds_median": round(statistics.median(times), 4), "seconds": [round(t, 4) for t in times],
+                              "records_read": out.records_read, "sql_statements": counts["statements"],
+                              "connections": counts["connections"], "kept": len(out.kept), "held": out.held}
+    if pg is not None:
+        result.update({name: statistics.median(d[name] for d in db) for name in ("db_ms", "db_calls", "db_rows", "db_blocks")})
+        result["db_ms"] = round(result["db_ms"], 1)
+        result["db"] = db
+        result["plans"] = _pg_plans(pg, database, evaluate)
+    return result
+
+
+def _plan_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
+    """One line per plan node: type, relation, index, estimated and actual rows, 8 KB blocks, condition."""
+    what = node.get("Node Type", "?")
+    if node.get("Relation Name"):
+        what += f" on {node['Relation Name']}"
+    if node.get("Index Name"):
+        what += f" using {node['Index Name']}"
+    blocks = node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)
+    detail = next((node[k] for k in ("Index Cond", "Recheck Cond", "Filter", "Hash Cond") if node.get(k)), "")
+    lines = [f"{'  ' * depth}{what} (rows={node.get('Plan Rows')} actual={node.get('Actual Rows')} blocks={blocks})"
+             f"{' ' + detail[:140] if detail else ''}"]
+    for child in node.get("Plans", []):
+        lines += _plan_lines(child, depth + 1)
+    return lines
+
+
+def _pg_plans(pg: Any, database: str, work: Callable[[], Any]) -> list[dict[str, Any]]:
+    """The plans of the statements ``work()`` issues, with actual rows and 8 KB blocks (``auto_explain``
+    with ``log_analyze`` and ``log_buffers``): one entry per statement shape (literals folded), with
+    its calls, time and blocks in all and the plan of its first call."""
+    settings = {"log_min_duration": "0", "log_format": "json", "log_analyze": "on", "log_buffers": "on"}
+    for name, value in settings.items():  # ALTER SYSTEM runs outside a transaction: one statement per call
+        pg.psql(database, f"ALTER SYSTEM SET auto_explain.{name} = {value}")
+    pg.psql(database, "SELECT pg_reload_conf()")
+    log_start = pg.log_path.stat().st_size
+    try:
+        work()
+    finally:
+        for name in settings:
+            pg.psql(database, f"ALTER SYSTEM RESET auto_explain.{name}")
+        pg.psql(database, "SELECT pg_reload_conf()")
+    with pg.log_path.open(errors="replace") as f:
+        f.seek(log_start)
+        log = f.read()
+    out: dict[str, dict[str, Any]] = {}
+    for m in re.finditer(r"LOG:\s+duration: ([0-9.]+) ms\s+plan:\n((?:\t.*\n?)+)", log):
+        try:
+            doc = json.loads("\n".join(line[1:] for line in m.group(2).splitlines()))
+        except ValueError:
+            continue
+        text = " ".join(doc.get("Query Text", "").split())
+        if "pg_stat_statements" in text or "pg_reload_conf" in text or "auto_explain" in text:
+            continue
+        shape = re.sub(r"'[^']*'|\b\d+\b", "?", text)
+        top = doc.get("Plan", {})
+        entry = out.setdefault(shape, {"query": text[:400], "plan": _plan_lines(top), "calls": 0, "ms": 0.0, "blocks": 0})
+        entry["calls"] += 1
+        entry["ms"] = round(entry["ms"] + float(m.group(1)), 1)
+        entry["blocks"] += top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)
+    return sorted(out.values(), key=lambda e: -e["ms"])
 
 
 def _pushed(dagster: Any, key: list[str], event_id: Any, when: datetime) -> None:
@@ -108,6 +249,18 @@ def _pushed(dagster: Any, key: list[str], event_id: Any, when: datetime) -> None
 
 
 def ledger(args: argparse.Namespace) -> dict[str, Any]:
+    """The ledger's read on each storage of ``--ledger-storage`` (results by storage)."""
+    out: dict[str, Any] = {}
+    for storage in args.ledger_storage.split(","):
+        if storage not in ("sqlite", "postgres"):
+            raise SystemExit(f"--ledger-storage: unknown storage {storage!r} (sqlite, postgres)")
+        out[storage] = _ledger_on(storage, args)
+    return out
+
+
+def _ledger_on(storage: str, args: argparse.Namespace) -> dict[str, Any]:
+    from importlib.metadata import version
+
     from dagster import AssetMaterialization, DagsterInstance
 
     from airlift_dagster.sensor.emissions import Emission
@@ -116,14 +269,14 @@ def ledger(args: argparse.Namespace) -> dict[str, Any]:
     now = datetime.now(timezone.utc).replace(microsecond=0)
     keys = [["mapped", f"asset_{k:04d}"] for k in range(args.keys)]
 
-    def steady(dagster: Any) -> list[Any]:
+    def steady() -> list[Any]:
         out = []
         for k, key in enumerate(keys):
             eid = AirflowEventId(INSTANCE, "dag", f"steady_{k}", task_id="t", try_number=1)
             out.append(Emission(AssetMaterialization(key, tags=eid.tags()), eid, now - timedelta(minutes=1)))
         return out
 
-    def backlog(dagster: Any) -> list[Any]:
+    def backlog() -> list[Any]:
         out = []
         for k, key in enumerate(keys):
             for j in range(12):
@@ -131,8 +284,12 @@ def ledger(args: argparse.Namespace) -> dict[str, Any]:
                 out.append(Emission(AssetMaterialization(key, tags=eid.tags()), eid, now - timedelta(days=1) + timedelta(hours=2 * j)))
         return out
 
-    results: dict[str, Any] = {}
-    with DagsterInstance.ephemeral() as dagster:
+    results: dict[str, Any] = {"storage": storage, "dagster": version("dagster"), "started_utc": now.isoformat(),
+                               "load_average_start": [round(x, 2) for x in os.getloadavg()]}
+    pg: Any = None
+    database = "dagster"
+
+    def run(dagster: Any) -> None:
         for k, key in enumerate(keys):  # half the steady candidates pushed already
             if k % 2 == 0:
                 _pushed(dagster, key, AirflowEventId(INSTANCE, "dag", f"steady_{k}", task_id="t", try_number=1), now)
@@ -140,22 +297,76 @@ def ledger(args: argparse.Namespace) -> dict[str, Any]:
             for j in range(288):
                 _pushed(dagster, key, AirflowEventId(INSTANCE, "dag", f"other_{k}_{j}", task_id="t", try_number=1),
                         now - timedelta(days=1) + timedelta(minutes=5 * j))
-        cases = {"steady": steady(dagster), "backlog": backlog(dagster)}
+        if pg is not None:  # statistics as autovacuum keeps them (the seeded log gets its VACUUM ANALYZE too)
+            pg.psql(database, "VACUUM ANALYZE")
+        cases = {"steady": steady(), "backlog": backlog()}
         for name, emissions in cases.items():
-            results[f"{name}_0"] = _ledger_case(dagster, emissions, now - timedelta(days=1))
-        seeded = _seed_unrelated(dagster, args.unrelated, now)
+            results[f"{name}_0"] = {"storage": storage, **_ledger_case(dagster, emissions, now - timedelta(days=1), pg, database)}
+        print(f"  {storage}: 0 unrelated measured; seeding {args.unrelated:,}", flush=True)
+        if pg is None:
+            seeded = _seed_unrelated(dagster, args.unrelated, now)
+        else:
+            seeded = _seed_unrelated_postgres(dagster, pg, database, args.unrelated, now)
         results["seed_seconds"] = round(seeded, 1)
         with dagster.event_log_storage.index_connection() as conn:
             results["event_log_rows"] = conn.exec_driver_sql("SELECT count(*) FROM event_logs").scalar()
+        results["unrelated_check"] = _check_unrelated(dagster)
+        if pg is not None:
+            results["event_logs_mb"] = round(int(pg.psql(database, "SELECT pg_total_relation_size('event_logs')").strip()) / 2**20)
         for name, emissions in cases.items():
-            results[f"{name}_{args.unrelated}"] = _ledger_case(dagster, emissions, now - timedelta(days=1))
-    print(f"\nLedger read, {args.keys} keys at stake, Dagster on in-memory SQLite ({results['event_log_rows']:,} event rows after "
-          f"seeding {args.unrelated:,} unrelated in {results['seed_seconds']} s)")
-    print(f"{'tick':<10}{'unrelated':>12}{'median s':>10}{'records':>10}{'SQL':>6}{'held':>6}")
-    for name in cases:
+            results[f"{name}_{args.unrelated}"] = {"storage": storage,
+                                                   **_ledger_case(dagster, emissions, now - timedelta(days=1), pg, database)}
+
+    if storage == "sqlite":
+        with DagsterInstance.ephemeral() as dagster:
+            run(dagster)
+        where = "in-memory SQLite"
+    else:
+        from airlift_testing.postgres import PostgresServer
+
+        results["dagster_postgres"] = version("dagster-postgres")
+        pg = PostgresServer(settings={"shared_preload_libraries": "pg_stat_statements,auto_explain",
+                                      "shared_buffers": "256MB", "work_mem": "16MB"}).start()
+        home = Path(tempfile.mkdtemp(prefix="airlift-scale-dagster-"))
+        try:
+            url = pg.create_database(database)
+            pg.psql(database, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            results["postgres"] = pg.psql(database, "SHOW server_version").strip()
+            (home / "dagster.yaml").write_text(f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {url}\n")
+            with DagsterInstance.from_config(str(home)) as dagster:
+                run(dagster)
+        finally:
+            pg.stop()
+            shutil.rmtree(home, ignore_errors=True)
+        where = f"PostgreSQL {results['postgres']} (dagster-postgres {results['dagster_postgres']})"
+    results["finished_utc"] = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    check = results["unrelated_check"]
+    print(f"\nLedger read, {args.keys} keys at stake, Dagster {results['dagster']} on {where} ({results['event_log_rows']:,} "
+          f"event rows after seeding {args.unrelated:,} unrelated in {results['seed_seconds']} s; {check['key']}: "
+          f"{check['materializations']:,} materializations, newest a seeded copy: {check['latest_is_seeded_copy']}); "
+          f"{results['started_utc']} to {results['finished_utc']}, load average {results['load_average_start']} to "
+          f"{results['load_average_end']}")
+    db_head = f"{'DB ms':>9}{'DB calls':>9}{'DB blocks':>10}" if pg is not None else ""
+    print(f"{'tick':<10}{'unrelated':>12}{'median s':>10}{'records':>10}{'SQL':>6}{'conns':>6}{'held':>6}{db_head}")
+    for name in ("steady", "backlog"):
         for n in (0, args.unrelated):
             r = results[f"{name}_{n}"]
-            print(f"{name:<10}{n:>12,}{r['seconds_median']:>10}{r['records_read']:>10}{r['sql_statements']:>6}{r['held']:>6}")
+            db_cols = f"{r['db_ms']:>9}{r['db_calls']:>9}{r['db_blocks']:>10}" if pg is not None else ""
+            print(f"{name:<10}{n:>12,}{r['seconds_median']:>10}{r['records_read']:>10}{r['sql_statements']:>6}{r['connections']:>6}"
+                  f"{r['held']:>6}{db_cols}")
+    if pg is not None:
+        for name in ("steady", "backlog"):
+            for n in (0, args.unrelated):
+                print(f"  {name} tick, {n:,} unrelated: statements by database time (pg_stat_statements, one evaluation)")
+                for ms, calls, rows, blocks, query in results[f"{name}_{n}"]["db"][0]["top"][:3]:
+                    print(f"    {ms:>7} ms {calls:>4} calls {rows:>6} rows {blocks:>6} blocks  {query[:120]}")
+        for n in (0, args.unrelated):
+            print(f"  plans of the backlog tick's statements at {n:,} unrelated (auto_explain, analyzed; by time):")
+            for plan in [p for p in results[f"backlog_{n}"]["plans"] if "pg_catalog" not in p["query"]][:2]:
+                print(f"    {plan['calls']} calls, {plan['ms']} ms, {plan['blocks']} blocks: {plan['query'][:300]}")
+                for line in plan["plan"]:
+                    print(f"      {line}")
     return results
 
 
@@ -260,6 +471,8 @@ def main() -> None:
                         help="after the ticks, time the reads of task instances by run instead of by updated_at")
     parser.add_argument("--unrelated", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=100)
+    parser.add_argument("--ledger-storage", default="sqlite,postgres",
+                        help="the ledger part's Dagster storages, one run each: sqlite (in memory), postgres (dagster-postgres)")
     parser.add_argument("--load-dags", default="1000,10000")
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--one-load", help=argparse.SUPPRESS)
