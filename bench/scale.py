@@ -152,7 +152,7 @@ def _ledger_case(dagster: Any, emissions: list[Any], floor: datetime, pg: Any = 
     def evaluate() -> Any:
         return settle_deliveries(emissions, instance=dagster, instance_name=INSTANCE, built=BuiltTries(), floor=floor)
 
-    times, db = [], []
+    times, cpu, db = [], [], []
     event.listen(engine, "before_cursor_execute", count)
     event.listen(engine, "connect", connected)
     try:
@@ -160,15 +160,17 @@ def _ledger_case(dagster: Any, emissions: list[Any], floor: datetime, pg: Any = 
             counts.update(statements=0, connections=0)
             if pg is not None:
                 pg.psql(database, "SELECT pg_stat_statements_reset()")
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             out = evaluate()
             times.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu_started)
             if pg is not None:
                 db.append(_pg_stats(pg, database))
     finally:
         event.remove(engine, "before_cursor_execute", count)
         event.remove(engine, "connect", connected)
     result: dict[str, Any] = {"seconds_median": round(statistics.median(times), 4), "seconds": [round(t, 4) for t in times],
+                              "cpu_seconds_median": round(statistics.median(cpu), 4), "cpu_seconds": [round(t, 4) for t in cpu],
                               "records_read": out.records_read, "sql_statements": counts["statements"],
                               "connections": counts["connections"], "kept": len(out.kept), "held": out.held}
     if pg is not None:
@@ -179,6 +181,26 @@ def _ledger_case(dagster: Any, emissions: list[Any], floor: datetime, pg: Any = 
     return result
 
 
+def _pg_index_levels(pg: Any, database: str) -> dict[str, int]:
+    """B-tree levels (``pgstattuple``) of the indexes the ledger's statements use."""
+    names = ("idx_events_by_asset", "asset_keys_asset_key_key")
+    out = pg.psql(database, " UNION ALL ".join(f"SELECT '{n}', tree_level FROM pgstatindex('{n}')" for n in names))
+    return {name: int(level) for name, level in (line.split("|") for line in out.strip().splitlines())}
+
+
+def _connect_ms(dagster: Any, count: int = 100) -> float:
+    """Median wall ms of opening a connection of the event log's engine and running ``SELECT 1`` on
+    it (dagster-postgres opens one per statement: ``NullPool``)."""
+    engine = dagster.event_log_storage._engine
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1000, 2)
+
+
 def _plan_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
     """One line per plan node: type, relation, index, estimated and actual rows, 8 KB blocks, condition."""
     what = node.get("Node Type", "?")
@@ -187,9 +209,11 @@ def _plan_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
     if node.get("Index Name"):
         what += f" using {node['Index Name']}"
     blocks = node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)
-    detail = next((node[k] for k in ("Index Cond", "Recheck Cond", "Filter", "Hash Cond") if node.get(k)), "")
+    detail = "; ".join(f"{k}: {node[k][:140]}" for k in ("Index Cond", "Recheck Cond", "Filter", "Hash Cond") if node.get(k))
+    if node.get("Rows Removed by Filter"):
+        detail += f" (removed by filter: {node['Rows Removed by Filter']})"
     lines = [f"{'  ' * depth}{what} (rows={node.get('Plan Rows')} actual={node.get('Actual Rows')} blocks={blocks})"
-             f"{' ' + detail[:140] if detail else ''}"]
+             f"{' ' + detail if detail else ''}"]
     for child in node.get("Plans", []):
         lines += _plan_lines(child, depth + 1)
     return lines
@@ -299,6 +323,7 @@ def _ledger_on(storage: str, args: argparse.Namespace) -> dict[str, Any]:
                         now - timedelta(days=1) + timedelta(minutes=5 * j))
         if pg is not None:  # statistics as autovacuum keeps them (the seeded log gets its VACUUM ANALYZE too)
             pg.psql(database, "VACUUM ANALYZE")
+            results["index_levels_0"] = _pg_index_levels(pg, database)
         cases = {"steady": steady(), "backlog": backlog()}
         for name, emissions in cases.items():
             results[f"{name}_0"] = {"storage": storage, **_ledger_case(dagster, emissions, now - timedelta(days=1), pg, database)}
@@ -313,9 +338,11 @@ def _ledger_on(storage: str, args: argparse.Namespace) -> dict[str, Any]:
         results["unrelated_check"] = _check_unrelated(dagster)
         if pg is not None:
             results["event_logs_mb"] = round(int(pg.psql(database, "SELECT pg_total_relation_size('event_logs')").strip()) / 2**20)
+            results[f"index_levels_{args.unrelated}"] = _pg_index_levels(pg, database)
         for name, emissions in cases.items():
             results[f"{name}_{args.unrelated}"] = {"storage": storage,
                                                    **_ledger_case(dagster, emissions, now - timedelta(days=1), pg, database)}
+        results["connect_select1_ms_median"] = _connect_ms(dagster)
 
     if storage == "sqlite":
         with DagsterInstance.ephemeral() as dagster:
@@ -331,6 +358,7 @@ def _ledger_on(storage: str, args: argparse.Namespace) -> dict[str, Any]:
         try:
             url = pg.create_database(database)
             pg.psql(database, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            pg.psql(database, "CREATE EXTENSION IF NOT EXISTS pgstattuple")
             results["postgres"] = pg.psql(database, "SHOW server_version").strip()
             (home / "dagster.yaml").write_text(f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {url}\n")
             with DagsterInstance.from_config(str(home)) as dagster:
@@ -348,14 +376,17 @@ def _ledger_on(storage: str, args: argparse.Namespace) -> dict[str, Any]:
           f"{results['started_utc']} to {results['finished_utc']}, load average {results['load_average_start']} to "
           f"{results['load_average_end']}")
     db_head = f"{'DB ms':>9}{'DB calls':>9}{'DB blocks':>10}" if pg is not None else ""
-    print(f"{'tick':<10}{'unrelated':>12}{'median s':>10}{'records':>10}{'SQL':>6}{'conns':>6}{'held':>6}{db_head}")
+    print(f"{'tick':<10}{'unrelated':>12}{'median s':>10}{'CPU s':>8}{'records':>10}{'SQL':>6}{'conns':>6}{'held':>6}{db_head}")
     for name in ("steady", "backlog"):
         for n in (0, args.unrelated):
             r = results[f"{name}_{n}"]
             db_cols = f"{r['db_ms']:>9}{r['db_calls']:>9}{r['db_blocks']:>10}" if pg is not None else ""
-            print(f"{name:<10}{n:>12,}{r['seconds_median']:>10}{r['records_read']:>10}{r['sql_statements']:>6}{r['connections']:>6}"
+            print(f"{name:<10}{n:>12,}{r['seconds_median']:>10}{r['cpu_seconds_median']:>8}{r['records_read']:>10}{r['sql_statements']:>6}{r['connections']:>6}"
                   f"{r['held']:>6}{db_cols}")
+    print(f"  connection + SELECT 1 on the event log's engine: {results['connect_select1_ms_median']} ms (median of 100)")
     if pg is not None:
+        print(f"  B-tree levels at 0 / {args.unrelated:,} unrelated: {results['index_levels_0']} / "
+              f"{results[f'index_levels_{args.unrelated}']}; event_logs {results['event_logs_mb']} MB")
         for name in ("steady", "backlog"):
             for n in (0, args.unrelated):
                 print(f"  {name} tick, {n:,} unrelated: statements by database time (pg_stat_statements, one evaluation)")
