@@ -201,22 +201,10 @@ def _connect_ms(dagster: Any, count: int = 100) -> float:
     return round(statistics.median(times) * 1000, 2)
 
 
-def _plan_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
-    """One line per plan node: type, relation, index, estimated and actual rows, 8 KB blocks, condition."""
-    what = node.get("Node Type", "?")
-    if node.get("Relation Name"):
-        what += f" on {node['Relation Name']}"
-    if node.get("Index Name"):
-        what += f" using {node['Index Name']}"
-    blocks = node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)
-    detail = "; ".join(f"{k}: {node[k][:140]}" for k in ("Index Cond", "Recheck Cond", "Filter", "Hash Cond") if node.get(k))
-    if node.get("Rows Removed by Filter"):
-        detail += f" (removed by filter: {node['Rows Removed by Filter']})"
-    lines = [f"{'  ' * depth}{what} (rows={node.get('Plan Rows')} actual={node.get('Actual Rows')} blocks={blocks})"
-             f"{' ' + detail if detail else ''}"]
-    for child in node.get("Plans", []):
-        lines += _plan_lines(child, depth + 1)
-    return lines
+def _plan_lines(node: dict[str, Any]) -> list[str]:
+    from scale_airflow import plan_lines  # one reader of PostgreSQL plans for both parts
+
+    return plan_lines(node)
 
 
 def _pg_plans(pg: Any, database: str, work: Callable[[], Any]) -> list[dict[str, Any]]:

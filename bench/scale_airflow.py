@@ -159,16 +159,23 @@ def _db_stats(db: Any) -> dict[str, Any]:
             "top": [line.split("|", 4) for line in top.strip().splitlines()]}
 
 
-def _plan_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
+def plan_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
+    """One line per node of a PostgreSQL JSON plan: type, relation, index, estimated rows (and, from an
+    analysed plan, actual rows and 8 KB blocks), its conditions."""
     what = node.get("Node Type", "?")
     if node.get("Relation Name"):
         what += f" on {node['Relation Name']}"
     if node.get("Index Name"):
         what += f" using {node['Index Name']}"
-    detail = next((node[k] for k in ("Index Cond", "Filter", "Hash Cond") if node.get(k)), "")
-    lines = [f"{'  ' * depth}{what} (rows={node.get('Plan Rows')}){' ' + detail[:140] if detail else ''}"]
+    rows = f"rows={node.get('Plan Rows')}"
+    if "Actual Rows" in node:
+        rows += f" actual={node['Actual Rows']} blocks={node.get('Shared Hit Blocks', 0) + node.get('Shared Read Blocks', 0)}"
+    detail = "; ".join(f"{k}: {node[k][:140]}" for k in ("Index Cond", "Recheck Cond", "Filter", "Hash Cond") if node.get(k))
+    if node.get("Rows Removed by Filter"):
+        detail += f" (removed by filter: {node['Rows Removed by Filter']})"
+    lines = [f"{'  ' * depth}{what} ({rows}){' ' + detail if detail else ''}"]
     for child in node.get("Plans", []):
-        lines += _plan_lines(child, depth + 1)
+        lines += plan_lines(child, depth + 1)
     return lines
 
 
@@ -185,7 +192,7 @@ def _plans(log: str) -> list[dict[str, Any]]:
             continue
         flat = " ".join(text.split())
         shape = re.sub(r"'[^']*'|\b\d+\b", "?", flat)  # the whole text: statements differing in their WHERE stay apart
-        lines = _plan_lines(doc.get("Plan", {}))
+        lines = plan_lines(doc.get("Plan", {}))
         where = flat.rfind(" WHERE ")
         query = flat[:300] if where < 0 else f"{flat[:100]} ...{flat[where:where + 200]}"
         entry = out.setdefault(shape, {"query": query, "plan": lines, "calls": 0, "ms": 0.0})
