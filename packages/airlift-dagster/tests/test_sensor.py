@@ -6,6 +6,7 @@ instance (as the daemon does before saving the cursor), then keeps the cursor.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -214,7 +215,7 @@ def test_marking_a_failed_task_and_a_failed_run_success(ticker: Ticker, fake: Fa
 
 def test_late_commit_is_caught_once_the_lateness_window_passed(instance: AirflowInstance, fake: FakeAirflow,
                                                                dagster_instance: DagsterInstance) -> None:
-    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5)), dagster_instance)
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), audit_interval=timedelta(0)), dagster_instance)
     early = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=20))
     ticker.tick()
     # committed after that tick, with update times the tick already read past
@@ -247,7 +248,7 @@ def test_commit_within_the_lateness_window_is_reported_once_without_warning(inst
 
 def test_commit_later_than_the_lateness_window_is_reported_once_with_a_warning_naming_it(
         instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance, caplog: pytest.LogCaptureFixture) -> None:
-    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5)), dagster_instance)
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), audit_interval=timedelta(0)), dagster_instance)
     early = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=20))
     for _ in range(8):  # past the lateness window: the first window was read again and settled
         ticker.tick()
@@ -269,7 +270,8 @@ def test_commit_later_than_the_lateness_window_is_reported_once_with_a_warning_n
 
 def test_late_commit_into_a_window_too_large_to_reread_is_warned_about_with_the_recovery(
         instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
-    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), max_rows_per_tick=10), dagster_instance)
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), max_rows_per_tick=10, audit_interval=timedelta(0)),
+                    dagster_instance)
     for minutes in (20, 30):  # 2 runs x (1 run + 3 task instances)
         fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=minutes))
     for _ in range(8):
@@ -986,3 +988,29 @@ def test_a_quiet_tick_asks_airflow_two_requests_for_its_window(ticker: Ticker, f
     ticker.tick()
     window = [p for _, p, _ in fake.request_log if "updated_at" in p]
     assert len(window) == 2 and not [p for p in window if "limit=1&" in p or p.endswith("limit=1")], window
+
+
+def test_the_late_commit_audit_counts_at_most_once_per_audit_interval(instance: AirflowInstance, fake: FakeAirflow,
+                                                                      dagster_instance: DagsterInstance) -> None:
+    """The settled windows are counted again (two count requests) at most once per ``audit_interval``
+    of the sensor's clock (5 minutes by default; the ticks here are a minute apart), and a commit later
+    than the lateness window is still found, within that interval."""
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5)), dagster_instance)
+    early = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=20))
+    for _ in range(8):
+        ticker.tick()
+    assert Cursor.parse(ticker.cursor).settled
+    fake.request_log.clear()
+    audits = []
+    for i in range(12):
+        before = len(fake.request_log)
+        ticker.tick()
+        counts = [p for _, p, _ in fake.request_log[before:] if "updated_at" in p and ("limit=1&" in p or p.endswith("limit=1"))]
+        if counts:
+            audits.append(i)
+    assert len(audits) in (2, 3) and all(b - a >= 5 for a, b in itertools.pairwise(audits)), audits
+    late = fake.state.add_run("dag_00000", start=ticker.now - timedelta(hours=20),
+                              committed_at=Cursor.parse(ticker.cursor).settled[0].lo + timedelta(seconds=1))
+    for _ in range(5):
+        ticker.tick()
+    assert ticker.counts() == Counter({(k, early.run_id): 1 for k in ALL} | {(k, late.run_id): 1 for k in ALL})

@@ -98,7 +98,8 @@ class AirliftSensorCursor:
     sensor covers (a DAG new to the mapping gets its history backfilled; ``None``: take the current
     ones as covered, as after an upgrade from the end-date cursor of earlier releases);
     ``backfilling``: the digest of a DAG whose history is being backfilled over several ticks (more
-    rows than one tick reads) and the end date its runs were read up to.
+    rows than one tick reads) and the end date its runs were read up to; ``audited_at``: when (the
+    sensor's clock) the settled windows were last counted.
 
     >>> AirliftSensorCursor.parse(AirliftSensorCursor().serialize()).high_water is None
     True
@@ -110,6 +111,7 @@ class AirliftSensorCursor:
     dags: frozenset[str] | None = frozenset()
     settled: list[SettledWindow] = field(default_factory=list)
     backfilling: tuple[str, datetime] | None = None
+    audited_at: datetime | None = None
 
     def serialize(self) -> str:
         record: dict[str, object] = {
@@ -122,6 +124,8 @@ class AirliftSensorCursor:
         }
         if self.backfilling is not None:
             record["bf"] = [self.backfilling[0], _us(self.backfilling[1])]
+        if self.audited_at is not None:
+            record["ad"] = _us(self.audited_at)
         return json.dumps(record, separators=(",", ":"))
 
     @classmethod
@@ -146,6 +150,7 @@ class AirliftSensorCursor:
                 dags=None if dags is None else frozenset(dags[i: i + 8] for i in range(0, len(dags), 8)),
                 settled=[SettledWindow(_from_us(lo), _from_us(hi), int(n)) for lo, hi, n in data.get("au") or []],
                 backfilling=(str(data["bf"][0]), _from_us(int(data["bf"][1]))) if data.get("bf") else None,
+                audited_at=_from_us(int(data["ad"])) if data.get("ad") else None,
             )
         except (ValueError, TypeError, AttributeError) as e:
             raise AirliftDagsterError(
@@ -162,9 +167,10 @@ def advance_cursor(
     tick_started: float,
     settings: SensorSettings,
     audit: Audit | None = None,
+    audited_at: datetime | None = None,
 ) -> AirliftSensorCursor:
     """Step 5 (pure): the cursor after a tick whose events were all emitted (``audit``: the
-    settled windows' counts the late-commit audit saw)."""
+    settled windows' counts the late-commit audit saw, at ``audited_at``; ``None``: no audit this tick)."""
     pending = list(cursor.pending)
     if plan.sweep is not None and pending and pending[0] == plan.sweep:
         pending.pop(0)
@@ -198,7 +204,7 @@ def advance_cursor(
     if fetched.sweep_read is not None and fetched.sweep_total is not None:
         settled = settle_window(settled, SettledWindow(*fetched.sweep_read, fetched.sweep_total))
     return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags, settled=settled,
-                               backfilling=backfilling)
+                               backfilling=backfilling, audited_at=audited_at if audit is not None else cursor.audited_at)
 
 
 def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow]:

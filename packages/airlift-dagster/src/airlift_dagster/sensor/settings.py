@@ -43,6 +43,8 @@ class SensorSettings:
       changed row is read twice: once when it appears, once ``lateness_window`` later);
     - ``max_rows_per_tick``: runs + task instances read per tick (bounds tick time and memory);
     - ``settle``: rows changed in the last ``settle`` are left for the next tick (commits in flight);
+    - ``audit_interval``: how often the windows already read twice are counted again for commits
+      later than ``lateness_window`` (two count requests; at most once per interval);
     - ``mirror_runs``: also show each Airflow DAG run as a Dagster run (see :mod:`airlift_dagster.run_mirror`);
     - ``clock``: the current time (injectable for tests).
 
@@ -54,11 +56,12 @@ class SensorSettings:
     lateness_window: timedelta = timedelta(hours=6)
     max_rows_per_tick: int = 5000
     settle: timedelta = timedelta(seconds=10)
+    audit_interval: timedelta = timedelta(minutes=5)
     mirror_runs: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc), compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("history_window", "lateness_window", "settle"):
+        for name in ("history_window", "lateness_window", "settle", "audit_interval"):
             value = getattr(self, name)
             if not isinstance(value, timedelta) or value < timedelta(0):
                 raise AirliftDagsterError(f"sensor setting {name} must be a timedelta of zero or more, got {value!r}")

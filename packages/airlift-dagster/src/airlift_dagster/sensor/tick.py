@@ -86,7 +86,8 @@ def evaluate_tick(
     cursor = AirliftSensorCursor.parse(context.cursor)
     now = now or settings.clock()
     tick = plan_tick(cursor, now=now, coverage=plan.coverage, settings=settings)  # 1. windows
-    read = read_airflow(airflow_instance, plan, tick, cursor.settled, settings=settings)  # 2. fetch
+    audit_due = audit_is_due(cursor, now, settings)
+    read = read_airflow(airflow_instance, plan, tick, cursor.settled if audit_due else [], settings=settings)  # 2. fetch
     candidates = build_tick_emissions(plan, ui_links_for(plan.api, plan.webserver_url), read, now=now,  # 3. emissions
                                       settle=settings.settle)
     built, foreign = dagster_built_tries(context.instance, plan.instance_name, _success_run_ids(plan, read),
@@ -98,7 +99,7 @@ def evaluate_tick(
     for warning in foreign:
         log.warning("Airlift sensor: %s", warning)
     new_cursor = advance_cursor(cursor, tick, read.fetched, coverage=plan.coverage, tick_started=started,  # 5. cursor
-                                settings=settings, audit=read.audit)
+                                settings=settings, audit=read.audit if audit_due else None, audited_at=now)
     events = apply_event_transformer(event_transformer, [e.event for e in kept], _tick_view(plan, read))
     fresh = read.fetched.fresh
     caught_up = tick.fresh is None or (fresh is not None and fresh[1] >= tick.fresh[1])
@@ -116,6 +117,12 @@ def evaluate_tick(
         runs=read.runs,
         task_instances=read.task_instances,
     )
+
+
+def audit_is_due(cursor: AirliftSensorCursor, now: datetime, settings: SensorSettings) -> bool:
+    """Whether this tick counts the settled windows again (the late-commit audit): when there are
+    some, at most once per ``settings.audit_interval`` of the sensor's clock."""
+    return bool(cursor.settled) and (cursor.audited_at is None or now - cursor.audited_at >= settings.audit_interval)
 
 
 def _success_run_ids(plan: SensorPlan, read: TickRead) -> list[str]:
