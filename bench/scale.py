@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -225,20 +224,17 @@ def _pg_plans(pg: Any, database: str, work: Callable[[], Any]) -> list[dict[str,
     with pg.log_path.open(errors="replace") as f:
         f.seek(log_start)
         log = f.read()
+    from scale_airflow import (  # one reader of auto_explain's log for both parts
+        explained_statements,
+        statement_shape,
+    )
+
     out: dict[str, dict[str, Any]] = {}
-    for m in re.finditer(r"LOG:\s+duration: ([0-9.]+) ms\s+plan:\n((?:\t.*\n?)+)", log):
-        try:
-            doc = json.loads("\n".join(line[1:] for line in m.group(2).splitlines()))
-        except ValueError:
-            continue
-        text = " ".join(doc.get("Query Text", "").split())
-        if "pg_stat_statements" in text or "pg_reload_conf" in text or "auto_explain" in text:
-            continue
-        shape = re.sub(r"'[^']*'|\b\d+\b", "?", text)
+    for ms, text, doc in explained_statements(log, skip=("pg_stat_statements", "pg_reload_conf", "auto_explain")):
         top = doc.get("Plan", {})
-        entry = out.setdefault(shape, {"query": text[:400], "plan": _plan_lines(top), "calls": 0, "ms": 0.0, "blocks": 0})
+        entry = out.setdefault(statement_shape(text), {"query": text[:400], "plan": _plan_lines(top), "calls": 0, "ms": 0.0, "blocks": 0})
         entry["calls"] += 1
-        entry["ms"] = round(entry["ms"] + float(m.group(1)), 1)
+        entry["ms"] = round(entry["ms"] + ms, 1)
         entry["blocks"] += top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)
     return sorted(out.values(), key=lambda e: -e["ms"])
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -179,25 +180,35 @@ def plan_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
     return lines
 
 
-def _plans(log: str) -> list[dict[str, Any]]:
-    """The distinct plans auto_explain logged as JSON (one per query text, literals folded)."""
-    out: dict[str, dict[str, Any]] = {}
+def explained_statements(log: str, *, skip: tuple[str, ...] = ("pg_stat_statements", "pg_reload_conf")) -> Iterator[tuple[float, str, dict[str, Any]]]:
+    """The statements ``auto_explain`` logged as JSON in a PostgreSQL log: (ms, query text on one line,
+    the plan document), leaving out the bench's own statements (any naming one of ``skip``)."""
     for m in re.finditer(r"LOG:\s+duration: ([0-9.]+) ms\s+plan:\n((?:\t.*\n?)+)", log):
         try:
             doc = json.loads("\n".join(line[1:] for line in m.group(2).splitlines()))
         except ValueError:
             continue
-        text = doc.get("Query Text", "")
-        if "pg_stat_statements" in text or "pg_reload_conf" in text:
-            continue
-        flat = " ".join(text.split())
-        shape = re.sub(r"'[^']*'|\b\d+\b", "?", flat)  # the whole text: statements differing in their WHERE stay apart
+        flat = " ".join(str(doc.get("Query Text", "")).split())
+        if not any(word in flat for word in skip):
+            yield float(m.group(1)), flat, doc
+
+
+def statement_shape(text: str) -> str:
+    """A statement with its literals folded (statements differing only in values share it)."""
+    return re.sub(r"'[^']*'|\b\d+\b", "?", text)
+
+
+def _plans(log: str) -> list[dict[str, Any]]:
+    """The distinct plans auto_explain logged as JSON (one per query text, literals folded)."""
+    out: dict[str, dict[str, Any]] = {}
+    for ms, flat, doc in explained_statements(log):
+        shape = statement_shape(flat)  # the whole text: statements differing in their WHERE stay apart
         lines = plan_lines(doc.get("Plan", {}))
         where = flat.rfind(" WHERE ")
         query = flat[:300] if where < 0 else f"{flat[:100]} ...{flat[where:where + 200]}"
         entry = out.setdefault(shape, {"query": query, "plan": lines, "calls": 0, "ms": 0.0})
         entry["calls"] += 1
-        entry["ms"] = round(entry["ms"] + float(m.group(1)), 1)
+        entry["ms"] = round(entry["ms"] + ms, 1)
     return sorted(out.values(), key=lambda e: -e["ms"])
 
 

@@ -20,6 +20,7 @@ from airlift_client import (
     AirflowResponseError,
     BasicAuthBackend,
     TokenAuthBackend,
+    release_tuple,
 )
 from airlift_protocol import ApiVersion, EventLog
 from airlift_testing import SAMPLE_DAGS, AirflowServer
@@ -176,7 +177,7 @@ AUDIT_LOG_SINCE = (2, 9)
 
 
 def _release(airflow_version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in airflow_version.split(".")[:2])
+    return release_tuple(airflow_version)[:2]
 
 
 @pytest.fixture(scope="module")
