@@ -230,9 +230,15 @@ def test_partitioned_asset_gets_the_runs_partition_or_a_failed_check(fake: FakeA
     assert parse_task_asset_index(index)["task_001"] == [("daily_sales",)]
 
 
-def test_partition_run_read_when_only_the_task_changed(fake: FakeAirflow, instance: AirflowInstance, dagster_instance: DagsterInstance) -> None:
+@pytest.mark.parametrize("change_source", ["scan", "auto"])
+def test_partition_run_read_when_only_the_task_changed(fake: FakeAirflow, instance: AirflowInstance, dagster_instance: DagsterInstance,
+                                                       change_source: str) -> None:
+    """The run naming a try's partition is read even when the run row is not among the changed rows:
+    by id after the scan, from the running runs the audit-log source follows."""
     clock = Clock()
-    defs = _defs(instance, clock, dag_defs("dag_00000", task_defs("task_000", AssetSpec("daily_sales", partitions_def=DAILY))))
+    defs = build_defs_from_airflow_instance(
+        airflow_instance=instance, defs=dag_defs("dag_00000", task_defs("task_000", AssetSpec("daily_sales", partitions_def=DAILY))),
+        sensor_settings=SensorSettings(clock=clock, settle=timedelta(0), change_source=change_source))
     daemon = Daemon(defs, dagster_instance, clock)
     daemon.tick()
     run = fake.state.add_run("dag_00000", start=clock.now - timedelta(seconds=50), state="running", task_state="success")
@@ -240,7 +246,8 @@ def test_partition_run_read_when_only_the_task_changed(fake: FakeAirflow, instan
     run.updated_at = clock.now - timedelta(days=3)  # the run row did not change in the tick's window
     daemon.tick()
     assert [m.partition for m in daemon.materialized(AssetKey("daily_sales"))] == ["2024-06-01"]
-    assert [p for _, p, _ in fake.request_log if "/dags/dag_00000/dagRuns/manual__" in p], "the run was read for its logical date"
+    if change_source == "scan":
+        assert [p for _, p, _ in fake.request_log if "/dags/dag_00000/dagRuns/manual__" in p], "the run was read for its logical date"
 
 
 # ------------------------------------------------------------------------------------- translator

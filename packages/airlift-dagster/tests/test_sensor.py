@@ -45,7 +45,7 @@ from airlift_dagster.sensor.windows import plan_tick
 from airlift_protocol import dagster_run_tags
 from airlift_protocol.events import TASK_RUN_CHECK_NAME
 from airlift_protocol.tags import AirflowEventId, airflow_event_key_of
-from airlift_testing.fake_airflow import FakeAirflow, FakeRun
+from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState, FakeRun
 
 NOW = datetime.now(timezone.utc)
 
@@ -268,20 +268,27 @@ def test_commit_later_than_the_lateness_window_is_reported_once_with_a_warning_n
     assert ticker.counts() == Counter({(k, early.run_id): 1 for k in ALL} | {(k, late.run_id): 1 for k in ALL})
 
 
+#: Rows a finished 3-task run adds to a window, as each change source counts them: the run and its 3
+#: task instances (scan), the 3 tries' end rows of the audit log (its try-start rows are not read).
+RUN_ROWS = {"scan": 4, "auto": 3}
+
+
+@pytest.mark.parametrize("change_source", ["auto", "scan"])
 def test_late_commit_into_a_window_too_large_to_reread_is_warned_about_with_the_recovery(
-        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
-    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), max_rows_per_tick=10, audit_interval=timedelta(0)),
-                    dagster_instance)
-    for minutes in (20, 30):  # 2 runs x (1 run + 3 task instances)
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance, change_source: str) -> None:
+    runs = 2 if change_source == "scan" else 4  # rows enough for the row budget's minimum (10)
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), max_rows_per_tick=(runs + 1) * RUN_ROWS[change_source] - 2,
+                          audit_interval=timedelta(0), change_source=change_source), dagster_instance)
+    for minutes in range(20, 20 + 10 * runs, 10):
         fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=minutes))
     for _ in range(8):
         ticker.tick()
     settled = Cursor.parse(ticker.cursor).settled
-    assert settled and settled[0].rows == 8
+    assert settled and settled[0].rows == runs * RUN_ROWS[change_source]
     late = fake.state.add_run("dag_00000", start=ticker.now - timedelta(hours=20), committed_at=settled[0].lo + timedelta(seconds=1))
     result = ticker.tick()
     reason = result.skip_reason.skip_message if result.skip_reason else ""
-    assert "4 row(s)" in reason and "NOT reported" in reason and "dagster sensor cursor inst__airflow_sensor --delete" in reason, reason
+    assert f"{RUN_ROWS[change_source]} row(s)" in reason and "NOT reported" in reason and "dagster sensor cursor inst__airflow_sensor --delete" in reason, reason
     assert not [k for k, r in ticker.counts() if r == late.run_id]
     again = ticker.tick()
     assert "WARNING" not in (again.skip_reason.skip_message if again.skip_reason else ""), "warned once"
@@ -351,12 +358,16 @@ def test_crash_between_stored_events_and_saved_cursor_emits_nothing_twice(ticker
     assert ticker.counts() == Counter({(k, run.run_id): 1 for k in ALL} | {(k, run2.run_id): 1 for k in ALL})
 
 
-def test_airflow_down_or_paging_failure_leaves_cursor_and_next_tick_catches_up(ticker: Ticker, fake: FakeAirflow) -> None:
+@pytest.mark.parametrize("change_source", ["auto", "scan"])
+def test_airflow_down_or_paging_failure_leaves_cursor_and_next_tick_catches_up(instance: AirflowInstance, fake: FakeAirflow,
+                                                                               dagster_instance: DagsterInstance, change_source: str) -> None:
+    ticker = Ticker(_defs(instance, change_source=change_source), dagster_instance)
     run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
     ticker.tick()
     before = ticker.cursor
     run2 = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50))
-    fake.fail_next(r"dagRuns/~/taskInstances$", 500, times=2)  # = the retry policy's attempts
+    # = the retry policy's attempts, on the window's list
+    fake.fail_next(r"dagRuns/~/taskInstances$" if change_source == "scan" else r"/eventLogs$", 500, times=2)
     with pytest.raises(AirliftDagsterError, match="cursor did not move"):
         ticker.tick()
     assert ticker.cursor == before
@@ -366,8 +377,11 @@ def test_airflow_down_or_paging_failure_leaves_cursor_and_next_tick_catches_up(t
     assert counts[("a", run2.run_id)] == 1
 
 
-def test_a_list_that_keeps_changing_fails_the_tick_not_a_partial_list(ticker: Ticker, fake: FakeAirflow,
+@pytest.mark.parametrize("change_source", ["auto", "scan"])
+def test_a_list_that_keeps_changing_fails_the_tick_not_a_partial_list(instance: AirflowInstance, fake: FakeAirflow,
+                                                                      dagster_instance: DagsterInstance, change_source: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    ticker = Ticker(_defs(instance, change_source=change_source), dagster_instance)
     for i in range(3):
         fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=9 - i))
     fake.maximum_page_limit = 2
@@ -375,15 +389,16 @@ def test_a_list_that_keeps_changing_fails_the_tick_not_a_partial_list(ticker: Ti
     before = ticker.cursor
     for i in range(3):
         fake.state.add_run("dag_00001", start=ticker.now - timedelta(seconds=55 - 5 * i), duration=timedelta(seconds=5))
-    original = fake.state.changed_between
     calls = {"n": 0}
+    name = "changed_between" if change_source == "scan" else "event_logs_between"
+    original = getattr(fake.state, name)
 
-    def shifting(name: str, gte: str | None, lte: str | None) -> list[Any]:
+    def shifting(*args: Any) -> list[Any]:
         calls["n"] += 1
-        rows = original(name, gte, lte)
-        return rows[calls["n"] % 2:]  # the total changes on every page
+        rows = original(*args)
+        return rows[:len(rows) - calls["n"] % 2]  # the total changes on every page (the newest row comes and goes)
 
-    monkeypatch.setattr(fake.state, "changed_between", shifting)
+    monkeypatch.setattr(fake.state, name, shifting)
     with pytest.raises(AirliftDagsterError, match="kept changing"):
         ticker.tick()
     assert ticker.cursor == before
@@ -877,10 +892,14 @@ def test_the_ledger_skips_the_history_of_keys_not_materialized_since_the_events_
     assert [e.event.asset_key for e in out.kept] == [AssetKey("old"), AssetKey("never")] and out.held == 1
 
 
-def test_a_swept_window_larger_than_the_row_budget_is_read_in_parts_over_ticks(instance: AirflowInstance, fake: FakeAirflow) -> None:
+@pytest.mark.parametrize("source_name", ["scan", "log"])
+def test_a_swept_window_larger_than_the_row_budget_is_read_in_parts_over_ticks(instance: AirflowInstance, fake: FakeAirflow,
+                                                                               source_name: str) -> None:
     """The second read of a window (merged windows can hold more rows than one tick reads) takes at
-    most ``max_rows_per_tick`` rows per tick, with the fresh window, and the rest of it on later ticks."""
+    most ``max_rows_per_tick`` rows per tick, with the fresh window, and the rest of it on later ticks
+    (either change source; the audit-log source counts its rows and the task instances they name)."""
     from airlift_dagster.sensor.fetch import fetch_changes
+    from airlift_dagster.sensor.sources import AuditLogSource, ScanSource
 
     settings = SensorSettings(max_rows_per_tick=10, lateness_window=timedelta(minutes=5))
     now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
@@ -893,9 +912,11 @@ def test_a_swept_window_larger_than_the_row_budget_is_read_in_parts_over_ticks(i
         plan = plan_tick(cursor, now=now, coverage=coverage, settings=settings)
         if plan.sweep is None:
             break
-        fetched = fetch_changes(instance, plan, dag_ids=frozenset({"dag_00000"}), settings=settings)
-        assert fetched.rows_listed <= settings.max_rows_per_tick
-        swept |= {r.run_id for r in fetched.sweep_runs}
+        source = (ScanSource if source_name == "scan" else AuditLogSource)(instance, frozenset({"dag_00000"}))
+        fetched = fetch_changes(instance, plan, source=source, dag_ids=frozenset({"dag_00000"}), settings=settings)
+        # a window is sized by its own rows (audit-log rows for that source); what they name is read with them
+        assert fetched.rows_listed <= settings.max_rows_per_tick * (1 if source_name == "scan" else 3)
+        swept |= {r.run_id for r in fetched.sweep_runs} | {t.run_id for t in fetched.sweep_tis}
         cursor = advance_cursor(cursor, plan, fetched, coverage=coverage, tick_started=1.0, settings=settings)
         now += timedelta(seconds=30)
     assert swept == {r.run_id for r in runs}, "the whole window was read again, in parts"
@@ -924,6 +945,7 @@ def test_a_backfill_larger_than_the_row_budget_is_read_in_parts_over_ticks(insta
     reads at most the budget plus one request group, the next tick resumes after the last end date
     read (runs ending in the same instant are read together), and every run is read exactly once."""
     from airlift_dagster.sensor.fetch import fetch_changes
+    from airlift_dagster.sensor.sources import AuditLogSource
 
     settings = SensorSettings(max_rows_per_tick=40)
     now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
@@ -944,7 +966,8 @@ def test_a_backfill_larger_than_the_row_budget_is_read_in_parts_over_ticks(insta
         if not plan.backfill:
             break
         ticks += 1
-        fetched = fetch_changes(instance, plan, dag_ids=frozenset(coverage), settings=settings)
+        fetched = fetch_changes(instance, plan, source=AuditLogSource(instance, frozenset(coverage)), dag_ids=frozenset(coverage),
+                                settings=settings)
         assert fetched.rows_listed <= settings.max_rows_per_tick + 4 * 10, "the budget, and at most one request group more"
         read += [r.run_id for r in fetched.backfill_runs]
         this_tick = {r.run_id for r in fetched.backfill_runs}
@@ -979,33 +1002,41 @@ def test_a_newly_mapped_dag_backfilled_over_several_ticks_reports_each_try_once(
     assert after.counts() == Counter({("late_mapped", r.run_id): 1 for r in runs}), "each try once, the DAG asset not again"
 
 
-def test_a_quiet_tick_asks_airflow_two_requests_for_its_window(ticker: Ticker, fake: FakeAirflow) -> None:
-    """The new window is sized by the counts its lists' first pages carry: a tick with nothing new
-    sends one runs page and one task-instance page, and no count request of its own."""
+@pytest.mark.parametrize("change_source", ["auto", "scan"])
+def test_a_quiet_tick_asks_airflow_two_requests(instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance,
+                                                change_source: str) -> None:
+    """The new window is sized by the counts its lists' first pages carry, with no count request of
+    its own: a tick with nothing new sends two requests. Scan: one runs page and one task-instance
+    page. Audit log: one page of it, and the list of running runs."""
+    ticker = Ticker(_defs(instance, change_source=change_source), dagster_instance)
     fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
     ticker.tick()
     fake.request_log.clear()
     ticker.tick()
-    window = [p for _, p, _ in fake.request_log if "updated_at" in p]
-    assert len(window) == 2 and not [p for p in window if "limit=1&" in p or p.endswith("limit=1")], window
+    paths = [p for _, p, _ in fake.request_log]
+    window = [p for p in paths if ("updated_at" if change_source == "scan" else "eventLogs") in p]
+    assert len(paths) == 2 and not [p for p in window if "limit=1&" in p or p.endswith("limit=1")], paths
+    assert len(window) == (2 if change_source == "scan" else 1), paths
 
 
+@pytest.mark.parametrize("change_source", ["auto", "scan"])
 def test_the_late_commit_audit_counts_at_most_once_per_audit_interval(instance: AirflowInstance, fake: FakeAirflow,
-                                                                      dagster_instance: DagsterInstance) -> None:
+                                                                      dagster_instance: DagsterInstance, change_source: str) -> None:
     """The settled windows are counted again (two count requests) at most once per ``audit_interval``
     of the sensor's clock (5 minutes by default; the ticks here are a minute apart), and a commit later
     than the lateness window is still found, within that interval."""
-    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5)), dagster_instance)
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), change_source=change_source), dagster_instance)
     early = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=20))
     for _ in range(8):
         ticker.tick()
     assert Cursor.parse(ticker.cursor).settled
+    counted = "updated_at" if change_source == "scan" else "eventLogs"
     fake.request_log.clear()
     audits = []
     for i in range(12):
         before = len(fake.request_log)
         ticker.tick()
-        counts = [p for _, p, _ in fake.request_log[before:] if "updated_at" in p and ("limit=1&" in p or p.endswith("limit=1"))]
+        counts = [p for _, p, _ in fake.request_log[before:] if counted in p and ("limit=1&" in p or p.endswith("limit=1"))]
         if counts:
             audits.append(i)
     assert len(audits) in (2, 3) and all(b - a >= 5 for a, b in itertools.pairwise(audits)), audits
@@ -1014,3 +1045,146 @@ def test_the_late_commit_audit_counts_at_most_once_per_audit_interval(instance: 
     for _ in range(5):
         ticker.tick()
     assert ticker.counts() == Counter({(k, early.run_id): 1 for k in ALL} | {(k, late.run_id): 1 for k in ALL})
+
+
+# ------------------------------------------------------------------------------------- change sources
+# The audit log (the default) reads no task instance or run by ``updated_at``, follows the runs the
+# scheduler ends without an audit-log row, falls back to the scan with a warning when the audit log is
+# refused (or fails the tick when told to insist); a switch between the sources repeats and loses nothing.
+
+@pytest.fixture(autouse=True)
+def _audit_log_tried_again() -> None:
+    """Each test starts with the audit log not known to be refused (the sensor remembers a refusal per process)."""
+    from airlift_dagster.sensor import tick as tick_module
+
+    tick_module._scan_until.clear()
+
+
+def _scans(fake: FakeAirflow) -> list[str]:
+    return [p for _, p, _ in fake.request_log if "updated_at" in p]
+
+
+def test_the_audit_log_source_reads_nothing_by_updated_at_and_reports_each_event_once(
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    ticker = Ticker(_defs(instance), dagster_instance)
+    runs = [fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=30 - 5 * i)) for i in range(3)]
+    for _ in range(10):
+        ticker.tick()
+    assert Cursor.parse(ticker.cursor).source == "log"
+    assert ticker.counts() == Counter({(k, r.run_id): 1 for k in ALL for r in runs})
+    assert not _scans(fake), "no list filters task_instance or dag_run on updated_at"
+
+
+def test_a_run_the_scheduler_ends_after_its_tasks_were_read_is_reported_once(
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    """The scheduler writes a run's end without an audit-log row: the run was running when the
+    tick read its tasks' rows, so it is followed until it ends, then its DAG asset is reported."""
+    ticker = Ticker(_defs(instance), dagster_instance)
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=3), state="running", task_state="success")
+    ticker.tick()
+    assert (run.dag_id, run.run_id) in Cursor.parse(ticker.cursor).watched
+    assert ticker.counts() == Counter({(k, run.run_id): 1 for k in ["a", "b", "c", "c2"]})
+    ticker.tick()
+    fake.state.touch(run, ticker.now - timedelta(seconds=30), state="success", end_date=ticker.now - timedelta(seconds=30))
+    for _ in range(3):
+        ticker.tick()
+    assert ticker.counts() == Counter({(k, run.run_id): 1 for k in ALL})
+    assert not Cursor.parse(ticker.cursor).watched, "a finished run is no longer followed"
+
+
+def test_a_run_cleared_and_rerun_between_two_ticks_reports_the_new_tries_and_the_new_success(
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    ticker = Ticker(_defs(instance), dagster_instance)
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=10))
+    ticker.tick()
+    tis = _tis(fake, run)
+    at = ticker.now - timedelta(seconds=50)
+    fake.state.touch(run, at, state="queued", end_date=None)
+    ti = tis["task_002"]
+    fake.state.touch(ti, at, state=None, end_date=None)  # the clear (Airflow 2 names no run in its row)
+    fake.state.touch(ti, at + timedelta(seconds=10), state="success", try_number=ti.try_number + 1,
+                     start_date=at + timedelta(seconds=5), end_date=at + timedelta(seconds=10))
+    fake.state.touch(run, at + timedelta(seconds=20), state="success", end_date=at + timedelta(seconds=20))
+    for _ in range(3):
+        ticker.tick()
+    counts = ticker.counts()
+    assert counts[("c", run.run_id)] == 2 and counts[("c2", run.run_id)] == 2, "the new try of task_002"
+    assert counts[("a", run.run_id)] == 1 and counts[("b", run.run_id)] == 1, "tasks not cleared: not again"
+    assert counts[("inst/dag/dag_00000", run.run_id)] == 2, "the run's second success"
+
+
+@pytest.mark.parametrize("readable_first", [False, True], ids=["scan-then-log", "log-then-scan"])
+def test_a_switch_between_sources_repeats_and_loses_nothing(instance: AirflowInstance, fake: FakeAirflow,
+                                                            dagster_instance: DagsterInstance, readable_first: bool) -> None:
+    """The audit log refused (a role change), then allowed again, or the other way round, while runs
+    come and go, one of them running across the switch."""
+    ticker = Ticker(_defs(instance), dagster_instance)
+    fake.audit_log_readable = readable_first
+    runs = [fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=20))]
+    across = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=2), state="running", task_state="success")
+    for _ in range(3):
+        ticker.tick()
+    fake.audit_log_readable = not readable_first
+    from airlift_dagster.sensor import tick as tick_module
+
+    tick_module._scan_until.clear()  # as when the retry interval has passed
+    at = ticker.now - timedelta(seconds=40)
+    fake.state.touch(across, at, state="success", end_date=at)
+    runs.append(fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=1), duration=timedelta(seconds=20)))
+    for _ in range(4):
+        ticker.tick()
+    runs.append(fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=1), duration=timedelta(seconds=20)))
+    for _ in range(3):
+        ticker.tick()
+    expected = Counter({(k, r.run_id): 1 for k in ALL for r in [*runs, across]})
+    assert ticker.counts() == expected
+    assert Cursor.parse(ticker.cursor).source == ("scan" if readable_first else "log")
+
+
+def test_a_refused_audit_log_falls_back_to_the_scan_with_a_warning_naming_the_permission(
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance, caplog: pytest.LogCaptureFixture) -> None:
+    fake.audit_log_readable = False
+    ticker = Ticker(_defs(instance), dagster_instance)
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
+    with caplog.at_level("WARNING", logger="airlift_dagster"):
+        ticker.tick()
+    assert "audit log cannot be read" in caplog.text and ("Audit Logs" in caplog.text or "AUDIT_LOG" in caplog.text), caplog.text
+    before = len(fake.request_log)
+    ticker.tick()
+    assert not [p for _, p, _ in fake.request_log[before:] if "eventLogs" in p], "not asked again before the retry interval"
+    assert ticker.counts() == Counter({(k, run.run_id): 1 for k in ALL})
+    assert Cursor.parse(ticker.cursor).source == "scan"
+
+
+def test_insisting_on_the_audit_log_fails_the_tick_and_keeps_the_cursor(
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    ticker = Ticker(_defs(instance, change_source="audit_log"), dagster_instance)
+    fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
+    ticker.tick()
+    before = ticker.cursor
+    fake.audit_log_readable = False
+    with pytest.raises(AirliftDagsterError, match="change_source='audit_log'.*cursor did not move"):
+        ticker.tick()
+    assert ticker.cursor == before
+
+
+def test_airflow_before_2_9_is_scanned(dagster_instance: DagsterInstance, caplog: pytest.LogCaptureFixture) -> None:
+    with FakeAirflow(FakeAirflowState.generate(dags=3, tasks_per_dag=3), generation=2) as fake:
+        fake.airflow_version = "2.8.4"
+        instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=fake.url, username="admin", password="admin"),
+                                   name="inst", retry_policy=RetryPolicy(max_attempts=2, sleep=lambda s: None))
+        ticker = Ticker(_defs(instance), dagster_instance)
+        run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
+        with caplog.at_level("WARNING", logger="airlift_dagster"):
+            for _ in range(2):
+                ticker.tick()
+        assert "2.8.4" in caplog.text and "2.9 or later" in caplog.text, caplog.text
+        assert ticker.counts() == Counter({(k, run.run_id): 1 for k in ALL})
+        assert not [p for _, p, _ in fake.request_log if "eventLogs" in p], "the release is known from /version"
+
+
+def test_change_source_is_checked() -> None:
+    from airlift_dagster.sensor import SensorSettings
+
+    with pytest.raises(AirliftDagsterError, match="change_source must be one of 'auto', 'audit_log', 'scan', got 'log'"):
+        SensorSettings(change_source="log")

@@ -27,6 +27,8 @@ from airlift_client.errors import (
     AirflowRunTimeoutError,
     AirflowUnreachableError,
     AirliftClientError,
+    AuditLogForbiddenError,
+    AuditLogUnavailableError,
 )
 from airlift_client.instance import AirflowInstance, release_tuple
 from airlift_client.links import AirflowUiLinks, ui_links_for
@@ -48,6 +50,8 @@ __all__ = [
     "AirflowUnreachableError",
     "AirliftClientError",
     "AstronomerAuthBackend",
+    "AuditLogForbiddenError",
+    "AuditLogUnavailableError",
     "AuthBackend",
     "BasicAuthBackend",
     "ComposerAuthBackend",

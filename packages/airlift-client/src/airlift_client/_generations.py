@@ -165,11 +165,12 @@ class GenerationRest:
     event_logs_min_release: tuple[int, ...] = ()
 
     def event_logs_params(
-        self, *, after: datetime, before: datetime, dag_id: str | None, events: Sequence[str] | None
+        self, *, after: datetime, before: datetime, dag_id: str | None, events: Sequence[str] | None,
+        skip_events: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Query of ``GET /eventLogs``: rows with ``after < when < before`` (Airflow applies both
-        bounds strictly), of one DAG (``dag_id``: the one DAG filter either generation has) and of
-        the given event names."""
+        bounds strictly), of one DAG (``dag_id``: the one DAG filter either generation has), of
+        the given event names and not of ``skip_events``."""
         return _drop_none(
             {
                 "order_by": self.event_logs_order_by,
@@ -177,6 +178,7 @@ class GenerationRest:
                 "before": _iso(before),
                 "dag_id": dag_id,
                 "included_events": self._included_events(events) if events else None,
+                "excluded_events": self._included_events(skip_events) if skip_events else None,
             }
         )
 

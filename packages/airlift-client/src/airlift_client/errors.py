@@ -20,6 +20,8 @@ __all__ = [
     "AirflowRunTimeoutError",
     "AirflowUnreachableError",
     "AirliftClientError",
+    "AuditLogForbiddenError",
+    "AuditLogUnavailableError",
 ]
 
 
@@ -59,6 +61,15 @@ class AirflowBadResponseError(AirflowResponseError):
 
 class AirflowAuthError(AirflowResponseError):
     """Airflow refused the credentials (401/403); the message names the backend and URL."""
+
+
+class AuditLogUnavailableError(AirflowResponseError):
+    """This Airflow cannot serve its audit log by time window and run (Airflow 2 before 2.9), or
+    this user may not read it (:class:`AuditLogForbiddenError`); the message says what to do."""
+
+
+class AuditLogForbiddenError(AirflowAuthError, AuditLogUnavailableError):
+    """The user may not read the audit log (HTTP 403); the message names the permission to grant."""
 
 
 class AirflowNotFoundError(AirflowResponseError):

@@ -31,6 +31,8 @@ from airlift_client.errors import (
     AirflowRunTimeoutError,
     AirflowUnreachableError,
     AirliftClientError,
+    AuditLogForbiddenError,
+    AuditLogUnavailableError,
 )
 from airlift_client.retry import RETRY_STATUSES, RetryPolicy
 from airlift_protocol import (
@@ -819,19 +821,9 @@ class AirflowInstance:
         >>> ends = airflow_instance.iter_event_logs(  # doctest: +SKIP
         ...     after=now - timedelta(minutes=5), before=now, events=["success", "failed"])
         """
-        rest = self._generation()
-        params = rest.event_logs_params(after=after, before=before, dag_id=None, events=events)
         if any(v is not None and not v for v in (dag_ids, events)):
             return
-        if rest.event_logs_min_release:
-            version = self.get_airflow_version()
-            if () < release_tuple(version) < rest.event_logs_min_release:
-                raise AirflowResponseError(
-                    f"{self.webserver_url} runs Airflow {version}, whose GET {rest.api.base_path}/eventLogs cannot be "
-                    f"read by time window and run: its rows name no run_id before Airflow 2.9 (2.8 also counts every "
-                    f"row whatever the filters, and 2.7 has no filters). Reading the audit log needs Airflow "
-                    f"{'.'.join(map(str, rest.event_logs_min_release))} or later."
-                )
+        rest, params = self._event_logs_query(after=after, before=before, events=events)
         wanted = frozenset(events) if events is not None else None
         per_dag: list[str | None] = list(dict.fromkeys(dag_ids)) if dag_ids is not None else [None]
         streams = [self._event_log_rows(rest, {**params, "dag_id": dag_id} if dag_id is not None else params) for dag_id in per_dag]
@@ -840,20 +832,70 @@ class AirflowInstance:
             if wanted is None or event.event in wanted:  # a guard: the server filters them already
                 yield event
 
-    def _event_log_rows(self, rest: GenerationRest, params: Mapping[str, Any]) -> Iterator[EventLog]:
+    def read_event_logs(self, *, after: datetime, before: datetime, max_rows: int | None = None,
+                        skip_events: Sequence[str] | None = None) -> list[EventLog] | None:
+        """Every audit-log row with ``after < when < before`` (as :meth:`iter_event_logs`, all DAGs,
+        events other than ``skip_events``), or ``None`` as soon as Airflow counts more than
+        ``max_rows`` of them: the count comes with the first page, so sizing a window costs no
+        request of its own.
+
+        >>> from datetime import datetime, timedelta, timezone
+        >>> now = datetime.now(timezone.utc)
+        >>> rows = airflow_instance.read_event_logs(after=now - timedelta(minutes=1), before=now, max_rows=5000)  # doctest: +SKIP
+        """
+        rest, params = self._event_logs_query(after=after, before=before, events=None, skip_events=skip_events)
+        fetch = self._event_log_page(rest, params)
+        first = fetch(0, self.page_size)
+        total = first.get("total_entries")
+        if not isinstance(total, int):
+            raise AirflowResponseError(f"{self.webserver_url}: the audit log list has no total_entries")
+        if max_rows is not None and total > max_rows:
+            return None
+        return list(self._event_log_rows(rest, params, fetch=_replaying(first, fetch)))
+
+    def count_event_logs(self, *, after: datetime, before: datetime, skip_events: Sequence[str] | None = None) -> int:
+        """How many audit-log rows have ``after < when < before`` and an event other than
+        ``skip_events`` (one one-item request, served by Airflow's ``idx_log_dttm``)."""
+        rest, params = self._event_logs_query(after=after, before=before, events=None, skip_events=skip_events)
+        total = self._event_log_page(rest, params)(0, 1).get("total_entries")
+        if not isinstance(total, int):
+            raise AirflowResponseError(f"{self.webserver_url}: the audit log list has no total_entries")
+        return total
+
+    def _event_logs_query(self, *, after: datetime, before: datetime, events: Sequence[str] | None,
+                          skip_events: Sequence[str] | None = None) -> tuple[GenerationRest, dict[str, Any]]:
+        """The generation and query of an audit-log listing; refuses Airflow 2 before 2.9 with the reason."""
+        rest = self._generation()
+        params = rest.event_logs_params(after=after, before=before, dag_id=None, events=events, skip_events=skip_events)
+        if rest.event_logs_min_release:
+            version = self.get_airflow_version()
+            if () < release_tuple(version) < rest.event_logs_min_release:
+                raise AuditLogUnavailableError(
+                    f"{self.webserver_url} runs Airflow {version}, whose GET {rest.api.base_path}/eventLogs cannot be "
+                    f"read by time window and run: its rows name no run_id before Airflow 2.9 (2.8 also counts every "
+                    f"row whatever the filters, and 2.7 has no filters). Reading the audit log needs Airflow "
+                    f"{'.'.join(map(str, rest.event_logs_min_release))} or later."
+                )
+        return rest, params
+
+    def _event_log_page(self, rest: GenerationRest, params: Mapping[str, Any]) -> Callable[[int, int], Mapping[str, Any]]:
         def fetch(offset: int, limit: int) -> Mapping[str, Any]:
             try:
                 return self._updated_page("/eventLogs", params, offset, limit, what="the audit log (event logs)")
             except AirflowAuthError as e:
                 if e.status != 403:
                     raise
-                raise AirflowAuthError(
+                raise AuditLogForbiddenError(
                     f"{e.method} {e.url} was refused with HTTP 403: this Airflow user may not read the audit log "
                     f"(GET {rest.api.base_path}/eventLogs). {_AUDIT_LOG_PERMISSION[rest.api]}",
                     method=e.method, url=e.url, status=e.status, attempts=e.attempts,
                 ) from None
 
-        for raw in self._paged(fetch, "event_logs", lambda e: e.get("event_log_id"), strict=True):
+        return fetch
+
+    def _event_log_rows(self, rest: GenerationRest, params: Mapping[str, Any],
+                        fetch: Callable[[int, int], Mapping[str, Any]] | None = None) -> Iterator[EventLog]:
+        for raw in self._paged(fetch or self._event_log_page(rest, params), "event_logs", lambda e: e.get("event_log_id"), strict=True):
             yield self._parse(lambda raw=raw: EventLog.from_rest(raw, api=rest.api), "an event log")  # type: ignore[misc]
 
     def count_updated(self, *, updated_at_gte: datetime, updated_at_lte: datetime) -> int:
@@ -906,13 +948,23 @@ class AirflowInstance:
         raw = self._call("GET", f"/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}", what=what)
         return self._parse(lambda: DagRun.from_rest(raw, api=self.api_version), what)
 
-    def get_dag_runs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], DagRun]:
+    def get_dag_runs(self, keys: Iterable[tuple[str, str]], *, missing_ok: bool = False) -> dict[tuple[str, str], DagRun]:
         """Many DAG runs by (dag_id, run_id), read concurrently (at most ``max_workers`` requests at
-        once; Airflow's batch list cannot filter by run id)."""
+        once; Airflow's batch list cannot filter by run id). ``missing_ok``: a run Airflow does not
+        have (deleted) is left out instead of raising :class:`AirflowNotFoundError`."""
         wanted = list(dict.fromkeys(keys))
         by_name = {f"{dag_id}\x00{run_id}": (dag_id, run_id) for dag_id, run_id in wanted}
-        runs = self._concurrently(list(by_name), lambda name: self.get_dag_run(*by_name[name]))
-        return {by_name[name]: run for name, run in runs.items()}
+
+        def one(name: str) -> DagRun | None:
+            try:
+                return self.get_dag_run(*by_name[name])
+            except AirflowNotFoundError:
+                if missing_ok:
+                    return None
+                raise
+
+        runs = self._concurrently(list(by_name), one)
+        return {by_name[name]: run for name, run in runs.items() if run is not None}
 
     def trigger_dag(
         self,

@@ -337,7 +337,7 @@ class FakeAirflowState:
                         updated_at=committed_at or ti_end or start + step * i,
                     )
                     self.task_instances.append(ti)
-                    self.log_try(ti, start=ti.start_date, end=ti_end)
+                    self.log_try(ti, start=ti.start_date, end=committed_at or ti_end)
         return run
 
 

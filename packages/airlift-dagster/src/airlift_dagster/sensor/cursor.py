@@ -4,16 +4,18 @@ audit counts, and the DAGs covered)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK, _from_us, _iso, _us
 from airlift_dagster.sensor.settings import SensorSettings
+from airlift_dagster.sensor.sources import AUDIT_LOG, SCAN
 from airlift_protocol import (
     DagRun,
     TaskInstance,
@@ -99,7 +101,9 @@ class AirliftSensorCursor:
     ones as covered, as after an upgrade from the end-date cursor of earlier releases);
     ``backfilling``: the digest of a DAG whose history is being backfilled over several ticks (more
     rows than one tick reads) and the end date its runs were read up to; ``audited_at``: when (the
-    sensor's clock) the settled windows were last counted.
+    sensor's clock) the settled windows were last counted; ``source``: which change source
+    (:mod:`airlift_dagster.sensor.sources`) read and counted the windows; ``watched``: the runs the
+    audit-log source follows (running, or queued again, when last seen).
 
     >>> AirliftSensorCursor.parse(AirliftSensorCursor().serialize()).high_water is None
     True
@@ -112,6 +116,17 @@ class AirliftSensorCursor:
     settled: list[SettledWindow] = field(default_factory=list)
     backfilling: tuple[str, datetime] | None = None
     audited_at: datetime | None = None
+    source: str = SCAN
+    watched: frozenset[tuple[str, str]] = frozenset()
+
+    def for_source(self, source: str) -> tuple[AirliftSensorCursor, bool]:
+        """This cursor for windows read by ``source``, and whether that is a switch: the windows
+        another source read are read again as changed (their counts and digests do not compare),
+        the settled ones start again and no run is followed yet."""
+        if source == self.source:
+            return self, False
+        pending = [SweepWindow(w.lo, w.hi, UNKNOWN_ROWS, 0) for w in self.pending]
+        return replace(self, pending=pending, settled=[], audited_at=None, source=source, watched=frozenset()), True
 
     def serialize(self) -> str:
         record: dict[str, object] = {
@@ -126,6 +141,11 @@ class AirliftSensorCursor:
             record["bf"] = [self.backfilling[0], _us(self.backfilling[1])]
         if self.audited_at is not None:
             record["ad"] = _us(self.audited_at)
+        if self.source != SCAN:
+            record["src"] = self.source
+        if self.watched:
+            packed = zlib.compress(json.dumps(sorted(self.watched), separators=(",", ":")).encode(), 9)
+            record["wr"] = base64.b64encode(packed).decode()
         return json.dumps(record, separators=(",", ":"))
 
     @classmethod
@@ -151,11 +171,22 @@ class AirliftSensorCursor:
                 settled=[SettledWindow(_from_us(lo), _from_us(hi), int(n)) for lo, hi, n in data.get("au") or []],
                 backfilling=(str(data["bf"][0]), _from_us(int(data["bf"][1]))) if data.get("bf") else None,
                 audited_at=_from_us(int(data["ad"])) if data.get("ad") else None,
+                source=_source(data.get("src")),
+                watched=frozenset((str(d), str(r)) for d, r in json.loads(zlib.decompress(base64.b64decode(data["wr"]))))
+                if data.get("wr") else frozenset(),
             )
-        except (ValueError, TypeError, AttributeError) as e:
+        except (ValueError, TypeError, AttributeError, zlib.error) as e:
             raise AirliftDagsterError(
                 f"the Airlift sensor cursor {text[:80]!r} cannot be read ({e}); reset the sensor's cursor in the UI"
             ) from e
+
+
+def _source(value: object) -> str:
+    if value is None:
+        return SCAN
+    if value not in (SCAN, AUDIT_LOG):
+        raise ValueError(f"change source {value!r}")
+    return str(value)
 
 
 def advance_cursor(
@@ -203,8 +234,10 @@ def advance_cursor(
     settled = list(audit.settled) if audit is not None else list(cursor.settled)
     if fetched.sweep_read is not None and fetched.sweep_total is not None:
         settled = settle_window(settled, SettledWindow(*fetched.sweep_read, fetched.sweep_total))
+    watched = fetched.tracked.watched if fetched.tracked is not None else cursor.watched
     return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags, settled=settled,
-                               backfilling=backfilling, audited_at=audited_at if audit is not None else cursor.audited_at)
+                               backfilling=backfilling, audited_at=audited_at if audit is not None else cursor.audited_at,
+                               source=cursor.source, watched=watched)
 
 
 def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow]:

@@ -1,6 +1,7 @@
-"""Step 2 (Airflow I/O): read the planned windows (sized to the row budget, strictly paged), audit
-the settled windows for late commits, read the tasks of completing runs, dataset events and the
-runs naming partitions. Any client error propagates: nothing partial, the cursor does not move."""
+"""Step 2 (Airflow I/O): read the planned windows from a change source (sized to the row budget,
+strictly paged; :mod:`airlift_dagster.sensor.sources`), follow the runs, audit the settled windows
+for late commits, read the tasks of completing runs, dataset events and the runs naming partitions.
+Any client error propagates: nothing partial, the cursor does not move."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from airlift_client import AirflowInstance, AirliftClientError
+from airlift_client import AirflowInstance, AirliftClientError, AuditLogUnavailableError
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK
 from airlift_dagster.sensor.cursor import SettledWindow, rows_digest
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
+from airlift_dagster.sensor.sources import ChangeSource, TrackedRuns, WindowRows, track_runs
 from airlift_dagster.sensor.windows import TickPlan
 from airlift_protocol import (
     DagRun,
@@ -40,58 +42,62 @@ class Fetched:
     backfill_rows: int = 0
     #: the part of the sweep window read this tick (all of it unless it held more rows than the budget)
     sweep_read: tuple[datetime, datetime] | None = None
-    #: rows of every DAG Airflow listed in ``sweep_read`` (the settled window's count)
+    #: the size of ``sweep_read`` as the source counts it (the settled window's count)
     sweep_total: int | None = None
-    #: rows of every DAG Airflow listed in the fresh window
+    #: rows the sweep's reads returned
+    sweep_listed: int = 0
+    #: the runs the sweep's audit-log rows named (audit-log source)
+    sweep_named: frozenset[tuple[str, str]] = frozenset()
+    #: rows the fresh window's reads returned
     fresh_listed: int = 0
+    #: the runs followed apart from the windows (audit-log source; ``None``: not this tick)
+    tracked: TrackedRuns | None = None
 
     @property
     def rows_listed(self) -> int:
-        """Rows of every DAG read this tick from the windows, and the backfill's (the row budget counts them)."""
-        return (self.sweep_total or 0) + self.fresh_listed + self.backfill_rows
+        """Rows read this tick from the windows, and the backfill's (the row budget counts them)."""
+        return self.sweep_listed + self.fresh_listed + self.backfill_rows
+
+    @property
+    def tracked_runs(self) -> list[DagRun]:
+        return self.tracked.runs if self.tracked is not None else []
 
 
-def read_window(airflow_instance: AirflowInstance, lo: datetime, hi: datetime, budget: int,
-                dag_ids: frozenset[str]) -> tuple[datetime, list[DagRun], list[TaskInstance], int]:
-    """Read the largest window ``[lo, hi']`` (``hi' <= hi``, halving) that holds at most ``budget``
-    rows: its upper bound, its rows of ``dag_ids`` and how many rows of every DAG Airflow listed.
-    The size comes with the lists' first pages (no count of its own). Rows sharing one instant
-    cannot be split: such a window is read whole."""
+def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int) -> tuple[datetime, WindowRows]:
+    """Read the largest window ``[lo, hi']`` (``hi' <= hi``, halving) whose size is at most
+    ``budget``: its upper bound and rows. The size comes with the lists' first pages (no count of
+    its own). Rows sharing one instant cannot be split: such a window is read whole."""
     while True:
-        rows = airflow_instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=None if hi - lo <= _TICK else budget)
+        rows = source.read(lo, hi, None if hi - lo <= _TICK else budget)
         if rows is not None:
-            return (hi, *_of_dags(rows, dag_ids))
+            return hi, rows
         hi = lo + (hi - lo) / 2
 
 
-def _changed_all(airflow_instance: AirflowInstance, lo: datetime, hi: datetime,
-                 dag_ids: frozenset[str]) -> tuple[list[DagRun], list[TaskInstance], int]:
-    """The rows of ``dag_ids`` changed in ``[lo, hi]`` (the whole window), and how many rows of every DAG were listed."""
-    rows = airflow_instance.read_updated(updated_at_gte=lo, updated_at_lte=hi)
-    assert rows is not None  # no max_rows: never None
-    return _of_dags(rows, dag_ids)
-
-
-def _of_dags(rows: tuple[list[DagRun], list[TaskInstance]], dag_ids: frozenset[str]) -> tuple[list[DagRun], list[TaskInstance], int]:
-    runs, tis = rows
-    return [r for r in runs if r.dag_id in dag_ids], [t for t in tis if t.dag_id in dag_ids], len(runs) + len(tis)
-
-
-def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, dag_ids: frozenset[str], settings: SensorSettings) -> Fetched:
+def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: ChangeSource, dag_ids: frozenset[str],
+                  settings: SensorSettings, watched: frozenset[tuple[str, str]] | None = None,
+                  ended_since: datetime | None = None) -> Fetched:
     """Step 2 (I/O): read the planned windows within one row budget: the sweep (the older window)
     first, sized to the budget (a larger one is read in parts over ticks), then the fresh window
-    with what is left (none left: the fresh window waits for the next tick). Any client error
-    propagates (nothing partial)."""
+    with what is left (none left: the fresh window waits for the next tick). With the fresh window,
+    the runs are followed (``watched``: the runs followed since the last tick; ``None``: the source
+    reads runs in its windows; ``ended_since``: see :func:`track_runs`). Any client error propagates
+    (nothing partial)."""
     out = Fetched()
     room = settings.max_rows_per_tick
     if plan.sweep is not None:
-        hi, out.sweep_runs, out.sweep_tis, out.sweep_total = read_window(airflow_instance, plan.sweep.lo, plan.sweep.hi, room, dag_ids)
+        hi, rows = read_window(source, plan.sweep.lo, plan.sweep.hi, room)
+        out.sweep_runs, out.sweep_tis, out.sweep_total, out.sweep_listed = rows.runs, rows.tis, rows.size, rows.listed
+        out.sweep_named = rows.named
         out.sweep_read = (plan.sweep.lo, hi)
-        room -= out.sweep_total
+        room -= rows.listed
     if plan.fresh is not None and room > 0:
         lo = plan.fresh[0]
-        hi, out.fresh_runs, out.fresh_tis, out.fresh_listed = read_window(airflow_instance, lo, plan.fresh[1], room, dag_ids)
+        hi, rows = read_window(source, lo, plan.fresh[1], room)
+        out.fresh_runs, out.fresh_tis, out.fresh_listed = rows.runs, rows.tis, rows.listed
         out.fresh = (lo, hi)
+        if watched is not None:
+            out.tracked = track_runs(airflow_instance, dag_ids=dag_ids, watched=watched, named=rows.named, ended_since=ended_since)
     if plan.backfill:
         read_backfill(airflow_instance, plan, out, upper=out.fresh[0] - _TICK if out.fresh else None,
                       room=settings.max_rows_per_tick - out.rows_listed)
@@ -153,27 +159,28 @@ class Audit:
     unread: list[tuple[SettledWindow, int]] = field(default_factory=list)
 
 
-def audit_settled(airflow_instance: AirflowInstance, settled: Sequence[SettledWindow], *, dag_ids: frozenset[str],
-                  budget: int, room: int | None = None) -> Audit:
-    """Step 2b (I/O): count the rows in all settled windows at once (two one-item requests); only if
-    that total moved, count each window, and re-read the first one that grew if it fits ``budget``
-    and the ``room`` the tick has left (else a later tick re-reads it). A grown window holds rows
-    committed later than the lateness window."""
+def audit_settled(source: ChangeSource, settled: Sequence[SettledWindow], *, budget: int, room: int | None = None) -> Audit:
+    """Step 2b (I/O): count the rows in all settled windows at once (one or two one-item requests);
+    only if that total moved, count each window, and re-read the first one that grew if it fits
+    ``budget`` and the ``room`` the tick has left (else a later tick re-reads it). A grown window
+    holds rows committed later than the lateness window."""
     room = budget if room is None else room
     audit = Audit(settled=list(settled))
     if not settled:
         return audit
-    total = airflow_instance.count_updated(updated_at_gte=settled[0].lo, updated_at_lte=settled[-1].hi)
+    total = source.count(settled[0].lo, settled[-1].hi)
     if total == sum(w.rows for w in settled):
         return audit
     recounted: list[SettledWindow] = []
     for window in settled:
-        now_rows = airflow_instance.count_updated(updated_at_gte=window.lo, updated_at_lte=window.hi)
+        now_rows = source.count(window.lo, window.hi)
         if now_rows > window.rows:
             if now_rows > budget:  # counted and warned about once
                 audit.unread.append((window, now_rows))
             elif audit.window is None and now_rows <= room:
-                audit.runs, audit.tis, now_rows = _changed_all(airflow_instance, window.lo, window.hi, dag_ids)
+                rows = source.read(window.lo, window.hi, None)
+                assert rows is not None  # no max_rows: never None
+                audit.runs, audit.tis, now_rows = [*rows.runs, *source.runs_named(rows.named)], rows.tis, rows.size
                 audit.window = window
             else:  # one re-read per tick, within the room left: the old count makes a later tick find this window again
                 recounted.append(window)
@@ -263,8 +270,13 @@ class TickRead:
     partition_runs: dict[tuple[str, str], DagRun]
 
     @property
+    def fresh_runs(self) -> list[DagRun]:
+        """The fresh window's runs and the runs followed apart (they are reported with it)."""
+        return [*self.fetched.fresh_runs, *self.fetched.tracked_runs]
+
+    @property
     def runs(self) -> list[DagRun]:
-        return [*self.fetched.backfill_runs, *self.fetched.sweep_runs, *self.fetched.fresh_runs, *self.audit.runs]
+        return [*self.fetched.backfill_runs, *self.fetched.sweep_runs, *self.fresh_runs, *self.audit.runs]
 
     @property
     def task_instances(self) -> list[TaskInstance]:
@@ -272,25 +284,33 @@ class TickRead:
 
 
 def read_airflow(airflow_instance: AirflowInstance, plan: SensorPlan, tick: TickPlan, settled: Sequence[SettledWindow], *,
-                 settings: SensorSettings) -> TickRead:
-    """Step 2 (all of a tick's Airflow I/O): the planned windows, the audit of ``settled`` windows,
+                 settings: SensorSettings, source: ChangeSource, watched: frozenset[tuple[str, str]] | None,
+                 ended_since: datetime | None = None) -> TickRead:
+    """Step 2 (all of a tick's Airflow I/O): the planned windows from ``source``, the runs followed
+    (``watched``; ``None``: the source's windows hold the runs), the audit of ``settled`` windows,
     the tasks of completing runs, dataset events and partition runs. Raises
-    :class:`AirliftDagsterError` (the cursor does not move) when Airflow fails."""
+    :class:`AirliftDagsterError` (the cursor does not move) when Airflow fails, except
+    :class:`AuditLogUnavailableError`, which the caller answers by choosing the other source."""
     airflow_instance.assume_api_version(plan.api)
     try:
-        fetched = fetch_changes(airflow_instance, tick, dag_ids=plan.dag_ids, settings=settings)
-        audit = audit_settled(airflow_instance, settled, dag_ids=plan.dag_ids, budget=settings.max_rows_per_tick,
-                              room=settings.max_rows_per_tick - fetched.rows_listed)
+        fetched = fetch_changes(airflow_instance, tick, source=source, dag_ids=plan.dag_ids, settings=settings, watched=watched,
+                                ended_since=ended_since)
+        audit = audit_settled(source, settled, budget=settings.max_rows_per_tick, room=settings.max_rows_per_tick - fetched.rows_listed)
         swept_changed = tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest)
+        if swept_changed and fetched.sweep_named:
+            fetched.sweep_runs = [*fetched.sweep_runs, *source.runs_named(fetched.sweep_named)]
         backfill_tis, sweep_tis, audit_tis, fresh_tis = (list(fetched.backfill_tis), list(fetched.sweep_tis), list(audit.tis),
                                                          list(fetched.fresh_tis))
+        fresh_runs = [*fetched.fresh_runs, *fetched.tracked_runs]
         completing = complete_runs(airflow_instance, plan, [(fetched.backfill_runs, backfill_tis),
                                                             (fetched.sweep_runs if swept_changed else [], sweep_tis),
-                                                            (audit.runs, audit_tis), (fetched.fresh_runs, fresh_tis)])
+                                                            (audit.runs, audit_tis), (fresh_runs, fresh_tis)])
         fresh_events = fetch_dataset_events(airflow_instance, plan, [fetched.fresh] if fetched.fresh else [])
         late_events = fetch_dataset_events(airflow_instance, plan, [(tick.sweep.lo, tick.sweep.hi)] if swept_changed and tick.sweep else [])
-        all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fetched.fresh_runs, *audit.runs]
+        all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fresh_runs, *audit.runs]
         partition_runs = fetch_partition_runs(airflow_instance, plan, all_runs, [*backfill_tis, *sweep_tis, *fresh_tis, *audit_tis])
+    except AuditLogUnavailableError:
+        raise
     except AirliftClientError as e:
         raise AirliftDagsterError(
             f"Airlift sensor for Airflow instance {plan.instance_name!r}: {e}. The cursor did not move; the next tick catches up."

@@ -33,6 +33,10 @@ def dag_digest(dag_id: str, mapped_task_ids: Iterable[str] = ()) -> str:
     return hashlib.sha1("\x1f".join([dag_id, *sorted(mapped_task_ids)]).encode()).hexdigest()[:8]
 
 
+#: Values of :attr:`SensorSettings.change_source`.
+CHANGE_SOURCES = ("auto", "audit_log", "scan")
+
+
 @dataclass(frozen=True)
 class SensorSettings:
     """The sensor's knobs (see the guide for costs).
@@ -45,6 +49,12 @@ class SensorSettings:
     - ``settle``: rows changed in the last ``settle`` are left for the next tick (commits in flight);
     - ``audit_interval``: how often the windows already read twice are counted again for commits
       later than ``lateness_window`` (two count requests; at most once per interval);
+    - ``change_source``: how a tick learns what changed: ``"auto"`` (the default) reads Airflow's
+      audit log (indexed by time; the task instances are then read by run) and falls back to
+      ``"scan"`` with a warning when the user may not read it (Airflow 2: Admin only) or Airflow
+      is older than 2.9; ``"audit_log"`` fails the tick instead of falling back; ``"scan"`` reads
+      the runs and task instances by ``updated_at`` (Airflow indexes neither: a sequential scan of
+      both tables per window);
     - ``mirror_runs``: also show each Airflow DAG run as a Dagster run (see :mod:`airlift_dagster.run_mirror`);
     - ``clock``: the current time (injectable for tests).
 
@@ -57,6 +67,7 @@ class SensorSettings:
     max_rows_per_tick: int = 5000
     settle: timedelta = timedelta(seconds=10)
     audit_interval: timedelta = timedelta(minutes=5)
+    change_source: str = "auto"
     mirror_runs: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc), compare=False, repr=False)
 
@@ -65,6 +76,9 @@ class SensorSettings:
             value = getattr(self, name)
             if not isinstance(value, timedelta) or value < timedelta(0):
                 raise AirliftDagsterError(f"sensor setting {name} must be a timedelta of zero or more, got {value!r}")
+        if self.change_source not in CHANGE_SOURCES:
+            raise AirliftDagsterError(f"sensor setting change_source must be one of {', '.join(map(repr, CHANGE_SOURCES))}, "
+                                      f"got {self.change_source!r}")
         if not isinstance(self.max_rows_per_tick, int) or self.max_rows_per_tick < 10:
             raise AirliftDagsterError(f"sensor setting max_rows_per_tick must be an int of at least 10, got {self.max_rows_per_tick!r}")
 

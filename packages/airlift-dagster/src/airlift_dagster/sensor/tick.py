@@ -17,7 +17,8 @@ from dagster import (
     SensorEvaluationContext,
 )
 
-from airlift_client import AirflowInstance, ui_links_for
+from airlift_client import AirflowInstance, AuditLogUnavailableError, ui_links_for
+from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _iso
 from airlift_dagster.sensor.cursor import AirliftSensorCursor, advance_cursor
 from airlift_dagster.sensor.emissions import (
@@ -30,6 +31,7 @@ from airlift_dagster.sensor.emissions import (
 from airlift_dagster.sensor.fetch import Audit, TickRead, read_airflow
 from airlift_dagster.sensor.ledger import dagster_built_tries, settle_deliveries
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
+from airlift_dagster.sensor.sources import AUDIT_LOG, AuditLogSource, ChangeSource, ScanSource
 from airlift_dagster.sensor.windows import TickPlan, plan_tick
 from airlift_dagster.transform import AirflowTickView, EventTransformer, apply_event_transformer
 from airlift_protocol import (
@@ -83,11 +85,21 @@ def evaluate_tick(
     """
     settings = settings or SensorSettings()
     started = time.time()
-    cursor = AirliftSensorCursor.parse(context.cursor)
+    parsed = AirliftSensorCursor.parse(context.cursor)
     now = now or settings.clock()
-    tick = plan_tick(cursor, now=now, coverage=plan.coverage, settings=settings)  # 1. windows
-    audit_due = audit_is_due(cursor, now, settings)
-    read = read_airflow(airflow_instance, plan, tick, cursor.settled if audit_due else [], settings=settings)  # 2. fetch
+    source_warnings: list[str] = []
+    while True:
+        source = choose_source(airflow_instance, plan, settings)
+        cursor, switched = parsed.for_source(source.name)
+        tick = plan_tick(cursor, now=now, coverage=plan.coverage, settings=settings)  # 1. windows
+        audit_due = audit_is_due(cursor, now, settings)
+        try:
+            read = read_airflow(airflow_instance, plan, tick, cursor.settled if audit_due else [], settings=settings,  # 2. fetch
+                                source=source, watched=cursor.watched if source.name == AUDIT_LOG else None,
+                                ended_since=cursor.high_water - settings.settle if switched and cursor.high_water else None)
+            break
+        except AuditLogUnavailableError as e:
+            source_warnings.append(audit_log_unavailable(plan, settings, e))
     candidates = build_tick_emissions(plan, ui_links_for(plan.api, plan.webserver_url), read, now=now,  # 3. emissions
                                       settle=settings.settle)
     built, foreign = dagster_built_tries(context.instance, plan.instance_name, _success_run_ids(plan, read),
@@ -113,10 +125,44 @@ def evaluate_tick(
         dropped_held=deliveries.held + deliveries.repeated,
         dropped_built=deliveries.built,
         dagster_records_read=deliveries.records_read,
-        warnings=[*tick_warnings, *foreign],
+        warnings=[*source_warnings, *tick_warnings, *foreign],
         runs=read.runs,
         task_instances=read.task_instances,
     )
+
+
+#: How long a sensor reads changes by scanning after the audit log could not be read, before it tries again.
+AUDIT_LOG_RETRY = 600.0
+
+#: (Airflow instance name, webserver URL) -> ``time.monotonic()`` until which its sensor scans (the audit log was refused).
+_scan_until: dict[tuple[str, str], float] = {}
+
+
+def choose_source(airflow_instance: AirflowInstance, plan: SensorPlan, settings: SensorSettings) -> ChangeSource:
+    """The change source of this tick (:mod:`airlift_dagster.sensor.sources`): the audit log unless
+    the settings say ``"scan"`` or it was refused in the last :data:`AUDIT_LOG_RETRY` seconds."""
+    refused_until = _scan_until.get((plan.instance_name, plan.webserver_url), 0.0)
+    if settings.change_source == "scan" or (settings.change_source == "auto" and time.monotonic() < refused_until):
+        return ScanSource(airflow_instance, plan.dag_ids)
+    return AuditLogSource(airflow_instance, plan.dag_ids)
+
+
+def audit_log_unavailable(plan: SensorPlan, settings: SensorSettings, error: AuditLogUnavailableError) -> str:
+    """Answer an audit log Airflow refused: with ``change_source="audit_log"`` the tick fails (the
+    cursor does not move); with ``"auto"`` the next tries scan for :data:`AUDIT_LOG_RETRY` seconds.
+    Returns the warning (logged too)."""
+    if settings.change_source == "audit_log":
+        raise AirliftDagsterError(
+            f"Airlift sensor for Airflow instance {plan.instance_name!r}: {error} The sensor setting change_source='audit_log' "
+            "needs it; grant the permission, or set change_source='auto' to read changes by scanning (slower on a large "
+            "metadata database). The cursor did not move."
+        ) from error
+    _scan_until[(plan.instance_name, plan.webserver_url)] = time.monotonic() + AUDIT_LOG_RETRY
+    warning = (f"Airflow instance {plan.instance_name!r}: the audit log cannot be read ({error}) The sensor reads changes by "
+               f"updated_at instead, a scan of Airflow's task_instance and dag_run tables per tick that grows with the metadata "
+               f"database; it tries the audit log again in {int(AUDIT_LOG_RETRY // 60)} minutes.")
+    log.warning("Airlift sensor: %s", warning)
+    return warning
 
 
 def audit_is_due(cursor: AirliftSensorCursor, now: datetime, settings: SensorSettings) -> bool:
