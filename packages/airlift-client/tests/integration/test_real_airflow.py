@@ -18,6 +18,8 @@ from airlift_client import (
     AirflowInstance,
     AirflowNotFoundError,
     AirflowResponseError,
+    AuditLogForbiddenError,
+    AuditLogUnavailableError,
     BasicAuthBackend,
     TokenAuthBackend,
     release_tuple,
@@ -200,6 +202,8 @@ def test_event_logs_need_airflow_2_9(inst: AirflowInstance, airflow: AirflowServ
             airflow.get("/eventLogs", params={"after": (now - timedelta(hours=1)).isoformat()})
     with pytest.raises(AirflowResponseError, match=rf"runs Airflow {airflow_version}.*needs Airflow 2\.9 or later"):
         list(inst.iter_event_logs(after=now - timedelta(hours=1), before=now))
+    with pytest.raises(AuditLogUnavailableError, match=rf"runs Airflow {airflow_version}"):
+        inst.read_event_logs(after=now - timedelta(hours=1), before=now, skip_events=["running"])
 
 
 def _rows_of_dag_during_run(inst: AirflowInstance, dag_id: str, run_id: str) -> list[EventLog]:
@@ -271,6 +275,13 @@ def test_event_logs_window_bounds_and_filters(audit_log_served: None, inst: Airf
     ends = list(inst.iter_event_logs(**window, dag_ids=["mapped_dag", "failing_dag"], events=["success", "failed"]))
     assert ends and {r.event for r in ends} <= {"success", "failed"} and {r.dag_id for r in ends} <= {"mapped_dag", "failing_dag"}
     assert [r.event_log_id for r in ends] == sorted(r.event_log_id for r in ends)
+    # every DAG's rows but the tries' starts, sized by the first page's count (the sensor's window read)
+    everything = list(inst.iter_event_logs(**window))
+    read = inst.read_event_logs(**window, skip_events=["running"])
+    assert read is not None and read == [r for r in everything if r.event != "running"]
+    assert "running" in {r.event for r in everything}, "the window holds try starts, which were left out"
+    assert inst.count_event_logs(**window, skip_events=["running"]) == len(read)
+    assert inst.read_event_logs(**window, skip_events=["running"], max_rows=len(read) - 1) is None
 
 
 def test_event_logs_of_a_rest_mark_and_a_clear(audit_log_served: None, inst: AirflowInstance, finished_runs: dict[str, str],
@@ -344,3 +355,5 @@ def test_event_logs_need_the_audit_log_permission(audit_log_served: None, airflo
     with pytest.raises(AirflowAuthError, match="can read on Audit Logs") as info:
         list(viewer.iter_event_logs(after=now - timedelta(hours=1), before=now))
     assert info.value.status == 403 and "/eventLogs" in str(info.value)
+    with pytest.raises(AuditLogForbiddenError, match="can read on Audit Logs"):
+        viewer.read_event_logs(after=now - timedelta(hours=1), before=now, skip_events=["running"])
