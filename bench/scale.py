@@ -481,9 +481,10 @@ def main() -> None:
     parser.add_argument("--airflow-dags", type=int, default=500)
     parser.add_argument("--airflow-runs", type=int, default=1000, help="runs per DAG (10 task instances each)")
     parser.add_argument("--changed-per-minute", type=int, default=2000, help="task instances finishing per simulated minute")
-    parser.add_argument("--busy-ticks", type=int, default=6)
-    parser.add_argument("--by-run-probe", action=argparse.BooleanOptionalAction, default=True,
-                        help="after the ticks, time the reads of task instances by run instead of by updated_at")
+    parser.add_argument("--steady-minutes", type=int, default=30, help="simulated minutes of steady state (a busy tick per 30 s)")
+    parser.add_argument("--pause-hours", type=float, default=24.0, help="how long the sensor is stopped before the drain ticks")
+    parser.add_argument("--drain-ticks", type=int, default=10, help="ticks measured after the pause (0: no pause)")
+    parser.add_argument("--change-source", default="auto", choices=["auto", "audit_log", "scan"])
     parser.add_argument("--unrelated", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=100)
     parser.add_argument("--ledger-storage", default="sqlite,postgres",
@@ -503,6 +504,7 @@ def main() -> None:
         return
     if args.quick:
         args.unrelated, args.load_dags, args.airflow_dags, args.airflow_runs = 100_000, "1000", 50, 100
+        args.changed_per_minute, args.steady_minutes, args.pause_hours, args.drain_ticks = 200, 5, 1.0, 3
     parts = args.parts.split(",")
     results: dict[str, Any] = {"args": vars(args)}
     if "airflow" in parts:

@@ -2,14 +2,17 @@
 
 For each Airflow version: a private PostgreSQL cluster with ``pg_stat_statements`` and ``auto_explain``
 preloaded, Airflow's API server only (no scheduler: the database sees the API's work and nothing else),
-``--airflow-dags`` DAGs x 10 tasks loaded from one DAG file, and ``--airflow-runs`` finished runs per DAG
+``--airflow-dags`` DAGs x 10 tasks loaded from one DAG file, and ``--airflow-runs`` runs per DAG
 (10 task instances each) seeded by SQL copies of one run the API created (so every column holds what
-Airflow writes). The newest runs stay ``running``; a simulated clock moves 30 s per tick and before
-each busy tick ``--changed-per-minute / 2`` task instances of them finish (SQL updates of their rows
-and of their runs, ``updated_at`` inside the 30 s). Per tick: wall and CPU time, peak Python memory
-(tracemalloc), HTTP requests, and the database's time, calls, rows and 8 KB blocks touched from
-``pg_stat_statements``. The plans of the sensor's statements come from ``auto_explain`` during the
-last busy tick.
+Airflow writes), with the audit-log rows their tries wrote (``log``: a start and an end per try). The
+newest runs stay ``running``. A simulated clock moves 30 s per tick: a quiet tick, then
+``--steady-minutes`` of busy ticks, before each of which ``--changed-per-minute / 2`` task instances
+finish (SQL updates of their rows and runs, ``updated_at`` inside the 30 s, and their audit-log rows),
+a quiet tick, then the sensor pauses for ``--pause-hours`` while Airflow keeps working at that rate,
+and ``--drain-ticks`` ticks work off the backlog (new work still arriving). Per tick: wall and CPU
+time, peak Python memory (tracemalloc), HTTP requests, and the database's time, calls, rows and 8 KB
+blocks touched from ``pg_stat_statements``. The plans of the sensor's statements come from
+``auto_explain`` in the first quiet tick, the last busy tick and the first drain tick.
 """
 
 from __future__ import annotations
@@ -130,7 +133,9 @@ def seed(db: Any, *, dags: int, runs: int, running: int, t0: datetime) -> dict[s
 
 def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta) -> int:
     """The oldest ``count`` running runs succeed with their tasks, ``updated_at`` spread over the
-    ``window`` before ``clock - 11 s`` (the sensor leaves the last 10 s to the next tick)."""
+    ``window`` before ``clock - 11 s`` (the sensor leaves the last 10 s to the next tick), and each
+    try writes its audit-log rows as Airflow's task runner does (``running`` at its start,
+    ``success`` at its end, in the ``log`` table)."""
     hi = clock - timedelta(seconds=11)
     his = hi.strftime("%Y-%m-%d %H:%M:%S.%f+00")
     span = window.total_seconds()
@@ -145,6 +150,10 @@ def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta) -> i
         UPDATE dag_run r SET state = 'success', end_date = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second',
             updated_at = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second'
             FROM done d WHERE r.dag_id = d.dag_id AND r.run_id = d.run_id;
+        INSERT INTO log (dttm, dag_id, task_id, map_index, event, run_id, owner, try_number)
+            SELECT e.dttm, ti.dag_id, ti.task_id, ti.map_index, e.event, ti.run_id, 'airflow', 1
+            FROM task_instance ti JOIN done d ON ti.dag_id = d.dag_id AND ti.run_id = d.run_id,
+            LATERAL (VALUES (ti.start_date, 'running'), (ti.end_date, 'success')) AS e (dttm, event);
     """)
     return int(out.split()[0]) if out.split() else 0
 
@@ -215,15 +224,20 @@ def _plans(log: str) -> list[dict[str, Any]]:
 FINISHED_TI_STATES = ["success", "failed", "up_for_retry", "up_for_reschedule", "upstream_failed", "skipped"]
 
 
-def seed_log(db: Any, *, rows: int, dags: int, t0: datetime) -> None:
-    """``rows`` audit-log rows (Airflow's ``log`` table, indexed on ``dttm``), 1 s apart back from
-    ``t0``, as task runs and user actions write them: the by-run probe reads its window."""
+def seed_log(db: Any, *, rows: int, dags: int, t0: datetime) -> float:
+    """``rows`` audit-log rows (Airflow's ``log`` table, indexed on ``dttm``), 0.5 s apart back from
+    ``t0``, as the tries of the seeded runs wrote them (a try's start and end); seconds taken."""
+    started = time.perf_counter()
     t0s = t0.strftime("%Y-%m-%d %H:%M:%S+00")
-    db.psql("airflow", f"INSERT INTO log (dttm, dag_id, task_id, map_index, event, run_id, owner, try_number) "
-                       f"SELECT timestamptz '{t0s}' - g * interval '1 second', 'dag_' || lpad((g % {dags})::text, 4, '0'), "
-                       f"'task_' || lpad((g % {TASKS})::text, 3, '0'), -1, CASE WHEN g % 2 = 0 THEN 'running' ELSE 'success' END, "
-                       f"'seed__' || lpad((g / 5000)::text, 7, '0'), 'airflow', 1 FROM generate_series(1, {rows}) AS g")
+    step = 1_000_000
+    for lo in range(1, rows + 1, step):
+        hi = min(rows, lo + step - 1)
+        db.psql("airflow", f"INSERT INTO log (dttm, dag_id, task_id, map_index, event, run_id, owner, try_number) "
+                           f"SELECT timestamptz '{t0s}' - g * interval '0.5 second', 'dag_' || lpad((g / 2 % {dags})::text, 4, '0'), "
+                           f"'task_' || lpad((g / 2 % {TASKS})::text, 3, '0'), -1, CASE WHEN g % 2 = 0 THEN 'running' ELSE 'success' END, "
+                           f"'seed__' || lpad((g / {2 * dags * TASKS})::text, 7, '0'), 'airflow', 1 FROM generate_series({lo}, {hi}) AS g")
     db.psql("airflow", "VACUUM ANALYZE log")
+    return round(time.perf_counter() - started, 1)
 
 
 def _explained(db: Any, work: Any, *, explain: bool = True) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
@@ -248,56 +262,6 @@ def _explained(db: Any, work: Any, *, explain: bool = True) -> tuple[Any, dict[s
     return result, stats, plans
 
 
-def by_run_probe(db: Any, instance: Any, session: Any, url: str, *, clock: datetime, kind: str) -> dict[str, Any]:
-    """The reads of a sensor that never filters task instances on time, for the 30 s window before
-    ``clock - 10 s``: runs whose row changed (``dag_run.updated_at``), running runs (the indexed
-    state), the task instances of both by (dag_id, run_id) (finished ones only for running runs),
-    and the audit log's window (``log.dttm``, where Airflow records marks and clears)."""
-    hi = clock - timedelta(seconds=10)
-    lo = hi - timedelta(seconds=30)
-    api = "/api/v1" if instance.api_version.value == "v1" else "/api/v2"
-
-    def work() -> dict[str, int]:
-        changed = [(r.dag_id, r.run_id) for r in instance.iter_updated_dag_runs(updated_at_gte=lo, updated_at_lte=hi)]
-        running = [(r.dag_id, r.run_id) for r in instance.iter_dag_runs(states=["queued", "running"])]
-        tis = sum(1 for _ in instance.iter_task_instances_of_runs(changed))
-        running_tis = sum(1 for _ in instance.iter_task_instances_of_runs(running, states=FINISHED_TI_STATES))
-        logs = session.get(f"{url}{api}/eventLogs", params={"after": lo.isoformat(), "before": hi.isoformat(), "limit": 100},
-                           timeout=60)
-        log_rows = int(logs.json().get("total_entries", 0)) if logs.ok else f"HTTP {logs.status_code}: {logs.text[:200]}"
-        return {"changed_runs": len(changed), "running_runs": len(running), "task_instances": tis, "running_finished_tis": running_tis,
-                "log_rows": log_rows}
-
-    started = time.perf_counter()
-    counts, stats, plans = _explained(db, work)
-    out = {"kind": kind, "seconds": round(time.perf_counter() - started, 2), **counts, **stats, "plans": plans}
-    print(f"    by-run reads, {kind}: {out['seconds']} s, {counts}; DB {stats['db_ms']:.1f} ms, {stats['db_calls']} calls, "
-          f"{stats['db_rows']:,} rows, {stats['db_blocks']:,} blocks", flush=True)
-    for p in plans:
-        print(f"      {p['calls']} x, {p['ms']} ms: {p['query'][:200]}")
-        for line in p["plan"]:
-            print(f"        {line}")
-    return out
-
-
-def mark_probe(db: Any, session: Any, url: str, *, generation: int, dag_id: str, run_id: str) -> dict[str, Any]:
-    """Mark a task of a finished run failed through the REST API (as the UI does) and see what
-    Airflow changed: the run's ``updated_at`` (before, after) and the audit-log rows written."""
-    api = "/api/v1" if generation == 2 else "/api/v2"
-    where = f"dag_id = '{dag_id}' AND run_id = '{run_id}'"
-    before = db.psql("airflow", f"SELECT updated_at, state FROM dag_run WHERE {where}").strip()
-    since = db.psql("airflow", "SELECT coalesce(max(id), 0) FROM log").strip()
-    response = session.patch(f"{url}{api}/dags/{dag_id}/dagRuns/{run_id}/taskInstances/task_009", json={"new_state": "failed", **({"dry_run": False} if generation == 2 else {})},
-                             timeout=60)
-    after = db.psql("airflow", f"SELECT updated_at, state FROM dag_run WHERE {where}").strip()
-    logs = db.psql("airflow", f"SELECT event, dag_id, task_id, run_id FROM log WHERE id > {since} ORDER BY id").strip().splitlines()
-    ti = db.psql("airflow", f"SELECT state, updated_at FROM task_instance WHERE {where} AND task_id = 'task_009'").strip()
-    out = {"status": response.status_code, "run_before": before, "run_after": after, "task_after": ti, "log_rows": logs}
-    print(f"    mark failed of {dag_id}/{run_id}/task_009 in a finished run: HTTP {response.status_code}; run row "
-          f"{'unchanged' if before == after else 'changed'} ({before} -> {after}); task {ti}; audit log {logs}", flush=True)
-    return out
-
-
 def run_version(version: str, args: Any) -> dict[str, Any]:
     from dagster import (
         AssetMaterialization,
@@ -320,7 +284,12 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
 
     dags, runs = args.airflow_dags, args.airflow_runs
     per_tick = args.changed_per_minute // 2  # task instances finishing per 30 s tick
-    running = (per_tick // TASKS) * (args.busy_ticks + (1 if args.by_run_probe else 0))  # the probe finishes one more batch
+    steady, pause_hours = 2 * args.steady_minutes, args.pause_hours
+    per_hour = (per_tick // TASKS) * 120  # runs finishing per simulated hour
+    running = (per_tick // TASKS) * (steady + args.drain_ticks) + per_hour * int(pause_hours + 0.999)
+    if running > dags * runs:
+        raise SystemExit(f"--airflow-runs {runs} x --airflow-dags {dags} runs cannot hold the {running:,} runs the steady state, "
+                         f"the pause and the drain finish: seed more runs or simulate less")
     folder = Path(tempfile.mkdtemp(prefix="airlift-scale-dags-"))
     (folder / "scale_dags.py").write_text(DAG_FILE.format(dags=dags, tasks=TASKS))
     db = PostgresServer(settings={"shared_preload_libraries": "pg_stat_statements,auto_explain",
@@ -342,6 +311,10 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         print(f"  Airflow {server.version}: API up in {out['startup_seconds']} s; seeding {dags * runs:,} runs, "
               f"{dags * runs * TASKS:,} task instances", flush=True)
         out["seed"] = seed(db, dags=dags, runs=runs, running=running, t0=t0)
+        finished_tis = (dags * runs - running) * TASKS
+        out["seed"]["log_rows"] = 2 * finished_tis
+        out["seed"]["log_seconds"] = seed_log(db, rows=2 * finished_tis, dags=dags, t0=t0 - timedelta(hours=1))
+        out["seed"]["log_mb"] = round(int(db.psql("airflow", "SELECT pg_total_relation_size('log')").strip()) / 2**20)
         print(f"    seeded {out['seed']}", flush=True)
         sent = [0]
         original = requests.Session.send
@@ -352,7 +325,7 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
 
         requests.Session.send = counting  # type: ignore[method-assign]
         clock = [t0]
-        settings = SensorSettings(history_window=timedelta(minutes=5), clock=lambda: clock[0])
+        settings = SensorSettings(history_window=timedelta(minutes=5), clock=lambda: clock[0], change_source=args.change_source)
         instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=server.url, username="admin", password="admin"),
                                    name=INSTANCE)
         dag_ids = [f"dag_{d:04d}" for d in range(dags)]
@@ -363,14 +336,27 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                                                 include_sources=False)
         sensor = defs.resolve_sensor_def(f"{INSTANCE}__airflow_sensor")
         out["load_seconds"] = round(time.perf_counter() - started, 1)
-        plan = ["first"] + ["busy", "busy", "quiet"] * (args.busy_ticks // 2) + ["busy"] * (args.busy_ticks % 2) + ["quiet"]
+        # steady state: every 30 s tick finds per_tick task instances finished; then a pause of
+        # pause_hours (the sensor stopped while Airflow kept working), then ticks draining the backlog
+        plan = ["first", "quiet"] + ["busy"] * steady + ["quiet"] + ["drain"] * args.drain_ticks
+        explained = {1, 1 + steady, len(plan) - args.drain_ticks} if args.drain_ticks else {1, 1 + steady}
         ticks: list[dict[str, Any]] = []
         cursor: str | None = None
         with DagsterInstance.ephemeral() as dagster:
             for i, kind in enumerate(plan):
-                clock[0] = t0 + timedelta(seconds=30 * i)
-                changed = finish_runs(db, count=per_tick // TASKS, clock=clock[0], window=timedelta(seconds=30)) if kind == "busy" else 0
-                explain = kind == "busy" and i == max(j for j, k in enumerate(plan) if k == "busy")
+                clock[0] = t0 + timedelta(seconds=30 * i) + (timedelta(hours=pause_hours) if kind == "drain" else timedelta(0))
+                if kind == "drain" and plan[i - 1] != "drain":
+                    paused = time.perf_counter()
+                    backlog = 0
+                    for h in range(int(pause_hours + 0.999)):
+                        at = min(clock[0], clock[0] - timedelta(hours=pause_hours) + timedelta(hours=h + 1))
+                        backlog += finish_runs(db, count=per_hour, clock=at, window=timedelta(hours=1))
+                    out["backlog"] = {"task_instances": backlog, "hours": pause_hours, "seconds": round(time.perf_counter() - paused, 1)}
+                    print(f"    paused {pause_hours} h: {backlog:,} task instances finished meanwhile ({out['backlog']['seconds']} s of SQL)",
+                          flush=True)
+                busy = kind in ("busy", "drain")
+                changed = finish_runs(db, count=per_tick // TASKS, clock=clock[0], window=timedelta(seconds=30)) if busy else 0
+                explain = i in explained
                 context = build_sensor_context(instance=dagster, definitions=defs, cursor=cursor)
                 before = sent[0]
 
@@ -384,15 +370,15 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                     return result, wall, cpu, peak
 
                 (result, wall, cpu, peak), stats, plans = _explained(db, timed, explain=explain)
-                if explain:
-                    out["plans"] = plans
                 for event in result.asset_events:
                     if isinstance(event, AssetMaterialization):
                         dagster.report_runless_asset_event(event)
                 cursor = result.cursor
                 materialized = sum(isinstance(e, AssetMaterialization) for e in result.asset_events)
+                parsed = json.loads(cursor or "{}")
                 tick = {"kind": kind, "changed_tis": changed, "seconds": round(wall, 2), "cpu_s": round(cpu, 2),
-                        "peak_mb": round(peak / 2**20, 1), "requests": sent[0] - before, "materializations": materialized, **stats}
+                        "peak_mb": round(peak / 2**20, 1), "requests": sent[0] - before, "materializations": materialized,
+                        "high_water": parsed.get("hw"), "source": parsed.get("src", "scan"), **stats, "plans": plans}
                 ticks.append(tick)
                 print(f"    tick {i:2d} {kind:<6}{changed:>6} changed: {wall:6.2f} s ({cpu:5.2f} s CPU), {peak / 2**20:5.1f} MB, "
                       f"{tick['requests']:3d} requests, {materialized:5d} materializations; DB {stats['db_ms']:9.1f} ms, "
@@ -401,45 +387,45 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                     print(f"        {top[0]:>9} ms {top[1]:>4} calls {top[2]:>7} rows {top[3]:>8} blocks  {top[4]}", flush=True)
         requests.Session.send = original  # type: ignore[method-assign]
         out["ticks"] = ticks
-        if args.by_run_probe:
-            seed_log(db, rows=1_000_000, dags=dags, t0=clock[0])
-            probe_clock = clock[0] + timedelta(seconds=30)
-            out["by_run"] = [by_run_probe(db, instance, session, server.url, clock=probe_clock, kind="quiet")]
-            probe_clock += timedelta(seconds=30)
-            changed = finish_runs(db, count=per_tick // TASKS, clock=probe_clock, window=timedelta(seconds=30))
-            out["by_run"].append({**by_run_probe(db, instance, session, server.url, clock=probe_clock, kind="busy"), "changed_tis": changed})
-            out["mark"] = mark_probe(db, session, server.url, generation=server.generation, dag_id="dag_0001", run_id="seed__0000000")
         out["load_average"] = [round(x, 1) for x in os.getloadavg()]
-        print(f"\n  Plans of the sensor's statements during the last busy tick (auto_explain), Airflow {server.version}:")
-        for p in out.get("plans", []):
-            print(f"    {p['calls']} x, {p['ms']} ms: {p['query']}")
-            for line in p["plan"]:
-                print(f"      {line}")
+        for i in sorted(explained):
+            print(f"\n  Plans of the sensor's statements in tick {i} ({plan[i]}, auto_explain), Airflow {server.version}:")
+            for p in ticks[i]["plans"]:
+                print(f"    {p['calls']} x, {p['ms']} ms: {p['query']}")
+                for line in p["plan"]:
+                    print(f"      {line}")
     finally:
         server.cleanup()
     return out
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else 0.0
 
 
 def airflow_part(args: Any) -> dict[str, Any]:
     results = {}
     for version in args.airflow_versions.split(","):
         results[version] = run_version(version, args)
-    print("\nSensor ticks on real Airflow over PostgreSQL (DB: pg_stat_statements, API statements only)")
-    print(f"{'Airflow':<9}{'tick':<7}{'ticks':>6}{'wall s max':>11}{'CPU s max':>10}{'MB max':>8}{'requests':>10}{'DB ms max':>11}{'DB blocks max':>15}")
+    print(f"\nSensor ticks on real Airflow over PostgreSQL (change source {args.change_source!r}; DB: pg_stat_statements, "
+          "API statements only; drain: after the pause, new work still arriving)")
+    print(f"{'Airflow':<9}{'tick':<7}{'ticks':>6}{'wall p95':>9}{'wall max':>9}{'CPU max':>8}{'MB max':>7}{'req max':>8}"
+          f"{'DB ms p95':>10}{'DB ms max':>10}{'DB blocks max':>14}")
     for r in results.values():
-        for kind in ("busy", "quiet"):
+        for kind in ("quiet", "busy", "drain"):
             ts = [t for t in r["ticks"] if t["kind"] == kind]
             if ts:
-                print(f"{r['version']:<9}{kind:<7}{len(ts):>6}{max(t['seconds'] for t in ts):>11}{max(t['cpu_s'] for t in ts):>10}"
-                      f"{max(t['peak_mb'] for t in ts):>8}{max(t['requests'] for t in ts):>10}{max(t['db_ms'] for t in ts):>11,.0f}"
-                      f"{max(t['db_blocks'] for t in ts):>15,}")
-    probes = [(r["version"], p) for r in results.values() for p in r.get("by_run", [])]
-    if probes:
-        print("\nBy-run reads (changed runs by dag_run.updated_at, running runs by state, their task instances by "
-              "(dag_id, run_id), the audit log by dttm)")
-        print(f"{'Airflow':<9}{'tick':<7}{'runs':>6}{'running':>9}{'TIs':>7}{'DB ms':>9}{'DB calls':>10}{'DB blocks':>11}  plans on task_instance")
-        for version, p in probes:
-            scans = sorted({line.strip().split(" (")[0] for q in p["plans"] for line in q["plan"] if "on task_instance" in line})
-            print(f"{version:<9}{p['kind']:<7}{p['changed_runs']:>6}{p['running_runs']:>9}{p['task_instances'] + p['running_finished_tis']:>7}"
-                  f"{p['db_ms']:>9,.1f}{p['db_calls']:>10}{p['db_blocks']:>11,}  {'; '.join(scans)}")
+                print(f"{r['version']:<9}{kind:<7}{len(ts):>6}{_p95([t['seconds'] for t in ts]):>9.2f}{max(t['seconds'] for t in ts):>9.2f}"
+                      f"{max(t['cpu_s'] for t in ts):>8.2f}{max(t['peak_mb'] for t in ts):>7.1f}{max(t['requests'] for t in ts):>8}"
+                      f"{_p95([t['db_ms'] for t in ts]):>10,.1f}{max(t['db_ms'] for t in ts):>10,.1f}{max(t['db_blocks'] for t in ts):>14,}")
+        scans = sorted({line.strip().split(" (")[0] for t in r["ticks"] for q in t["plans"] for line in q["plan"]
+                        if "Seq Scan on task_instance" in line or "Seq Scan on dag_run" in line})
+        print(f"{'':<9}sequential scans of task_instance / dag_run in the explained ticks: {'; '.join(scans) or 'none'}")
+        drain = [t for t in r["ticks"] if t["kind"] == "drain"]
+        if drain and r.get("backlog"):
+            read = sum(t["db_rows"] for t in drain)
+            print(f"{'':<9}backlog {r['backlog']['task_instances']:,} task instances over {r['backlog']['hours']} h; "
+                  f"{len(drain)} drain ticks moved the high-water mark {drain[0]['high_water']} -> {drain[-1]['high_water']} "
+                  f"({read:,} DB rows returned)")
     return results

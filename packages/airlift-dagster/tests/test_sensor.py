@@ -1188,3 +1188,25 @@ def test_change_source_is_checked() -> None:
 
     with pytest.raises(AirliftDagsterError, match="change_source must be one of 'auto', 'audit_log', 'scan', got 'log'"):
         SensorSettings(change_source="log")
+
+
+@pytest.mark.parametrize("change_source", ["auto", "scan"])
+def test_tasks_the_scheduler_fails_upstream_get_their_failing_check(instance: AirflowInstance, fake: FakeAirflow,
+                                                                    dagster_instance: DagsterInstance, change_source: str) -> None:
+    """``upstream_failed`` is set by the scheduler without an audit-log row: the audit-log source
+    reads such task instances with their run once it ends, so both sources report the same checks."""
+    ticker = Ticker(_defs(instance, change_source=change_source), dagster_instance)
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=2), state="running", task_state="queued")
+    tis = _tis(fake, run)
+    at = ticker.now - timedelta(seconds=90)
+    fake.state.touch(tis["task_000"], at, state="failed", try_number=1, start_date=at - timedelta(seconds=5), end_date=at)
+    for i, task_id in enumerate(["task_001", "task_002"]):
+        fake.state.touch(tis[task_id], at + timedelta(seconds=1 + i), by_scheduler=True, state="upstream_failed",
+                         end_date=at + timedelta(seconds=1 + i))
+    fake.state.touch(run, at + timedelta(seconds=3), state="failed", end_date=at + timedelta(seconds=3))
+    for _ in range(3):
+        ticker.tick()
+    failing = Counter((e.asset_key.to_user_string(), str(e.metadata["Task state"].value)) for e in ticker.events
+                      if isinstance(e, AssetCheckEvaluation) and e.check_name == TASK_RUN_CHECK_NAME and not e.passed)
+    assert failing == Counter({("a", "failed"): 1, ("b", "upstream_failed"): 1, ("c", "upstream_failed"): 1,
+                               ("c2", "upstream_failed"): 1}), failing

@@ -233,19 +233,20 @@ class FakeAirflowState:
         high = bisect.bisect_right(keys, _parse(lte)) if lte else len(keys)
         return [item for _, _, item in sorted(ordered[low:high], key=lambda e: e[1])]
 
-    def touch(self, row: FakeRun | FakeTaskInstance, when: datetime, **changes: Any) -> None:
+    def touch(self, row: FakeRun | FakeTaskInstance, when: datetime, *, by_scheduler: bool = False, **changes: Any) -> None:
         """Change a run or task instance as Airflow would (clear, re-run, mark): apply ``changes``
         and set its ``updated_at`` to ``when``. A task instance's change is written to the audit log
         as Airflow writes it: a higher ``try_number`` is a try that ran (``running`` at its
         ``start_date``, then its state at its ``end_date``, else at ``when``); a new state within the
-        same try is a mark (a finished state) or a clear (``None``)."""
+        same try is a mark (a finished state) or a clear (``None``), unless ``by_scheduler`` (e.g.
+        ``upstream_failed``: the scheduler writes no audit-log row)."""
         with self.lock:
             old_try, old_state = (row.try_number, row.state) if isinstance(row, FakeTaskInstance) else (0, None)
             for key, value in changes.items():
                 setattr(row, key, value)
             row.updated_at = when
             self._touches += 1
-            if not isinstance(row, FakeTaskInstance):
+            if not isinstance(row, FakeTaskInstance) or by_scheduler:
                 return
             if row.try_number > old_try:
                 self.log_try(row, start=row.start_date or when, end=row.end_date or when)

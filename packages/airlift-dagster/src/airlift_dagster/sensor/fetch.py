@@ -301,6 +301,9 @@ def read_airflow(airflow_instance: AirflowInstance, plan: SensorPlan, tick: Tick
             fetched.sweep_runs = [*fetched.sweep_runs, *source.runs_named(fetched.sweep_named)]
         backfill_tis, sweep_tis, audit_tis, fresh_tis = (list(fetched.backfill_tis), list(fetched.sweep_tis), list(audit.tis),
                                                          list(fetched.fresh_tis))
+        if fetched.tracked is not None and fetched.tracked.tis:  # set by the scheduler as the runs ended: no row named them
+            have = {t.key for t in fresh_tis}
+            fresh_tis += [t for t in fetched.tracked.tis if t.key not in have]
         fresh_runs = [*fetched.fresh_runs, *fetched.tracked_runs]
         completing = complete_runs(airflow_instance, plan, [(fetched.backfill_runs, backfill_tis),
                                                             (fetched.sweep_runs if swept_changed else [], sweep_tis),

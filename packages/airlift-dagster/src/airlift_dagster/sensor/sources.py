@@ -28,6 +28,10 @@ from airlift_protocol import DagRun, TaskInstance
 #: :attr:`ChangeSource.name` of each source (the cursor records which one sized its windows).
 SCAN, AUDIT_LOG = "scan", "log"
 
+#: Finished task-instance states the scheduler sets without an audit-log row (read with their run
+#: once it ends; ``skipped`` is no event).
+SCHEDULER_SET_STATES = ("upstream_failed",)
+
 #: Audit-log events the audit-log source does not read: a try's start (a running task instance is
 #: no event; its run is followed by :func:`track_runs`).
 SKIPPED_EVENTS = ("running",)
@@ -156,6 +160,8 @@ class TrackedRuns:
 
     runs: list[DagRun] = field(default_factory=list)
     watched: frozenset[tuple[str, str]] = frozenset()
+    #: task instances of the finished runs in states only the scheduler sets (no audit-log row names them)
+    tis: list[TaskInstance] = field(default_factory=list)
     #: requests' worth of runs read by id this tick
     read_by_id: int = 0
 
@@ -167,7 +173,9 @@ def track_runs(airflow_instance: AirflowInstance, *, dag_ids: frozenset[str], wa
     followed until now (``watched``) and the runs the audit log named, if no longer running, are
     read by id: a finished one is reported, a queued one is followed on. A run's end is written by
     the scheduler without an audit-log row, so it is found this way: the run was running when last
-    seen, or one of its tries named it. A run deleted from Airflow is dropped. ``ended_since``
+    seen, or one of its tries named it. A run deleted from Airflow is dropped. The task instances of
+    the ended runs in states only the scheduler sets (:data:`SCHEDULER_SET_STATES`) are read with
+    them (one request per group of runs). ``ended_since``
     (when this source takes over from the scan, which saw the runs' changes only up to its last
     window): the runs that ended from then on are read too (once; a filter Airflow does not index)."""
     running = {(r.dag_id, r.run_id): r for r in airflow_instance.iter_dag_runs(states=["running"]) if r.dag_id in dag_ids}
@@ -180,8 +188,12 @@ def track_runs(airflow_instance: AirflowInstance, *, dag_ids: frozenset[str], wa
             if run.dag_id in dag_ids:
                 found.setdefault((run.dag_id, run.run_id), run)
     out = TrackedRuns(read_by_id=len(wanted))
-    out.runs = [r for k, r in running.items() if k not in watched] + [r for r in found.values() if r.is_finished]
+    ended = [r for r in found.values() if r.is_finished]
+    out.runs = [r for k, r in running.items() if k not in watched] + ended
     out.watched = frozenset(running) | frozenset(k for k, r in found.items() if not r.is_finished)
+    if ended:
+        out.tis = list(airflow_instance.iter_task_instances_of_runs(sorted((r.dag_id, r.run_id) for r in ended),
+                                                                    states=list(SCHEDULER_SET_STATES)))
     return out
 
 
