@@ -72,7 +72,7 @@ def _copy_sql(columns: list[str], overrides: dict[str, str], source: str) -> str
 def seed(db: Any, *, dags: int, runs: int, running: int, t0: datetime) -> dict[str, Any]:
     """Copies of the template run (one per DAG and run number) and of its task instances, by SQL.
     Finished runs end 5 s apart from ``t0 - 1 h`` back (about 29 days at 500,000 runs); the
-    ``running`` newest runs are ``running`` with their task instances not started."""
+    ``running`` newest runs are ``queued`` (the runs to come) with their task instances not started."""
     started = time.perf_counter()
     total = dags * runs
     run_cols = _columns(db, "dag_run")
@@ -89,7 +89,7 @@ def seed(db: Any, *, dags: int, runs: int, running: int, t0: datetime) -> dict[s
     template_tis = int(db.psql("airflow", f"SELECT count(*) FROM task_instance WHERE dag_id = '{TEMPLATE_DAG}'").strip())
     if template_tis != TASKS:
         raise RuntimeError(f"the template run of {TEMPLATE_DAG} has {template_tis} task instances, expected {TASKS}")
-    state = f"CASE WHEN g >= {total - running} THEN 'running' ELSE 'success' END"
+    state = f"CASE WHEN g >= {total - running} THEN 'queued' ELSE 'success' END"
     run_over = {
         "id": None, "dag_id": "'dag_' || lpad(d::text, 4, '0')", "run_id": "'seed__' || lpad(n::text, 7, '0')",
         date_col: "timestamptz '2020-01-01' + g * interval '1 minute'", "run_after": end, "queued_at": f"{end} - interval '1 minute'",
@@ -131,17 +131,18 @@ def seed(db: Any, *, dags: int, runs: int, running: int, t0: datetime) -> dict[s
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta) -> int:
-    """The oldest ``count`` running runs succeed with their tasks, ``updated_at`` spread over the
-    ``window`` before ``clock - 11 s`` (the sensor leaves the last 10 s to the next tick), and each
-    try writes its audit-log rows as Airflow's task runner does (``running`` at its start,
-    ``success`` at its end, in the ``log`` table)."""
+def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta, running: int) -> int:
+    """The oldest ``count`` runs to come (running first, then queued) succeed with their tasks,
+    ``updated_at`` spread over the ``window`` before ``clock - 11 s`` (the sensor leaves the last
+    10 s to the next tick), and each try writes its audit-log rows as Airflow's task runner does
+    (``running`` at its start, ``success`` at its end, in the ``log`` table). Then the next queued
+    runs start, so that ``running`` runs are running (as a scheduler keeps a steady number)."""
     hi = clock - timedelta(seconds=11)
     his = hi.strftime("%Y-%m-%d %H:%M:%S.%f+00")
     span = window.total_seconds()
     out = db.psql("airflow", f"""
         CREATE TEMP TABLE done AS SELECT dag_id, run_id, row_number() OVER (ORDER BY id) AS i FROM dag_run
-            WHERE state = 'running' ORDER BY id LIMIT {count};
+            WHERE state IN ('running', 'queued') ORDER BY id LIMIT {count};
         WITH u AS (UPDATE task_instance ti SET state = 'success', try_number = 1,
                 start_date = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second' - interval '30 seconds',
                 end_date = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second',
@@ -154,6 +155,9 @@ def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta) -> i
             SELECT e.dttm, ti.dag_id, ti.task_id, ti.map_index, e.event, ti.run_id, 'airflow', 1
             FROM task_instance ti JOIN done d ON ti.dag_id = d.dag_id AND ti.run_id = d.run_id,
             LATERAL (VALUES (ti.start_date, 'running'), (ti.end_date, 'success')) AS e (dttm, event);
+        UPDATE dag_run SET state = 'running', start_date = timestamptz '{his}', updated_at = timestamptz '{his}'
+            WHERE id IN (SELECT id FROM dag_run WHERE state = 'queued' ORDER BY id LIMIT
+                         greatest(0, {running} - (SELECT count(*) FROM dag_run WHERE state = 'running')));
     """)
     return int(out.split()[0]) if out.split() else 0
 
@@ -226,14 +230,15 @@ FINISHED_TI_STATES = ["success", "failed", "up_for_retry", "up_for_reschedule", 
 
 def seed_log(db: Any, *, rows: int, dags: int, t0: datetime) -> float:
     """``rows`` audit-log rows (Airflow's ``log`` table, indexed on ``dttm``), 0.5 s apart back from
-    ``t0``, as the tries of the seeded runs wrote them (a try's start and end); seconds taken."""
+    ``t0`` (ids in time order, as Airflow writes them), as the tries of the seeded runs wrote them
+    (a try's start and end); seconds taken."""
     started = time.perf_counter()
     t0s = t0.strftime("%Y-%m-%d %H:%M:%S+00")
     step = 1_000_000
     for lo in range(1, rows + 1, step):
         hi = min(rows, lo + step - 1)
         db.psql("airflow", f"INSERT INTO log (dttm, dag_id, task_id, map_index, event, run_id, owner, try_number) "
-                           f"SELECT timestamptz '{t0s}' - g * interval '0.5 second', 'dag_' || lpad((g / 2 % {dags})::text, 4, '0'), "
+                           f"SELECT timestamptz '{t0s}' - ({rows} - g) * interval '0.5 second', 'dag_' || lpad((g / 2 % {dags})::text, 4, '0'), "
                            f"'task_' || lpad((g / 2 % {TASKS})::text, 3, '0'), -1, CASE WHEN g % 2 = 0 THEN 'running' ELSE 'success' END, "
                            f"'seed__' || lpad((g / {2 * dags * TASKS})::text, 7, '0'), 'airflow', 1 FROM generate_series({lo}, {hi}) AS g")
     db.psql("airflow", "VACUUM ANALYZE log")
@@ -315,6 +320,8 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         out["seed"]["log_rows"] = 2 * finished_tis
         out["seed"]["log_seconds"] = seed_log(db, rows=2 * finished_tis, dags=dags, t0=t0 - timedelta(hours=1))
         out["seed"]["log_mb"] = round(int(db.psql("airflow", "SELECT pg_total_relation_size('log')").strip()) / 2**20)
+        pool = 2 * (per_tick // TASKS)  # runs running at any time
+        finish_runs(db, count=0, clock=t0, window=timedelta(seconds=30), running=pool)
         print(f"    seeded {out['seed']}", flush=True)
         sent = [0]
         original = requests.Session.send
@@ -350,12 +357,12 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                     backlog = 0
                     for h in range(int(pause_hours + 0.999)):
                         at = min(clock[0], clock[0] - timedelta(hours=pause_hours) + timedelta(hours=h + 1))
-                        backlog += finish_runs(db, count=per_hour, clock=at, window=timedelta(hours=1))
+                        backlog += finish_runs(db, count=per_hour, clock=at, window=timedelta(hours=1), running=pool)
                     out["backlog"] = {"task_instances": backlog, "hours": pause_hours, "seconds": round(time.perf_counter() - paused, 1)}
                     print(f"    paused {pause_hours} h: {backlog:,} task instances finished meanwhile ({out['backlog']['seconds']} s of SQL)",
                           flush=True)
                 busy = kind in ("busy", "drain")
-                changed = finish_runs(db, count=per_tick // TASKS, clock=clock[0], window=timedelta(seconds=30)) if busy else 0
+                changed = finish_runs(db, count=per_tick // TASKS, clock=clock[0], window=timedelta(seconds=30), running=pool) if busy else 0
                 explain = i in explained
                 context = build_sensor_context(instance=dagster, definitions=defs, cursor=cursor)
                 before = sent[0]

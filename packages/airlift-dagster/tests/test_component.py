@@ -43,6 +43,7 @@ mappings:
 sensor:
   minimum_interval_seconds: 5
   history_window_seconds: 3600
+  change_source: audit_log
   mirror_runs: true
 """
 
@@ -73,7 +74,7 @@ def test_state_is_written_once_and_definitions_build_without_requests(
     assert keys == {AssetKey(["fake_one", "dag", "dag_00000"]), AssetKey(["fake_one", "dag", "dag_00001"]), AssetKey(["warehouse", "orders"])}
     sensor = defs.resolve_sensor_def("fake_one__airflow_sensor")
     assert sensor.minimum_interval_seconds == 5
-    assert component.sensor.settings().mirror_runs
+    assert component.sensor.settings().mirror_runs and component.sensor.settings().change_source == "audit_log"
 
 
 def test_no_stored_state_defines_nothing_and_asks_for_a_refresh(
@@ -246,3 +247,8 @@ def test_by_key_with_an_unknown_task_is_the_usual_error(monkeypatch: pytest.Monk
     component.write_state_to_path(state)
     with pytest.raises(AirliftDagsterError, match="has no task 'task_0o1'"):
         _build(component, state)
+
+
+def test_a_change_source_typo_names_the_key_and_the_choices(monkeypatch: pytest.MonkeyPatch, fake: FakeAirflow) -> None:
+    with pytest.raises(Exception, match=r"(?s)change_source.*'auto', 'audit_log' or 'scan'"):
+        _component(monkeypatch, fake, YAML.replace("change_source: audit_log", "change_source: auditlog"))

@@ -269,15 +269,17 @@ def test_commit_later_than_the_lateness_window_is_reported_once_with_a_warning_n
 
 
 #: Rows a finished 3-task run adds to a window, as each change source counts them: the run and its 3
-#: task instances (scan), the 3 tries' end rows of the audit log (its try-start rows are not read).
-RUN_ROWS = {"scan": 4, "auto": 3}
+#: task instances (scan), the 3 tries' start and end rows of the audit log.
+RUN_ROWS = {"scan": 4, "auto": 6}
 
 
 @pytest.mark.parametrize("change_source", ["auto", "scan"])
 def test_late_commit_into_a_window_too_large_to_reread_is_warned_about_with_the_recovery(
         instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance, change_source: str) -> None:
-    runs = 2 if change_source == "scan" else 4  # rows enough for the row budget's minimum (10)
-    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), max_rows_per_tick=(runs + 1) * RUN_ROWS[change_source] - 2,
+    # a budget that holds the window's first read and not its second: scan, 8 rows then 12; audit log, 12 rows
+    # naming 6 task instances and 2 runs (20) then 18 naming 30
+    runs, budget = (2, 10) if change_source == "scan" else (2, 25)
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), max_rows_per_tick=budget,
                           audit_interval=timedelta(0), change_source=change_source), dagster_instance)
     for minutes in range(20, 20 + 10 * runs, 10):
         fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=minutes))
@@ -986,7 +988,7 @@ def test_a_newly_mapped_dag_backfilled_over_several_ticks_reports_each_try_once(
     clock = Clock()
     runs = [fake.state.add_run("dag_00001", start=NOW - timedelta(hours=20) + timedelta(minutes=10 * i)) for i in range(40)]
     before = Ticker(_defs(instance, clock, max_rows_per_tick=30), dagster_instance)
-    for _ in range(20):
+    for _ in range(40):  # 30 rows a tick: about 4 runs of 3 tries (the audit-log rows, the tries and their run)
         before.tick()
     assert before.counts() == Counter({("inst/dag/dag_00001", r.run_id): 1 for r in runs})
     mapped = Definitions.merge(_defs_body(), dag_defs("dag_00001", task_defs("task_002", AssetSpec("late_mapped"))))

@@ -159,6 +159,9 @@ class GenerationRest:
     #: (rows added while paging land at the end). Airflow 2 accepts it only as ``event_log_id``
     #: (``id`` is a 400 there); Airflow 3 documents ``id`` (its default).
     event_logs_order_by: str
+    #: the ordering on the rows' time (``dttm``): Airflow's ``idx_log_dttm`` serves a time window
+    #: in that order, where ordering by id can make the database walk the primary key instead
+    event_logs_time_order: str
 
     #: The oldest release whose ``GET /eventLogs`` serves :meth:`AirflowInstance.iter_event_logs`
     #: (empty: every release of the generation).
@@ -166,14 +169,14 @@ class GenerationRest:
 
     def event_logs_params(
         self, *, after: datetime, before: datetime, dag_id: str | None, events: Sequence[str] | None,
-        skip_events: Sequence[str] | None = None,
+        skip_events: Sequence[str] | None = None, by_time: bool = False,
     ) -> dict[str, Any]:
         """Query of ``GET /eventLogs``: rows with ``after < when < before`` (Airflow applies both
         bounds strictly), of one DAG (``dag_id``: the one DAG filter either generation has), of
         the given event names and not of ``skip_events``."""
         return _drop_none(
             {
-                "order_by": self.event_logs_order_by,
+                "order_by": self.event_logs_time_order if by_time else self.event_logs_order_by,
                 "after": _iso(after),
                 "before": _iso(before),
                 "dag_id": dag_id,
@@ -211,6 +214,7 @@ class V1Rest(GenerationRest):
     dataset_events_key = "dataset_events"
     dataset_events_filter_by_time = False
     event_logs_order_by = "event_log_id"
+    event_logs_time_order = "when"
 
     #: Before Airflow 2.9 the list's rows have no ``run_id``, its ``total_entries`` counts every
     #: row whatever the filters (2.8), and it has no filters at all (2.7), nor ``included_events``.
@@ -247,6 +251,7 @@ class V2Rest(GenerationRest):
     dataset_events_path = "/assets/events"
     dataset_events_key = "asset_events"
     event_logs_order_by = "id"
+    event_logs_time_order = "dttm"
 
     def _included_events(self, events: Sequence[str]) -> Any:
         return list(events)  # a repeated parameter

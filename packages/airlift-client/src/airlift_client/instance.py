@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -104,6 +104,9 @@ def _replaying(first: Mapping[str, Any], fetch: Callable[[int, int], Mapping[str
         return fetch(offset, limit)
 
     return page
+
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _q(value: str) -> str:
@@ -835,38 +838,61 @@ class AirflowInstance:
     def read_event_logs(self, *, after: datetime, before: datetime, max_rows: int | None = None,
                         skip_events: Sequence[str] | None = None) -> list[EventLog] | None:
         """Every audit-log row with ``after < when < before`` (as :meth:`iter_event_logs`, all DAGs,
-        events other than ``skip_events``), or ``None`` as soon as Airflow counts more than
-        ``max_rows`` of them: the count comes with the first page, so sizing a window costs no
-        request of its own.
+        events other than ``skip_events``), in id order, or ``None`` as soon as Airflow counts more
+        than ``max_rows`` of them: the count comes with the first page, so sizing a window costs no
+        request of its own. Pages are asked in time order, which Airflow's ``idx_log_dttm`` serves
+        (ordered by id, PostgreSQL may walk the primary key through the whole table), each from the
+        time of the previous page's last row (rows of that instant are asked again and kept once): an
+        offset would make the database walk every row before it again, page after page.
 
         >>> from datetime import datetime, timedelta, timezone
         >>> now = datetime.now(timezone.utc)
         >>> rows = airflow_instance.read_event_logs(after=now - timedelta(minutes=1), before=now, max_rows=5000)  # doctest: +SKIP
         """
-        rest, params = self._event_logs_query(after=after, before=before, events=None, skip_events=skip_events)
-        fetch = self._event_log_page(rest, params)
-        first = fetch(0, self.page_size)
-        total = first.get("total_entries")
+        rest, params = self._event_logs_query(after=after, before=before, events=None, skip_events=skip_events, by_time=True)
+        page = self._event_log_page(rest, params)(0, self.page_size)
+        total = page.get("total_entries")
         if not isinstance(total, int):
             raise AirflowResponseError(f"{self.webserver_url}: the audit log list has no total_entries")
         if max_rows is not None and total > max_rows:
             return None
-        return list(self._event_log_rows(rest, params, fetch=_replaying(first, fetch)))
+        found: dict[int, EventLog] = {}
+        lower = after
+        while True:
+            items = page.get("event_logs")
+            if not isinstance(items, list):
+                raise AirflowResponseError(f"{self.webserver_url}: a page of event_logs has no list 'event_logs'")
+            rows = [self._parse(lambda raw=raw: EventLog.from_rest(raw, api=rest.api), "an event log") for raw in items]  # type: ignore[misc]
+            found.update((row.event_log_id, row) for row in rows)
+            remaining = page.get("total_entries")
+            if not rows or (isinstance(remaining, int) and remaining <= len(rows)):
+                break
+            nxt = max(row.when for row in rows) - _MICROSECOND
+            if nxt <= lower:  # a page of one instant: read the rest of it by offset (strict paging)
+                _, params = self._event_logs_query(after=lower, before=before, events=None, skip_events=skip_events, by_time=True)
+                found.update((row.event_log_id, row) for row in self._event_log_rows(rest, params))
+                break
+            lower = nxt
+            _, params = self._event_logs_query(after=lower, before=before, events=None, skip_events=skip_events, by_time=True)
+            page = self._event_log_page(rest, params)(0, self.page_size)
+        return sorted(found.values(), key=lambda e: e.event_log_id)
 
     def count_event_logs(self, *, after: datetime, before: datetime, skip_events: Sequence[str] | None = None) -> int:
         """How many audit-log rows have ``after < when < before`` and an event other than
         ``skip_events`` (one one-item request, served by Airflow's ``idx_log_dttm``)."""
-        rest, params = self._event_logs_query(after=after, before=before, events=None, skip_events=skip_events)
+        rest, params = self._event_logs_query(after=after, before=before, events=None, skip_events=skip_events, by_time=True)
         total = self._event_log_page(rest, params)(0, 1).get("total_entries")
         if not isinstance(total, int):
             raise AirflowResponseError(f"{self.webserver_url}: the audit log list has no total_entries")
         return total
 
     def _event_logs_query(self, *, after: datetime, before: datetime, events: Sequence[str] | None,
-                          skip_events: Sequence[str] | None = None) -> tuple[GenerationRest, dict[str, Any]]:
-        """The generation and query of an audit-log listing; refuses Airflow 2 before 2.9 with the reason."""
+                          skip_events: Sequence[str] | None = None, by_time: bool = False) -> tuple[GenerationRest, dict[str, Any]]:
+        """The generation and query of an audit-log listing (ordered by time: ``by_time``, else by
+        id); refuses Airflow 2 before 2.9 with the reason."""
         rest = self._generation()
-        params = rest.event_logs_params(after=after, before=before, dag_id=None, events=events, skip_events=skip_events)
+        params = rest.event_logs_params(after=after, before=before, dag_id=None, events=events, skip_events=skip_events,
+                                        by_time=by_time)
         if rest.event_logs_min_release:
             version = self.get_airflow_version()
             if () < release_tuple(version) < rest.event_logs_min_release:

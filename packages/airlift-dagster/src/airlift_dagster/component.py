@@ -160,6 +160,9 @@ class SensorConfig(Resolvable, Model):
     max_rows_per_tick: int = Field(default=SensorSettings.max_rows_per_tick, description="Runs + task instances read per tick.")
     settle_seconds: float = Field(default=SensorSettings.settle.total_seconds(),
                                   description="Rows changed this recently wait for the next tick.")
+    change_source: Literal["auto", "audit_log", "scan"] = Field(
+        default="auto", description="How a tick learns what changed: Airflow's audit log (auto falls back to scanning, with a warning, "
+                                    "when it cannot be read; audit_log fails the tick instead) or a scan of updated_at.")
     mirror_runs: bool = Field(default=False, description="Also show each Airflow DAG run as a Dagster run (nothing is launched).")
 
     def settings(self) -> SensorSettings:
@@ -168,6 +171,7 @@ class SensorConfig(Resolvable, Model):
             lateness_window=timedelta(seconds=self.lateness_window_seconds),
             max_rows_per_tick=self.max_rows_per_tick,
             settle=timedelta(seconds=self.settle_seconds),
+            change_source=self.change_source,
             mirror_runs=self.mirror_runs,
         )
 

@@ -175,13 +175,16 @@ def audit_settled(source: ChangeSource, settled: Sequence[SettledWindow], *, bud
     for window in settled:
         now_rows = source.count(window.lo, window.hi)
         if now_rows > window.rows:
-            if now_rows > budget:  # counted and warned about once
-                audit.unread.append((window, now_rows))
-            elif audit.window is None and now_rows <= room:
-                rows = source.read(window.lo, window.hi, None)
-                assert rows is not None  # no max_rows: never None
-                audit.runs, audit.tis, now_rows = [*rows.runs, *source.runs_named(rows.named)], rows.tis, rows.size
-                audit.window = window
+            rows = None
+            if now_rows <= budget and audit.window is None and now_rows <= room:
+                rows = source.read(window.lo, window.hi, budget)  # None: what it names is over the budget too
+                if rows is not None:
+                    audit.runs, audit.tis, now_rows = [*rows.runs, *source.runs_named(rows.named)], rows.tis, rows.size
+                    audit.window = window
+            if rows is not None:
+                pass
+            elif now_rows > budget or (audit.window is None and now_rows <= room):  # too large, even if the count fits
+                audit.unread.append((window, now_rows))  # counted and warned about once
             else:  # one re-read per tick, within the room left: the old count makes a later tick find this window again
                 recounted.append(window)
                 continue

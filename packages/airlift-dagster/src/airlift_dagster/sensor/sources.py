@@ -32,9 +32,11 @@ SCAN, AUDIT_LOG = "scan", "log"
 #: once it ends; ``skipped`` is no event).
 SCHEDULER_SET_STATES = ("upstream_failed",)
 
-#: Audit-log events the audit-log source does not read: a try's start (a running task instance is
-#: no event; its run is followed by :func:`track_runs`).
-SKIPPED_EVENTS = ("running",)
+#: Audit-log events that name nothing the audit-log source reads: a try's start (a running task
+#: instance is no event; its run is followed by :func:`track_runs`). They are still listed (and
+#: counted): a filter on the event makes Airflow's database read every row of the window's table
+#: pages to count them, where a window on time alone is counted from ``idx_log_dttm``.
+SKIPPED_EVENTS = frozenset({"running"})
 
 
 @dataclass
@@ -94,7 +96,9 @@ class ScanSource:
 @dataclass
 class AuditLogSource:
     """Task instances named by the audit-log rows written in the window (their current state); the
-    size is the number of audit-log rows (of every DAG). Runs come from :func:`track_runs`.
+    size is the number of audit-log rows (of every DAG). Runs come from :func:`track_runs`. A window
+    is over ``max_rows`` when its rows, the task instances they name and their runs (which
+    :func:`track_runs` may read one by one) are.
 
     A row naming a task (a try's ``success`` / ``failed`` / ``up_for_retry`` / ``skipped``, a REST
     or UI mark) selects that task's instances in the run (of its map index when the row has one);
@@ -108,13 +112,13 @@ class AuditLogSource:
     name: ClassVar[str] = AUDIT_LOG
 
     def read(self, lo: datetime, hi: datetime, max_rows: int | None) -> WindowRows | None:
-        rows = self.airflow_instance.read_event_logs(after=lo - _TICK, before=hi + _TICK, max_rows=max_rows, skip_events=SKIPPED_EVENTS)
+        rows = self.airflow_instance.read_event_logs(after=lo - _TICK, before=hi + _TICK, max_rows=max_rows)
         if rows is None:
             return None
         whole: set[tuple[str, str]] = set()
         tasks: dict[tuple[str, str, str], set[int] | None] = {}
         for row in rows:
-            if row.dag_id not in self.dag_ids or not row.run_id:
+            if row.dag_id not in self.dag_ids or not row.run_id or row.event in SKIPPED_EVENTS:
                 continue
             run = (row.dag_id, row.run_id)
             if row.task_id is None:
@@ -126,6 +130,8 @@ class AuditLogSource:
                 if indexes is not None:
                     indexes.add(row.map_index)
         runs = {*whole, *((d, r) for d, r, _ in tasks)}
+        if max_rows is not None and len(rows) + len(tasks) + len(whole) + len(runs) > max_rows:
+            return None  # with the task instances they name and their runs (read by id), over the budget
         tis: list[TaskInstance] = []
         read = 0
         for ti in self._task_instances(runs, whole, {t for _, _, t in tasks}):
@@ -146,7 +152,7 @@ class AuditLogSource:
         return self.airflow_instance.iter_task_instances_of_runs(sorted(runs), task_ids=sorted(task_ids))
 
     def count(self, lo: datetime, hi: datetime) -> int:
-        return self.airflow_instance.count_event_logs(after=lo - _TICK, before=hi + _TICK, skip_events=SKIPPED_EVENTS)
+        return self.airflow_instance.count_event_logs(after=lo - _TICK, before=hi + _TICK)
 
     def runs_named(self, named: frozenset[tuple[str, str]]) -> list[DagRun]:
         found = self.airflow_instance.get_dag_runs(sorted(named), missing_ok=True)
