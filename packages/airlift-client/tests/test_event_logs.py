@@ -244,3 +244,37 @@ def test_event_log_model_reads_both_generations() -> None:
     assert (v1.map_index, v1.try_number, v1.task_key) == (None, None, ("d", "r", "t", -1))
     assert (v2.map_index, v2.try_number, v2.logical_date) == (2, 1, datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert v1.extra == "{}" and v1.owner == "admin"
+
+
+def test_the_sized_read_pages_by_time_without_offsets(fake_factory: Callable[..., FakeAirflow],
+                                                     instance_for: Callable[..., AirflowInstance]) -> None:
+    """``read_event_logs``: every row once, in id order; pages asked in time order, each from the
+    previous page's last instant (no offset: the database would walk the skipped rows again); the
+    first page's count sizes the window (over ``max_rows``: ``None`` after that one request)."""
+    state = FakeAirflowState.generate(dags=4, tasks_per_dag=3, runs_per_dag=10)
+    fake = fake_factory(state, maximum_page_limit=7)
+    instance = instance_for(fake, page_size=7)
+    after, before = EPOCH + timedelta(minutes=5), EPOCH + timedelta(minutes=31)
+    rows = instance.read_event_logs(after=after, before=before)
+    assert rows is not None and [r.event_log_id for r in rows] == _expected(state, after, before) and len(rows) > 50
+    queries = _queries(fake)
+    time_order = "when" if fake.generation == 2 else "dttm"
+    assert all(q["order_by"] == [time_order] and q.get("offset", ["0"]) == ["0"] for q in queries), queries
+    assert len({q["after"][0] for q in queries}) == len(queries) >= len(rows) // 7, "each page from a later instant"
+    assert instance.count_event_logs(after=after, before=before) == len(rows)
+    fake.request_log.clear()
+    assert instance.read_event_logs(after=after, before=before, max_rows=len(rows) - 1) is None
+    assert len(_queries(fake)) == 1
+
+
+def test_the_sized_read_of_many_rows_in_one_instant_falls_back_to_offsets(fake_factory: Callable[..., FakeAirflow],
+                                                                         instance_for: Callable[..., AirflowInstance]) -> None:
+    state = FakeAirflowState.generate(dags=1, tasks_per_dag=1)
+    t0 = EPOCH + timedelta(hours=1)
+    for i in range(20):  # a bulk action logged in one microsecond, then later rows
+        state.log_event(FakeEventLog(t0, f"bulk{i}", dag_id="dag_00000"))
+    for i in range(6):
+        state.log_event(FakeEventLog(t0 + timedelta(seconds=i + 1), f"later{i}", dag_id="dag_00000"))
+    instance = instance_for(fake_factory(state, maximum_page_limit=5), page_size=5)
+    rows = instance.read_event_logs(after=t0 - timedelta(seconds=1), before=t0 + timedelta(minutes=1))
+    assert rows is not None and [r.event for r in rows] == [f"bulk{i}" for i in range(20)] + [f"later{i}" for i in range(6)]

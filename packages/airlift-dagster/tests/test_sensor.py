@@ -269,15 +269,15 @@ def test_commit_later_than_the_lateness_window_is_reported_once_with_a_warning_n
 
 
 #: Rows a finished 3-task run adds to a window, as each change source counts them: the run and its 3
-#: task instances (scan), the 3 tries' start and end rows of the audit log.
-RUN_ROWS = {"scan": 4, "auto": 6}
+#: task instances (scan), the run and the 3 tries' start and end rows of the audit log.
+RUN_ROWS = {"scan": 4, "auto": 7}
 
 
 @pytest.mark.parametrize("change_source", ["auto", "scan"])
 def test_late_commit_into_a_window_too_large_to_reread_is_warned_about_with_the_recovery(
         instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance, change_source: str) -> None:
-    # a budget that holds the window's first read and not its second: scan, 8 rows then 12; audit log, 12 rows
-    # naming 6 task instances and 2 runs (20) then 18 naming 30
+    # a budget that holds the window's first read and not its second: scan, 8 rows then 12; audit log, 14 rows
+    # naming 6 task instances (20), then 21 naming 9 (30)
     runs, budget = (2, 10) if change_source == "scan" else (2, 25)
     ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=5), max_rows_per_tick=budget,
                           audit_interval=timedelta(0), change_source=change_source), dagster_instance)
@@ -1009,16 +1009,16 @@ def test_a_quiet_tick_asks_airflow_two_requests(instance: AirflowInstance, fake:
                                                 change_source: str) -> None:
     """The new window is sized by the counts its lists' first pages carry, with no count request of
     its own: a tick with nothing new sends two requests. Scan: one runs page and one task-instance
-    page. Audit log: one page of it, and the list of running runs."""
+    page. Audit log: one page of it, and one runs page."""
     ticker = Ticker(_defs(instance, change_source=change_source), dagster_instance)
     fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=5))
     ticker.tick()
     fake.request_log.clear()
     ticker.tick()
     paths = [p for _, p, _ in fake.request_log]
-    window = [p for p in paths if ("updated_at" if change_source == "scan" else "eventLogs") in p]
-    assert len(paths) == 2 and not [p for p in window if "limit=1&" in p or p.endswith("limit=1")], paths
-    assert len(window) == (2 if change_source == "scan" else 1), paths
+    assert len(paths) == 2 and not [p for p in paths if "limit=1&" in p or p.endswith("limit=1")], paths
+    assert len([p for p in paths if "eventLogs" in p]) == (0 if change_source == "scan" else 1), paths
+    assert len([p for p in paths if "taskInstances" in p]) == (1 if change_source == "scan" else 0), paths
 
 
 @pytest.mark.parametrize("change_source", ["auto", "scan"])
@@ -1063,10 +1063,11 @@ def _audit_log_tried_again() -> None:
 
 
 def _scans(fake: FakeAirflow) -> list[str]:
-    return [p for _, p, _ in fake.request_log if "updated_at" in p]
+    """Requests filtering task instances on ``updated_at`` (a scan of Airflow's largest table)."""
+    return [p for _, p, _ in fake.request_log if "updated_at" in p and "taskInstances" in p]
 
 
-def test_the_audit_log_source_reads_nothing_by_updated_at_and_reports_each_event_once(
+def test_the_audit_log_source_reads_no_task_instance_by_updated_at_and_reports_each_event_once(
         instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
     ticker = Ticker(_defs(instance), dagster_instance)
     runs = [fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=30 - 5 * i)) for i in range(3)]
@@ -1074,24 +1075,39 @@ def test_the_audit_log_source_reads_nothing_by_updated_at_and_reports_each_event
         ticker.tick()
     assert Cursor.parse(ticker.cursor).source == "log"
     assert ticker.counts() == Counter({(k, r.run_id): 1 for k in ALL for r in runs})
-    assert not _scans(fake), "no list filters task_instance or dag_run on updated_at"
+    assert not _scans(fake), "no list filters task_instance on updated_at"
 
 
 def test_a_run_the_scheduler_ends_after_its_tasks_were_read_is_reported_once(
         instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
-    """The scheduler writes a run's end without an audit-log row: the run was running when the
-    tick read its tasks' rows, so it is followed until it ends, then its DAG asset is reported."""
+    """The scheduler writes a run's end without an audit-log row: the run's own change is read."""
     ticker = Ticker(_defs(instance), dagster_instance)
     run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=3), state="running", task_state="success")
     ticker.tick()
-    assert (run.dag_id, run.run_id) in Cursor.parse(ticker.cursor).watched
     assert ticker.counts() == Counter({(k, run.run_id): 1 for k in ["a", "b", "c", "c2"]})
     ticker.tick()
     fake.state.touch(run, ticker.now - timedelta(seconds=30), state="success", end_date=ticker.now - timedelta(seconds=30))
     for _ in range(3):
         ticker.tick()
     assert ticker.counts() == Counter({(k, run.run_id): 1 for k in ALL})
-    assert not Cursor.parse(ticker.cursor).watched, "a finished run is no longer followed"
+
+
+def test_tasks_the_scheduler_succeeds_without_running_them_are_reported_with_their_run(
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    """Airflow's scheduler succeeds an ``EmptyOperator`` without running it: no audit-log row; a run
+    made only of such tasks, started and ended between two ticks, still reports each task once."""
+    ticker = Ticker(_defs(instance), dagster_instance)
+    ticker.tick()
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50), state="running", task_state="queued")
+    at = ticker.now - timedelta(seconds=45)
+    for i, ti in enumerate(fake.state.tis_of_run(run)):
+        fake.state.touch(ti, at + timedelta(seconds=i), by_scheduler=True, state="success", start_date=at + timedelta(seconds=i),
+                         end_date=at + timedelta(seconds=i))
+    fake.state.touch(run, at + timedelta(seconds=5), state="success", end_date=at + timedelta(seconds=5))
+    assert not [e for e in fake.state.event_logs if e.run_id == run.run_id], "the scheduler wrote no row"
+    for _ in range(3):
+        ticker.tick()
+    assert ticker.counts() == Counter({(k, run.run_id): 1 for k in ALL})
 
 
 def test_a_run_cleared_and_rerun_between_two_ticks_reports_the_new_tries_and_the_new_success(

@@ -762,12 +762,13 @@ class AirflowInstance:
                 return
 
     def read_updated(
-        self, *, updated_at_gte: datetime, updated_at_lte: datetime, max_rows: int | None = None
+        self, *, updated_at_gte: datetime, updated_at_lte: datetime, max_rows: int | None = None, task_instances: bool = True,
     ) -> tuple[list[DagRun], list[TaskInstance]] | None:
         """The DAG runs and task instances of every DAG changed in ``[updated_at_gte, updated_at_lte]``
         (:meth:`iter_updated_dag_runs` and :meth:`iter_updated_task_instances`), or ``None`` as soon
         as Airflow counts more than ``max_rows`` of them: the count comes with each list's first page,
         so sizing a window costs no request of its own (an oversized window costs its first pages).
+        ``task_instances=False``: the runs only (no task instance is read).
 
         >>> from datetime import datetime, timedelta, timezone
         >>> now = datetime.now(timezone.utc)
@@ -779,7 +780,7 @@ class AirflowInstance:
         for path, key, order_by, what in (
             ("/dags/~/dagRuns", "dag_runs", rest.runs_order_by, "the changed DAG runs"),
             ("/dags/~/dagRuns/~/taskInstances", "task_instances", rest.updated_tis_order_by, "the changed task instances"),
-        ):
+        )[:2 if task_instances else 1]:
             params = rest.updated_params(updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte, states=None, order_by=order_by)
             fetch = functools.partial(self._updated_page, path, params, what=what)
             first = fetch(0, self.page_size)
@@ -792,7 +793,8 @@ class AirflowInstance:
             lists.append((key, fetch, first))
         out = [list(self._paged(_replaying(first, fetch), key, _UPDATED_IDENTITY[key], strict=True)) for key, fetch, first in lists]
         return ([self._parse(lambda raw=raw: DagRun.from_rest(raw, api=rest.api), "a DAG run") for raw in out[0]],  # type: ignore[misc]
-                [self._parse(lambda raw=raw: TaskInstance.from_rest(raw, api=rest.api), "a task instance") for raw in out[1]])  # type: ignore[misc]
+                [self._parse(lambda raw=raw: TaskInstance.from_rest(raw, api=rest.api), "a task instance")  # type: ignore[misc]
+                 for raw in (out[1] if task_instances else [])])
 
     # ------------------------------------------------------------------ audit log
     def iter_event_logs(
@@ -924,9 +926,10 @@ class AirflowInstance:
         for raw in self._paged(fetch or self._event_log_page(rest, params), "event_logs", lambda e: e.get("event_log_id"), strict=True):
             yield self._parse(lambda raw=raw: EventLog.from_rest(raw, api=rest.api), "an event log")  # type: ignore[misc]
 
-    def count_updated(self, *, updated_at_gte: datetime, updated_at_lte: datetime) -> int:
+    def count_updated(self, *, updated_at_gte: datetime, updated_at_lte: datetime, task_instances: bool = True) -> int:
         """How many DAG runs plus task instances changed in ``[updated_at_gte, updated_at_lte]`` (two
-        one-item requests; lets a caller size a window before reading it).
+        one-item requests; lets a caller size a window before reading it; ``task_instances=False``:
+        the runs only, one request).
 
         >>> from datetime import datetime, timedelta, timezone
         >>> now = datetime.now(timezone.utc)
@@ -936,7 +939,7 @@ class AirflowInstance:
         rest = self._generation()
         params = rest.updated_params(updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte, states=None, order_by=None)
         total = 0
-        for path, key in (("/dags/~/dagRuns", "dag_runs"), ("/dags/~/dagRuns/~/taskInstances", "task_instances")):
+        for path, key in (("/dags/~/dagRuns", "dag_runs"), ("/dags/~/dagRuns/~/taskInstances", "task_instances"))[:2 if task_instances else 1]:
             page = self._updated_page(path, params, 0, 1, what=f"the number of changed {key}")
             count = page.get("total_entries")
             if not isinstance(count, int):

@@ -8,17 +8,17 @@ materializations in their tags, check evaluations and observations in their meta
 
 Airflow history is mutable (tasks are cleared and re-run, runs and tasks are marked, commits land
 late), so a tick reads what CHANGED in a time window rather than what finished. A change source
-(:mod:`.sources`) says what changed: by default the rows of Airflow's audit log written in the window
-(indexed by time) name the tries and marks, whose task instances are then read by run, and the runs
-are followed from the running set; without access to the audit log, the runs and task instances
-whose ``updated_at`` is in the window (a scan of both tables). A tick (:mod:`.tick`) is five steps,
+(:mod:`.sources`) says what changed: the runs whose ``updated_at`` is in the window, and by default
+the task instances named by the rows of Airflow's audit log written in the window (indexed by time),
+read by run; without access to the audit log, the task instances whose ``updated_at`` is in the
+window (a scan of the largest table). A tick (:mod:`.tick`) is five steps,
 each testable alone, each in the module named after it:
 
 1. :func:`plan_tick` (:mod:`.windows`, pure): the time window after the cursor's
    high-water mark, an older window to re-read once the lateness window has passed, DAGs new to the mapping to backfill;
 2. :func:`fetch_changes` (:mod:`.fetch`, Airflow I/O): the window is first sized (halved until it
    holds at most ``max_rows_per_tick`` rows), then read with strict paging: a failing or changing page fails the
-   tick, the cursor does not move; :func:`~.sources.track_runs` follows the runs (audit-log source);
+   tick, the cursor does not move;
    :func:`fetch_dataset_events` reads the dataset / asset events of the same windows (only when
    datasets are mapped) and :func:`fetch_partition_runs` the runs naming the partitions of
    time-partitioned assets (only when some are mapped);

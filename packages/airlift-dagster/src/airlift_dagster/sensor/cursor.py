@@ -4,7 +4,6 @@ audit counts, and the DAGs covered)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -102,8 +101,7 @@ class AirliftSensorCursor:
     ``backfilling``: the digest of a DAG whose history is being backfilled over several ticks (more
     rows than one tick reads) and the end date its runs were read up to; ``audited_at``: when (the
     sensor's clock) the settled windows were last counted; ``source``: which change source
-    (:mod:`airlift_dagster.sensor.sources`) read and counted the windows; ``watched``: the runs the
-    audit-log source follows (running, or queued again, when last seen).
+    (:mod:`airlift_dagster.sensor.sources`) read and counted the windows.
 
     >>> AirliftSensorCursor.parse(AirliftSensorCursor().serialize()).high_water is None
     True
@@ -117,16 +115,14 @@ class AirliftSensorCursor:
     backfilling: tuple[str, datetime] | None = None
     audited_at: datetime | None = None
     source: str = SCAN
-    watched: frozenset[tuple[str, str]] = frozenset()
 
-    def for_source(self, source: str) -> tuple[AirliftSensorCursor, bool]:
-        """This cursor for windows read by ``source``, and whether that is a switch: the windows
-        another source read are read again as changed (their counts and digests do not compare),
-        the settled ones start again and no run is followed yet."""
+    def for_source(self, source: str) -> AirliftSensorCursor:
+        """This cursor for windows read by ``source``: the windows another source read are read
+        again as changed (their counts and digests do not compare) and the settled ones start again."""
         if source == self.source:
-            return self, False
+            return self
         pending = [SweepWindow(w.lo, w.hi, UNKNOWN_ROWS, 0) for w in self.pending]
-        return replace(self, pending=pending, settled=[], audited_at=None, source=source, watched=frozenset()), True
+        return replace(self, pending=pending, settled=[], audited_at=None, source=source)
 
     def serialize(self) -> str:
         record: dict[str, object] = {
@@ -143,9 +139,6 @@ class AirliftSensorCursor:
             record["ad"] = _us(self.audited_at)
         if self.source != SCAN:
             record["src"] = self.source
-        if self.watched:
-            packed = zlib.compress(json.dumps(sorted(self.watched), separators=(",", ":")).encode(), 9)
-            record["wr"] = base64.b64encode(packed).decode()
         return json.dumps(record, separators=(",", ":"))
 
     @classmethod
@@ -172,10 +165,8 @@ class AirliftSensorCursor:
                 backfilling=(str(data["bf"][0]), _from_us(int(data["bf"][1]))) if data.get("bf") else None,
                 audited_at=_from_us(int(data["ad"])) if data.get("ad") else None,
                 source=_source(data.get("src")),
-                watched=frozenset((str(d), str(r)) for d, r in json.loads(zlib.decompress(base64.b64decode(data["wr"]))))
-                if data.get("wr") else frozenset(),
             )
-        except (ValueError, TypeError, AttributeError, zlib.error) as e:
+        except (ValueError, TypeError, AttributeError) as e:
             raise AirliftDagsterError(
                 f"the Airlift sensor cursor {text[:80]!r} cannot be read ({e}); reset the sensor's cursor in the UI"
             ) from e
@@ -234,10 +225,9 @@ def advance_cursor(
     settled = list(audit.settled) if audit is not None else list(cursor.settled)
     if fetched.sweep_read is not None and fetched.sweep_total is not None:
         settled = settle_window(settled, SettledWindow(*fetched.sweep_read, fetched.sweep_total))
-    watched = fetched.tracked.watched if fetched.tracked is not None else cursor.watched
     return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags, settled=settled,
                                backfilling=backfilling, audited_at=audited_at if audit is not None else cursor.audited_at,
-                               source=cursor.source, watched=watched)
+                               source=cursor.source)
 
 
 def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow]:

@@ -344,6 +344,6 @@ def build_tick_emissions(plan: SensorPlan, links: AirflowUiLinks, read: TickRead
         out.audited = build_emissions(plan, links, read.audit.runs, read.audit_tis, changed_after=now, **common)
         out.all += out.audited
     if fetched.fresh is not None:
-        out.all += build_emissions(plan, links, read.fresh_runs, read.fresh_tis, changed_after=fetched.fresh[0] - settle, **common)
+        out.all += build_emissions(plan, links, fetched.fresh_runs, read.fresh_tis, changed_after=fetched.fresh[0] - settle, **common)
         out.all += build_dataset_emissions(plan, links, read.fresh_events)
     return out

@@ -14,7 +14,7 @@ from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK
 from airlift_dagster.sensor.cursor import SettledWindow, rows_digest
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
-from airlift_dagster.sensor.sources import ChangeSource, TrackedRuns, WindowRows, track_runs
+from airlift_dagster.sensor.sources import ChangeSource, WindowRows
 from airlift_dagster.sensor.windows import TickPlan
 from airlift_protocol import (
     DagRun,
@@ -46,21 +46,13 @@ class Fetched:
     sweep_total: int | None = None
     #: rows the sweep's reads returned
     sweep_listed: int = 0
-    #: the runs the sweep's audit-log rows named (audit-log source)
-    sweep_named: frozenset[tuple[str, str]] = frozenset()
     #: rows the fresh window's reads returned
     fresh_listed: int = 0
-    #: the runs followed apart from the windows (audit-log source; ``None``: not this tick)
-    tracked: TrackedRuns | None = None
 
     @property
     def rows_listed(self) -> int:
         """Rows read this tick from the windows, and the backfill's (the row budget counts them)."""
         return self.sweep_listed + self.fresh_listed + self.backfill_rows
-
-    @property
-    def tracked_runs(self) -> list[DagRun]:
-        return self.tracked.runs if self.tracked is not None else []
 
 
 def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int) -> tuple[datetime, WindowRows]:
@@ -75,20 +67,16 @@ def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int) -
 
 
 def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: ChangeSource, dag_ids: frozenset[str],
-                  settings: SensorSettings, watched: frozenset[tuple[str, str]] | None = None,
-                  ended_since: datetime | None = None) -> Fetched:
-    """Step 2 (I/O): read the planned windows within one row budget: the sweep (the older window)
-    first, sized to the budget (a larger one is read in parts over ticks), then the fresh window
-    with what is left (none left: the fresh window waits for the next tick). With the fresh window,
-    the runs are followed (``watched``: the runs followed since the last tick; ``None``: the source
-    reads runs in its windows; ``ended_since``: see :func:`track_runs`). Any client error propagates
-    (nothing partial)."""
+                  settings: SensorSettings) -> Fetched:
+    """Step 2 (I/O): read the planned windows from ``source`` within one row budget: the sweep (the
+    older window) first, sized to the budget (a larger one is read in parts over ticks), then the
+    fresh window with what is left (none left: the fresh window waits for the next tick). Any client
+    error propagates (nothing partial)."""
     out = Fetched()
     room = settings.max_rows_per_tick
     if plan.sweep is not None:
         hi, rows = read_window(source, plan.sweep.lo, plan.sweep.hi, room)
         out.sweep_runs, out.sweep_tis, out.sweep_total, out.sweep_listed = rows.runs, rows.tis, rows.size, rows.listed
-        out.sweep_named = rows.named
         out.sweep_read = (plan.sweep.lo, hi)
         room -= rows.listed
     if plan.fresh is not None and room > 0:
@@ -96,8 +84,6 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
         hi, rows = read_window(source, lo, plan.fresh[1], room)
         out.fresh_runs, out.fresh_tis, out.fresh_listed = rows.runs, rows.tis, rows.listed
         out.fresh = (lo, hi)
-        if watched is not None:
-            out.tracked = track_runs(airflow_instance, dag_ids=dag_ids, watched=watched, named=rows.named, ended_since=ended_since)
     if plan.backfill:
         read_backfill(airflow_instance, plan, out, upper=out.fresh[0] - _TICK if out.fresh else None,
                       room=settings.max_rows_per_tick - out.rows_listed)
@@ -179,7 +165,7 @@ def audit_settled(source: ChangeSource, settled: Sequence[SettledWindow], *, bud
             if now_rows <= budget and audit.window is None and now_rows <= room:
                 rows = source.read(window.lo, window.hi, budget)  # None: what it names is over the budget too
                 if rows is not None:
-                    audit.runs, audit.tis, now_rows = [*rows.runs, *source.runs_named(rows.named)], rows.tis, rows.size
+                    audit.runs, audit.tis, now_rows = rows.runs, rows.tis, rows.size
                     audit.window = window
             if rows is not None:
                 pass
@@ -273,13 +259,8 @@ class TickRead:
     partition_runs: dict[tuple[str, str], DagRun]
 
     @property
-    def fresh_runs(self) -> list[DagRun]:
-        """The fresh window's runs and the runs followed apart (they are reported with it)."""
-        return [*self.fetched.fresh_runs, *self.fetched.tracked_runs]
-
-    @property
     def runs(self) -> list[DagRun]:
-        return [*self.fetched.backfill_runs, *self.fetched.sweep_runs, *self.fresh_runs, *self.audit.runs]
+        return [*self.fetched.backfill_runs, *self.fetched.sweep_runs, *self.fetched.fresh_runs, *self.audit.runs]
 
     @property
     def task_instances(self) -> list[TaskInstance]:
@@ -287,27 +268,19 @@ class TickRead:
 
 
 def read_airflow(airflow_instance: AirflowInstance, plan: SensorPlan, tick: TickPlan, settled: Sequence[SettledWindow], *,
-                 settings: SensorSettings, source: ChangeSource, watched: frozenset[tuple[str, str]] | None,
-                 ended_since: datetime | None = None) -> TickRead:
-    """Step 2 (all of a tick's Airflow I/O): the planned windows from ``source``, the runs followed
-    (``watched``; ``None``: the source's windows hold the runs), the audit of ``settled`` windows,
+                 settings: SensorSettings, source: ChangeSource) -> TickRead:
+    """Step 2 (all of a tick's Airflow I/O): the planned windows from ``source``, the audit of ``settled`` windows,
     the tasks of completing runs, dataset events and partition runs. Raises
     :class:`AirliftDagsterError` (the cursor does not move) when Airflow fails, except
     :class:`AuditLogUnavailableError`, which the caller answers by choosing the other source."""
     airflow_instance.assume_api_version(plan.api)
     try:
-        fetched = fetch_changes(airflow_instance, tick, source=source, dag_ids=plan.dag_ids, settings=settings, watched=watched,
-                                ended_since=ended_since)
+        fetched = fetch_changes(airflow_instance, tick, source=source, dag_ids=plan.dag_ids, settings=settings)
         audit = audit_settled(source, settled, budget=settings.max_rows_per_tick, room=settings.max_rows_per_tick - fetched.rows_listed)
         swept_changed = tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest)
-        if swept_changed and fetched.sweep_named:
-            fetched.sweep_runs = [*fetched.sweep_runs, *source.runs_named(fetched.sweep_named)]
         backfill_tis, sweep_tis, audit_tis, fresh_tis = (list(fetched.backfill_tis), list(fetched.sweep_tis), list(audit.tis),
                                                          list(fetched.fresh_tis))
-        if fetched.tracked is not None and fetched.tracked.tis:  # set by the scheduler as the runs ended: no row named them
-            have = {t.key for t in fresh_tis}
-            fresh_tis += [t for t in fetched.tracked.tis if t.key not in have]
-        fresh_runs = [*fetched.fresh_runs, *fetched.tracked_runs]
+        fresh_runs = fetched.fresh_runs
         completing = complete_runs(airflow_instance, plan, [(fetched.backfill_runs, backfill_tis),
                                                             (fetched.sweep_runs if swept_changed else [], sweep_tis),
                                                             (audit.runs, audit_tis), (fresh_runs, fresh_tis)])

@@ -31,7 +31,7 @@ from airlift_dagster.sensor.emissions import (
 from airlift_dagster.sensor.fetch import Audit, TickRead, read_airflow
 from airlift_dagster.sensor.ledger import dagster_built_tries, settle_deliveries
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
-from airlift_dagster.sensor.sources import AUDIT_LOG, AuditLogSource, ChangeSource, ScanSource
+from airlift_dagster.sensor.sources import AuditLogSource, ChangeSource, ScanSource
 from airlift_dagster.sensor.windows import TickPlan, plan_tick
 from airlift_dagster.transform import AirflowTickView, EventTransformer, apply_event_transformer
 from airlift_protocol import (
@@ -90,13 +90,12 @@ def evaluate_tick(
     source_warnings: list[str] = []
     while True:
         source = choose_source(airflow_instance, plan, settings)
-        cursor, switched = parsed.for_source(source.name)
+        cursor = parsed.for_source(source.name)
         tick = plan_tick(cursor, now=now, coverage=plan.coverage, settings=settings)  # 1. windows
         audit_due = audit_is_due(cursor, now, settings)
         try:
             read = read_airflow(airflow_instance, plan, tick, cursor.settled if audit_due else [], settings=settings,  # 2. fetch
-                                source=source, watched=cursor.watched if source.name == AUDIT_LOG else None,
-                                ended_since=cursor.high_water - settings.settle if switched and cursor.high_water else None)
+                                source=source)
             break
         except AuditLogUnavailableError as e:
             source_warnings.append(audit_log_unavailable(plan, settings, e))
