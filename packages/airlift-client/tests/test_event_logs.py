@@ -261,6 +261,10 @@ def test_the_sized_read_pages_by_time_without_offsets(fake_factory: Callable[...
     time_order = "when" if fake.generation == 2 else "dttm"
     assert all(q["order_by"] == [time_order] and q.get("offset", ["0"]) == ["0"] for q in queries), queries
     assert len({q["after"][0] for q in queries}) == len(queries) >= len(rows) // 7, "each page from a later instant"
+    from airlift_testing.fake_airflow import _parse as parse_time
+
+    in_range = [len(state.event_logs_between(parse_time(q["after"][0]), parse_time(q["before"][0]))) for q in queries]
+    assert max(in_range[1:]) <= 4 * 7, f"after the first page each asks a range of a few pages, not the rest: {in_range}"
     assert instance.count_event_logs(after=after, before=before) == len(rows)
     fake.request_log.clear()
     assert instance.read_event_logs(after=after, before=before, max_rows=len(rows) - 1) is None
