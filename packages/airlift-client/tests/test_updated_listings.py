@@ -74,3 +74,8 @@ def test_read_updated_sizes_a_window_from_the_first_pages(fake_factory: Callable
     fake.request_log.clear()
     assert instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=total - 1) is None
     assert len([p for m, p, _ in fake.request_log if "updated_at" in p]) == 2, "the two first pages, nothing more"
+    fake.request_log.clear()
+    only_runs = instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=len(expected_runs), task_instances=False)
+    assert only_runs is not None and {(r.dag_id, r.run_id) for r in only_runs[0]} == expected_runs and only_runs[1] == []
+    assert not [p for m, p, _ in fake.request_log if "taskInstances" in p], "no task instance is read"
+    assert instance.count_updated(updated_at_gte=lo, updated_at_lte=hi, task_instances=False) == len(expected_runs)

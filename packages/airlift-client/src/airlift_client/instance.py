@@ -989,23 +989,13 @@ class AirflowInstance:
         raw = self._call("GET", f"/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}", what=what)
         return self._parse(lambda: DagRun.from_rest(raw, api=self.api_version), what)
 
-    def get_dag_runs(self, keys: Iterable[tuple[str, str]], *, missing_ok: bool = False) -> dict[tuple[str, str], DagRun]:
+    def get_dag_runs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], DagRun]:
         """Many DAG runs by (dag_id, run_id), read concurrently (at most ``max_workers`` requests at
-        once; Airflow's batch list cannot filter by run id). ``missing_ok``: a run Airflow does not
-        have (deleted) is left out instead of raising :class:`AirflowNotFoundError`."""
+        once; Airflow's batch list cannot filter by run id)."""
         wanted = list(dict.fromkeys(keys))
         by_name = {f"{dag_id}\x00{run_id}": (dag_id, run_id) for dag_id, run_id in wanted}
-
-        def one(name: str) -> DagRun | None:
-            try:
-                return self.get_dag_run(*by_name[name])
-            except AirflowNotFoundError:
-                if missing_ok:
-                    return None
-                raise
-
-        runs = self._concurrently(list(by_name), one)
-        return {by_name[name]: run for name, run in runs.items() if run is not None}
+        runs = self._concurrently(list(by_name), lambda name: self.get_dag_run(*by_name[name]))
+        return {by_name[name]: run for name, run in runs.items()}
 
     def trigger_dag(
         self,
