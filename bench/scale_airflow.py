@@ -406,12 +406,9 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
     return out
 
 
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else 0.0
-
-
 def airflow_part(args: Any) -> dict[str, Any]:
+    from push import percentiles  # one percentile rule for the benches
+
     results = {}
     for version in args.airflow_versions.split(","):
         results[version] = run_version(version, args)
@@ -423,9 +420,9 @@ def airflow_part(args: Any) -> dict[str, Any]:
         for kind in ("quiet", "busy", "drain"):
             ts = [t for t in r["ticks"] if t["kind"] == kind]
             if ts:
-                print(f"{r['version']:<9}{kind:<7}{len(ts):>6}{_p95([t['seconds'] for t in ts]):>9.2f}{max(t['seconds'] for t in ts):>9.2f}"
+                print(f"{r['version']:<9}{kind:<7}{len(ts):>6}{percentiles([t['seconds'] for t in ts])['p95']:>9.2f}{max(t['seconds'] for t in ts):>9.2f}"
                       f"{max(t['cpu_s'] for t in ts):>8.2f}{max(t['peak_mb'] for t in ts):>7.1f}{max(t['requests'] for t in ts):>8}"
-                      f"{_p95([t['db_ms'] for t in ts]):>10,.1f}{max(t['db_ms'] for t in ts):>10,.1f}{max(t['db_blocks'] for t in ts):>14,}")
+                      f"{percentiles([t['db_ms'] for t in ts])['p95']:>10,.1f}{max(t['db_ms'] for t in ts):>10,.1f}{max(t['db_blocks'] for t in ts):>14,}")
         scans = sorted({line.strip().split(" (")[0] for t in r["ticks"] for q in t["plans"] for line in q["plan"]
                         if "Seq Scan on task_instance" in line or "Seq Scan on dag_run" in line})
         print(f"{'':<9}sequential scans of task_instance / dag_run in the explained ticks: {'; '.join(scans) or 'none'}")

@@ -915,7 +915,7 @@ def test_a_swept_window_larger_than_the_row_budget_is_read_in_parts_over_ticks(i
         if plan.sweep is None:
             break
         source = (ScanSource if source_name == "scan" else AuditLogSource)(instance, frozenset({"dag_00000"}))
-        fetched = fetch_changes(instance, plan, source=source, dag_ids=frozenset({"dag_00000"}), settings=settings)
+        fetched = fetch_changes(instance, plan, source=source, settings=settings)
         # a window is sized by its own rows (audit-log rows for that source); what they name is read with them
         assert fetched.rows_listed <= settings.max_rows_per_tick * (1 if source_name == "scan" else 3)
         swept |= {r.run_id for r in fetched.sweep_runs} | {t.run_id for t in fetched.sweep_tis}
@@ -968,8 +968,7 @@ def test_a_backfill_larger_than_the_row_budget_is_read_in_parts_over_ticks(insta
         if not plan.backfill:
             break
         ticks += 1
-        fetched = fetch_changes(instance, plan, source=AuditLogSource(instance, frozenset(coverage)), dag_ids=frozenset(coverage),
-                                settings=settings)
+        fetched = fetch_changes(instance, plan, source=AuditLogSource(instance, frozenset(coverage)), settings=settings)
         assert fetched.rows_listed <= settings.max_rows_per_tick + 4 * 10, "the budget, and at most one request group more"
         read += [r.run_id for r in fetched.backfill_runs]
         this_tick = {r.run_id for r in fetched.backfill_runs}

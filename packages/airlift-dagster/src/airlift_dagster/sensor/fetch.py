@@ -1,6 +1,5 @@
 """Step 2 (Airflow I/O): read the planned windows from a change source (sized to the row budget,
-strictly paged; :mod:`airlift_dagster.sensor.sources`), follow the runs, audit the settled windows
-for late commits, read the tasks of completing runs, dataset events and the runs naming partitions.
+strictly paged; :mod:`airlift_dagster.sensor.sources`), audit the settled windows for late commits, read the tasks of completing runs, dataset events and the runs naming partitions.
 Any client error propagates: nothing partial, the cursor does not move."""
 
 from __future__ import annotations
@@ -66,8 +65,7 @@ def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int) -
         hi = lo + (hi - lo) / 2
 
 
-def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: ChangeSource, dag_ids: frozenset[str],
-                  settings: SensorSettings) -> Fetched:
+def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: ChangeSource, settings: SensorSettings) -> Fetched:
     """Step 2 (I/O): read the planned windows from ``source`` within one row budget: the sweep (the
     older window) first, sized to the budget (a larger one is read in parts over ticks), then the
     fresh window with what is left (none left: the fresh window waits for the next tick). Any client
@@ -161,15 +159,11 @@ def audit_settled(source: ChangeSource, settled: Sequence[SettledWindow], *, bud
     for window in settled:
         now_rows = source.count(window.lo, window.hi)
         if now_rows > window.rows:
-            rows = None
-            if now_rows <= budget and audit.window is None and now_rows <= room:
-                rows = source.read(window.lo, window.hi, budget)  # None: what it names is over the budget too
-                if rows is not None:
-                    audit.runs, audit.tis, now_rows = rows.runs, rows.tis, rows.size
-                    audit.window = window
+            rows = source.read(window.lo, window.hi, budget) if now_rows <= budget and audit.window is None and now_rows <= room else None
             if rows is not None:
-                pass
-            elif now_rows > budget or (audit.window is None and now_rows <= room):  # too large, even if the count fits
+                audit.runs, audit.tis, now_rows = rows.runs, rows.tis, rows.size
+                audit.window = window
+            elif now_rows > budget or (audit.window is None and now_rows <= room):  # read: what it names is over the budget too
                 audit.unread.append((window, now_rows))  # counted and warned about once
             else:  # one re-read per tick, within the room left: the old count makes a later tick find this window again
                 recounted.append(window)
@@ -275,18 +269,17 @@ def read_airflow(airflow_instance: AirflowInstance, plan: SensorPlan, tick: Tick
     :class:`AuditLogUnavailableError`, which the caller answers by choosing the other source."""
     airflow_instance.assume_api_version(plan.api)
     try:
-        fetched = fetch_changes(airflow_instance, tick, source=source, dag_ids=plan.dag_ids, settings=settings)
+        fetched = fetch_changes(airflow_instance, tick, source=source, settings=settings)
         audit = audit_settled(source, settled, budget=settings.max_rows_per_tick, room=settings.max_rows_per_tick - fetched.rows_listed)
         swept_changed = tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest)
         backfill_tis, sweep_tis, audit_tis, fresh_tis = (list(fetched.backfill_tis), list(fetched.sweep_tis), list(audit.tis),
                                                          list(fetched.fresh_tis))
-        fresh_runs = fetched.fresh_runs
         completing = complete_runs(airflow_instance, plan, [(fetched.backfill_runs, backfill_tis),
                                                             (fetched.sweep_runs if swept_changed else [], sweep_tis),
-                                                            (audit.runs, audit_tis), (fresh_runs, fresh_tis)])
+                                                            (audit.runs, audit_tis), (fetched.fresh_runs, fresh_tis)])
         fresh_events = fetch_dataset_events(airflow_instance, plan, [fetched.fresh] if fetched.fresh else [])
         late_events = fetch_dataset_events(airflow_instance, plan, [(tick.sweep.lo, tick.sweep.hi)] if swept_changed and tick.sweep else [])
-        all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fresh_runs, *audit.runs]
+        all_runs = [*fetched.backfill_runs, *fetched.sweep_runs, *fetched.fresh_runs, *audit.runs]
         partition_runs = fetch_partition_runs(airflow_instance, plan, all_runs, [*backfill_tis, *sweep_tis, *fresh_tis, *audit_tis])
     except AuditLogUnavailableError:
         raise

@@ -115,7 +115,7 @@ class AuditLogSource:
         whole: set[tuple[str, str]] = set()
         tasks: dict[tuple[str, str, str], set[int] | None] = {}
         for row in rows:
-            if row.dag_id not in self.dag_ids or not row.run_id or row.event in SKIPPED_EVENTS:
+            if row.dag_id not in self.dag_ids or not row.run_id:
                 continue
             run = (row.dag_id, row.run_id)
             if row.task_id is None:
