@@ -485,6 +485,7 @@ def main() -> None:
     parser.add_argument("--pause-hours", type=float, default=24.0, help="how long the sensor is stopped before the drain ticks")
     parser.add_argument("--drain-ticks", type=int, default=10, help="ticks measured after the pause (0: no pause)")
     parser.add_argument("--change-source", default="auto", choices=["auto", "audit_log", "scan"])
+    parser.add_argument("--profile", type=int, default=0, help="print the N costliest functions of the busy ticks (cProfile)")
     parser.add_argument("--unrelated", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=100)
     parser.add_argument("--ledger-storage", default="sqlite,postgres",

@@ -10,20 +10,24 @@ newest runs stay ``running``. A simulated clock moves 30 s per tick: a quiet tic
 finish (SQL updates of their rows and runs, ``updated_at`` inside the 30 s, and their audit-log rows),
 a quiet tick, then the sensor pauses for ``--pause-hours`` while Airflow keeps working at that rate,
 and ``--drain-ticks`` ticks work off the backlog (new work still arriving). Per tick: wall and CPU
-time, peak Python memory (tracemalloc), HTTP requests, and the database's time, calls, rows and 8 KB
+time, the process's peak RSS during the tick (sampled every 5 ms; tracemalloc would slow the tick it
+measures), HTTP requests, and the database's time, calls, rows and 8 KB
 blocks touched from ``pg_stat_statements``. The plans of the sensor's statements come from
 ``auto_explain`` in the first quiet tick, the last busy tick and the first drain tick.
 """
 
 from __future__ import annotations
 
+import cProfile
+import io
 import json
 import os
+import pstats
 import re
 import sys
 import tempfile
 import time
-import tracemalloc
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -245,6 +249,36 @@ def seed_log(db: Any, *, rows: int, dags: int, t0: datetime) -> float:
     return round(time.perf_counter() - started, 1)
 
 
+class RssPeak:
+    """The process's resident set size at its highest while the block runs (``peak``, bytes), read
+    from ``/proc/self/statm`` every 5 ms by a thread."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.rss())
+            if self._stop.wait(0.005):
+                return
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
 def _explained(db: Any, work: Any, *, explain: bool = True) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
     """Run ``work()`` with ``pg_stat_statements`` reset first (and ``auto_explain`` logging every
     statement if ``explain``): its result, the statements' totals and their plans."""
@@ -349,6 +383,7 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         explained = {1, 1 + steady, len(plan) - args.drain_ticks} if args.drain_ticks else {1, 1 + steady}
         ticks: list[dict[str, Any]] = []
         cursor: str | None = None
+        profiler = cProfile.Profile() if args.profile else None
         with DagsterInstance.ephemeral() as dagster:
             for i, kind in enumerate(plan):
                 clock[0] = t0 + timedelta(seconds=30 * i) + (timedelta(hours=pause_hours) if kind == "drain" else timedelta(0))
@@ -367,14 +402,16 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                 context = build_sensor_context(instance=dagster, definitions=defs, cursor=cursor)
                 before = sent[0]
 
-                def timed(context: Any = context) -> tuple[Any, float, float, int]:
-                    tracemalloc.start()
-                    t_wall, t_cpu = time.perf_counter(), time.process_time()
-                    result = sensor(context)
-                    wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
-                    _, peak = tracemalloc.get_traced_memory()
-                    tracemalloc.stop()
-                    return result, wall, cpu, peak
+                def timed(context: Any = context, profiled: bool = profiler is not None and kind == "busy") -> tuple[Any, float, float, int]:
+                    with RssPeak() as rss:
+                        if profiled:
+                            profiler.enable()
+                        t_wall, t_cpu = time.perf_counter(), time.process_time()
+                        result = sensor(context)
+                        wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
+                        if profiled:
+                            profiler.disable()
+                    return result, wall, cpu, rss.peak
 
                 (result, wall, cpu, peak), stats, plans = _explained(db, timed, explain=explain)
                 for event in result.asset_events:
@@ -384,15 +421,20 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                 materialized = sum(isinstance(e, AssetMaterialization) for e in result.asset_events)
                 parsed = json.loads(cursor or "{}")
                 tick = {"kind": kind, "changed_tis": changed, "seconds": round(wall, 2), "cpu_s": round(cpu, 2),
-                        "peak_mb": round(peak / 2**20, 1), "requests": sent[0] - before, "materializations": materialized,
+                        "rss_mb": round(peak / 2**20), "requests": sent[0] - before, "materializations": materialized,
                         "high_water": parsed.get("hw"), "source": parsed.get("src", "scan"), **stats, "plans": plans}
                 ticks.append(tick)
-                print(f"    tick {i:2d} {kind:<6}{changed:>6} changed: {wall:6.2f} s ({cpu:5.2f} s CPU), {peak / 2**20:5.1f} MB, "
+                print(f"    tick {i:2d} {kind:<6}{changed:>6} changed: {wall:6.2f} s ({cpu:5.2f} s CPU), {peak / 2**20:5.0f} MB RSS, "
                       f"{tick['requests']:3d} requests, {materialized:5d} materializations; DB {stats['db_ms']:9.1f} ms, "
                       f"{stats['db_calls']} calls, {stats['db_rows']:,} rows, {stats['db_blocks']:,} blocks", flush=True)
                 for top in stats["top"]:
                     print(f"        {top[0]:>9} ms {top[1]:>4} calls {top[2]:>7} rows {top[3]:>8} blocks  {top[4]}", flush=True)
         requests.Session.send = original  # type: ignore[method-assign]
+        if profiler is not None:
+            print(f"\n  Profile of the busy ticks (cProfile, cumulative; their wall times above include the profiler):")
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(args.profile)
+            print(text.getvalue(), flush=True)
         out["ticks"] = ticks
         out["load_average"] = [round(x, 1) for x in os.getloadavg()]
         for i in sorted(explained):
@@ -414,14 +456,14 @@ def airflow_part(args: Any) -> dict[str, Any]:
         results[version] = run_version(version, args)
     print(f"\nSensor ticks on real Airflow over PostgreSQL (change source {args.change_source!r}; DB: pg_stat_statements, "
           "API statements only; drain: after the pause, new work still arriving)")
-    print(f"{'Airflow':<9}{'tick':<7}{'ticks':>6}{'wall p95':>9}{'wall max':>9}{'CPU max':>8}{'MB max':>7}{'req max':>8}"
+    print(f"{'Airflow':<9}{'tick':<7}{'ticks':>6}{'wall p95':>9}{'wall max':>9}{'CPU max':>8}{'RSS MB':>7}{'req max':>8}"
           f"{'DB ms p95':>10}{'DB ms max':>10}{'DB blocks max':>14}")
     for r in results.values():
         for kind in ("quiet", "busy", "drain"):
             ts = [t for t in r["ticks"] if t["kind"] == kind]
             if ts:
                 print(f"{r['version']:<9}{kind:<7}{len(ts):>6}{percentiles([t['seconds'] for t in ts])['p95']:>9.2f}{max(t['seconds'] for t in ts):>9.2f}"
-                      f"{max(t['cpu_s'] for t in ts):>8.2f}{max(t['peak_mb'] for t in ts):>7.1f}{max(t['requests'] for t in ts):>8}"
+                      f"{max(t['cpu_s'] for t in ts):>8.2f}{max(t['rss_mb'] for t in ts):>7}{max(t['requests'] for t in ts):>8}"
                       f"{percentiles([t['db_ms'] for t in ts])['p95']:>10,.1f}{max(t['db_ms'] for t in ts):>10,.1f}{max(t['db_blocks'] for t in ts):>14,}")
         scans = sorted({line.strip().split(" (")[0] for t in r["ticks"] for q in t["plans"] for line in q["plan"]
                         if "Seq Scan on task_instance" in line or "Seq Scan on dag_run" in line})
