@@ -26,8 +26,8 @@ import pstats
 import re
 import sys
 import tempfile
-import time
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -366,7 +366,8 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
 
         requests.Session.send = counting  # type: ignore[method-assign]
         clock = [t0]
-        settings = SensorSettings(history_window=timedelta(minutes=5), clock=lambda: clock[0], change_source=args.change_source)
+        settings = SensorSettings(history_window=timedelta(minutes=5), clock=lambda: clock[0], change_source=args.change_source,
+                                  max_rows_per_tick=args.max_rows_per_tick)
         instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=server.url, username="admin", password="admin"),
                                    name=INSTANCE)
         dag_ids = [f"dag_{d:04d}" for d in range(dags)]
@@ -431,7 +432,7 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                     print(f"        {top[0]:>9} ms {top[1]:>4} calls {top[2]:>7} rows {top[3]:>8} blocks  {top[4]}", flush=True)
         requests.Session.send = original  # type: ignore[method-assign]
         if profiler is not None:
-            print(f"\n  Profile of the busy ticks (cProfile, cumulative; their wall times above include the profiler):")
+            print("\n  Profile of the busy ticks (cProfile, cumulative; their wall times above include the profiler):")
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(args.profile)
             print(text.getvalue(), flush=True)

@@ -16,6 +16,7 @@ from airlift_client import (
     AirflowBadResponseError,
     AirflowInstance,
     AirflowResponseError,
+    TooManyRows,
 )
 from airlift_protocol import ApiVersion, EventLog
 from airlift_testing.fake_airflow import EPOCH, FakeAirflow, FakeAirflowState, FakeEventLog
@@ -267,7 +268,7 @@ def test_the_sized_read_pages_by_time_without_offsets(fake_factory: Callable[...
     assert max(in_range[1:]) <= 4 * 7, f"after the first page each asks a range of a few pages, not the rest: {in_range}"
     assert instance.count_event_logs(after=after, before=before) == len(rows)
     fake.request_log.clear()
-    assert instance.read_event_logs(after=after, before=before, max_rows=len(rows) - 1) is None
+    assert instance.read_event_logs(after=after, before=before, max_rows=len(rows) - 1) == TooManyRows(len(rows))
     assert len(_queries(fake)) == 1
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from airlift_client import AirflowInstance, AirflowResponseError
+from airlift_client import AirflowInstance, AirflowResponseError, TooManyRows
 from airlift_testing.fake_airflow import EPOCH, FakeAirflow, FakeAirflowState
 
 
@@ -72,7 +72,7 @@ def test_read_updated_sizes_a_window_from_the_first_pages(fake_factory: Callable
     assert offsets.count("0") == 2, "each list's first page is asked once (it carries the count)"
     assert len(pages) == -(-len(expected_runs) // 7) + -(-len(expected_tis) // 7)
     fake.request_log.clear()
-    assert instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=total - 1) is None
+    assert instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=total - 1) == TooManyRows(total)
     assert len([p for m, p, _ in fake.request_log if "updated_at" in p]) == 2, "the two first pages, nothing more"
     fake.request_log.clear()
     only_runs = instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=len(expected_runs), task_instances=False)

@@ -7,11 +7,12 @@ instance (as the daemon does before saving the cursor), then keeps the cursor.
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 from dagster import (
@@ -1227,3 +1228,104 @@ def test_tasks_the_scheduler_fails_upstream_get_their_failing_check(instance: Ai
                       if isinstance(e, AssetCheckEvaluation) and e.check_name == TASK_RUN_CHECK_NAME and not e.passed)
     assert failing == Counter({("a", "failed"): 1, ("b", "upstream_failed"): 1, ("c", "upstream_failed"): 1,
                                ("c2", "upstream_failed"): 1}), failing
+
+
+# ------------------------------------------------------------------------------------- backlogs
+# After a pause longer than the lateness window, a window is read once (every commit the second read
+# would wait for is visible by then), sized from the last window's density and cut to the share of
+# its count that fits (no halving of a day of backlog), and the first read of a tick is never of the
+# whole backlog.
+
+def _list_windows(fake: FakeAirflow, start: int, needle: str) -> list[tuple[datetime, datetime]]:
+    """The time windows of the list requests (paths holding ``needle``) sent since ``start``."""
+    out = []
+    for _, path, _ in fake.request_log[start:]:
+        query = parse_qs(urlsplit(path).query)
+        if needle in path:
+            lo, hi = (query.get("updated_at_gte") or query["after"])[0], (query.get("updated_at_lte") or query["before"])[0]
+            out.append((datetime.fromisoformat(lo), datetime.fromisoformat(hi)))
+    return out
+
+
+@pytest.mark.parametrize("change_source", ["auto", "scan"])
+def test_a_backlog_older_than_the_lateness_window_is_read_once_in_sized_windows(
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance, change_source: str) -> None:
+    clock = Clock()
+    clock.now = NOW - timedelta(hours=24, minutes=20)  # the day of backlog ends now (Dagster's clock: the ledger's reads)
+    ticker = Ticker(_defs(instance, clock, max_rows_per_tick=60, change_source=change_source), dagster_instance)
+    steady = [fake.state.add_run("dag_00000", start=clock.now - timedelta(minutes=30) + timedelta(minutes=i)) for i in range(20)]
+    while Cursor.parse(ticker.cursor).high_water is None or Cursor.parse(ticker.cursor).high_water < clock.now - timedelta(minutes=2):
+        ticker.tick()
+    assert Cursor.parse(ticker.cursor).density, "the density of the last window read is kept"
+    paused_at = clock.now
+    clock.now = NOW  # the sensor was stopped for a day while Airflow kept working
+    backlog = [fake.state.add_run("dag_00000", start=paused_at + timedelta(minutes=20 * i)) for i in range(60)]
+    needle = "updated_at" if change_source == "scan" else "eventLogs"
+    fake.request_log.clear()
+    ticker.tick()
+    # sized from the density: the backlog's first window is read at once, never listed or counted whole
+    backlog_reads = [w for w in _list_windows(fake, 0, needle) if w[0] >= paused_at - timedelta(minutes=5)]
+    assert len(backlog_reads) == (2 if change_source == "scan" else 1), backlog_reads  # scan: runs and task instances
+    assert all(hi - lo < timedelta(hours=3) for lo, hi in backlog_reads), backlog_reads
+    ticks = 1
+    while Cursor.parse(ticker.cursor).high_water < clock.now - timedelta(minutes=5) and ticks < 80:
+        ticker.tick()
+        ticks += 1
+    assert ticks < 80, "the backlog drained"
+    cursor = Cursor.parse(ticker.cursor)
+    read_late = [w for w in cursor.pending if w.hi <= clock.now - timedelta(hours=6)]
+    assert not read_late, "a window first read after the lateness window is not kept for a second read"
+    assert cursor.settled and cursor.settled[-1].hi >= paused_at + timedelta(hours=12), "it settled as first read"
+    expected = Counter({(k, r.run_id): 1 for r in [*steady, *backlog] for k in ALL})
+    assert ticker.counts() == expected, (expected - ticker.counts(), ticker.counts() - expected)
+    # each window read once: no tick after the drain lists the backlog again (the audit's counts aside)
+    start = len(fake.request_log)
+    for _ in range(3):
+        ticker.tick()
+    listed = [p for _, p, _ in fake.request_log[start:] if needle in p and "limit=1&" not in p and not p.endswith("limit=1")]
+    assert listed and all(lo > paused_at + timedelta(hours=12) for lo, _ in _list_windows(fake, start, needle)
+                          if any(lo.isoformat() in unquote(p) for p in listed)), listed
+    assert ticker.counts() == Counter({(k, r.run_id): 1 for r in [*steady, *backlog] for k in ALL})
+
+
+def test_an_oversized_window_is_cut_to_the_share_its_count_allows() -> None:
+    """``read_window`` cuts an oversized window by the count that came back (aiming at 80 % of the
+    budget), not by halving: a day holding 50 times the budget is sized in two reads, not six."""
+    from airlift_client import TooManyRows
+    from airlift_dagster.sensor.fetch import read_window
+    from airlift_dagster.sensor.sources import WindowRows
+
+    lo = NOW - timedelta(days=1)
+    per_second = 50 * 1000 / timedelta(days=1).total_seconds()
+    asked: list[timedelta] = []
+
+    class Even:
+        name = "even"
+
+        def read(self, a: datetime, b: datetime, max_rows: int | None) -> WindowRows | TooManyRows:
+            asked.append(b - a)
+            n = int((b - a).total_seconds() * per_second)
+            return TooManyRows(n) if max_rows is not None and n > max_rows else WindowRows([], [], n, n)
+
+        def count(self, a: datetime, b: datetime) -> int:
+            raise AssertionError("not counted apart")
+
+    hi, rows = read_window(Even(), lo, NOW, 1000)  # type: ignore[arg-type]
+    assert len(asked) == 2 and 700 <= rows.size <= 1000, (asked, rows.size)
+    asked.clear()
+    hi, rows = read_window(Even(), lo, NOW, 1000, first_hi=lo + timedelta(seconds=900 / per_second))  # type: ignore[arg-type]
+    assert len(asked) == 1 and hi == lo + timedelta(seconds=900 / per_second)
+
+
+def test_a_cursor_keeps_the_windows_read_late_and_the_density() -> None:
+    window = SweepWindow(NOW - timedelta(hours=30), NOW - timedelta(hours=29), 12, 34, size=20)
+    cursor = Cursor(high_water=NOW, pending=[SweepWindow(NOW - timedelta(hours=31), NOW - timedelta(hours=30), 5, 6), window],
+                    density=2.5)
+    again = Cursor.parse(cursor.serialize())
+    assert again.pending == cursor.pending and again.density == 2.5
+    # a release that does not know the windows read late reads "sw" alone: the same windows, read again
+    record = json.loads(cursor.serialize())
+    del record["sl"], record["dn"]
+    older = Cursor.parse(json.dumps(record))
+    assert [w.size for w in older.pending] == [None, None] and older.density is None
+    assert cursor.for_source("log").pending[1].size is None, "another source's counts do not compare"

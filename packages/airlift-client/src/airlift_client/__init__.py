@@ -30,7 +30,7 @@ from airlift_client.errors import (
     AuditLogForbiddenError,
     AuditLogUnavailableError,
 )
-from airlift_client.instance import AirflowInstance, release_tuple
+from airlift_client.instance import AirflowInstance, TooManyRows, release_tuple
 from airlift_client.links import AirflowUiLinks, ui_links_for
 from airlift_client.retry import RetryPolicy
 from airlift_client.version import __version__
@@ -58,6 +58,7 @@ __all__ = [
     "MwaaSessionAuthBackend",
     "RetryPolicy",
     "TokenAuthBackend",
+    "TooManyRows",
     "__version__",
     "release_tuple",
     "ui_links_for",

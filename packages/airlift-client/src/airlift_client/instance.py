@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -137,6 +137,16 @@ def run_groups(runs: Iterable[tuple[str, str]]) -> list[tuple[list[str], list[st
     if len(run_groups_) < len(dag_groups):
         return sorted((sorted(dags), sorted(run_ids)) for dags, run_ids in run_groups_.items())
     return sorted((sorted(dags), sorted(run_ids)) for run_ids, dags in dag_groups.items())
+
+
+@dataclass(frozen=True)
+class TooManyRows:
+    """What a sized read (:meth:`AirflowInstance.read_updated`, :meth:`AirflowInstance.read_event_logs`)
+    returns instead of rows when Airflow counts more than its ``max_rows``: ``counted``, at least how many
+    rows the window holds (the counts of the lists read before it stopped), so the caller can size the
+    next window from it."""
+
+    counted: int
 
 
 class _PooledSession(CredentialsSession):
@@ -763,10 +773,10 @@ class AirflowInstance:
 
     def read_updated(
         self, *, updated_at_gte: datetime, updated_at_lte: datetime, max_rows: int | None = None, task_instances: bool = True,
-    ) -> tuple[list[DagRun], list[TaskInstance]] | None:
+    ) -> tuple[list[DagRun], list[TaskInstance]] | TooManyRows:
         """The DAG runs and task instances of every DAG changed in ``[updated_at_gte, updated_at_lte]``
-        (:meth:`iter_updated_dag_runs` and :meth:`iter_updated_task_instances`), or ``None`` as soon
-        as Airflow counts more than ``max_rows`` of them: the count comes with each list's first page,
+        (:meth:`iter_updated_dag_runs` and :meth:`iter_updated_task_instances`), or :class:`TooManyRows`
+        as soon as Airflow counts more than ``max_rows`` of them: the count comes with each list's first page,
         so sizing a window costs no request of its own (an oversized window costs its first pages).
         ``task_instances=False``: the runs only (no task instance is read).
 
@@ -789,7 +799,7 @@ class AirflowInstance:
                 raise AirflowResponseError(f"{self.webserver_url}: the list of {key} has no total_entries")
             listed += total
             if max_rows is not None and listed > max_rows:
-                return None
+                return TooManyRows(listed)
             lists.append((key, fetch, first))
         out = [list(self._paged(_replaying(first, fetch), key, _UPDATED_IDENTITY[key], strict=True)) for key, fetch, first in lists]
         return ([self._parse(lambda raw=raw: DagRun.from_rest(raw, api=rest.api), "a DAG run") for raw in out[0]],  # type: ignore[misc]
@@ -838,10 +848,10 @@ class AirflowInstance:
                 yield event
 
     def read_event_logs(self, *, after: datetime, before: datetime, max_rows: int | None = None,
-                        skip_events: Sequence[str] | None = None) -> list[EventLog] | None:
+                        skip_events: Sequence[str] | None = None) -> list[EventLog] | TooManyRows:
         """Every audit-log row with ``after < when < before`` (as :meth:`iter_event_logs`, all DAGs,
-        events other than ``skip_events``), in id order, or ``None`` as soon as Airflow counts more
-        than ``max_rows`` of them: the count comes with the first page, so sizing a window costs no
+        events other than ``skip_events``), in id order, or :class:`TooManyRows` as soon as Airflow
+        counts more than ``max_rows`` of them: the count comes with the first page, so sizing a window costs no
         request of its own. Pages are asked in time order, which Airflow's ``idx_log_dttm`` serves
         (ordered by id, PostgreSQL may walk the primary key through the whole table), each from the
         time of the previous page's last row (rows of that instant are asked again and kept once),
@@ -859,7 +869,7 @@ class AirflowInstance:
         if not isinstance(total, int):
             raise AirflowResponseError(f"{self.webserver_url}: the audit log list has no total_entries")
         if max_rows is not None and total > max_rows:
-            return None
+            return TooManyRows(total)
         found: dict[int, EventLog] = {}
         lower, upper = after, before
         page_len = 1

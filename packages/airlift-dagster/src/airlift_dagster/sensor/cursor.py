@@ -41,16 +41,20 @@ UNKNOWN_ROWS = -1
 @dataclass(frozen=True)
 class SweepWindow:
     """An ``updated_at`` window already read, to read once more after the lateness window:
-    its bounds, how many rows it held and an order-free digest of them."""
+    its bounds, how many rows it held and an order-free digest of them. ``size``: set on a window
+    first read after the lateness window (a backlog): no second read, it settles with this count
+    (the source's) once the windows before it have."""
 
     lo: datetime
     hi: datetime
     rows: int
     digest: int
+    size: int | None = None
 
     def merged(self, other: SweepWindow) -> SweepWindow:
         rows = UNKNOWN_ROWS if UNKNOWN_ROWS in (self.rows, other.rows) else self.rows + other.rows
-        return SweepWindow(lo=self.lo, hi=other.hi, rows=rows, digest=self.digest ^ other.digest)
+        size = None if self.size is None or other.size is None else self.size + other.size
+        return SweepWindow(lo=self.lo, hi=other.hi, rows=rows, digest=self.digest ^ other.digest, size=size)
 
     def rest_after(self, hi: datetime) -> SweepWindow:
         """The part after ``hi`` of a window read only up to ``hi`` (what it held is unknown: its
@@ -101,7 +105,9 @@ class AirliftSensorCursor:
     ``backfilling``: the digest of a DAG whose history is being backfilled over several ticks (more
     rows than one tick reads) and the end date its runs were read up to; ``audited_at``: when (the
     sensor's clock) the settled windows were last counted; ``source``: which change source
-    (:mod:`airlift_dagster.sensor.sources`) read and counted the windows.
+    (:mod:`airlift_dagster.sensor.sources`) read and counted the windows; ``density``: rows listed
+    per second of the last fresh window that held any (the next one is first read up to what
+    fits the budget at that density).
 
     >>> AirliftSensorCursor.parse(AirliftSensorCursor().serialize()).high_water is None
     True
@@ -115,6 +121,7 @@ class AirliftSensorCursor:
     backfilling: tuple[str, datetime] | None = None
     audited_at: datetime | None = None
     source: str = SCAN
+    density: float | None = None
 
     def for_source(self, source: str) -> AirliftSensorCursor:
         """This cursor for windows read by ``source``: the windows another source read are read
@@ -122,7 +129,7 @@ class AirliftSensorCursor:
         if source == self.source:
             return self
         pending = [SweepWindow(w.lo, w.hi, UNKNOWN_ROWS, 0) for w in self.pending]
-        return replace(self, pending=pending, settled=[], audited_at=None, source=source)
+        return replace(self, pending=pending, settled=[], audited_at=None, source=source, density=None)
 
     def serialize(self) -> str:
         record: dict[str, object] = {
@@ -139,6 +146,11 @@ class AirliftSensorCursor:
             record["ad"] = _us(self.audited_at)
         if self.source != SCAN:
             record["src"] = self.source
+        late = [[i, w.size] for i, w in enumerate(self.pending) if w.size is not None]
+        if late:  # apart from "sw": a release that does not know them reads those windows again
+            record["sl"] = late
+        if self.density is not None:
+            record["dn"] = round(self.density, 3)
         return json.dumps(record, separators=(",", ":"))
 
     @classmethod
@@ -156,17 +168,21 @@ class AirliftSensorCursor:
             hw = data.get("hw")
             raw_dags = data.get("dags")
             dags = None if raw_dags is None else str(raw_dags)
+            pending = [SweepWindow(_from_us(lo), _from_us(hi), int(n), int(d)) for lo, hi, n, d in data.get("sw") or []]
+            for i, size in data.get("sl") or []:
+                pending[int(i)] = replace(pending[int(i)], size=int(size))
             return cls(
                 high_water=datetime.fromisoformat(hw) if hw else None,
                 tick_started=float(data.get("at") or 0.0),
-                pending=[SweepWindow(_from_us(lo), _from_us(hi), int(n), int(d)) for lo, hi, n, d in data.get("sw") or []],
+                pending=pending,
                 dags=None if dags is None else frozenset(dags[i: i + 8] for i in range(0, len(dags), 8)),
                 settled=[SettledWindow(_from_us(lo), _from_us(hi), int(n)) for lo, hi, n in data.get("au") or []],
                 backfilling=(str(data["bf"][0]), _from_us(int(data["bf"][1]))) if data.get("bf") else None,
                 audited_at=_from_us(int(data["ad"])) if data.get("ad") else None,
                 source=_source(data.get("src")),
+                density=float(data["dn"]) if data.get("dn") else None,
             )
-        except (ValueError, TypeError, AttributeError) as e:
+        except (ValueError, TypeError, AttributeError, IndexError) as e:
             raise AirliftDagsterError(
                 f"the Airlift sensor cursor {text[:80]!r} cannot be read ({e}); reset the sensor's cursor in the UI"
             ) from e
@@ -199,13 +215,24 @@ def advance_cursor(
         if fetched.sweep_read is not None and fetched.sweep_read[1] < plan.sweep.hi:
             pending.insert(0, plan.sweep.rest_after(fetched.sweep_read[1]))
     high_water = cursor.high_water
+    density = cursor.density
     if fetched.fresh is not None:
         lo, hi = fetched.fresh
         rows, digest = rows_digest(fetched.fresh_runs, fetched.fresh_tis)
-        pending.append(SweepWindow(lo, hi, rows, digest))
+        late = plan.read_late_before is not None and hi <= plan.read_late_before
+        pending.append(SweepWindow(lo, hi, rows, digest, size=fetched.fresh_total if late else None))
         high_water = hi
+        span = (hi - lo).total_seconds()
+        if fetched.fresh_listed and span >= 1:  # a window without rows says nothing of the next one
+            density = fetched.fresh_listed / span
     elif high_water is None and plan.fresh is None:
         high_water = plan.backfill_since
+    settled = list(audit.settled) if audit is not None else list(cursor.settled)
+    if fetched.sweep_read is not None and fetched.sweep_total is not None:
+        settled = settle_window(settled, SettledWindow(*fetched.sweep_read, fetched.sweep_total))
+    while pending and (size := pending[0].size) is not None:  # read after the lateness window: settled as first read
+        window = pending.pop(0)
+        settled = settle_window(settled, SettledWindow(window.lo, window.hi, size))
     while len(pending) > MAX_SWEEP_WINDOWS:
         merged = _merge_smallest(pending, settings.max_rows_per_tick)
         if len(merged) == len(pending):
@@ -222,12 +249,9 @@ def advance_cursor(
             backfilling = (coverage[fetched.backfill_partial[0]], fetched.backfill_partial[1])
         elif backfilling is not None and (backfilling[0] in dags or backfilling[0] not in current):
             backfilling = None  # finished, or the DAG left the mapping (or its mapping changed)
-    settled = list(audit.settled) if audit is not None else list(cursor.settled)
-    if fetched.sweep_read is not None and fetched.sweep_total is not None:
-        settled = settle_window(settled, SettledWindow(*fetched.sweep_read, fetched.sweep_total))
     return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags, settled=settled,
                                backfilling=backfilling, audited_at=audited_at if audit is not None else cursor.audited_at,
-                               source=cursor.source)
+                               source=cursor.source, density=density)
 
 
 def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow]:

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from airlift_client import AirflowInstance, AirliftClientError, AuditLogUnavailableError
+from airlift_client import (
+    AirflowInstance,
+    AirliftClientError,
+    AuditLogUnavailableError,
+    TooManyRows,
+)
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK
 from airlift_dagster.sensor.cursor import SettledWindow, rows_digest
@@ -47,6 +52,8 @@ class Fetched:
     sweep_listed: int = 0
     #: rows the fresh window's reads returned
     fresh_listed: int = 0
+    #: the size of ``fresh`` as the source counts it
+    fresh_total: int = 0
 
     @property
     def rows_listed(self) -> int:
@@ -54,15 +61,26 @@ class Fetched:
         return self.sweep_listed + self.fresh_listed + self.backfill_rows
 
 
-def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int) -> tuple[datetime, WindowRows]:
-    """Read the largest window ``[lo, hi']`` (``hi' <= hi``, halving) whose size is at most
-    ``budget``: its upper bound and rows. The size comes with the lists' first pages (no count of
-    its own). Rows sharing one instant cannot be split: such a window is read whole."""
+#: How full a window sized from a count is aimed to be (the rows are rarely spread evenly).
+SIZE_FILL = 0.8
+
+
+def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int, *,
+                first_hi: datetime | None = None) -> tuple[datetime, WindowRows]:
+    """Read a window ``[lo, hi']`` (``hi' <= hi``) whose size is at most ``budget``: its upper bound
+    and rows. The first read stops at ``first_hi`` if that is earlier (a guess from the density of
+    the last window read); a window over the budget is cut to the share of its count that fits
+    (:data:`SIZE_FILL` of it), so a day of backlog is sized in a read or two rather than by halving
+    it a dozen times (each read of an oversized window costs a count of it). The size comes with
+    the lists' first pages (no count of its own). Rows sharing one instant cannot be split: such a
+    window is read whole."""
+    if first_hi is not None and lo < first_hi < hi:
+        hi = first_hi
     while True:
         rows = source.read(lo, hi, None if hi - lo <= _TICK else budget)
-        if rows is not None:
+        if not isinstance(rows, TooManyRows):
             return hi, rows
-        hi = lo + (hi - lo) / 2
+        hi = lo + (hi - lo) * (SIZE_FILL * budget / max(rows.counted, budget + 1))
 
 
 def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: ChangeSource, settings: SensorSettings) -> Fetched:
@@ -79,8 +97,9 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
         room -= rows.listed
     if plan.fresh is not None and room > 0:
         lo = plan.fresh[0]
-        hi, rows = read_window(source, lo, plan.fresh[1], room)
-        out.fresh_runs, out.fresh_tis, out.fresh_listed = rows.runs, rows.tis, rows.listed
+        guess = lo + timedelta(seconds=room / plan.density) if plan.density else None
+        hi, rows = read_window(source, lo, plan.fresh[1], room, first_hi=guess)
+        out.fresh_runs, out.fresh_tis, out.fresh_listed, out.fresh_total = rows.runs, rows.tis, rows.listed, rows.size
         out.fresh = (lo, hi)
     if plan.backfill:
         read_backfill(airflow_instance, plan, out, upper=out.fresh[0] - _TICK if out.fresh else None,
@@ -160,7 +179,7 @@ def audit_settled(source: ChangeSource, settled: Sequence[SettledWindow], *, bud
         now_rows = source.count(window.lo, window.hi)
         if now_rows > window.rows:
             rows = source.read(window.lo, window.hi, budget) if now_rows <= budget and audit.window is None and now_rows <= room else None
-            if rows is not None:
+            if isinstance(rows, WindowRows):
                 audit.runs, audit.tis, now_rows = rows.runs, rows.tis, rows.size
                 audit.window = window
             elif now_rows > budget or (audit.window is None and now_rows <= room):  # read: what it names is over the budget too

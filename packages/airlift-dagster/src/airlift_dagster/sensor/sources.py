@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Protocol
 
-from airlift_client import AirflowInstance
+from airlift_client import AirflowInstance, TooManyRows
 from airlift_dagster.sensor._time import _TICK
 from airlift_protocol import DagRun, TaskInstance
 
@@ -56,8 +56,8 @@ class ChangeSource(Protocol):
 
     name: ClassVar[str]
 
-    def read(self, lo: datetime, hi: datetime, max_rows: int | None) -> WindowRows | None:
-        """The window's rows, or ``None`` when its size is over ``max_rows`` (only its first pages read)."""
+    def read(self, lo: datetime, hi: datetime, max_rows: int | None) -> WindowRows | TooManyRows:
+        """The window's rows, or :class:`TooManyRows` when its size is over ``max_rows`` (only its first pages read)."""
 
     def count(self, lo: datetime, hi: datetime) -> int:
         """The window's size (what :attr:`WindowRows.size` says), one or two one-item requests."""
@@ -71,10 +71,10 @@ class ScanSource:
     dag_ids: frozenset[str]
     name: ClassVar[str] = SCAN
 
-    def read(self, lo: datetime, hi: datetime, max_rows: int | None) -> WindowRows | None:
+    def read(self, lo: datetime, hi: datetime, max_rows: int | None) -> WindowRows | TooManyRows:
         rows = self.airflow_instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=max_rows)
-        if rows is None:
-            return None
+        if isinstance(rows, TooManyRows):
+            return rows
         runs, tis = rows
         listed = len(runs) + len(tis)
         return WindowRows([r for r in runs if r.dag_id in self.dag_ids], [t for t in tis if t.dag_id in self.dag_ids], listed, listed)
@@ -102,14 +102,14 @@ class AuditLogSource:
     dag_ids: frozenset[str]
     name: ClassVar[str] = AUDIT_LOG
 
-    def read(self, lo: datetime, hi: datetime, max_rows: int | None) -> WindowRows | None:
+    def read(self, lo: datetime, hi: datetime, max_rows: int | None) -> WindowRows | TooManyRows:
         rows = self.airflow_instance.read_event_logs(after=lo - _TICK, before=hi + _TICK, max_rows=max_rows, skip_events=SKIPPED_EVENTS)
-        if rows is None:
-            return None
+        if isinstance(rows, TooManyRows):
+            return rows
         changed = self.airflow_instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, task_instances=False,
                                                      max_rows=None if max_rows is None else max_rows - len(rows))
-        if changed is None:
-            return None
+        if isinstance(changed, TooManyRows):
+            return TooManyRows(len(rows) + changed.counted)
         all_runs = changed[0]
         runs = [r for r in all_runs if r.dag_id in self.dag_ids]
         whole: set[tuple[str, str]] = set()
@@ -129,7 +129,7 @@ class AuditLogSource:
         named = {*whole, *((d, r) for d, r, _ in tasks)}
         size = len(rows) + len(all_runs)
         if max_rows is not None and size + len(tasks) + len(whole) > max_rows:
-            return None  # with the task instances they name, over the budget
+            return TooManyRows(size + len(tasks) + len(whole))  # with the task instances they name, over the budget
         tis: list[TaskInstance] = []
         read = 0
         for ti in self._task_instances(named, whole, {t for _, _, t in tasks}):

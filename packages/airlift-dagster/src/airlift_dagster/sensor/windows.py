@@ -18,8 +18,10 @@ BACKFILL_DAGS_PER_TICK = 20
 @dataclass(frozen=True)
 class TickPlan:
     """What one tick reads: ``fresh`` (``updated_at`` window after the high-water mark, its upper
-    bound may shrink when sized), ``sweep`` (a window to read again), ``backfill`` (DAGs new to the
-    mapping, with their history from ``backfill_since``)."""
+    bound may shrink when sized, first to what ``density`` says fits), ``sweep`` (a window to read
+    again), ``backfill`` (DAGs new to the mapping, with their history from ``backfill_since``).
+    A fresh window ending by ``read_late_before`` is read after the lateness window: every commit
+    the second read would wait for is visible already, so it is not read again."""
 
     fresh: tuple[datetime, datetime] | None
     sweep: SweepWindow | None
@@ -28,6 +30,9 @@ class TickPlan:
     first_start: bool
     #: where the backfill of ``backfill[0]`` resumes (its history was read in part by earlier ticks)
     resume: datetime | None = None
+    #: rows the last fresh window's reads listed per second of it (``None``: unknown or none)
+    density: float | None = None
+    read_late_before: datetime | None = None
 
     def backfill_start(self, dag_id: str) -> datetime:
         """Runs of ``dag_id`` ending from this time on are backfilled this tick."""
@@ -58,5 +63,6 @@ def plan_tick(cursor: AirliftSensorCursor, *, now: datetime, coverage: Mapping[s
             resume = partial[1] + _TICK
         backfill = tuple([*resumed, *(d for d in pending if d not in resumed)][:BACKFILL_DAGS_PER_TICK])
     return TickPlan(fresh=(lo, hi) if hi >= lo else None, sweep=sweep, backfill=backfill,
-                    backfill_since=now - settings.history_window, first_start=first, resume=resume)
+                    backfill_since=now - settings.history_window, first_start=first, resume=resume,
+                    density=cursor.density, read_late_before=now - settings.lateness_window)
 
