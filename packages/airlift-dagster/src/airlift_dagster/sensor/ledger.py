@@ -258,23 +258,30 @@ def _check_events(instance: DagsterInstance, key: AssetCheckKey, since: float) -
         cursor = records[-1].id
 
 
-def quiet_materialization_keys(
+def quiet_keys(
     instance: DagsterInstance, since: Mapping[tuple[str, AssetKey | AssetCheckKey], float],
 ) -> set[tuple[str, AssetKey | AssetCheckKey]]:
-    """The (``"materialization"``, key) slots with nothing to read: Dagster stores no materialization
-    of the key, or its latest one is older than the slot's time. One batched read of the keys' asset
-    records (each carries the key's latest materialization), so a key nobody materialized since the
-    events at stake costs no read of its history."""
-    wanted = {key: after for (kind, key), after in since.items() if kind == "materialization" and isinstance(key, AssetKey)}
-    if not wanted:
-        return set()
-    latest = {record.asset_entry.asset_key: record.asset_entry.last_materialization_record
-              for record in instance.get_asset_records(list(wanted))}
+    """The (``"materialization"``, key) and (``"check"``, key) slots with nothing to read: Dagster
+    stores no materialization (evaluation) of the key, or its latest one is older than the slot's
+    time. One batched read of the keys' asset records (each carries the key's latest
+    materialization) and one of the check keys' latest executions, so a key nobody materialized or
+    evaluated since the events at stake costs no read of its history."""
     quiet: set[tuple[str, AssetKey | AssetCheckKey]] = set()
-    for key, after in wanted.items():
-        last = latest.get(key)
-        if last is None or last.timestamp < after:
-            quiet.add(("materialization", key))
+    wanted = {key: after for (kind, key), after in since.items() if kind == "materialization" and isinstance(key, AssetKey)}
+    if wanted:
+        latest = {record.asset_entry.asset_key: record.asset_entry.last_materialization_record
+                  for record in instance.get_asset_records(list(wanted))}
+        for key, after in wanted.items():
+            last = latest.get(key)
+            if last is None or last.timestamp < after:
+                quiet.add(("materialization", key))
+    checks = {key: after for (kind, key), after in since.items() if kind == "check" and isinstance(key, AssetCheckKey)}
+    if checks:
+        executions = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(checks))
+        for check_key, after in checks.items():
+            execution = executions.get(check_key)
+            if execution is None or execution.create_timestamp < after:
+                quiet.add(("check", check_key))
     return quiet
 
 
@@ -286,7 +293,7 @@ def read_held(instance: DagsterInstance | None, instance_name: str, since: Mappi
     held = Held()
     if instance is None:
         return held
-    quiet = quiet_materialization_keys(instance, since)
+    quiet = quiet_keys(instance, since)
     for (kind, key), after in sorted(since.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         if (kind, key) in quiet:
             continue
