@@ -432,9 +432,10 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                     print(f"        {top[0]:>9} ms {top[1]:>4} calls {top[2]:>7} rows {top[3]:>8} blocks  {top[4]}", flush=True)
         requests.Session.send = original  # type: ignore[method-assign]
         if profiler is not None:
-            print("\n  Profile of the busy ticks (cProfile, cumulative; their wall times above include the profiler):")
+            print("\n  Profile of the busy ticks (cProfile, by cumulative then by own time; their wall times above include the profiler):")
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(args.profile)
+            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(args.profile)
             print(text.getvalue(), flush=True)
         out["ticks"] = ticks
         out["load_average"] = [round(x, 1) for x in os.getloadavg()]

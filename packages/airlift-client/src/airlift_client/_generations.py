@@ -93,6 +93,9 @@ class GenerationRest:
             }
         )
 
+    #: ``order_by`` of the batch task-instance list (None: the server takes no order there).
+    task_instances_order_by: str | None = None
+
     def task_instances_body(
         self,
         *,
@@ -111,6 +114,7 @@ class GenerationRest:
                 "state": list(states) if states is not None else None,
                 "end_date_gte": _iso(end_date_gte),
                 "end_date_lte": _iso(end_date_lte),
+                "order_by": self.task_instances_order_by,
             }
         )
 
@@ -246,6 +250,11 @@ class V2Rest(GenerationRest):
     api = ApiVersion.V2
     hide_inactive_param = "exclude_stale"
     updated_tis_order_by = "id"
+    # Airflow 3 orders the batch list by the primary key by default; with a page limit PostgreSQL may
+    # then walk that index through the table, filtering for the runs asked (762,000 blocks for 20 pages
+    # at 5,000,000 task instances, measured): ordered by map index (then id) no index serves the order,
+    # so the asked runs' rows are found by ``task_instance (dag_id, run_id)`` and sorted.
+    task_instances_order_by = "map_index"
     datasets_path = "/assets"
     datasets_key = "assets"
     dataset_events_path = "/assets/events"

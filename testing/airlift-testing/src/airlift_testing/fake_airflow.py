@@ -827,6 +827,11 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                        and (task_ids is None or t.task_id in task_ids)
                        and (states is None or t.state in states)
                        and _in_window(t.end_date, body.get("end_date_gte"), body.get("end_date_lte"))]
+                order = str(body.get("order_by") or "id")
+                if g == 3 and order.lstrip("-") not in ("id", "state", "duration", "start_date", "end_date", "map_index"):
+                    raise _HttpError(400, f"Ordering with '{order.lstrip('-')}' is disallowed or the attribute does not exist on the model")
+                if order.lstrip("-") == "map_index":  # then by id (the rows' order here), as Airflow 3 adds its key
+                    tis.sort(key=lambda t: t.map_index, reverse=order.startswith("-"))
                 page = _page(tis, int(body.get("page_offset", 0)), int(body.get("page_limit", 100)), cap)
                 self._send(200, {"task_instances": [fake.ti_json(t, state.run_of(t.dag_id, t.run_id)) for t in page],
                                  "total_entries": len(tis)})
