@@ -106,8 +106,8 @@ class AirliftSensorCursor:
     rows than one tick reads) and the end date its runs were read up to; ``audited_at``: when (the
     sensor's clock) the settled windows were last counted; ``source``: which change source
     (:mod:`airlift_dagster.sensor.sources`) read and counted the windows; ``density``: rows listed
-    per second of the last fresh window that held any (the next one is first read up to what
-    fits the budget at that density).
+    per second of the last fresh window, if it held any (the next one is first asked up to twice
+    what fits the budget at that density).
 
     >>> AirliftSensorCursor.parse(AirliftSensorCursor().serialize()).high_water is None
     True
@@ -223,8 +223,7 @@ def advance_cursor(
         pending.append(SweepWindow(lo, hi, rows, digest, size=fetched.fresh_total if late else None))
         high_water = hi
         span = (hi - lo).total_seconds()
-        if fetched.fresh_listed and span >= 1:  # a window without rows says nothing of the next one
-            density = fetched.fresh_listed / span
+        density = fetched.fresh_listed / span if fetched.fresh_listed and span > 0 else None  # none: the next tick counts
     elif high_water is None and plan.fresh is None:
         high_water = plan.backfill_since
     settled = list(audit.settled) if audit is not None else list(cursor.settled)

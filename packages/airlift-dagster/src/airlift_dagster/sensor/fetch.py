@@ -63,13 +63,15 @@ class Fetched:
 
 #: How full a window sized from a count is aimed to be (the rows are rarely spread evenly).
 SIZE_FILL = 0.8
+#: How many row budgets' worth of the last window's density a tick first asks for.
+GUESS_REACH = 2.0
 
 
 def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int, *,
                 first_hi: datetime | None = None) -> tuple[datetime, WindowRows]:
     """Read a window ``[lo, hi']`` (``hi' <= hi``) whose size is at most ``budget``: its upper bound
-    and rows. The first read stops at ``first_hi`` if that is earlier (a guess from the density of
-    the last window read); a window over the budget is cut to the share of its count that fits
+    and rows. The first read stops at ``first_hi`` if that is earlier (from the density of the last
+    window read: :data:`GUESS_REACH`); a window over the budget is cut to the share of its count that fits
     (:data:`SIZE_FILL` of it), so a day of backlog is sized in a read or two rather than by halving
     it a dozen times (each read of an oversized window costs a count of it). The size comes with
     the lists' first pages (no count of its own). Rows sharing one instant cannot be split: such a
@@ -97,7 +99,9 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
         room -= rows.listed
     if plan.fresh is not None and room > 0:
         lo = plan.fresh[0]
-        guess = lo + timedelta(seconds=room / plan.density) if plan.density else None
+        # twice what fits at the last window's density: too far costs a count of about two budgets
+        # and a cut; too short a window would waste the tick
+        guess = lo + timedelta(seconds=GUESS_REACH * room / plan.density) if plan.density else None
         hi, rows = read_window(source, lo, plan.fresh[1], room, first_hi=guess)
         out.fresh_runs, out.fresh_tis, out.fresh_listed, out.fresh_total = rows.runs, rows.tis, rows.listed, rows.size
         out.fresh = (lo, hi)
