@@ -65,24 +65,45 @@ class Fetched:
 SIZE_FILL = 0.8
 #: How many row budgets' worth of the last window's density a tick first asks for.
 GUESS_REACH = 2.0
+#: Reads (and counts) one window may take: cuts, and pieces that fill the budget left after a cut read few rows.
+MAX_WINDOW_READS = 8
 
 
 def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int, *,
                 first_hi: datetime | None = None) -> tuple[datetime, WindowRows]:
     """Read a window ``[lo, hi']`` (``hi' <= hi``) whose size is at most ``budget``: its upper bound
     and rows. The first read stops at ``first_hi`` if that is earlier (from the density of the last
-    window read: :data:`GUESS_REACH`); a window over the budget is cut to the share of its count that fits
-    (:data:`SIZE_FILL` of it), so a day of backlog is sized in a read or two rather than by halving
-    it a dozen times (each read of an oversized window costs a count of it). The size comes with
-    the lists' first pages (no count of its own). Rows sharing one instant cannot be split: such a
-    window is read whole."""
+    window read: :data:`GUESS_REACH`). The first range found over the budget is cut to the share of
+    its count that fits (:data:`SIZE_FILL` of it), so an evenly filled day of backlog is sized in a
+    read or two rather than by halving it a dozen times (each read of an oversized range costs a
+    count of it). Rows are rarely spread evenly (an idle hour, then a burst): while the pieces read
+    hold less than half the budget, the tick reads on from where it stopped, halfway to the nearest
+    end known to be over the budget (twice as far as it got, if none is), as one window, within
+    :data:`MAX_WINDOW_READS` reads. The size comes with the lists' first pages (no count of its
+    own). Rows sharing one instant cannot be split: such a window is read whole."""
+    end = hi
     if first_hi is not None and lo < first_hi < hi:
         hi = first_hi
+    start = lo
+    got: WindowRows | None = None
+    over: datetime | None = None  # the nearest upper bound known to hold more than the room
+    reads = 0
     while True:
-        rows = source.read(lo, hi, None if hi - lo <= _TICK else budget)
-        if not isinstance(rows, TooManyRows):
-            return hi, rows
-        hi = lo + (hi - lo) * (SIZE_FILL * budget / max(rows.counted, budget + 1))
+        reads += 1
+        room = budget - (got.listed if got is not None else 0)
+        rows = source.read(start, hi, None if hi - start <= _TICK else room)
+        if isinstance(rows, TooManyRows):
+            if got is not None and reads >= MAX_WINDOW_READS:
+                return start - _TICK, got  # the pieces read so far
+            share = SIZE_FILL * room / max(rows.counted, room + 1) if over is None else 0.5
+            over = hi
+            hi = start + (hi - start) * share
+            continue
+        got = rows if got is None else got.then(rows)
+        if hi >= end or got.listed * 2 >= budget or reads >= MAX_WINDOW_READS:
+            return hi, got
+        start = hi + _TICK  # few rows so far: read on
+        hi = start + (over - start) / 2 if over is not None else min(end, start + (start - lo))
 
 
 def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: ChangeSource, settings: SensorSettings) -> Fetched:

@@ -50,6 +50,10 @@ class WindowRows:
     size: int
     listed: int
 
+    def then(self, later: WindowRows) -> WindowRows:
+        """The rows of this window and of ``later``, the window that follows it."""
+        return WindowRows([*self.runs, *later.runs], [*self.tis, *later.tis], self.size + later.size, self.listed + later.listed)
+
 
 class ChangeSource(Protocol):
     """Reads the changes of a time window (see the module docstring)."""
