@@ -229,6 +229,34 @@ def test_late_commit_is_caught_once_the_lateness_window_passed(instance: Airflow
     assert ticker.counts() == Counter({(k, early.run_id): 1 for k in ALL} | {(k, late.run_id): 1 for k in ALL})
 
 
+@pytest.mark.parametrize("change_source", ["auto", "scan"])
+def test_a_window_read_again_reads_task_instances_only_when_it_changed(instance: AirflowInstance, fake: FakeAirflow,
+                                                                       dagster_instance: DagsterInstance, change_source: str) -> None:
+    """After the lateness window a window is read again. With the audit log, a try-end row is written
+    with its task's state, so an unchanged window's second read asks for no task instance of its
+    tries (only those the scheduler sets, of its ended runs); a window holding a late commit is read
+    whole, and its runs are reported once. The scan knows a change only from the rows, and reads them."""
+    ticker = Ticker(_defs(instance, lateness_window=timedelta(minutes=3), change_source=change_source), dagster_instance)
+    early = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=3))
+    ticker.tick()
+    fake.request_log.clear()
+    for _ in range(6):
+        ticker.tick()
+    asked = [json.dumps(body) + path for _, path, body in fake.request_log if "taskInstances" in path]
+    if change_source == "scan":
+        assert asked
+    else:
+        assert asked and all("upstream_failed" in a for a in asked), asked
+    late = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=3), committed_at=ticker.now - timedelta(minutes=2))
+    ticker.tick()  # its rows are behind the high-water mark: found when their window is read again
+    fake.request_log.clear()
+    for _ in range(6):
+        ticker.tick()
+    asked = [json.dumps(body) + path for _, path, body in fake.request_log if "taskInstances" in path]
+    assert [a for a in asked if "upstream_failed" not in a], "the changed window is read whole"
+    assert ticker.counts() == Counter({(k, early.run_id): 1 for k in ALL} | {(k, late.run_id): 1 for k in ALL})
+
+
 def _late_metadata(ticker: Ticker, run_id: str) -> list[str]:
     return [str(e.metadata["Committed late"].value) for e in ticker.events
             if isinstance(e, AssetMaterialization) and "Committed late" in e.metadata and e.metadata["Airflow run id"].value == run_id]
@@ -1385,7 +1413,7 @@ def test_a_window_read_in_pieces_is_one_window() -> None:
     class Burst:
         name = "burst"
 
-        def read(self, a: datetime, b: datetime, max_rows: int | None) -> WindowRows | TooManyRows:
+        def read(self, a: datetime, b: datetime, max_rows: int | None, *, light: bool = False) -> WindowRows | TooManyRows:
             asked.append((a, b))
             n = rows_in(a, b)
             return TooManyRows(n) if max_rows is not None and n > max_rows else WindowRows([], [], n, n)
@@ -1412,7 +1440,7 @@ def test_an_oversized_window_is_cut_to_the_share_its_count_allows() -> None:
     class Even:
         name = "even"
 
-        def read(self, a: datetime, b: datetime, max_rows: int | None) -> WindowRows | TooManyRows:
+        def read(self, a: datetime, b: datetime, max_rows: int | None, *, light: bool = False) -> WindowRows | TooManyRows:
             asked.append(b - a)
             n = int((b - a).total_seconds() * per_second)
             return TooManyRows(n) if max_rows is not None and n > max_rows else WindowRows([], [], n, n)

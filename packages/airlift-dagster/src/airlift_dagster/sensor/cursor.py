@@ -5,8 +5,7 @@ audit counts, and the DAGs covered)."""
 from __future__ import annotations
 
 import json
-import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -15,10 +14,6 @@ from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK, _from_us, _iso, _us
 from airlift_dagster.sensor.settings import SensorSettings
 from airlift_dagster.sensor.sources import AUDIT_LOG, SCAN
-from airlift_protocol import (
-    DagRun,
-    TaskInstance,
-)
 
 if TYPE_CHECKING:
     from airlift_dagster.sensor.fetch import Audit, Fetched
@@ -72,24 +67,6 @@ class SettledWindow:
     lo: datetime
     hi: datetime
     rows: int
-
-
-def rows_digest(runs: Iterable[DagRun], tis: Iterable[TaskInstance]) -> tuple[int, int]:
-    """(count, digest) of the finished rows a window holds (running rows change all the time and are
-    not events); the digest of two windows' union is the XOR of theirs."""
-    count = 0
-    digest = 0
-    for run in runs:
-        if not run.is_finished:
-            continue
-        count += 1
-        digest ^= zlib.crc32(f"r\x1f{run.dag_id}\x1f{run.run_id}\x1f{run.state}\x1f{run.end_date}".encode())
-    for ti in tis:
-        if not ti.is_finished:
-            continue
-        count += 1
-        digest ^= zlib.crc32(f"t\x1f{ti.dag_id}\x1f{ti.run_id}\x1f{ti.task_id}\x1f{ti.map_index}\x1f{ti.try_number}\x1f{ti.state}".encode())
-    return count, digest
 
 
 @dataclass
@@ -218,7 +195,7 @@ def advance_cursor(
     density = cursor.density
     if fetched.fresh is not None:
         lo, hi = fetched.fresh
-        rows, digest = rows_digest(fetched.fresh_runs, fetched.fresh_tis)
+        rows, digest = fetched.fresh_signature
         late = plan.read_late_before is not None and hi <= plan.read_late_before
         pending.append(SweepWindow(lo, hi, rows, digest, size=fetched.fresh_total if late else None))
         high_water = hi

@@ -16,7 +16,7 @@ from airlift_client import (
 )
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK
-from airlift_dagster.sensor.cursor import SettledWindow, rows_digest
+from airlift_dagster.sensor.cursor import SettledWindow
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
 from airlift_dagster.sensor.sources import ChangeSource, WindowRows
 from airlift_dagster.sensor.windows import TickPlan
@@ -54,6 +54,11 @@ class Fetched:
     fresh_listed: int = 0
     #: the size of ``fresh`` as the source counts it
     fresh_total: int = 0
+    #: what the fresh window's second read compares (:attr:`WindowRows.signature`)
+    fresh_signature: tuple[int, int] = (0, 0)
+    #: whether the swept window changed since its first read (its rows are then all read; else only
+    #: what tells it: a light read, :meth:`ChangeSource.read`)
+    sweep_changed: bool = False
 
     @property
     def rows_listed(self) -> int:
@@ -70,7 +75,7 @@ MAX_WINDOW_READS = 8
 
 
 def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int, *,
-                first_hi: datetime | None = None) -> tuple[datetime, WindowRows]:
+                first_hi: datetime | None = None, light: bool = False) -> tuple[datetime, WindowRows]:
     """Read a window ``[lo, hi']`` (``hi' <= hi``) whose size is at most ``budget``: its upper bound
     and rows. The first read stops at ``first_hi`` if that is earlier (from the density of the last
     window read: :data:`GUESS_REACH`). The first range found over the budget is cut to the share of
@@ -80,7 +85,8 @@ def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int, *
     hold less than half the budget, the tick reads on from where it stopped, halfway to the nearest
     end known to be over the budget (twice as far as it got, if none is), as one window, within
     :data:`MAX_WINDOW_READS` reads. The size comes with the lists' first pages (no count of its
-    own). Rows sharing one instant cannot be split: such a window is read whole."""
+    own). Rows sharing one instant cannot be split: such a window is read whole. ``light``: see
+    :meth:`ChangeSource.read`."""
     end = hi
     if first_hi is not None and lo < first_hi < hi:
         hi = first_hi
@@ -91,7 +97,7 @@ def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int, *
     while True:
         reads += 1
         room = budget - (got.listed if got is not None else 0)
-        rows = source.read(start, hi, None if hi - start <= _TICK else room)
+        rows = source.read(start, hi, None if hi - start <= _TICK else room, light=light)
         if isinstance(rows, TooManyRows):
             if got is not None and reads >= MAX_WINDOW_READS:
                 return start - _TICK, got  # the pieces read so far
@@ -114,7 +120,11 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
     out = Fetched()
     room = settings.max_rows_per_tick
     if plan.sweep is not None:
-        hi, rows = read_window(source, plan.sweep.lo, plan.sweep.hi, room)
+        # light: what tells whether the window changed; all of its rows only if it did
+        hi, rows = read_window(source, plan.sweep.lo, plan.sweep.hi, room, light=True)
+        out.sweep_changed = hi < plan.sweep.hi or rows.signature != (plan.sweep.rows, plan.sweep.digest)
+        if out.sweep_changed:
+            rows = source.complete(rows)
         out.sweep_runs, out.sweep_tis, out.sweep_total, out.sweep_listed = rows.runs, rows.tis, rows.size, rows.listed
         out.sweep_read = (plan.sweep.lo, hi)
         room -= rows.listed
@@ -125,6 +135,7 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
         guess = lo + timedelta(seconds=GUESS_REACH * room / plan.density) if plan.density else None
         hi, rows = read_window(source, lo, plan.fresh[1], room, first_hi=guess)
         out.fresh_runs, out.fresh_tis, out.fresh_listed, out.fresh_total = rows.runs, rows.tis, rows.listed, rows.size
+        out.fresh_signature = rows.signature
         out.fresh = (lo, hi)
     if plan.backfill:
         read_backfill(airflow_instance, plan, out, upper=out.fresh[0] - _TICK if out.fresh else None,
@@ -298,11 +309,14 @@ class TickRead:
 
     @property
     def runs(self) -> list[DagRun]:
-        return [*self.fetched.backfill_runs, *self.fetched.sweep_runs, *self.fetched.fresh_runs, *self.audit.runs]
+        """The runs read this tick (those of the swept window if it changed)."""
+        swept = self.fetched.sweep_runs if self.swept_changed else []
+        return [*self.fetched.backfill_runs, *swept, *self.fetched.fresh_runs, *self.audit.runs]
 
     @property
     def task_instances(self) -> list[TaskInstance]:
-        return [*self.backfill_tis, *self.sweep_tis, *self.fresh_tis, *self.audit_tis]
+        """The task instances read this tick (those of the swept window if it changed)."""
+        return [*self.backfill_tis, *(self.sweep_tis if self.swept_changed else []), *self.fresh_tis, *self.audit_tis]
 
 
 def read_airflow(airflow_instance: AirflowInstance, plan: SensorPlan, tick: TickPlan, settled: Sequence[SettledWindow], *,
@@ -315,7 +329,7 @@ def read_airflow(airflow_instance: AirflowInstance, plan: SensorPlan, tick: Tick
     try:
         fetched = fetch_changes(airflow_instance, tick, source=source, settings=settings)
         audit = audit_settled(source, settled, budget=settings.max_rows_per_tick, room=settings.max_rows_per_tick - fetched.rows_listed)
-        swept_changed = tick.sweep is not None and rows_digest(fetched.sweep_runs, fetched.sweep_tis) != (tick.sweep.rows, tick.sweep.digest)
+        swept_changed = fetched.sweep_changed
         backfill_tis, sweep_tis, audit_tis, fresh_tis = (list(fetched.backfill_tis), list(fetched.sweep_tis), list(audit.tis),
                                                          list(fetched.fresh_tis))
         completing = complete_runs(airflow_instance, plan, [(fetched.backfill_runs, backfill_tis),

@@ -16,14 +16,15 @@ Two sources answer the same question, "which runs and task instances changed in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Protocol
 
 from airlift_client import AirflowInstance, TooManyRows
 from airlift_dagster.sensor._time import _TICK
-from airlift_protocol import DagRun, TaskInstance
+from airlift_protocol import DagRun, EventLog, TaskInstance
 
 #: :attr:`ChangeSource.name` of each source (the cursor records which one sized its windows).
 SCAN, AUDIT_LOG = "scan", "log"
@@ -37,22 +38,78 @@ SCHEDULER_SET_STATES = ("upstream_failed",)
 #: the runs).
 SKIPPED_EVENTS = ("running",)
 
+#: Audit-log events a try writes when it ends, named after the state it reached, in the transaction
+#: that writes that state (Airflow 2.10+ give the row's try number and map index). A row Airflow
+#: lists has its change visible: a window's second read does not read these rows' task instances again.
+TRY_END_EVENTS = frozenset({"success", "failed", "up_for_retry", "up_for_reschedule", "skipped"})
+
+#: A task of a run: (dag_id, run_id, task_id).
+TaskOfRun = tuple[str, str, str]
+
+
+def rows_digest(runs: Iterable[DagRun], tis: Iterable[TaskInstance]) -> tuple[int, int]:
+    """(count, digest) of the finished rows a window holds (running rows change all the time and are
+    not events); the digest of two windows' union is the XOR of theirs."""
+    count = 0
+    digest = 0
+    for run in runs:
+        if not run.is_finished:
+            continue
+        count += 1
+        digest ^= zlib.crc32(f"r\x1f{run.dag_id}\x1f{run.run_id}\x1f{run.state}\x1f{run.end_date}".encode())
+    for ti in tis:
+        if not ti.is_finished:
+            continue
+        count += 1
+        digest ^= zlib.crc32(f"t\x1f{ti.dag_id}\x1f{ti.run_id}\x1f{ti.task_id}\x1f{ti.map_index}\x1f{ti.try_number}\x1f{ti.state}".encode())
+    return count, digest
+
+
+def _is_try_end(row: EventLog) -> bool:
+    return row.event in TRY_END_EVENTS and row.task_id is not None and row.try_number is not None and row.map_index is not None
+
+
+def _try_end_digest(rows: Iterable[EventLog]) -> tuple[int, int]:
+    count = digest = 0
+    for row in rows:
+        count += 1
+        digest ^= zlib.crc32(f"l\x1f{row.event_log_id}\x1f{row.dag_id}\x1f{row.run_id}\x1f{row.task_id}\x1f{row.map_index}"
+                             f"\x1f{row.try_number}\x1f{row.event}".encode())
+    return count, digest
+
 
 @dataclass
 class WindowRows:
     """What a source read for one window: the rows of the mapped DAGs (``runs``, ``tis``), the
     window's size as the source counts it (``size``: the same number :meth:`ChangeSource.count`
     gives, compared by the late-commit audit) and how many rows the reads returned (``listed``: the
-    row budget counts them)."""
+    row budget counts them).
+
+    ``marks``: the (count, digest) the window's second read compares (:attr:`signature`; ``None``:
+    :func:`rows_digest` of the rows). ``unread``: task instances a light read left unread (those
+    named by try-end rows, :data:`TRY_END_EVENTS`: task → map indexes); :meth:`ChangeSource.complete`
+    reads them."""
 
     runs: list[DagRun]
     tis: list[TaskInstance]
     size: int
     listed: int
+    marks: tuple[int, int] | None = None
+    unread: Mapping[TaskOfRun, frozenset[int]] = field(default_factory=dict)
+
+    @property
+    def signature(self) -> tuple[int, int]:
+        """What a window's first and second reads compare: equal, nothing the window holds changed."""
+        return self.marks if self.marks is not None else rows_digest(self.runs, self.tis)
 
     def then(self, later: WindowRows) -> WindowRows:
         """The rows of this window and of ``later``, the window that follows it."""
-        return WindowRows([*self.runs, *later.runs], [*self.tis, *later.tis], self.size + later.size, self.listed + later.listed)
+        (c1, d1), (c2, d2) = self.signature, later.signature
+        unread = dict(self.unread)
+        for task, indexes in later.unread.items():
+            unread[task] = unread.get(task, frozenset()) | indexes
+        return WindowRows([*self.runs, *later.runs], [*self.tis, *later.tis], self.size + later.size, self.listed + later.listed,
+                          (c1 + c2, d1 ^ d2), unread)
 
 
 class ChangeSource(Protocol):
@@ -60,8 +117,13 @@ class ChangeSource(Protocol):
 
     name: ClassVar[str]
 
-    def read(self, lo: datetime, hi: datetime, max_rows: int | None) -> WindowRows | TooManyRows:
-        """The window's rows, or :class:`TooManyRows` when its size is over ``max_rows`` (only its first pages read)."""
+    def read(self, lo: datetime, hi: datetime, max_rows: int | None, *, light: bool = False) -> WindowRows | TooManyRows:
+        """The window's rows, or :class:`TooManyRows` when its size is over ``max_rows`` (only its
+        first pages read). ``light``: what a second read needs to compare the window's
+        :attr:`WindowRows.signature` (a source may leave rows unread: :attr:`WindowRows.unread`)."""
+
+    def complete(self, rows: WindowRows) -> WindowRows:
+        """``rows`` with what a light read left unread."""
 
     def count(self, lo: datetime, hi: datetime) -> int:
         """The window's size (what :attr:`WindowRows.size` says), one or two one-item requests."""
@@ -75,13 +137,17 @@ class ScanSource:
     dag_ids: frozenset[str]
     name: ClassVar[str] = SCAN
 
-    def read(self, lo: datetime, hi: datetime, max_rows: int | None) -> WindowRows | TooManyRows:
+    def read(self, lo: datetime, hi: datetime, max_rows: int | None, *, light: bool = False) -> WindowRows | TooManyRows:
+        """Reads every row, ``light`` or not (a task instance's change is known only from its row)."""
         rows = self.airflow_instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, max_rows=max_rows)
         if isinstance(rows, TooManyRows):
             return rows
         runs, tis = rows
         listed = len(runs) + len(tis)
         return WindowRows([r for r in runs if r.dag_id in self.dag_ids], [t for t in tis if t.dag_id in self.dag_ids], listed, listed)
+
+    def complete(self, rows: WindowRows) -> WindowRows:
+        return rows
 
     def count(self, lo: datetime, hi: datetime) -> int:
         return self.airflow_instance.count_updated(updated_at_gte=lo, updated_at_lte=hi)
@@ -106,7 +172,11 @@ class AuditLogSource:
     dag_ids: frozenset[str]
     name: ClassVar[str] = AUDIT_LOG
 
-    def read(self, lo: datetime, hi: datetime, max_rows: int | None) -> WindowRows | TooManyRows:
+    def read(self, lo: datetime, hi: datetime, max_rows: int | None, *, light: bool = False) -> WindowRows | TooManyRows:
+        """``light``: the task instances named by try-end rows (:data:`TRY_END_EVENTS`) are left
+        unread; the window's :attr:`WindowRows.signature` holds those rows instead of their task
+        instances (the same either way), so a second read that finds it unchanged reads the
+        audit log and the runs only."""
         rows = self.airflow_instance.read_event_logs(after=lo - _TICK, before=hi + _TICK, max_rows=max_rows, skip_events=SKIPPED_EVENTS)
         if isinstance(rows, TooManyRows):
             return rows
@@ -117,49 +187,90 @@ class AuditLogSource:
         all_runs = changed[0]
         runs = [r for r in all_runs if r.dag_id in self.dag_ids]
         whole: set[tuple[str, str]] = set()
-        tasks: dict[tuple[str, str, str], set[int] | None] = {}
+        marked: dict[TaskOfRun, set[int] | None] = {}  # task -> map indexes named (None: all of them)
+        tries: dict[TaskOfRun, set[int]] = {}
+        try_rows: list[EventLog] = []
         for row in rows:
             if row.dag_id not in self.dag_ids or not row.run_id:
                 continue
             run = (row.dag_id, row.run_id)
             if row.task_id is None:
                 whole.add(run)
+            elif _is_try_end(row):
+                tries.setdefault((*run, row.task_id), set()).add(row.map_index)  # type: ignore[arg-type]
+                try_rows.append(row)
             elif row.map_index is None:
-                tasks[(*run, row.task_id)] = None  # every map index (Airflow 2.9 and marks name none)
+                marked[(*run, row.task_id)] = None  # every map index (Airflow 2.9 and marks name none)
             else:
-                indexes = tasks.setdefault((*run, row.task_id), set())
+                indexes = marked.setdefault((*run, row.task_id), set())
                 if indexes is not None:
                     indexes.add(row.map_index)
-        named = {*whole, *((d, r) for d, r, _ in tasks)}
         size = len(rows) + len(all_runs)
-        if max_rows is not None and size + len(tasks) + len(whole) > max_rows:
-            return TooManyRows(size + len(tasks) + len(whole))  # with the task instances they name, over the budget
+        named_tasks = len(marked.keys() | tries.keys()) + len(whole)
+        if max_rows is not None and size + named_tasks > max_rows:
+            return TooManyRows(size + named_tasks)  # with the task instances they name, over the budget
         tis: list[TaskInstance] = []
         read = 0
-        for ti in self._task_instances(named, whole, {t for _, _, t in tasks}):
+        to_read: dict[TaskOfRun, set[int] | None] = dict(marked)
+        if not light:
+            for task, indexes in tries.items():
+                now = to_read.get(task, set())
+                to_read[task] = None if now is None else now | indexes
+        for ti in self._task_instances(to_read, whole):
             read += 1
-            indexes = tasks.get((ti.dag_id, ti.run_id, ti.task_id), set())
-            if (ti.dag_id, ti.run_id) in whole or indexes is None or ti.map_index in indexes:
+            if _named(ti, to_read, whole):
                 tis.append(ti)
         ended = sorted((r.dag_id, r.run_id) for r in runs if r.is_finished)
+        scheduler_set: set[tuple[str, str, str, int]] = set()
         if ended:
             have = {t.key for t in tis}
             for ti in self.airflow_instance.iter_task_instances_of_runs(ended, states=list(SCHEDULER_SET_STATES)):
                 read += 1
+                scheduler_set.add(ti.key)
                 if ti.key not in have:
                     tis.append(ti)
-        return WindowRows(runs, tis, size, size + read)
+        # the signature (light or not): the runs, the task instances of marks, clears and the scheduler, the try-end rows
+        kept = [ti for ti in tis if _named(ti, marked, whole) or ti.key in scheduler_set]
+        (c1, d1), (c2, d2) = rows_digest(runs, kept), _try_end_digest(try_rows)
+        unread = {task: frozenset(indexes) for task, indexes in tries.items()} if light else {}
+        return WindowRows(runs, tis, size, size + read, (c1 + c2, d1 ^ d2), unread)
 
-    def _task_instances(self, runs: set[tuple[str, str]], whole: set[tuple[str, str]], task_ids: set[str]) -> Iterable[TaskInstance]:
+    def complete(self, rows: WindowRows) -> WindowRows:
+        """Read the task instances named by try-end rows that a light read left unread."""
+        if not rows.unread:
+            return rows
+        have = {t.key for t in rows.tis}
+        tis = list(rows.tis)
+        unread = {task: set(indexes) for task, indexes in rows.unread.items()}
+        read = 0
+        for ti in self._task_instances(unread, set()):
+            read += 1
+            if _named(ti, unread, set()) and ti.key not in have:
+                tis.append(ti)
+        return WindowRows(rows.runs, tis, rows.size, rows.listed + read, rows.marks)
+
+    def _task_instances(self, tasks: Mapping[TaskOfRun, set[int] | None], whole: set[tuple[str, str]]) -> Iterable[TaskInstance]:
+        """The task instances of the runs in ``whole`` and of the runs of ``tasks`` (of those tasks only
+        when no run is read whole): a superset of what :func:`_named` keeps."""
+        runs = {*whole, *((d, r) for d, r, _ in tasks)}
         if not runs:
             return []
-        if whole:
-            return self.airflow_instance.iter_task_instances_of_runs(sorted(runs))
-        return self.airflow_instance.iter_task_instances_of_runs(sorted(runs), task_ids=sorted(task_ids))
+        return self.airflow_instance.iter_task_instances_of_runs(sorted(runs), task_ids=None if whole else sorted({t for _, _, t in tasks}))
 
     def count(self, lo: datetime, hi: datetime) -> int:
         return (self.airflow_instance.count_event_logs(after=lo - _TICK, before=hi + _TICK, skip_events=SKIPPED_EVENTS)
                 + self.airflow_instance.count_updated(updated_at_gte=lo, updated_at_lte=hi, task_instances=False))
 
 
-__all__ = ["AUDIT_LOG", "SCAN", "SCHEDULER_SET_STATES", "AuditLogSource", "ChangeSource", "ScanSource", "WindowRows"]
+def _named(ti: TaskInstance, tasks: Mapping[TaskOfRun, set[int] | None], whole: set[tuple[str, str]]) -> bool:
+    if (ti.dag_id, ti.run_id) in whole:
+        return True
+    task = (ti.dag_id, ti.run_id, ti.task_id)
+    if task not in tasks:
+        return False
+    indexes = tasks[task]
+    return indexes is None or ti.map_index in indexes
+
+
+__all__ = ["AUDIT_LOG", "SCAN", "SCHEDULER_SET_STATES", "TRY_END_EVENTS", "AuditLogSource", "ChangeSource", "ScanSource",
+           "WindowRows", "rows_digest"]
