@@ -139,6 +139,28 @@ def run_groups(runs: Iterable[tuple[str, str]]) -> list[tuple[list[str], list[st
     return sorted((sorted(dags), sorted(run_ids)) for run_ids, dags in dag_groups.items())
 
 
+def page_sized(groups: Iterable[tuple[list[str], list[str]]], runs_per_request: int) -> list[tuple[list[str], list[str]]]:
+    """The ``(dag_ids, run_ids)`` requests of :func:`run_groups`, split so that each names at most
+    ``runs_per_request`` runs (of the DAGs, else of the runs; a request's rows are its DAGs' runs'
+    rows, so each still names wanted runs only).
+
+    >>> page_sized([(["a", "b", "c"], ["r1", "r2"]), (["d"], ["r1", "r2", "r3"])], 2)
+    [(['a'], ['r1', 'r2']), (['b'], ['r1', 'r2']), (['c'], ['r1', 'r2']), (['d'], ['r1', 'r2']), (['d'], ['r3'])]
+    """
+    out: list[tuple[list[str], list[str]]] = []
+    for dag_ids, run_ids in groups:
+        if len(run_ids) <= runs_per_request:
+            step = max(1, runs_per_request // len(run_ids))
+            out.extend((dag_ids[i:i + step], run_ids) for i in range(0, len(dag_ids), step))
+        else:
+            out.extend(([dag_id], run_ids[i:i + runs_per_request]) for dag_id in dag_ids for i in range(0, len(run_ids), runs_per_request))
+    return out
+
+
+#: Task instances a run is taken to hold when a request names no tasks (to size requests to a page).
+RUN_TASK_INSTANCES_GUESS = 10
+
+
 @dataclass(frozen=True)
 class TooManyRows:
     """What a sized read (:meth:`AirflowInstance.read_updated`, :meth:`AirflowInstance.read_event_logs`)
@@ -660,11 +682,19 @@ class AirflowInstance:
         the batch list (Airflow's ``task_instance (dag_id, run_id)`` index serves it). The batch list
         filters ``dag_ids`` and ``run_ids`` apart, and DAGs on one schedule share run ids
         (``scheduled__<date>``): the pairs are sent in groups (:func:`run_groups`) whose cross
-        product names wanted runs only, so no other run's rows are read.
+        product names wanted runs only, so no other run's rows are read. Each request names about a
+        page of task instances (:func:`page_sized`: ``task_ids`` per run, else
+        :data:`RUN_TASK_INSTANCES_GUESS`): Airflow counts, joins and sorts all of a request's rows
+        for every page it serves, so a request of ten pages costs the database ten times its rows.
+        With ``states`` (few rows match) the groups are sent whole.
 
         >>> tis = airflow_instance.iter_task_instances_of_runs([("sales", "scheduled__2026-01-01T00:00:00+00:00")])  # doctest: +SKIP
         """
-        for dag_ids, run_ids in run_groups(runs):
+        requests = run_groups(runs)
+        if states is None:
+            per_run = len(task_ids) if task_ids else RUN_TASK_INSTANCES_GUESS
+            requests = page_sized(requests, max(1, self.page_size // per_run))
+        for dag_ids, run_ids in requests:
             yield from self.iter_task_instances(dag_ids=dag_ids, run_ids=run_ids, task_ids=task_ids, states=states)
 
     def _updated_page(self, path: str, params: Mapping[str, Any], offset: int, limit: int, what: str) -> Mapping[str, Any]:
