@@ -118,6 +118,27 @@ def test_task_instances_of_runs_reads_only_the_named_runs_when_dags_share_run_id
     assert bodies and all(b.get("order_by") == ("map_index" if generation == 3 else None) for b in bodies), bodies
 
 
+def test_task_instances_of_runs_are_asked_about_a_page_per_request(
+    fake_factory: Factory, instance_for: Instance, generation: int
+) -> None:
+    """Airflow counts, joins and sorts all of a batch request's rows for each page it serves: the
+    runs are asked in requests of about one page (``page_size`` over the tasks per run), every row
+    read once; with a state filter (few rows) they go in one request."""
+    state = FakeAirflowState.generate(dags=6, tasks_per_dag=5, runs_per_dag=0)
+    runs = [state.add_run(f"dag_{d:05d}", start=EPOCH + timedelta(hours=h)) for d in range(6) for h in range(4)]
+    fake = fake_factory(state)
+    inst = instance_for(fake, page_size=10)
+    wanted = [(r.dag_id, r.run_id) for r in runs]
+    got = [(t.dag_id, t.run_id, t.task_id) for t in inst.iter_task_instances_of_runs(wanted, task_ids=["task_000", "task_001", "task_002"])]
+    assert sorted(got) == sorted((d, r, f"task_{t:03d}") for d, r in wanted for t in range(3)) and len(set(got)) == len(got)
+    bodies = [b for m, p, b in fake.request_log if m == "POST" and p.endswith("taskInstances/list")]
+    assert all(len(b["dag_ids"]) * len(b["dag_run_ids"]) <= 3 and b["page_offset"] == 0 for b in bodies), bodies
+    assert len(bodies) == 6 * 2, "each DAG's 4 runs (one id set, shared) in requests of 3 and 1"
+    fake.request_log.clear()
+    assert list(inst.iter_task_instances_of_runs(wanted, states=["upstream_failed"])) == []
+    assert len([p for m, p, _ in fake.request_log if m == "POST" and p.endswith("taskInstances/list")]) == 1
+
+
 def test_tasks_sources_runs_and_links(fake_factory: Factory, instance_for: Instance, generation: int) -> None:
     state = FakeAirflowState.generate(dags=3, tasks_per_dag=3, runs_per_dag=2)
     state.dags[0].dag_id = "team.sales-daily_v2"
