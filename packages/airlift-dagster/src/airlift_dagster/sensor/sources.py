@@ -8,7 +8,8 @@ Two sources answer the same question, "which runs and task instances changed in 
   ``task_instance (dag_id, run_id)``). No statement filters ``task_instance`` on a column Airflow
   does not index, so that table's size (the largest of the metadata database) does not weigh on a
   tick. The runs are the scan's (``dag_run.updated_at``, a sequential scan of the runs table: the
-  scheduler ends runs without an audit-log row).
+  scheduler ends runs without an audit-log row). A window's second read (``light``) compares the
+  try-end rows themselves, not their task instances: such a row is written with its task's state.
 - :class:`ScanSource`: the runs and task instances whose ``updated_at`` is in the window (Airflow
   indexes neither column: a sequential scan of both tables per window). Used when the Airflow user
   may not read the audit log (Airflow 2: only the Admin role may) or Airflow is older than 2.9.
