@@ -297,7 +297,6 @@ class TickRead:
 
     fetched: Fetched
     audit: Audit
-    swept_changed: bool
     backfill_tis: list[TaskInstance]
     sweep_tis: list[TaskInstance]
     audit_tis: list[TaskInstance]
@@ -306,6 +305,11 @@ class TickRead:
     fresh_events: list[DatasetEvent]
     late_events: list[DatasetEvent]
     partition_runs: dict[tuple[str, str], DagRun]
+
+    @property
+    def swept_changed(self) -> bool:
+        """Whether the swept window changed since its first read (:attr:`Fetched.sweep_changed`)."""
+        return self.fetched.sweep_changed
 
     @property
     def runs(self) -> list[DagRun]:
@@ -329,7 +333,7 @@ def read_airflow(airflow_instance: AirflowInstance, plan: SensorPlan, tick: Tick
     try:
         fetched = fetch_changes(airflow_instance, tick, source=source, settings=settings)
         audit = audit_settled(source, settled, budget=settings.max_rows_per_tick, room=settings.max_rows_per_tick - fetched.rows_listed)
-        swept_changed = fetched.sweep_changed
+        swept_changed = fetched.sweep_changed  # its rows go to the emissions only then
         backfill_tis, sweep_tis, audit_tis, fresh_tis = (list(fetched.backfill_tis), list(fetched.sweep_tis), list(audit.tis),
                                                          list(fetched.fresh_tis))
         completing = complete_runs(airflow_instance, plan, [(fetched.backfill_runs, backfill_tis),
@@ -345,6 +349,6 @@ def read_airflow(airflow_instance: AirflowInstance, plan: SensorPlan, tick: Tick
         raise AirliftDagsterError(
             f"Airlift sensor for Airflow instance {plan.instance_name!r}: {e}. The cursor did not move; the next tick catches up."
         ) from e
-    return TickRead(fetched=fetched, audit=audit, swept_changed=swept_changed, backfill_tis=backfill_tis, sweep_tis=sweep_tis,
+    return TickRead(fetched=fetched, audit=audit, backfill_tis=backfill_tis, sweep_tis=sweep_tis,
                     audit_tis=audit_tis, fresh_tis=fresh_tis, completing=completing, fresh_events=fresh_events,
                     late_events=late_events, partition_runs=partition_runs)

@@ -18,7 +18,7 @@ Two sources answer the same question, "which runs and task instances changed in 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Protocol
@@ -48,22 +48,28 @@ TRY_END_EVENTS = frozenset({"success", "failed", "up_for_retry", "up_for_resched
 TaskOfRun = tuple[str, str, str]
 
 
+def _digest(keys: Iterable[str]) -> tuple[int, int]:
+    """(count, order-free digest) of ``keys``: the digest of two sets' union is the XOR of theirs."""
+    count = digest = 0
+    for key in keys:
+        count += 1
+        digest ^= zlib.crc32(key.encode())
+    return count, digest
+
+
+def _union(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """The (count, digest) of two disjoint sets' union."""
+    return a[0] + b[0], a[1] ^ b[1]
+
+
 def rows_digest(runs: Iterable[DagRun], tis: Iterable[TaskInstance]) -> tuple[int, int]:
     """(count, digest) of the finished rows a window holds (running rows change all the time and are
     not events); the digest of two windows' union is the XOR of theirs."""
-    count = 0
-    digest = 0
-    for run in runs:
-        if not run.is_finished:
-            continue
-        count += 1
-        digest ^= zlib.crc32(f"r\x1f{run.dag_id}\x1f{run.run_id}\x1f{run.state}\x1f{run.end_date}".encode())
-    for ti in tis:
-        if not ti.is_finished:
-            continue
-        count += 1
-        digest ^= zlib.crc32(f"t\x1f{ti.dag_id}\x1f{ti.run_id}\x1f{ti.task_id}\x1f{ti.map_index}\x1f{ti.try_number}\x1f{ti.state}".encode())
-    return count, digest
+    return _union(
+        _digest(f"r\x1f{r.dag_id}\x1f{r.run_id}\x1f{r.state}\x1f{r.end_date}" for r in runs if r.is_finished),
+        _digest(f"t\x1f{t.dag_id}\x1f{t.run_id}\x1f{t.task_id}\x1f{t.map_index}\x1f{t.try_number}\x1f{t.state}"
+                for t in tis if t.is_finished),
+    )
 
 
 def _is_try_end(row: EventLog) -> bool:
@@ -71,12 +77,8 @@ def _is_try_end(row: EventLog) -> bool:
 
 
 def _try_end_digest(rows: Iterable[EventLog]) -> tuple[int, int]:
-    count = digest = 0
-    for row in rows:
-        count += 1
-        digest ^= zlib.crc32(f"l\x1f{row.event_log_id}\x1f{row.dag_id}\x1f{row.run_id}\x1f{row.task_id}\x1f{row.map_index}"
-                             f"\x1f{row.try_number}\x1f{row.event}".encode())
-    return count, digest
+    return _digest(f"l\x1f{r.event_log_id}\x1f{r.dag_id}\x1f{r.run_id}\x1f{r.task_id}\x1f{r.map_index}\x1f{r.try_number}\x1f{r.event}"
+                   for r in rows)
 
 
 @dataclass
@@ -105,12 +107,11 @@ class WindowRows:
 
     def then(self, later: WindowRows) -> WindowRows:
         """The rows of this window and of ``later``, the window that follows it."""
-        (c1, d1), (c2, d2) = self.signature, later.signature
         unread = dict(self.unread)
         for task, indexes in later.unread.items():
             unread[task] = unread.get(task, frozenset()) | indexes
         return WindowRows([*self.runs, *later.runs], [*self.tis, *later.tis], self.size + later.size, self.listed + later.listed,
-                          (c1 + c2, d1 ^ d2), unread)
+                          _union(self.signature, later.signature), unread)
 
 
 class ChangeSource(Protocol):
@@ -232,9 +233,8 @@ class AuditLogSource:
                     tis.append(ti)
         # the signature (light or not): the runs, the task instances of marks, clears and the scheduler, the try-end rows
         kept = [ti for ti in tis if _named(ti, marked, whole) or ti.key in scheduler_set]
-        (c1, d1), (c2, d2) = rows_digest(runs, kept), _try_end_digest(try_rows)
         unread = {task: frozenset(indexes) for task, indexes in tries.items()} if light else {}
-        return WindowRows(runs, tis, size, size + read, (c1 + c2, d1 ^ d2), unread)
+        return WindowRows(runs, tis, size, size + read, _union(rows_digest(runs, kept), _try_end_digest(try_rows)), unread)
 
     def complete(self, rows: WindowRows) -> WindowRows:
         """Read the task instances named by try-end rows that a light read left unread."""
@@ -242,15 +242,14 @@ class AuditLogSource:
             return rows
         have = {t.key for t in rows.tis}
         tis = list(rows.tis)
-        unread = {task: set(indexes) for task, indexes in rows.unread.items()}
         read = 0
-        for ti in self._task_instances(unread, set()):
+        for ti in self._task_instances(rows.unread, frozenset()):
             read += 1
-            if _named(ti, unread, set()) and ti.key not in have:
+            if _named(ti, rows.unread, frozenset()) and ti.key not in have:
                 tis.append(ti)
         return WindowRows(rows.runs, tis, rows.size, rows.listed + read, rows.marks)
 
-    def _task_instances(self, tasks: Mapping[TaskOfRun, set[int] | None], whole: set[tuple[str, str]]) -> Iterable[TaskInstance]:
+    def _task_instances(self, tasks: Mapping[TaskOfRun, Set[int] | None], whole: Set[tuple[str, str]]) -> Iterable[TaskInstance]:
         """The task instances of the runs in ``whole`` and of the runs of ``tasks`` (of those tasks only
         when no run is read whole): a superset of what :func:`_named` keeps."""
         runs = {*whole, *((d, r) for d, r, _ in tasks)}
@@ -263,7 +262,7 @@ class AuditLogSource:
                 + self.airflow_instance.count_updated(updated_at_gte=lo, updated_at_lte=hi, task_instances=False))
 
 
-def _named(ti: TaskInstance, tasks: Mapping[TaskOfRun, set[int] | None], whole: set[tuple[str, str]]) -> bool:
+def _named(ti: TaskInstance, tasks: Mapping[TaskOfRun, Set[int] | None], whole: Set[tuple[str, str]]) -> bool:
     if (ti.dag_id, ti.run_id) in whole:
         return True
     task = (ti.dag_id, ti.run_id, ti.task_id)
