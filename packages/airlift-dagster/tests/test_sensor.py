@@ -899,59 +899,6 @@ def test_the_ledger_reads_only_the_keys_at_stake(ticker: Ticker, fake: FakeAirfl
     assert quiet > 0 and records_read() == quiet
 
 
-def test_the_ledger_skips_the_history_of_keys_not_materialized_since_the_events_at_stake(dagster_instance: DagsterInstance,
-                                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """One batched read of the keys' latest materializations: a key whose latest materialization is
-    older than its candidates is not read record by record; a key materialized since is."""
-    from airlift_dagster.sensor.emissions import Emission
-    from airlift_dagster.sensor.ledger import CLOCK_SKEW, BuiltTries, settle_deliveries
-
-    stored = AirflowEventId("i", "d", "r0", task_id="t", try_number=1)
-    dagster_instance.report_runless_asset_event(AssetMaterialization("old", tags=stored.tags()))
-    dagster_instance.report_runless_asset_event(AssetMaterialization("recent", tags=stored.tags()))
-    read: list[AssetKey] = []
-    fetch = dagster_instance.fetch_materializations
-    monkeypatch.setattr(dagster_instance, "fetch_materializations",
-                        lambda records_filter, **kw: (read.append(records_filter.asset_key), fetch(records_filter, **kw))[1])
-    late = datetime.now(timezone.utc) + CLOCK_SKEW + timedelta(minutes=1)
-    new_id = AirflowEventId("i", "d", "r1", task_id="t", try_number=1)
-    emissions = [Emission(AssetMaterialization("old", tags=new_id.tags()), new_id, late),
-                 Emission(AssetMaterialization("recent", tags=stored.tags()), stored, NOW),
-                 Emission(AssetMaterialization("never", tags=new_id.tags()), new_id, NOW)]
-    out = settle_deliveries(emissions, instance=dagster_instance, instance_name="i", built=BuiltTries(), floor=NOW)
-    assert read == [AssetKey("recent")]
-    assert [e.event.asset_key for e in out.kept] == [AssetKey("old"), AssetKey("never")] and out.held == 1
-
-
-def test_the_ledger_skips_the_history_of_check_keys_not_evaluated_since_the_events_at_stake(
-        dagster_instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One batched read of the check keys' latest executions: a check whose latest evaluation is
-    older than its candidates (or that was never evaluated) is not read record by record; a check
-    evaluated since is, and what it holds is dropped."""
-    from airlift_dagster.sensor.emissions import Emission, dagster_metadata
-    from airlift_dagster.sensor.ledger import CLOCK_SKEW, BuiltTries, settle_deliveries
-    from airlift_protocol.events import identity_metadata
-
-    def evaluation(asset: str, event_id: AirflowEventId) -> AssetCheckEvaluation:
-        return AssetCheckEvaluation(asset_key=AssetKey(asset), check_name=TASK_RUN_CHECK_NAME, passed=True,
-                                    metadata=dagster_metadata(identity_metadata(event_id)))
-
-    stored = AirflowEventId("i", "d", "r0", task_id="t", try_number=1)
-    for asset in ("old", "recent"):
-        dagster_instance.report_runless_asset_event(evaluation(asset, stored))
-    read: list[Any] = []
-    history = dagster_instance.event_log_storage.get_asset_check_execution_history
-    monkeypatch.setattr(dagster_instance.event_log_storage, "get_asset_check_execution_history",
-                        lambda key, **kw: (read.append(key.asset_key), history(key, **kw))[1])
-    late = datetime.now(timezone.utc) + CLOCK_SKEW + timedelta(minutes=1)
-    new_id = AirflowEventId("i", "d", "r1", task_id="t", try_number=1)
-    emissions = [Emission(evaluation("old", new_id), new_id, late), Emission(evaluation("recent", stored), stored, NOW),
-                 Emission(evaluation("never", new_id), new_id, NOW)]
-    out = settle_deliveries(emissions, instance=dagster_instance, instance_name="i", built=BuiltTries(), floor=NOW)
-    assert read == [AssetKey("recent")]
-    assert [e.event.asset_key for e in out.kept] == [AssetKey("old"), AssetKey("never")] and out.held == 1
-
-
 @pytest.mark.parametrize("source_name", ["scan", "log"])
 def test_a_swept_window_larger_than_the_row_budget_is_read_in_parts_over_ticks(instance: AirflowInstance, fake: FakeAirflow,
                                                                                source_name: str) -> None:
@@ -981,23 +928,6 @@ def test_a_swept_window_larger_than_the_row_budget_is_read_in_parts_over_ticks(i
         now += timedelta(seconds=30)
     assert swept == {r.run_id for r in runs}, "the whole window was read again, in parts"
     assert not cursor.pending or cursor.pending[0].lo > window.hi
-
-
-def test_the_ledger_stops_reading_a_key_once_every_event_at_stake_is_found(dagster_instance: DagsterInstance) -> None:
-    """A key's read stops at the last of its candidates found stored: the key's later events
-    (other pushes, later runs) are not read."""
-    from airlift_dagster.sensor.emissions import Emission
-    from airlift_dagster.sensor.ledger import BuiltTries, settle_deliveries
-
-    at_stake = [AirflowEventId("i", "d", f"r{n}", task_id="t", try_number=1) for n in range(3)]
-    for event_id in at_stake:
-        dagster_instance.report_runless_asset_event(AssetMaterialization("x", tags=event_id.tags()))
-    for n in range(20):
-        later = AirflowEventId("i", "d", f"later{n}", task_id="t", try_number=1)
-        dagster_instance.report_runless_asset_event(AssetMaterialization("x", tags=later.tags()))
-    emissions = [Emission(AssetMaterialization("x", tags=e.tags()), e, NOW) for e in at_stake]
-    out = settle_deliveries(emissions, instance=dagster_instance, instance_name="i", built=BuiltTries(), floor=NOW)
-    assert (out.held, out.kept, out.records_read) == (3, [], 3)
 
 
 def test_a_backfill_larger_than_the_row_budget_is_read_in_parts_over_ticks(instance: AirflowInstance, fake: FakeAirflow) -> None:

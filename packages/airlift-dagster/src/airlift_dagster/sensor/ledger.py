@@ -25,13 +25,13 @@ One rule (:func:`stored_since`) says since when a copy could already be stored: 
 event after it happened in Airflow (push and the sensor both read the finished row), so a copy is
 searched from its Airflow time minus :data:`CLOCK_SKEW` (the clock difference between Airflow and
 Dagster this tolerates). Each read is bounded by the keys at stake and by that time, never by the
-size of the event log.
+size of the event log, and all the keys of a tick are read in a few statements (:mod:`.stored`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,12 +42,12 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     AssetObservation,
-    AssetRecordsFilter,
     DagsterInstance,
     DagsterRunStatus,
     RunsFilter,
 )
 
+from airlift_dagster.sensor.stored import Slot, read_stored
 from airlift_protocol import (
     AIRFLOW_RUN_ID_RUN_TAG,
     DAG_TRIGGER_TASK_ID,
@@ -64,8 +64,6 @@ if TYPE_CHECKING:
 
 #: Dagster run statuses of a run that has not ended: one that triggered an Airflow DAG run will report it.
 IN_FLIGHT = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
-#: Records per page when reading what Dagster stores for one key.
-PAGE = 1000
 #: How far Airflow's clock may run ahead of Dagster's without an event being delivered twice.
 CLOCK_SKEW = timedelta(minutes=5)
 #: Metadata entry of a DAG-asset observation: when the Airflow run it observes started.
@@ -232,89 +230,30 @@ class Held:
     records_read: int = 0
 
 
-def _asset_records(fetch: Callable[..., Any], key: AssetKey, since: float) -> Iterator[Any]:
-    cursor: str | None = None
-    while True:
-        result = fetch(AssetRecordsFilter(asset_key=key, after_timestamp=since), limit=PAGE, cursor=cursor, ascending=True)
-        yield from result.records
-        if not result.has_more:
-            return
-        cursor = result.cursor
-
-
-def _check_events(instance: DagsterInstance, key: AssetCheckKey, since: float) -> Iterator[Any]:
-    """Evaluations of one check stored since ``since`` (newest first, by check key: Dagster's
-    check-execution table is indexed by asset key and check name)."""
-    cursor: int | None = None
-    while True:
-        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=PAGE, cursor=cursor)
-        for record in records:
-            if record.create_timestamp < since:
-                return
-            if record.event is not None:
-                yield record.event
-        if len(records) < PAGE:
-            return
-        cursor = records[-1].id
-
-
-def quiet_keys(
-    instance: DagsterInstance, since: Mapping[tuple[str, AssetKey | AssetCheckKey], float],
-) -> set[tuple[str, AssetKey | AssetCheckKey]]:
-    """The (``"materialization"``, key) and (``"check"``, key) slots with nothing to read: Dagster
-    stores no materialization (evaluation) of the key, or its latest one is older than the slot's
-    time. One batched read of the keys' asset records (each carries the key's latest
-    materialization) and one of the check keys' latest executions, so a key nobody materialized or
-    evaluated since the events at stake costs no read of its history."""
-    quiet: set[tuple[str, AssetKey | AssetCheckKey]] = set()
-    wanted = {key: after for (kind, key), after in since.items() if kind == "materialization" and isinstance(key, AssetKey)}
-    if wanted:
-        latest = {record.asset_entry.asset_key: record.asset_entry.last_materialization_record
-                  for record in instance.get_asset_records(list(wanted))}
-        for key, after in wanted.items():
-            last = latest.get(key)
-            if last is None or last.timestamp < after:
-                quiet.add(("materialization", key))
-    checks = {key: after for (kind, key), after in since.items() if kind == "check" and isinstance(key, AssetCheckKey)}
-    if checks:
-        executions = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(checks))
-        for check_key, after in checks.items():
-            execution = executions.get(check_key)
-            if execution is None or execution.create_timestamp < after:
-                quiet.add(("check", check_key))
-    return quiet
-
-
-def read_held(instance: DagsterInstance | None, instance_name: str, since: Mapping[tuple[str, AssetKey | AssetCheckKey], float],
-              wanted: Mapping[tuple[str, AssetKey | AssetCheckKey], set[Entry]] | None = None) -> Held:
-    """The entries Dagster stores for each (kind, key) since its time (seconds, Dagster's clock). The
-    read of a (kind, key) stops once it found every entry ``wanted`` of it (more records could not
-    change what is decided), so a backlog whose events are all stored reads about as far as they go."""
+def read_held(instance: DagsterInstance | None, instance_name: str, since: Mapping[Slot, float],
+              wanted: Mapping[Slot, set[Entry]] | None = None) -> Held:
+    """The entries Dagster stores for each (kind, key) since its time (seconds, Dagster's clock),
+    read by :func:`.stored.read_stored` (a few statements for all the keys). The read of a (kind, key)
+    stops once it found every entry ``wanted`` of it (more records could not change what is
+    decided), so a backlog whose events are all stored reads about as far as they go."""
     held = Held()
     if instance is None:
         return held
-    quiet = quiet_keys(instance, since)
-    for (kind, key), after in sorted(since.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        if (kind, key) in quiet:
-            continue
-        if kind == "check":
-            assert isinstance(key, AssetCheckKey)
-            events: Iterable[Any] = (e.asset_check_evaluation for e in _check_events(instance, key, after))
-        else:
-            assert isinstance(key, AssetKey)
-            fetch = instance.fetch_materializations if kind == "materialization" else instance.fetch_observations
-            events = (r.event_log_entry.asset_materialization or r.event_log_entry.asset_observation
-                      for r in _asset_records(fetch, key, after))
-        missing = set((wanted or {}).get((kind, key), ())) or None
-        for event in events:
-            held.records_read += 1
-            entry = entry_of(event, instance_name=instance_name) if event is not None else None
-            if entry is not None:
-                held.entries.add(entry)
-                if missing is not None:
-                    missing.discard(entry)
-                    if not missing:
-                        break
+    missing = {slot: set(entries) for slot, entries in (wanted or {}).items() if entries}
+
+    def take(slot: Slot, event: Any) -> bool:
+        held.records_read += 1
+        entry = entry_of(event, instance_name=instance_name) if event is not None else None
+        if entry is None:
+            return False
+        held.entries.add(entry)
+        left = missing.get(slot)
+        if left is None:
+            return False
+        left.discard(entry)
+        return not left
+
+    read_stored(instance, since, take)
     return held
 
 
@@ -344,8 +283,8 @@ def settle_deliveries(
 ) -> Deliveries:
     """Keep the candidates no path delivered yet (see the module docstring)."""
     entries = [entry_of(e.event, instance_name=instance_name) for e in emissions]
-    since: dict[tuple[str, AssetKey | AssetCheckKey], float] = {}
-    at_stake: dict[tuple[str, AssetKey | AssetCheckKey], set[Entry]] = defaultdict(set)
+    since: dict[Slot, float] = {}
+    at_stake: dict[Slot, set[Entry]] = defaultdict(set)
     for emission, entry in zip(emissions, entries, strict=True):
         if entry is None:
             continue
