@@ -18,7 +18,7 @@
    memory, as the unit tests use) and ``postgres`` (dagster-postgres on a private PostgreSQL cluster
    with ``pg_stat_statements`` and ``auto_explain``, as production deployments run). Prints the median
    time of 3 evaluations, the records read, the SQL statements issued and the database connections
-   opened; on PostgreSQL also the database's own time for the statements (median per evaluation) and,
+   opened, of the ledger's batched reads and of its per-key reads (the baseline), and their ratio; on PostgreSQL also the database's own time for the statements (median per evaluation) and,
    in the results, the plans of the statements of a 4th evaluation.
 2. ``loads``: definitions built from the fake Airflow (``airlift_testing.fake_airflow``, ``--latency``
    seconds per request) at ``--load-dags`` DAGs x 10 tasks, two tasks per DAG mapped, with every
@@ -132,12 +132,33 @@ def _pg_stats(pg: Any, database: str) -> dict[str, Any]:
 
 
 def _ledger_case(dagster: Any, emissions: list[Any], floor: datetime, pg: Any = None, database: str = "") -> dict[str, Any]:
-    """Median of 3 evaluations; with ``pg`` (PostgreSQL) also the database's own figures per
-    evaluation (``pg_stat_statements`` reset before each) and the plans of a 4th evaluation
-    (``auto_explain``, untimed)."""
-    from sqlalchemy import event
+    """Median of 3 evaluations of the ledger's batched reads, then of 3 of its per-key reads (the
+    baseline: Dagster's public per-key API, as storages without SQL are read and as releases before
+    the batched reads did); with ``pg`` (PostgreSQL) also the database's own figures per evaluation
+    (``pg_stat_statements`` reset before each) and the plans of a 4th batched evaluation
+    (``auto_explain``, untimed). Both ways must keep and drop the same candidates."""
+    from unittest import mock
 
+    from airlift_dagster.sensor import stored
     from airlift_dagster.sensor.ledger import BuiltTries, settle_deliveries
+
+    def evaluate() -> Any:
+        return settle_deliveries(emissions, instance=dagster, instance_name=INSTANCE, built=BuiltTries(), floor=floor)
+
+    result, out = _measure(dagster, evaluate, pg, database)
+    with mock.patch.object(stored._SqlReader, "of", return_value=None):
+        baseline, per_key_out = _measure(dagster, evaluate, pg, database)
+    if [id(e) for e in per_key_out.kept] != [id(e) for e in out.kept] or per_key_out.held != out.held:
+        raise SystemExit("the batched and the per-key reads decided differently: a bug in the batched read")
+    result.update(kept=len(out.kept), held=out.held, per_key=baseline,
+                  per_key_ratio=round(baseline["seconds_median"] / max(result["seconds_median"], 1e-9), 1))
+    if pg is not None:
+        result["plans"] = _pg_plans(pg, database, evaluate)
+    return result
+
+
+def _measure(dagster: Any, evaluate: Callable[[], Any], pg: Any, database: str) -> tuple[dict[str, Any], Any]:
+    from sqlalchemy import event
 
     counts = {"statements": 0, "connections": 0}
     engine = dagster.event_log_storage._engine
@@ -147,9 +168,6 @@ def _ledger_case(dagster: Any, emissions: list[Any], floor: datetime, pg: Any = 
 
     def connected(*_: Any) -> None:
         counts["connections"] += 1
-
-    def evaluate() -> Any:
-        return settle_deliveries(emissions, instance=dagster, instance_name=INSTANCE, built=BuiltTries(), floor=floor)
 
     times, cpu, db = [], [], []
     event.listen(engine, "before_cursor_execute", count)
@@ -171,13 +189,12 @@ def _ledger_case(dagster: Any, emissions: list[Any], floor: datetime, pg: Any = 
     result: dict[str, Any] = {"seconds_median": round(statistics.median(times), 4), "seconds": [round(t, 4) for t in times],
                               "cpu_seconds_median": round(statistics.median(cpu), 4), "cpu_seconds": [round(t, 4) for t in cpu],
                               "records_read": out.records_read, "sql_statements": counts["statements"],
-                              "connections": counts["connections"], "kept": len(out.kept), "held": out.held}
+                              "connections": counts["connections"]}
     if pg is not None:
         result.update({name: statistics.median(d[name] for d in db) for name in ("db_ms", "db_calls", "db_rows", "db_blocks")})
         result["db_ms"] = round(result["db_ms"], 1)
         result["db"] = db
-        result["plans"] = _pg_plans(pg, database, evaluate)
-    return result
+    return result, out
 
 
 def _pg_index_levels(pg: Any, database: str) -> dict[str, int]:
@@ -360,13 +377,16 @@ def _ledger_on(storage: str, args: argparse.Namespace) -> dict[str, Any]:
           f"{results['started_utc']} to {results['finished_utc']}, load average {results['load_average_start']} to "
           f"{results['load_average_end']}")
     db_head = f"{'DB ms':>9}{'DB calls':>9}{'DB blocks':>10}" if pg is not None else ""
-    print(f"{'tick':<10}{'unrelated':>12}{'median s':>10}{'CPU s':>8}{'records':>10}{'SQL':>6}{'conns':>6}{'held':>6}{db_head}")
+    print(f"{'tick':<10}{'reads':>9}{'unrelated':>12}{'median s':>10}{'CPU s':>8}{'records':>10}{'SQL':>6}{'conns':>6}{'held':>6}"
+          f"{db_head}{'per-key / batched':>19}")
     for name in ("steady", "backlog"):
         for n in (0, args.unrelated):
-            r = results[f"{name}_{n}"]
-            db_cols = f"{r['db_ms']:>9}{r['db_calls']:>9}{r['db_blocks']:>10}" if pg is not None else ""
-            print(f"{name:<10}{n:>12,}{r['seconds_median']:>10}{r['cpu_seconds_median']:>8}{r['records_read']:>10}{r['sql_statements']:>6}{r['connections']:>6}"
-                  f"{r['held']:>6}{db_cols}")
+            row = results[f"{name}_{n}"]
+            for reads, r in (("batched", row), ("per-key", row["per_key"])):
+                db_cols = f"{r['db_ms']:>9}{r['db_calls']:>9}{r['db_blocks']:>10}" if pg is not None else ""
+                ratio = f"{row['per_key_ratio']:>18}x" if reads == "batched" else ""
+                print(f"{name:<10}{reads:>9}{n:>12,}{r['seconds_median']:>10}{r['cpu_seconds_median']:>8}{r['records_read']:>10}"
+                      f"{r['sql_statements']:>6}{r['connections']:>6}{row['held']:>6}{db_cols}{ratio}")
     print(f"  connection + SELECT 1 on the event log's engine: {results['connect_select1_ms_median']} ms (median of 100)")
     if pg is not None:
         print(f"  B-tree levels at 0 / {args.unrelated:,} unrelated: {results['index_levels_0']} / "

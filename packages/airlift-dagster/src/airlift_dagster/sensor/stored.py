@@ -181,7 +181,15 @@ class _SqlReader:
         query = wrapped[0] if len(wrapped) == 1 else db.union_all(*wrapped)
         out: dict[int, list[tuple[int, float, Any]]] = {}
         with self._storage.index_connection() as conn:
+            # PostgreSQL compiles a plan whose estimated cost passes jit_above_cost (100 keys of a long history
+            # do): 0.7 s of compiling for 25 ms of reading, measured. Off for this statement only (a failed
+            # statement's transaction rolls the SET back; dagster-postgres closes the connection after).
+            jit = conn.dialect.name == "postgresql" and (conn.dialect.server_version_info or (0,)) >= (11,)
+            if jit:
+                conn.exec_driver_sql("SET jit = off")
             rows = conn.execute(query).fetchall()
+            if jit:
+                conn.exec_driver_sql("RESET jit")
         for row in rows:
             out.setdefault(row.slot, []).append(self._parse(chunk[row.slot], row))
         for index, found in out.items():
