@@ -72,6 +72,7 @@ def test_batched_reads_find_what_per_key_reads_find(dagster_instance: DagsterIns
     observations and checks included, another instance's events and a wiped key's old events left out."""
     monkeypatch.setattr(stored, "KEYS_PER_STATEMENT", 7)
     monkeypatch.setattr(stored, "FIRST_ROWS", 2)
+    monkeypatch.setattr(stored, "ROWS_PER_STATEMENT", 10)
     keys = [AssetKey(f"k{n:02d}") for n in range(20)]
     for n, key in enumerate(keys):
         for r in range(n % 5 + 1):

@@ -11,8 +11,9 @@ a database connection per statement (``NullPool``): a tick with 400 keys at stak
    from the slot's time, ``event_logs`` by asset key, event type and id; check executions newest
    first down to the slot's time, ``asset_check_executions`` by asset key and check name), but on
    Dagster's SQL storages (SQLite, PostgreSQL, in memory) one statement serves up to
-   :data:`KEYS_PER_STATEMENT` keys: :data:`FIRST_ROWS` rows per key, more in rounds only for the keys
-   that need them. A key's read stops once the caller has what it wanted. Other storages (Dagster+)
+   :data:`KEYS_PER_STATEMENT` keys, :data:`ROWS_PER_STATEMENT` rows in all (at least :data:`FIRST_ROWS`
+   per key), in rounds for the keys that need more. A key's read stops once the caller has what it
+   wanted, and a row is decoded only when the caller gets to it. Other storages (Dagster+)
    are read per key through Dagster's public API.
 """
 
@@ -32,7 +33,9 @@ Take = Callable[[Slot, Any], bool]
 
 #: Keys per batched statement (SQLite allows 500 terms in a compound SELECT).
 KEYS_PER_STATEMENT = 100
-#: Rows per key in a batched read's first round; each further round reads 8 times as many, up to :data:`PAGE`.
+#: Rows a batched statement asks for, shared by its keys (what one statement's rows hold in memory)...
+ROWS_PER_STATEMENT = 2000
+#: ... and at least this many per key.
 FIRST_ROWS = 16
 #: Records per page of a per-key read.
 PAGE = 1000
@@ -155,31 +158,31 @@ class _SqlReader:
 
     def read(self, since: Mapping[Slot, float], take: Take) -> None:
         pending: dict[Slot, int | None] = dict.fromkeys(sorted(since, key=lambda s: (s[0], str(s[1]))))
-        rows_per_key = FIRST_ROWS
         while pending:
             for chunk in _chunks(pending):
+                rows_per_key = min(PAGE, max(FIRST_ROWS, ROWS_PER_STATEMENT // len(chunk)))
                 by_slot = self._rows(chunk, pending, since, rows_per_key)
                 for index, slot in enumerate(chunk):
                     rows = by_slot.get(index, [])
-                    pending[slot] = rows[-1][0] if len(rows) == rows_per_key else None
-                    for _, created, event in rows:
+                    pending[slot] = rows[-1].id if len(rows) == rows_per_key else None
+                    for row in rows:
+                        created, event = self._parse(slot, row)
                         # check executions come newest first: the first one older than the slot ends it
                         if created < since[slot] or take(slot, event):
                             pending[slot] = None
                             break
-            pending = {slot: before for slot, before in pending.items() if before is not None}
-            rows_per_key = min(rows_per_key * 8, PAGE)
+            pending = {slot: past for slot, past in pending.items() if past is not None}
 
     def _rows(self, chunk: Sequence[Slot], past: Mapping[Slot, int | None], since: Mapping[Slot, float],
-              limit: int) -> dict[int, list[tuple[int, float, Any]]]:
-        """The next ``limit`` rows (id, created, event) of each slot of ``chunk`` past the id read
-        last (``past``), by the slot's index in ``chunk``, in reading order."""
+              limit: int) -> dict[int, list[Any]]:
+        """The next ``limit`` rows of each slot of ``chunk`` past the id read last (``past``), by the
+        slot's index in ``chunk``, in reading order."""
         import sqlalchemy as db
 
         selects = [self._select(index, slot, past[slot], since[slot], limit) for index, slot in enumerate(chunk)]
         wrapped = [db.select(*s.c).select_from(s) for s in (select.subquery() for select in selects)]
         query = wrapped[0] if len(wrapped) == 1 else db.union_all(*wrapped)
-        out: dict[int, list[tuple[int, float, Any]]] = {}
+        out: dict[int, list[Any]] = {}
         with self._storage.index_connection() as conn:
             # PostgreSQL compiles a plan whose estimated cost passes jit_above_cost (100 keys of a long history
             # do): 0.7 s of compiling for 25 ms of reading, measured. Off for this statement only (a failed
@@ -191,9 +194,9 @@ class _SqlReader:
             if jit:
                 conn.exec_driver_sql("RESET jit")
         for row in rows:
-            out.setdefault(row.slot, []).append(self._parse(chunk[row.slot], row))
+            out.setdefault(row.slot, []).append(row)
         for index, found in out.items():
-            found.sort(key=lambda r: r[0], reverse=chunk[index][0] == "check")
+            found.sort(key=lambda r: r.id, reverse=chunk[index][0] == "check")
         return out
 
     def _select(self, index: int, slot: Slot, past: int | None, after: float, limit: int) -> Any:
@@ -221,13 +224,13 @@ class _SqlReader:
             order = table.c.id.asc()
         return db.select(db.literal(index).label("slot"), *columns).where(*where).order_by(order).limit(limit)
 
-    def _parse(self, slot: Slot, row: Any) -> tuple[int, float, Any]:
+    def _parse(self, slot: Slot, row: Any) -> tuple[float, Any]:
         key = slot[1]
         if isinstance(key, AssetCheckKey):
             record = self._check_record.from_db_row(row._mapping, key=key)
-            return row.id, record.create_timestamp, record.event.asset_check_evaluation if record.event is not None else None
+            return record.create_timestamp, record.event.asset_check_evaluation if record.event is not None else None
         entry = self._deserialize(row.event, self._entry_type)
-        return row.id, _utc_seconds(row.timestamp), entry.asset_materialization or entry.asset_observation
+        return _utc_seconds(row.timestamp), entry.asset_materialization or entry.asset_observation
 
 
 def _utc_seconds(value: datetime | float) -> float:
