@@ -137,3 +137,31 @@ def test_a_key_read_stops_once_its_events_at_stake_are_found(dagster_instance: D
     wanted = {("materialization", AssetKey("x")): {Entry("materialization", AssetKey("x"), (_id(n).key,)) for n in (0, 1, 2)}}
     held = read_held(dagster_instance, "i", dict.fromkeys(wanted, 0.0), wanted)
     assert held.records_read == 3 and reads == [("materialization", AssetKey("x"))]
+
+
+def test_a_batched_read_returns_only_the_rows_holding_an_identity_at_stake(dagster_instance: DagsterInstance) -> None:
+    """With the entries at stake given, the database returns only the events whose stored text holds
+    one of their digests (in tags, or in metadata as a push stores it): the key's other events are
+    neither sent nor decoded; what is found is what the per-key read finds."""
+    from airlift_protocol.tags import AIRFLOW_EVENT_TAG, AIRFLOW_INSTANCE_RUN_TAG, encode_tag_value
+
+    for n in range(40):
+        dagster_instance.report_runless_asset_event(AssetMaterialization("x", tags=_id(n).tags()))
+    pushed = _id(100)
+    dagster_instance.report_runless_asset_event(AssetMaterialization(
+        "x", metadata={AIRFLOW_EVENT_TAG: pushed.key, AIRFLOW_INSTANCE_RUN_TAG: encode_tag_value("i")}))
+    dagster_instance.report_runless_asset_event(_evaluation("x", _id(7)))
+    slot: stored.Slot = ("materialization", AssetKey("x"))
+    check: stored.Slot = ("check", AssetCheckKey(AssetKey("x"), TASK_RUN_CHECK_NAME))
+    wanted = {slot: {Entry("materialization", AssetKey("x"), (e.key,)) for e in (_id(5), _id(30), pushed, _id(999))},
+              check: {Entry("check", check[1], (_id(7).key, "passed")), Entry("check", check[1], (_id(8).key, "passed"))}}
+    since = dict.fromkeys(wanted, 0.0)
+    batched = read_held(dagster_instance, "i", since, wanted)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stored._SqlReader, "of", classmethod(lambda cls, instance: None))
+        per_key = read_held(dagster_instance, "i", since, wanted)
+    at_stake = set().union(*wanted.values())
+    assert batched.entries & at_stake == per_key.entries & at_stake == at_stake - {
+        Entry("materialization", AssetKey("x"), (_id(999).key,)), Entry("check", check[1], (_id(8).key, "passed"))}
+    assert batched.records_read == 4, "three materializations and one evaluation hold a digest at stake"
+    assert per_key.records_read == 42, "the per-key read decodes every event of the key"

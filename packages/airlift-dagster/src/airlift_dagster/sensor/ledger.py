@@ -253,7 +253,8 @@ def read_held(instance: DagsterInstance | None, instance_name: str, since: Mappi
         left.discard(entry)
         return not left
 
-    read_stored(instance, since, take)
+    # an entry's first identity part is the digest its event carries (tags or metadata): rows without one go unread
+    read_stored(instance, since, take, {slot: sorted({entry.identity[0] for entry in entries}) for slot, entries in missing.items()})
     return held
 
 

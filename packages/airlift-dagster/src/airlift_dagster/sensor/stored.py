@@ -13,7 +13,10 @@ a database connection per statement (``NullPool``): a tick with 400 keys at stak
    Dagster's SQL storages (SQLite, PostgreSQL, in memory) one statement serves up to
    :data:`KEYS_PER_STATEMENT` keys, :data:`ROWS_PER_STATEMENT` rows in all (at least :data:`FIRST_ROWS`
    per key), in rounds for the keys that need more. A key's read stops once the caller has what it
-   wanted, and a row is decoded only when the caller gets to it. Other storages (Dagster+)
+   wanted, and a row is decoded only when the caller gets to it. With the identities at stake given
+   (40 hex characters each, carried in the event's tags or metadata), the statement returns only the
+   rows whose stored text holds one of them (``LIKE``): the database skips the key's other events
+   instead of sending and decoding them (the caller still checks each row it gets). Other storages (Dagster+)
    are read per key through Dagster's public API.
 """
 
@@ -69,9 +72,11 @@ def quiet_slots(instance: DagsterInstance, since: Mapping[Slot, float]) -> tuple
     return quiet, wiped
 
 
-def read_stored(instance: DagsterInstance, since: Mapping[Slot, float], take: Take) -> None:
+def read_stored(instance: DagsterInstance, since: Mapping[Slot, float], take: Take,
+                holding: Mapping[Slot, Sequence[str]] | None = None) -> None:
     """Every event Dagster stores for each slot since its time (seconds, Dagster's clock), handed
-    to ``take`` slot by slot until ``take`` says the slot needs no more."""
+    to ``take`` slot by slot until ``take`` says the slot needs no more. ``holding``: for a slot, the
+    only texts (identity digests) an event of interest holds; a batched read leaves out the others."""
     quiet, wiped = quiet_slots(instance, since)
     hot = {slot: max(after, wiped.get(slot[1], 0.0)) if isinstance(slot[1], AssetKey) else after
            for slot, after in since.items() if slot not in quiet}
@@ -79,7 +84,7 @@ def read_stored(instance: DagsterInstance, since: Mapping[Slot, float], take: Ta
         return
     batched = _SqlReader.of(instance)
     if batched is not None:
-        batched.read(hot, take)
+        batched.read(hot, take, holding or {})
         return
     for slot, after in sorted(hot.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         for event in _per_key(instance, slot, after):
@@ -156,12 +161,12 @@ class _SqlReader:
         return cls(storage, SqlEventLogStorageTable, AssetCheckExecutionsTable, AssetCheckExecutionRecord, EventLogEntry,
                    deserialize_value)
 
-    def read(self, since: Mapping[Slot, float], take: Take) -> None:
+    def read(self, since: Mapping[Slot, float], take: Take, holding: Mapping[Slot, Sequence[str]]) -> None:
         pending: dict[Slot, int | None] = dict.fromkeys(sorted(since, key=lambda s: (s[0], str(s[1]))))
         while pending:
             for chunk in _chunks(pending):
                 rows_per_key = min(PAGE, max(FIRST_ROWS, ROWS_PER_STATEMENT // len(chunk)))
-                by_slot = self._rows(chunk, pending, since, rows_per_key)
+                by_slot = self._rows(chunk, pending, since, holding, rows_per_key)
                 for index, slot in enumerate(chunk):
                     rows = by_slot.get(index, [])
                     pending[slot] = rows[-1].id if len(rows) == rows_per_key else None
@@ -174,12 +179,12 @@ class _SqlReader:
             pending = {slot: past for slot, past in pending.items() if past is not None}
 
     def _rows(self, chunk: Sequence[Slot], past: Mapping[Slot, int | None], since: Mapping[Slot, float],
-              limit: int) -> dict[int, list[Any]]:
+              holding: Mapping[Slot, Sequence[str]], limit: int) -> dict[int, list[Any]]:
         """The next ``limit`` rows of each slot of ``chunk`` past the id read last (``past``), by the
         slot's index in ``chunk``, in reading order."""
         import sqlalchemy as db
 
-        selects = [self._select(index, slot, past[slot], since[slot], limit) for index, slot in enumerate(chunk)]
+        selects = [self._select(index, slot, past[slot], since[slot], holding.get(slot, ()), limit) for index, slot in enumerate(chunk)]
         wrapped = [db.select(*s.c).select_from(s) for s in (select.subquery() for select in selects)]
         query = wrapped[0] if len(wrapped) == 1 else db.union_all(*wrapped)
         out: dict[int, list[Any]] = {}
@@ -199,9 +204,11 @@ class _SqlReader:
             found.sort(key=lambda r: r.id, reverse=chunk[index][0] == "check")
         return out
 
-    def _select(self, index: int, slot: Slot, past: int | None, after: float, limit: int) -> Any:
+    def _select(self, index: int, slot: Slot, past: int | None, after: float, holding: Sequence[str], limit: int) -> Any:
         """Dagster's per-key select: check executions by id down from ``past``; asset events of the
-        kind stored after ``after`` (naive UTC, as Dagster stores and filters them) by id up from ``past``."""
+        kind stored after ``after`` (naive UTC, as Dagster stores and filters them) by id up from
+        ``past``; with ``holding`` (alphanumeric texts only: no ``LIKE`` wildcard or escape), only the
+        rows whose stored event holds one of them."""
         import sqlalchemy as db
 
         kind, key = slot
@@ -212,7 +219,7 @@ class _SqlReader:
             where = [table.c.asset_key == key.asset_key.to_string(), table.c.check_name == key.name]
             if past is not None:
                 where.append(table.c.id < past)
-            order = table.c.id.desc()
+            order, text = table.c.id.desc(), table.c.evaluation_event
         else:
             table = self._events
             columns = [table.c.id, table.c.event, table.c.timestamp]
@@ -221,7 +228,9 @@ class _SqlReader:
                      table.c.timestamp > datetime.fromtimestamp(after, timezone.utc).replace(tzinfo=None)]
             if past is not None:
                 where.append(table.c.id > past)
-            order = table.c.id.asc()
+            order, text = table.c.id.asc(), table.c.event
+        if holding and all(part.isalnum() and part.isascii() for part in holding):
+            where.append(db.or_(*(text.like(f"%{part}%") for part in holding)))
         return db.select(db.literal(index).label("slot"), *columns).where(*where).order_by(order).limit(limit)
 
     def _parse(self, slot: Slot, row: Any) -> tuple[float, Any]:
