@@ -889,14 +889,29 @@ def test_the_ledger_reads_only_the_keys_at_stake(ticker: Ticker, fake: FakeAirfl
     ticker.tick()
     fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50))
 
-    def records_read() -> int:
-        context = build_sensor_context(instance=ticker.instance, cursor=ticker.cursor)
-        return evaluate_tick(context=context, airflow_instance=instance, plan=_plan_of(ticker.defs), now=ticker.now).dagster_records_read
+    def reads() -> tuple[int, int]:
+        """Dagster records read and SQL statements issued (SQLite's per-connection PRAGMAs aside)."""
+        from sqlalchemy import event
 
-    quiet = records_read()
+        statements: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if not statement.lstrip().upper().startswith("PRAGMA"):
+                statements.append(statement)
+
+        engine = ticker.instance.event_log_storage._engine  # type: ignore[attr-defined]
+        context = build_sensor_context(instance=ticker.instance, cursor=ticker.cursor)
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            read = evaluate_tick(context=context, airflow_instance=instance, plan=_plan_of(ticker.defs), now=ticker.now).dagster_records_read
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return read, len(statements)
+
+    quiet = reads()
     for i in range(1000):
         ticker.instance.report_runless_asset_event(AssetMaterialization(["unrelated", f"asset_{i % 50}"]))
-    assert quiet > 0 and records_read() == quiet
+    assert quiet[1] > 0 and reads() == quiet
 
 
 @pytest.mark.parametrize("source_name", ["scan", "log"])
