@@ -5,6 +5,7 @@ statements however many keys are at stake."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -66,10 +67,24 @@ def test_keys_not_stored_since_their_events_are_not_read(dagster_instance: Dagst
     assert {(e.kind, e.key) for e in held.entries} == {("materialization", AssetKey("recent")), ("check", check("recent"))}
 
 
-def test_batched_reads_find_what_per_key_reads_find(dagster_instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["in memory", "on disk"])
+def any_sqlite(request: pytest.FixtureRequest) -> Iterator[DagsterInstance]:
+    """Dagster's in-memory storage and its default on-disk one (a SQLite file per run, asset events
+    copied into an index file: what ``dagster dev`` runs)."""
+    if request.param == "in memory":
+        with DagsterInstance.ephemeral() as instance:
+            yield instance
+    else:
+        with DagsterInstance.local_temp() as instance:
+            yield instance
+
+
+def test_batched_reads_find_what_per_key_reads_find(any_sqlite: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
     """Across statements (more keys than one holds) and rounds (more rows than a first round
     reads): the same entries and records as Dagster's per-key reads, each key from its own time,
     observations and checks included, another instance's events and a wiped key's old events left out."""
+    dagster_instance = any_sqlite
+    assert stored._SqlReader.of(dagster_instance) is not None, "read in batches"
     monkeypatch.setattr(stored, "KEYS_PER_STATEMENT", 7)
     monkeypatch.setattr(stored, "FIRST_ROWS", 2)
     monkeypatch.setattr(stored, "ROWS_PER_STATEMENT", 10)
