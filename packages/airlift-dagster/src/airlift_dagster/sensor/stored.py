@@ -86,18 +86,27 @@ def read_stored(instance: DagsterInstance, since: Mapping[Slot, float], take: Ta
     if batched is not None:
         batched.read(hot, take, holding or {})
         return
-    for slot, after in sorted(hot.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        for event in _per_key(instance, slot, after):
+    for slot in sorted(hot, key=_slot_order):
+        for event in _per_key(instance, slot, hot[slot]):
             if take(slot, event):
                 break
+
+
+def _slot_order(slot: Slot) -> tuple[str, str]:
+    """Slots are read in one order (by kind, then key), whichever way they are read."""
+    return slot[0], str(slot[1])
+
+
+def _evaluation(record: Any) -> Any:
+    """The check evaluation of an ``AssetCheckExecutionRecord`` (``None`` while only planned)."""
+    return record.event.asset_check_evaluation if record.event is not None else None
 
 
 # --------------------------------------------------------------------------------- per key (public API)
 def _per_key(instance: DagsterInstance, slot: Slot, after: float) -> Iterator[Any]:
     kind, key = slot
     if isinstance(key, AssetCheckKey):
-        yield from (record.event.asset_check_evaluation if record.event is not None else None
-                    for record in _check_records(instance, key, after))
+        yield from (_evaluation(record) for record in _check_records(instance, key, after))
         return
     fetch = instance.fetch_materializations if kind == "materialization" else instance.fetch_observations
     cursor: str | None = None
@@ -136,9 +145,11 @@ class _SqlReader:
     """Reads of many keys per statement on a Dagster SQL event log storage: a ``UNION ALL`` of one
     ``ORDER BY id LIMIT n`` select per key, each the select Dagster's per-key read issues."""
 
-    def __init__(self, storage: Any, events: Any, checks: Any, check_record: Any, entry_type: Any, deserialize: Any) -> None:
+    def __init__(self, storage: Any, events: Any, checks: Any, check_record: Any, entry_type: Any, deserialize: Any,
+                 utc_from_naive: Any) -> None:
         self._storage, self._events, self._checks = storage, events, checks
         self._check_record, self._entry_type, self._deserialize = check_record, entry_type, deserialize
+        self._utc_from_naive = utc_from_naive
 
     @classmethod
     def of(cls, instance: DagsterInstance) -> _SqlReader | None:
@@ -153,16 +164,17 @@ class _SqlReader:
                 SqlEventLogStorageTable,
             )
             from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+            from dagster._time import utc_datetime_from_naive
         except ImportError:  # pragma: no cover - a Dagster release that moved them: read per key
             return None
         storage = instance.event_log_storage
         if not isinstance(storage, SqlEventLogStorage):
             return None
         return cls(storage, SqlEventLogStorageTable, AssetCheckExecutionsTable, AssetCheckExecutionRecord, EventLogEntry,
-                   deserialize_value)
+                   deserialize_value, utc_datetime_from_naive)
 
     def read(self, since: Mapping[Slot, float], take: Take, holding: Mapping[Slot, Sequence[str]]) -> None:
-        pending: dict[Slot, int | None] = dict.fromkeys(sorted(since, key=lambda s: (s[0], str(s[1]))))
+        pending: dict[Slot, int | None] = dict.fromkeys(sorted(since, key=_slot_order))
         while pending:
             for chunk in _chunks(pending):
                 rows_per_key = min(PAGE, max(FIRST_ROWS, ROWS_PER_STATEMENT // len(chunk)))
@@ -237,14 +249,7 @@ class _SqlReader:
         key = slot[1]
         if isinstance(key, AssetCheckKey):
             record = self._check_record.from_db_row(row._mapping, key=key)
-            return record.create_timestamp, record.event.asset_check_evaluation if record.event is not None else None
+            return record.create_timestamp, _evaluation(record)
         entry = self._deserialize(row.event, self._entry_type)
-        return _utc_seconds(row.timestamp), entry.asset_materialization or entry.asset_observation
-
-
-def _utc_seconds(value: datetime | float) -> float:
-    """Dagster stores event times as naive UTC datetimes."""
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
-    return float(value)
+        return self._utc_from_naive(row.timestamp).timestamp(), entry.asset_materialization or entry.asset_observation
 
