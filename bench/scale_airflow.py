@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -358,11 +359,17 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         finish_runs(db, count=0, clock=t0, window=timedelta(seconds=30), running=pool)
         print(f"    seeded {out['seed']}", flush=True)
         sent = [0]
+        by_path: dict[str, list[float]] = {}  # this tick's requests: path -> seconds of each
         original = requests.Session.send
 
-        def counting(self: Any, *a: Any, **k: Any) -> Any:
+        def counting(self: Any, request: Any, *a: Any, **k: Any) -> Any:
             sent[0] += 1
-            return original(self, *a, **k)
+            started = time.perf_counter()
+            try:
+                return original(self, request, *a, **k)
+            finally:
+                path = urlsplit(request.url).path.split("/api/v", 1)[-1][1:]
+                by_path.setdefault(f"{request.method} {path}", []).append(time.perf_counter() - started)
 
         requests.Session.send = counting  # type: ignore[method-assign]
         clock = [t0]
@@ -402,6 +409,7 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                 explain = i in explained
                 context = build_sensor_context(instance=dagster, definitions=defs, cursor=cursor)
                 before = sent[0]
+                by_path.clear()
 
                 def timed(context: Any = context, profiled: bool = profiler is not None and kind == "busy") -> tuple[Any, float, float, int]:
                     with RssPeak() as rss:
@@ -428,6 +436,9 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                 print(f"    tick {i:2d} {kind:<6}{changed:>6} changed: {wall:6.2f} s ({cpu:5.2f} s CPU), {peak / 2**20:5.0f} MB RSS, "
                       f"{tick['requests']:3d} requests, {materialized:5d} materializations; DB {stats['db_ms']:9.1f} ms, "
                       f"{stats['db_calls']} calls, {stats['db_rows']:,} rows, {stats['db_blocks']:,} blocks", flush=True)
+                tick["requests_by_path"] = {p: [len(t), round(sum(t), 3)] for p, t in sorted(by_path.items())}
+                print("        requests: " + "; ".join(f"{p} {n} in {s:.2f} s" for p, (n, s) in tick["requests_by_path"].items()),
+                      flush=True)
                 for top in stats["top"]:
                     print(f"        {top[0]:>9} ms {top[1]:>4} calls {top[2]:>7} rows {top[3]:>8} blocks  {top[4]}", flush=True)
         requests.Session.send = original  # type: ignore[method-assign]

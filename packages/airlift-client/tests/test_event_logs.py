@@ -18,6 +18,7 @@ from airlift_client import (
     AirflowResponseError,
     TooManyRows,
 )
+from airlift_client.instance import READS_AT_ONCE
 from airlift_protocol import ApiVersion, EventLog
 from airlift_testing.fake_airflow import EPOCH, FakeAirflow, FakeAirflowState, FakeEventLog
 
@@ -270,6 +271,52 @@ def test_the_sized_read_pages_by_time_without_offsets(fake_factory: Callable[...
     fake.request_log.clear()
     assert instance.read_event_logs(after=after, before=before, max_rows=len(rows) - 1) == TooManyRows(len(rows))
     assert len(_queries(fake)) == 1
+
+
+def test_the_rest_of_a_window_is_read_in_time_slices_at_once(fake_factory: Callable[..., FakeAirflow],
+                                                            instance_for: Callable[..., AirflowInstance]) -> None:
+    """After the first page (which counts the window), the rest is cut at the window's density into
+    slices of about a page, asked concurrently (at most :data:`READS_AT_ONCE` at once); every row once,
+    in id order, as a read one page at a time gives them."""
+    state = FakeAirflowState.generate(dags=4, tasks_per_dag=3, runs_per_dag=10)
+    fake = fake_factory(state, maximum_page_limit=7, latency=0.05)
+    instance = instance_for(fake, page_size=7)
+    after, before = EPOCH + timedelta(minutes=5), EPOCH + timedelta(minutes=31)
+    instance.list_dags()  # the generation is known before counting requests
+    fake.request_log.clear()
+    rows = instance.read_event_logs(after=after, before=before)
+    assert rows is not None and [r.event_log_id for r in rows] == _expected(state, after, before) and len(rows) > 50
+    assert 2 <= fake.peak_in_flight <= READS_AT_ONCE, fake.peak_in_flight
+    queries = _queries(fake)
+    assert len(queries) <= 2 * -(-len(rows) // 7) + 1, f"about a request per page: {len(queries)} for {len(rows)} rows"
+    one_at_a_time = instance_for(fake_factory(state, maximum_page_limit=7), page_size=7, max_workers=1)
+    assert one_at_a_time.read_event_logs(after=after, before=before) == rows
+
+
+def test_a_window_of_runs_and_audit_log_rows_is_sized_and_read_together(fake_factory: Callable[..., FakeAirflow],
+                                                                       instance_for: Callable[..., AirflowInstance]) -> None:
+    """``read_changes``: the audit log's and the changed runs' first pages are asked together, their
+    counts size the window (over ``max_rows``: nothing more is asked), and the rest of both lists is
+    read together: the same rows as :meth:`read_event_logs` and :meth:`read_updated` give apart."""
+    state = FakeAirflowState.generate(dags=4, tasks_per_dag=3, runs_per_dag=10)
+    fake = fake_factory(state, maximum_page_limit=7, latency=0.05)
+    instance = instance_for(fake, page_size=7)
+    after, before = EPOCH + timedelta(minutes=5), EPOCH + timedelta(minutes=31)
+    apart_rows = instance.read_event_logs(after=after, before=before)
+    apart_runs = instance.read_updated(updated_at_gte=after, updated_at_lte=before, task_instances=False)
+    assert not isinstance(apart_rows, TooManyRows) and not isinstance(apart_runs, TooManyRows)
+    total = len(apart_rows) + len(apart_runs[0])
+    assert len(apart_runs[0]) > 7, "more than a page of runs"
+    fake.request_log.clear()
+    fake.peak_in_flight = 0
+    read = instance.read_changes(after=after, before=before, updated_at_gte=after, updated_at_lte=before, max_rows=total)
+    assert not isinstance(read, TooManyRows)
+    assert read[0] == apart_rows and [(r.dag_id, r.run_id) for r in read[1]] == [(r.dag_id, r.run_id) for r in apart_runs[0]]
+    assert fake.peak_in_flight >= 2
+    fake.request_log.clear()
+    over = instance.read_changes(after=after, before=before, updated_at_gte=after, updated_at_lte=before, max_rows=total - 1)
+    assert over == TooManyRows(total)
+    assert len(fake.request_log) == 2, f"the two first pages, nothing more: {[p for _, p, _ in fake.request_log]}"
 
 
 def test_the_sized_read_of_many_rows_in_one_instant_falls_back_to_offsets(fake_factory: Callable[..., FakeAirflow],

@@ -19,6 +19,7 @@ from airlift_client import (
     RetryPolicy,
     TokenAuthBackend,
 )
+from airlift_client.instance import READS_AT_ONCE
 from airlift_protocol import ApiVersion
 from airlift_testing.fake_airflow import EPOCH, FakeAirflow, FakeAirflowState, FakeDag, FakeTask
 from airlift_testing.procs import free_port
@@ -134,6 +135,7 @@ def test_task_instances_of_runs_are_asked_about_a_page_per_request(
     bodies = [b for m, p, b in fake.request_log if m == "POST" and p.endswith("taskInstances/list")]
     assert all(len(b["dag_ids"]) * len(b["dag_run_ids"]) <= 3 and b["page_offset"] == 0 for b in bodies), bodies
     assert len(bodies) == 6 * 2, "each DAG's 4 runs (one id set, shared) in requests of 3 and 1"
+    assert fake.peak_in_flight <= READS_AT_ONCE
     fake.request_log.clear()
     assert list(inst.iter_task_instances_of_runs(wanted, states=["upstream_failed"])) == []
     assert len([p for m, p, _ in fake.request_log if m == "POST" and p.endswith("taskInstances/list")]) == 1
@@ -377,3 +379,20 @@ def test_airflow2_rate_limited_login_form_falls_back_to_basic_auth() -> None:
         assert len(instance.list_dags()) == 1
         assert backend.v1_mode == "basic"
         assert fake.requests["POST /login/"] == 1, "a rate-limited login is not retried"
+
+
+def test_task_instances_of_runs_are_asked_a_few_at_once_and_given_in_the_runs_order(
+    fake_factory: Factory, instance_for: Instance,
+) -> None:
+    """The requests of one read are in flight together (at most :data:`READS_AT_ONCE`); the rows come
+    in the order of the requests (the runs' groups), as a sequential read gives them."""
+    state = FakeAirflowState.generate(dags=6, tasks_per_dag=5, runs_per_dag=0)
+    runs = [state.add_run(f"dag_{d:05d}", start=EPOCH + timedelta(hours=h)) for d in range(6) for h in range(4)]
+    fake = fake_factory(state, latency=0.05)  # each answer takes a while: requests asked together overlap
+    inst = instance_for(fake, page_size=10)
+    wanted = [(r.dag_id, r.run_id) for r in runs]
+    got = [(t.dag_id, t.run_id, t.task_id) for t in inst.iter_task_instances_of_runs(wanted, task_ids=["task_000", "task_001"])]
+    assert 2 <= fake.peak_in_flight <= READS_AT_ONCE, fake.peak_in_flight
+    one_by_one = instance_for(fake_factory(state), page_size=10, max_workers=1)
+    assert got == [(t.dag_id, t.run_id, t.task_id) for t in one_by_one.iter_task_instances_of_runs(wanted, task_ids=["task_000", "task_001"])]
+    assert sorted(got) == sorted((d, r, f"task_{t:03d}") for d, r in wanted for t in range(2)) and len(set(got)) == len(got)

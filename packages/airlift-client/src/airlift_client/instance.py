@@ -106,7 +106,22 @@ def _replaying(first: Mapping[str, Any], fetch: Callable[[int, int], Mapping[str
     return page
 
 
+@dataclass(frozen=True)
+class _UpdatedLists:
+    """The first pages of :meth:`AirflowInstance.read_updated`'s lists (key, fetch, first page), and the
+    rows they count together."""
+
+    rest: GenerationRest
+    lists: list[tuple[str, Callable[[int, int], Mapping[str, Any]], Mapping[str, Any]]]
+    listed: int
+
+
 _MICROSECOND = timedelta(microseconds=1)
+#: The most time slices one audit-log read cuts its window into after its first page.
+MAX_LOG_SLICES = 32
+#: How many requests of one read (audit-log slices, task-instance groups) are asked at once: Airflow's
+#: API server shares its few workers with the UI and the running tasks.
+READS_AT_ONCE = 4
 
 
 def _q(value: str) -> str:
@@ -549,11 +564,14 @@ class AirflowInstance:
             tasks = [replace(t, doc_md=task_migration_doc(None) if t.task_id in migrated else None) for t in tasks]
         return tasks
 
-    def _concurrently(self, keys: Sequence[str], work: Callable[[str], T]) -> dict[str, T]:
+    def _concurrently(self, keys: Sequence[str], work: Callable[[str], T], *, workers: int | None = None) -> dict[str, T]:
         if not keys:
             return {}
+        if len(keys) == 1:
+            return {keys[0]: work(keys[0])}
         self._generation()  # detect once, before the threads start
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(keys)), thread_name_prefix="airlift") as pool:
+        at_once = min(self.max_workers, len(keys), workers or self.max_workers)
+        with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="airlift") as pool:
             return dict(zip(keys, pool.map(work, keys), strict=True))
 
     def get_dags(self, dag_ids: Iterable[str]) -> list[DagInfo]:
@@ -686,7 +704,8 @@ class AirflowInstance:
         page of task instances (:func:`page_sized`: ``task_ids`` per run, else
         :data:`RUN_TASK_INSTANCES_GUESS`): Airflow counts, joins and sorts all of a request's rows
         for every page it serves, so a request of ten pages costs the database ten times its rows.
-        With ``states`` (few rows match) the groups are sent whole.
+        With ``states`` (few rows match) the groups are sent whole. The requests are asked
+        concurrently (at most :data:`READS_AT_ONCE` at once).
 
         >>> tis = airflow_instance.iter_task_instances_of_runs([("sales", "scheduled__2026-01-01T00:00:00+00:00")])  # doctest: +SKIP
         """
@@ -694,8 +713,14 @@ class AirflowInstance:
         if states is None:
             per_run = len(task_ids) if task_ids else RUN_TASK_INSTANCES_GUESS
             requests = page_sized(requests, max(1, self.page_size // per_run))
-        for dag_ids, run_ids in requests:
-            yield from self.iter_task_instances(dag_ids=dag_ids, run_ids=run_ids, task_ids=task_ids, states=states)
+        if len(requests) == 1:
+            yield from self.iter_task_instances(dag_ids=requests[0][0], run_ids=requests[0][1], task_ids=task_ids, states=states)
+            return
+        groups = {str(i): group for i, group in enumerate(requests)}
+        read = self._concurrently(list(groups), lambda key: list(self.iter_task_instances(
+            dag_ids=groups[key][0], run_ids=groups[key][1], task_ids=task_ids, states=states)), workers=READS_AT_ONCE)
+        for key in groups:  # in the groups' order
+            yield from read[key]
 
     def _updated_page(self, path: str, params: Mapping[str, Any], offset: int, limit: int, what: str) -> Mapping[str, Any]:
         return dict(self._call("GET", path, what=what, params={**params, "limit": limit, "offset": offset}))
@@ -814,6 +839,14 @@ class AirflowInstance:
         >>> now = datetime.now(timezone.utc)
         >>> airflow_instance.read_updated(updated_at_gte=now - timedelta(minutes=1), updated_at_lte=now, max_rows=5000)  # doctest: +SKIP
         """
+        first = self._updated_first_pages(updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte, max_rows=max_rows,
+                                          task_instances=task_instances)
+        return first if isinstance(first, TooManyRows) else self._updated_rest(first)
+
+    def _updated_first_pages(self, *, updated_at_gte: datetime, updated_at_lte: datetime, max_rows: int | None,
+                             task_instances: bool) -> _UpdatedLists | TooManyRows:
+        """The first page of each list :meth:`read_updated` reads, with their counts (stops at the
+        first count that passes ``max_rows``)."""
         rest = self._generation()
         lists: list[tuple[str, Callable[[int, int], Mapping[str, Any]], Mapping[str, Any]]] = []
         listed = 0
@@ -831,10 +864,44 @@ class AirflowInstance:
             if max_rows is not None and listed > max_rows:
                 return TooManyRows(listed)
             lists.append((key, fetch, first))
-        out = [list(self._paged(_replaying(first, fetch), key, _UPDATED_IDENTITY[key], strict=True)) for key, fetch, first in lists]
-        return ([self._parse(lambda raw=raw: DagRun.from_rest(raw, api=rest.api), "a DAG run") for raw in out[0]],  # type: ignore[misc]
-                [self._parse(lambda raw=raw: TaskInstance.from_rest(raw, api=rest.api), "a task instance")  # type: ignore[misc]
-                 for raw in (out[1] if task_instances else [])])
+        return _UpdatedLists(rest, lists, listed)
+
+    def _updated_rest(self, first: _UpdatedLists) -> tuple[list[DagRun], list[TaskInstance]]:
+        """Every row of the lists whose first pages ``first`` holds."""
+        api = first.rest.api
+        out = {key: list(self._paged(_replaying(page, fetch), key, _UPDATED_IDENTITY[key], strict=True)) for key, fetch, page in first.lists}
+        return ([self._parse(lambda raw=raw: DagRun.from_rest(raw, api=api), "a DAG run") for raw in out["dag_runs"]],  # type: ignore[misc]
+                [self._parse(lambda raw=raw: TaskInstance.from_rest(raw, api=api), "a task instance")  # type: ignore[misc]
+                 for raw in out.get("task_instances", [])])
+
+    def read_changes(self, *, after: datetime, before: datetime, updated_at_gte: datetime, updated_at_lte: datetime,
+                     max_rows: int | None = None, skip_events: Sequence[str] | None = None,
+                     ) -> tuple[list[EventLog], list[DagRun]] | TooManyRows:
+        """What changed in a time window, as an audit-log reader sees it: the audit-log rows with
+        ``after < when < before`` (:meth:`read_event_logs`) and the DAG runs changed in
+        ``[updated_at_gte, updated_at_lte]`` (:meth:`read_updated` with ``task_instances=False``), or
+        :class:`TooManyRows` when Airflow counts more than ``max_rows`` of the two together. The two
+        lists' first pages are asked at once (each brings its count); the rest of them only when they
+        fit ``max_rows``, again at once: the runs' list, whose filter Airflow serves by a scan of the
+        runs table, is read while the audit log's pages are.
+
+        >>> from datetime import datetime, timedelta, timezone
+        >>> now = datetime.now(timezone.utc)
+        >>> airflow_instance.read_changes(after=now - timedelta(minutes=1), before=now,  # doctest: +SKIP
+        ...                               updated_at_gte=now - timedelta(minutes=1), updated_at_lte=now, max_rows=5000)
+        """
+        self._generation()  # detect once, before the threads start
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="airlift-runs") as pool:
+            runs_first = pool.submit(self._updated_first_pages, updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte,
+                                     max_rows=max_rows, task_instances=False)
+            log_first = self._log_first_page(after=after, before=before, skip_events=skip_events)
+            runs = runs_first.result()
+            counted = log_first[2] + (runs.counted if isinstance(runs, TooManyRows) else runs.listed)
+            if isinstance(runs, TooManyRows) or (max_rows is not None and counted > max_rows):
+                return TooManyRows(counted)
+            runs_read = pool.submit(self._updated_rest, runs)
+            rows = self._log_rest(*log_first, after=after, before=before, skip_events=skip_events)
+            return rows, runs_read.result()[0]
 
     # ------------------------------------------------------------------ audit log
     def iter_event_logs(
@@ -887,27 +954,71 @@ class AirflowInstance:
         time of the previous page's last row (rows of that instant are asked again and kept once),
         and up to a time that holds about two pages at the density seen: Airflow 3 joins every row of
         the asked range before it sorts and cuts a page, and an offset makes the database walk the
-        skipped rows again, so either would cost the square of the window's rows.
+        skipped rows again, so either would cost the square of the window's rows. What the first
+        page leaves is cut, at the window's density, into time slices of about a page each, read
+        concurrently (at most :data:`READS_AT_ONCE` requests at once), each paged the same way.
 
         >>> from datetime import datetime, timedelta, timezone
         >>> now = datetime.now(timezone.utc)
         >>> rows = airflow_instance.read_event_logs(after=now - timedelta(minutes=1), before=now, max_rows=5000)  # doctest: +SKIP
         """
+        rest, page, total = self._log_first_page(after=after, before=before, skip_events=skip_events)
+        if max_rows is not None and total > max_rows:
+            return TooManyRows(total)
+        return self._log_rest(rest, page, total, after=after, before=before, skip_events=skip_events)
+
+    def _log_first_page(self, *, after: datetime, before: datetime,
+                        skip_events: Sequence[str] | None) -> tuple[GenerationRest, Mapping[str, Any], int]:
+        """The first page of :meth:`read_event_logs` and the window's count."""
         rest, params = self._event_logs_query(after=after, before=before, events=None, skip_events=skip_events, by_time=True)
         page = self._event_log_page(rest, params)(0, self.page_size)
         total = page.get("total_entries")
         if not isinstance(total, int):
             raise AirflowResponseError(f"{self.webserver_url}: the audit log list has no total_entries")
-        if max_rows is not None and total > max_rows:
-            return TooManyRows(total)
+        return rest, page, total
+
+    def _log_rest(self, rest: GenerationRest, page: Mapping[str, Any], total: int, *, after: datetime, before: datetime,
+                  skip_events: Sequence[str] | None) -> list[EventLog]:
+        """Every row of :meth:`read_event_logs`'s window, from its first page on (see there)."""
+        rows = self._log_page_rows(rest, page)
+        found = {row.event_log_id: row for row in rows}
+        lower = max((row.when for row in rows), default=after) - _MICROSECOND
+        if total <= len(rows):
+            pass  # the window read whole
+        elif lower <= after:  # a first page of one instant: the sequential read copes with it
+            found.update(self._read_log_range(rest, after, before, skip_events, page))
+        else:
+            # the rest, in slices of about a page each (80%: rows are rarely spread evenly), read at once
+            count = min(MAX_LOG_SLICES, max(1, -(-(total - len(rows)) * 5 // (4 * max(1, len(rows))))))
+            cuts = [lower + (before - lower) * i / count for i in range(count)] + [before]
+            slices = {str(i): (cuts[i] if i == 0 else cuts[i] - _MICROSECOND, cuts[i + 1]) for i in range(count)}
+            read = self._concurrently(list(slices), lambda key: self._read_log_range(rest, *slices[key], skip_events),
+                                      workers=READS_AT_ONCE)
+            for part in read.values():
+                found.update(part)
+        return sorted(found.values(), key=lambda e: e.event_log_id)
+
+    def _log_page_rows(self, rest: GenerationRest, page: Mapping[str, Any]) -> list[EventLog]:
+        items = page.get("event_logs")
+        if not isinstance(items, list):
+            raise AirflowResponseError(f"{self.webserver_url}: a page of event_logs has no list 'event_logs'")
+        return [self._parse(lambda raw=raw: EventLog.from_rest(raw, api=rest.api), "an event log") for raw in items]  # type: ignore[misc]
+
+    def _read_log_range(self, rest: GenerationRest, after: datetime, before: datetime, skip_events: Sequence[str] | None,
+                        page: Mapping[str, Any] | None = None) -> dict[int, EventLog]:
+        """The audit-log rows with ``after < when < before`` by id, paged by time (see
+        :meth:`read_event_logs`); ``page``: the range's first page when already read."""
+        if page is None:
+            _, params = self._event_logs_query(after=after, before=before, events=None, skip_events=skip_events, by_time=True)
+            page = self._event_log_page(rest, params)(0, self.page_size)
+        total = page.get("total_entries")
+        if not isinstance(total, int):
+            raise AirflowResponseError(f"{self.webserver_url}: the audit log list has no total_entries")
         found: dict[int, EventLog] = {}
         lower, upper = after, before
         page_len = 1
         while True:
-            items = page.get("event_logs")
-            if not isinstance(items, list):
-                raise AirflowResponseError(f"{self.webserver_url}: a page of event_logs has no list 'event_logs'")
-            rows = [self._parse(lambda raw=raw: EventLog.from_rest(raw, api=rest.api), "an event log") for raw in items]  # type: ignore[misc]
+            rows = self._log_page_rows(rest, page)
             found.update((row.event_log_id, row) for row in rows)
             page_len = max(page_len, len(rows))
             in_range = page.get("total_entries")
@@ -924,12 +1035,12 @@ class AirflowInstance:
                         break
                     nxt = upper - _MICROSECOND
                 lower = nxt
-            # ask up to the time that holds about two pages of the rows left, at the window's density
+            # ask up to the time that holds about two pages of the rows left, at the range's density
             left = max(1, total - len(found))
             upper = min(before, max(lower + 2 * _MICROSECOND, lower + (before - lower) * min(1.0, 2 * page_len / left)))
             _, params = self._event_logs_query(after=lower, before=upper, events=None, skip_events=skip_events, by_time=True)
             page = self._event_log_page(rest, params)(0, self.page_size)
-        return sorted(found.values(), key=lambda e: e.event_log_id)
+        return found
 
     def count_event_logs(self, *, after: datetime, before: datetime, skip_events: Sequence[str] | None = None) -> int:
         """How many audit-log rows have ``after < when < before`` and an event other than

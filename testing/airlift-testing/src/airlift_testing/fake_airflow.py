@@ -365,6 +365,10 @@ class FakeAirflow(LoopbackServer):
         self.token_lifetime = token_lifetime
         self.requests: Counter[str] = Counter()
         self.request_log: list[tuple[str, str, Any]] = []
+        #: the most requests served at once (a client's concurrency), and those being served now
+        self.peak_in_flight = 0
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
         self.faults: list[tuple[re.Pattern[str], int, dict[str, str]]] = []
         self.login_page = False
         #: Airflow 2 only: answer the login form's POST with 429, like Flask-AppBuilder's login rate limit.
@@ -652,6 +656,16 @@ def _handler_for(fake: FakeAirflow) -> type[BaseHTTPRequestHandler]:
                 return
             fake.requests[f"{method} {re.sub(r'/dags/[^/~]+', '/dags/{id}', path)}"] += 1
             fake.request_log.append((method, self.path, body))
+            with fake._in_flight_lock:
+                fake._in_flight += 1
+                fake.peak_in_flight = max(fake.peak_in_flight, fake._in_flight)
+            try:
+                self._answer(method, path, query, body)
+            finally:
+                with fake._in_flight_lock:
+                    fake._in_flight -= 1
+
+        def _answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
             if fake.latency:
                 time.sleep(fake.latency)
             for i, (pattern, status, headers) in enumerate(fake.faults):

@@ -179,14 +179,11 @@ class AuditLogSource:
         unread; the window's :attr:`WindowRows.signature` holds those rows instead of their task
         instances (the same either way), so a second read that finds it unchanged reads the
         audit log and the runs only."""
-        rows = self.airflow_instance.read_event_logs(after=lo - _TICK, before=hi + _TICK, max_rows=max_rows, skip_events=SKIPPED_EVENTS)
-        if isinstance(rows, TooManyRows):
-            return rows
-        changed = self.airflow_instance.read_updated(updated_at_gte=lo, updated_at_lte=hi, task_instances=False,
-                                                     max_rows=None if max_rows is None else max_rows - len(rows))
+        changed = self.airflow_instance.read_changes(after=lo - _TICK, before=hi + _TICK, updated_at_gte=lo, updated_at_lte=hi,
+                                                     max_rows=max_rows, skip_events=SKIPPED_EVENTS)
         if isinstance(changed, TooManyRows):
-            return TooManyRows(len(rows) + changed.counted)
-        all_runs = changed[0]
+            return changed
+        rows, all_runs = changed
         runs = [r for r in all_runs if r.dag_id in self.dag_ids]
         whole: set[tuple[str, str]] = set()
         marked: dict[TaskOfRun, set[int] | None] = {}  # task -> map indexes named (None: all of them)
