@@ -330,7 +330,9 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
     per_tick = args.changed_per_minute // 2  # task instances finishing per 30 s tick
     steady, pause_hours = 2 * args.steady_minutes, args.pause_hours
     per_hour = (per_tick // TASKS) * 120  # runs finishing per simulated hour
-    running = (per_tick // TASKS) * (steady + args.drain_ticks) + per_hour * int(pause_hours + 0.999)
+    index_mode = args.airflow_run_index  # off | on (from the start) | both (the steady state without, then again with it)
+    indexed_steady = steady if index_mode == "both" else 0
+    running = (per_tick // TASKS) * (steady + indexed_steady + args.drain_ticks) + per_hour * int(pause_hours + 0.999)
     if running > dags * runs:
         raise SystemExit(f"--airflow-runs {runs} x --airflow-dags {dags} runs cannot hold the {running:,} runs the steady state, "
                          f"the pause and the drain finish: seed more runs or simulate less")
@@ -359,13 +361,17 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         out["seed"]["log_rows"] = 2 * finished_tis
         out["seed"]["log_seconds"] = seed_log(db, rows=2 * finished_tis, dags=dags, t0=t0 - timedelta(hours=1))
         out["seed"]["log_mb"] = round(int(db.psql("airflow", "SELECT pg_total_relation_size('log')").strip()) / 2**20)
-        if args.airflow_run_index:
-            # the index a self-hosted deployment may add (Airflow has none on dag_run.updated_at): docs/guide.md
+        def add_run_index() -> None:
+            """The index a self-hosted deployment may add (Airflow has none on dag_run.updated_at): docs/guide.md."""
             started = time.perf_counter()
             db.psql("airflow", RUN_INDEX)  # (CONCURRENTLY: not inside a transaction, so a statement of its own)
             db.psql("airflow", "ANALYZE dag_run")
-            out["seed"]["run_index_seconds"] = round(time.perf_counter() - started, 1)
-        out["run_index"] = bool(args.airflow_run_index)
+            out["run_index_seconds"] = round(time.perf_counter() - started, 1)
+            print(f"    index on dag_run.updated_at added in {out['run_index_seconds']} s", flush=True)
+
+        if index_mode == "on":
+            add_run_index()
+        out["run_index"] = index_mode
         pool = 2 * (per_tick // TASKS)  # runs running at any time
         finish_runs(db, count=0, clock=t0, window=timedelta(seconds=30), running=pool)
         print(f"    seeded {out['seed']}", flush=True)
@@ -398,15 +404,25 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         out["load_seconds"] = round(time.perf_counter() - started, 1)
         # steady state: every 30 s tick finds per_tick task instances finished; then a pause of
         # pause_hours (the sensor stopped while Airflow kept working), then ticks draining the backlog
-        plan = ["first", "quiet"] + ["busy"] * steady + ["quiet"] + ["drain"] * args.drain_ticks
-        explained = {1, 1 + steady, len(plan) - args.drain_ticks} if args.drain_ticks else {1, 1 + steady}
+        # (with --airflow-run-index both: then the steady state again with the index, ticks named "...+index")
+        plan = ["first", "quiet"] + ["busy"] * steady + ["quiet"]
+        explained = {1, 1 + steady}
+        if index_mode == "both":
+            plan += ["busy+index"] * indexed_steady + ["quiet+index"]
+            explained.add(len(plan) - 2)
+        plan += ["drain" + ("+index" if index_mode == "both" else "")] * args.drain_ticks
+        if args.drain_ticks:
+            explained.add(len(plan) - args.drain_ticks)
         ticks: list[dict[str, Any]] = []
         cursor: str | None = None
         profiler = cProfile.Profile() if args.profile else None
         with DagsterInstance.ephemeral() as dagster:
             for i, kind in enumerate(plan):
-                clock[0] = t0 + timedelta(seconds=30 * i) + (timedelta(hours=pause_hours) if kind == "drain" else timedelta(0))
-                if kind == "drain" and plan[i - 1] != "drain":
+                base = kind.split("+")[0]
+                if kind.endswith("+index") and not plan[i - 1].endswith("+index"):
+                    add_run_index()
+                clock[0] = t0 + timedelta(seconds=30 * i) + (timedelta(hours=pause_hours) if base == "drain" else timedelta(0))
+                if base == "drain" and plan[i - 1] != kind:
                     paused = time.perf_counter()
                     backlog = 0
                     for h in range(int(pause_hours + 0.999)):
@@ -415,14 +431,14 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                     out["backlog"] = {"task_instances": backlog, "hours": pause_hours, "seconds": round(time.perf_counter() - paused, 1)}
                     print(f"    paused {pause_hours} h: {backlog:,} task instances finished meanwhile ({out['backlog']['seconds']} s of SQL)",
                           flush=True)
-                busy = kind in ("busy", "drain")
+                busy = base in ("busy", "drain")
                 changed = finish_runs(db, count=per_tick // TASKS, clock=clock[0], window=timedelta(seconds=30), running=pool) if busy else 0
                 explain = i in explained
                 context = build_sensor_context(instance=dagster, definitions=defs, cursor=cursor)
                 before = sent[0]
                 by_path.clear()
 
-                def timed(context: Any = context, profiled: bool = profiler is not None and kind == "busy") -> tuple[Any, float, float, int]:
+                def timed(context: Any = context, profiled: bool = profiler is not None and base == "busy") -> tuple[Any, float, float, int]:
                     with RssPeak() as rss:
                         if profiled:
                             profiler.enable()
@@ -479,21 +495,23 @@ def airflow_part(args: Any) -> dict[str, Any]:
     for version in args.airflow_versions.split(","):
         results[version] = run_version(version, args)
     print(f"\nSensor ticks on real Airflow over PostgreSQL (change source {args.change_source!r}; "
-          f"{'with' if args.airflow_run_index else 'without'} an index on dag_run.updated_at; DB: pg_stat_statements, "
+          f"index on dag_run.updated_at: {args.airflow_run_index}; DB: pg_stat_statements, "
           "API statements only; drain: after the pause, new work still arriving)")
-    print(f"{'Airflow':<9}{'tick':<7}{'ticks':>6}{'wall p95':>9}{'wall max':>9}{'CPU max':>8}{'RSS MB':>7}{'req max':>8}"
+    print(f"{'Airflow':<9}{'tick':<12}{'ticks':>6}{'wall p95':>9}{'wall max':>9}{'CPU max':>8}{'RSS MB':>7}{'req max':>8}"
           f"{'DB ms p95':>10}{'DB ms max':>10}{'DB blocks max':>14}")
     for r in results.values():
-        for kind in ("quiet", "busy", "drain"):
+        for kind in ("quiet", "busy", "quiet+index", "busy+index", "drain", "drain+index"):
             ts = [t for t in r["ticks"] if t["kind"] == kind]
             if ts:
-                print(f"{r['version']:<9}{kind:<7}{len(ts):>6}{percentiles([t['seconds'] for t in ts])['p95']:>9.2f}{max(t['seconds'] for t in ts):>9.2f}"
+                print(f"{r['version']:<9}{kind:<12}{len(ts):>6}{percentiles([t['seconds'] for t in ts])['p95']:>9.2f}{max(t['seconds'] for t in ts):>9.2f}"
                       f"{max(t['cpu_s'] for t in ts):>8.2f}{max(t['rss_mb'] for t in ts):>7}{max(t['requests'] for t in ts):>8}"
                       f"{percentiles([t['db_ms'] for t in ts])['p95']:>10,.1f}{max(t['db_ms'] for t in ts):>10,.1f}{max(t['db_blocks'] for t in ts):>14,}")
-        scans = sorted({line.strip().split(" (")[0] for t in r["ticks"] for q in t["plans"] for line in q["plan"]
-                        if "Seq Scan on task_instance" in line or "Seq Scan on dag_run" in line})
-        print(f"{'':<9}sequential scans of task_instance / dag_run in the explained ticks: {'; '.join(scans) or 'none'}")
-        drain = [t for t in r["ticks"] if t["kind"] == "drain"]
+        for t in r["ticks"]:
+            if t["plans"]:
+                scans = sorted({line.strip().split(" (")[0] for q in t["plans"] for line in q["plan"]
+                                if "Seq Scan on task_instance" in line or "Seq Scan on dag_run" in line})
+                print(f"{'':<9}sequential scans of task_instance / dag_run in the explained {t['kind']} tick: {'; '.join(scans) or 'none'}")
+        drain = [t for t in r["ticks"] if t["kind"].startswith("drain")]
         if drain and r.get("backlog"):
             read = sum(t["db_rows"] for t in drain)
             print(f"{'':<9}backlog {r['backlog']['task_instances']:,} task instances over {r['backlog']['hours']} h; "
