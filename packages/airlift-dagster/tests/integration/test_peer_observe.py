@@ -42,7 +42,13 @@ from airlift_dagster import (
     task_defs,
 )
 from airlift_protocol import TimeWindowPartitioning, dagster_run_tags, partition_key_for_airflow_run
-from airlift_testing import SAMPLE_DAGS, SAMPLE_DATASET_DAGS, AirflowServer, DagsterServer, wait_until
+from airlift_testing import (
+    SAMPLE_DAGS,
+    SAMPLE_DATASET_DAGS,
+    AirflowServer,
+    DagsterServer,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
