@@ -317,6 +317,11 @@ def test_a_window_of_runs_and_audit_log_rows_is_sized_and_read_together(fake_fac
     over = instance.read_changes(after=after, before=before, updated_at_gte=after, updated_at_lte=before, max_rows=total - 1)
     assert over == TooManyRows(total)
     assert len(fake.request_log) == 2, f"the two first pages, nothing more: {[p for _, p, _ in fake.request_log]}"
+    one_at_a_time = instance_for(fake, page_size=7, max_workers=1)
+    one_at_a_time.list_dags()
+    fake.peak_in_flight = 0
+    assert one_at_a_time.read_changes(after=after, before=before, updated_at_gte=after, updated_at_lte=before) == read
+    assert fake.peak_in_flight == 1, "max_workers=1: one request at a time"
 
 
 def test_the_sized_read_of_many_rows_in_one_instant_falls_back_to_offsets(fake_factory: Callable[..., FakeAirflow],

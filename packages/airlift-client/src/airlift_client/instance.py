@@ -57,6 +57,8 @@ __all__ = ["AirflowInstance"]
 log = logging.getLogger("airlift_client")
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 #: How often a paged scan starts over when the total changed under it or pages overlapped.
 MAX_RESCANS = 8
 #: Airflow 2 releases before this one reject the task-instance batch body Airlift sends
@@ -574,6 +576,16 @@ class AirflowInstance:
         with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="airlift") as pool:
             return dict(zip(keys, pool.map(work, keys), strict=True))
 
+    def _both(self, first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+        """``first()`` and ``second()`` at once (one after the other when ``max_workers`` is 1)."""
+        if self.max_workers == 1:
+            return first(), second()
+        self._generation()  # detect once, before the thread starts
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="airlift") as pool:
+            pending = pool.submit(first)
+            other = second()
+            return pending.result(), other
+
     def get_dags(self, dag_ids: Iterable[str]) -> list[DagInfo]:
         """The DAGs of these ids that Airflow has (one request each, concurrently; an id Airflow
         does not know is left out), in the order given."""
@@ -713,9 +725,6 @@ class AirflowInstance:
         if states is None:
             per_run = len(task_ids) if task_ids else RUN_TASK_INSTANCES_GUESS
             requests = page_sized(requests, max(1, self.page_size // per_run))
-        if len(requests) == 1:
-            yield from self.iter_task_instances(dag_ids=requests[0][0], run_ids=requests[0][1], task_ids=task_ids, states=states)
-            return
         groups = {str(i): group for i, group in enumerate(requests)}
         read = self._concurrently(list(groups), lambda key: list(self.iter_task_instances(
             dag_ids=groups[key][0], run_ids=groups[key][1], task_ids=task_ids, states=states)), workers=READS_AT_ONCE)
@@ -883,25 +892,23 @@ class AirflowInstance:
         :class:`TooManyRows` when Airflow counts more than ``max_rows`` of the two together. The two
         lists' first pages are asked at once (each brings its count); the rest of them only when they
         fit ``max_rows``, again at once: the runs' list, whose filter Airflow serves by a scan of the
-        runs table, is read while the audit log's pages are.
+        runs table, is read while the audit log's pages are (one after the other with ``max_workers=1``).
 
         >>> from datetime import datetime, timedelta, timezone
         >>> now = datetime.now(timezone.utc)
         >>> airflow_instance.read_changes(after=now - timedelta(minutes=1), before=now,  # doctest: +SKIP
         ...                               updated_at_gte=now - timedelta(minutes=1), updated_at_lte=now, max_rows=5000)
         """
-        self._generation()  # detect once, before the threads start
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="airlift-runs") as pool:
-            runs_first = pool.submit(self._updated_first_pages, updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte,
-                                     max_rows=max_rows, task_instances=False)
-            log_first = self._log_first_page(after=after, before=before, skip_events=skip_events)
-            runs = runs_first.result()
-            counted = log_first[2] + (runs.counted if isinstance(runs, TooManyRows) else runs.listed)
-            if isinstance(runs, TooManyRows) or (max_rows is not None and counted > max_rows):
-                return TooManyRows(counted)
-            runs_read = pool.submit(self._updated_rest, runs)
-            rows = self._log_rest(*log_first, after=after, before=before, skip_events=skip_events)
-            return rows, runs_read.result()[0]
+        runs, log_first = self._both(
+            functools.partial(self._updated_first_pages, updated_at_gte=updated_at_gte, updated_at_lte=updated_at_lte,
+                              max_rows=max_rows, task_instances=False),
+            functools.partial(self._log_first_page, after=after, before=before, skip_events=skip_events))
+        counted = log_first[2] + (runs.counted if isinstance(runs, TooManyRows) else runs.listed)
+        if isinstance(runs, TooManyRows) or (max_rows is not None and counted > max_rows):
+            return TooManyRows(counted)
+        read_runs, rows = self._both(functools.partial(self._updated_rest, runs),
+                                     functools.partial(self._log_rest, *log_first, after=after, before=before, skip_events=skip_events))
+        return rows, read_runs[0]
 
     # ------------------------------------------------------------------ audit log
     def iter_event_logs(
@@ -986,13 +993,13 @@ class AirflowInstance:
         if total <= len(rows):
             pass  # the window read whole
         elif lower <= after:  # a first page of one instant: the sequential read copes with it
-            found.update(self._read_log_range(rest, after, before, skip_events, page))
+            found.update(self._read_log_range(after, before, skip_events, (rest, page, total)))
         else:
             # the rest, in slices of about a page each (80%: rows are rarely spread evenly), read at once
-            count = min(MAX_LOG_SLICES, max(1, -(-(total - len(rows)) * 5 // (4 * max(1, len(rows))))))
+            count = min(MAX_LOG_SLICES, -(-(total - len(rows)) * 5 // (4 * len(rows))))  # ceil(rows left / 80% of a page)
             cuts = [lower + (before - lower) * i / count for i in range(count)] + [before]
             slices = {str(i): (cuts[i] if i == 0 else cuts[i] - _MICROSECOND, cuts[i + 1]) for i in range(count)}
-            read = self._concurrently(list(slices), lambda key: self._read_log_range(rest, *slices[key], skip_events),
+            read = self._concurrently(list(slices), lambda key: self._read_log_range(*slices[key], skip_events),
                                       workers=READS_AT_ONCE)
             for part in read.values():
                 found.update(part)
@@ -1004,16 +1011,11 @@ class AirflowInstance:
             raise AirflowResponseError(f"{self.webserver_url}: a page of event_logs has no list 'event_logs'")
         return [self._parse(lambda raw=raw: EventLog.from_rest(raw, api=rest.api), "an event log") for raw in items]  # type: ignore[misc]
 
-    def _read_log_range(self, rest: GenerationRest, after: datetime, before: datetime, skip_events: Sequence[str] | None,
-                        page: Mapping[str, Any] | None = None) -> dict[int, EventLog]:
+    def _read_log_range(self, after: datetime, before: datetime, skip_events: Sequence[str] | None,
+                        first: tuple[GenerationRest, Mapping[str, Any], int] | None = None) -> dict[int, EventLog]:
         """The audit-log rows with ``after < when < before`` by id, paged by time (see
-        :meth:`read_event_logs`); ``page``: the range's first page when already read."""
-        if page is None:
-            _, params = self._event_logs_query(after=after, before=before, events=None, skip_events=skip_events, by_time=True)
-            page = self._event_log_page(rest, params)(0, self.page_size)
-        total = page.get("total_entries")
-        if not isinstance(total, int):
-            raise AirflowResponseError(f"{self.webserver_url}: the audit log list has no total_entries")
+        :meth:`read_event_logs`); ``first``: the range's first page when already read (:meth:`_log_first_page`)."""
+        rest, page, total = first or self._log_first_page(after=after, before=before, skip_events=skip_events)
         found: dict[int, EventLog] = {}
         lower, upper = after, before
         page_len = 1
@@ -1038,8 +1040,7 @@ class AirflowInstance:
             # ask up to the time that holds about two pages of the rows left, at the range's density
             left = max(1, total - len(found))
             upper = min(before, max(lower + 2 * _MICROSECOND, lower + (before - lower) * min(1.0, 2 * page_len / left)))
-            _, params = self._event_logs_query(after=lower, before=upper, events=None, skip_events=skip_events, by_time=True)
-            page = self._event_log_page(rest, params)(0, self.page_size)
+            _, page, _ = self._log_first_page(after=lower, before=upper, skip_events=skip_events)
         return found
 
     def count_event_logs(self, *, after: datetime, before: datetime, skip_events: Sequence[str] | None = None) -> int:
