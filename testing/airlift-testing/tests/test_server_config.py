@@ -57,6 +57,7 @@ def test_production_shape_environment(tmp_path: Path, version: str) -> None:
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor" and int(env["AIRFLOW__CORE__PARALLELISM"]) >= 4
     if version == "2":
         assert "AIRFLOW__CORE__AUTH_MANAGER" not in env
+        assert int(env["AIRFLOW__WEBSERVER__WORKERS"]) >= 2  # REST requests served more than one at a time
         return
     assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("FabAuthManager")
     # the execution API of the task supervisors: more than one API worker, more than 5 s per call

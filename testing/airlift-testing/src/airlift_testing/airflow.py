@@ -67,6 +67,11 @@ def airflow_venv(version: str, extra_packages: Sequence[Path | str] = (), extra_
     )
 
 
+def _api_workers() -> str:
+    """One web or API server worker per CPU core, at least 2 and at most 4 (Airflow 2's default)."""
+    return str(max(2, min(os.cpu_count() or 2, 4)))
+
+
 def _production_api_settings() -> dict[str, str]:
     """How a production Airflow 3 sizes its API server for LocalExecutor work.
 
@@ -81,7 +86,7 @@ def _production_api_settings() -> dict[str, str]:
     """
     return {
         "AIRFLOW__CORE__AUTH_MANAGER": _FAB_AUTH_MANAGER,
-        "AIRFLOW__API__WORKERS": str(max(2, min(os.cpu_count() or 2, 4))),
+        "AIRFLOW__API__WORKERS": _api_workers(),
     }
 
 
@@ -237,6 +242,10 @@ class AirflowServer:
             )
             if self.generation >= 3:
                 env.update(_production_api_settings())
+            else:
+                # Airflow 2's webserver serves the REST API with gunicorn sync workers, one request each
+                # at a time (4 by default; the test servers start 1 to save memory).
+                env["AIRFLOW__WEBSERVER__WORKERS"] = _api_workers()
         env.update(self.extra_env)
         return env
 

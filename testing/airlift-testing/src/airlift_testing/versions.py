@@ -64,7 +64,7 @@ PYTHONS: tuple[str, ...] = ("3.10", "3.11", "3.12", "3.13")
 #: the others run with the default run's Airflow versions in ``-<shape>`` sessions (tags compat and <shape>).
 SHAPES: dict[str, str] = {
     "standalone": "`airflow standalone` on SQLite; Airflow 3 with its simple auth manager",
-    "production": "PostgreSQL (the machine's `postgresql` server), LocalExecutor running tasks in parallel; Airflow 3 with the FAB auth manager and one API server worker per CPU core (2 to 4)",
+    "production": "PostgreSQL (the machine's `postgresql` server), LocalExecutor running tasks in parallel; Airflow 3 with the FAB auth manager; one API server (Airflow 3) or webserver (Airflow 2) worker per CPU core (2 to 4)",
 }
 #: Dagster minor -> the Dagster-side requirements of the servers and of the sessions testing it.
 DAGSTER_VERSIONS: dict[str, tuple[str, ...]] = {
