@@ -393,7 +393,8 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         settings = SensorSettings(history_window=timedelta(minutes=5), clock=lambda: clock[0], change_source=args.change_source,
                                   max_rows_per_tick=args.max_rows_per_tick)
         instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=server.url, username="admin", password="admin"),
-                                   name=INSTANCE)
+                                   name=INSTANCE, max_workers=args.airflow_max_workers)
+        out["max_workers"] = args.airflow_max_workers
         dag_ids = [f"dag_{d:04d}" for d in range(dags)]
         mapped = Definitions.merge(*(dag_defs(d, *[task_defs(f"task_{t:03d}", AssetSpec([d, f"t{t}"])) for t in range(2)])
                                      for d in dag_ids))
@@ -495,7 +496,7 @@ def airflow_part(args: Any) -> dict[str, Any]:
     for version in args.airflow_versions.split(","):
         results[version] = run_version(version, args)
     print(f"\nSensor ticks on real Airflow over PostgreSQL (change source {args.change_source!r}; "
-          f"index on dag_run.updated_at: {args.airflow_run_index}; DB: pg_stat_statements, "
+          f"index on dag_run.updated_at: {args.airflow_run_index}; requests at once: at most {args.airflow_max_workers}; DB: pg_stat_statements, "
           "API statements only; drain: after the pause, new work still arriving)")
     print(f"{'Airflow':<9}{'tick':<12}{'ticks':>6}{'wall p95':>9}{'wall max':>9}{'CPU max':>8}{'RSS MB':>7}{'req max':>8}"
           f"{'DB ms p95':>10}{'DB ms max':>10}{'DB blocks max':>14}")
