@@ -509,8 +509,9 @@ def main() -> None:
     parser.add_argument("--airflow-run-index", default="off", choices=["off", "on", "both"],
                         help="the index docs/guide.md suggests (dag_run.updated_at): on: added after seeding; both: the "
                              "steady state without it, then the index added and the steady state again")
-    parser.add_argument("--airflow-max-workers", type=int, default=16,
-                        help="the sensor's AirflowInstance(max_workers=...): requests at once (1: one after the other)")
+    parser.add_argument("--airflow-max-workers", default="16",
+                        help="the sensor's AirflowInstance(max_workers=...): requests at once (1: one after the other); "
+                             "several, comma-separated: the steady state once per value on the same data (ticks named busy@N)")
     parser.add_argument("--profile", type=int, default=0, help="print the N costliest functions of the busy ticks (cProfile)")
     parser.add_argument("--unrelated", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=100)

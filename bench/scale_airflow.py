@@ -331,8 +331,13 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
     steady, pause_hours = 2 * args.steady_minutes, args.pause_hours
     per_hour = (per_tick // TASKS) * 120  # runs finishing per simulated hour
     index_mode = args.airflow_run_index  # off | on (from the start) | both (the steady state without, then again with it)
+    workers = [int(w) for w in str(args.airflow_max_workers).split(",")]  # one steady state per value, in that order
+    if len(workers) > 1 and index_mode == "both":
+        raise SystemExit("--airflow-run-index both and several --airflow-max-workers values: measure one of them at a time")
+    if min(workers) < 1:
+        raise SystemExit(f"--airflow-max-workers {args.airflow_max_workers}: every value must be at least 1")
     indexed_steady = steady if index_mode == "both" else 0
-    running = (per_tick // TASKS) * (steady + indexed_steady + args.drain_ticks) + per_hour * int(pause_hours + 0.999)
+    running = (per_tick // TASKS) * (steady * len(workers) + indexed_steady + args.drain_ticks) + per_hour * int(pause_hours + 0.999)
     if running > dags * runs:
         raise SystemExit(f"--airflow-runs {runs} x --airflow-dags {dags} runs cannot hold the {running:,} runs the steady state, "
                          f"the pause and the drain finish: seed more runs or simulate less")
@@ -393,8 +398,8 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         settings = SensorSettings(history_window=timedelta(minutes=5), clock=lambda: clock[0], change_source=args.change_source,
                                   max_rows_per_tick=args.max_rows_per_tick)
         instance = AirflowInstance(auth_backend=BasicAuthBackend(webserver_url=server.url, username="admin", password="admin"),
-                                   name=INSTANCE, max_workers=args.airflow_max_workers)
-        out["max_workers"] = args.airflow_max_workers
+                                   name=INSTANCE, max_workers=workers[0])
+        out["max_workers"] = workers
         dag_ids = [f"dag_{d:04d}" for d in range(dags)]
         mapped = Definitions.merge(*(dag_defs(d, *[task_defs(f"task_{t:03d}", AssetSpec([d, f"t{t}"])) for t in range(2)])
                                      for d in dag_ids))
@@ -405,13 +410,18 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         out["load_seconds"] = round(time.perf_counter() - started, 1)
         # steady state: every 30 s tick finds per_tick task instances finished; then a pause of
         # pause_hours (the sensor stopped while Airflow kept working), then ticks draining the backlog
-        # (with --airflow-run-index both: then the steady state again with the index, ticks named "...+index")
+        # (with --airflow-run-index both: then the steady state again with the index, ticks named "...+index";
+        # with several --airflow-max-workers: the steady state again with each further value, ticks named "...@N")
         plan = ["first", "quiet"] + ["busy"] * steady + ["quiet"]
         explained = {1, 1 + steady}
         if index_mode == "both":
             plan += ["busy+index"] * indexed_steady + ["quiet+index"]
             explained.add(len(plan) - 2)
-        plan += ["drain" + ("+index" if index_mode == "both" else "")] * args.drain_ticks
+        for n in workers[1:]:
+            plan += [f"busy@{n}"] * steady + [f"quiet@{n}"]
+            explained.add(len(plan) - 2)
+        drain_suffix = "+index" if index_mode == "both" else f"@{workers[-1]}" if len(workers) > 1 else ""
+        plan += ["drain" + drain_suffix] * args.drain_ticks
         if args.drain_ticks:
             explained.add(len(plan) - args.drain_ticks)
         ticks: list[dict[str, Any]] = []
@@ -419,7 +429,8 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         profiler = cProfile.Profile() if args.profile else None
         with DagsterInstance.ephemeral() as dagster:
             for i, kind in enumerate(plan):
-                base = kind.split("+")[0]
+                base = kind.split("+")[0].split("@")[0]
+                instance.max_workers = int(kind.split("@")[1]) if "@" in kind else workers[0]
                 if kind.endswith("+index") and not plan[i - 1].endswith("+index"):
                     add_run_index()
                 clock[0] = t0 + timedelta(seconds=30 * i) + (timedelta(hours=pause_hours) if base == "drain" else timedelta(0))
@@ -496,12 +507,12 @@ def airflow_part(args: Any) -> dict[str, Any]:
     for version in args.airflow_versions.split(","):
         results[version] = run_version(version, args)
     print(f"\nSensor ticks on real Airflow over PostgreSQL (change source {args.change_source!r}; "
-          f"index on dag_run.updated_at: {args.airflow_run_index}; requests at once: at most {args.airflow_max_workers}; DB: pg_stat_statements, "
+          f"index on dag_run.updated_at: {args.airflow_run_index}; requests at once (max_workers): {args.airflow_max_workers}; DB: pg_stat_statements, "
           "API statements only; drain: after the pause, new work still arriving)")
     print(f"{'Airflow':<9}{'tick':<12}{'ticks':>6}{'wall p95':>9}{'wall max':>9}{'CPU max':>8}{'RSS MB':>7}{'req max':>8}"
           f"{'DB ms p95':>10}{'DB ms max':>10}{'DB blocks max':>14}")
     for r in results.values():
-        for kind in ("quiet", "busy", "quiet+index", "busy+index", "drain", "drain+index"):
+        for kind in dict.fromkeys(t["kind"] for t in r["ticks"] if t["kind"] != "first"):
             ts = [t for t in r["ticks"] if t["kind"] == kind]
             if ts:
                 print(f"{r['version']:<9}{kind:<12}{len(ts):>6}{percentiles([t['seconds'] for t in ts])['p95']:>9.2f}{max(t['seconds'] for t in ts):>9.2f}"
