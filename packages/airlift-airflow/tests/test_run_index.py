@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy
 from sqlalchemy.dialects import mysql, postgresql
 
+from airlift_airflow.cli import main
 from airlift_airflow.run_index import (
     INDEX_NAME,
     RunIndexError,
     create_run_index,
     drop_run_index,
-    main,
     run_index_state,
     run_index_statements,
 )

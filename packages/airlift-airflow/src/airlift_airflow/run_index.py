@@ -20,19 +20,17 @@ database URL is shown without its password.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airlift_airflow.errors import AirliftAirflowError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["INDEX_NAME", "RunIndexError", "RunIndexState", "airflow_engine", "create_run_index", "drop_run_index",
-           "main", "run_index_state", "run_index_statements"]
+__all__ = ["INDEX_NAME", "RunIndexError", "RunIndexState", "airflow_engine", "airflow_schema", "create_run_index",
+           "describe", "drop_run_index", "run_index_state", "run_index_statements"]
 
 #: The index's name (the ``airlift_`` prefix tells whose it is in Airflow's schema).
 INDEX_NAME = "airlift_dag_run_updated_at"
@@ -77,14 +75,16 @@ def airflow_engine() -> Engine:
     return engine
 
 
-def _schema() -> str | None:
+def airflow_schema() -> str | None:
+    """Airflow's ``[database] sql_alchemy_schema`` (``None``: the default schema)."""
     from airflow.configuration import conf
 
     schema = conf.get("database", "sql_alchemy_schema", fallback="") or ""
     return schema.strip() or None
 
 
-def _where(engine: Engine) -> str:
+def describe(engine: Engine) -> str:
+    """The database's URL without its password."""
     return engine.url.render_as_string(hide_password=True)
 
 
@@ -92,7 +92,7 @@ def _dialect(engine: Engine) -> str:
     name = engine.dialect.name
     if name not in _DIALECTS:
         raise RunIndexError(
-            f"Airflow's metadata database {_where(engine)} is {name}; `airlift-airflow run-index` builds the index on "
+            f"Airflow's metadata database {describe(engine)} is {name}; `airlift-airflow run-index` builds the index on "
             f"{' and '.join(_DIALECTS)} only. The sensor works the same without it (it scans the runs table)."
         )
     return name
@@ -120,7 +120,10 @@ def run_index_state(engine: Engine, *, schema: str | None = None) -> RunIndexSta
     schema = schema if dialect == "postgresql" else None
     try:
         with engine.connect() as conn:
-            indexes = sqlalchemy.inspect(conn).get_indexes(_TABLE, schema=schema)
+            inspector = sqlalchemy.inspect(conn)
+            if not inspector.has_table(_TABLE, schema=schema):  # SQLAlchemy 1.4 lists no indexes of a missing table
+                raise sqlalchemy.exc.NoSuchTableError(_TABLE)
+            indexes = inspector.get_indexes(_TABLE, schema=schema)
             exists = any(i["name"] == INDEX_NAME for i in indexes)
             others = tuple(sorted(str(i["name"]) for i in indexes if i["name"] != INDEX_NAME and i["column_names"][:1] == [_COLUMN]))
             valid = exists
@@ -130,10 +133,10 @@ def run_index_state(engine: Engine, *, schema: str | None = None) -> RunIndexSta
                                    {"name": qualified}).first()
                 valid = bool(row and row[0])
     except sqlalchemy.exc.NoSuchTableError:
-        raise RunIndexError(f"Airflow's metadata database {_where(engine)} has no table {_TABLE!r}"
+        raise RunIndexError(f"Airflow's metadata database {describe(engine)} has no table {_TABLE!r}"
                             f"{f' in schema {schema!r}' if schema else ''}: run `airflow db migrate` first.") from None
     except sqlalchemy.exc.SQLAlchemyError as e:
-        raise RunIndexError(f"cannot read the indexes of {_TABLE!r} in {_where(engine)}: {type(e).__name__}: "
+        raise RunIndexError(f"cannot read the indexes of {_TABLE!r} in {describe(engine)}: {type(e).__name__}: "
                             f"{getattr(e, 'orig', None) or e}") from None
     return RunIndexState(exists=exists, valid=valid, others=others)
 
@@ -148,7 +151,7 @@ def _execute(engine: Engine, statements: Sequence[str], say: Callable[[str], Non
             try:
                 conn.exec_driver_sql(statement)
             except sqlalchemy.exc.SQLAlchemyError as e:
-                raise RunIndexError(f"{statement!r} failed on {_where(engine)}: {type(e).__name__}: "
+                raise RunIndexError(f"{statement!r} failed on {describe(engine)}: {type(e).__name__}: "
                                     f"{getattr(e, 'orig', None) or e}") from None
 
 
@@ -160,12 +163,12 @@ def create_run_index(engine: Engine | None = None, *, schema: str | None = None,
     engine = engine or airflow_engine()
     state = run_index_state(engine, schema=schema)
     if state.exists and state.valid:
-        say(f"{INDEX_NAME} is already on {_TABLE} in {_where(engine)}.")
+        say(f"{INDEX_NAME} is already on {_TABLE} in {describe(engine)}.")
         return state
     if state.exists:  # an interrupted CREATE INDEX CONCURRENTLY: IF NOT EXISTS would keep it
-        say(f"{INDEX_NAME} in {_where(engine)} is invalid (an interrupted build); dropping it to build it again:")
+        say(f"{INDEX_NAME} in {describe(engine)} is invalid (an interrupted build); dropping it to build it again:")
         _execute(engine, run_index_statements(engine, "drop", schema=schema), say)
-    say(f"Building {INDEX_NAME} on {_TABLE} ({_COLUMN}) in {_where(engine)}:")
+    say(f"Building {INDEX_NAME} on {_TABLE} ({_COLUMN}) in {describe(engine)}:")
     try:
         _execute(engine, run_index_statements(engine, "create", schema=schema), say)
     except RunIndexError:
@@ -174,7 +177,7 @@ def create_run_index(engine: Engine | None = None, *, schema: str | None = None,
         raise
     after = run_index_state(engine, schema=schema)
     if not (after.exists and after.valid):
-        raise RunIndexError(f"{INDEX_NAME} was built in {_where(engine)} but is not {'valid' if after.exists else 'there'}; "
+        raise RunIndexError(f"{INDEX_NAME} was built in {describe(engine)} but is not {'valid' if after.exists else 'there'}; "
                             "run `airlift-airflow run-index create` again.")
     return after
 
@@ -184,63 +187,8 @@ def drop_run_index(engine: Engine | None = None, *, schema: str | None = None,
     """Remove the index if it is there; returns the state after."""
     engine = engine or airflow_engine()
     if not run_index_state(engine, schema=schema).exists:
-        say(f"{INDEX_NAME} is not on {_TABLE} in {_where(engine)}: nothing to drop.")
+        say(f"{INDEX_NAME} is not on {_TABLE} in {describe(engine)}: nothing to drop.")
     else:
-        say(f"Dropping {INDEX_NAME} from {_where(engine)}:")
+        say(f"Dropping {INDEX_NAME} from {describe(engine)}:")
         _execute(engine, run_index_statements(engine, "drop", schema=schema), say)
     return run_index_state(engine, schema=schema)
-
-
-def _check(engine: Engine, schema: str | None, say: Callable[[str], None]) -> int:
-    state = run_index_state(engine, schema=schema)
-    where = _where(engine)
-    if state.exists and state.valid:
-        say(f"{INDEX_NAME} is on {_TABLE} ({_COLUMN}) in {where}: the sensor's reads of changed runs use it.")
-    elif state.exists:
-        say(f"{INDEX_NAME} in {where} is INVALID (an interrupted CREATE INDEX CONCURRENTLY); PostgreSQL does not use it. "
-            "Run `airlift-airflow run-index create` to build it again.")
-    elif state.others:
-        say(f"{INDEX_NAME} is not in {where}, but {', '.join(state.others)} starts with {_TABLE}.{_COLUMN} and serves "
-            "the sensor the same way.")
-    else:
-        say(f"No index on {_TABLE} ({_COLUMN}) in {where}: each sensor tick scans {_TABLE}. "
-            "`airlift-airflow run-index create` builds one.")
-    return 0 if state.usable else 1
-
-
-def main(argv: Sequence[str] | None = None, *, engine_factory: Callable[[], Any] = airflow_engine) -> int:
-    """``airlift-airflow``: the command line of airlift-airflow (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="airlift-airflow", description="airlift-airflow's commands, run where Airflow runs.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    index = commands.add_parser("run-index", help=f"the optional index {INDEX_NAME} on dag_run (updated_at) for Airlift's sensor",
-                                description=f"Build, check or drop {INDEX_NAME}: Airflow does not index dag_run.updated_at, so "
-                                            "without it each sensor tick scans the runs table. Not part of Airflow's schema; the "
-                                            "sensor's results are the same without it. Run where Airflow's CLI runs (same "
-                                            "configuration, same metadata database).")
-    index.add_argument("action", choices=["check", "create", "drop", "sql"],
-                       help="check: exit 0 when a usable index is there, 1 when not; sql: print the statements only")
-    args = parser.parse_args(argv)
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-
-    try:
-        engine = engine_factory()
-        schema = _schema()
-        if args.action == "check":
-            return _check(engine, schema, say)
-        if args.action == "sql":
-            for action in ("create", "drop"):
-                say(f"-- {action}")
-                for statement in run_index_statements(engine, action, schema=schema):
-                    say(f"{statement};")
-            return 0
-        (create_run_index if args.action == "create" else drop_run_index)(engine, schema=schema, say=say)
-        return 0
-    except RunIndexError as e:
-        print(f"airlift-airflow run-index {args.action}: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
