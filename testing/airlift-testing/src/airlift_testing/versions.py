@@ -11,6 +11,7 @@ import os
 import shutil
 
 __all__ = [
+    "AIRFLOW_2_PINS",
     "AIRFLOW_PINS",
     "AIRFLOW_VERSIONS",
     "COMPAT_AIRFLOW_VERSIONS",
@@ -105,10 +106,18 @@ def airflow_requirement(version: str) -> str:
     return f"apache-airflow=={resolve_airflow_version(version)}"
 
 
+#: Pins every Airflow 2 release needs. cryptography 51 made Fernet objects refuse new attributes, and Airflow 2's
+#: ``get_fernet`` sets ``is_encrypted`` on one: ``airflow db migrate`` / ``standalone`` fail with AttributeError
+#: (Airflow 3 wraps the object instead).
+AIRFLOW_2_PINS: tuple[str, ...] = ("cryptography<51",)
+
+
 def airflow_requirements(version: str) -> tuple[str, ...]:
-    """What to install for an Airflow version: ``apache-airflow==X`` plus its :data:`AIRFLOW_PINS`."""
+    """What to install for an Airflow version: ``apache-airflow==X`` plus its :data:`AIRFLOW_PINS` (and
+    :data:`AIRFLOW_2_PINS` on Airflow 2)."""
     release = resolve_airflow_version(version)
-    return (f"apache-airflow=={release}", *AIRFLOW_PINS.get(release, ()))
+    generation = AIRFLOW_2_PINS if release.startswith("2.") else ()
+    return (f"apache-airflow=={release}", *AIRFLOW_PINS.get(release, ()), *generation)
 
 
 def supported_versions_table() -> str:
