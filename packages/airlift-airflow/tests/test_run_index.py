@@ -111,6 +111,16 @@ def test_postgresql_builds_and_drops_concurrently_in_airflows_schema() -> None:
         f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX_NAME} ON meta.dag_run (updated_at)"]
 
 
+def test_airflows_own_schema_is_used_without_being_repeated(monkeypatch: pytest.MonkeyPatch, database: Path) -> None:
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_SCHEMA", "meta")
+    engine = _engine(postgresql.dialect(), "postgresql+psycopg2://airflow@db:5432/airflow")
+    assert run_index_statements(engine, "create") == [
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX_NAME} ON meta.dag_run (updated_at)"]
+    assert run_index_statements(engine, "drop") == [f"DROP INDEX CONCURRENTLY IF EXISTS meta.{INDEX_NAME}"]
+    # SQLite has no schemas: the option is PostgreSQL's
+    assert _main(database, "create") == 0 and _indexes(database) == [INDEX_NAME, "dag_id_state"]
+
+
 def test_another_database_is_refused_by_name_without_its_password(capsys: pytest.CaptureFixture[str]) -> None:
     engine = _engine(mysql.dialect(), f"mysql+mysqldb://airflow:{SECRET}@db:3306/airflow")
     with pytest.raises(RunIndexError) as caught:

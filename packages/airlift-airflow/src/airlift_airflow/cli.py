@@ -15,7 +15,6 @@ from airlift_airflow.run_index import (
     INDEX_NAME,
     RunIndexError,
     airflow_engine,
-    airflow_schema,
     create_run_index,
     describe,
     drop_run_index,
@@ -33,8 +32,8 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _check(engine: Engine, schema: str | None) -> int:
-    state = run_index_state(engine, schema=schema)
+def _check(engine: Engine) -> int:
+    state = run_index_state(engine)
     where = describe(engine)
     if state.exists and state.valid:
         _say(f"{INDEX_NAME} is on dag_run (updated_at) in {where}: the sensor's reads of changed runs use it.")
@@ -69,16 +68,15 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: Callable[[], Engi
     args = _parser().parse_args(argv)
     try:
         engine = engine_factory()
-        schema = airflow_schema()
         if args.action == "check":
-            return _check(engine, schema)
+            return _check(engine)
         if args.action == "sql":
             for action in ("create", "drop"):
                 _say(f"-- {action}")
-                for statement in run_index_statements(engine, action, schema=schema):
+                for statement in run_index_statements(engine, action):
                     _say(f"{statement};")
             return 0
-        (create_run_index if args.action == "create" else drop_run_index)(engine, schema=schema, say=_say)
+        (create_run_index if args.action == "create" else drop_run_index)(engine, say=_say)
         return 0
     except RunIndexError as e:
         print(f"airlift-airflow {args.command} {args.action}: {e}", file=sys.stderr)

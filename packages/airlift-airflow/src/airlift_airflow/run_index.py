@@ -99,10 +99,12 @@ def _dialect(engine: Engine) -> str:
 
 
 def run_index_statements(engine: Engine, action: str, *, schema: str | None = None) -> list[str]:
-    """The SQL of ``action`` (``create`` or ``drop``) on this engine's database, quoted for it."""
+    """The SQL of ``action`` (``create`` or ``drop``) on this engine's database, quoted for it, in
+    ``schema`` (Airflow's by default; PostgreSQL only)."""
     dialect = _dialect(engine)
     quote = engine.dialect.identifier_preparer.quote
-    prefix = f"{quote(schema)}." if schema and dialect == "postgresql" else ""  # Airflow's schema option is PostgreSQL's
+    schema = _schema_of(engine, schema)
+    prefix = f"{quote(schema)}." if schema else ""
     table, index = f"{prefix}{quote(_TABLE)}", f"{prefix}{quote(INDEX_NAME)}"
     concurrently = " CONCURRENTLY" if dialect == "postgresql" else ""
     if action == "create":
@@ -112,12 +114,17 @@ def run_index_statements(engine: Engine, action: str, *, schema: str | None = No
     raise ValueError(f"unknown action {action!r}; use create or drop")
 
 
+def _schema_of(engine: Engine, schema: str | None) -> str | None:
+    """``schema``, else Airflow's own (``[database] sql_alchemy_schema``), on PostgreSQL; ``None`` elsewhere."""
+    return (schema or airflow_schema()) if _dialect(engine) == "postgresql" else None
+
+
 def run_index_state(engine: Engine, *, schema: str | None = None) -> RunIndexState:
-    """Whether the index is there and usable (see :class:`RunIndexState`)."""
+    """Whether the index is there and usable (see :class:`RunIndexState`); ``schema``: Airflow's by default."""
     import sqlalchemy
 
     dialect = _dialect(engine)
-    schema = schema if dialect == "postgresql" else None
+    schema = _schema_of(engine, schema)
     try:
         with engine.connect() as conn:
             inspector = sqlalchemy.inspect(conn)
@@ -128,7 +135,8 @@ def run_index_state(engine: Engine, *, schema: str | None = None) -> RunIndexSta
             others = tuple(sorted(str(i["name"]) for i in indexes if i["name"] != INDEX_NAME and i["column_names"][:1] == [_COLUMN]))
             valid = exists
             if exists and dialect == "postgresql":
-                qualified = f"{schema}.{INDEX_NAME}" if schema else INDEX_NAME
+                quote = engine.dialect.identifier_preparer.quote
+                qualified = f"{quote(schema)}.{quote(INDEX_NAME)}" if schema else quote(INDEX_NAME)
                 row = conn.execute(sqlalchemy.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
                                    {"name": qualified}).first()
                 valid = bool(row and row[0])
@@ -157,10 +165,11 @@ def _execute(engine: Engine, statements: Sequence[str], say: Callable[[str], Non
 
 def create_run_index(engine: Engine | None = None, *, schema: str | None = None,
                      say: Callable[[str], None] = lambda _: None) -> RunIndexState:
-    """Build the index unless a usable one is there (an invalid leftover is dropped and built again);
-    returns the state after. PostgreSQL builds it ``CONCURRENTLY``: Airflow keeps writing while it
+    """Build the index unless a usable one is there (an invalid leftover is dropped and built again),
+    in ``schema`` (Airflow's by default); returns the state after. PostgreSQL builds it ``CONCURRENTLY``: Airflow keeps writing while it
     waits for the transactions open on ``dag_run`` and reads the table once."""
     engine = engine or airflow_engine()
+    schema = _schema_of(engine, schema)
     state = run_index_state(engine, schema=schema)
     if state.exists and state.valid:
         say(f"{INDEX_NAME} is already on {_TABLE} in {describe(engine)}.")
@@ -184,8 +193,9 @@ def create_run_index(engine: Engine | None = None, *, schema: str | None = None,
 
 def drop_run_index(engine: Engine | None = None, *, schema: str | None = None,
                    say: Callable[[str], None] = lambda _: None) -> RunIndexState:
-    """Remove the index if it is there; returns the state after."""
+    """Remove the index if it is there (in ``schema``, Airflow's by default); returns the state after."""
     engine = engine or airflow_engine()
+    schema = _schema_of(engine, schema)
     if not run_index_state(engine, schema=schema).exists:
         say(f"{INDEX_NAME} is not on {_TABLE} in {describe(engine)}: nothing to drop.")
     else:
