@@ -136,12 +136,14 @@ def seed(db: Any, *, dags: int, runs: int, running: int, t0: datetime) -> dict[s
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta, running: int) -> int:
+def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta, running: int, run_events: bool = False) -> int:
     """The oldest ``count`` runs to come (running first, then queued) succeed with their tasks,
     ``updated_at`` spread over the ``window`` before ``clock - 11 s`` (the sensor leaves the last
     10 s to the next tick), and each try writes its audit-log rows as Airflow's task runner does
     (``running`` at its start, ``success`` at its end, in the ``log`` table). Then the next queued
-    runs start, so that ``running`` runs are running (as a scheduler keeps a steady number)."""
+    runs start, so that ``running`` runs are running (as a scheduler keeps a steady number).
+    ``run_events``: airlift-airflow's listener runs in the scheduler: each run's end and start also
+    write their run-event row (``airlift.run.success`` / ``airlift.run.running``)."""
     hi = clock - timedelta(seconds=11)
     his = hi.strftime("%Y-%m-%d %H:%M:%S.%f+00")
     span = window.total_seconds()
@@ -160,11 +162,34 @@ def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta, runn
             SELECT e.dttm, ti.dag_id, ti.task_id, ti.map_index, e.event, ti.run_id, 'airflow', 1
             FROM task_instance ti JOIN done d ON ti.dag_id = d.dag_id AND ti.run_id = d.run_id,
             LATERAL (VALUES (ti.start_date, 'running'), (ti.end_date, 'success')) AS e (dttm, event);
-        UPDATE dag_run SET state = 'running', start_date = timestamptz '{his}', updated_at = timestamptz '{his}'
+        {RUN_ENDED_SQL if run_events else ""}
+        WITH started AS (UPDATE dag_run SET state = 'running', start_date = timestamptz '{his}', updated_at = timestamptz '{his}'
             WHERE id IN (SELECT id FROM dag_run WHERE state = 'queued' ORDER BY id LIMIT
-                         greatest(0, {running} - (SELECT count(*) FROM dag_run WHERE state = 'running')));
+                         greatest(0, {running} - (SELECT count(*) FROM dag_run WHERE state = 'running'))) RETURNING dag_id, run_id)
+        {RUN_STARTED_SQL.format(his=his) if run_events else "SELECT count(*) FROM started"};
     """)
     return int(out.split()[0]) if out.split() else 0
+
+
+#: The run-event rows of the runs ``finish_runs`` ends (its temp table ``done``), at their end.
+RUN_ENDED_SQL = """INSERT INTO log (dttm, dag_id, event, run_id, owner, extra)
+            SELECT r.end_date, r.dag_id, 'airlift.run.success', r.run_id, 'airlift', '{"state": "success", "msg": "success"}'
+            FROM dag_run r JOIN done d ON r.dag_id = d.dag_id AND r.run_id = d.run_id;"""
+#: The run-event rows of the runs ``finish_runs`` starts (its CTE ``started``), at their start.
+RUN_STARTED_SQL = """INSERT INTO log (dttm, dag_id, event, run_id, owner, extra)
+            SELECT timestamptz '{his}', dag_id, 'airlift.run.running', run_id, 'airlift', '{{"state": "running", "msg": ""}}' FROM started"""
+
+
+def seed_run_events(db: Any) -> float:
+    """The run-event rows airlift-airflow's listener would have written for the seeded history (a start
+    and an end per finished run); seconds taken."""
+    started = time.perf_counter()
+    db.psql("airflow", "INSERT INTO log (dttm, dag_id, event, run_id, owner, extra) "
+                       "SELECT e.dttm, r.dag_id, e.event, r.run_id, 'airlift', NULL FROM dag_run r, "
+                       "LATERAL (VALUES (r.start_date, 'airlift.run.running'), (r.end_date, 'airlift.run.success')) AS e (dttm, event) "
+                       "WHERE r.state = 'success' ORDER BY e.dttm")
+    db.psql("airflow", "VACUUM ANALYZE log")
+    return round(time.perf_counter() - started, 1)
 
 
 def _db_stats(db: Any) -> dict[str, Any]:
@@ -331,12 +356,16 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
     steady, pause_hours = 2 * args.steady_minutes, args.pause_hours
     per_hour = (per_tick // TASKS) * 120  # runs finishing per simulated hour
     index_mode = args.airflow_run_index  # off | on (from the start) | both (the steady state without, then again with it)
+    events_mode = args.airflow_run_events  # the same for airlift-airflow's run-event rows
+    if index_mode == "both" and events_mode == "both":
+        raise SystemExit("--airflow-run-index both and --airflow-run-events both: measure one of them at a time")
     workers = [int(w) for w in str(args.airflow_max_workers).split(",")]  # one steady state per value, in that order
-    if len(workers) > 1 and index_mode == "both":
-        raise SystemExit("--airflow-run-index both and several --airflow-max-workers values: measure one of them at a time")
+    if len(workers) > 1 and "both" in (index_mode, events_mode):
+        raise SystemExit("--airflow-run-index/--airflow-run-events both and several --airflow-max-workers values: measure one of "
+                         "them at a time")
     if min(workers) < 1:
         raise SystemExit(f"--airflow-max-workers {args.airflow_max_workers}: every value must be at least 1")
-    indexed_steady = steady if index_mode == "both" else 0
+    indexed_steady = steady if "both" in (index_mode, events_mode) else 0
     running = (per_tick // TASKS) * (steady * len(workers) + indexed_steady + args.drain_ticks) + per_hour * int(pause_hours + 0.999)
     if running > dags * runs:
         raise SystemExit(f"--airflow-runs {runs} x --airflow-dags {dags} runs cannot hold the {running:,} runs the steady state, "
@@ -377,8 +406,12 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         if index_mode == "on":
             add_run_index()
         out["run_index"] = index_mode
+        out["run_events"] = events_mode
+        events = [events_mode == "on"]  # whether the simulated scheduler writes run-event rows now
+        if events[0]:
+            out["seed"]["run_events_seconds"] = seed_run_events(db)
         pool = 2 * (per_tick // TASKS)  # runs running at any time
-        finish_runs(db, count=0, clock=t0, window=timedelta(seconds=30), running=pool)
+        finish_runs(db, count=0, clock=t0, window=timedelta(seconds=30), running=pool, run_events=events[0])
         print(f"    seeded {out['seed']}", flush=True)
         sent = [0]
         by_path: dict[str, list[float]] = {}  # this tick's requests: path -> seconds of each
@@ -414,13 +447,14 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         # with several --airflow-max-workers: the steady state again with each further value, ticks named "...@N")
         plan = ["first", "quiet"] + ["busy"] * steady + ["quiet"]
         explained = {1, 1 + steady}
-        if index_mode == "both":
-            plan += ["busy+index"] * indexed_steady + ["quiet+index"]
+        second = "+index" if index_mode == "both" else "+events" if events_mode == "both" else ""
+        if second:
+            plan += [f"busy{second}"] * indexed_steady + [f"quiet{second}"]
             explained.add(len(plan) - 2)
         for n in workers[1:]:
             plan += [f"busy@{n}"] * steady + [f"quiet@{n}"]
             explained.add(len(plan) - 2)
-        drain_suffix = "+index" if index_mode == "both" else f"@{workers[-1]}" if len(workers) > 1 else ""
+        drain_suffix = second or (f"@{workers[-1]}" if len(workers) > 1 else "")
         plan += ["drain" + drain_suffix] * args.drain_ticks
         if args.drain_ticks:
             explained.add(len(plan) - args.drain_ticks)
@@ -433,18 +467,22 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                 instance.max_workers = int(kind.split("@")[1]) if "@" in kind else workers[0]
                 if kind.endswith("+index") and not plan[i - 1].endswith("+index"):
                     add_run_index()
+                if kind.endswith("+events"):
+                    events[0] = True
                 clock[0] = t0 + timedelta(seconds=30 * i) + (timedelta(hours=pause_hours) if base == "drain" else timedelta(0))
                 if base == "drain" and plan[i - 1] != kind:
                     paused = time.perf_counter()
                     backlog = 0
                     for h in range(int(pause_hours + 0.999)):
                         at = min(clock[0], clock[0] - timedelta(hours=pause_hours) + timedelta(hours=h + 1))
-                        backlog += finish_runs(db, count=per_hour, clock=at, window=timedelta(hours=1), running=pool)
+                        backlog += finish_runs(db, count=per_hour, clock=at, window=timedelta(hours=1), running=pool,
+                                               run_events=events[0])
                     out["backlog"] = {"task_instances": backlog, "hours": pause_hours, "seconds": round(time.perf_counter() - paused, 1)}
                     print(f"    paused {pause_hours} h: {backlog:,} task instances finished meanwhile ({out['backlog']['seconds']} s of SQL)",
                           flush=True)
                 busy = base in ("busy", "drain")
-                changed = finish_runs(db, count=per_tick // TASKS, clock=clock[0], window=timedelta(seconds=30), running=pool) if busy else 0
+                changed = (finish_runs(db, count=per_tick // TASKS, clock=clock[0], window=timedelta(seconds=30), running=pool,
+                                       run_events=events[0]) if busy else 0)
                 explain = i in explained
                 context = build_sensor_context(instance=dagster, definitions=defs, cursor=cursor)
                 before = sent[0]
@@ -470,7 +508,8 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                 parsed = json.loads(cursor or "{}")
                 tick = {"kind": kind, "changed_tis": changed, "seconds": round(wall, 2), "cpu_s": round(cpu, 2),
                         "rss_mb": round(peak / 2**20), "requests": sent[0] - before, "materializations": materialized,
-                        "high_water": parsed.get("hw"), "source": parsed.get("src", "scan"), **stats, "plans": plans}
+                        "high_water": parsed.get("hw"), "source": parsed.get("src", "scan"), "run_events": "ls" in parsed,
+                        **stats, "plans": plans}
                 ticks.append(tick)
                 print(f"    tick {i:2d} {kind:<6}{changed:>6} changed: {wall:6.2f} s ({cpu:5.2f} s CPU), {peak / 2**20:5.0f} MB RSS, "
                       f"{tick['requests']:3d} requests, {materialized:5d} materializations; DB {stats['db_ms']:9.1f} ms, "

@@ -1133,6 +1133,181 @@ def test_a_run_cleared_and_rerun_between_two_ticks_reports_the_new_tries_and_the
     assert counts[("inst/dag/dag_00000", run.run_id)] == 2, "the run's second success"
 
 
+# ------------------------------------------------------------------------------------- run events
+# Where airlift-airflow's listener writes a row per DAG-run start and end, the windows after the first
+# such row read their runs from those rows (by key), not by updated_at; a run found ended without its
+# row sends the sensor back to the scan, losing nothing.
+
+@pytest.fixture
+def listener(fake: FakeAirflow) -> FakeAirflow:
+    """The fake Airflow's scheduler runs the run-event listener."""
+    fake.state.run_events = True
+    return fake
+
+
+def _listening(instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> tuple[Ticker, Callable[[], Counter]]:
+    """A ticker that found the listener's rows (a run two hours ago) and read past them, and the
+    counts of what it reported since (that run's left out)."""
+    ticker = Ticker(_defs(instance), dagster_instance)
+    first = fake.state.add_run("dag_00000", start=ticker.now - timedelta(hours=2))
+    for _ in range(2):
+        ticker.tick()
+    assert Cursor.parse(ticker.cursor).listening is not None
+    return ticker, lambda: Counter({k: n for k, n in ticker.counts().items() if k[1] != first.run_id})
+
+
+def _run_scans(fake: FakeAirflow, since: int = 0) -> list[str]:
+    """Requests filtering DAG runs on ``updated_at`` (a scan of ``dag_run``)."""
+    return [p for _, p, _ in fake.request_log[since:] if "updated_at" in p and "dagRuns" in p and "taskInstances" not in p]
+
+
+def test_the_fake_writes_the_run_events_airlift_airflow_writes() -> None:
+    from airlift_protocol import RUN_EVENTS
+    from airlift_testing import fake_airflow
+
+    assert (fake_airflow.RUN_RUNNING, fake_airflow.RUN_SUCCESS, fake_airflow.RUN_FAILED) == RUN_EVENTS
+
+
+def test_run_events_replace_the_scan_of_dag_run_and_report_each_event_once(
+        instance: AirflowInstance, listener: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    fake = listener
+    ticker = Ticker(_defs(instance), dagster_instance)
+    runs = [fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=30 - 5 * i)) for i in range(3)]
+    ticker.tick()  # reads the run-event rows; its window starts before the earliest: scanned
+    cursor = Cursor.parse(ticker.cursor)
+    assert cursor.listening == runs[0].start_date and AirliftSensorCursor.parse(cursor.serialize()) == cursor
+    since = len(fake.request_log)
+    runs.append(fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=1), duration=timedelta(seconds=20)))
+    failed = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50), duration=timedelta(seconds=10), state="failed",
+                                task_state="failed")
+    for _ in range(10):
+        ticker.tick()
+    assert ticker.counts() == Counter({(k, r.run_id): 1 for k in ALL for r in runs}), "nothing of the failed run"
+    assert not _run_scans(fake, since), "no list filters dag_run on updated_at"
+    assert not [k for k, r in ticker.counts() if r == failed.run_id]
+    fake.request_log.clear()
+    ticker.tick()
+    paths = [p for _, p, _ in fake.request_log]
+    assert len(paths) == 1 and "eventLogs" in paths[0], f"a quiet tick reads one page of the audit log: {paths}"
+
+
+def test_with_run_events_a_run_the_scheduler_ends_after_its_tasks_were_read_is_reported_once(
+        instance: AirflowInstance, listener: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    fake = listener
+    ticker, counts = _listening(instance, fake, dagster_instance)
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=65), state="running", task_state="success")
+    ticker.tick()
+    assert counts() == Counter({(k, run.run_id): 1 for k in ["a", "b", "c", "c2"]})
+    ticker.tick()
+    since = len(fake.request_log)
+    fake.state.touch(run, ticker.now - timedelta(seconds=30), state="success", end_date=ticker.now - timedelta(seconds=30))
+    for _ in range(3):
+        ticker.tick()
+    assert counts() == Counter({(k, run.run_id): 1 for k in ALL})
+    assert not _run_scans(fake, since)
+
+
+def test_with_run_events_a_run_of_tasks_that_never_ran_is_reported_once(
+        instance: AirflowInstance, listener: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    """``EmptyOperator`` tasks only: the scheduler writes no try row; the listener's rows name the run."""
+    fake = listener
+    ticker, counts = _listening(instance, fake, dagster_instance)
+    since = len(fake.request_log)
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50), state="running", task_state="queued")
+    at = ticker.now - timedelta(seconds=45)
+    for i, ti in enumerate(fake.state.tis_of_run(run)):
+        fake.state.touch(ti, at + timedelta(seconds=i), by_scheduler=True, state="success", start_date=at + timedelta(seconds=i),
+                         end_date=at + timedelta(seconds=i))
+    fake.state.touch(run, at + timedelta(seconds=5), state="success", end_date=at + timedelta(seconds=5))
+    assert {e.event for e in fake.state.event_logs if e.run_id == run.run_id} == {"airlift.run.running", "airlift.run.success"}
+    for _ in range(3):
+        ticker.tick()
+    assert counts() == Counter({(k, run.run_id): 1 for k in ALL})
+    assert not _run_scans(fake, since)
+
+
+def test_with_run_events_a_run_cleared_and_rerun_reports_the_new_success_and_a_deleted_run_is_skipped(
+        instance: AirflowInstance, listener: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    fake = listener
+    ticker, counts = _listening(instance, fake, dagster_instance)
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=1), duration=timedelta(seconds=20))
+    gone = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=55), duration=timedelta(seconds=5))
+    fake.state.runs.remove(gone)  # deleted after its rows were written: read by key, Airflow no longer knows it
+    ticker.tick()
+    tis = _tis(fake, run)
+    at = ticker.now - timedelta(seconds=50)
+    fake.state.touch(run, at, state="queued", end_date=None)
+    ti = tis["task_002"]
+    fake.state.touch(ti, at, state=None, end_date=None)
+    fake.state.touch(ti, at + timedelta(seconds=10), state="success", try_number=ti.try_number + 1,
+                     start_date=at + timedelta(seconds=5), end_date=at + timedelta(seconds=10))
+    fake.state.touch(run, at + timedelta(seconds=20), state="success", end_date=at + timedelta(seconds=20))
+    for _ in range(3):
+        ticker.tick()
+    seen = counts()
+    assert seen[("c", run.run_id)] == 2 and seen[("a", run.run_id)] == 1
+    assert seen[("inst/dag/dag_00000", run.run_id)] == 2, "the run's second success"
+    assert seen[("inst/dag/dag_00000", gone.run_id)] == 0
+
+
+def test_with_run_events_and_the_run_mirror_a_started_run_shows_while_it_runs(
+        instance: AirflowInstance, listener: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    """Mirrored runs need a run's start: the run-event rows of starts are read too (else only of ends)."""
+    from dagster import DagsterRunStatus
+
+    from airlift_dagster.run_mirror import mirrored_run_id
+
+    fake = listener
+    ticker = Ticker(_defs(instance, mirror_runs=True), dagster_instance)
+    fake.state.add_run("dag_00000", start=ticker.now - timedelta(hours=2))
+    for _ in range(2):
+        ticker.tick()
+    assert Cursor.parse(ticker.cursor).listening is not None
+    since = len(fake.request_log)
+    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=40), state="running", task_state="queued")
+    ticker.tick()
+    mirrored = dagster_instance.get_run_by_id(mirrored_run_id("inst", "dag_00000", run.run_id))
+    assert mirrored is not None and mirrored.status == DagsterRunStatus.STARTED
+    fake.state.touch(run, ticker.now - timedelta(seconds=30), state="failed", end_date=ticker.now - timedelta(seconds=30))
+    for _ in range(2):
+        ticker.tick()
+    mirrored = dagster_instance.get_run_by_id(mirrored_run_id("inst", "dag_00000", run.run_id))
+    assert mirrored is not None and mirrored.status == DagsterRunStatus.FAILURE
+    assert not _run_scans(fake, since)
+
+
+def test_a_run_ended_without_its_run_event_row_sends_the_sensor_back_to_the_scan(
+        instance: AirflowInstance, listener: FakeAirflow, dagster_instance: DagsterInstance,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The listener stops (airlift-airflow removed from the scheduler): the first run ending without
+    its row is found by the check, the tick reads runs by scan, nothing is lost, and rows written
+    before that time are not trusted again."""
+    fake = listener
+    ticker = Ticker(_defs(instance), dagster_instance)
+    runs = [fake.state.add_run("dag_00000", start=ticker.now - timedelta(hours=2))]
+    for _ in range(2):
+        ticker.tick()
+    assert Cursor.parse(ticker.cursor).listening is not None
+    fake.state.run_events = False
+    runs.append(fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=1), duration=timedelta(seconds=20)))
+    since = len(fake.request_log)
+    with caplog.at_level("WARNING", logger="airlift_dagster"):
+        for _ in range(3):
+            ticker.tick()
+    assert "has no run-event row for it" in caplog.text and "reads runs by updated_at instead" in caplog.text, caplog.text
+    cursor = Cursor.parse(ticker.cursor)
+    assert cursor.listening is None and cursor.unheard is not None
+    assert _run_scans(fake, since), "runs are read by scan again"
+    assert ticker.counts() == Counter({(k, r.run_id): 1 for k in ALL for r in runs})
+    fake.state.run_events = True  # the listener back: only rows written after the gap are trusted
+    runs.append(fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=1), duration=timedelta(seconds=20)))
+    for _ in range(3):
+        ticker.tick()
+    cursor = Cursor.parse(ticker.cursor)
+    assert cursor.listening is not None and cursor.unheard is not None and cursor.listening > cursor.unheard
+    assert ticker.counts() == Counter({(k, r.run_id): 1 for k in ALL for r in runs})
+
+
 @pytest.mark.parametrize("readable_first", [False, True], ids=["scan-then-log", "log-then-scan"])
 def test_a_switch_between_sources_repeats_and_loses_nothing(instance: AirflowInstance, fake: FakeAirflow,
                                                             dagster_instance: DagsterInstance, readable_first: bool) -> None:

@@ -1143,11 +1143,19 @@ class AirflowInstance:
 
     def get_dag_runs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], DagRun]:
         """Many DAG runs by (dag_id, run_id), read concurrently (at most ``max_workers`` requests at
-        once; Airflow's batch list cannot filter by run id)."""
+        once; Airflow's batch list cannot filter by run id). A run Airflow does not know (deleted, or
+        its DAG) is left out."""
         wanted = list(dict.fromkeys(keys))
         by_name = {f"{dag_id}\x00{run_id}": (dag_id, run_id) for dag_id, run_id in wanted}
-        runs = self._concurrently(list(by_name), lambda name: self.get_dag_run(*by_name[name]))
-        return {by_name[name]: run for name, run in runs.items()}
+
+        def one(name: str) -> DagRun | None:
+            try:
+                return self.get_dag_run(*by_name[name])
+            except AirflowNotFoundError:
+                return None
+
+        runs = self._concurrently(list(by_name), one)
+        return {by_name[name]: run for name, run in runs.items() if run is not None}
 
     def trigger_dag(
         self,

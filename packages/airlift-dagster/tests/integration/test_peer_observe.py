@@ -1,7 +1,10 @@
 """Peer and observe a real Airflow (the version under test), driven through Airflow's REST API as an
 operator would (clear, mark success, roll back, map a DAG later, catch up after a pause): exact
 materializations per asset (Airflow run id and try number) and their order; then a DAG file breaks
-under a real Dagster webserver + daemon. One Airflow server for the whole module."""
+under a real Dagster webserver + daemon. One Airflow server for the whole module, with
+airlift-airflow installed: its listener writes a row per DAG-run start and end, which the sensor
+reads instead of scanning Airflow's runs (the other real-Airflow suites of this package have no
+listener: they cover the scan)."""
 
 from __future__ import annotations
 
@@ -41,12 +44,20 @@ from airlift_dagster import (
     dag_defs,
     task_defs,
 )
-from airlift_protocol import TimeWindowPartitioning, dagster_run_tags, partition_key_for_airflow_run
+from airlift_protocol import (
+    RUN_FAILED,
+    RUN_RUNNING,
+    RUN_SUCCESS,
+    TimeWindowPartitioning,
+    dagster_run_tags,
+    partition_key_for_airflow_run,
+)
 from airlift_testing import (
     SAMPLE_DAGS,
     SAMPLE_DATASET_DAGS,
     AirflowServer,
     DagsterServer,
+    repo_root,
     wait_until,
 )
 
@@ -65,8 +76,10 @@ def dags_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def airflow(airflow_server_factory: Callable[..., AirflowServer], dags_folder: Path) -> AirflowServer:
     shutil.copy(SAMPLE_DAGS, dags_folder)
     (dags_folder / "quick.py").write_text(QUICK_DAG)
-    server = airflow_server_factory(dags_folder)
-    server.wait_for_dags([*DAG_IDS, "quick_dag"])
+    (dags_folder / "empty.py").write_text(EMPTY_DAG)
+    packages = repo_root() / "packages"
+    server = airflow_server_factory(dags_folder, extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow"])
+    server.wait_for_dags([*DAG_IDS, "quick_dag", "empty_dag"])
     return server
 
 
@@ -82,6 +95,21 @@ except ImportError:
 
 with DAG("quick_dag", start_date=datetime(2024, 1, 1), schedule=None, catchup=False, max_active_runs=32):
     PythonOperator(task_id="only", python_callable=lambda: "ok")
+"""
+
+
+EMPTY_DAG = """
+from datetime import datetime
+
+try:
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+except ImportError:
+    from airflow import DAG
+    from airflow.operators.empty import EmptyOperator
+
+with DAG("empty_dag", start_date=datetime(2024, 1, 1), schedule=None, catchup=False):
+    EmptyOperator(task_id="start") >> EmptyOperator(task_id="end")
 """
 
 
@@ -213,6 +241,39 @@ def test_peer_and_observe_real_runs(airflow: AirflowServer) -> None:
         assert cursor.high_water is not None and len(daemon.cursor or "") < 2000
         daemon.tick()
         assert len(daemon.materializations(*run_ids)) == 10, "nothing new: nothing emitted"
+
+
+def test_run_events_name_every_run_start_and_end_and_the_sensor_reads_runs_from_them(airflow: AirflowServer) -> None:
+    """airlift-airflow's listener in Airflow's scheduler: a row per run start and end, also for a run
+    of tasks that never ran (``EmptyOperator`` only: no try row); a run marked by REST is named by
+    Airflow 3's listener row, by the action's row on Airflow 2. The sensor takes the runs from them."""
+    empty = dag_defs("empty_dag", task_defs("end", AssetSpec("empty_end")))
+    with DagsterInstance.ephemeral() as instance:
+        daemon = Daemon(_defs(airflow, empty, FAILING), instance)
+        daemon.tick()
+        started = datetime.now(timezone.utc)
+        empty_run = airflow.trigger_and_wait("empty_dag")["dag_run_id"]
+        failed_run = airflow.trigger_and_wait("failing_dag")["dag_run_id"]
+        daemon.tick()
+        assert AirliftSensorCursor.parse(daemon.cursor).listening is not None, "the sensor found the run-event rows"
+        _mark_run_success(airflow, "failing_dag", failed_run)
+        for _ in range(2):
+            daemon.tick()
+        rows = [(e.event, e.dag_id, e.run_id, e.task_id, e.owner) for e in _client(airflow).iter_event_logs(
+            after=started, before=datetime.now(timezone.utc), events=[RUN_RUNNING, RUN_SUCCESS, RUN_FAILED])]
+        print("\nrun-event rows:", *rows, sep="\n  ")
+        assert [r for r in rows if r[2] == empty_run] == [(RUN_RUNNING, "empty_dag", empty_run, None, "airlift"),
+                                                          (RUN_SUCCESS, "empty_dag", empty_run, None, "airlift")]
+        failing = [r[0] for r in rows if r[2] == failed_run]
+        assert failing == [RUN_RUNNING, RUN_FAILED, *([RUN_SUCCESS] if airflow.generation == 3 else [])], failing
+        if airflow.generation == 2:  # no listener call for a REST mark; the action's own row names the run
+            marks = [e for e in _client(airflow).iter_event_logs(after=started, before=datetime.now(timezone.utc))
+                     if e.run_id == failed_run and e.task_id is None and not e.event.startswith("airlift.")]
+            assert marks, "Airflow 2 logs the REST mark with the run"
+        assert Counter(k for k, _, _ in daemon.materializations(empty_run)) == Counter({"empty_end": 1, "airflow_one/dag/empty_dag": 1})
+        failing_counts = Counter(k for k, _, _ in daemon.materializations(failed_run))  # the mark may succeed "broken" too
+        assert failing_counts["fine_table"] == 1 and failing_counts["airflow_one/dag/failing_dag"] == 1, failing_counts
+        assert AirliftSensorCursor.parse(daemon.cursor).unheard is None, "no run ended without its row"
 
 
 def test_clear_one_task_and_clear_with_downstream(airflow: AirflowServer) -> None:

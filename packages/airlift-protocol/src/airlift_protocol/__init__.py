@@ -48,6 +48,13 @@ from airlift_protocol.partitions import (
     partition_key_for_airflow_run,
 )
 from airlift_protocol.retry import NO_RETRY, RETRY_STATUSES, Retryable, RetryPolicy
+from airlift_protocol.run_events import (
+    RUN_EVENTS,
+    RUN_FAILED,
+    RUN_RUNNING,
+    RUN_SUCCESS,
+    is_run_event,
+)
 from airlift_protocol.tags import (
     AIRFLOW_DAG_ID_RUN_TAG,
     AIRFLOW_INSTANCE_RUN_TAG,
@@ -101,6 +108,10 @@ __all__ = [
     "MIGRATION_DOC_MARKER",
     "NO_RETRY",
     "RETRY_STATUSES",
+    "RUN_EVENTS",
+    "RUN_FAILED",
+    "RUN_RUNNING",
+    "RUN_SUCCESS",
     "TASK_ID_TAG",
     "VALID_FILE_EXAMPLE",
     "WHOLE_DAG_TASK_ID",
@@ -133,6 +144,7 @@ __all__ = [
     "dump_dag_migration_state",
     "dump_migration_state_to_yaml",
     "encode_tag_value",
+    "is_run_event",
     "load_dag_migration_state",
     "load_migration_state_from_yaml",
     "operator_run_tags",

@@ -151,6 +151,9 @@ class FakeDatasetEvent:
 TRY_LOG_STATES = frozenset({"running", "success", "failed", "up_for_retry"})
 #: Audit-log events of REST actions, as Airflow 3 names them (Airflow 2 prefixes ``api.``).
 MARK_EVENT, CLEAR_EVENT, BATCH_READ_EVENT = "patch_task_instance", "post_clear_task_instances", "get_task_instances_batch"
+#: Audit-log events airlift-airflow's run-event listener writes (``airlift_protocol.RUN_EVENTS``; this
+#: package also serves Airflow-side environments, which have no airlift-protocol).
+RUN_RUNNING, RUN_SUCCESS, RUN_FAILED = "airlift.run.running", "airlift.run.success", "airlift.run.failed"
 
 
 @dataclass(slots=True)
@@ -194,6 +197,9 @@ class FakeAirflowState:
     dataset_events: list[FakeDatasetEvent] = field(default_factory=list)
     #: The audit log; a row's ``event_log_id`` is its position + 1.
     event_logs: list[FakeEventLog] = field(default_factory=list)
+    #: True: airlift-airflow's run-event listener runs in this Airflow's scheduler: a run's start and
+    #: end write :data:`airlift_protocol.RUN_EVENTS` rows (:data:`RUN_RUNNING` ...; :meth:`add_run`, :meth:`touch`).
+    run_events: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _index: dict[str, Any] = field(default_factory=dict, repr=False)
     _touches: int = field(default=0, repr=False)
@@ -246,6 +252,8 @@ class FakeAirflowState:
                 setattr(row, key, value)
             row.updated_at = when
             self._touches += 1
+            if isinstance(row, FakeRun) and "state" in changes and self.run_events:
+                self.log_run_event(row, when)
             if not isinstance(row, FakeTaskInstance) or by_scheduler:
                 return
             if row.try_number > old_try:
@@ -274,6 +282,14 @@ class FakeAirflowState:
         with self.lock:
             self.event_logs.append(row)
         return row
+
+    def log_run_event(self, run: FakeRun, when: datetime) -> None:
+        """The row airlift-airflow's run-event listener writes when ``run`` reached its state (running,
+        success, failed), in the transaction of that state."""
+        event = {"running": RUN_RUNNING, "success": RUN_SUCCESS, "failed": RUN_FAILED}.get(str(run.state))
+        if event is not None:
+            self.log_event(FakeEventLog(when, event, dag_id=run.dag_id, run_id=run.run_id, owner="airlift",
+                                        extra=json.dumps({"state": run.state, "msg": ""})))
 
     def log_try(self, ti: FakeTaskInstance, *, start: datetime | None, end: datetime | None) -> None:
         """The rows a worker writes for the current try of ``ti``: ``running`` at ``start``, then
@@ -339,6 +355,11 @@ class FakeAirflowState:
                     )
                     self.task_instances.append(ti)
                     self.log_try(ti, start=ti.start_date, end=committed_at or ti_end)
+            if self.run_events:
+                self.log_event(FakeEventLog(start, RUN_RUNNING, dag_id=dag_id, run_id=run.run_id, owner="airlift",
+                                            extra=json.dumps({"state": "running", "msg": ""})))
+                if run.end_date is not None:
+                    self.log_run_event(run, committed_at or run.end_date)
         return run
 
 

@@ -84,7 +84,11 @@ class AirliftSensorCursor:
     sensor's clock) the settled windows were last counted; ``source``: which change source
     (:mod:`airlift_dagster.sensor.sources`) read and counted the windows; ``density``: rows listed
     per second of the last fresh window, if it held any (the next one is first asked up to twice
-    what fits the budget at that density).
+    what fits the budget at that density); ``listening``: the time of the earliest run-event row
+    found (airlift-airflow's listener writes one per DAG-run start and end: windows starting later
+    read their runs from those rows, :class:`~airlift_dagster.sensor.sources.AuditLogSource`);
+    ``unheard``: when a run was found ended without its run-event row (rows before that time are
+    not trusted again).
 
     >>> AirliftSensorCursor.parse(AirliftSensorCursor().serialize()).high_water is None
     True
@@ -99,6 +103,8 @@ class AirliftSensorCursor:
     audited_at: datetime | None = None
     source: str = SCAN
     density: float | None = None
+    listening: datetime | None = None
+    unheard: datetime | None = None
 
     def for_source(self, source: str) -> AirliftSensorCursor:
         """This cursor for windows read by ``source``: the windows another source read are read
@@ -107,6 +113,17 @@ class AirliftSensorCursor:
             return self
         pending = [SweepWindow(w.lo, w.hi, UNKNOWN_ROWS, 0) for w in self.pending]
         return replace(self, pending=pending, settled=[], audited_at=None, source=source, density=None)
+
+    def with_listening(self, listening: datetime | None, *, unheard: datetime | None = None) -> AirliftSensorCursor:
+        """This cursor for windows whose runs come from run-event rows after ``listening`` (``None``:
+        from the scan): when that changes, the windows read the other way are read again as changed
+        and the settled ones start again (their counts and digests do not compare). ``unheard``: the
+        time a missing run-event row was found."""
+        unheard = unheard if unheard is not None else self.unheard
+        if listening == self.listening:
+            return replace(self, unheard=unheard)
+        pending = [SweepWindow(w.lo, w.hi, UNKNOWN_ROWS, 0) for w in self.pending]
+        return replace(self, pending=pending, settled=[], audited_at=None, listening=listening, unheard=unheard)
 
     def serialize(self) -> str:
         record: dict[str, object] = {
@@ -128,6 +145,10 @@ class AirliftSensorCursor:
             record["sl"] = late
         if self.density is not None:
             record["dn"] = round(self.density, 3)
+        if self.listening is not None:
+            record["ls"] = _us(self.listening)
+        if self.unheard is not None:
+            record["uh"] = _us(self.unheard)
         return json.dumps(record, separators=(",", ":"))
 
     @classmethod
@@ -158,6 +179,8 @@ class AirliftSensorCursor:
                 audited_at=_from_us(int(data["ad"])) if data.get("ad") else None,
                 source=_source(data.get("src")),
                 density=float(data["dn"]) if data.get("dn") else None,
+                listening=_from_us(int(data["ls"])) if data.get("ls") else None,
+                unheard=_from_us(int(data["uh"])) if data.get("uh") else None,
             )
         except (ValueError, TypeError, AttributeError, IndexError) as e:
             raise AirliftDagsterError(
@@ -227,7 +250,7 @@ def advance_cursor(
             backfilling = None  # finished, or the DAG left the mapping (or its mapping changed)
     return AirliftSensorCursor(high_water=high_water, tick_started=tick_started, pending=pending, dags=dags, settled=settled,
                                backfilling=backfilling, audited_at=audited_at if audit is not None else cursor.audited_at,
-                               source=cursor.source, density=density)
+                               source=cursor.source, density=density, listening=cursor.listening, unheard=cursor.unheard)
 
 
 def _merge_smallest(pending: list[SweepWindow], budget: int) -> list[SweepWindow]:

@@ -59,6 +59,8 @@ class Fetched:
     #: whether the swept window changed since its first read (its rows are then all read; else only
     #: what tells it: a light read, :meth:`ChangeSource.read`)
     sweep_changed: bool = False
+    #: when the earliest run-event row the windows' reads listed was written (:attr:`WindowRows.run_event_at`)
+    run_event_at: datetime | None = None
 
     @property
     def rows_listed(self) -> int:
@@ -126,6 +128,7 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
         if out.sweep_changed:
             rows = source.complete(rows)
         out.sweep_runs, out.sweep_tis, out.sweep_total, out.sweep_listed = rows.runs, rows.tis, rows.size, rows.listed
+        out.run_event_at = rows.run_event_at
         out.sweep_read = (plan.sweep.lo, hi)
         room -= rows.listed
     if plan.fresh is not None and room > 0:
@@ -136,6 +139,8 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
         hi, rows = read_window(source, lo, plan.fresh[1], room, first_hi=guess)
         out.fresh_runs, out.fresh_tis, out.fresh_listed, out.fresh_total = rows.runs, rows.tis, rows.listed, rows.size
         out.fresh_signature = rows.signature
+        if rows.run_event_at is not None and (out.run_event_at is None or rows.run_event_at < out.run_event_at):
+            out.run_event_at = rows.run_event_at
         out.fresh = (lo, hi)
     if plan.backfill:
         read_backfill(airflow_instance, plan, out, upper=out.fresh[0] - _TICK if out.fresh else None,

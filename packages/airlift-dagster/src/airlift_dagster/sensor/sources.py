@@ -7,9 +7,12 @@ Two sources answer the same question, "which runs and task instances changed in 
   and the tasks marked or cleared; their task instances are then read by run (index
   ``task_instance (dag_id, run_id)``). No statement filters ``task_instance`` on a column Airflow
   does not index, so that table's size (the largest of the metadata database) does not weigh on a
-  tick. The runs are the scan's (``dag_run.updated_at``, a sequential scan of the runs table: the
-  scheduler ends runs without an audit-log row). A window's second read (``light``) compares the
-  try-end rows themselves, not their task instances: such a row is written with its task's state.
+  tick. Where airlift-airflow's run-event listener writes a row per DAG-run start and end
+  (:mod:`airlift_protocol.run_events`; a window starting after the earliest such row), the runs are
+  those rows' (and the runs REST and UI actions name), read by key; elsewhere they are the scan's
+  (``dag_run.updated_at``, a sequential scan of the runs table: Airflow's scheduler ends runs
+  without an audit-log row). A window's second read (``light``) compares the try-end and run-event
+  rows themselves, not their task instances and runs: such a row is written with the new state.
 - :class:`ScanSource`: the runs and task instances whose ``updated_at`` is in the window (Airflow
   indexes neither column: a sequential scan of both tables per window). Used when the Airflow user
   may not read the audit log (Airflow 2: only the Admin role may) or Airflow is older than 2.9.
@@ -18,14 +21,15 @@ Two sources answer the same question, "which runs and task instances changed in 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar, Protocol
 
 from airlift_client import AirflowInstance, TooManyRows
+from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK
-from airlift_protocol import DagRun, EventLog, TaskInstance
+from airlift_protocol import RUN_RUNNING, DagRun, EventLog, TaskInstance, is_run_event
 
 #: :attr:`ChangeSource.name` of each source (the cursor records which one sized its windows).
 SCAN, AUDIT_LOG = "scan", "log"
@@ -46,6 +50,27 @@ TRY_END_EVENTS = frozenset({"success", "failed", "up_for_retry", "up_for_resched
 
 #: A task of a run: (dag_id, run_id, task_id).
 TaskOfRun = tuple[str, str, str]
+
+#: A run: (dag_id, run_id).
+RunKey = tuple[str, str]
+
+#: Runs a window read from run-event rows checks for a missing row (:class:`RunEventsMissing`): the
+#: first (by DAG and run id) of the runs its try-end rows name and no run-event or action row does.
+GAP_CHECK_RUNS = 2
+
+#: How long before a window's end a run must have ended for its run-event row to be expected in the window.
+GAP_CHECK_MARGIN = timedelta(seconds=5)
+
+
+class RunEventsMissing(AirliftDagsterError):
+    """A run ended in a window read from run-event rows, and the window holds no row for its end: the
+    listener does not write them (airlift-airflow missing from a scheduler, or ``[airlift] run_events``
+    off). ``run``: (dag_id, run_id); ``ended``: its end date."""
+
+    def __init__(self, message: str, *, run: RunKey, ended: datetime) -> None:
+        super().__init__(message)
+        self.run = run
+        self.ended = ended
 
 
 def _digest(keys: Iterable[str]) -> tuple[int, int]:
@@ -90,8 +115,8 @@ class WindowRows:
 
     ``marks``: the (count, digest) the window's second read compares (:attr:`signature`; ``None``:
     :func:`rows_digest` of the rows). ``unread``: task instances a light read left unread (those
-    named by try-end rows, :data:`TRY_END_EVENTS`: task → map indexes); :meth:`ChangeSource.complete`
-    reads them."""
+    named by try-end rows, :data:`TRY_END_EVENTS`: task → map indexes); ``unread_runs``: runs a light
+    read left unread (those named by run-event rows); :meth:`ChangeSource.complete` reads them."""
 
     runs: list[DagRun]
     tis: list[TaskInstance]
@@ -99,6 +124,9 @@ class WindowRows:
     listed: int
     marks: tuple[int, int] | None = None
     unread: Mapping[TaskOfRun, frozenset[int]] = field(default_factory=dict)
+    unread_runs: frozenset[RunKey] = frozenset()
+    #: when the earliest run-event row read was written (any DAG; ``None``: none read)
+    run_event_at: datetime | None = None
 
     @property
     def signature(self) -> tuple[int, int]:
@@ -111,7 +139,8 @@ class WindowRows:
         for task, indexes in later.unread.items():
             unread[task] = unread.get(task, frozenset()) | indexes
         return WindowRows([*self.runs, *later.runs], [*self.tis, *later.tis], self.size + later.size, self.listed + later.listed,
-                          _union(self.signature, later.signature), unread)
+                          _union(self.signature, later.signature), unread, self.unread_runs | later.unread_runs,
+                          _earliest(self.run_event_at, later.run_event_at))
 
 
 class ChangeSource(Protocol):
@@ -157,43 +186,76 @@ class ScanSource:
 
 @dataclass
 class AuditLogSource:
-    """The runs whose ``updated_at`` is in the window (a scan of ``dag_run`` only, the smaller
-    table), and the task instances the audit-log rows written in the window name (their current
-    state), read by run; the size is the runs of every DAG plus the audit-log rows.
+    """The task instances the audit-log rows written in the window name (their current state), read
+    by run, and the window's runs: read by key from the run-event rows (of a run's end; of its start
+    too with ``read_started``) and the REST or UI actions naming a run (a window starting after
+    ``listening``, the earliest run-event row), else those whose
+    ``updated_at`` is in the window (a scan of ``dag_run``, the smaller table). The size is the
+    audit-log rows, plus the scanned runs of every DAG.
 
     A row naming a task (a try's ``success`` / ``failed`` / ``up_for_retry``, a REST or UI mark)
     selects that task's instances in the run (of its map index when the row has one); a row naming
-    a run but no task (a clear on Airflow 3) selects all of the run's task instances. A try's row is
-    written in the transaction that writes the task's state, so a row Airflow lists has its change
-    visible; a mark is logged just before it is applied, and the window's second read (after the
-    lateness window) compares the states again. The scheduler writes no row when it sets a task
+    a run but no task (a clear on Airflow 3, a run marked by REST or the UI) selects all of the run's
+    task instances. A try's row is written in the transaction that writes the task's state (a
+    run-event row in the one that writes the run's), so a row Airflow lists has its change visible; a
+    mark is logged just before it is applied, and the window's second read (after the lateness
+    window) compares the states again. The scheduler writes no row when it sets a task
     ``upstream_failed`` (read with the ended runs of the window) or succeeds a task that does not
-    run (``EmptyOperator``: read with its successful run, as any task a run's group lacks)."""
+    run (``EmptyOperator``: read with its successful run, as any task a run's group lacks).
+
+    Reading run-event rows, a window checks that they are written: of the runs its try-end rows name
+    alone, :data:`GAP_CHECK_RUNS` are read, and one that ended in the window raises
+    :class:`RunEventsMissing` (the caller reads runs by scan again)."""
 
     airflow_instance: AirflowInstance
     dag_ids: frozenset[str]
+    listening: datetime | None = None
+    #: whether the runs that run-event rows say started are read too (for the run mirror; else only ended ones)
+    read_started: bool = False
     name: ClassVar[str] = AUDIT_LOG
 
+    def reads_run_events(self, lo: datetime) -> bool:
+        """Whether the window starting at ``lo`` takes its runs from run-event rows."""
+        return self.listening is not None and lo > self.listening
+
     def read(self, lo: datetime, hi: datetime, max_rows: int | None, *, light: bool = False) -> WindowRows | TooManyRows:
-        """``light``: the task instances named by try-end rows (:data:`TRY_END_EVENTS`) are left
-        unread; the window's :attr:`WindowRows.signature` holds those rows instead of their task
-        instances (the same either way), so a second read that finds it unchanged reads the
-        audit log and the runs only."""
-        changed = self.airflow_instance.read_changes(after=lo - _TICK, before=hi + _TICK, updated_at_gte=lo, updated_at_lte=hi,
-                                                     max_rows=max_rows, skip_events=SKIPPED_EVENTS)
-        if isinstance(changed, TooManyRows):
-            return changed
-        rows, all_runs = changed
-        runs = [r for r in all_runs if r.dag_id in self.dag_ids]
-        whole: set[tuple[str, str]] = set()
+        """``light``: the task instances named by try-end rows (:data:`TRY_END_EVENTS`) and the runs
+        named by run-event rows are left unread; the window's :attr:`WindowRows.signature` holds those
+        rows instead of their task instances and runs (the same either way), so a second read that
+        finds it unchanged reads the audit log (and the scanned runs) only."""
+        events = self.reads_run_events(lo)
+        all_runs: list[DagRun] = []
+        if events:
+            logged = self.airflow_instance.read_event_logs(after=lo - _TICK, before=hi + _TICK, max_rows=max_rows,
+                                                           skip_events=SKIPPED_EVENTS)
+            if isinstance(logged, TooManyRows):
+                return logged
+            rows = logged
+        else:
+            changed = self.airflow_instance.read_changes(after=lo - _TICK, before=hi + _TICK, updated_at_gte=lo,
+                                                         updated_at_lte=hi, max_rows=max_rows, skip_events=SKIPPED_EVENTS)
+            if isinstance(changed, TooManyRows):
+                return changed
+            rows, all_runs = changed
+        whole: set[RunKey] = set()
+        run_events: set[RunKey] = set()  # runs to read by key for their run-event rows
+        ended: set[RunKey] = set()  # runs whose end a run-event row names
         marked: dict[TaskOfRun, set[int] | None] = {}  # task -> map indexes named (None: all of them)
         tries: dict[TaskOfRun, set[int]] = {}
         try_rows: list[EventLog] = []
+        heard = min((row.when for row in rows if is_run_event(row.event)), default=None)
         for row in rows:
             if row.dag_id not in self.dag_ids or not row.run_id:
                 continue
             run = (row.dag_id, row.run_id)
-            if row.task_id is None:
+            if is_run_event(row.event):
+                if events:
+                    try_rows.append(row)
+                    if row.event != RUN_RUNNING:
+                        ended.add(run)
+                    if row.event != RUN_RUNNING or self.read_started:
+                        run_events.add(run)
+            elif row.task_id is None:
                 whole.add(run)
             elif _is_try_end(row):
                 tries.setdefault((*run, row.task_id), set()).add(row.map_index)  # type: ignore[arg-type]
@@ -205,11 +267,16 @@ class AuditLogSource:
                 if indexes is not None:
                     indexes.add(row.map_index)
         size = len(rows) + len(all_runs)
-        named_tasks = len(marked.keys() | tries.keys()) + len(whole)
+        named_tasks = len(marked.keys() | tries.keys()) + len(whole) + (len(run_events - whole) if events else 0)
         if max_rows is not None and size + named_tasks > max_rows:
-            return TooManyRows(size + named_tasks)  # with the task instances they name, over the budget
-        tis: list[TaskInstance] = []
+            return TooManyRows(size + named_tasks)  # with the task instances and runs they name, over the budget
         read = 0
+        runs = [r for r in all_runs if r.dag_id in self.dag_ids]
+        if events:  # the runs named by a run or by run-event rows, read by key (those of run events: not when light)
+            keyed = sorted(whole if light else whole | run_events)
+            runs = list(self.airflow_instance.get_dag_runs(keyed).values()) if keyed else []
+            read += len(runs)
+        tis: list[TaskInstance] = []
         to_read: dict[TaskOfRun, set[int] | None] = dict(marked)
         if not light:
             for task, indexes in tries.items():
@@ -219,34 +286,77 @@ class AuditLogSource:
             read += 1
             if _named(ti, to_read, whole):
                 tis.append(ti)
-        ended = sorted((r.dag_id, r.run_id) for r in runs if r.is_finished)
-        scheduler_set: set[tuple[str, str, str, int]] = set()
-        if ended:
-            have = {t.key for t in tis}
-            for ti in self.airflow_instance.iter_task_instances_of_runs(ended, states=list(SCHEDULER_SET_STATES)):
-                read += 1
-                scheduler_set.add(ti.key)
-                if ti.key not in have:
-                    tis.append(ti)
-        # the signature (light or not): the runs, the task instances of marks, clears and the scheduler, the try-end rows
+        scheduler_set, more = self._scheduler_set(runs, tis)
+        read += more
+        # the signature (light or not): the runs (scanned, or named by a run), the task instances of marks, clears and
+        # the scheduler, the try-end and run-event rows
         kept = [ti for ti in tis if _named(ti, marked, whole) or ti.key in scheduler_set]
+        signed_runs = [r for r in runs if (r.dag_id, r.run_id) in whole] if events else runs
         unread = {task: frozenset(indexes) for task, indexes in tries.items()} if light else {}
-        return WindowRows(runs, tis, size, size + read, _union(rows_digest(runs, kept), _try_end_digest(try_rows)), unread)
+        out = WindowRows(runs, tis, size, size + read, _union(rows_digest(signed_runs, kept), _try_end_digest(try_rows)), unread,
+                         frozenset(run_events - whole) if light else frozenset(), heard)
+        if events and not light:
+            out.listed += self._check_run_events(lo, hi, tries, ended | whole, {(r.dag_id, r.run_id): r for r in runs})
+        return out
+
+    def _scheduler_set(self, runs: Sequence[DagRun], tis: list[TaskInstance]) -> tuple[set[tuple[str, str, str, int]], int]:
+        """Add to ``tis`` the task instances the scheduler set in the ended ``runs`` (:data:`SCHEDULER_SET_STATES`);
+        returns their keys and how many were read."""
+        ended = sorted((r.dag_id, r.run_id) for r in runs if r.is_finished)
+        found: set[tuple[str, str, str, int]] = set()
+        if not ended:
+            return found, 0
+        have = {t.key for t in tis}
+        read = 0
+        for ti in self.airflow_instance.iter_task_instances_of_runs(ended, states=list(SCHEDULER_SET_STATES)):
+            read += 1
+            found.add(ti.key)
+            if ti.key not in have:
+                tis.append(ti)
+        return found, read
+
+    def _check_run_events(self, lo: datetime, hi: datetime, tries: Mapping[TaskOfRun, Set[int]], named: Set[RunKey],
+                          known: Mapping[RunKey, DagRun]) -> int:
+        """Check :data:`GAP_CHECK_RUNS` of the runs the window's try-end rows name and no run-end or
+        action row does (``named``; those in ``known`` are not read again); raise
+        :class:`RunEventsMissing` for one that ended in the window (its row would be in it). Returns
+        how many runs were read."""
+        alone = sorted({(d, r) for d, r, _ in tries} - set(named))[:GAP_CHECK_RUNS]
+        unread = [key for key in alone if key not in known]
+        found = {**{key: known[key] for key in alone if key in known}, **(self.airflow_instance.get_dag_runs(unread) if unread else {})}
+        for key, run in sorted(found.items()):
+            if run.is_finished and run.end_date is not None and lo <= run.end_date <= hi - GAP_CHECK_MARGIN:
+                raise RunEventsMissing(
+                    f"run {key[1]!r} of DAG {key[0]!r} ended at {run.end_date.isoformat()} and Airflow's audit log has no "
+                    f"run-event row for it: airlift-airflow's run-event listener is not writing them (installed in every "
+                    f"scheduler? [airlift] run_events switched off?)", run=key, ended=run.end_date)
+        return len(unread)
 
     def complete(self, rows: WindowRows) -> WindowRows:
-        """Read the task instances named by try-end rows that a light read left unread."""
-        if not rows.unread:
+        """Read the task instances named by try-end rows, and the runs named by run-event rows, that a
+        light read left unread."""
+        if not rows.unread and not rows.unread_runs:
             return rows
         have = {t.key for t in rows.tis}
         tis = list(rows.tis)
+        runs = list(rows.runs)
         read = 0
         for ti in self._task_instances(rows.unread, frozenset()):
             read += 1
             if _named(ti, rows.unread, frozenset()) and ti.key not in have:
                 tis.append(ti)
-        return WindowRows(rows.runs, tis, rows.size, rows.listed + read, rows.marks)
+                have.add(ti.key)
+        known = {(r.dag_id, r.run_id) for r in runs}
+        wanted = sorted(rows.unread_runs - known)
+        if wanted:
+            added = list(self.airflow_instance.get_dag_runs(wanted).values())
+            read += len(added)
+            runs.extend(added)
+            _, more = self._scheduler_set(added, tis)
+            read += more
+        return WindowRows(runs, tis, rows.size, rows.listed + read, rows.marks, run_event_at=rows.run_event_at)
 
-    def _task_instances(self, tasks: Mapping[TaskOfRun, Set[int] | None], whole: Set[tuple[str, str]]) -> Iterable[TaskInstance]:
+    def _task_instances(self, tasks: Mapping[TaskOfRun, Set[int] | None], whole: Set[RunKey]) -> Iterable[TaskInstance]:
         """The task instances of the runs in ``whole`` and of the runs of ``tasks`` (of those tasks only
         when no run is read whole): a superset of what :func:`_named` keeps."""
         runs = {*whole, *((d, r) for d, r, _ in tasks)}
@@ -255,8 +365,14 @@ class AuditLogSource:
         return self.airflow_instance.iter_task_instances_of_runs(sorted(runs), task_ids=None if whole else sorted({t for _, _, t in tasks}))
 
     def count(self, lo: datetime, hi: datetime) -> int:
-        return (self.airflow_instance.count_event_logs(after=lo - _TICK, before=hi + _TICK, skip_events=SKIPPED_EVENTS)
-                + self.airflow_instance.count_updated(updated_at_gte=lo, updated_at_lte=hi, task_instances=False))
+        logged = self.airflow_instance.count_event_logs(after=lo - _TICK, before=hi + _TICK, skip_events=SKIPPED_EVENTS)
+        if self.reads_run_events(lo):
+            return logged
+        return logged + self.airflow_instance.count_updated(updated_at_gte=lo, updated_at_lte=hi, task_instances=False)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _named(ti: TaskInstance, tasks: Mapping[TaskOfRun, Set[int] | None], whole: Set[tuple[str, str]]) -> bool:
@@ -269,5 +385,5 @@ def _named(ti: TaskInstance, tasks: Mapping[TaskOfRun, Set[int] | None], whole: 
     return indexes is None or ti.map_index in indexes
 
 
-__all__ = ["AUDIT_LOG", "SCAN", "SCHEDULER_SET_STATES", "TRY_END_EVENTS", "AuditLogSource", "ChangeSource", "ScanSource",
-           "WindowRows", "rows_digest"]
+__all__ = ["AUDIT_LOG", "SCAN", "SCHEDULER_SET_STATES", "TRY_END_EVENTS", "AuditLogSource", "ChangeSource", "RunEventsMissing",
+           "ScanSource", "WindowRows", "rows_digest"]

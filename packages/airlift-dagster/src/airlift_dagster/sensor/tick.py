@@ -17,7 +17,11 @@ from dagster import (
     SensorEvaluationContext,
 )
 
-from airlift_client import AirflowInstance, AuditLogUnavailableError, ui_links_for
+from airlift_client import (
+    AirflowInstance,
+    AuditLogUnavailableError,
+    ui_links_for,
+)
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _iso
 from airlift_dagster.sensor.cursor import AirliftSensorCursor, advance_cursor
@@ -31,7 +35,12 @@ from airlift_dagster.sensor.emissions import (
 from airlift_dagster.sensor.fetch import Audit, TickRead, read_airflow
 from airlift_dagster.sensor.ledger import dagster_built_tries, settle_deliveries
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
-from airlift_dagster.sensor.sources import AuditLogSource, ChangeSource, ScanSource
+from airlift_dagster.sensor.sources import (
+    AuditLogSource,
+    ChangeSource,
+    RunEventsMissing,
+    ScanSource,
+)
 from airlift_dagster.sensor.windows import TickPlan, plan_tick
 from airlift_dagster.transform import AirflowTickView, EventTransformer, apply_event_transformer
 from airlift_protocol import (
@@ -91,6 +100,8 @@ def evaluate_tick(
     while True:
         source = choose_source(airflow_instance, plan, settings)
         cursor = parsed.for_source(source.name)
+        if isinstance(source, AuditLogSource):
+            source.listening = cursor.listening
         tick = plan_tick(cursor, now=now, coverage=plan.coverage, settings=settings)  # 1. windows
         audit_due = audit_is_due(cursor, now, settings)
         try:
@@ -99,6 +110,9 @@ def evaluate_tick(
             break
         except AuditLogUnavailableError as e:
             source_warnings.append(audit_log_unavailable(plan, settings, e))
+        except RunEventsMissing as e:
+            source_warnings.append(run_events_missing(plan, e))
+            parsed = cursor.with_listening(None, unheard=now)
     candidates = build_tick_emissions(plan, ui_links_for(plan.api, plan.webserver_url), read, now=now,  # 3. emissions
                                       settle=settings.settle)
     built, foreign = dagster_built_tries(context.instance, plan.instance_name, _success_run_ids(plan, read),
@@ -111,6 +125,7 @@ def evaluate_tick(
         log.warning("Airlift sensor: %s", warning)
     new_cursor = advance_cursor(cursor, tick, read.fetched, coverage=plan.coverage, tick_started=started,  # 5. cursor
                                 settings=settings, audit=read.audit if audit_due else None, audited_at=now)
+    new_cursor = heard(plan, new_cursor, read.fetched.run_event_at)
     events = apply_event_transformer(event_transformer, [e.event for e in kept], _tick_view(plan, read))
     fresh = read.fetched.fresh
     caught_up = tick.fresh is None or (fresh is not None and fresh[1] >= tick.fresh[1])
@@ -143,7 +158,29 @@ def choose_source(airflow_instance: AirflowInstance, plan: SensorPlan, settings:
     refused_until = _scan_until.get((plan.instance_name, plan.webserver_url), 0.0)
     if settings.change_source == "scan" or (settings.change_source == "auto" and time.monotonic() < refused_until):
         return ScanSource(airflow_instance, plan.dag_ids)
-    return AuditLogSource(airflow_instance, plan.dag_ids)
+    return AuditLogSource(airflow_instance, plan.dag_ids, read_started=settings.mirror_runs)
+
+
+def heard(plan: SensorPlan, cursor: AirliftSensorCursor, run_event_at: datetime | None) -> AirliftSensorCursor:
+    """The cursor after a tick that read a run-event row written at ``run_event_at`` (the earliest it
+    read; ``None``: none): airlift-airflow's listener writes them, so the windows starting after it
+    read their runs from those rows (unless a run was found ended without its row after that time)."""
+    if cursor.listening is not None or run_event_at is None or (cursor.unheard is not None and run_event_at <= cursor.unheard):
+        return cursor
+    log.info("Airlift sensor %s: Airflow writes run-event rows (airlift-airflow's listener) since %s at least; the windows "
+             "after it read their runs from those rows, not by a scan of dag_run", plan.instance_name, _iso(run_event_at))
+    return cursor.with_listening(run_event_at)
+
+
+def run_events_missing(plan: SensorPlan, error: RunEventsMissing) -> str:
+    """Answer a run found ended without its run-event row: the tick reads runs by scan again (the
+    windows read from run-event rows since are read again, as changed, after the lateness window),
+    until it reads a run-event row written after now. Returns the warning (logged too)."""
+    warning = (f"Airflow instance {plan.instance_name!r}: {error}. The sensor reads runs by updated_at instead (a scan of "
+               f"Airflow's dag_run table per tick; the windows read since are read again after the lateness window) until "
+               f"it reads a run-event row written from now on.")
+    log.warning("Airlift sensor: %s", warning)
+    return warning
 
 
 def audit_log_unavailable(plan: SensorPlan, settings: SensorSettings, error: AuditLogUnavailableError) -> str:
