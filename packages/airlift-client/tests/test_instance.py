@@ -167,6 +167,8 @@ def test_tasks_sources_runs_and_links(fake_factory: Factory, instance_for: Insta
     assert inst.get_dag_runs([*pairs, pairs[0]]) == {(r.dag_id, r.run_id): r for r in reversed(runs)}
     assert list(inst.get_dag_runs(pairs)) == pairs
     assert inst.get_dag_runs([]) == {}
+    assert inst.get_dag_runs([pairs[0], (run.dag_id, "deleted__run"), ("no_such_dag", run.run_id)]) == {pairs[0]: runs[-1]}, \
+        "a run Airflow does not know is left out"
     tis = list(inst.iter_task_instances(dag_ids=[run.dag_id], run_ids=[run.run_id]))
     assert {t.task_id for t in tis} == {"task_000", "task_001", "task_002"}
     assert list(inst.iter_task_instances(dag_ids=[])) == []
