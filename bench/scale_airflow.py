@@ -136,14 +136,16 @@ def seed(db: Any, *, dags: int, runs: int, running: int, t0: datetime) -> dict[s
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta, running: int, run_events: bool = False) -> int:
+def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta, running: int, run_events: bool = False,
+                date_col: str = "logical_date") -> int:
     """The oldest ``count`` runs to come (running first, then queued) succeed with their tasks,
     ``updated_at`` spread over the ``window`` before ``clock - 11 s`` (the sensor leaves the last
     10 s to the next tick), and each try writes its audit-log rows as Airflow's task runner does
     (``running`` at its start, ``success`` at its end, in the ``log`` table). Then the next queued
     runs start, so that ``running`` runs are running (as a scheduler keeps a steady number).
     ``run_events``: airlift-airflow's listener runs in the scheduler: each run's end and start also
-    write their run-event row (``airlift.run.success`` / ``airlift.run.running``)."""
+    write their run-event row (``airlift.run.success`` / ``airlift.run.running``; ``date_col``: the
+    runs' logical date column, ``execution_date`` on Airflow 2)."""
     hi = clock - timedelta(seconds=11)
     his = hi.strftime("%Y-%m-%d %H:%M:%S.%f+00")
     span = window.total_seconds()
@@ -162,31 +164,47 @@ def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta, runn
             SELECT e.dttm, ti.dag_id, ti.task_id, ti.map_index, e.event, ti.run_id, 'airflow', 1
             FROM task_instance ti JOIN done d ON ti.dag_id = d.dag_id AND ti.run_id = d.run_id,
             LATERAL (VALUES (ti.start_date, 'running'), (ti.end_date, 'success')) AS e (dttm, event);
-        {RUN_ENDED_SQL if run_events else ""}
+        {run_ended_sql(date_col) if run_events else ""}
         WITH started AS (UPDATE dag_run SET state = 'running', start_date = timestamptz '{his}', updated_at = timestamptz '{his}'
             WHERE id IN (SELECT id FROM dag_run WHERE state = 'queued' ORDER BY id LIMIT
-                         greatest(0, {running} - (SELECT count(*) FROM dag_run WHERE state = 'running'))) RETURNING dag_id, run_id)
-        {RUN_STARTED_SQL.format(his=his) if run_events else "SELECT count(*) FROM started"};
+                         greatest(0, {running} - (SELECT count(*) FROM dag_run WHERE state = 'running'))) RETURNING *)
+        {run_started_sql(date_col, his) if run_events else "SELECT count(*) FROM started"};
     """)
     return int(out.split()[0]) if out.split() else 0
 
 
-#: The run-event rows of the runs ``finish_runs`` ends (its temp table ``done``), at their end.
-RUN_ENDED_SQL = """INSERT INTO log (dttm, dag_id, event, run_id, owner, extra)
-            SELECT r.end_date, r.dag_id, 'airlift.run.success', r.run_id, 'airlift', '{"state": "success", "msg": "success"}'
-            FROM dag_run r JOIN done d ON r.dag_id = d.dag_id AND r.run_id = d.run_id;"""
-#: The run-event rows of the runs ``finish_runs`` starts (its CTE ``started``), at their start.
-RUN_STARTED_SQL = """INSERT INTO log (dttm, dag_id, event, run_id, owner, extra)
-            SELECT timestamptz '{his}', dag_id, 'airlift.run.running', run_id, 'airlift', '{{"state": "running", "msg": ""}}' FROM started"""
+def run_event_extra_sql(row: str, state: str, date_col: str) -> str:
+    """SQL of the ``extra`` airlift-airflow's listener writes for the run in ``row`` (a ``dag_run`` row
+    alias) reaching ``state`` (``airlift_protocol.run_event_extra``: the run as the REST API shows it)."""
+    dates = ", ".join(f"'{c}', {row}.{c}" for c in ("start_date", "data_interval_start", "data_interval_end", "queued_at"))
+    end = "NULL" if state == "running" else f"{row}.end_date"
+    extra_date = f", 'execution_date', {row}.{date_col}" if date_col == "execution_date" else f", 'run_after', {row}.run_after"
+    return (f"json_build_object('v', 1, 'state', '{state}', 'msg', '', 'run', json_build_object('dag_id', {row}.dag_id, "
+            f"'dag_run_id', {row}.run_id, 'state', '{state}', 'run_type', {row}.run_type, 'end_date', {end}, "
+            f"'logical_date', {row}.{date_col}{extra_date}, {dates}))::text")
 
 
-def seed_run_events(db: Any) -> float:
+def run_ended_sql(date_col: str) -> str:
+    """The run-event rows of the runs ``finish_runs`` ends (its temp table ``done``), at their end."""
+    return (f"INSERT INTO log (dttm, dag_id, event, run_id, owner, extra) SELECT r.end_date, r.dag_id, 'airlift.run.success', "
+            f"r.run_id, 'airlift', {run_event_extra_sql('r', 'success', date_col)} "
+            f"FROM dag_run r JOIN done d ON r.dag_id = d.dag_id AND r.run_id = d.run_id;")
+
+
+def run_started_sql(date_col: str, his: str) -> str:
+    """The run-event rows of the runs ``finish_runs`` starts (its CTE ``started``), at their start."""
+    return (f"INSERT INTO log (dttm, dag_id, event, run_id, owner, extra) SELECT timestamptz '{his}', s.dag_id, "
+            f"'airlift.run.running', s.run_id, 'airlift', {run_event_extra_sql('s', 'running', date_col)} FROM started s")
+
+
+def seed_run_events(db: Any, date_col: str) -> float:
     """The run-event rows airlift-airflow's listener would have written for the seeded history (a start
     and an end per finished run); seconds taken."""
     started = time.perf_counter()
     db.psql("airflow", "INSERT INTO log (dttm, dag_id, event, run_id, owner, extra) "
-                       "SELECT e.dttm, r.dag_id, e.event, r.run_id, 'airlift', NULL FROM dag_run r, "
-                       "LATERAL (VALUES (r.start_date, 'airlift.run.running'), (r.end_date, 'airlift.run.success')) AS e (dttm, event) "
+                       "SELECT e.dttm, r.dag_id, e.event, r.run_id, 'airlift', e.extra FROM dag_run r, "
+                       f"LATERAL (VALUES (r.start_date, 'airlift.run.running', {run_event_extra_sql('r', 'running', date_col)}), "
+                       f"(r.end_date, 'airlift.run.success', {run_event_extra_sql('r', 'success', date_col)})) AS e (dttm, event, extra) "
                        "WHERE r.state = 'success' ORDER BY e.dttm")
     db.psql("airflow", "VACUUM ANALYZE log")
     return round(time.perf_counter() - started, 1)
@@ -408,10 +426,11 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
         out["run_index"] = index_mode
         out["run_events"] = events_mode
         events = [events_mode == "on"]  # whether the simulated scheduler writes run-event rows now
+        date_col = "execution_date" if server.generation == 2 else "logical_date"
         if events[0]:
-            out["seed"]["run_events_seconds"] = seed_run_events(db)
+            out["seed"]["run_events_seconds"] = seed_run_events(db, date_col)
         pool = 2 * (per_tick // TASKS)  # runs running at any time
-        finish_runs(db, count=0, clock=t0, window=timedelta(seconds=30), running=pool, run_events=events[0])
+        finish_runs(db, count=0, clock=t0, window=timedelta(seconds=30), running=pool, run_events=events[0], date_col=date_col)
         print(f"    seeded {out['seed']}", flush=True)
         sent = [0]
         by_path: dict[str, list[float]] = {}  # this tick's requests: path -> seconds of each
@@ -476,13 +495,13 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                     for h in range(int(pause_hours + 0.999)):
                         at = min(clock[0], clock[0] - timedelta(hours=pause_hours) + timedelta(hours=h + 1))
                         backlog += finish_runs(db, count=per_hour, clock=at, window=timedelta(hours=1), running=pool,
-                                               run_events=events[0])
+                                               run_events=events[0], date_col=date_col)
                     out["backlog"] = {"task_instances": backlog, "hours": pause_hours, "seconds": round(time.perf_counter() - paused, 1)}
                     print(f"    paused {pause_hours} h: {backlog:,} task instances finished meanwhile ({out['backlog']['seconds']} s of SQL)",
                           flush=True)
                 busy = base in ("busy", "drain")
                 changed = (finish_runs(db, count=per_tick // TASKS, clock=clock[0], window=timedelta(seconds=30), running=pool,
-                                       run_events=events[0]) if busy else 0)
+                                       run_events=events[0], date_col=date_col) if busy else 0)
                 explain = i in explained
                 context = build_sensor_context(instance=dagster, definitions=defs, cursor=cursor)
                 before = sent[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +15,15 @@ from sqlalchemy.orm import Session
 
 from airlift_airflow import run_events
 from airlift_airflow.plugin import AirliftPlugin
-from airlift_protocol import RUN_FAILED, RUN_RUNNING, RUN_SUCCESS
+from airlift_airflow.version_compat import AIRFLOW_V_3_0_PLUS
+from airlift_protocol import (
+    RUN_FAILED,
+    RUN_RUNNING,
+    RUN_SUCCESS,
+    ApiVersion,
+    EventLog,
+    run_of_event,
+)
 
 
 @pytest.fixture
@@ -36,8 +45,14 @@ def _rows(engine: sqlalchemy.engine.Engine) -> list[Any]:
                                 extra=json.loads(r.extra)) for r in session.query(Log).order_by(Log.id)]
 
 
+START = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
+
+
 def _run(state: str, run_id: str = "scheduled__2026-01-01T00:00:00+00:00") -> Any:
-    return SimpleNamespace(dag_id="sales", run_id=run_id, state=SimpleNamespace(value=state))
+    return SimpleNamespace(dag_id="sales", run_id=run_id, state=SimpleNamespace(value=state), run_type="scheduled",
+                           start_date=START, end_date=START + timedelta(seconds=30) if state != "running" else None,
+                           execution_date=START, logical_date=START, run_after=START, data_interval_start=START,
+                           data_interval_end=START, queued_at=START, conf={"password": "SENTINEL"})
 
 
 def test_the_row_joins_the_session_holding_the_run(log_db: sqlalchemy.engine.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,7 +71,17 @@ def test_the_row_joins_the_session_holding_the_run(log_db: sqlalchemy.engine.Eng
         (RUN_SUCCESS, "sales", "scheduled__2026-01-01T00:00:00+00:00", None, "airlift"),
         (RUN_FAILED, "sales", "manual__1", None, "airlift"),
     ]
-    assert rows[1].extra == {"state": "success", "msg": "success"}
+    assert {k: rows[1].extra[k] for k in ("v", "state", "msg")} == {"v": 1, "state": "success", "msg": "success"}
+    assert "SENTINEL" not in json.dumps([r.extra for r in rows]), "never the run's conf"
+    api = ApiVersion.V2 if AIRFLOW_V_3_0_PLUS else ApiVersion.V1
+    read_back = [run_of_event(EventLog(event_log_id=i, event=r.event, when=START, api=api, dag_id=r.dag_id, task_id=None, run_id=r.run_id,
+                                       map_index=None, try_number=None, extra=json.dumps(r.extra))) for i, r in enumerate(rows)]
+    assert [(r.run_id, r.state, r.end_date) for r in read_back if r is not None] == [
+        ("scheduled__2026-01-01T00:00:00+00:00", "running", None),
+        ("scheduled__2026-01-01T00:00:00+00:00", "success", START + timedelta(seconds=30)),
+        ("manual__1", "failed", START + timedelta(seconds=30)),
+    ], "the reader gets the run from the row"
+    assert read_back[1] is not None and read_back[1].logical_date == START and read_back[1].run_type == "scheduled"
 
 
 def test_a_run_held_by_no_session_gets_a_session_of_its_own(log_db: sqlalchemy.engine.Engine,

@@ -46,7 +46,7 @@ from airlift_dagster.sensor.windows import plan_tick
 from airlift_protocol import dagster_run_tags
 from airlift_protocol.events import TASK_RUN_CHECK_NAME
 from airlift_protocol.tags import AirflowEventId, airflow_event_key_of
-from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState, FakeRun
+from airlift_testing.fake_airflow import FakeAirflow, FakeAirflowState, FakeEventLog, FakeRun
 
 NOW = datetime.now(timezone.utc)
 
@@ -1226,13 +1226,15 @@ def test_with_run_events_a_run_of_tasks_that_never_ran_is_reported_once(
     assert not _run_scans(fake, since)
 
 
-def test_with_run_events_a_run_cleared_and_rerun_reports_the_new_success_and_a_deleted_run_is_skipped(
+def test_with_run_events_a_run_cleared_and_rerun_reports_the_new_success_and_a_deleted_run_its_old_one(
         instance: AirflowInstance, listener: FakeAirflow, dagster_instance: DagsterInstance) -> None:
     fake = listener
     ticker, counts = _listening(instance, fake, dagster_instance)
     run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(minutes=1), duration=timedelta(seconds=20))
     gone = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=55), duration=timedelta(seconds=5))
-    fake.state.runs.remove(gone)  # deleted after its rows were written: read by key, Airflow no longer knows it
+    fake.state.runs.remove(gone)  # deleted after its rows were written: its row still carries its success
+    fake.state.log_event(FakeEventLog(ticker.now - timedelta(seconds=45), "airlift.run.success", dag_id="dag_00000",
+                                      run_id="deleted__run", owner="airlift"))  # a row carrying no run: read by key, not found
     ticker.tick()
     tis = _tis(fake, run)
     at = ticker.now - timedelta(seconds=50)
@@ -1247,7 +1249,8 @@ def test_with_run_events_a_run_cleared_and_rerun_reports_the_new_success_and_a_d
     seen = counts()
     assert seen[("c", run.run_id)] == 2 and seen[("a", run.run_id)] == 1
     assert seen[("inst/dag/dag_00000", run.run_id)] == 2, "the run's second success"
-    assert seen[("inst/dag/dag_00000", gone.run_id)] == 0
+    assert seen[("inst/dag/dag_00000", gone.run_id)] == 1, "history: the success happened before the run was deleted"
+    assert not [k for k in seen if k[1] == "deleted__run"]
 
 
 def test_with_run_events_and_the_run_mirror_a_started_run_shows_while_it_runs(

@@ -23,12 +23,11 @@ the run.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-from airlift_airflow.version_compat import airflow_conf, hookimpl
-from airlift_protocol import RUN_FAILED, RUN_RUNNING, RUN_SUCCESS
+from airlift_airflow.version_compat import AIRFLOW_V_3_0_PLUS, airflow_conf, hookimpl
+from airlift_protocol import RUN_FAILED, RUN_RUNNING, RUN_SUCCESS, run_event_extra
 
 __all__ = ["RunEventListener", "run_event_listener"]
 
@@ -74,8 +73,8 @@ def record_run_event(dag_run: Any, event: str, msg: str | None) -> None:
         from airflow.models.log import Log
         from sqlalchemy.orm import object_session
 
-        state = getattr(dag_run, "state", None)
-        extra = json.dumps({"state": None if state is None else str(getattr(state, "value", state)), "msg": msg or ""})
+        state = _text(getattr(dag_run, "state", None))
+        extra = run_event_extra(state=state, msg=msg, run=rest_view(dag_run, state))
         row = Log(event=event, owner=OWNER, extra=extra, dag_id=str(dag_run.dag_id), run_id=str(dag_run.run_id))
         session = object_session(dag_run)
         if session is not None:
@@ -88,6 +87,23 @@ def record_run_event(dag_run: Any, event: str, msg: str | None) -> None:
     except Exception:
         log.exception("Airlift run events: could not record %s for run %r of DAG %r (the run is not affected)",
                       event, getattr(dag_run, "run_id", None), getattr(dag_run, "dag_id", None))
+
+
+def rest_view(dag_run: Any, state: str | None) -> dict[str, Any]:
+    """The run as this Airflow's REST API shows it (:func:`airlift_protocol.run_of_event` reads it back):
+    ids, state, type and dates; never ``conf``."""
+    view: dict[str, Any] = {"dag_id": str(dag_run.dag_id), "dag_run_id": str(dag_run.run_id), "state": state,
+                            "run_type": _text(getattr(dag_run, "run_type", None))}
+    names = ["start_date", "end_date", "data_interval_start", "data_interval_end", "queued_at"]
+    names += ["logical_date", "run_after"] if AIRFLOW_V_3_0_PLUS else ["execution_date", "logical_date"]
+    for name in names:
+        value = getattr(dag_run, name, None)
+        view[name] = value.isoformat() if hasattr(value, "isoformat") else None
+    return view
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(getattr(value, "value", value))
 
 
 #: The listener the plugin registers.

@@ -49,11 +49,14 @@ from airlift_protocol.partitions import (
 )
 from airlift_protocol.retry import NO_RETRY, RETRY_STATUSES, Retryable, RetryPolicy
 from airlift_protocol.run_events import (
+    RUN_EVENT_FORMAT,
     RUN_EVENTS,
     RUN_FAILED,
     RUN_RUNNING,
     RUN_SUCCESS,
     is_run_event,
+    run_event_extra,
+    run_of_event,
 )
 from airlift_protocol.tags import (
     AIRFLOW_DAG_ID_RUN_TAG,
@@ -109,6 +112,7 @@ __all__ = [
     "NO_RETRY",
     "RETRY_STATUSES",
     "RUN_EVENTS",
+    "RUN_EVENT_FORMAT",
     "RUN_FAILED",
     "RUN_RUNNING",
     "RUN_SUCCESS",
@@ -153,6 +157,8 @@ __all__ = [
     "parse_dagster_run_tags",
     "partition_key_for_airflow_run",
     "run_counts_for_try",
+    "run_event_extra",
+    "run_of_event",
     "set_dag_migrated",
     "set_task_migrated",
     "task_is_marked_migrated",

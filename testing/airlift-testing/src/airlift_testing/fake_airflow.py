@@ -285,11 +285,19 @@ class FakeAirflowState:
 
     def log_run_event(self, run: FakeRun, when: datetime) -> None:
         """The row airlift-airflow's run-event listener writes when ``run`` reached its state (running,
-        success, failed), in the transaction of that state."""
+        success, failed), in the transaction of that state: ``extra`` carries the run as it was then
+        (``airlift_protocol.run_event_extra``, format 1)."""
         event = {"running": RUN_RUNNING, "success": RUN_SUCCESS, "failed": RUN_FAILED}.get(str(run.state))
-        if event is not None:
-            self.log_event(FakeEventLog(when, event, dag_id=run.dag_id, run_id=run.run_id, owner="airlift",
-                                        extra=json.dumps({"state": run.state, "msg": ""})))
+        if event is None:
+            return
+        dates = {name: iso(getattr(run, name)) for name in ("start_date", "end_date", "logical_date")}
+        if run.state == "running":
+            dates["end_date"] = None
+        view = {"dag_id": run.dag_id, "dag_run_id": run.run_id, "state": run.state, "run_type": run.run_type, **dates,
+                "execution_date": dates["logical_date"], "data_interval_start": dates["logical_date"],
+                "data_interval_end": dates["logical_date"]}
+        extra = json.dumps({"v": 1, "state": run.state, "msg": "", "run": view}, separators=(",", ":"))
+        self.log_event(FakeEventLog(when, event, dag_id=run.dag_id, run_id=run.run_id, owner="airlift", extra=extra))
 
     def log_try(self, ti: FakeTaskInstance, *, start: datetime | None, end: datetime | None) -> None:
         """The rows a worker writes for the current try of ``ti``: ``running`` at ``start``, then
@@ -356,8 +364,10 @@ class FakeAirflowState:
                     self.task_instances.append(ti)
                     self.log_try(ti, start=ti.start_date, end=committed_at or ti_end)
             if self.run_events:
-                self.log_event(FakeEventLog(start, RUN_RUNNING, dag_id=dag_id, run_id=run.run_id, owner="airlift",
-                                            extra=json.dumps({"state": "running", "msg": ""})))
+                final = run.state
+                run.state = "running"
+                self.log_run_event(run, start)
+                run.state = final
                 if run.end_date is not None:
                     self.log_run_event(run, committed_at or run.end_date)
         return run

@@ -9,7 +9,7 @@ Two sources answer the same question, "which runs and task instances changed in 
   does not index, so that table's size (the largest of the metadata database) does not weigh on a
   tick. Where airlift-airflow's run-event listener writes a row per DAG-run start and end
   (:mod:`airlift_protocol.run_events`; a window starting after the earliest such row), the runs are
-  those rows' (and the runs REST and UI actions name), read by key; elsewhere they are the scan's
+  those the rows carry (no request), and those REST and UI actions name, read by key; elsewhere they are the scan's
   (``dag_run.updated_at``, a sequential scan of the runs table: Airflow's scheduler ends runs
   without an audit-log row). A window's second read (``light``) compares the try-end and run-event
   rows themselves, not their task instances and runs: such a row is written with the new state.
@@ -29,7 +29,7 @@ from typing import ClassVar, Protocol
 from airlift_client import AirflowInstance, TooManyRows
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK
-from airlift_protocol import RUN_RUNNING, DagRun, EventLog, TaskInstance, is_run_event
+from airlift_protocol import RUN_RUNNING, DagRun, EventLog, TaskInstance, is_run_event, run_of_event
 
 #: :attr:`ChangeSource.name` of each source (the cursor records which one sized its windows).
 SCAN, AUDIT_LOG = "scan", "log"
@@ -54,8 +54,8 @@ TaskOfRun = tuple[str, str, str]
 #: A run: (dag_id, run_id).
 RunKey = tuple[str, str]
 
-#: Runs a window read from run-event rows checks for a missing row (:class:`RunEventsMissing`): the
-#: first (by DAG and run id) of the runs its try-end rows name and no run-event or action row does.
+#: Runs a window read from run-event rows checks for a missing row (:class:`RunEventsMissing`), of the
+#: runs its try-end rows name and no run-end or action row does (in an order that differs per window).
 GAP_CHECK_RUNS = 2
 
 #: How long before a window's end a run must have ended for its run-event row to be expected in the window.
@@ -187,9 +187,10 @@ class ScanSource:
 @dataclass
 class AuditLogSource:
     """The task instances the audit-log rows written in the window name (their current state), read
-    by run, and the window's runs: read by key from the run-event rows (of a run's end; of its start
-    too with ``read_started``) and the REST or UI actions naming a run (a window starting after
-    ``listening``, the earliest run-event row), else those whose
+    by run, and the window's runs: those the run-event rows carry (of a run's end; of its start too
+    with ``read_started``: the run as Airflow showed it then, :func:`airlift_protocol.run_of_event`;
+    read by key when a row carries none) and those the REST or UI actions name, read by key (a window
+    starting after ``listening``, the earliest run-event row), else those whose
     ``updated_at`` is in the window (a scan of ``dag_run``, the smaller table). The size is the
     audit-log rows, plus the scanned runs of every DAG.
 
@@ -219,8 +220,8 @@ class AuditLogSource:
         return self.listening is not None and lo > self.listening
 
     def read(self, lo: datetime, hi: datetime, max_rows: int | None, *, light: bool = False) -> WindowRows | TooManyRows:
-        """``light``: the task instances named by try-end rows (:data:`TRY_END_EVENTS`) and the runs
-        named by run-event rows are left unread; the window's :attr:`WindowRows.signature` holds those
+        """``light``: the task instances named by try-end rows (:data:`TRY_END_EVENTS`) and the runs of
+        run-event rows that carry none are left unread; the window's :attr:`WindowRows.signature` holds those
         rows instead of their task instances and runs (the same either way), so a second read that
         finds it unchanged reads the audit log (and the scanned runs) only."""
         events = self.reads_run_events(lo)
@@ -238,7 +239,8 @@ class AuditLogSource:
                 return changed
             rows, all_runs = changed
         whole: set[RunKey] = set()
-        run_events: set[RunKey] = set()  # runs to read by key for their run-event rows
+        carried: dict[RunKey, DagRun] = {}  # the runs run-event rows carry (a run's latest row)
+        uncarried: set[RunKey] = set()  # runs named by run-event rows that carry none this reader understands
         ended: set[RunKey] = set()  # runs whose end a run-event row names
         marked: dict[TaskOfRun, set[int] | None] = {}  # task -> map indexes named (None: all of them)
         tries: dict[TaskOfRun, set[int]] = {}
@@ -254,7 +256,12 @@ class AuditLogSource:
                     if row.event != RUN_RUNNING:
                         ended.add(run)
                     if row.event != RUN_RUNNING or self.read_started:
-                        run_events.add(run)
+                        in_row = run_of_event(row)
+                        if in_row is None:
+                            uncarried.add(run)
+                        else:  # rows come in id order: a run's latest row wins
+                            carried[run] = in_row
+                            uncarried.discard(run)
             elif row.task_id is None:
                 whole.add(run)
             elif _is_try_end(row):
@@ -267,15 +274,17 @@ class AuditLogSource:
                 if indexes is not None:
                     indexes.add(row.map_index)
         size = len(rows) + len(all_runs)
-        named_tasks = len(marked.keys() | tries.keys()) + len(whole) + (len(run_events - whole) if events else 0)
+        named_tasks = len(marked.keys() | tries.keys()) + len(whole) + len(uncarried - whole)
         if max_rows is not None and size + named_tasks > max_rows:
             return TooManyRows(size + named_tasks)  # with the task instances and runs they name, over the budget
         read = 0
         runs = [r for r in all_runs if r.dag_id in self.dag_ids]
-        if events:  # the runs named by a run or by run-event rows, read by key (those of run events: not when light)
-            keyed = sorted(whole if light else whole | run_events)
-            runs = list(self.airflow_instance.get_dag_runs(keyed).values()) if keyed else []
-            read += len(runs)
+        if events:  # the runs run-event rows carry, and those UI or REST actions name read by key (and, not when
+            # light, those of run-event rows that carry none)
+            keyed = sorted(whole if light else whole | uncarried)
+            by_key = list(self.airflow_instance.get_dag_runs(keyed).values()) if keyed else []
+            read += len(by_key)
+            runs = _distinct([*carried.values(), *by_key])
         tis: list[TaskInstance] = []
         to_read: dict[TaskOfRun, set[int] | None] = dict(marked)
         if not light:
@@ -294,9 +303,10 @@ class AuditLogSource:
         signed_runs = [r for r in runs if (r.dag_id, r.run_id) in whole] if events else runs
         unread = {task: frozenset(indexes) for task, indexes in tries.items()} if light else {}
         out = WindowRows(runs, tis, size, size + read, _union(rows_digest(signed_runs, kept), _try_end_digest(try_rows)), unread,
-                         frozenset(run_events - whole) if light else frozenset(), heard)
+                         frozenset(uncarried - whole) if light else frozenset(), heard)
         if events and not light:
-            out.listed += self._check_run_events(lo, hi, tries, ended | whole, {(r.dag_id, r.run_id): r for r in runs})
+            known = {(r.dag_id, r.run_id): r for r in sorted(runs, key=lambda r: r.is_finished)}  # a finished copy wins
+            out.listed += self._check_run_events(lo, hi, tries, ended | whole, known)
         return out
 
     def _scheduler_set(self, runs: Sequence[DagRun], tis: list[TaskInstance]) -> tuple[set[tuple[str, str, str, int]], int]:
@@ -321,7 +331,9 @@ class AuditLogSource:
         action row does (``named``; those in ``known`` are not read again); raise
         :class:`RunEventsMissing` for one that ended in the window (its row would be in it). Returns
         how many runs were read."""
-        alone = sorted({(d, r) for d, r, _ in tries} - set(named))[:GAP_CHECK_RUNS]
+        # in an order of their own per window (a digest with the window's start), so that over windows every DAG is checked
+        alone = sorted({(d, r) for d, r, _ in tries} - set(named), key=lambda k: (zlib.crc32(f"{k[0]}\x1f{k[1]}\x1f{lo}".encode()), k))
+        alone = alone[:GAP_CHECK_RUNS]
         unread = [key for key in alone if key not in known]
         found = {**{key: known[key] for key in alone if key in known}, **(self.airflow_instance.get_dag_runs(unread) if unread else {})}
         for key, run in sorted(found.items()):
@@ -333,8 +345,8 @@ class AuditLogSource:
         return len(unread)
 
     def complete(self, rows: WindowRows) -> WindowRows:
-        """Read the task instances named by try-end rows, and the runs named by run-event rows, that a
-        light read left unread."""
+        """Read the task instances named by try-end rows, and the runs of run-event rows that carry none,
+        that a light read left unread."""
         if not rows.unread and not rows.unread_runs:
             return rows
         have = {t.key for t in rows.tis}
@@ -369,6 +381,18 @@ class AuditLogSource:
         if self.reads_run_events(lo):
             return logged
         return logged + self.airflow_instance.count_updated(updated_at_gte=lo, updated_at_lte=hi, task_instances=False)
+
+
+def _distinct(runs: Iterable[DagRun]) -> list[DagRun]:
+    """``runs`` without repeats (the same run in the same state and end)."""
+    seen: set[tuple[str, str, str | None, datetime | None]] = set()
+    out = []
+    for run in runs:
+        key = (run.dag_id, run.run_id, run.state, run.end_date)
+        if key not in seen:
+            seen.add(key)
+            out.append(run)
+    return out
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
