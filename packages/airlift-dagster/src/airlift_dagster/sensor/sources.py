@@ -116,7 +116,7 @@ class WindowRows:
     ``marks``: the (count, digest) the window's second read compares (:attr:`signature`; ``None``:
     :func:`rows_digest` of the rows). ``unread``: task instances a light read left unread (those
     named by try-end rows, :data:`TRY_END_EVENTS`: task → map indexes); ``unread_runs``: runs a light
-    read left unread (those named by run-event rows); :meth:`ChangeSource.complete` reads them."""
+    read left unread (those of run-event rows that carry none); :meth:`ChangeSource.complete` reads them."""
 
     runs: list[DagRun]
     tis: list[TaskInstance]
@@ -305,7 +305,7 @@ class AuditLogSource:
         out = WindowRows(runs, tis, size, size + read, _union(rows_digest(signed_runs, kept), _try_end_digest(try_rows)), unread,
                          frozenset(uncarried - whole) if light else frozenset(), heard)
         if events and not light:
-            known = {(r.dag_id, r.run_id): r for r in sorted(runs, key=lambda r: r.is_finished)}  # a finished copy wins
+            known = {(r.dag_id, r.run_id): r for r in runs if r.is_finished}  # a run a row shows running may have ended since
             out.listed += self._check_run_events(lo, hi, tries, ended | whole, known)
         return out
 
