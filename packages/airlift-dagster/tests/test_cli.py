@@ -451,13 +451,24 @@ def test_doctor_reports_each_check(env: dict[str, str], fake: FakeAirflow) -> No
     result = run(env, "doctor", "--json")
     assert result.exit_code == EXIT_OK, result.output
     checks = {c["name"]: c for c in json.loads(result.output)["checks"]}
-    assert [c["status"] for c in checks.values()] == ["OK"] * 7 + ["WARN"]
+    assert [c["status"] for c in checks.values()] == ["OK"] * 6 + ["WARN", "OK", "WARN"]
     assert checks["DAG imports"]["detail"] == "Airflow imports every DAG file"
+    assert checks["Run events"]["detail"].startswith("no run-event row in Airflow's audit log in the last 24 hours")
+    assert "install airlift-airflow where Airflow's scheduler runs" in checks["Run events"]["hint"]
     assert checks["REST API"]["detail"].startswith(f"Airflow {fake.generation} REST API")
     assert checks["Airflow version"]["detail"] == ("2.11.2" if fake.generation == 2 else "3.3.2")
     assert "list task instances (batch)" in checks["API permissions"]["detail"]
     table = run(env, "doctor")
     assert table.exit_code == EXIT_OK and "OK    Clock skew" in table.output
+
+
+def test_doctor_finds_the_run_event_rows(env: dict[str, str], fake: FakeAirflow) -> None:
+    fake.state.run_events = True
+    fake.state.add_run(DAG, start=datetime.now(timezone.utc) - timedelta(minutes=10))
+    result = run(env, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(result.output)["checks"]}
+    assert checks["Run events"]["status"] == "OK", checks["Run events"]
+    assert checks["Run events"]["detail"].startswith("airlift-airflow's listener writes them")
 
 
 def test_doctor_fails_on_wrong_password_and_refused_permissions(env: dict[str, str], fake: FakeAirflow) -> None:

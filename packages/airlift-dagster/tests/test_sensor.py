@@ -41,7 +41,7 @@ from airlift_dagster import (
 )
 from airlift_dagster.sensor import AirliftSensorCursor as Cursor
 from airlift_dagster.sensor import SensorSettings
-from airlift_dagster.sensor.cursor import SweepWindow, advance_cursor
+from airlift_dagster.sensor.cursor import SettledWindow, SweepWindow, advance_cursor
 from airlift_dagster.sensor.windows import plan_tick
 from airlift_protocol import dagster_run_tags
 from airlift_protocol.events import TASK_RUN_CHECK_NAME
@@ -1094,18 +1094,25 @@ def test_a_run_the_scheduler_ends_after_its_tasks_were_read_is_reported_once(
     assert ticker.counts() == Counter({(k, run.run_id): 1 for k in ALL})
 
 
-def test_tasks_the_scheduler_succeeds_without_running_them_are_reported_with_their_run(
-        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
-    """Airflow's scheduler succeeds an ``EmptyOperator`` without running it: no audit-log row; a run
-    made only of such tasks, started and ended between two ticks, still reports each task once."""
-    ticker = Ticker(_defs(instance), dagster_instance)
-    ticker.tick()
+def _tasks_that_never_ran(fake: FakeAirflow, ticker: Ticker) -> FakeRun:
+    """A run of ``dag_00000`` that started and succeeded in the last minute, its tasks succeeded by the
+    scheduler without running (``EmptyOperator``: no try row)."""
     run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50), state="running", task_state="queued")
     at = ticker.now - timedelta(seconds=45)
     for i, ti in enumerate(fake.state.tis_of_run(run)):
         fake.state.touch(ti, at + timedelta(seconds=i), by_scheduler=True, state="success", start_date=at + timedelta(seconds=i),
                          end_date=at + timedelta(seconds=i))
     fake.state.touch(run, at + timedelta(seconds=5), state="success", end_date=at + timedelta(seconds=5))
+    return run
+
+
+def test_tasks_the_scheduler_succeeds_without_running_them_are_reported_with_their_run(
+        instance: AirflowInstance, fake: FakeAirflow, dagster_instance: DagsterInstance) -> None:
+    """Airflow's scheduler succeeds an ``EmptyOperator`` without running it: no audit-log row; a run
+    made only of such tasks, started and ended between two ticks, still reports each task once."""
+    ticker = Ticker(_defs(instance), dagster_instance)
+    ticker.tick()
+    run = _tasks_that_never_ran(fake, ticker)
     assert not [e for e in fake.state.event_logs if e.run_id == run.run_id], "the scheduler wrote no row"
     for _ in range(3):
         ticker.tick()
@@ -1156,6 +1163,14 @@ def _listening(instance: AirflowInstance, fake: FakeAirflow, dagster_instance: D
     return ticker, lambda: Counter({k: n for k, n in ticker.counts().items() if k[1] != first.run_id})
 
 
+def _reported_once_without_a_scan(ticker: Ticker, counts: Callable[[], Counter], run: FakeRun, fake: FakeAirflow, since: int) -> None:
+    """Three more ticks report each asset of ``run`` once, and no request since ``since`` scanned ``dag_run``."""
+    for _ in range(3):
+        ticker.tick()
+    assert counts() == Counter({(k, run.run_id): 1 for k in ALL})
+    assert not _run_scans(fake, since)
+
+
 def _run_scans(fake: FakeAirflow, since: int = 0) -> list[str]:
     """Requests filtering DAG runs on ``updated_at`` (a scan of ``dag_run``)."""
     return [p for _, p, _ in fake.request_log[since:] if "updated_at" in p and "dagRuns" in p and "taskInstances" not in p]
@@ -1166,6 +1181,21 @@ def test_the_fake_writes_the_run_events_airlift_airflow_writes() -> None:
     from airlift_testing import fake_airflow
 
     assert (fake_airflow.RUN_RUNNING, fake_airflow.RUN_SUCCESS, fake_airflow.RUN_FAILED) == RUN_EVENTS
+
+
+def test_a_change_of_listening_reads_again_only_the_windows_read_the_other_way() -> None:
+    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    minute = timedelta(minutes=1)
+    windows = [SweepWindow(t + i * minute, t + (i + 1) * minute - timedelta(microseconds=1), 10 + i, 7 * i) for i in range(4)]
+    settled = [SettledWindow(t - 2 * minute, t - minute, 5), SettledWindow(t - minute, t - timedelta(microseconds=1), 6)]
+    cursor = Cursor(high_water=t + 4 * minute, pending=windows, settled=settled, audited_at=t)
+    heard = cursor.with_listening(t + 90 * timedelta(seconds=1))  # windows 2 and 3 start after it
+    assert heard.pending[:2] == windows[:2] and heard.settled == settled and heard.audited_at == t
+    assert [(w.rows, w.digest) for w in heard.pending[2:]] == [(-1, 0), (-1, 0)], "read again, as changed"
+    lost = heard.with_listening(None, unheard=t + 5 * minute)
+    assert lost.pending[:2] == windows[:2] and [w.rows for w in lost.pending[2:]] == [-1, -1] and lost.unheard == t + 5 * minute
+    early = cursor.with_listening(t - 90 * timedelta(seconds=1))  # the second settled window too
+    assert early.settled == settled[:1] and early.audited_at is None and all(w.rows == -1 for w in early.pending)
 
 
 def test_run_events_replace_the_scan_of_dag_run_and_report_each_event_once(
@@ -1201,10 +1231,7 @@ def test_with_run_events_a_run_the_scheduler_ends_after_its_tasks_were_read_is_r
     ticker.tick()
     since = len(fake.request_log)
     fake.state.touch(run, ticker.now - timedelta(seconds=30), state="success", end_date=ticker.now - timedelta(seconds=30))
-    for _ in range(3):
-        ticker.tick()
-    assert counts() == Counter({(k, run.run_id): 1 for k in ALL})
-    assert not _run_scans(fake, since)
+    _reported_once_without_a_scan(ticker, counts, run, fake, since)
 
 
 def test_with_run_events_a_run_of_tasks_that_never_ran_is_reported_once(
@@ -1213,17 +1240,9 @@ def test_with_run_events_a_run_of_tasks_that_never_ran_is_reported_once(
     fake = listener
     ticker, counts = _listening(instance, fake, dagster_instance)
     since = len(fake.request_log)
-    run = fake.state.add_run("dag_00000", start=ticker.now - timedelta(seconds=50), state="running", task_state="queued")
-    at = ticker.now - timedelta(seconds=45)
-    for i, ti in enumerate(fake.state.tis_of_run(run)):
-        fake.state.touch(ti, at + timedelta(seconds=i), by_scheduler=True, state="success", start_date=at + timedelta(seconds=i),
-                         end_date=at + timedelta(seconds=i))
-    fake.state.touch(run, at + timedelta(seconds=5), state="success", end_date=at + timedelta(seconds=5))
+    run = _tasks_that_never_ran(fake, ticker)
     assert {e.event for e in fake.state.event_logs if e.run_id == run.run_id} == {"airlift.run.running", "airlift.run.success"}
-    for _ in range(3):
-        ticker.tick()
-    assert counts() == Counter({(k, run.run_id): 1 for k in ALL})
-    assert not _run_scans(fake, since)
+    _reported_once_without_a_scan(ticker, counts, run, fake, since)
 
 
 def test_with_run_events_a_run_cleared_and_rerun_reports_the_new_success_and_a_deleted_run_its_old_one(

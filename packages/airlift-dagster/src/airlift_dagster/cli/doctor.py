@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from airlift_dagster.cli._connect import DAGSTER_TOKEN_HINT, Connection, connect
 from airlift_dagster.cli._errors import EXIT_OK, EXIT_PROBLEMS, CliError
 from airlift_dagster.cli._output import Output, first_line, json_option
 from airlift_dagster.state import with_unlisted_dags
-from airlift_protocol import ApiVersion, DagInfo
+from airlift_protocol import RUN_EVENTS, ApiVersion, DagInfo
 from airlift_protocol.push_status import (
     COUNTERS,
     DELIVERED,
@@ -195,6 +195,7 @@ def run_checks(conn: Connection, out: Output) -> list[Check]:
                             "check the DAG folder is parsed and the user may read DAGs"))
 
     checks.append(_import_errors_check(instance, sorted({d for d, _ in code.assets_by_task}) if code is not None else None))
+    checks.append(_run_events_check(instance))
     skew = _skew(health, sent, received) if health is not None else None
     if skew is None:
         checks.append(Check("Clock skew", "WARN", "Airflow sent no Date header", ""))
@@ -227,6 +228,28 @@ def _import_errors_check(instance: AirflowInstance, mapped_dag_ids: list[str] | 
     files = "; ".join(f"{e.filename}: {e.summary}" for e in errors[:5]) + (f" and {len(errors) - 5} more" if len(errors) > 5 else "")
     mapped = " (none holds a mapped DAG)" if mapped_dag_ids is not None else ""
     return Check("DAG imports", "WARN", f"{len(errors)} file(s) fail to import{mapped}: {files}", hint)
+
+
+#: How far back ``airlift doctor`` looks for run-event rows.
+RUN_EVENTS_LOOKBACK = timedelta(days=1)
+
+
+def _run_events_check(instance: AirflowInstance) -> Check:
+    """Whether airlift-airflow's run-event listener writes its rows (:mod:`airlift_protocol.run_events`):
+    without them each sensor tick finds ended runs by a scan of ``dag_run``."""
+    now = datetime.now(timezone.utc)
+    try:
+        row = next(iter(instance.iter_event_logs(after=now - RUN_EVENTS_LOOKBACK, before=now, events=list(RUN_EVENTS))), None)
+    except AirliftClientError as e:
+        return Check("Run events", "WARN", f"could not read Airflow's audit log: {first_line(e)}",
+                     "the sensor needs to read the audit log (Airflow 2: the permission \"can read on Audit Logs\")")
+    if row is None:
+        return Check("Run events", "WARN", "no run-event row in Airflow's audit log in the last 24 hours: each sensor tick finds "
+                     "the runs that ended by a scan of dag_run, which Airflow does not index",
+                     "install airlift-airflow where Airflow's scheduler runs (its plugin writes a row per run start and end), "
+                     "unless no run started or ended in that time")
+    return Check("Run events", "OK", f"airlift-airflow's listener writes them (one at {row.when.isoformat(timespec='seconds')}): "
+                 "the sensor reads runs from them, not by a scan of dag_run")
 
 
 #: Actionable push problems shown, at most (the newest).

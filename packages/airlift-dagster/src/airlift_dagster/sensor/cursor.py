@@ -116,14 +116,20 @@ class AirliftSensorCursor:
 
     def with_listening(self, listening: datetime | None, *, unheard: datetime | None = None) -> AirliftSensorCursor:
         """This cursor for windows whose runs come from run-event rows after ``listening`` (``None``:
-        from the scan): when that changes, the windows read the other way are read again as changed
-        and the settled ones start again (their counts and digests do not compare). ``unheard``: the
-        time a missing run-event row was found."""
+        from the scan): the windows whose way of reading changes with it are read again as changed,
+        and settled ones of them leave the audit (their counts and digests do not compare); the
+        others keep theirs. ``unheard``: the time a missing run-event row was found."""
         unheard = unheard if unheard is not None else self.unheard
         if listening == self.listening:
             return replace(self, unheard=unheard)
-        pending = [SweepWindow(w.lo, w.hi, UNKNOWN_ROWS, 0) for w in self.pending]
-        return replace(self, pending=pending, settled=[], audited_at=None, listening=listening, unheard=unheard)
+
+        def changes(lo: datetime) -> bool:
+            return (self.listening is not None and lo > self.listening) != (listening is not None and lo > listening)
+
+        pending = [SweepWindow(w.lo, w.hi, UNKNOWN_ROWS, 0) if changes(w.lo) else w for w in self.pending]
+        settled = [w for w in self.settled if not changes(w.lo)]
+        return replace(self, pending=pending, settled=settled, listening=listening, unheard=unheard,
+                       audited_at=self.audited_at if len(settled) == len(self.settled) else None)
 
     def serialize(self) -> str:
         record: dict[str, object] = {
