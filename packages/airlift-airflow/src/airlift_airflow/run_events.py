@@ -24,6 +24,7 @@ the run.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from airlift_airflow.version_compat import AIRFLOW_V_3_0_PLUS, airflow_conf, hookimpl
@@ -97,8 +98,8 @@ def rest_view(dag_run: Any, state: str | None) -> dict[str, Any]:
     names = ["start_date", "end_date", "data_interval_start", "data_interval_end", "queued_at"]
     names += ["logical_date", "run_after"] if AIRFLOW_V_3_0_PLUS else ["execution_date", "logical_date"]
     for name in names:
-        value = getattr(dag_run, name, None)
-        view[name] = value.isoformat() if hasattr(value, "isoformat") else None
+        value: Any = getattr(dag_run, name, None)
+        view[name] = value.isoformat() if isinstance(value, datetime) else None
     return view
 
 
