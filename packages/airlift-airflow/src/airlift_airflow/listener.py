@@ -53,6 +53,7 @@ from airlift_airflow.relay import (
     send_or_spawn,
     status_file,
 )
+from airlift_airflow.run_events import enum_value
 from airlift_airflow.version_compat import (
     AIRFLOW_V_3_0_PLUS,
     airflow_conf,
@@ -215,15 +216,11 @@ class AirliftListener:
             sender = self.sender()
             if sender is not None and dag_run is not None:
                 sender.submit(PushItem.for_dag_run(
-                    dag_id=str(dag_run.dag_id), run_id=str(dag_run.run_id), run_type=_str(getattr(dag_run, "run_type", None)),
+                    dag_id=str(dag_run.dag_id), run_id=str(dag_run.run_id), run_type=enum_value(getattr(dag_run, "run_type", None)),
                     start_date=getattr(dag_run, "start_date", None), end_date=getattr(dag_run, "end_date", None),
                 ))
         except Exception:
             log.exception("Airlift push: on_dag_run_success failed (the DAG run is not affected)")
-
-
-def _str(value: Any) -> str | None:
-    return None if value is None else str(getattr(value, "value", value))
 
 
 def _migrated(task_instance: Any) -> bool:

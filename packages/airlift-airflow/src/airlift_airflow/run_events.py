@@ -30,7 +30,7 @@ from typing import Any
 from airlift_airflow.version_compat import AIRFLOW_V_3_0_PLUS, airflow_conf, hookimpl
 from airlift_protocol import RUN_FAILED, RUN_RUNNING, RUN_SUCCESS, run_event_extra
 
-__all__ = ["RunEventListener", "run_event_listener"]
+__all__ = ["RunEventListener", "enum_value", "run_event_listener"]
 
 log = logging.getLogger("airlift_airflow.run_events")
 
@@ -74,7 +74,7 @@ def record_run_event(dag_run: Any, event: str, msg: str | None) -> None:
         from airflow.models.log import Log
         from sqlalchemy.orm import object_session
 
-        state = _text(getattr(dag_run, "state", None))
+        state = enum_value(getattr(dag_run, "state", None))
         extra = run_event_extra(state=state, msg=msg, run=rest_view(dag_run, state))
         row = Log(event=event, owner=OWNER, extra=extra, dag_id=str(dag_run.dag_id), run_id=str(dag_run.run_id))
         session = object_session(dag_run)
@@ -94,7 +94,7 @@ def rest_view(dag_run: Any, state: str | None) -> dict[str, Any]:
     """The run as this Airflow's REST API shows it (:func:`airlift_protocol.run_of_event` reads it back):
     ids, state, type and dates; never ``conf``."""
     view: dict[str, Any] = {"dag_id": str(dag_run.dag_id), "dag_run_id": str(dag_run.run_id), "state": state,
-                            "run_type": _text(getattr(dag_run, "run_type", None))}
+                            "run_type": enum_value(getattr(dag_run, "run_type", None))}
     names = ["start_date", "end_date", "data_interval_start", "data_interval_end", "queued_at"]
     names += ["logical_date", "run_after"] if AIRFLOW_V_3_0_PLUS else ["execution_date", "logical_date"]
     for name in names:
@@ -103,7 +103,8 @@ def rest_view(dag_run: Any, state: str | None) -> dict[str, Any]:
     return view
 
 
-def _text(value: Any) -> str | None:
+def enum_value(value: Any) -> str | None:
+    """An Airflow enum (a state, a run type) or plain value as text; ``None`` stays ``None``."""
     return None if value is None else str(getattr(value, "value", value))
 
 

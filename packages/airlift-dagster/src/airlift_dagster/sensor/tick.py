@@ -98,10 +98,8 @@ def evaluate_tick(
     now = now or settings.clock()
     source_warnings: list[str] = []
     while True:
-        source = choose_source(airflow_instance, plan, settings)
+        source = choose_source(airflow_instance, plan, settings, listening=parsed.listening)
         cursor = parsed.for_source(source.name)
-        if isinstance(source, AuditLogSource):
-            source.listening = cursor.listening
         tick = plan_tick(cursor, now=now, coverage=plan.coverage, settings=settings)  # 1. windows
         audit_due = audit_is_due(cursor, now, settings)
         try:
@@ -152,13 +150,15 @@ AUDIT_LOG_RETRY = 600.0
 _scan_until: dict[tuple[str, str], float] = {}
 
 
-def choose_source(airflow_instance: AirflowInstance, plan: SensorPlan, settings: SensorSettings) -> ChangeSource:
+def choose_source(airflow_instance: AirflowInstance, plan: SensorPlan, settings: SensorSettings, *,
+                  listening: datetime | None = None) -> ChangeSource:
     """The change source of this tick (:mod:`airlift_dagster.sensor.sources`): the audit log unless
-    the settings say ``"scan"`` or it was refused in the last :data:`AUDIT_LOG_RETRY` seconds."""
+    the settings say ``"scan"`` or it was refused in the last :data:`AUDIT_LOG_RETRY` seconds
+    (``listening``: since when it takes runs from run-event rows, :attr:`AirliftSensorCursor.listening`)."""
     refused_until = _scan_until.get((plan.instance_name, plan.webserver_url), 0.0)
     if settings.change_source == "scan" or (settings.change_source == "auto" and time.monotonic() < refused_until):
         return ScanSource(airflow_instance, plan.dag_ids)
-    return AuditLogSource(airflow_instance, plan.dag_ids, read_started=settings.mirror_runs)
+    return AuditLogSource(airflow_instance, plan.dag_ids, listening=listening, read_started=settings.mirror_runs)
 
 
 def heard(plan: SensorPlan, cursor: AirliftSensorCursor, run_event_at: datetime | None) -> AirliftSensorCursor:
