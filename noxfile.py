@@ -9,9 +9,11 @@ sessions with ``nox --list --json``, so local runs and CI cannot drift.
     uvx nox -s unit-airlift-protocol
     uvx nox -s "integration-airlift-client-airflow3"
     uvx nox -s bench             # benchmark vs dagster-airlift (not part of the default run)
-    uvx nox -t compat            # the wider matrix: every other supported Airflow and Dagster minor,
-                                 # and the production shape (PostgreSQL, LocalExecutor, FAB auth)
-    uvx nox -t production        # only the production-shaped sessions, and the story on the production-shaped
+    uvx nox -t compat            # the wider matrix: every other supported Airflow and Dagster minor, and each
+                                 # Airflow major on its other server shape (versions.SHAPES: Airflow 2 runs on
+                                 # PostgreSQL + LocalExecutor by default, Airflow 3 standalone on SQLite)
+    uvx nox -t standalone        # Airflow 2 on `airflow standalone` with SQLite (SequentialExecutor)
+    uvx nox -t production        # Airflow 3 on PostgreSQL + LocalExecutor + FAB auth, and the story on the production-shaped
                                  # deployment (deploy-airflow2/3: Celery workers, a Postgres-backed Dagster, a code server)
     uvx nox -t extended          # real-server tests of the optional features (push, datasets, dg component, decommission)
     uvx nox -t chaos             # the chaos suite: scripted operations on real servers, exactly once
@@ -42,6 +44,8 @@ DAGSTER_VERSIONS: dict[str, tuple[str, ...]] = _VERSIONS["DAGSTER_VERSIONS"]
 DEFAULT_DAGSTER: str = _VERSIONS["DEFAULT_DAGSTER"]
 DEFAULT_PYTHON: str = _VERSIONS["DEFAULT_PYTHON"]
 PYTHONS: tuple[str, ...] = _VERSIONS["PYTHONS"]
+SHAPES: dict[str, str] = _VERSIONS["SHAPES"]
+DEFAULT_SHAPES: dict[str, str] = _VERSIONS["DEFAULT_SHAPES"]
 airflow_requirement = _VERSIONS["airflow_requirement"]
 airflow_requirements = _VERSIONS["airflow_requirements"]
 
@@ -84,10 +88,11 @@ class Suite:
     # The suite tests code that runs in Dagster: its compat sessions pin each other Dagster minor
     # (test venv and Dagster servers).
     dagster: bool = False
-    # Server shapes besides "standalone" (SQLite) it also runs on, for the default run's Airflow
-    # versions: "production" is PostgreSQL + LocalExecutor (+ FAB auth manager on Airflow 3);
-    # sessions "<name>-airflow<N>-production", tags "compat" and "production".
-    shapes: tuple[str, ...] = ()
+    # Also run on the server shapes (versions.SHAPES) other than the default of each Airflow generation
+    # (versions.DEFAULT_SHAPES: production, i.e. PostgreSQL + LocalExecutor, on Airflow 2; standalone, i.e. SQLite, on
+    # Airflow 3), for the default run's Airflow versions: sessions "<name>-airflow2-standalone" and
+    # "<name>-airflow3-production", tags "compat" and the shape's name.
+    other_shapes: bool = False
     # Not in the default run: its sessions carry this tag instead (`uvx nox -t <tag>`).
     tag: str | None = None
     # In the default run all the same (its default-version sessions; the tag still selects them alone).
@@ -113,10 +118,10 @@ SUITES: tuple[Suite, ...] = (
     Suite("unit-airlift-testing", (f"{TESTING}/tests",), ()),
     Suite("unit-repo", ("tests",), ("nox>=2024.4",)),
     # integration tests against real servers on 127.0.0.1
-    Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server", shapes=("production",)),
-    Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), marker="integration", airflow="server", compat=True, shapes=("production",)),
-    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), (*_pkg("airlift-dagster"), "dagster-dg-cli"), marker="integration and not extended", airflow="server", compat=True, dagster=True, shapes=("production",)),
-    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration and not extended", airflow="server", compat=True, shapes=("production",)),
+    Suite("integration-airlift-testing", (f"{TESTING}/tests",), (), marker="integration", airflow="server", other_shapes=True),
+    Suite("integration-airlift-client", ("packages/airlift-client/tests",), _pkg("airlift-client", "[mwaa,composer]"), marker="integration", airflow="server", compat=True, other_shapes=True),
+    Suite("integration-airlift-dagster", ("packages/airlift-dagster/tests",), (*_pkg("airlift-dagster"), "dagster-dg-cli"), marker="integration and not extended", airflow="server", compat=True, dagster=True, other_shapes=True),
+    Suite("integration-airlift-airflow", ("packages/airlift-airflow/tests/integration",), _pkg("airlift-protocol"), marker="integration and not extended", airflow="server", compat=True, other_shapes=True),
     # the optional features on real servers (push mode, datasets and partitions, the dg component):
     # `uvx nox -t extended`, jobs of their own in the GitHub workflow, keeping the default run in budget
     Suite("extended-airlift-dagster", ("packages/airlift-dagster/tests",), (*_pkg("airlift-dagster"), "dagster-dg-cli"), marker="integration and extended", airflow="server", tag="extended"),
@@ -155,7 +160,7 @@ SUITES: tuple[Suite, ...] = (
 def _register(suite: Suite, python: str, airflow_version: str | None, dagster: str | None = None, shape: str | None = None) -> None:
     """One session of ``suite``; ``airflow_version`` is a generation key ("2") or, in the wider
     matrix, a minor ("2.9"); ``dagster`` a Dagster minor other than the default one; ``shape`` a
-    server shape other than "standalone"."""
+    server shape other than the generation's default (``DEFAULT_SHAPES``)."""
     name = suite.name
     if suite.pythons != (DEFAULT_PYTHON,):
         name += f"-py{python}"
@@ -206,9 +211,10 @@ for _suite in SUITES:
             _register(_suite, _python, _gen)
         if _python != DEFAULT_PYTHON:
             continue
-        for _shape in _suite.shapes:
+        for _shape in SHAPES if _suite.other_shapes else ():
             for _gen in AIRFLOW_VERSIONS:
-                _register(_suite, _python, _gen, shape=_shape)
+                if _shape != DEFAULT_SHAPES[_gen]:
+                    _register(_suite, _python, _gen, shape=_shape)
         if not _suite.compat:
             continue
         # the wider matrix (`uvx nox -t compat`)

@@ -11,7 +11,7 @@ import pytest
 
 from airlift_testing.airflow import SHAPES, AirflowServer
 from airlift_testing.dagster import DagsterServer
-from airlift_testing.versions import AIRFLOW_VERSIONS, all_airflow_versions, resolve_airflow_version
+from airlift_testing.versions import AIRFLOW_VERSIONS, all_airflow_versions, default_shape, resolve_airflow_version
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -25,10 +25,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
     parser.addoption(
         "--airflow-shape",
-        default=os.environ.get("AIRLIFT_AIRFLOW_SHAPE", "standalone"),
+        default=os.environ.get("AIRLIFT_AIRFLOW_SHAPE") or None,
         choices=SHAPES,
         help="standalone: SQLite (and the simple auth manager on Airflow 3); production: PostgreSQL, "
-        "LocalExecutor (and the FAB auth manager on Airflow 3).",
+        "LocalExecutor (and the FAB auth manager on Airflow 3). Default: production on Airflow 2, standalone on "
+        "Airflow 3 (airlift_testing.versions.DEFAULT_SHAPES).",
     )
 
 
@@ -43,9 +44,10 @@ def airflow_version(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def airflow_shape(request: pytest.FixtureRequest) -> str:
-    """The deployment shape of the servers under test ("standalone" or "production")."""
-    return str(request.config.getoption("--airflow-shape"))
+def airflow_shape(request: pytest.FixtureRequest, airflow_version: str) -> str:
+    """The deployment shape of the servers under test ("standalone" or "production"): ``--airflow-shape``, else
+    the default of the Airflow generation under test (:func:`airlift_testing.versions.default_shape`)."""
+    return str(request.config.getoption("--airflow-shape") or default_shape(airflow_version))
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_DAGSTER",
     "DEFAULT_PYTHON",
     "MIN_AIRFLOW",
+    "DEFAULT_SHAPES",
     "PYTHONS",
     "SHAPES",
     "airflow_requirement",
@@ -27,6 +28,7 @@ __all__ = [
     "all_airflow_versions",
     "dagster_requirements",
     "declared_ranges",
+    "default_shape",
     "find_python",
     "resolve_airflow_version",
     "supported_versions_table",
@@ -61,12 +63,25 @@ AIRFLOW_PINS: dict[str, tuple[str, ...]] = {
 MIN_AIRFLOW = "2.7.1"
 DEFAULT_PYTHON = "3.11"
 PYTHONS: tuple[str, ...] = ("3.10", "3.11", "3.12", "3.13")
-#: Deployment shapes of the test Airflow servers -> what they are. The first is the default run's;
-#: the others run with the default run's Airflow versions in ``-<shape>`` sessions (tags compat and <shape>).
+#: Deployment shapes of the test Airflow servers -> what they are. Each Airflow generation's default-run sessions use
+#: its shape in :data:`DEFAULT_SHAPES`; the other shapes run with the default run's Airflow versions in ``-<shape>``
+#: sessions (tags compat and <shape>).
 SHAPES: dict[str, str] = {
     "standalone": "`airflow standalone` on SQLite; Airflow 3 with its simple auth manager",
     "production": "PostgreSQL (the machine's `postgresql` server), LocalExecutor running tasks in parallel; Airflow 3 with the FAB auth manager; one API server (Airflow 3) or webserver (Airflow 2) worker per CPU core (2 to 4)",
 }
+#: Airflow generation -> the shape its servers have unless a test or ``--airflow-shape`` says otherwise. Airflow 2 on
+#: SQLite can only run the SequentialExecutor: one task at a time, a new interpreter for each, the scheduler waiting on
+#: it, a setup no production runs (its real-server tests took 4 to 5 times as long there as on PostgreSQL with the
+#: LocalExecutor). Airflow 3's standalone runs the LocalExecutor on SQLite and is its documented first setup.
+DEFAULT_SHAPES: dict[str, str] = {"2": "production", "3": "standalone"}
+
+
+def default_shape(version: str) -> str:
+    """The server shape of an Airflow version's default-run sessions (:data:`DEFAULT_SHAPES` of its generation)."""
+    return DEFAULT_SHAPES[resolve_airflow_version(version).split(".")[0]]
+
+
 #: Dagster minor -> the Dagster-side requirements of the servers and of the sessions testing it.
 DAGSTER_VERSIONS: dict[str, tuple[str, ...]] = {
     "1.12": ("dagster==1.12.*", "dagster-webserver==1.12.*", "dagster-graphql==1.12.*", "dagster-dbt==0.28.*"),
@@ -131,12 +146,14 @@ def supported_versions_table() -> str:
     for minor in DAGSTER_VERSIONS:
         run_by = "`uvx nox`" if minor == DEFAULT_DAGSTER else f"`uvx nox -t compat` (`-dagster{minor}` sessions)"
         rows.append(f"| Dagster | {minor} | {minor}.* | {run_by} |")
-    releases = ", ".join(AIRFLOW_VERSIONS.values())
-    for index, (shape, what) in enumerate(SHAPES.items()):
-        run_by = "`uvx nox`" if index == 0 else f"`uvx nox -t {shape}` (`-{shape}` sessions, also in `-t compat`)"
-        if shape == "production":  # the chaos suite runs Airflow 2 on it (testing/chaos-suite/conftest.py)
-            run_by += "; Airflow 2 of the chaos suite, in `uvx nox` too (`chaos-ci-airflow2`)"
-        rows.append(f"| Airflow server shape | {shape}: {what} | {releases} | {run_by} |")
+    for shape, what in SHAPES.items():
+        for generation, release in AIRFLOW_VERSIONS.items():
+            if DEFAULT_SHAPES[generation] == shape:
+                minors = [m for m in COMPAT_AIRFLOW_VERSIONS if m.split(".")[0] == generation]
+                run_by = "`uvx nox`" + (f"; `uvx nox -t compat` for Airflow {', '.join(minors)}" if minors else "")
+            else:
+                run_by = f"`uvx nox -t {shape}` (`-airflow{generation}-{shape}` sessions, also in `-t compat`)"
+            rows.append(f"| Airflow server shape | {shape}: {what} | {release} | {run_by} |")
     for python in PYTHONS:
         run_by = "`uvx nox` (all sessions; Airflow and Dagster servers)" if python == DEFAULT_PYTHON else f"`uvx nox` (`-py{python}` sessions)"
         rows.append(f"| Python | {python} | {python}.* | {run_by} |")
