@@ -11,7 +11,12 @@ import pytest
 
 from airlift_testing.airflow import SHAPES, AirflowServer
 from airlift_testing.dagster import DagsterServer
-from airlift_testing.versions import AIRFLOW_VERSIONS, all_airflow_versions, default_shape, resolve_airflow_version
+from airlift_testing.versions import (
+    AIRFLOW_VERSIONS,
+    all_airflow_versions,
+    default_shape,
+    resolve_airflow_version,
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
