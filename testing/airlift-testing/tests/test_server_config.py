@@ -140,3 +140,48 @@ def test_chaos_dagster_waits_for_slow_code_server_answers(tmp_path: Path) -> Non
     assert server.env()["DAGSTER_GRPC_TIMEOUT_SECONDS"] == "300"
     server.extra_env["DAGSTER_GRPC_TIMEOUT_SECONDS"] = "90"
     assert server.env()["DAGSTER_GRPC_TIMEOUT_SECONDS"] == "90"
+
+
+def test_the_prepared_database_is_kept_and_loaded_for_the_same_venv_and_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow 2 (FAB users) migrates and creates its users once per venv, shape and users; later servers load
+    the snapshot (without the commands' audit-log rows) instead of running the commands again."""
+    import sqlite3
+
+    monkeypatch.setenv("AIRLIFT_CACHE_DIR", str(tmp_path / "cache"))
+    ran: list[tuple[str, list[str]]] = []  # (server, command)
+
+    def fake_run(self: AirflowServer, args: list[str], env: object) -> None:
+        ran.append((self.home.parent.name, args[1:3]))
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            db.execute("CREATE TABLE IF NOT EXISTS log (event TEXT)")
+            db.execute("CREATE TABLE IF NOT EXISTS ab_user (username TEXT)")
+            db.execute("INSERT INTO log VALUES (?)", (f"cli_{args[1]}",))
+            if args[1] == "users":
+                db.execute("INSERT INTO ab_user VALUES (?)", (args[args.index("--username") + 1],))
+        db.close()
+
+    monkeypatch.setattr(AirflowServer, "_run", fake_run)
+
+    def prepared(name: str, **kwargs: object) -> AirflowServer:
+        folder = tmp_path / name
+        folder.mkdir()
+        server = _server(folder, "2", shape="standalone", **kwargs)
+        server.venv = tmp_path / "venv"  # one venv for all of them
+        server._prepare_database("airflow", {})
+        return server
+
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    first = prepared("first")
+    assert [args for _, args in ran] == [["db", "migrate"], ["users", "create"]]
+    second = prepared("second")
+    assert len(ran) == 2, "the second server ran no command"
+    with sqlite3.connect(second.home / "airflow.db") as db:
+        assert db.execute("SELECT username FROM ab_user").fetchall() == [("admin",)]
+        assert db.execute("SELECT count(*) FROM log").fetchone() == (0,), "the commands' audit-log rows are not kept"
+    db.close()
+    assert first._snapshot_path() == second._snapshot_path()
+    prepared("third", extra_users=[AirflowUser("viewer", "pw", "viewer")])
+    assert [args for _, args in ran[2:]] == [["db", "migrate"], ["sync-perm"], ["users", "create"], ["users", "create"]]
+    snapshots = [p for p in (tmp_path / "cache" / "airflow-db").iterdir() if not p.name.endswith(".lock")]
+    assert len(snapshots) == 2, "other users: a snapshot of their own"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -16,6 +18,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import requests
+from filelock import FileLock
 
 from airlift_testing.postgres import PostgresServer
 from airlift_testing.procs import (
@@ -26,7 +29,7 @@ from airlift_testing.procs import (
     tail,
     wait_until,
 )
-from airlift_testing.venvs import ensure_venv
+from airlift_testing.venvs import cache_dir, ensure_venv
 from airlift_testing.versions import DEFAULT_PYTHON, airflow_requirements, resolve_airflow_version
 from airlift_testing.versions import SHAPES as SHAPE_TABLE
 
@@ -252,7 +255,7 @@ class AirflowServer:
     def start(self) -> AirflowServer:
         """Build/reuse the venv, prepare the database and user, start standalone, wait for health.
 
-        Sets :attr:`startup_seconds` (from ``db migrate`` to a healthy API; venv build excluded).
+        Sets :attr:`startup_seconds` (from the first Airflow command to a healthy API; venv build excluded).
         """
         self.home.mkdir(parents=True, exist_ok=True)
         self.venv = airflow_venv(self.version, self.extra_packages, self.extra_requirements, python=self.python)
@@ -263,19 +266,12 @@ class AirflowServer:
         env = self.env()
         airflow = str(self.venv / "bin" / "airflow")
         started = time.monotonic()
-        self._run([airflow, "db", "migrate"], env)
         if self.generation == 2 or self.shape == "production":
-            # FAB users (Airflow 2, or Airflow 3 with the FAB auth manager) exist before standalone
-            # starts, so it does not invent an admin with a random password.
-            if self.extra_users:
-                self._run([airflow, "sync-perm"], env)  # creates the Viewer/User/Op roles
-            for user in [AirflowUser(self.username, self.password, "admin"), *self.extra_users]:
-                self._run(
-                    [airflow, "users", "create", "--username", user.username, "--password", user.password,
-                     "--role", user.role.capitalize(), "--email", f"{user.username}@example.com",
-                     "--firstname", user.username, "--lastname", "Airlift"],
-                    env,
-                )
+            self._prepare_database(airflow, env)
+        elif self.api_only:
+            # `airflow standalone` migrates the database itself before it starts anything (10 s of a start here):
+            # only the FAB users (above) and the API server alone need it done first.
+            self._run([airflow, "db", "migrate"], env)
         self._process = self._launch(airflow, env)
         try:
             wait_until(self._healthy, timeout=self.startup_timeout, what=f"Airflow {self.version} at {self.url}",
@@ -290,6 +286,52 @@ class AirflowServer:
             raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    def _prepare_database(self, airflow: str, env: Mapping[str, str]) -> None:
+        """Migrate the database and create the FAB users (Airflow 2, or Airflow 3 with the FAB auth manager) before
+        standalone starts, so it does not invent an admin with a random password; or load the snapshot of what
+        that left, taken the first time with the same venv, class, shape, database kind and users (``db migrate``
+        and ``users create`` take 18 s of a start on Airflow 2; the snapshot holds no Fernet-encrypted value:
+        ``db migrate`` of an empty database writes no connection, and users' passwords are hashed)."""
+        snapshot = self._snapshot_path()
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{snapshot}.lock"):
+            if snapshot.exists():
+                if self.postgres is not None:
+                    self.postgres.restore("airflow", snapshot)
+                else:
+                    shutil.copyfile(snapshot, self.home / "airflow.db")
+                return
+            self._run([airflow, "db", "migrate"], env)
+            if self.extra_users:
+                self._run([airflow, "sync-perm"], env)  # creates the Viewer/User/Op roles
+            for user in [AirflowUser(self.username, self.password, "admin"), *self.extra_users]:
+                self._run(
+                    [airflow, "users", "create", "--username", user.username, "--password", user.password,
+                     "--role", user.role.capitalize(), "--email", f"{user.username}@example.com",
+                     "--firstname", user.username, "--lastname", "Airlift"],
+                    env,
+                )
+            # the audit-log rows of those commands would come back stamped with this start's time in every later one
+            partial = snapshot.with_name(f"{snapshot.name}.{os.getpid()}.partial")
+            if self.postgres is not None:
+                self.postgres.psql("airflow", "DELETE FROM log")
+                self.postgres.dump("airflow", partial)
+            else:
+                with sqlite3.connect(self.home / "airflow.db") as db:
+                    db.execute("DELETE FROM log")
+                db.close()
+                shutil.copyfile(self.home / "airflow.db", partial)
+            os.replace(partial, snapshot)
+
+    def _snapshot_path(self) -> Path:
+        """Where :meth:`_prepare_database` keeps the database it prepared (in the venv cache)."""
+        assert self.venv is not None
+        users = [(u.username, u.password, u.role) for u in [AirflowUser(self.username, self.password, "admin"), *self.extra_users]]
+        built = (self.venv / "pyvenv.cfg").stat().st_mtime_ns  # a venv built again gets a snapshot of its own
+        kind = "postgres" if self.postgres is not None else "sqlite"
+        key = hashlib.sha256(json.dumps([type(self).__name__, self.venv.name, built, self.shape, kind, users]).encode()).hexdigest()[:16]
+        return cache_dir() / "airflow-db" / f"{self.venv.name}-{kind}-{key}"
 
     def _launch(self, airflow: str, env: Mapping[str, str]) -> ServerProcess:
         """Start the server's processes once the database is ready; returns the one serving the API

@@ -99,6 +99,20 @@ class PostgresServer:
             raise ServerStartError(f"creating database {name!r} on 127.0.0.1:{self.port} failed:\n{done.stderr[-2000:]}")
         return self.sqlalchemy_url(name)
 
+    def dump(self, database: str, path: Path) -> None:
+        """Write ``database`` to ``path`` (``pg_dump`` custom format)."""
+        self._client("pg_dump", "-d", database, "-Fc", "-f", str(path))
+
+    def restore(self, database: str, path: Path) -> None:
+        """Load a :meth:`dump` into the empty ``database``, in one transaction."""
+        self._client("pg_restore", "-d", database, "--no-owner", "--no-privileges", "--single-transaction", str(path))
+
+    def _client(self, tool: str, *args: str) -> None:
+        done = subprocess.run([shutil.which(tool) or str(self.bindir / tool), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, *args],
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise ServerStartError(f"PostgreSQL `{tool} {' '.join(args)}` on 127.0.0.1:{self.port} failed:\n{done.stderr[-2000:]}")
+
     def psql(self, database: str, sql: str, *, timeout: float = 3600) -> str:
         """Run ``sql`` with ``psql`` on ``database`` (stops at the first error); returns its output
         (unaligned, tuples only)."""
