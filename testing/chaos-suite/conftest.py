@@ -404,16 +404,13 @@ def _workdir(root: Path) -> tuple[Path, Path, Path, int, DelayProxy]:
 
 
 @pytest.fixture(scope="module")
-def chaos(airflow_server_factory: Callable[..., AirflowServer], airflow_version: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
+def chaos(airflow_server_factory: Callable[..., AirflowServer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
     root = tmp_path_factory.mktemp("chaos")
     dags, definitions, state, dagster_port, proxy = _workdir(root)
     packages = repo_root() / "packages"
     # Airflow first (the code location reads it when it loads); it reaches Dagster through the proxy.
     airflow = airflow_server_factory(
         dags,
-        # Airflow 2 on SQLite runs one task at a time: its production shape (PostgreSQL, LocalExecutor) runs the
-        # scenarios' tasks in parallel, as Airflow 3's standalone server does
-        **({"shape": "production"} if airflow_version.startswith("2") else {}),
         startup_timeout=600.0,  # a cold start on a machine busy with other servers
         extra_packages=[packages / "airlift-protocol", packages / "airlift-airflow"],
         extra_env={

@@ -270,7 +270,7 @@ class AirflowServer:
             self._prepare_database(airflow, env)
         elif self.api_only:
             # `airflow standalone` migrates the database itself before it starts anything (10 s of a start here):
-            # only the FAB users (above) and the API server alone need it done first.
+            # only the FAB users (``_prepare_database``) and the API server alone need it done first.
             self._run([airflow, "db", "migrate"], env)
         self._process = self._launch(airflow, env)
         try:
@@ -305,14 +305,14 @@ class AirflowServer:
             self._run([airflow, "db", "migrate"], env)
             if self.extra_users:
                 self._run([airflow, "sync-perm"], env)  # creates the Viewer/User/Op roles
-            for user in [AirflowUser(self.username, self.password, "admin"), *self.extra_users]:
+            for user in self._users():
                 self._run(
                     [airflow, "users", "create", "--username", user.username, "--password", user.password,
                      "--role", user.role.capitalize(), "--email", f"{user.username}@example.com",
                      "--firstname", user.username, "--lastname", "Airlift"],
                     env,
                 )
-            # the audit-log rows of those commands would come back stamped with this start's time in every later one
+            # the audit-log rows of those commands would come back, stamped with this start's time, in every later start
             partial = snapshot.with_name(f"{snapshot.name}.{os.getpid()}.partial")
             if self.postgres is not None:
                 self.postgres.psql("airflow", "DELETE FROM log")
@@ -324,10 +324,14 @@ class AirflowServer:
                 shutil.copyfile(self.home / "airflow.db", partial)
             os.replace(partial, snapshot)
 
+    def _users(self) -> list[AirflowUser]:
+        """The admin and the extra users, as :meth:`_prepare_database` creates them."""
+        return [AirflowUser(self.username, self.password, "admin"), *self.extra_users]
+
     def _snapshot_path(self) -> Path:
         """Where :meth:`_prepare_database` keeps the database it prepared (in the venv cache)."""
         assert self.venv is not None
-        users = [(u.username, u.password, u.role) for u in [AirflowUser(self.username, self.password, "admin"), *self.extra_users]]
+        users = [(u.username, u.password, u.role) for u in self._users()]
         built = (self.venv / "pyvenv.cfg").stat().st_mtime_ns  # a venv built again gets a snapshot of its own
         kind = "postgres" if self.postgres is not None else "sqlite"
         key = hashlib.sha256(json.dumps([type(self).__name__, self.venv.name, built, self.shape, kind, users]).encode()).hexdigest()[:16]
