@@ -509,9 +509,10 @@ def main() -> None:
     parser.add_argument("--airflow-run-index", default="off", choices=["off", "on", "both"],
                         help="the index docs/guide.md suggests (dag_run.updated_at): on: added after seeding; both: the "
                              "steady state without it, then the index added and the steady state again")
-    parser.add_argument("--airflow-run-events", default="off", choices=["off", "on", "both"],
-                        help="airlift-airflow's run-event rows (a row per run start and end in Airflow's audit log): on: "
-                             "written for the seeded history and from the start; both: the steady state without them, then "
+    parser.add_argument("--airflow-run-events", default="on", choices=["off", "on", "both"],
+                        help="airlift-airflow's run-event rows (a row per run start and end in Airflow's audit log; the "
+                             "listener writes them by default): on: written for the seeded history and from the start; off: "
+                             "never (the sensor scans for changed runs); both: the steady state without them, then "
                              "written from then on and the steady state again (ticks named busy+events)")
     parser.add_argument("--airflow-max-workers", default="16",
                         help="the sensor's AirflowInstance(max_workers=...): requests at once (1: one after the other); "
