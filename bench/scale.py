@@ -503,8 +503,8 @@ def main() -> None:
     parser.add_argument("--changed-per-minute", type=int, default=2000, help="task instances finishing per simulated minute")
     parser.add_argument("--steady-minutes", type=int, default=30, help="simulated minutes of steady state (a busy tick per 30 s)")
     parser.add_argument("--pause-hours", type=float, default=24.0, help="how long the sensor is stopped before the drain ticks")
-    parser.add_argument("--drain-ticks", type=int, default=10, help="ticks measured after the pause (0: no pause)")
-    parser.add_argument("--max-rows-per-tick", type=int, default=5000, help="the sensor's row budget per tick")
+    parser.add_argument("--drain-ticks", type=int, default=30, help="ticks measured after the pause (0: no pause)")
+    parser.add_argument("--max-rows-per-tick", type=int, default=10000, help="the sensor's row budget per tick (its default)")
     parser.add_argument("--change-source", default="auto", choices=["auto", "audit_log", "scan"])
     parser.add_argument("--airflow-run-index", default="off", choices=["off", "on", "both"],
                         help="the index docs/guide.md suggests (dag_run.updated_at): on: added after seeding; both: the "

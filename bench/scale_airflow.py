@@ -139,7 +139,7 @@ def seed(db: Any, *, dags: int, runs: int, running: int, t0: datetime) -> dict[s
 def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta, running: int, run_events: bool = False,
                 date_col: str = "logical_date") -> int:
     """The oldest ``count`` runs to come (running first, then queued) succeed with their tasks,
-    ``updated_at`` spread over the ``window`` before ``clock - 11 s`` (the sensor leaves the last
+    ``updated_at`` spread evenly over the ``window`` before ``clock - 11 s`` (the sensor leaves the last
     10 s to the next tick), and each try writes its audit-log rows as Airflow's task runner does
     (``running`` at its start, ``success`` at its end, in the ``log`` table). Then the next queued
     runs start, so that ``running`` runs are running (as a scheduler keeps a steady number).
@@ -153,12 +153,12 @@ def finish_runs(db: Any, *, count: int, clock: datetime, window: timedelta, runn
         CREATE TEMP TABLE done AS SELECT dag_id, run_id, row_number() OVER (ORDER BY id) AS i FROM dag_run
             WHERE state IN ('running', 'queued') ORDER BY id LIMIT {count};
         WITH u AS (UPDATE task_instance ti SET state = 'success', try_number = 1,
-                start_date = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second' - interval '30 seconds',
-                end_date = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second',
-                updated_at = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second', duration = 30
+                start_date = timestamptz '{his}' - ((d.i - 1) * {span - 1:.0f} / {count}) * interval '1 second' - interval '30 seconds',
+                end_date = timestamptz '{his}' - ((d.i - 1) * {span - 1:.0f} / {count}) * interval '1 second',
+                updated_at = timestamptz '{his}' - ((d.i - 1) * {span - 1:.0f} / {count}) * interval '1 second', duration = 30
             FROM done d WHERE ti.dag_id = d.dag_id AND ti.run_id = d.run_id RETURNING 1) SELECT count(*) FROM u;
-        UPDATE dag_run r SET state = 'success', end_date = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second',
-            updated_at = timestamptz '{his}' - (d.i % {span - 1:.0f}) * interval '1 second'
+        UPDATE dag_run r SET state = 'success', end_date = timestamptz '{his}' - ((d.i - 1) * {span - 1:.0f} / {count}) * interval '1 second',
+            updated_at = timestamptz '{his}' - ((d.i - 1) * {span - 1:.0f} / {count}) * interval '1 second'
             FROM done d WHERE r.dag_id = d.dag_id AND r.run_id = d.run_id;
         INSERT INTO log (dttm, dag_id, task_id, map_index, event, run_id, owner, try_number)
             SELECT e.dttm, ti.dag_id, ti.task_id, ti.map_index, e.event, ti.run_id, 'airflow', 1
@@ -208,6 +208,27 @@ def seed_run_events(db: Any, date_col: str) -> float:
                        "WHERE r.state = 'success' ORDER BY e.dttm")
     db.psql("airflow", "VACUUM ANALYZE log")
     return round(time.perf_counter() - started, 1)
+
+
+def _behind(high_water: str | None, now: datetime) -> float:
+    """Seconds from the sensor's high-water mark to the simulated clock (how far the sensor is behind)."""
+    return (now - datetime.fromisoformat(high_water)).total_seconds() if high_water else 0.0
+
+
+def drain_rate(drain: list[dict[str, Any]], tick_seconds: float = 30.0) -> str:
+    """How fast the drain ticks caught up: the sensor's lag (simulated clock minus high-water mark) after the first
+    and the last, and what the second half of them gained per tick (new work arrives for ``tick_seconds`` each)."""
+    half = drain[len(drain) // 2:]
+    first, last = drain[0]["behind_s"] / 60, drain[-1]["behind_s"] / 60
+    if len(half) < 2:
+        return f"behind {first:,.1f} min after the first drain tick, {last:,.1f} min after the last"
+    gained = (half[0]["behind_s"] - half[-1]["behind_s"]) / (len(half) - 1) / 60
+    moved = gained + tick_seconds / 60
+    rest = (f"worked off in about {last / gained:,.0f} more ticks ({last / gained * tick_seconds / 3600:,.1f} h at one tick per "
+            f"{tick_seconds:.0f} s)" if gained > 0 else "not catching up")
+    return (f"behind {first:,.1f} min after the first drain tick, {last:,.1f} min after the last; the last {len(half)} ticks "
+            f"moved the high-water mark {moved:.2f} simulated min per tick ({tick_seconds / 60:.1f} min of new work each): "
+            f"{gained:.2f} min caught up per tick, {rest}")
 
 
 def _db_stats(db: Any) -> dict[str, Any]:
@@ -527,12 +548,14 @@ def run_version(version: str, args: Any) -> dict[str, Any]:
                 parsed = json.loads(cursor or "{}")
                 tick = {"kind": kind, "changed_tis": changed, "seconds": round(wall, 2), "cpu_s": round(cpu, 2),
                         "rss_mb": round(peak / 2**20), "requests": sent[0] - before, "materializations": materialized,
-                        "high_water": parsed.get("hw"), "source": parsed.get("src", "scan"), "run_events": "ls" in parsed,
+                        "high_water": parsed.get("hw"), "pending": len(parsed.get("sw") or []),
+                        "behind_s": _behind(parsed.get("hw"), clock[0]), "source": parsed.get("src", "scan"), "run_events": "ls" in parsed,
                         **stats, "plans": plans}
                 ticks.append(tick)
                 print(f"    tick {i:2d} {kind:<6}{changed:>6} changed: {wall:6.2f} s ({cpu:5.2f} s CPU), {peak / 2**20:5.0f} MB RSS, "
                       f"{tick['requests']:3d} requests, {materialized:5d} materializations; DB {stats['db_ms']:9.1f} ms, "
-                      f"{stats['db_calls']} calls, {stats['db_rows']:,} rows, {stats['db_blocks']:,} blocks", flush=True)
+                      f"{stats['db_calls']} calls, {stats['db_rows']:,} rows, {stats['db_blocks']:,} blocks; "
+                      f"{tick['behind_s'] / 60:,.1f} min behind, {tick['pending']} windows to re-read", flush=True)
                 tick["requests_by_path"] = {p: [len(t), round(sum(t), 3)] for p, t in sorted(by_path.items())}
                 print("        requests: " + "; ".join(f"{p} {n} in {s:.2f} s" for p, (n, s) in tick["requests_by_path"].items()),
                       flush=True)
@@ -587,4 +610,5 @@ def airflow_part(args: Any) -> dict[str, Any]:
             print(f"{'':<9}backlog {r['backlog']['task_instances']:,} task instances over {r['backlog']['hours']} h; "
                   f"{len(drain)} drain ticks moved the high-water mark {drain[0]['high_water']} -> {drain[-1]['high_water']} "
                   f"({read:,} DB rows returned)")
+            print(f"{'':<9}{drain_rate(drain)}")
     return results

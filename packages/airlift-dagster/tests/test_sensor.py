@@ -945,6 +945,41 @@ def test_a_swept_window_larger_than_the_row_budget_is_read_in_parts_over_ticks(i
     assert not cursor.pending or cursor.pending[0].lo > window.hi
 
 
+@pytest.mark.parametrize("source_name", ["scan", "log"])
+def test_a_backlog_moves_on_while_a_swept_window_is_read_in_parts(instance: AirflowInstance, fake: FakeAirflow,
+                                                                  source_name: str) -> None:
+    """After a pause both the second read of an older window and the fresh window hold more than a tick reads:
+    the sweep takes half the budget first, so the fresh window moves on every tick (a backlog drains), and
+    the sweep reads on with what the fresh window left; every run of both is read."""
+    from airlift_dagster.sensor.fetch import fetch_changes
+    from airlift_dagster.sensor.sources import AuditLogSource, ScanSource
+
+    settings = SensorSettings(max_rows_per_tick=20, lateness_window=timedelta(minutes=5))
+    now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
+    old = [fake.state.add_run("dag_00000", start=now - timedelta(hours=2) + timedelta(minutes=i)) for i in range(10)]
+    new = [fake.state.add_run("dag_00000", start=now - timedelta(minutes=50) + timedelta(minutes=i)) for i in range(10)]
+    window = SweepWindow(now - timedelta(hours=3), now - timedelta(hours=1), rows=40, digest=0)
+    cursor = Cursor(high_water=now - timedelta(hours=1), pending=[window], dags=frozenset({_digest("dag_00000")}))
+    coverage = {"dag_00000": _digest("dag_00000")}
+    swept: set[str] = set()
+    fresh: set[str] = set()
+    for tick in range(40):
+        plan = plan_tick(cursor, now=now, coverage=coverage, settings=settings)
+        if plan.sweep is None and plan.fresh is not None and cursor.high_water is not None and cursor.high_water >= plan.fresh[1]:
+            break
+        source = (ScanSource if source_name == "scan" else AuditLogSource)(instance, frozenset({"dag_00000"}))
+        fetched = fetch_changes(instance, plan, source=source, settings=settings)
+        assert fetched.rows_listed <= settings.max_rows_per_tick * (1 if source_name == "scan" else 3)
+        if plan.sweep is not None and {r.run_id for r in new} - fresh:
+            assert fetched.fresh is not None and fetched.fresh_listed > 0, f"tick {tick}: the fresh window waits for the sweep"
+        swept |= {r.run_id for r in fetched.sweep_runs} | {t.run_id for t in fetched.sweep_tis}
+        fresh |= {r.run_id for r in fetched.fresh_runs} | {t.run_id for t in fetched.fresh_tis}
+        cursor = advance_cursor(cursor, plan, fetched, coverage=coverage, tick_started=1.0, settings=settings)
+        now += timedelta(seconds=30)
+    assert swept == {r.run_id for r in old}, "the whole older window was read again, in parts"
+    assert {r.run_id for r in new} <= fresh, "the backlog was read"
+
+
 def test_a_backfill_larger_than_the_row_budget_is_read_in_parts_over_ticks(instance: AirflowInstance, fake: FakeAirflow) -> None:
     """A DAG new to the mapping whose history holds more rows than ``max_rows_per_tick``: each tick
     reads at most the budget plus one request group, the next tick resumes after the last end date

@@ -122,14 +122,15 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
     out = Fetched()
     room = settings.max_rows_per_tick
     if plan.sweep is not None:
-        # light: what tells whether the window changed; all of its rows only if it did
-        hi, rows = read_window(source, plan.sweep.lo, plan.sweep.hi, room, light=True)
+        # light: what tells whether the window changed; all of its rows only if it did. With a fresh window to
+        # read, the sweep first takes half the budget (a backlog's fresh windows move on while older windows
+        # wait for their second read), and the rest of its window after the fresh window, with what is left
+        first = room - room // 2 if plan.fresh is not None else room
+        hi, rows = read_window(source, plan.sweep.lo, plan.sweep.hi, first, light=True)
         out.sweep_changed = hi < plan.sweep.hi or rows.signature != (plan.sweep.rows, plan.sweep.digest)
         if out.sweep_changed:
             rows = source.complete(rows)
-        out.sweep_runs, out.sweep_tis, out.sweep_total, out.sweep_listed = rows.runs, rows.tis, rows.size, rows.listed
-        out.run_event_at = rows.run_event_at
-        out.sweep_read = (plan.sweep.lo, hi)
+        _add_sweep(out, rows, (plan.sweep.lo, hi))
         room -= rows.listed
     if plan.fresh is not None and room > 0:
         lo = plan.fresh[0]
@@ -142,10 +143,25 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
         if rows.run_event_at is not None and (out.run_event_at is None or rows.run_event_at < out.run_event_at):
             out.run_event_at = rows.run_event_at
         out.fresh = (lo, hi)
+        room -= rows.listed
+    if plan.sweep is not None and out.sweep_read is not None and out.sweep_read[1] < plan.sweep.hi and room > 0:
+        hi, rows = read_window(source, out.sweep_read[1] + _TICK, plan.sweep.hi, room, light=True)
+        _add_sweep(out, source.complete(rows), (plan.sweep.lo, hi))  # cut: changed (its part's rows are unknown)
     if plan.backfill:
         read_backfill(airflow_instance, plan, out, upper=out.fresh[0] - _TICK if out.fresh else None,
                       room=settings.max_rows_per_tick - out.rows_listed)
     return out
+
+
+def _add_sweep(out: Fetched, rows: WindowRows, read: tuple[datetime, datetime]) -> None:
+    """Add a part of the swept window to ``out`` (``read``: the part read so far, from the window's start)."""
+    out.sweep_runs = [*out.sweep_runs, *rows.runs]
+    out.sweep_tis = [*out.sweep_tis, *rows.tis]
+    out.sweep_total = (out.sweep_total or 0) + rows.size
+    out.sweep_listed += rows.listed
+    if rows.run_event_at is not None and (out.run_event_at is None or rows.run_event_at < out.run_event_at):
+        out.run_event_at = rows.run_event_at
+    out.sweep_read = read
 
 
 #: Runs whose task instances the backfill reads in its first request group (later groups are sized

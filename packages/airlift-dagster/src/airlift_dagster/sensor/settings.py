@@ -45,7 +45,8 @@ class SensorSettings:
       mapping) reports;
     - ``lateness_window``: how long after a row's ``updated_at`` a late commit is still caught (each
       changed row is read twice: once when it appears, once ``lateness_window`` later);
-    - ``max_rows_per_tick``: runs + task instances read per tick (bounds tick time and memory);
+    - ``max_rows_per_tick``: runs + task instances read per tick (bounds tick time and memory; with the
+      audit log, its rows too); a backlog drains by at most this many a tick;
     - ``settle``: rows changed in the last ``settle`` are left for the next tick (commits in flight);
     - ``audit_interval``: how often the windows already read twice are counted again for commits
       later than ``lateness_window`` (two count requests; at most once per interval);
@@ -59,12 +60,12 @@ class SensorSettings:
     - ``clock``: the current time (injectable for tests).
 
     >>> SensorSettings(lateness_window=timedelta(hours=12)).max_rows_per_tick
-    5000
+    10000
     """
 
     history_window: timedelta = timedelta(days=1)
     lateness_window: timedelta = timedelta(hours=6)
-    max_rows_per_tick: int = 5000
+    max_rows_per_tick: int = 10_000
     settle: timedelta = timedelta(seconds=10)
     audit_interval: timedelta = timedelta(minutes=5)
     change_source: str = "auto"
