@@ -31,7 +31,7 @@ from dagster import (
     build_sensor_context,
 )
 
-from airlift_client import AirflowInstance, BasicAuthBackend, RetryPolicy
+from airlift_client import AirflowInstance, BasicAuthBackend, RetryPolicy, TooManyRows
 from airlift_dagster import (
     AirliftDagsterError,
     AirliftSensorCursor,
@@ -978,6 +978,43 @@ def test_a_backlog_moves_on_while_a_swept_window_is_read_in_parts(instance: Airf
         now += timedelta(seconds=30)
     assert swept == {r.run_id for r in old}, "the whole older window was read again, in parts"
     assert {r.run_id for r in new} <= fresh, "the backlog was read"
+
+
+def test_an_unchanged_window_is_read_again_light_within_the_budget(instance: AirflowInstance, fake: FakeAirflow) -> None:
+    """A window's second read with the audit log lists its rows and asks for none of the task instances its try-end
+    rows name: it is sized by what it lists, so a window whose rows fit but whose task instances would not is read
+    again in one tick, found unchanged, and reads no task instance; changed, it would read them all within the budget."""
+    from airlift_dagster.sensor.fetch import fetch_changes
+    from airlift_dagster.sensor.sources import AuditLogSource
+
+    now = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
+    for i in range(3):
+        fake.state.add_run("dag_00000", start=now - timedelta(minutes=20) + timedelta(minutes=i))
+    coverage = {"dag_00000": _digest("dag_00000")}
+    source = AuditLogSource(instance, frozenset({"dag_00000"}))
+    rows = source.read(now - timedelta(minutes=30), now - timedelta(minutes=1), None, light=True)
+    assert not isinstance(rows, TooManyRows)
+    tries = len(rows.unread)
+    assert rows.listed <= 15 < rows.listed + tries, (rows.listed, tries)  # the rows fit in half of 30, not with their tasks
+    settings = SensorSettings(max_rows_per_tick=30, lateness_window=timedelta(minutes=5))
+    cursor = Cursor(high_water=now - timedelta(minutes=30), dags=frozenset(coverage.values()))
+    plan = plan_tick(cursor, now=now, coverage=coverage, settings=settings)
+    first = fetch_changes(instance, plan, source=source, settings=settings)
+    cursor = advance_cursor(cursor, plan, first, coverage=coverage, tick_started=1.0, settings=settings)
+    assert [w.hi for w in cursor.pending] == [first.fresh[1]] if first.fresh else False
+    later = now + timedelta(minutes=10)
+    plan = plan_tick(cursor, now=later, coverage=coverage, settings=settings)
+    assert plan.sweep is not None and plan.fresh is not None
+    again = fetch_changes(instance, plan, source=source, settings=settings)
+    assert again.sweep_read == (plan.sweep.lo, plan.sweep.hi), "read again whole, in one tick"
+    assert not again.sweep_changed and again.sweep_tis == [] and again.rows_listed <= settings.max_rows_per_tick
+    # changed (another signature), its task instances would not fit with its rows: the window is read again whole,
+    # sized to the room (a part of it, every row of that part)
+    from airlift_dagster.sensor.fetch import read_sweep
+
+    lo, hi = plan.sweep.lo, plan.sweep.hi
+    end, part, changed = read_sweep(source, lo, hi, 15, first_read=SweepWindow(lo, hi, rows=1, digest=0))
+    assert changed and end < hi and part.listed <= 15 and part.tis and not part.unread, (end, part)
 
 
 def test_a_backfill_larger_than_the_row_budget_is_read_in_parts_over_ticks(instance: AirflowInstance, fake: FakeAirflow) -> None:

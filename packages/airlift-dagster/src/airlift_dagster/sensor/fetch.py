@@ -16,7 +16,7 @@ from airlift_client import (
 )
 from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK
-from airlift_dagster.sensor.cursor import SettledWindow
+from airlift_dagster.sensor.cursor import SettledWindow, SweepWindow
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
 from airlift_dagster.sensor.sources import ChangeSource, WindowRows
 from airlift_dagster.sensor.windows import TickPlan
@@ -126,10 +126,7 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
         # read, the sweep first takes half the budget (a backlog's fresh windows move on while older windows
         # wait for their second read), and the rest of its window after the fresh window, with what is left
         first = room - room // 2 if plan.fresh is not None else room
-        hi, rows = read_window(source, plan.sweep.lo, plan.sweep.hi, first, light=True)
-        out.sweep_changed = hi < plan.sweep.hi or rows.signature != (plan.sweep.rows, plan.sweep.digest)
-        if out.sweep_changed:
-            rows = source.complete(rows)
+        hi, rows, out.sweep_changed = read_sweep(source, plan.sweep.lo, plan.sweep.hi, first, first_read=plan.sweep)
         _add_sweep(out, rows, (plan.sweep.lo, hi))
         room -= rows.listed
     if plan.fresh is not None and room > 0:
@@ -145,12 +142,28 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
         out.fresh = (lo, hi)
         room -= rows.listed
     if plan.sweep is not None and out.sweep_read is not None and out.sweep_read[1] < plan.sweep.hi and room > 0:
-        hi, rows = read_window(source, out.sweep_read[1] + _TICK, plan.sweep.hi, room, light=True)
-        _add_sweep(out, source.complete(rows), (plan.sweep.lo, hi))  # cut: changed (its part's rows are unknown)
+        hi, rows, _ = read_sweep(source, out.sweep_read[1] + _TICK, plan.sweep.hi, room)  # cut: changed (its rows are unknown)
+        _add_sweep(out, rows, (plan.sweep.lo, hi))
     if plan.backfill:
         read_backfill(airflow_instance, plan, out, upper=out.fresh[0] - _TICK if out.fresh else None,
                       room=settings.max_rows_per_tick - out.rows_listed)
     return out
+
+
+def read_sweep(source: ChangeSource, lo: datetime, hi: datetime, room: int, *,
+               first_read: SweepWindow | None = None) -> tuple[datetime, WindowRows, bool]:
+    """A window's second read within ``room``: light (what tells whether it changed since ``first_read``, its first
+    read; ``None``: unknown, so changed), then, if it changed, all of its rows: what the light read left unread, or, if
+    that would not fit in ``room``, the window read again whole, sized to ``room``. Returns the upper bound read to,
+    the rows, and whether the window changed."""
+    end, rows = read_window(source, lo, hi, room, light=True)
+    changed = first_read is None or end < hi or rows.signature != (first_read.rows, first_read.digest)
+    if not changed:
+        return end, rows, False
+    if rows.listed + rows.named_unread <= room:
+        return end, source.complete(rows), True
+    end, rows = read_window(source, lo, hi, room)
+    return end, rows, True
 
 
 def _add_sweep(out: Fetched, rows: WindowRows, read: tuple[datetime, datetime]) -> None:

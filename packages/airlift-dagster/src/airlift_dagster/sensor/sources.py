@@ -129,6 +129,11 @@ class WindowRows:
     run_event_at: datetime | None = None
 
     @property
+    def named_unread(self) -> int:
+        """The tasks and runs a light read left unread (what :meth:`ChangeSource.complete` asks for)."""
+        return len(self.unread) + len(self.unread_runs)
+
+    @property
     def signature(self) -> tuple[int, int]:
         """What a window's first and second reads compare: equal, nothing the window holds changed."""
         return self.marks if self.marks is not None else rows_digest(self.runs, self.tis)
@@ -274,7 +279,8 @@ class AuditLogSource:
                 if indexes is not None:
                     indexes.add(row.map_index)
         size = len(rows) + len(all_runs)
-        named_tasks = len(marked.keys() | tries.keys()) + len(whole) + len(uncarried - whole)
+        # what the read asks for: a light one leaves the tries' task instances and the uncarried runs unread
+        named_tasks = len(marked) + len(whole) if light else len(marked.keys() | tries.keys()) + len(whole) + len(uncarried - whole)
         if max_rows is not None and size + named_tasks > max_rows:
             return TooManyRows(size + named_tasks)  # with the task instances and runs they name, over the budget
         read = 0
