@@ -16,9 +16,10 @@ each testable alone, each in the module named after it:
 
 1. :func:`plan_tick` (:mod:`.windows`, pure): the time window after the cursor's
    high-water mark, an older window to re-read once the lateness window has passed, DAGs new to the mapping to backfill;
-2. :func:`fetch_changes` (:mod:`.fetch`, Airflow I/O): the window is first sized (halved until it
-   holds at most ``max_rows_per_tick`` rows), then read with strict paging: a failing or changing page fails the
-   tick, the cursor does not move;
+2. :func:`fetch_changes` (:mod:`.fetch`, Airflow I/O): the older window (within half of ``max_rows_per_tick``
+   while a new window waits), the new window with the rows left, then the rest of the older window; each is sized
+   to the rows it may take (cut to the share of its count that fits), then read with strict paging: a failing or
+   changing page fails the tick, the cursor does not move;
    :func:`fetch_dataset_events` reads the dataset / asset events of the same windows (only when
    datasets are mapped) and :func:`fetch_partition_runs` the runs naming the partitions of
    time-partitioned assets (only when some are mapped);

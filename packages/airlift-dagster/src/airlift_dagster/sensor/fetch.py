@@ -116,9 +116,10 @@ def read_window(source: ChangeSource, lo: datetime, hi: datetime, budget: int, *
 
 def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: ChangeSource, settings: SensorSettings) -> Fetched:
     """Step 2 (I/O): read the planned windows from ``source`` within one row budget: the sweep (the
-    older window) first, sized to the budget (a larger one is read in parts over ticks), then the
-    fresh window with what is left (none left: the fresh window waits for the next tick). Any client
-    error propagates (nothing partial)."""
+    older window's second read, :func:`read_sweep`) first, within half the budget when there is a fresh window
+    (so a backlog moves on while older windows wait), then the fresh window with what is left, then more of
+    the sweep with what the fresh window left (a window larger than that is read in parts over ticks), then
+    the backfill. Any client error propagates (nothing partial)."""
     out = Fetched()
     room = settings.max_rows_per_tick
     if plan.sweep is not None:
