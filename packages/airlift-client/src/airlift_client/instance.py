@@ -74,8 +74,8 @@ _AUDIT_LOG_PERMISSION = {
     ),
     ApiVersion.V2: (
         "Airflow 3 asks the auth manager for read access to the DAGs' audit log (DagAccessEntity.AUDIT_LOG): "
-        "with the FAB auth manager grant the permission 'can read on Audit Logs' next to 'can read on DAGs'; with "
-        "another auth manager, allow reading the DAGs' audit log."
+        "with the FAB auth manager grant the permission 'can read on Audit Logs' next to 'can read on DAGs', or use "
+        "an Admin user; with another auth manager, allow reading the DAGs' audit log."
     ),
 }
 
