@@ -18,7 +18,7 @@ from airlift_dagster.errors import AirliftDagsterError
 from airlift_dagster.sensor._time import _TICK
 from airlift_dagster.sensor.cursor import SettledWindow, SweepWindow
 from airlift_dagster.sensor.settings import SensorPlan, SensorSettings
-from airlift_dagster.sensor.sources import ChangeSource, WindowRows
+from airlift_dagster.sensor.sources import ChangeSource, WindowRows, earliest
 from airlift_dagster.sensor.windows import TickPlan
 from airlift_protocol import (
     DagRun,
@@ -138,8 +138,7 @@ def fetch_changes(airflow_instance: AirflowInstance, plan: TickPlan, *, source: 
         hi, rows = read_window(source, lo, plan.fresh[1], room, first_hi=guess)
         out.fresh_runs, out.fresh_tis, out.fresh_listed, out.fresh_total = rows.runs, rows.tis, rows.listed, rows.size
         out.fresh_signature = rows.signature
-        if rows.run_event_at is not None and (out.run_event_at is None or rows.run_event_at < out.run_event_at):
-            out.run_event_at = rows.run_event_at
+        out.run_event_at = earliest(out.run_event_at, rows.run_event_at)
         out.fresh = (lo, hi)
         room -= rows.listed
     if plan.sweep is not None and out.sweep_read is not None and out.sweep_read[1] < plan.sweep.hi and room > 0:
@@ -169,12 +168,11 @@ def read_sweep(source: ChangeSource, lo: datetime, hi: datetime, room: int, *,
 
 def _add_sweep(out: Fetched, rows: WindowRows, read: tuple[datetime, datetime]) -> None:
     """Add a part of the swept window to ``out`` (``read``: the part read so far, from the window's start)."""
-    out.sweep_runs = [*out.sweep_runs, *rows.runs]
-    out.sweep_tis = [*out.sweep_tis, *rows.tis]
+    out.sweep_runs.extend(rows.runs)
+    out.sweep_tis.extend(rows.tis)
     out.sweep_total = (out.sweep_total or 0) + rows.size
     out.sweep_listed += rows.listed
-    if rows.run_event_at is not None and (out.run_event_at is None or rows.run_event_at < out.run_event_at):
-        out.run_event_at = rows.run_event_at
+    out.run_event_at = earliest(out.run_event_at, rows.run_event_at)
     out.sweep_read = read
 
 

@@ -145,7 +145,7 @@ class WindowRows:
             unread[task] = unread.get(task, frozenset()) | indexes
         return WindowRows([*self.runs, *later.runs], [*self.tis, *later.tis], self.size + later.size, self.listed + later.listed,
                           _union(self.signature, later.signature), unread, self.unread_runs | later.unread_runs,
-                          _earliest(self.run_event_at, later.run_event_at))
+                          earliest(self.run_event_at, later.run_event_at))
 
 
 class ChangeSource(Protocol):
@@ -401,7 +401,8 @@ def _distinct(runs: Iterable[DagRun]) -> list[DagRun]:
     return out
 
 
-def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+def earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The earlier of two optional times (``None``: unknown)."""
     return b if a is None else a if b is None else min(a, b)
 
 
